@@ -1,0 +1,124 @@
+//! The response body handed to the host.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+
+use crate::input::InputPump;
+use crate::pipe::{Msg, PipeRx};
+
+/// The body of a response produced by a WSGI application.
+///
+/// Chunks arrive as the application yields them; while the host is slow to take them the
+/// application's iterable is paused. An error from [`Body::poll_frame`] means the response
+/// cannot be completed (the app raised mid-stream, or sent fewer bytes than its
+/// `Content-Length`): the host must then cut the connection rather than end the body
+/// cleanly, which is what hyper, axum and actix-web do.
+///
+/// Dropping the body before its end (the client went away) makes the engine stop the
+/// application's iterable and call its `close()`.
+#[derive(Debug)]
+pub struct WsgiBody(Kind);
+
+#[derive(Debug)]
+enum Kind {
+    Empty,
+    Full(Option<Bytes>),
+    Stream {
+        rx: PipeRx,
+        /// The application may still read its request body while it streams its response.
+        input: Option<InputPump>,
+        remaining: Option<u64>,
+    },
+}
+
+/// Why a response body stopped before its end.
+#[derive(Debug, thiserror::Error)]
+#[error("WSGI response aborted: {0}")]
+pub struct BodyError(String);
+
+impl WsgiBody {
+    pub(crate) fn empty() -> Self {
+        WsgiBody(Kind::Empty)
+    }
+
+    pub(crate) fn full(bytes: Bytes) -> Self {
+        if bytes.is_empty() {
+            Self::empty()
+        } else {
+            WsgiBody(Kind::Full(Some(bytes)))
+        }
+    }
+
+    pub(crate) fn stream(rx: PipeRx, input: Option<InputPump>, length: Option<u64>) -> Self {
+        WsgiBody(Kind::Stream {
+            rx,
+            input,
+            remaining: length,
+        })
+    }
+}
+
+impl Body for WsgiBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match &mut self.0 {
+            Kind::Empty => Poll::Ready(None),
+            Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Stream { rx, input, remaining } => {
+                if let Some(pump) = input {
+                    pump.poll(cx);
+                }
+                loop {
+                    return match rx.poll_recv(cx) {
+                        Poll::Pending => Poll::Pending,
+                        Poll::Ready(Some(Msg::Data(bytes))) => {
+                            if let Some(left) = remaining {
+                                *left = left.saturating_sub(bytes.len() as u64);
+                            }
+                            Poll::Ready(Some(Ok(Frame::data(bytes))))
+                        }
+                        Poll::Ready(Some(Msg::End)) => {
+                            self.0 = Kind::Empty;
+                            Poll::Ready(None)
+                        }
+                        Poll::Ready(Some(Msg::Abort(why))) => {
+                            self.0 = Kind::Empty;
+                            Poll::Ready(Some(Err(BodyError(why))))
+                        }
+                        // A second head cannot happen; skip it rather than corrupt the body.
+                        Poll::Ready(Some(Msg::Head(_))) => continue,
+                        Poll::Ready(None) => {
+                            self.0 = Kind::Empty;
+                            Poll::Ready(Some(Err(BodyError("the Python worker stopped mid-response".into()))))
+                        }
+                    };
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.0 {
+            Kind::Empty => true,
+            Kind::Full(b) => b.is_none(),
+            Kind::Stream { .. } => false,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.0 {
+            Kind::Empty => SizeHint::with_exact(0),
+            Kind::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            Kind::Stream { remaining: Some(n), .. } => SizeHint::with_exact(*n),
+            Kind::Stream { .. } => SizeHint::default(),
+        }
+    }
+}

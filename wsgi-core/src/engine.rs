@@ -1,0 +1,406 @@
+//! The engine: configuration, the request queue and the host-facing futures.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use http::{HeaderValue, Method, Response, StatusCode, header};
+
+use crate::body::WsgiBody;
+use crate::environ::{CgiVars, Reject};
+use crate::error::Error;
+use crate::host::HostRequest;
+use crate::input::{self, InputPump, InputSource};
+use crate::pipe::{self, Msg, PipeRx, PipeTx};
+use crate::python;
+use crate::response::{Head, HeadBody, status_forbids_body};
+
+/// Python threads per engine unless configured.
+///
+/// Under the GIL only one thread runs Python at a time, so extra threads do not add CPU;
+/// they let a request that waits (a database query, an HTTP call, `time.sleep`) leave the
+/// interpreter to another. Eight covers typical I/O-bound Django or Flask views without
+/// the cost of many runnable threads contending for the GIL; raise it for apps that mostly
+/// wait, lower it to 1 for apps that are not thread-safe.
+pub const DEFAULT_THREADS: usize = 8;
+
+/// Requests that may wait for a free Python thread before new ones get 503.
+pub const DEFAULT_QUEUE_DEPTH: usize = 1024;
+
+/// Bytes of response body buffered per request before the application is paused.
+const PIPE_LIMIT: usize = 256 * 1024;
+
+/// Builds an [`Engine`]: see [`Engine::builder`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct EngineBuilder {
+    pub(crate) app: String,
+    pub(crate) threads: usize,
+    pub(crate) queue_depth: usize,
+    pub(crate) retry_after: u32,
+    pub(crate) max_body: Option<u64>,
+    pub(crate) chdir: Option<PathBuf>,
+}
+
+impl EngineBuilder {
+    /// Number of Python worker threads (default [`DEFAULT_THREADS`]).
+    pub fn threads(mut self, n: usize) -> Self {
+        self.threads = n;
+        self
+    }
+
+    /// How many requests may wait for a free thread (default [`DEFAULT_QUEUE_DEPTH`]);
+    /// beyond that, requests are answered 503 with `Retry-After`.
+    pub fn queue_depth(mut self, n: usize) -> Self {
+        self.queue_depth = n;
+        self
+    }
+
+    /// The `Retry-After` value, in seconds, of 503 answers (default 1).
+    pub fn retry_after(mut self, secs: u32) -> Self {
+        self.retry_after = secs;
+        self
+    }
+
+    /// The largest request body accepted, in bytes (default: no limit). A larger declared
+    /// `Content-Length` is answered 413 before the application runs; a chunked body that
+    /// grows past it raises `OSError` in `wsgi.input` and is answered 413.
+    pub fn max_body(mut self, bytes: u64) -> Self {
+        self.max_body = Some(bytes);
+        self
+    }
+
+    /// Changes the process's working directory before the application is loaded, as
+    /// gunicorn's `--chdir` does. This affects the whole process.
+    pub fn chdir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.chdir = Some(dir.into());
+        self
+    }
+
+    /// Starts the interpreter if needed, loads the application and starts the threads.
+    pub fn build(self) -> Result<Engine, Error> {
+        if self.threads == 0 {
+            return Err(Error::Config("threads must be at least 1".into()));
+        }
+        if self.queue_depth == 0 {
+            return Err(Error::Config("queue depth must be at least 1".into()));
+        }
+        if let Some(dir) = &self.chdir {
+            std::env::set_current_dir(dir).map_err(|source| Error::Chdir {
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        let app = python::load_app(&self.app)?;
+        let (queue_tx, queue_rx) = crossbeam_channel::bounded(self.queue_depth);
+        let shared = Arc::new(Shared {
+            closing: AtomicBool::new(false),
+            force_close: Arc::new(AtomicBool::new(false)),
+            in_flight: Mutex::new(0),
+            idle: Condvar::new(),
+            completed: AtomicUsize::new(0),
+        });
+        let workers = python::spawn_workers(app, queue_rx, self.threads)?;
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                queue: queue_tx,
+                shared,
+                config: self,
+                workers: Mutex::new(workers),
+            }),
+        })
+    }
+}
+
+/// A loaded WSGI application with its pool of Python threads.
+///
+/// Cheap to clone: clones share the application and the pool. Hand requests to it with
+/// [`Engine::call`] from any thread; the host's threads never take the GIL.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    queue: crossbeam_channel::Sender<Job>,
+    shared: Arc<Shared>,
+    config: EngineBuilder,
+    workers: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The queue's sender is dropped with `self`, which ends the workers' loops; they are
+        // detached rather than joined so that dropping an engine never blocks the host.
+        self.workers.lock().map(|mut w| w.clear()).ok();
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    closing: AtomicBool,
+    pub(crate) force_close: Arc<AtomicBool>,
+    in_flight: Mutex<usize>,
+    idle: Condvar,
+    completed: AtomicUsize,
+}
+
+/// Counts a request as in flight from queueing until its response is finished on the
+/// Python side (including the iterable's `close()`).
+#[derive(Debug)]
+pub(crate) struct InFlight(Arc<Shared>);
+
+impl InFlight {
+    fn new(shared: &Arc<Shared>) -> Self {
+        *shared.in_flight.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        InFlight(shared.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut n = self.0.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        *n -= 1;
+        self.0.completed.fetch_add(1, Ordering::Relaxed);
+        if *n == 0 {
+            self.0.idle.notify_all();
+        }
+    }
+}
+
+/// One request on its way to a Python thread.
+#[derive(Debug)]
+pub(crate) struct Job {
+    pub(crate) vars: CgiVars,
+    pub(crate) input: InputSource,
+    pub(crate) content_length: Option<u64>,
+    pub(crate) tx: PipeTx,
+    pub(crate) in_flight: InFlight,
+}
+
+impl Engine {
+    /// Configures an engine for the application `app`:
+    /// `path/to/file.py` (its `application` callable, Passenger's `passenger_wsgi.py`
+    /// convention), `path/to/file.py:callable`, or `package.module:callable`.
+    pub fn builder(app: impl Into<String>) -> EngineBuilder {
+        EngineBuilder {
+            app: app.into(),
+            threads: DEFAULT_THREADS,
+            queue_depth: DEFAULT_QUEUE_DEPTH,
+            retry_after: 1,
+            max_body: None,
+            chdir: None,
+        }
+    }
+
+    /// The number of Python threads serving this engine.
+    pub fn threads(&self) -> usize {
+        self.inner.config.threads
+    }
+
+    /// Runs one request through the application.
+    ///
+    /// The returned future resolves once the application has committed its status and
+    /// headers; the body then streams. It never fails: problems become responses
+    /// (404 outside the mount, 413, 500, 503) and log lines. Dropping the future or the
+    /// body tells the application the client has gone.
+    pub fn call<R: HostRequest>(&self, request: R) -> ResponseFuture {
+        let (parts, body, conn) = request.into_parts();
+        let inner = &self.inner;
+        if inner.shared.closing.load(Ordering::Acquire) {
+            return ResponseFuture::ready(self.unavailable("the server is shutting down"));
+        }
+        let vars = match CgiVars::new(&parts, &conn) {
+            Ok(vars) => vars,
+            Err(Reject::NotMounted) => return ResponseFuture::ready(Head::plain(StatusCode::NOT_FOUND, "Not Found\n")),
+        };
+        let content_length = match parts.headers.get(header::CONTENT_LENGTH) {
+            None => None,
+            Some(v) => match v.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()) {
+                Some(n) => Some(n),
+                None => return ResponseFuture::ready(Head::plain(StatusCode::BAD_REQUEST, "Invalid Content-Length\n")),
+            },
+        };
+        if let (Some(max), Some(len)) = (inner.config.max_body, content_length)
+            && len > max
+        {
+            tracing::info!(target: "wsgi_core", len, max, "request body larger than max_body; answered 413");
+            return ResponseFuture::ready(Head::plain(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Request body too large\n",
+            ));
+        }
+        let (pump, source) = input::channel(body, inner.config.max_body);
+        let (tx, rx) = pipe::pipe(PIPE_LIMIT, inner.shared.force_close.clone());
+        let job = Job {
+            vars,
+            input: source,
+            content_length,
+            tx,
+            in_flight: InFlight::new(&inner.shared),
+        };
+        match inner.queue.try_send(job) {
+            Ok(()) => ResponseFuture(State::Waiting {
+                rx,
+                input: Some(pump),
+                head_only: parts.method == Method::HEAD,
+            }),
+            Err(crossbeam_channel::TrySendError::Full(_)) => {
+                tracing::warn!(target: "wsgi_core", depth = inner.config.queue_depth, "request queue full; answered 503");
+                ResponseFuture::ready(self.unavailable("all Python threads are busy and the queue is full"))
+            }
+            Err(crossbeam_channel::TrySendError::Disconnected(_)) => {
+                ResponseFuture::ready(self.unavailable("the Python worker threads have stopped"))
+            }
+        }
+    }
+
+    fn unavailable(&self, why: &str) -> Head {
+        let mut head = Head::plain(StatusCode::SERVICE_UNAVAILABLE, &format!("Service Unavailable: {why}\n"));
+        head.headers
+            .insert(header::RETRY_AFTER, HeaderValue::from(self.inner.config.retry_after));
+        head
+    }
+
+    /// Stops taking requests (new ones get 503), lets in-flight requests finish for up to
+    /// `grace`, then aborts the rest: their responses are cut and their iterables closed.
+    ///
+    /// The future does its waiting on a helper thread, so it works on any executor.
+    pub fn shutdown(&self, grace: Duration) -> ShutdownFuture {
+        let shared = self.inner.shared.clone();
+        shared.closing.store(true, Ordering::Release);
+        let (tx, rx) = futures::channel::oneshot::channel();
+        let started = shared.completed.load(Ordering::Relaxed);
+        let spawned = std::thread::Builder::new()
+            .name("wsgi-shutdown".into())
+            .spawn(move || {
+                let deadline = Instant::now() + grace;
+                let mut n = shared.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+                while *n > 0 {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        break;
+                    }
+                    n = shared.idle.wait_timeout(n, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+                }
+                let aborted = *n;
+                drop(n);
+                if aborted > 0 {
+                    tracing::warn!(target: "wsgi_core", aborted, "grace period over; aborting in-flight requests");
+                    shared.force_close.store(true, Ordering::Release);
+                }
+                let _ = tx.send(ShutdownReport {
+                    completed: shared.completed.load(Ordering::Relaxed).saturating_sub(started),
+                    aborted,
+                });
+            });
+        ShutdownFuture(spawned.ok().map(|_| rx))
+    }
+}
+
+/// What [`Engine::shutdown`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ShutdownReport {
+    /// Requests that finished after shutdown began.
+    pub completed: usize,
+    /// Requests still running when the grace period ended.
+    pub aborted: usize,
+}
+
+/// Resolves when shutdown's waiting is over; see [`Engine::shutdown`].
+#[derive(Debug)]
+#[must_use = "shutdown waits only when the future is awaited"]
+pub struct ShutdownFuture(Option<futures::channel::oneshot::Receiver<ShutdownReport>>);
+
+impl Future for ShutdownFuture {
+    type Output = ShutdownReport;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<ShutdownReport> {
+        match &mut self.0 {
+            None => Poll::Ready(ShutdownReport::default()),
+            Some(rx) => Pin::new(rx).poll(cx).map(|r| r.unwrap_or_default()),
+        }
+    }
+}
+
+/// The response to [`Engine::call`]; resolves when the status and headers are known.
+#[derive(Debug)]
+#[must_use = "the request runs only while its response future is polled or kept"]
+pub struct ResponseFuture(State);
+
+#[derive(Debug)]
+enum State {
+    Ready(Option<Head>),
+    Waiting {
+        rx: PipeRx,
+        input: Option<InputPump>,
+        head_only: bool,
+    },
+    Done,
+}
+
+impl ResponseFuture {
+    fn ready(head: Head) -> Self {
+        ResponseFuture(State::Ready(Some(head)))
+    }
+}
+
+fn into_response(head: Head, body: WsgiBody) -> Response<WsgiBody> {
+    let mut response = Response::new(body);
+    *response.status_mut() = head.status;
+    *response.headers_mut() = head.headers;
+    response
+}
+
+impl Future for ResponseFuture {
+    type Output = Response<WsgiBody>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Response<WsgiBody>> {
+        let this = &mut self.0;
+        match this {
+            State::Ready(head) => {
+                let head = head.take().expect("ResponseFuture polled after completion");
+                let body = match head.body {
+                    HeadBody::Full(ref b) => WsgiBody::full(b.clone()),
+                    HeadBody::Stream => WsgiBody::empty(),
+                };
+                *this = State::Done;
+                Poll::Ready(into_response(head, body))
+            }
+            State::Waiting { rx, input, head_only } => {
+                if let Some(pump) = input {
+                    pump.poll(cx);
+                }
+                let head = match rx.poll_recv(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Some(Msg::Head(head))) => head,
+                    Poll::Ready(_) => {
+                        tracing::error!(target: "wsgi_core", "Python worker ended a request without a response");
+                        Head::plain(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n")
+                    }
+                };
+                let no_body = *head_only || status_forbids_body(head.status);
+                let State::Waiting { rx, input, .. } = std::mem::replace(this, State::Done) else {
+                    unreachable!()
+                };
+                let body = match head.body {
+                    HeadBody::Full(_) if no_body => WsgiBody::empty(),
+                    HeadBody::Full(ref bytes) => WsgiBody::full(bytes.clone()),
+                    // Dropping the pipe tells the application to stop and close.
+                    HeadBody::Stream if no_body => WsgiBody::empty(),
+                    HeadBody::Stream => {
+                        let length = crate::response::declared_length(&head.headers).ok().flatten();
+                        WsgiBody::stream(rx, input, length)
+                    }
+                };
+                Poll::Ready(into_response(head, body))
+            }
+            State::Done => panic!("ResponseFuture polled after completion"),
+        }
+    }
+}

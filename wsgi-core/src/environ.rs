@@ -1,0 +1,257 @@
+//! The CGI part of the WSGI environ, computed in Rust from the request head.
+//!
+//! Values are kept as raw bytes: PEP 3333 wants native strings whose code points are the
+//! bytes as received (latin-1), and the conversion to Python `str` happens in
+//! [`crate::python`], the only module that touches the interpreter.
+
+use std::borrow::Cow;
+
+use http::{HeaderMap, HeaderName, Method, Version, header};
+use percent_encoding::percent_decode_str;
+
+use crate::host::ConnInfo;
+
+/// The CGI variables of one request.
+#[derive(Debug)]
+pub(crate) struct CgiVars {
+    pub(crate) method: Method,
+    pub(crate) script_name: String,
+    pub(crate) path_info: Vec<u8>,
+    pub(crate) query_string: String,
+    pub(crate) request_uri: String,
+    pub(crate) protocol: &'static str,
+    pub(crate) url_scheme: &'static str,
+    pub(crate) server_name: Vec<u8>,
+    pub(crate) server_port: String,
+    pub(crate) remote_addr: Option<String>,
+    pub(crate) remote_port: Option<String>,
+    pub(crate) content_type: Option<Vec<u8>>,
+    pub(crate) content_length: Option<Vec<u8>>,
+    /// `HTTP_*` variables, already joined per name.
+    pub(crate) headers: Vec<(Cow<'static, str>, Vec<u8>)>,
+}
+
+/// Why a request cannot be handed to the application.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Reject {
+    /// The path is not under the mount prefix.
+    NotMounted,
+}
+
+/// `/py` owns `/py` and `/py/...` but not `/pyx`: prefixes match on a segment boundary.
+pub(crate) fn split_mount<'a>(mount: &str, path: &'a str) -> Option<&'a str> {
+    let rest = path.strip_prefix(mount)?;
+    (rest.is_empty() || rest.starts_with('/') || mount.is_empty()).then_some(rest)
+}
+
+pub(crate) fn protocol_name(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2",
+        Version::HTTP_3 => "HTTP/3",
+        _ => "HTTP/1.1",
+    }
+}
+
+impl CgiVars {
+    pub(crate) fn new(parts: &http::request::Parts, conn: &ConnInfo) -> Result<Self, Reject> {
+        let uri = &parts.uri;
+        let path = match uri.path() {
+            "" => "/",
+            p => p,
+        };
+        let rest = split_mount(&conn.mount, path).ok_or(Reject::NotMounted)?;
+        let path_info: Vec<u8> = percent_decode_str(rest).collect();
+        let query_string = uri.query().unwrap_or("").to_owned();
+        let request_uri = match uri.query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path.to_owned(),
+        };
+
+        let (server_name, server_port) = server_name_port(parts, conn);
+        let mut headers: Vec<(Cow<'static, str>, Vec<u8>)> = Vec::with_capacity(parts.headers.keys_len());
+        let mut content_type = None;
+        let mut content_length = None;
+        for name in parts.headers.keys() {
+            if name == header::CONTENT_TYPE {
+                content_type = Some(joined(&parts.headers, name, b","));
+            } else if name == header::CONTENT_LENGTH {
+                content_length = Some(joined(&parts.headers, name, b","));
+            } else if let Some(key) = cgi_header_name(name) {
+                let sep: &[u8] = if name == header::COOKIE { b"; " } else { b"," };
+                headers.push((key, joined(&parts.headers, name, sep)));
+            }
+        }
+        // HTTP/2 carries the host in :authority, which `http` keeps in the URI, not in headers.
+        if !parts.headers.contains_key(header::HOST)
+            && let Some(authority) = uri.authority()
+        {
+            headers.push((Cow::Borrowed("HTTP_HOST"), authority.as_str().as_bytes().to_vec()));
+        }
+
+        Ok(CgiVars {
+            method: parts.method.clone(),
+            script_name: conn.mount.clone(),
+            path_info,
+            query_string,
+            request_uri,
+            protocol: protocol_name(parts.version),
+            url_scheme: conn.scheme.as_str(),
+            server_name,
+            server_port,
+            remote_addr: conn.peer_addr.map(|a| a.ip().to_string()),
+            remote_port: conn.peer_addr.map(|a| a.port().to_string()),
+            content_type,
+            content_length,
+            headers,
+        })
+    }
+}
+
+fn joined(headers: &HeaderMap, name: &HeaderName, sep: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (i, value) in headers.get_all(name).iter().enumerate() {
+        if i > 0 {
+            out.extend_from_slice(sep);
+        }
+        out.extend_from_slice(value.as_bytes());
+    }
+    out
+}
+
+/// `user-agent` -> `HTTP_USER_AGENT`. A name that already contains `_` is dropped: after the
+/// `-` to `_` mapping it would be indistinguishable from (and could spoof) the `-` form, which
+/// a proxy in front may have vetted.
+pub(crate) fn cgi_header_name(name: &HeaderName) -> Option<Cow<'static, str>> {
+    let s = name.as_str();
+    if s.contains('_') {
+        return None;
+    }
+    if let Some(known) = known_header(name) {
+        return Some(Cow::Borrowed(known));
+    }
+    let mut key = String::with_capacity(5 + s.len());
+    key.push_str("HTTP_");
+    key.extend(s.chars().map(|c| if c == '-' { '_' } else { c.to_ascii_uppercase() }));
+    Some(Cow::Owned(key))
+}
+
+fn known_header(name: &HeaderName) -> Option<&'static str> {
+    Some(match *name {
+        header::HOST => "HTTP_HOST",
+        header::USER_AGENT => "HTTP_USER_AGENT",
+        header::ACCEPT => "HTTP_ACCEPT",
+        header::ACCEPT_ENCODING => "HTTP_ACCEPT_ENCODING",
+        header::ACCEPT_LANGUAGE => "HTTP_ACCEPT_LANGUAGE",
+        header::CONNECTION => "HTTP_CONNECTION",
+        header::COOKIE => "HTTP_COOKIE",
+        header::REFERER => "HTTP_REFERER",
+        header::AUTHORIZATION => "HTTP_AUTHORIZATION",
+        header::CACHE_CONTROL => "HTTP_CACHE_CONTROL",
+        header::IF_NONE_MATCH => "HTTP_IF_NONE_MATCH",
+        header::IF_MODIFIED_SINCE => "HTTP_IF_MODIFIED_SINCE",
+        header::ORIGIN => "HTTP_ORIGIN",
+        header::UPGRADE_INSECURE_REQUESTS => "HTTP_UPGRADE_INSECURE_REQUESTS",
+        header::EXPECT => "HTTP_EXPECT",
+        header::TRANSFER_ENCODING => "HTTP_TRANSFER_ENCODING",
+        _ => return None,
+    })
+}
+
+fn server_name_port(parts: &http::request::Parts, conn: &ConnInfo) -> (Vec<u8>, String) {
+    let default_port = conn.scheme.default_port().to_string();
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .map(|h| h.as_bytes())
+        .or_else(|| parts.uri.authority().map(|a| a.as_str().as_bytes()));
+    if let Some(host) = host.filter(|h| !h.is_empty()) {
+        // `[::1]:8080`, `example.com:8080`, `example.com`, `[::1]`.
+        let (name, port) = match host.iter().rposition(|&b| b == b':') {
+            Some(i) if !host[i..].contains(&b']') => (&host[..i], std::str::from_utf8(&host[i + 1..]).ok()),
+            _ => (host, None),
+        };
+        let port = port
+            .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            .map(str::to_owned)
+            .unwrap_or(default_port);
+        return (name.to_vec(), port);
+    }
+    match conn.local_addr {
+        Some(addr) => (addr.ip().to_string().into_bytes(), addr.port().to_string()),
+        None => (b"localhost".to_vec(), default_port),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(uri: &str, headers: &[(&str, &[u8])], mount: &str) -> Result<CgiVars, Reject> {
+        let mut req = http::Request::get(uri);
+        for (k, v) in headers {
+            req = req.header(*k, http::HeaderValue::from_bytes(v).unwrap());
+        }
+        let (parts, ()) = req.body(()).unwrap().into_parts();
+        let conn = ConnInfo::new(Some("10.1.2.3:4567".parse().unwrap()), Some("127.0.0.1:8000".parse().unwrap()))
+            .with_mount(mount);
+        CgiVars::new(&parts, &conn)
+    }
+
+    #[test]
+    fn mount_matches_on_segment_boundary() {
+        assert_eq!(split_mount("/py", "/py"), Some(""));
+        assert_eq!(split_mount("/py", "/py/a"), Some("/a"));
+        assert_eq!(split_mount("/py", "/pyx"), None);
+        assert_eq!(split_mount("", "/pyx"), Some("/pyx"));
+        assert_eq!(vars("/pyx", &[], "/py").unwrap_err(), Reject::NotMounted);
+    }
+
+    #[test]
+    fn path_info_is_percent_decoded_bytes() {
+        let v = vars("/py/caf%C3%A9/%FF?a=%20b", &[], "/py").unwrap();
+        assert_eq!(v.script_name, "/py");
+        assert_eq!(v.path_info, b"/caf\xc3\xa9/\xff");
+        assert_eq!(v.query_string, "a=%20b");
+        assert_eq!(v.request_uri, "/py/caf%C3%A9/%FF?a=%20b");
+    }
+
+    #[test]
+    fn headers_are_joined_and_underscores_dropped() {
+        let v = vars(
+            "/",
+            &[
+                ("x-a", b"1"),
+                ("x-a", b"2"),
+                ("cookie", b"a=1"),
+                ("cookie", b"b=2"),
+                ("x_spoof", b"evil"),
+                ("x-latin", b"caf\xe9"),
+                ("content-type", b"text/plain"),
+            ],
+            "",
+        )
+        .unwrap();
+        let get = |k: &str| v.headers.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        assert_eq!(get("HTTP_X_A").unwrap(), b"1,2");
+        assert_eq!(get("HTTP_COOKIE").unwrap(), b"a=1; b=2");
+        assert_eq!(get("HTTP_X_SPOOF"), None);
+        assert_eq!(get("HTTP_X_LATIN").unwrap(), b"caf\xe9");
+        assert_eq!(get("HTTP_CONTENT_TYPE"), None);
+        assert_eq!(v.content_type.as_deref(), Some(&b"text/plain"[..]));
+        assert_eq!(v.content_length, None);
+    }
+
+    #[test]
+    fn server_name_from_host_or_local_address() {
+        let v = vars("/", &[("host", b"example.com:8080")], "").unwrap();
+        assert_eq!((v.server_name.as_slice(), v.server_port.as_str()), (&b"example.com"[..], "8080"));
+        let v = vars("/", &[("host", b"[::1]")], "").unwrap();
+        assert_eq!((v.server_name.as_slice(), v.server_port.as_str()), (&b"[::1]"[..], "80"));
+        let v = vars("/", &[], "").unwrap();
+        assert_eq!((v.server_name.as_slice(), v.server_port.as_str()), (&b"127.0.0.1"[..], "8000"));
+        assert_eq!(v.remote_addr.as_deref(), Some("10.1.2.3"));
+        assert_eq!(v.remote_port.as_deref(), Some("4567"));
+    }
+}

@@ -1,0 +1,146 @@
+//! The contract between a host HTTP server and the engine.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use futures::Stream;
+
+/// A boxed error from a host's request body stream.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// `wsgi.url_scheme` of a connection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Scheme {
+    /// Plain HTTP.
+    #[default]
+    Http,
+    /// HTTP over TLS.
+    Https,
+}
+
+impl Scheme {
+    /// The scheme as it appears in `wsgi.url_scheme`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+
+    pub(crate) fn default_port(self) -> u16 {
+        match self {
+            Scheme::Http => 80,
+            Scheme::Https => 443,
+        }
+    }
+}
+
+/// Facts about the connection a request arrived on, which the request itself does not carry.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConnInfo {
+    /// The client's address: `REMOTE_ADDR` and `REMOTE_PORT`.
+    pub peer_addr: Option<SocketAddr>,
+    /// The server's address, used for `SERVER_NAME`/`SERVER_PORT` when there is no `Host`.
+    pub local_addr: Option<SocketAddr>,
+    /// `wsgi.url_scheme`.
+    pub scheme: Scheme,
+    /// The prefix the application is mounted under (`SCRIPT_NAME`), without a trailing
+    /// slash; empty when the application owns the whole URL space.
+    pub mount: String,
+}
+
+impl ConnInfo {
+    /// Connection facts for a plain-HTTP connection with the application at the root.
+    pub fn new(peer_addr: Option<SocketAddr>, local_addr: Option<SocketAddr>) -> Self {
+        ConnInfo {
+            peer_addr,
+            local_addr,
+            scheme: Scheme::Http,
+            mount: String::new(),
+        }
+    }
+
+    /// Mounts the application under `prefix` (`"/py"`); a trailing slash is ignored.
+    pub fn with_mount(mut self, prefix: impl Into<String>) -> Self {
+        let mut prefix = prefix.into();
+        while prefix.ends_with('/') {
+            prefix.pop();
+        }
+        if !prefix.is_empty() && !prefix.starts_with('/') {
+            prefix.insert(0, '/');
+        }
+        self.mount = prefix;
+        self
+    }
+
+    /// Sets `wsgi.url_scheme`.
+    pub fn with_scheme(mut self, scheme: Scheme) -> Self {
+        self.scheme = scheme;
+        self
+    }
+}
+
+/// The one trait a host HTTP server implements to hand a request to an
+/// [`Engine`](crate::Engine).
+///
+/// A host provides three things: the request head, the body as a stream of byte chunks
+/// (the engine pulls from it only when the application reads `wsgi.input`, so a host that
+/// answers `Expect: 100-continue` on first read sends it at the right time), and the facts
+/// of the connection. `parts.uri` must be the target as the client sent it, not a copy
+/// stripped by a router: the engine splits it into `SCRIPT_NAME` and `PATH_INFO` using
+/// [`ConnInfo::mount`].
+///
+/// A ready-made implementation covers `(http::Request<B>, ConnInfo)` for any body `B` that
+/// is such a stream, which is all most hosts need:
+///
+/// ```
+/// use bytes::Bytes;
+/// use wsgi_core::{ConnInfo, HostRequest};
+///
+/// let body = futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"hi"))]);
+/// let request = http::Request::post("/echo").body(body).unwrap();
+/// let (parts, _body, conn) = (request, ConnInfo::new(None, None)).into_parts();
+/// assert_eq!(parts.uri.path(), "/echo");
+/// assert_eq!(conn.mount, "");
+/// ```
+pub trait HostRequest: Send + 'static {
+    /// The request body.
+    type Body: Stream<Item = Result<Bytes, BoxError>> + Send + 'static;
+
+    /// Splits the request into its head, its body and its connection facts.
+    fn into_parts(self) -> (http::request::Parts, Self::Body, ConnInfo);
+}
+
+/// Adapts a body stream with any error type to the [`HostRequest::Body`] item type.
+#[derive(Debug)]
+pub struct MapErrBody<B>(B);
+
+impl<B, E> Stream for MapErrBody<B>
+where
+    B: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: Into<BoxError>,
+{
+    type Item = Result<Bytes, BoxError>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        std::pin::Pin::new(&mut self.0)
+            .poll_next(cx)
+            .map(|item| item.map(|r| r.map_err(Into::into)))
+    }
+}
+
+impl<B, E> HostRequest for (http::Request<B>, ConnInfo)
+where
+    B: Stream<Item = Result<Bytes, E>> + Send + Unpin + 'static,
+    E: Into<BoxError>,
+{
+    type Body = MapErrBody<B>;
+
+    fn into_parts(self) -> (http::request::Parts, Self::Body, ConnInfo) {
+        let (parts, body) = self.0.into_parts();
+        (parts, MapErrBody(body), self.1)
+    }
+}

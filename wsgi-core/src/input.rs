@@ -1,0 +1,178 @@
+//! Request-body streaming between the host's I/O task and `wsgi.input`.
+//!
+//! The body is pulled, not pushed: the host's stream is polled only after the application
+//! asked for bytes, one chunk per request. So nothing is read before the app reads (a host
+//! sends `100 Continue` on the first poll), memory stays at one chunk, and a body the app
+//! never reads is left to the host to discard.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures::Stream;
+use futures::task::AtomicWaker;
+
+use crate::host::BoxError;
+
+/// One answer to a request for body bytes.
+#[derive(Debug)]
+pub(crate) enum Chunk {
+    Data(Bytes),
+    Eof,
+    /// The body could not be read (client vanished, malformed chunking, ...).
+    Failed(String),
+    /// The body grew past the configured maximum.
+    TooLarge(u64),
+}
+
+#[derive(Debug, Default)]
+struct Demand {
+    wanted: AtomicBool,
+    waker: AtomicWaker,
+    /// Set when the body crossed `max_body`, so the engine answers 413 rather than 500.
+    too_large: AtomicBool,
+}
+
+type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, BoxError>> + Send>>;
+
+/// The host side: polled by the response future and then by the response body.
+pub(crate) struct InputPump {
+    body: Option<BodyStream>,
+    demand: Arc<Demand>,
+    tx: crossbeam_channel::Sender<Chunk>,
+    received: u64,
+    max_body: Option<u64>,
+}
+
+impl std::fmt::Debug for InputPump {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InputPump").field("received", &self.received).finish_non_exhaustive()
+    }
+}
+
+/// The application side, used by `wsgi.input` with the GIL released.
+#[derive(Debug)]
+pub(crate) struct InputSource {
+    demand: Arc<Demand>,
+    rx: crossbeam_channel::Receiver<Chunk>,
+}
+
+/// Connects a host body stream to a reader.
+pub(crate) fn channel<S>(body: S, max_body: Option<u64>) -> (InputPump, InputSource)
+where
+    S: Stream<Item = Result<Bytes, BoxError>> + Send + 'static,
+{
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let demand = Arc::new(Demand::default());
+    (
+        InputPump {
+            body: Some(Box::pin(body)),
+            demand: demand.clone(),
+            tx,
+            received: 0,
+            max_body,
+        },
+        InputSource { demand, rx },
+    )
+}
+
+impl InputPump {
+    /// Serves pending demand; never returns `Ready` because it lives as long as the response.
+    pub(crate) fn poll(&mut self, cx: &mut Context<'_>) {
+        let Some(body) = self.body.as_mut() else { return };
+        self.demand.waker.register(cx.waker());
+        while self.demand.wanted.load(Ordering::Acquire) {
+            let answer = match body.as_mut().poll_next(cx) {
+                Poll::Pending => return,
+                Poll::Ready(Some(Ok(bytes))) if bytes.is_empty() => continue,
+                Poll::Ready(Some(Ok(bytes))) => {
+                    self.received += bytes.len() as u64;
+                    match self.max_body {
+                        Some(max) if self.received > max => {
+                            self.demand.too_large.store(true, Ordering::Release);
+                            Chunk::TooLarge(max)
+                        }
+                        _ => Chunk::Data(bytes),
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => Chunk::Failed(error_chain(&*e)),
+                Poll::Ready(None) => Chunk::Eof,
+            };
+            let last = !matches!(answer, Chunk::Data(_));
+            self.demand.wanted.store(false, Ordering::Release);
+            // The reader asks for one chunk at a time, so the slot is free; if the reader
+            // is gone nobody needs the bytes.
+            let _ = self.tx.try_send(answer);
+            if last {
+                self.body = None;
+                return;
+            }
+        }
+    }
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+impl InputSource {
+    /// Asks the host for the next chunk and waits for it. Blocks: call without the GIL.
+    pub(crate) fn next_chunk(&self) -> Chunk {
+        self.demand.wanted.store(true, Ordering::Release);
+        self.demand.waker.wake();
+        match self.rx.recv() {
+            Ok(chunk) => chunk,
+            Err(_) => Chunk::Failed("the client went away before sending the whole request body".into()),
+        }
+    }
+
+    /// Whether the body crossed the configured maximum.
+    pub(crate) fn too_large(&self) -> bool {
+        self.demand.too_large.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::task::noop_waker_ref;
+
+    #[test]
+    fn pulls_only_on_demand_and_enforces_the_limit() {
+        let polled = Arc::new(AtomicBool::new(false));
+        let flag = polled.clone();
+        let body = futures::stream::iter([b"abc".as_slice(), b"defg"])
+            .map(move |b| {
+                flag.store(true, Ordering::SeqCst);
+                Ok::<_, BoxError>(Bytes::from_static(b))
+            });
+        use futures::StreamExt;
+        let (mut pump, source) = channel(body, Some(5));
+        let mut cx = Context::from_waker(noop_waker_ref());
+        pump.poll(&mut cx);
+        assert!(!polled.load(Ordering::SeqCst), "read before the app asked");
+        let reader = std::thread::spawn(move || {
+            let first = source.next_chunk();
+            let second = source.next_chunk();
+            (first, second, source.too_large())
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !reader.is_finished() && std::time::Instant::now() < deadline {
+            pump.poll(&mut cx);
+            std::thread::yield_now();
+        }
+        let (first, second, too_large) = reader.join().unwrap();
+        assert!(matches!(first, Chunk::Data(b) if b == "abc"));
+        assert!(matches!(second, Chunk::TooLarge(5)));
+        assert!(too_large);
+    }
+}

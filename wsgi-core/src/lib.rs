@@ -1,0 +1,53 @@
+//! The WSGI (PEP 3333) protocol engine: runs a Python WSGI application in-process for any
+//! Rust HTTP server.
+//!
+//! An [`Engine`] owns a loaded application and a pool of Python threads. A host server
+//! hands it requests through the one trait it implements, [`HostRequest`], and gets back an
+//! [`http::Response`] whose body, [`WsgiBody`], streams what the application yields. This
+//! crate knows nothing of tokio, axum or actix-web: the `wsgi-axum` and `wsgi-actix` crates
+//! are thin hosts built on it.
+//!
+//! What the engine takes care of: the environ (latin-1 native strings, `SCRIPT_NAME` from
+//! the mount, percent-decoded `PATH_INFO`), a streaming `wsgi.input` that reads the body
+//! only when the application does, `start_response` with `exc_info` and `write()`, lazily
+//! committed headers, streamed bodies with backpressure, `close()` on every path (including
+//! a client that disconnects), `wsgi.errors` into [`tracing`], `wsgi.file_wrapper` streamed
+//! in Rust, a bounded queue with 503 answers, and graceful shutdown. The GIL is held only
+//! while Python runs.
+//!
+//! # Example
+//!
+//! Serve one request to an app, with an in-memory request body:
+//!
+//! ```no_run
+//! use bytes::Bytes;
+//! use http_body::Body as _;
+//! use wsgi_core::{ConnInfo, Engine};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let engine = Engine::builder("examples/apps/passenger_wsgi.py").threads(4).build()?;
+//! let body = futures::stream::empty::<Result<Bytes, std::io::Error>>();
+//! let request = http::Request::get("/py/hello").body(body)?;
+//! let conn = ConnInfo::new(None, None).with_mount("/py");
+//! let response = futures::executor::block_on(engine.call((request, conn)));
+//! println!("{} {:?}", response.status(), response.body().size_hint());
+//! # Ok(())
+//! # }
+//! ```
+
+mod body;
+mod engine;
+mod environ;
+mod error;
+mod host;
+mod input;
+mod pipe;
+mod python;
+mod response;
+
+pub use body::{BodyError, WsgiBody};
+pub use engine::{
+    DEFAULT_QUEUE_DEPTH, DEFAULT_THREADS, Engine, EngineBuilder, ResponseFuture, ShutdownFuture, ShutdownReport,
+};
+pub use error::Error;
+pub use host::{BoxError, ConnInfo, HostRequest, MapErrBody, Scheme};

@@ -1,0 +1,226 @@
+//! The response pipe from a Python thread to the host's I/O task.
+//!
+//! A byte-bounded queue: the Python side blocks (with the GIL released) once `limit` bytes
+//! are waiting, so a slow client pauses the application's generator instead of growing
+//! memory; the host side is an ordinary `poll`. Dropping the host side wakes a parked
+//! sender at once, which is how a disconnect reaches the application (`close()` runs
+//! promptly, even for a generator stuck on backpressure).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::task::AtomicWaker;
+
+use crate::response::Head;
+
+/// One message from the application to the host.
+#[derive(Debug)]
+pub(crate) enum Msg {
+    /// Status and headers; always the first message.
+    Head(Head),
+    /// A body chunk.
+    Data(Bytes),
+    /// The body is complete.
+    End,
+    /// The body cannot be completed; the host must not make it look complete.
+    Abort(String),
+}
+
+impl Msg {
+    fn weight(&self) -> usize {
+        match self {
+            Msg::Data(b) => b.len(),
+            _ => 0,
+        }
+    }
+}
+
+/// The host side has gone: the client disconnected or the response was dropped.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Gone;
+
+#[derive(Debug)]
+struct State {
+    queue: VecDeque<Msg>,
+    bytes: usize,
+    rx_gone: bool,
+    tx_gone: bool,
+}
+
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<State>,
+    space: Condvar,
+    rx_waker: AtomicWaker,
+    limit: usize,
+    /// Engine-wide: set when shutdown's grace period ran out, to free parked senders.
+    force_close: Arc<AtomicBool>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock leaves plain data behind; keep serving.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Creates a pipe that parks the sender once `limit` bytes are queued.
+pub(crate) fn pipe(limit: usize, force_close: Arc<AtomicBool>) -> (PipeTx, PipeRx) {
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State {
+            queue: VecDeque::with_capacity(4),
+            bytes: 0,
+            rx_gone: false,
+            tx_gone: false,
+        }),
+        space: Condvar::new(),
+        rx_waker: AtomicWaker::new(),
+        limit,
+        force_close,
+    });
+    (PipeTx(shared.clone()), PipeRx(shared))
+}
+
+/// The application's end.
+#[derive(Debug)]
+pub(crate) struct PipeTx(Arc<Shared>);
+
+/// Outcome of a send that must not block.
+#[derive(Debug)]
+pub(crate) enum TrySend {
+    Sent,
+    Full(Msg),
+    Gone,
+}
+
+impl PipeTx {
+    /// Queues `msg` if there is room; never blocks, so it can run with the GIL held.
+    pub(crate) fn try_send(&self, msg: Msg) -> TrySend {
+        let mut st = self.0.lock();
+        if st.rx_gone || self.0.force_close.load(Ordering::Relaxed) {
+            return TrySend::Gone;
+        }
+        if st.bytes > 0 && st.bytes + msg.weight() > self.0.limit {
+            return TrySend::Full(msg);
+        }
+        st.bytes += msg.weight();
+        st.queue.push_back(msg);
+        drop(st);
+        self.0.rx_waker.wake();
+        TrySend::Sent
+    }
+
+    /// Queues `msg`, waiting for room. Call it with the GIL released.
+    pub(crate) fn send(&self, msg: Msg) -> Result<(), Gone> {
+        let mut st = self.0.lock();
+        loop {
+            if st.rx_gone || self.0.force_close.load(Ordering::Relaxed) {
+                return Err(Gone);
+            }
+            // An empty queue always takes one message, however large, so progress is made.
+            if st.bytes == 0 || st.bytes + msg.weight() <= self.0.limit {
+                break;
+            }
+            // The timeout only serves `force_close`, which is set without notifying.
+            st = self
+                .0
+                .space
+                .wait_timeout(st, Duration::from_millis(200))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        st.bytes += msg.weight();
+        st.queue.push_back(msg);
+        drop(st);
+        self.0.rx_waker.wake();
+        Ok(())
+    }
+
+    /// Whether the host side has gone (the client left, or the response was dropped).
+    pub(crate) fn is_gone(&self) -> bool {
+        self.0.lock().rx_gone || self.0.force_close.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for PipeTx {
+    fn drop(&mut self) {
+        self.0.lock().tx_gone = true;
+        self.0.rx_waker.wake();
+    }
+}
+
+/// The host's end.
+#[derive(Debug)]
+pub(crate) struct PipeRx(Arc<Shared>);
+
+impl PipeRx {
+    /// The next message; `None` once the sender is gone and the queue is drained.
+    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Msg>> {
+        match self.pop() {
+            Poll::Pending => {}
+            ready => return ready,
+        }
+        self.0.rx_waker.register(cx.waker());
+        self.pop()
+    }
+
+    fn pop(&mut self) -> Poll<Option<Msg>> {
+        let mut st = self.0.lock();
+        let Some(msg) = st.queue.pop_front() else {
+            return if st.tx_gone { Poll::Ready(None) } else { Poll::Pending };
+        };
+        st.bytes -= msg.weight();
+        drop(st);
+        if msg.weight() > 0 {
+            self.0.space.notify_one();
+        }
+        Poll::Ready(Some(msg))
+    }
+}
+
+impl Drop for PipeRx {
+    fn drop(&mut self) {
+        let mut st = self.0.lock();
+        st.rx_gone = true;
+        st.queue.clear();
+        drop(st);
+        self.0.space.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::task::noop_waker_ref;
+
+    fn recv(rx: &mut PipeRx) -> Poll<Option<Msg>> {
+        rx.poll_recv(&mut Context::from_waker(noop_waker_ref()))
+    }
+
+    #[test]
+    fn bounded_by_bytes_and_always_admits_one() {
+        let (tx, mut rx) = pipe(10, Arc::default());
+        assert!(matches!(tx.try_send(Msg::Data(Bytes::from(vec![0; 100]))), TrySend::Sent));
+        assert!(matches!(tx.try_send(Msg::Data(Bytes::from_static(b"x"))), TrySend::Full(_)));
+        assert!(matches!(recv(&mut rx), Poll::Ready(Some(Msg::Data(_)))));
+        assert!(matches!(tx.try_send(Msg::Data(Bytes::from_static(b"x"))), TrySend::Sent));
+        assert!(matches!(recv(&mut rx), Poll::Ready(Some(Msg::Data(_)))));
+        assert!(recv(&mut rx).is_pending());
+        drop(tx);
+        assert!(matches!(recv(&mut rx), Poll::Ready(None)));
+    }
+
+    #[test]
+    fn dropping_the_receiver_frees_a_parked_sender() {
+        let (tx, rx) = pipe(1, Arc::default());
+        tx.send(Msg::Data(Bytes::from_static(b"fill"))).unwrap();
+        let parked = std::thread::spawn(move || tx.send(Msg::Data(Bytes::from_static(b"more"))));
+        std::thread::sleep(Duration::from_millis(50));
+        drop(rx);
+        assert_eq!(parked.join().unwrap(), Err(Gone));
+    }
+}

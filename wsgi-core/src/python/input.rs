@@ -1,0 +1,180 @@
+//! `wsgi.input`: a blocking, file-like view of the streamed request body.
+
+use bytes::{Buf, BytesMut};
+use pyo3::exceptions::{PyOSError, PyStopIteration};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList};
+
+use crate::input::{Chunk, InputSource};
+
+/// The `wsgi.input` stream of one request.
+///
+/// Reads block with the GIL released while the host fetches more of the body. `read(n)`
+/// returns exactly `n` bytes unless the body ends first (as `io.BufferedReader` does),
+/// because form parsers rely on that.
+#[pyclass(module = "wsgi_core", name = "Input")]
+pub(crate) struct WsgiInput {
+    source: InputSource,
+    buf: BytesMut,
+    /// Bytes still expected by `Content-Length`; `None` for a chunked body.
+    remaining: Option<u64>,
+    eof: bool,
+    failure: Option<String>,
+}
+
+impl WsgiInput {
+    pub(crate) fn new(source: InputSource, content_length: Option<u64>) -> Self {
+        WsgiInput {
+            source,
+            buf: BytesMut::new(),
+            remaining: content_length,
+            eof: content_length == Some(0),
+            failure: None,
+        }
+    }
+
+    pub(crate) fn too_large(&self) -> bool {
+        self.source.too_large()
+    }
+
+    /// Fetches one more chunk into the buffer; `false` at the end of the body.
+    fn fill(&mut self, py: Python<'_>) -> PyResult<bool> {
+        if let Some(failure) = &self.failure {
+            return Err(PyOSError::new_err(failure.clone()));
+        }
+        if self.eof {
+            return Ok(false);
+        }
+        let source = &self.source;
+        let chunk = py.detach(|| source.next_chunk());
+        match chunk {
+            Chunk::Data(mut bytes) => {
+                if let Some(left) = &mut self.remaining {
+                    // A host may not cut the body at Content-Length; the app must not see more.
+                    bytes.truncate(usize::try_from(*left).unwrap_or(usize::MAX));
+                    *left -= bytes.len() as u64;
+                    self.eof = *left == 0;
+                }
+                self.buf.extend_from_slice(&bytes);
+                Ok(true)
+            }
+            Chunk::Eof => match self.remaining {
+                Some(left) if left > 0 => self.fail(format!(
+                    "request body ended {left} bytes short of its Content-Length (client disconnected?)"
+                )),
+                _ => {
+                    self.eof = true;
+                    Ok(false)
+                }
+            },
+            Chunk::Failed(why) => self.fail(format!("error reading the request body: {why}")),
+            Chunk::TooLarge(max) => self.fail(format!("request body is larger than the server's limit of {max} bytes")),
+        }
+    }
+
+    fn fail(&mut self, why: String) -> PyResult<bool> {
+        self.failure = Some(why.clone());
+        Err(PyOSError::new_err(why))
+    }
+
+    fn take<'py>(&mut self, py: Python<'py>, n: usize) -> Bound<'py, PyBytes> {
+        let n = n.min(self.buf.len());
+        let out = PyBytes::new(py, &self.buf[..n]);
+        self.buf.advance(n);
+        out
+    }
+
+    fn read_line<'py>(&mut self, py: Python<'py>, limit: Option<usize>) -> PyResult<Bound<'py, PyBytes>> {
+        let mut searched = 0;
+        loop {
+            if let Some(i) = self.buf[searched..].iter().position(|&b| b == b'\n') {
+                let end = searched + i + 1;
+                return Ok(self.take(py, limit.map_or(end, |l| l.min(end))));
+            }
+            searched = self.buf.len();
+            if let Some(l) = limit
+                && self.buf.len() >= l
+            {
+                return Ok(self.take(py, l));
+            }
+            if !self.fill(py)? {
+                return Ok(self.take(py, self.buf.len()));
+            }
+        }
+    }
+}
+
+/// `None` or a negative size mean "no limit", as in `io`.
+fn limit(size: Option<isize>) -> Option<usize> {
+    size.and_then(|s| usize::try_from(s).ok())
+}
+
+#[pymethods]
+impl WsgiInput {
+    #[pyo3(signature = (size = None))]
+    fn read<'py>(&mut self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
+        match limit(size) {
+            Some(n) => {
+                while self.buf.len() < n && self.fill(py)? {}
+                Ok(self.take(py, n))
+            }
+            None => {
+                if let Some(left) = self.remaining {
+                    self.buf.reserve(usize::try_from(left).unwrap_or(0).min(64 << 20));
+                }
+                while self.fill(py)? {}
+                Ok(self.take(py, self.buf.len()))
+            }
+        }
+    }
+
+    #[pyo3(signature = (size = None))]
+    fn readline<'py>(&mut self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
+        self.read_line(py, limit(size))
+    }
+
+    #[pyo3(signature = (hint = None))]
+    fn readlines<'py>(&mut self, py: Python<'py>, hint: Option<isize>) -> PyResult<Bound<'py, PyList>> {
+        let hint = limit(hint).filter(|&h| h > 0);
+        let lines = PyList::empty(py);
+        let mut total = 0;
+        loop {
+            let line = self.read_line(py, None)?;
+            let len = line.as_bytes().len();
+            if len == 0 {
+                break;
+            }
+            lines.append(line)?;
+            total += len;
+            if hint.is_some_and(|h| total >= h) {
+                break;
+            }
+        }
+        Ok(lines)
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let line = self.read_line(py, None)?;
+        if line.as_bytes().is_empty() {
+            return Err(PyStopIteration::new_err(()));
+        }
+        Ok(line)
+    }
+
+    fn readable(&self) -> bool {
+        true
+    }
+
+    /// Not a file: some libraries probe for `fileno()` and fall back on `io.UnsupportedOperation`.
+    fn fileno(&self, py: Python<'_>) -> PyResult<i32> {
+        Err(PyErr::from_value(
+            py.import("io")?
+                .getattr("UnsupportedOperation")?
+                .call1(("wsgi.input has no file descriptor",))?,
+        ))
+    }
+}

@@ -1,0 +1,324 @@
+//! The Python worker threads and the life of one request on them.
+
+use std::fs::File;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use bytes::Bytes;
+use http::StatusCode;
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyTuple};
+
+use super::environ::{self, Template};
+use super::errors::WsgiErrors;
+use super::file_wrapper::FileWrapper;
+use super::input::WsgiInput;
+use super::start_response::{StartResponse, to_bytes};
+use super::traceback_text;
+use crate::engine::{InFlight, Job};
+use crate::environ::CgiVars;
+use crate::error::Error;
+use crate::pipe::{Msg, PipeTx};
+use crate::response::Head;
+
+/// Starts `threads` Python threads serving `queue` with `app`.
+pub(crate) fn spawn_workers(
+    app: Py<PyAny>,
+    queue: crossbeam_channel::Receiver<Job>,
+    threads: usize,
+) -> Result<Vec<JoinHandle<()>>, Error> {
+    let app = Arc::new(app);
+    (0..threads)
+        .map(|i| {
+            let (app, queue) = (app.clone(), queue.clone());
+            std::thread::Builder::new()
+                .name(format!("wsgi-python-{i}"))
+                .spawn(move || worker_loop(&app, &queue, threads > 1))
+                .map_err(Error::Thread)
+        })
+        .collect()
+}
+
+/// Attaches once for the thread's life; detaches while waiting for work.
+fn worker_loop(app: &Py<PyAny>, queue: &crossbeam_channel::Receiver<Job>, multithread: bool) {
+    Python::attach(|py| {
+        let template = match Template::new(py, multithread) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(target: "wsgi_core", "cannot build the environ template: {}", traceback_text(py, &e));
+                return;
+            }
+        };
+        while let Ok(job) = py.detach(|| queue.recv()) {
+            if job.tx.is_gone() {
+                tracing::debug!(target: "wsgi_core", "client left while the request was queued; not run");
+                continue;
+            }
+            // A bug in this crate must cost one response, not a worker thread.
+            if std::panic::catch_unwind(AssertUnwindSafe(|| run(py, app, &template, job))).is_err() {
+                tracing::error!(target: "wsgi_core", "internal panic while serving a request; the worker carries on");
+            }
+        }
+    });
+}
+
+fn internal_error() -> Head {
+    Head::plain(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n")
+}
+
+fn run(py: Python<'_>, app: &Py<PyAny>, template: &Template, job: Job) {
+    let Job {
+        vars,
+        input,
+        content_length,
+        tx,
+        in_flight,
+    } = job;
+    let tx = Arc::new(tx);
+    let setup = (|| {
+        let input = Bound::new(py, WsgiInput::new(input, content_length))?;
+        let errors = Bound::new(py, WsgiErrors::default())?;
+        let sr = Bound::new(py, StartResponse::new(tx.clone()))?;
+        let environ = environ::build(py, template, &vars, input.clone().into_any(), errors.clone().into_any())?;
+        Ok::<_, PyErr>((input, errors, sr, environ))
+    })();
+    let (input, errors, sr, environ) = match setup {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(target: "wsgi_core", "cannot prepare the request: {}", traceback_text(py, &e));
+            let _ = tx.try_send(Msg::Head(internal_error()));
+            return;
+        }
+    };
+    match app.bind(py).call1((environ, &sr)) {
+        Err(err) => fail(py, &sr, &input, &vars, &err),
+        Ok(iterable) => {
+            if input.borrow().too_large() && !sr.borrow().committed() {
+                sr.borrow_mut().fail(too_large(), "request body too large".into());
+            } else if let Ok(wrapper) = iterable.cast::<FileWrapper>()
+                && let Some(plan) = file_plan(py, wrapper)
+            {
+                let path = vars.request_uri.clone();
+                match stream_file(py, &sr, wrapper.clone().unbind(), plan, (tx.clone(), path), in_flight) {
+                    Ok(()) => {
+                        errors.borrow_mut().flush();
+                        return;
+                    }
+                    Err(err) => fail(py, &sr, &input, &vars, &err),
+                }
+                close(py, &iterable, &vars.request_uri);
+                return;
+            } else if let Err(err) = respond(py, &sr, &iterable) {
+                fail(py, &sr, &input, &vars, &err);
+            }
+            close(py, &iterable, &vars.request_uri);
+        }
+    }
+    errors.borrow_mut().flush();
+    drop(in_flight);
+}
+
+fn too_large() -> Head {
+    Head::plain(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large\n")
+}
+
+/// Sends the iterable's output: a list or tuple in one piece, anything else chunk by chunk.
+fn respond(py: Python<'_>, sr: &Bound<'_, StartResponse>, iterable: &Bound<'_, PyAny>) -> PyResult<()> {
+    if !sr.borrow().committed() {
+        if let Ok(list) = iterable.cast_exact::<PyList>() {
+            let body = join(list.iter())?;
+            let _ = sr.borrow_mut().finish(Some(body))?;
+            return Ok(());
+        }
+        if let Ok(tuple) = iterable.cast_exact::<PyTuple>() {
+            let body = join(tuple.iter())?;
+            let _ = sr.borrow_mut().finish(Some(body))?;
+            return Ok(());
+        }
+    }
+    for item in iterable.try_iter()? {
+        let item = item?;
+        let chunk = as_chunk(&item)?;
+        let mut state = sr.borrow_mut();
+        if state.send_chunk(py, chunk)?.is_err() {
+            tracing::debug!(target: "wsgi_core", "client disconnected; stopping the response");
+            return Ok(());
+        }
+        if state.length_reached() {
+            break;
+        }
+    }
+    let _ = sr.borrow_mut().finish(None)?;
+    Ok(())
+}
+
+fn as_chunk<'a, 'py>(item: &'a Bound<'py, PyAny>) -> PyResult<&'a Bound<'py, PyBytes>> {
+    item.cast::<PyBytes>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "a WSGI response body must yield bytes, not {} (encode str chunks first)",
+            item.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+        ))
+    })
+}
+
+fn join<'py>(items: impl ExactSizeIterator<Item = Bound<'py, PyAny>>) -> PyResult<Bytes> {
+    let items: Vec<Bound<'py, PyAny>> = items.collect();
+    if let [only] = items.as_slice() {
+        return Ok(to_bytes(as_chunk(only)?));
+    }
+    let mut total = 0;
+    for item in &items {
+        total += as_chunk(item)?.as_bytes().len();
+    }
+    let mut body = Vec::with_capacity(total);
+    for item in &items {
+        body.extend_from_slice(as_chunk(item)?.as_bytes());
+    }
+    Ok(Bytes::from(body))
+}
+
+/// Logs the application's exception and answers 500 (or 413), or aborts a started body.
+fn fail(
+    py: Python<'_>,
+    sr: &Bound<'_, StartResponse>,
+    input: &Bound<'_, WsgiInput>,
+    vars: &CgiVars,
+    err: &PyErr,
+) {
+    let traceback = traceback_text(py, err);
+    tracing::error!(
+        target: "wsgi_core::app",
+        method = %vars.method,
+        path = %vars.request_uri,
+        "application error:\n{traceback}"
+    );
+    let fallback = if input.borrow().too_large() {
+        too_large()
+    } else {
+        internal_error()
+    };
+    let summary = traceback.lines().last().unwrap_or("exception").to_owned();
+    sr.borrow_mut().fail(fallback, format!("the application raised {summary}"));
+}
+
+/// Calls `close()` on the iterable, which PEP 3333 requires on every path.
+fn close(py: Python<'_>, iterable: &Bound<'_, PyAny>, path: &str) {
+    let result = iterable
+        .getattr_opt(pyo3::intern!(py, "close"))
+        .and_then(|c| c.map(|c| c.call0().map(drop)).transpose());
+    if let Err(err) = result {
+        tracing::error!(
+            target: "wsgi_core::app",
+            path,
+            "the response iterable's close() raised:\n{}",
+            traceback_text(py, &err)
+        );
+    }
+}
+
+/// A regular file to stream from `offset`, read in blocks of `block`.
+struct FilePlan {
+    file: File,
+    offset: u64,
+    available: u64,
+    block: usize,
+}
+
+/// The file behind a `wsgi.file_wrapper`, if it has a real descriptor; `None` means the
+/// wrapper is iterated like any other iterable (`read(blksize)` in Python).
+fn file_plan(py: Python<'_>, wrapper: &Bound<'_, FileWrapper>) -> Option<FilePlan> {
+    let w = wrapper.borrow();
+    let filelike = w.filelike.bind(py);
+    let fd: i32 = filelike.call_method0("fileno").ok()?.extract().ok()?;
+    let offset: u64 = filelike.call_method0("tell").ok()?.extract().ok()?;
+    let file = dup_fd(fd)?;
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() {
+        return None;
+    }
+    Some(FilePlan {
+        file,
+        offset,
+        available: meta.len().saturating_sub(offset),
+        block: w.blksize.clamp(64 * 1024, 1024 * 1024),
+    })
+}
+
+#[cfg(unix)]
+fn dup_fd(fd: i32) -> Option<File> {
+    use std::os::fd::BorrowedFd;
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: `fd` was just returned by the file-like's `fileno()` while we hold the GIL
+    // and a reference to the file-like, so it is open for the duration of this borrow;
+    // we only duplicate it, and the duplicate is owned independently.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    borrowed.try_clone_to_owned().ok().map(File::from)
+}
+
+#[cfg(not(unix))]
+fn dup_fd(_fd: i32) -> Option<File> {
+    None
+}
+
+/// Commits the head and hands the file to a Rust thread, which streams it without the
+/// GIL and then calls the wrapper's `close()`.
+fn stream_file(
+    py: Python<'_>,
+    sr: &Bound<'_, StartResponse>,
+    wrapper: Py<FileWrapper>,
+    plan: FilePlan,
+    (tx, path): (Arc<PipeTx>, String),
+    in_flight: InFlight,
+) -> PyResult<()> {
+    let Some(length) = sr.borrow_mut().commit_file(plan.available)? else {
+        // The client has gone already: nothing to stream, but close() is still owed.
+        close(py, wrapper.bind(py).as_any(), &path);
+        return Ok(());
+    };
+    let spawned = std::thread::Builder::new().name("wsgi-file".into()).spawn(move || {
+        let outcome = send_file(&plan, length, &tx);
+        let message = match outcome {
+            Ok(sent) if sent == length => Msg::End,
+            Ok(sent) => Msg::Abort(format!("the file ended after {sent} of {length} bytes")),
+            Err(e) => Msg::Abort(e),
+        };
+        let _ = tx.send(message);
+        Python::attach(|py| close(py, wrapper.bind(py).as_any(), &path));
+        drop(in_flight);
+    });
+    spawned.map(drop).map_err(|e| pyo3::exceptions::PyOSError::new_err(format!("cannot start a file thread: {e}")))
+}
+
+#[cfg(not(unix))]
+fn send_file(_plan: &FilePlan, _length: u64, _tx: &PipeTx) -> Result<u64, String> {
+    Err("file streaming needs a Unix platform".into())
+}
+
+/// Streams `length` bytes from the plan's offset; positional reads leave the Python file
+/// object's own offset alone (the duplicate descriptor shares it).
+#[cfg(unix)]
+fn send_file(plan: &FilePlan, length: u64, tx: &PipeTx) -> Result<u64, String> {
+    use std::os::unix::fs::FileExt;
+    let mut sent = 0u64;
+    while sent < length {
+        let want = usize::try_from(length - sent).unwrap_or(usize::MAX).min(plan.block);
+        let mut buf = vec![0u8; want];
+        let n = plan
+            .file
+            .read_at(&mut buf, plan.offset + sent)
+            .map_err(|e| format!("reading the file failed: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        buf.truncate(n);
+        if tx.send(Msg::Data(Bytes::from(buf))).is_err() {
+            break;
+        }
+        sent += n as u64;
+    }
+    Ok(sent)
+}
