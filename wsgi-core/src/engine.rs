@@ -44,6 +44,7 @@ pub struct EngineBuilder {
     pub(crate) retry_after: u32,
     pub(crate) max_body: Option<u64>,
     pub(crate) chdir: Option<PathBuf>,
+    pub(crate) venv: Option<PathBuf>,
 }
 
 impl EngineBuilder {
@@ -81,6 +82,15 @@ impl EngineBuilder {
         self
     }
 
+    /// Runs the application in the virtualenv at `dir` (default: `$VIRTUAL_ENV`, if set):
+    /// its site-packages are importable and `sys.prefix` is the venv, as with the venv's
+    /// own `python`. The venv must be made for the Python this binary embeds. One process
+    /// has one interpreter, so every engine in it shares the venv.
+    pub fn venv(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.venv = Some(dir.into());
+        self
+    }
+
     /// Starts the interpreter if needed, loads the application and starts the threads.
     pub fn build(self) -> Result<Engine, Error> {
         if self.threads == 0 {
@@ -89,13 +99,19 @@ impl EngineBuilder {
         if self.queue_depth == 0 {
             return Err(Error::Config("queue depth must be at least 1".into()));
         }
+        // Resolved before `chdir`, as a user typing a relative path means it.
+        let venv = self
+            .venv
+            .clone()
+            .or_else(|| std::env::var_os("VIRTUAL_ENV").filter(|v| !v.is_empty()).map(PathBuf::from))
+            .map(|v| std::path::absolute(&v).unwrap_or(v));
         if let Some(dir) = &self.chdir {
             std::env::set_current_dir(dir).map_err(|source| Error::Chdir {
                 path: dir.clone(),
                 source,
             })?;
         }
-        let app = python::load_app(&self.app)?;
+        let app = python::load_app(&self.app, venv.as_deref())?;
         let (queue_tx, queue_rx) = crossbeam_channel::bounded(self.queue_depth);
         let shared = Arc::new(Shared {
             closing: AtomicBool::new(false),
@@ -195,6 +211,7 @@ impl Engine {
             retry_after: 1,
             max_body: None,
             chdir: None,
+            venv: None,
         }
     }
 

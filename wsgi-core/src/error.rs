@@ -64,6 +64,28 @@ pub enum Error {
         /// The operating-system error.
         source: std::io::Error,
     },
+    /// The virtualenv to activate is missing or broken.
+    #[error("cannot use the virtualenv {path}: {reason}")]
+    Venv {
+        /// The virtualenv's directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The virtualenv was made for another Python than the one this binary embeds.
+    #[error(
+        "the virtualenv {path} was made for Python {venv}, but this binary embeds Python {running}; \
+         recreate the virtualenv with python{running}, or rebuild against its interpreter with \
+         `PYO3_PYTHON=/path/to/python{venv} cargo build`"
+    )]
+    VenvVersion {
+        /// The virtualenv's directory.
+        path: PathBuf,
+        /// The `major.minor` in its `pyvenv.cfg`.
+        venv: String,
+        /// The `major.minor` of the embedded interpreter.
+        running: String,
+    },
     /// A configuration value is out of range.
     #[error("invalid configuration: {0}")]
     Config(String),

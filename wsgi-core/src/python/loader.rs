@@ -46,7 +46,7 @@ fn parse_spec(spec: &str) -> Result<(Source, String), Error> {
 }
 
 /// Imports the application and returns its callable.
-pub(crate) fn load_app(spec: &str) -> Result<Py<PyAny>, Error> {
+pub(crate) fn load_app(spec: &str, venv: Option<&Path>) -> Result<Py<PyAny>, Error> {
     let (source, callable) = parse_spec(spec)?;
     let cwd = std::env::current_dir().unwrap_or_default();
     let (module_dir, label) = match &source {
@@ -70,6 +70,9 @@ pub(crate) fn load_app(spec: &str) -> Result<Py<PyAny>, Error> {
             sys_path: sys_path_text(py),
             traceback: traceback_text(py, &err),
         };
+        if let Some(venv) = venv {
+            super::venv::activate(py, venv)?;
+        }
         add_to_sys_path(py, &module_dir).map_err(|e| Error::Python(e.to_string()))?;
         let module = match &source {
             Source::File(path) => import_file(py, &cwd.join(path)),

@@ -10,6 +10,7 @@ mod file_wrapper;
 mod input;
 mod loader;
 mod start_response;
+mod venv;
 mod worker;
 
 use pyo3::prelude::*;
