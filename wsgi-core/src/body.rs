@@ -72,7 +72,11 @@ impl Body for WsgiBody {
         match &mut self.0 {
             Kind::Empty => Poll::Ready(None),
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Kind::Stream { rx, input, remaining } => {
+            Kind::Stream {
+                rx,
+                input,
+                remaining,
+            } => {
                 if let Some(pump) = input {
                     pump.poll(cx);
                 }
@@ -97,7 +101,9 @@ impl Body for WsgiBody {
                         Poll::Ready(Some(Msg::Head(_))) => continue,
                         Poll::Ready(None) => {
                             self.0 = Kind::Empty;
-                            Poll::Ready(Some(Err(BodyError("the Python worker stopped mid-response".into()))))
+                            Poll::Ready(Some(Err(BodyError(
+                                "the Python worker stopped mid-response".into(),
+                            ))))
                         }
                     };
                 }
@@ -117,7 +123,9 @@ impl Body for WsgiBody {
         match &self.0 {
             Kind::Empty => SizeHint::with_exact(0),
             Kind::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
-            Kind::Stream { remaining: Some(n), .. } => SizeHint::with_exact(*n),
+            Kind::Stream {
+                remaining: Some(n), ..
+            } => SizeHint::with_exact(*n),
             Kind::Stream { .. } => SizeHint::default(),
         }
     }

@@ -103,7 +103,11 @@ impl EngineBuilder {
         let venv = self
             .venv
             .clone()
-            .or_else(|| std::env::var_os("VIRTUAL_ENV").filter(|v| !v.is_empty()).map(PathBuf::from))
+            .or_else(|| {
+                std::env::var_os("VIRTUAL_ENV")
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from)
+            })
             .map(|v| std::path::absolute(&v).unwrap_or(v));
         if let Some(dir) = &self.chdir {
             std::env::set_current_dir(dir).map_err(|source| Error::Chdir {
@@ -234,13 +238,20 @@ impl Engine {
         }
         let vars = match CgiVars::new(&parts, &conn) {
             Ok(vars) => vars,
-            Err(Reject::NotMounted) => return ResponseFuture::ready(Head::plain(StatusCode::NOT_FOUND, "Not Found\n")),
+            Err(Reject::NotMounted) => {
+                return ResponseFuture::ready(Head::plain(StatusCode::NOT_FOUND, "Not Found\n"));
+            }
         };
         let content_length = match parts.headers.get(header::CONTENT_LENGTH) {
             None => None,
             Some(v) => match v.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()) {
                 Some(n) => Some(n),
-                None => return ResponseFuture::ready(Head::plain(StatusCode::BAD_REQUEST, "Invalid Content-Length\n")),
+                None => {
+                    return ResponseFuture::ready(Head::plain(
+                        StatusCode::BAD_REQUEST,
+                        "Invalid Content-Length\n",
+                    ));
+                }
             },
         };
         if let (Some(max), Some(len)) = (inner.config.max_body, content_length)
@@ -269,7 +280,9 @@ impl Engine {
             }),
             Err(crossbeam_channel::TrySendError::Full(_)) => {
                 tracing::warn!(target: "wsgi_core", depth = inner.config.queue_depth, "request queue full; answered 503");
-                ResponseFuture::ready(self.unavailable("all Python threads are busy and the queue is full"))
+                ResponseFuture::ready(
+                    self.unavailable("all Python threads are busy and the queue is full"),
+                )
             }
             Err(crossbeam_channel::TrySendError::Disconnected(_)) => {
                 ResponseFuture::ready(self.unavailable("the Python worker threads have stopped"))
@@ -278,9 +291,14 @@ impl Engine {
     }
 
     fn unavailable(&self, why: &str) -> Head {
-        let mut head = Head::plain(StatusCode::SERVICE_UNAVAILABLE, &format!("Service Unavailable: {why}\n"));
-        head.headers
-            .insert(header::RETRY_AFTER, HeaderValue::from(self.inner.config.retry_after));
+        let mut head = Head::plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("Service Unavailable: {why}\n"),
+        );
+        head.headers.insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(self.inner.config.retry_after),
+        );
         head
     }
 
@@ -389,7 +407,11 @@ impl Future for ResponseFuture {
                 *this = State::Done;
                 Poll::Ready(into_response(head, body))
             }
-            State::Waiting { rx, input, head_only } => {
+            State::Waiting {
+                rx,
+                input,
+                head_only,
+            } => {
                 if let Some(pump) = input {
                     pump.poll(cx);
                 }
@@ -411,7 +433,9 @@ impl Future for ResponseFuture {
                     // Dropping the pipe tells the application to stop and close.
                     HeadBody::Stream if no_body => WsgiBody::empty(),
                     HeadBody::Stream => {
-                        let length = crate::response::declared_length(&head.headers).ok().flatten();
+                        let length = crate::response::declared_length(&head.headers)
+                            .ok()
+                            .flatten();
                         WsgiBody::stream(rx, input, length)
                     }
                 };

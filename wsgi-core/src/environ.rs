@@ -70,7 +70,8 @@ impl CgiVars {
         };
 
         let (server_name, server_port) = server_name_port(parts, conn);
-        let mut headers: Vec<(Cow<'static, str>, Vec<u8>)> = Vec::with_capacity(parts.headers.keys_len());
+        let mut headers: Vec<(Cow<'static, str>, Vec<u8>)> =
+            Vec::with_capacity(parts.headers.keys_len());
         let mut content_type = None;
         let mut content_length = None;
         for name in parts.headers.keys() {
@@ -87,7 +88,10 @@ impl CgiVars {
         if !parts.headers.contains_key(header::HOST)
             && let Some(authority) = uri.authority()
         {
-            headers.push((Cow::Borrowed("HTTP_HOST"), authority.as_str().as_bytes().to_vec()));
+            headers.push((
+                Cow::Borrowed("HTTP_HOST"),
+                authority.as_str().as_bytes().to_vec(),
+            ));
         }
 
         Ok(CgiVars {
@@ -133,7 +137,13 @@ pub(crate) fn cgi_header_name(name: &HeaderName) -> Option<Cow<'static, str>> {
     }
     let mut key = String::with_capacity(5 + s.len());
     key.push_str("HTTP_");
-    key.extend(s.chars().map(|c| if c == '-' { '_' } else { c.to_ascii_uppercase() }));
+    key.extend(s.chars().map(|c| {
+        if c == '-' {
+            '_'
+        } else {
+            c.to_ascii_uppercase()
+        }
+    }));
     Some(Cow::Owned(key))
 }
 
@@ -169,7 +179,9 @@ fn server_name_port(parts: &http::request::Parts, conn: &ConnInfo) -> (Vec<u8>, 
     if let Some(host) = host.filter(|h| !h.is_empty()) {
         // `[::1]:8080`, `example.com:8080`, `example.com`, `[::1]`.
         let (name, port) = match host.iter().rposition(|&b| b == b':') {
-            Some(i) if !host[i..].contains(&b']') => (&host[..i], std::str::from_utf8(&host[i + 1..]).ok()),
+            Some(i) if !host[i..].contains(&b']') => {
+                (&host[..i], std::str::from_utf8(&host[i + 1..]).ok())
+            }
             _ => (host, None),
         };
         let port = port
@@ -194,8 +206,11 @@ mod tests {
             req = req.header(*k, http::HeaderValue::from_bytes(v).unwrap());
         }
         let (parts, ()) = req.body(()).unwrap().into_parts();
-        let conn = ConnInfo::new(Some("10.1.2.3:4567".parse().unwrap()), Some("127.0.0.1:8000".parse().unwrap()))
-            .with_mount(mount);
+        let conn = ConnInfo::new(
+            Some("10.1.2.3:4567".parse().unwrap()),
+            Some("127.0.0.1:8000".parse().unwrap()),
+        )
+        .with_mount(mount);
         CgiVars::new(&parts, &conn)
     }
 
@@ -233,7 +248,12 @@ mod tests {
             "",
         )
         .unwrap();
-        let get = |k: &str| v.headers.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let get = |k: &str| {
+            v.headers
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.clone())
+        };
         assert_eq!(get("HTTP_X_A").unwrap(), b"1,2");
         assert_eq!(get("HTTP_COOKIE").unwrap(), b"a=1; b=2");
         assert_eq!(get("HTTP_X_SPOOF"), None);
@@ -246,11 +266,20 @@ mod tests {
     #[test]
     fn server_name_from_host_or_local_address() {
         let v = vars("/", &[("host", b"example.com:8080")], "").unwrap();
-        assert_eq!((v.server_name.as_slice(), v.server_port.as_str()), (&b"example.com"[..], "8080"));
+        assert_eq!(
+            (v.server_name.as_slice(), v.server_port.as_str()),
+            (&b"example.com"[..], "8080")
+        );
         let v = vars("/", &[("host", b"[::1]")], "").unwrap();
-        assert_eq!((v.server_name.as_slice(), v.server_port.as_str()), (&b"[::1]"[..], "80"));
+        assert_eq!(
+            (v.server_name.as_slice(), v.server_port.as_str()),
+            (&b"[::1]"[..], "80")
+        );
         let v = vars("/", &[], "").unwrap();
-        assert_eq!((v.server_name.as_slice(), v.server_port.as_str()), (&b"127.0.0.1"[..], "8000"));
+        assert_eq!(
+            (v.server_name.as_slice(), v.server_port.as_str()),
+            (&b"127.0.0.1"[..], "8000")
+        );
         assert_eq!(v.remote_addr.as_deref(), Some("10.1.2.3"));
         assert_eq!(v.remote_port.as_deref(), Some("4567"));
     }

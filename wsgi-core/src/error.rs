@@ -39,7 +39,9 @@ pub enum Error {
         traceback: String,
     },
     /// The module has no attribute of the requested name.
-    #[error("module {module:?} has no attribute {callable:?}; name the WSGI callable with `{module}:NAME`")]
+    #[error(
+        "module {module:?} has no attribute {callable:?}; name the WSGI callable with `{module}:NAME`"
+    )]
     AppAttributeMissing {
         /// The module that was imported.
         module: String,

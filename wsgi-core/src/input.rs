@@ -48,7 +48,9 @@ pub(crate) struct InputPump {
 
 impl std::fmt::Debug for InputPump {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("InputPump").field("received", &self.received).finish_non_exhaustive()
+        f.debug_struct("InputPump")
+            .field("received", &self.received)
+            .finish_non_exhaustive()
     }
 }
 
@@ -81,7 +83,9 @@ where
 impl InputPump {
     /// Serves pending demand; never returns `Ready` because it lives as long as the response.
     pub(crate) fn poll(&mut self, cx: &mut Context<'_>) {
-        let Some(body) = self.body.as_mut() else { return };
+        let Some(body) = self.body.as_mut() else {
+            return;
+        };
         self.demand.waker.register(cx.waker());
         while self.demand.wanted.load(Ordering::Acquire) {
             let answer = match body.as_mut().poll_next(cx) {
@@ -131,7 +135,9 @@ impl InputSource {
         self.demand.waker.wake();
         match self.rx.recv() {
             Ok(chunk) => chunk,
-            Err(_) => Chunk::Failed("the client went away before sending the whole request body".into()),
+            Err(_) => {
+                Chunk::Failed("the client went away before sending the whole request body".into())
+            }
         }
     }
 
@@ -150,11 +156,10 @@ mod tests {
     fn pulls_only_on_demand_and_enforces_the_limit() {
         let polled = Arc::new(AtomicBool::new(false));
         let flag = polled.clone();
-        let body = futures::stream::iter([b"abc".as_slice(), b"defg"])
-            .map(move |b| {
-                flag.store(true, Ordering::SeqCst);
-                Ok::<_, BoxError>(Bytes::from_static(b))
-            });
+        let body = futures::stream::iter([b"abc".as_slice(), b"defg"]).map(move |b| {
+            flag.store(true, Ordering::SeqCst);
+            Ok::<_, BoxError>(Bytes::from_static(b))
+        });
         use futures::StreamExt;
         let (mut pump, source) = channel(body, Some(5));
         let mut cx = Context::from_waker(noop_waker_ref());

@@ -47,7 +47,8 @@ mod response;
 
 pub use body::{BodyError, WsgiBody};
 pub use engine::{
-    DEFAULT_QUEUE_DEPTH, DEFAULT_THREADS, Engine, EngineBuilder, ResponseFuture, ShutdownFuture, ShutdownReport,
+    DEFAULT_QUEUE_DEPTH, DEFAULT_THREADS, Engine, EngineBuilder, ResponseFuture, ShutdownFuture,
+    ShutdownReport,
 };
 pub use error::Error;
 pub use host::{BoxError, ConnInfo, HostRequest, MapErrBody, Scheme};

@@ -171,7 +171,11 @@ impl PipeRx {
     fn pop(&mut self) -> Poll<Option<Msg>> {
         let mut st = self.0.lock();
         let Some(msg) = st.queue.pop_front() else {
-            return if st.tx_gone { Poll::Ready(None) } else { Poll::Pending };
+            return if st.tx_gone {
+                Poll::Ready(None)
+            } else {
+                Poll::Pending
+            };
         };
         st.bytes -= msg.weight();
         drop(st);
@@ -204,10 +208,19 @@ mod tests {
     #[test]
     fn bounded_by_bytes_and_always_admits_one() {
         let (tx, mut rx) = pipe(10, Arc::default());
-        assert!(matches!(tx.try_send(Msg::Data(Bytes::from(vec![0; 100]))), TrySend::Sent));
-        assert!(matches!(tx.try_send(Msg::Data(Bytes::from_static(b"x"))), TrySend::Full(_)));
+        assert!(matches!(
+            tx.try_send(Msg::Data(Bytes::from(vec![0; 100]))),
+            TrySend::Sent
+        ));
+        assert!(matches!(
+            tx.try_send(Msg::Data(Bytes::from_static(b"x"))),
+            TrySend::Full(_)
+        ));
         assert!(matches!(recv(&mut rx), Poll::Ready(Some(Msg::Data(_)))));
-        assert!(matches!(tx.try_send(Msg::Data(Bytes::from_static(b"x"))), TrySend::Sent));
+        assert!(matches!(
+            tx.try_send(Msg::Data(Bytes::from_static(b"x"))),
+            TrySend::Sent
+        ));
         assert!(matches!(recv(&mut rx), Poll::Ready(Some(Msg::Data(_)))));
         assert!(recv(&mut rx).is_pending());
         drop(tx);

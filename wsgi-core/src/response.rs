@@ -25,7 +25,10 @@ impl Head {
     /// A plain-text response made by the engine itself.
     pub(crate) fn plain(status: StatusCode, text: &str) -> Head {
         let mut headers = HeaderMap::with_capacity(2);
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(text.len()));
         Head {
             status,
@@ -41,13 +44,17 @@ pub(crate) fn parse_status(status: &str) -> Result<StatusCode, String> {
     let well_formed = bytes.len() >= 4
         && bytes[..3].iter().all(u8::is_ascii_digit)
         && bytes[3] == b' '
-        && bytes[4..].iter().all(|&b| b == b'\t' || (b' '..=b'~').contains(&b));
+        && bytes[4..]
+            .iter()
+            .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b));
     if !well_formed {
         return Err(format!(
             "status must look like '200 OK' (three digits, a space, a reason phrase), got {status:?}"
         ));
     }
-    let code: u16 = status[..3].parse().map_err(|_| format!("bad status code in {status:?}"))?;
+    let code: u16 = status[..3]
+        .parse()
+        .map_err(|_| format!("bad status code in {status:?}"))?;
     if !(100..=599).contains(&code) {
         return Err(format!("status code {code} is outside 100..=599"));
     }
@@ -86,7 +93,9 @@ pub(crate) fn parse_header(name: &str, value: &str) -> Result<(HeaderName, Heade
     for c in value.chars() {
         match c {
             '\r' | '\n' | '\0' => {
-                return Err(format!("header {name:?} has a CR, LF or NUL in its value {value:?}"));
+                return Err(format!(
+                    "header {name:?} has a CR, LF or NUL in its value {value:?}"
+                ));
             }
             c if (c as u32) < 256 => bytes.push(c as u32 as u8),
             c => {
@@ -97,15 +106,17 @@ pub(crate) fn parse_header(name: &str, value: &str) -> Result<(HeaderName, Heade
             }
         }
     }
-    let header_value =
-        HeaderValue::from_bytes(&bytes).map_err(|_| format!("header {name:?} has an invalid value {value:?}"))?;
+    let header_value = HeaderValue::from_bytes(&bytes)
+        .map_err(|_| format!("header {name:?} has an invalid value {value:?}"))?;
     Ok((header_name, header_value))
 }
 
 /// The application's declared `Content-Length`, if any and well formed.
 pub(crate) fn declared_length(headers: &HeaderMap) -> Result<Option<u64>, String> {
     let mut values = headers.get_all(header::CONTENT_LENGTH).iter();
-    let Some(first) = values.next() else { return Ok(None) };
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
     let parsed = first
         .to_str()
         .ok()
@@ -119,7 +130,9 @@ pub(crate) fn declared_length(headers: &HeaderMap) -> Result<Option<u64>, String
 
 /// Statuses whose responses never carry a body (RFC 9110 §6.4.1).
 pub(crate) fn status_forbids_body(status: StatusCode) -> bool {
-    status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED
+    status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
 }
 
 #[cfg(test)]
@@ -129,9 +142,21 @@ mod tests {
     #[test]
     fn status_lines() {
         assert_eq!(parse_status("200 OK").unwrap(), StatusCode::OK);
-        assert_eq!(parse_status("404 Not Found").unwrap(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            parse_status("404 Not Found").unwrap(),
+            StatusCode::NOT_FOUND
+        );
         assert_eq!(parse_status("599 Custom").unwrap().as_u16(), 599);
-        for bad in ["200", "OK", "20 OK", "2000 OK", "600 Nope", "099 x", "200 OK\r\nX: y", ""] {
+        for bad in [
+            "200",
+            "OK",
+            "20 OK",
+            "2000 OK",
+            "600 Nope",
+            "099 x",
+            "200 OK\r\nX: y",
+            "",
+        ] {
             assert!(parse_status(bad).is_err(), "{bad:?} accepted");
         }
     }
@@ -139,7 +164,10 @@ mod tests {
     #[test]
     fn header_rules() {
         assert!(parse_header("Content-Type", "text/plain").is_ok());
-        assert_eq!(parse_header("X-Latin", "caf\u{e9}").unwrap().1.as_bytes(), b"caf\xe9");
+        assert_eq!(
+            parse_header("X-Latin", "caf\u{e9}").unwrap().1.as_bytes(),
+            b"caf\xe9"
+        );
         assert!(parse_header("Connection", "close").is_err());
         assert!(parse_header("transfer-encoding", "chunked").is_err());
         assert!(parse_header("X-Bad", "a\r\nSet-Cookie: x").is_err());

@@ -1,8 +1,8 @@
 //! Turning [`CgiVars`] into the environ `dict`.
 
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyString, PyTuple};
-use pyo3::intern;
 
 use super::file_wrapper::FileWrapper;
 use crate::environ::CgiVars;
@@ -15,11 +15,17 @@ impl Template {
     pub(crate) fn new(py: Python<'_>, multithread: bool) -> PyResult<Self> {
         let d = PyDict::new(py);
         d.set_item(intern!(py, "wsgi.version"), PyTuple::new(py, [1, 0])?)?;
-        d.set_item(intern!(py, "wsgi.multithread"), PyBool::new(py, multithread))?;
+        d.set_item(
+            intern!(py, "wsgi.multithread"),
+            PyBool::new(py, multithread),
+        )?;
         d.set_item(intern!(py, "wsgi.multiprocess"), false)?;
         d.set_item(intern!(py, "wsgi.run_once"), false)?;
         d.set_item(intern!(py, "wsgi.input_terminated"), true)?;
-        d.set_item(intern!(py, "wsgi.file_wrapper"), py.get_type::<FileWrapper>())?;
+        d.set_item(
+            intern!(py, "wsgi.file_wrapper"),
+            py.get_type::<FileWrapper>(),
+        )?;
         d.set_item(
             intern!(py, "SERVER_SOFTWARE"),
             concat!("wsgi-rs/", env!("CARGO_PKG_VERSION")),
@@ -32,7 +38,10 @@ impl Template {
 fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
     match std::str::from_utf8(bytes) {
         Ok(s) if s.is_ascii() => PyString::new(py, s),
-        _ => PyString::new(py, &bytes.iter().map(|&b| char::from(b)).collect::<String>()),
+        _ => PyString::new(
+            py,
+            &bytes.iter().map(|&b| char::from(b)).collect::<String>(),
+        ),
     }
 }
 
@@ -46,9 +55,15 @@ pub(crate) fn build<'py>(
 ) -> PyResult<Bound<'py, PyDict>> {
     let env = template.0.bind(py).copy()?;
     env.set_item(intern!(py, "REQUEST_METHOD"), vars.method.as_str())?;
-    env.set_item(intern!(py, "SCRIPT_NAME"), latin1(py, vars.script_name.as_bytes()))?;
+    env.set_item(
+        intern!(py, "SCRIPT_NAME"),
+        latin1(py, vars.script_name.as_bytes()),
+    )?;
     env.set_item(intern!(py, "PATH_INFO"), latin1(py, &vars.path_info))?;
-    env.set_item(intern!(py, "QUERY_STRING"), latin1(py, vars.query_string.as_bytes()))?;
+    env.set_item(
+        intern!(py, "QUERY_STRING"),
+        latin1(py, vars.query_string.as_bytes()),
+    )?;
     let uri = latin1(py, vars.request_uri.as_bytes());
     env.set_item(intern!(py, "REQUEST_URI"), &uri)?;
     env.set_item(intern!(py, "RAW_URI"), uri)?;

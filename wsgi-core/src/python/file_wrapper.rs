@@ -21,7 +21,10 @@ impl FileWrapper {
     fn new(filelike: Py<PyAny>, blksize: isize) -> Self {
         FileWrapper {
             filelike,
-            blksize: usize::try_from(blksize).ok().filter(|&n| n > 0).unwrap_or(8192),
+            blksize: usize::try_from(blksize)
+                .ok()
+                .filter(|&n| n > 0)
+                .unwrap_or(8192),
         }
     }
 
@@ -30,7 +33,10 @@ impl FileWrapper {
     }
 
     fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let data = self.filelike.bind(py).call_method1("read", (self.blksize,))?;
+        let data = self
+            .filelike
+            .bind(py)
+            .call_method1("read", (self.blksize,))?;
         let empty = match data.cast::<PyBytes>() {
             Ok(b) => b.as_bytes().is_empty(),
             Err(_) => data.is_empty().unwrap_or(true),

@@ -84,7 +84,11 @@ impl WsgiInput {
         out
     }
 
-    fn read_line<'py>(&mut self, py: Python<'py>, limit: Option<usize>) -> PyResult<Bound<'py, PyBytes>> {
+    fn read_line<'py>(
+        &mut self,
+        py: Python<'py>,
+        limit: Option<usize>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
         let mut searched = 0;
         loop {
             if let Some(i) = self.buf[searched..].iter().position(|&b| b == b'\n') {
@@ -120,7 +124,8 @@ impl WsgiInput {
             }
             None => {
                 if let Some(left) = self.remaining {
-                    self.buf.reserve(usize::try_from(left).unwrap_or(0).min(64 << 20));
+                    self.buf
+                        .reserve(usize::try_from(left).unwrap_or(0).min(64 << 20));
                 }
                 while self.fill(py)? {}
                 Ok(self.take(py, self.buf.len()))
@@ -129,12 +134,20 @@ impl WsgiInput {
     }
 
     #[pyo3(signature = (size = None))]
-    fn readline<'py>(&mut self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
+    fn readline<'py>(
+        &mut self,
+        py: Python<'py>,
+        size: Option<isize>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
         self.read_line(py, limit(size))
     }
 
     #[pyo3(signature = (hint = None))]
-    fn readlines<'py>(&mut self, py: Python<'py>, hint: Option<isize>) -> PyResult<Bound<'py, PyList>> {
+    fn readlines<'py>(
+        &mut self,
+        py: Python<'py>,
+        hint: Option<isize>,
+    ) -> PyResult<Bound<'py, PyList>> {
         let hint = limit(hint).filter(|&h| h > 0);
         let lines = PyList::empty(py);
         let mut total = 0;

@@ -28,8 +28,14 @@ fn parse_spec(spec: &str) -> Result<(Source, String), Error> {
         Some((t, c)) => (t, c),
         None => (spec, "application"),
     };
-    if callable.is_empty() || !callable.chars().all(|c| c == '_' || c == '.' || c.is_alphanumeric()) {
-        return Err(invalid("the part after ':' must be a Python attribute name"));
+    if callable.is_empty()
+        || !callable
+            .chars()
+            .all(|c| c == '_' || c == '.' || c.is_alphanumeric())
+    {
+        return Err(invalid(
+            "the part after ':' must be a Python attribute name",
+        ));
     }
     if target.is_empty() {
         return Err(invalid("nothing before the ':'"));
@@ -37,7 +43,10 @@ fn parse_spec(spec: &str) -> Result<(Source, String), Error> {
     let path = Path::new(target);
     let source = if target.ends_with(".py") || target.contains('/') || path.is_file() {
         Source::File(path.to_path_buf())
-    } else if target.split('.').all(|part| !part.is_empty() && part.chars().all(|c| c == '_' || c.is_alphanumeric())) {
+    } else if target
+        .split('.')
+        .all(|part| !part.is_empty() && part.chars().all(|c| c == '_' || c.is_alphanumeric()))
+    {
         Source::Module(target.to_owned())
     } else {
         return Err(invalid("it is neither a .py file nor a dotted module name"));
@@ -45,9 +54,15 @@ fn parse_spec(spec: &str) -> Result<(Source, String), Error> {
     Ok((source, callable.to_owned()))
 }
 
+/// Serialises application loading: a module is in `sys.modules` while its code runs, and
+/// a second engine loading the same file meanwhile must wait for it, not take it half-made.
+/// Taken before attaching, so a waiting thread does not hold the GIL.
+static LOADING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Imports the application and returns its callable.
 pub(crate) fn load_app(spec: &str, venv: Option<&Path>) -> Result<Py<PyAny>, Error> {
     let (source, callable) = parse_spec(spec)?;
+    let _loading = LOADING.lock().unwrap_or_else(|e| e.into_inner());
     let cwd = std::env::current_dir().unwrap_or_default();
     let (module_dir, label) = match &source {
         Source::File(path) => {
@@ -58,7 +73,10 @@ pub(crate) fn load_app(spec: &str, venv: Option<&Path>) -> Result<Py<PyAny>, Err
                     cwd,
                 });
             }
-            let dir = absolute.parent().map(Path::to_path_buf).unwrap_or_else(|| cwd.clone());
+            let dir = absolute
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| cwd.clone());
             (dir, absolute.display().to_string())
         }
         Source::Module(name) => (cwd.clone(), name.clone()),
@@ -129,7 +147,10 @@ fn add_to_sys_path(py: Python<'_>, dir: &Path) -> PyResult<()> {
 fn import_file<'py>(py: Python<'py>, path: &Path) -> PyResult<Bound<'py, PyAny>> {
     let util = py.import("importlib.util")?;
     let modules = py.import("sys")?.getattr("modules")?;
-    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "app".into());
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "app".into());
     let path_text = path.to_string_lossy().into_owned();
     let mut name = stem.clone();
     for n in 1.. {
@@ -150,7 +171,10 @@ fn import_file<'py>(py: Python<'py>, path: &Path) -> PyResult<Bound<'py, PyAny>>
     let spec = util.call_method1("spec_from_file_location", (&name, &path_text))?;
     let module = util.call_method1("module_from_spec", (&spec,))?;
     modules.set_item(&name, &module)?;
-    if let Err(err) = spec.getattr("loader")?.call_method1("exec_module", (&module,)) {
+    if let Err(err) = spec
+        .getattr("loader")?
+        .call_method1("exec_module", (&module,))
+    {
         modules.del_item(&name)?;
         return Err(err);
     }

@@ -27,8 +27,14 @@ pub(crate) fn ensure_initialized() {
 /// The formatted traceback of `err`, as Python's `traceback` module prints it.
 pub(crate) fn traceback_text(py: Python<'_>, err: &PyErr) -> String {
     let formatted = py.import("traceback").and_then(|tb| {
-        let lines = tb.call_method1("format_exception", (err.value(py),))?;
-        let text: String = pyo3::types::PyString::new(py, "").call_method1("join", (lines,))?.extract()?;
+        // The value's __traceback__ is not always set on 3.11; pass the traceback explicitly.
+        let lines = tb.call_method1(
+            "format_exception",
+            (err.get_type(py), err.value(py), err.traceback(py)),
+        )?;
+        let text: String = pyo3::types::PyString::new(py, "")
+            .call_method1("join", (lines,))?
+            .extract()?;
         Ok::<_, PyErr>(text)
     });
     match formatted {

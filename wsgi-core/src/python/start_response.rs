@@ -61,7 +61,11 @@ impl StartResponse {
             ));
         };
         self.committed = true;
-        Ok(self.push(Msg::Head(Head { status, headers, body })))
+        Ok(self.push(Msg::Head(Head {
+            status,
+            headers,
+            body,
+        })))
     }
 
     fn push(&self, msg: Msg) -> Result<(), Gone> {
@@ -75,7 +79,11 @@ impl StartResponse {
 
     /// Sends one chunk, committing the head first if needed; waits without the GIL
     /// while the client is slow. Bytes beyond the declared `Content-Length` are dropped.
-    pub(crate) fn send_chunk(&mut self, py: Python<'_>, chunk: &Bound<'_, PyBytes>) -> PyResult<Result<(), Gone>> {
+    pub(crate) fn send_chunk(
+        &mut self,
+        py: Python<'_>,
+        chunk: &Bound<'_, PyBytes>,
+    ) -> PyResult<Result<(), Gone>> {
         let len = chunk.as_bytes().len() as u64;
         if len == 0 {
             return Ok(Ok(()));
@@ -227,11 +235,16 @@ impl StartResponse {
         let chunk = data.cast::<PyBytes>().map_err(|_| {
             PyTypeError::new_err(format!(
                 "write() takes bytes, not {}",
-                data.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+                data.get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
             ))
         })?;
         if self.pending.is_none() && !self.committed {
-            return Err(PyRuntimeError::new_err("write() called before start_response()"));
+            return Err(PyRuntimeError::new_err(
+                "write() called before start_response()",
+            ));
         }
         match self.send_chunk(py, chunk)? {
             Ok(()) => Ok(()),
@@ -259,8 +272,8 @@ fn parse_headers(headers: &Bound<'_, PyAny>) -> PyResult<HeaderMap> {
                 item.repr()?
             )));
         };
-        let (name, value) =
-            parse_header(name.to_str()?, &value.to_string_lossy()).map_err(PyValueErrorExt::value_error)?;
+        let (name, value) = parse_header(name.to_str()?, &value.to_string_lossy())
+            .map_err(PyValueErrorExt::value_error)?;
         map.append(name, value);
     }
     Ok(map)

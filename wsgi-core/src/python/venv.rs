@@ -98,7 +98,12 @@ def _activate(root, site_packages, include_system):
         ))?;
         Ok(())
     };
-    run().map_err(|e| broken(format!("activating it failed: {}", super::traceback_text(py, &e))))?;
+    run().map_err(|e| {
+        broken(format!(
+            "activating it failed: {}",
+            super::traceback_text(py, &e)
+        ))
+    })?;
     tracing::info!(target: "wsgi_core", venv = %root.display(), "virtualenv activated");
     *active = Some(root);
     Ok(())
@@ -110,7 +115,10 @@ mod tests {
 
     #[test]
     fn reads_the_version_from_pyvenv_cfg() {
-        assert_eq!(venv_version("home = /usr/bin\nversion = 3.11.7\n"), Some((3, 11)));
+        assert_eq!(
+            venv_version("home = /usr/bin\nversion = 3.11.7\n"),
+            Some((3, 11))
+        );
         assert_eq!(venv_version("version_info = 3.12.1.final.0"), Some((3, 12)));
         assert_eq!(venv_version("home = /usr/bin"), None);
     }

@@ -57,7 +57,8 @@ fn worker_loop(app: &Py<PyAny>, queue: &crossbeam_channel::Receiver<Job>, multit
                 continue;
             }
             // A bug in this crate must cost one response, not a worker thread.
-            if std::panic::catch_unwind(AssertUnwindSafe(|| run(py, app, &template, job))).is_err() {
+            if std::panic::catch_unwind(AssertUnwindSafe(|| run(py, app, &template, job))).is_err()
+            {
                 tracing::error!(target: "wsgi_core", "internal panic while serving a request; the worker carries on");
             }
         }
@@ -81,7 +82,13 @@ fn run(py: Python<'_>, app: &Py<PyAny>, template: &Template, job: Job) {
         let input = Bound::new(py, WsgiInput::new(input, content_length))?;
         let errors = Bound::new(py, WsgiErrors::default())?;
         let sr = Bound::new(py, StartResponse::new(tx.clone()))?;
-        let environ = environ::build(py, template, &vars, input.clone().into_any(), errors.clone().into_any())?;
+        let environ = environ::build(
+            py,
+            template,
+            &vars,
+            input.clone().into_any(),
+            errors.clone().into_any(),
+        )?;
         Ok::<_, PyErr>((input, errors, sr, environ))
     })();
     let (input, errors, sr, environ) = match setup {
@@ -96,12 +103,20 @@ fn run(py: Python<'_>, app: &Py<PyAny>, template: &Template, job: Job) {
         Err(err) => fail(py, &sr, &input, &vars, &err),
         Ok(iterable) => {
             if input.borrow().too_large() && !sr.borrow().committed() {
-                sr.borrow_mut().fail(too_large(), "request body too large".into());
+                sr.borrow_mut()
+                    .fail(too_large(), "request body too large".into());
             } else if let Ok(wrapper) = iterable.cast::<FileWrapper>()
                 && let Some(plan) = file_plan(py, wrapper)
             {
                 let path = vars.request_uri.clone();
-                match stream_file(py, &sr, wrapper.clone().unbind(), plan, (tx.clone(), path), in_flight) {
+                match stream_file(
+                    py,
+                    &sr,
+                    wrapper.clone().unbind(),
+                    plan,
+                    (tx.clone(), path),
+                    in_flight,
+                ) {
                     Ok(()) => {
                         errors.borrow_mut().flush();
                         return;
@@ -125,7 +140,11 @@ fn too_large() -> Head {
 }
 
 /// Sends the iterable's output: a list or tuple in one piece, anything else chunk by chunk.
-fn respond(py: Python<'_>, sr: &Bound<'_, StartResponse>, iterable: &Bound<'_, PyAny>) -> PyResult<()> {
+fn respond(
+    py: Python<'_>,
+    sr: &Bound<'_, StartResponse>,
+    iterable: &Bound<'_, PyAny>,
+) -> PyResult<()> {
     if !sr.borrow().committed() {
         if let Ok(list) = iterable.cast_exact::<PyList>() {
             let body = join(list.iter())?;
@@ -158,7 +177,10 @@ fn as_chunk<'a, 'py>(item: &'a Bound<'py, PyAny>) -> PyResult<&'a Bound<'py, PyB
     item.cast::<PyBytes>().map_err(|_| {
         PyTypeError::new_err(format!(
             "a WSGI response body must yield bytes, not {} (encode str chunks first)",
-            item.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+            item.get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
         ))
     })
 }
@@ -200,7 +222,8 @@ fn fail(
         internal_error()
     };
     let summary = traceback.lines().last().unwrap_or("exception").to_owned();
-    sr.borrow_mut().fail(fallback, format!("the application raised {summary}"));
+    sr.borrow_mut()
+        .fail(fallback, format!("the application raised {summary}"));
 }
 
 /// Calls `close()` on the iterable, which PEP 3333 requires on every path.
@@ -279,18 +302,22 @@ fn stream_file(
         close(py, wrapper.bind(py).as_any(), &path);
         return Ok(());
     };
-    let spawned = std::thread::Builder::new().name("wsgi-file".into()).spawn(move || {
-        let outcome = send_file(&plan, length, &tx);
-        let message = match outcome {
-            Ok(sent) if sent == length => Msg::End,
-            Ok(sent) => Msg::Abort(format!("the file ended after {sent} of {length} bytes")),
-            Err(e) => Msg::Abort(e),
-        };
-        let _ = tx.send(message);
-        Python::attach(|py| close(py, wrapper.bind(py).as_any(), &path));
-        drop(in_flight);
-    });
-    spawned.map(drop).map_err(|e| pyo3::exceptions::PyOSError::new_err(format!("cannot start a file thread: {e}")))
+    let spawned = std::thread::Builder::new()
+        .name("wsgi-file".into())
+        .spawn(move || {
+            let outcome = send_file(&plan, length, &tx);
+            let message = match outcome {
+                Ok(sent) if sent == length => Msg::End,
+                Ok(sent) => Msg::Abort(format!("the file ended after {sent} of {length} bytes")),
+                Err(e) => Msg::Abort(e),
+            };
+            let _ = tx.send(message);
+            Python::attach(|py| close(py, wrapper.bind(py).as_any(), &path));
+            drop(in_flight);
+        });
+    spawned.map(drop).map_err(|e| {
+        pyo3::exceptions::PyOSError::new_err(format!("cannot start a file thread: {e}"))
+    })
 }
 
 #[cfg(not(unix))]
@@ -305,7 +332,9 @@ fn send_file(plan: &FilePlan, length: u64, tx: &PipeTx) -> Result<u64, String> {
     use std::os::unix::fs::FileExt;
     let mut sent = 0u64;
     while sent < length {
-        let want = usize::try_from(length - sent).unwrap_or(usize::MAX).min(plan.block);
+        let want = usize::try_from(length - sent)
+            .unwrap_or(usize::MAX)
+            .min(plan.block);
         let mut buf = vec![0u8; want];
         let n = plan
             .file

@@ -1,0 +1,3 @@
+"""Defines names that exist but are not WSGI callables."""
+
+application = 42

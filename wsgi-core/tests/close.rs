@@ -1,0 +1,136 @@
+//! The iterable's `close()` runs exactly once on every path: normal completion,
+//! exceptions, HEAD, and a client that disconnects (also while the generator is
+//! parked because the client stopped reading).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Chunk, Framing, RecordFile, TestServer, app_path, request_bytes, start};
+
+fn server() -> TestServer {
+    start(&app_path("response_app.py"), |b| b, "")
+}
+
+/// Waits for the first `close`, then a little longer to catch a second one.
+fn assert_closed_once(record: &RecordFile) -> Vec<String> {
+    record.wait_for_line("close");
+    std::thread::sleep(Duration::from_millis(300));
+    let lines = record.lines();
+    assert_eq!(
+        lines.iter().filter(|l| *l == "close").count(),
+        1,
+        "close() must run exactly once: {lines:?}"
+    );
+    lines
+}
+
+#[test]
+fn close_runs_once_after_the_last_chunk() {
+    let server = server();
+    let record = RecordFile::new("complete");
+    let response = server.get_with("/tracked?n=3", &[record.header()]);
+    assert_eq!(response.text(), "chunk0;chunk1;chunk2;");
+    assert!(response.complete);
+    let lines = assert_closed_once(&record);
+    assert_eq!(
+        lines,
+        ["end", "close"],
+        "close() must come after the last chunk"
+    );
+}
+
+#[test]
+fn close_runs_once_after_an_exception_mid_stream() {
+    let server = server();
+    let record = RecordFile::new("midstream");
+    server.get_aborted("/raise_midstream", &[record.header()], Framing::Chunked);
+    assert_closed_once(&record);
+}
+
+#[test]
+fn close_runs_once_after_an_exception_in_the_first_chunk() {
+    let server = server();
+    let record = RecordFile::new("first-chunk");
+    let response = server.get_with("/raise_first_chunk", &[record.header()]);
+    assert_eq!(response.status(), 500);
+    assert_closed_once(&record);
+}
+
+#[test]
+fn close_runs_once_for_head() {
+    let server = server();
+    let record = RecordFile::new("head");
+    let response = server.request("HEAD", "/tracked?n=3", &[record.header()], b"");
+    assert_eq!(response.status(), 200);
+    assert!(response.body.is_empty());
+    assert_closed_once(&record);
+}
+
+#[test]
+fn close_runs_once_after_exc_info_reraise() {
+    let server = server();
+    let record = RecordFile::new("exc-info");
+    server.get_aborted("/exc_info_after", &[record.header()], Framing::Chunked);
+    assert_closed_once(&record);
+}
+
+#[test]
+fn close_runs_promptly_when_the_client_disconnects() {
+    let server = server();
+    let record = RecordFile::new("disconnect");
+    let mut client = server.client();
+    // About 100 s of body at 10 ms per 1 KiB chunk: it only ends early if the
+    // server notices the client leaving.
+    client.send(&request_bytes(
+        &server.host(),
+        "GET",
+        "/big?chunks=10000&size=1024&sleep=0.01",
+        &[record.header()],
+        b"",
+        true,
+    ));
+    assert_eq!(client.read_head().status, 200);
+    assert!(matches!(client.read_chunk(), Chunk::Data(_)));
+    let left = Instant::now();
+    drop(client);
+    let lines = assert_closed_once(&record);
+    assert!(
+        left.elapsed() < Duration::from_secs(10),
+        "close() came late"
+    );
+    assert!(
+        !lines.contains(&"end".to_owned()),
+        "the generator ran to its end: {lines:?}"
+    );
+}
+
+#[test]
+fn close_runs_when_the_client_disconnects_while_the_generator_is_parked() {
+    let server = server();
+    let record = RecordFile::new("parked");
+    let mut client = server.client();
+    // 64 GiB: far more than any buffer, so the generator must be parked.
+    client.send(&request_bytes(
+        &server.host(),
+        "GET",
+        "/big?chunks=1048576&size=65536",
+        &[record.header()],
+        b"",
+        true,
+    ));
+    // Wait until production stalls: the generator is parked on backpressure.
+    let mut last = 0;
+    record.wait_until("the generator to stall", |lines| {
+        let produced = lines.len();
+        let stalled = produced > 0 && produced == last;
+        last = produced;
+        if !stalled {
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        stalled
+    });
+    drop(client);
+    let lines = assert_closed_once(&record);
+    assert!(!lines.contains(&"end".to_owned()));
+}
