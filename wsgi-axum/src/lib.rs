@@ -1,0 +1,184 @@
+//! Serve a Python WSGI (PEP 3333) application from an [axum](https://docs.rs/axum) 0.8
+//! router.
+//!
+//! [`WsgiService`] is a [`tower_service::Service`] over a [`wsgi_core::Engine`]: mount it
+//! with [`Router::nest_service`](axum::Router::nest_service) (the nested path becomes
+//! `SCRIPT_NAME`), [`Router::route_service`](axum::Router::route_service) or
+//! [`Router::fallback_service`](axum::Router::fallback_service). Request and response
+//! bodies stream in both directions; nothing is collected in memory. The service never
+//! fails: application errors arrive as HTTP responses (500, 503, 413, 404).
+//!
+//! `REMOTE_ADDR` comes from axum's [`ConnectInfo<SocketAddr>`](axum::extract::ConnectInfo),
+//! so serve the router with
+//! [`into_make_service_with_connect_info`](axum::Router::into_make_service_with_connect_info).
+//!
+//! ```no_run
+//! use std::net::SocketAddr;
+//! use axum::{Router, routing::get};
+//! use wsgi_axum::{Engine, WsgiService};
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let engine = Engine::builder("app/passenger_wsgi.py").threads(4).build()?;
+//!     let app = Router::new()
+//!         .route("/health", get(|| async { "ok" }))
+//!         .nest_service("/py", WsgiService::new(engine));
+//!     let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
+//!     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await?;
+//!     Ok(())
+//! }
+//! ```
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::body::{Body, BodyDataStream};
+use axum::extract::{ConnectInfo, NestedPath, OriginalUri};
+use axum::http::{Request, Response};
+use wsgi_core::ConnInfo;
+
+pub use wsgi_core;
+pub use wsgi_core::{Engine, Scheme};
+
+/// A [`tower_service::Service`] that runs requests through a WSGI application.
+///
+/// Cloning is cheap: clones share the engine and its Python threads.
+#[derive(Clone, Debug)]
+pub struct WsgiService {
+    engine: Engine,
+    mount: Option<Arc<str>>,
+    local_addr: Option<SocketAddr>,
+    scheme: Scheme,
+}
+
+impl WsgiService {
+    /// A service for `engine`, with `SCRIPT_NAME` taken from where the router nests it.
+    pub fn new(engine: Engine) -> Self {
+        WsgiService {
+            engine,
+            mount: None,
+            local_addr: None,
+            scheme: Scheme::Http,
+        }
+    }
+
+    /// Mounts the application under `prefix` (`"/py"`): `SCRIPT_NAME` is `prefix` and paths
+    /// outside it are answered 404 by the engine.
+    ///
+    /// This is for [`Router::fallback_service`](axum::Router::fallback_service) or a bare
+    /// server, where the router does not strip a prefix; it overrides the path a router
+    /// nests the service at.
+    #[must_use]
+    pub fn mount(mut self, prefix: impl Into<String>) -> Self {
+        // Normalised once here rather than on every request.
+        self.mount = Some(ConnInfo::default().with_mount(prefix).mount.into());
+        self
+    }
+
+    /// The address the server listens on, for `SERVER_NAME`/`SERVER_PORT` when a request
+    /// has no `Host` header. axum does not tell a service which local address a connection
+    /// arrived on, so the code that binds the listener has to.
+    #[must_use]
+    pub fn local_addr(mut self, addr: SocketAddr) -> Self {
+        self.local_addr = Some(addr);
+        self
+    }
+
+    /// `wsgi.url_scheme` (default `http`); set [`Scheme::Https`] behind a TLS acceptor.
+    #[must_use]
+    pub fn scheme(mut self, scheme: Scheme) -> Self {
+        self.scheme = scheme;
+        self
+    }
+
+    /// The engine this service hands requests to, for example to
+    /// [shut it down](Engine::shutdown) once the server has drained.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+/// The prefix of `path` that the router matched for a service nested at `nested`.
+///
+/// `nested` is the route pattern (`/api/{version}`), not the text the client sent, so the
+/// mount is cut from the client's path by counting the pattern's segments.
+fn nested_mount(nested: &str, path: &str) -> String {
+    let segments = nested.split('/').filter(|s| !s.is_empty()).count();
+    let mut end = 0;
+    for _ in 0..segments {
+        let Some(after) = path[end..].strip_prefix('/') else {
+            break;
+        };
+        end += 1 + after.find('/').unwrap_or(after.len());
+    }
+    path[..end].to_owned()
+}
+
+impl tower_service::Service<Request<Body>> for WsgiService {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // The engine answers 503 itself when its queue is full: no backpressure to signal.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: Request<Body>) -> ResponseFuture {
+        // A nested router has stripped its prefix from `req.uri()`; the engine needs the
+        // client's full target to split SCRIPT_NAME from PATH_INFO itself.
+        if let Some(OriginalUri(original)) = req.extensions().get::<OriginalUri>() {
+            *req.uri_mut() = original.clone();
+        }
+        let extensions = req.extensions();
+        let mount = match (&self.mount, extensions.get::<NestedPath>()) {
+            (Some(mount), _) => mount.to_string(),
+            (None, Some(nested)) => nested_mount(nested.as_str(), req.uri().path()),
+            (None, None) => String::new(),
+        };
+        let peer = extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+        let conn = ConnInfo {
+            mount,
+            ..ConnInfo::new(peer, self.local_addr).with_scheme(self.scheme)
+        };
+        let req = req.map(Body::into_data_stream);
+        ResponseFuture(
+            self.engine
+                .call::<(Request<BodyDataStream>, ConnInfo)>((req, conn)),
+        )
+    }
+}
+
+/// The future returned by [`WsgiService`]: resolves once the application has sent its
+/// status and headers, with a body that streams the rest.
+#[derive(Debug)]
+#[must_use = "the request runs only while its response future is polled or kept"]
+pub struct ResponseFuture(wsgi_core::ResponseFuture);
+
+impl Future for ResponseFuture {
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|response| Ok(response.map(Body::new)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nested_mount;
+
+    #[test]
+    fn nested_mount_counts_pattern_segments() {
+        assert_eq!(nested_mount("/py", "/py"), "/py");
+        assert_eq!(nested_mount("/py", "/py/a/b"), "/py");
+        assert_eq!(nested_mount("/py/", "/py/"), "/py");
+        assert_eq!(nested_mount("/api/{version}", "/api/v2/users"), "/api/v2");
+        assert_eq!(nested_mount("/", "/anything"), "");
+    }
+}
