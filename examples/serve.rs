@@ -9,25 +9,17 @@
 //! command prints one line, `listening on http://ADDR`, to stdout; logs go to stderr.
 //! SIGTERM or Ctrl-C stops accepting, lets in-flight requests finish for up to `--grace`
 //! seconds, then shuts the engine down and exits 0; a second signal skips the wait.
+//! Requests are logged by the engine (target `wsgi_core::access`), whichever server hosts it.
 
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::process::ExitCode;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::{Body, Bytes};
-use axum::extract::Request;
-use axum::http::{Method, StatusCode};
-use axum::middleware::{self, Next};
-use axum::response::Response;
 use axum::serve::ListenerExt;
 use clap::{Parser, ValueEnum};
-use http_body::{Body as _, Frame, SizeHint};
-use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 use wsgi_axum::WsgiService;
 use wsgi_core::Engine;
@@ -86,17 +78,12 @@ struct Args {
 enum ServerKind {
     /// axum 0.8 on hyper.
     Axum,
-    /// actix-web 4 (not available yet).
+    /// actix-web 4.
     Actix,
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let args = Args::parse();
-    if args.server == ServerKind::Actix {
-        eprintln!("error: --server actix is not yet supported; use --server axum");
-        return ExitCode::from(2);
-    }
     let filter = match EnvFilter::try_new(&args.log_level) {
         Ok(filter) => filter,
         Err(e) => {
@@ -110,7 +97,16 @@ async fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
 
-    match run(args).await {
+    let outcome = match args.server {
+        ServerKind::Axum => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the tokio runtime: {e}"))
+            .and_then(|rt| rt.block_on(run(args))),
+        // actix-web runs on its own single-threaded system per worker.
+        ServerKind::Actix => actix_web::rt::System::new().block_on(run(args)),
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("error: {message}");
@@ -123,13 +119,67 @@ async fn run(args: Args) -> Result<(), String> {
     // Installed first, so that a signal during start-up is a clean stop, not a default kill.
     let mut signals = Signals::new().map_err(|e| format!("cannot install signal handlers: {e}"))?;
     // Bound before the (possibly slow) application import, so a taken port fails at once.
-    let listener = TcpListener::bind(&args.bind)
-        .await
+    let listener = std::net::TcpListener::bind(&args.bind)
         .map_err(|e| format!("cannot listen on {}: {e}", args.bind))?;
     let local = listener
         .local_addr()
         .map_err(|e| format!("cannot read the address bound for {}: {e}", args.bind))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| format!("cannot make the socket non-blocking: {e}"))?;
 
+    let engine = build_engine(&args)?;
+    tracing::info!(app = %args.app, threads = engine.threads(), server = ?args.server, "application loaded");
+    let mount = args
+        .mount
+        .as_deref()
+        .map(|p| p.trim_end_matches('/'))
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            if p.starts_with('/') {
+                p.to_owned()
+            } else {
+                format!("/{p}")
+            }
+        });
+
+    let mut server = match args.server {
+        ServerKind::Axum => serve_axum(listener, local, engine.clone(), mount)?,
+        ServerKind::Actix => serve_actix(listener, engine.clone(), mount, args.grace)?,
+    };
+
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "listening on http://{local}")
+        .and_then(|()| stdout.flush())
+        .map_err(|e| format!("cannot write to stdout: {e}"))?;
+    drop(stdout);
+
+    tokio::select! {
+        name = signals.next() => tracing::info!("{name} received: draining in-flight requests"),
+        ended = &mut server.done => return Err(format!("the server stopped unexpectedly: {ended:?}")),
+    }
+    (server.stop)(true);
+    let deadline = Instant::now() + Duration::from_secs(args.grace);
+    tokio::select! {
+        _ = &mut server.done => {}
+        _ = tokio::time::sleep_until(deadline.into()) => {
+            tracing::warn!(grace = args.grace, "grace period over; cutting the remaining requests");
+        }
+        name = signals.next() => tracing::warn!("{name} received again: cutting the remaining requests"),
+    }
+    (server.stop)(false);
+    let report = engine
+        .shutdown(deadline.saturating_duration_since(Instant::now()))
+        .await;
+    tracing::info!(
+        completed = report.completed,
+        aborted = report.aborted,
+        "stopped"
+    );
+    Ok(())
+}
+
+fn build_engine(args: &Args) -> Result<Engine, String> {
     let mut builder = Engine::builder(&args.app);
     if let Some(n) = args.threads {
         builder = builder.threads(n);
@@ -146,22 +196,30 @@ async fn run(args: Args) -> Result<(), String> {
     if let Some(dir) = &args.venv {
         builder = builder.venv(dir);
     }
-    let engine = builder.build().map_err(|e| e.to_string())?;
-    tracing::info!(app = %args.app, threads = engine.threads(), "application loaded");
+    builder.build().map_err(|e| e.to_string())
+}
 
-    let mut service = WsgiService::new(engine.clone()).local_addr(local);
-    if let Some(prefix) = args
-        .mount
-        .as_deref()
-        .filter(|p| !p.trim_matches('/').is_empty())
-    {
+/// A running server: a future that ends with it, and a way to stop it
+/// (`true`: stop accepting and drain; `false`: close what is left).
+struct Running {
+    done: std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>>>>,
+    stop: Box<dyn FnMut(bool)>,
+}
+
+fn serve_axum(
+    listener: std::net::TcpListener,
+    local: SocketAddr,
+    engine: Engine,
+    mount: Option<String>,
+) -> Result<Running, String> {
+    let listener = tokio::net::TcpListener::from_std(listener)
+        .map_err(|e| format!("cannot use the socket: {e}"))?;
+    let mut service = WsgiService::new(engine).local_addr(local);
+    if let Some(prefix) = mount {
         // The engine answers 404 outside the mount itself, for `/py` and `/py/...` alike.
         service = service.mount(prefix);
     }
-    let router = Router::new()
-        .fallback_service(service)
-        .layer(middleware::from_fn(access_log));
-
+    let router = Router::new().fallback_service(service);
     // Small streamed chunks must not wait for Nagle's algorithm.
     let listener = listener.tap_io(|tcp| {
         if let Err(e) = tcp.set_nodelay(true) {
@@ -169,7 +227,7 @@ async fn run(args: Args) -> Result<(), String> {
         }
     });
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let mut server = tokio::spawn(
+    let server = tokio::spawn(
         axum::serve(
             listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),
@@ -179,35 +237,63 @@ async fn run(args: Args) -> Result<(), String> {
         })
         .into_future(),
     );
+    let abort = server.abort_handle();
+    Ok(Running {
+        done: Box::pin(async move {
+            match server.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        }),
+        stop: Box::new(move |graceful| {
+            if graceful {
+                let _ = stop_tx.send(true);
+            } else {
+                abort.abort();
+            }
+        }),
+    })
+}
 
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "listening on http://{local}")
-        .and_then(|()| stdout.flush())
-        .map_err(|e| format!("cannot write to stdout: {e}"))?;
-    drop(stdout);
+fn serve_actix(
+    listener: std::net::TcpListener,
+    engine: Engine,
+    mount: Option<String>,
+    grace: u64,
+) -> Result<Running, String> {
+    use actix_web::{App, HttpServer};
+    use wsgi_actix::WsgiApp;
 
-    tokio::select! {
-        name = signals.next() => tracing::info!("{name} received: draining in-flight requests"),
-        ended = &mut server => return Err(format!("the server stopped unexpectedly: {ended:?}")),
-    }
-    let _ = stop_tx.send(true);
-    let deadline = Instant::now() + Duration::from_secs(args.grace);
-    tokio::select! {
-        _ = &mut server => {}
-        _ = tokio::time::sleep_until(deadline.into()) => {
-            tracing::warn!(grace = args.grace, "grace period over; cutting the remaining requests");
+    let server = HttpServer::new(move || {
+        let app = App::new();
+        match &mount {
+            // Outside the mount, actix-web's own 404.
+            Some(prefix) => app.service(WsgiApp::new(prefix.clone(), engine.clone())),
+            None => app.default_service(WsgiApp::new("", engine.clone())),
         }
-        name = signals.next() => tracing::warn!("{name} received again: cutting the remaining requests"),
-    }
-    let report = engine
-        .shutdown(deadline.saturating_duration_since(Instant::now()))
-        .await;
-    tracing::info!(
-        completed = report.completed,
-        aborted = report.aborted,
-        "stopped"
-    );
-    Ok(())
+    })
+    // This command handles the signals, the same way for both servers.
+    .disable_signals()
+    .shutdown_timeout(grace)
+    .listen(listener)
+    .map_err(|e| format!("cannot serve on the socket: {e}"))?
+    .run();
+    let handle = server.handle();
+    let task = actix_web::rt::spawn(server);
+    Ok(Running {
+        done: Box::pin(async move {
+            match task.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        }),
+        stop: Box::new(move |graceful| {
+            let handle = handle.clone();
+            actix_web::rt::spawn(async move { handle.stop(graceful).await });
+        }),
+    })
 }
 
 /// SIGTERM and SIGINT, as a stream of their names.
@@ -244,111 +330,6 @@ impl Signals {
         {
             let _ = tokio::signal::ctrl_c().await;
             "Ctrl-C"
-        }
-    }
-}
-
-/// Logs one line per request once its response body has ended (or was cut), so the
-/// duration covers streamed bodies too, not just the time to the headers.
-async fn access_log(req: Request, next: Next) -> Response {
-    let line = AccessLine {
-        method: req.method().clone(),
-        path: req.uri().path().to_owned(),
-        start: Instant::now(),
-        status: StatusCode::OK,
-        bytes: 0,
-    };
-    let response = next.run(req).await;
-    let line = AccessLine {
-        status: response.status(),
-        ..line
-    };
-    response.map(|body| {
-        Body::new(LoggedBody {
-            body,
-            line: Some(line),
-        })
-    })
-}
-
-struct AccessLine {
-    method: Method,
-    path: String,
-    status: StatusCode,
-    start: Instant,
-    bytes: u64,
-}
-
-impl AccessLine {
-    fn emit(self, outcome: &str) {
-        tracing::info!(
-            target: "serve::access",
-            "{} {} {} {} bytes {:.1} ms{outcome}",
-            self.method,
-            self.path,
-            self.status.as_u16(),
-            self.bytes,
-            self.start.elapsed().as_secs_f64() * 1000.0,
-        );
-    }
-}
-
-struct LoggedBody {
-    body: Body,
-    line: Option<AccessLine>,
-}
-
-impl http_body::Body for LoggedBody {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        let this = &mut *self;
-        let polled = Pin::new(&mut this.body).poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let (Some(data), Some(line)) = (frame.data_ref(), this.line.as_mut()) {
-                    line.bytes += data.len() as u64;
-                }
-            }
-            Poll::Ready(Some(Err(_))) => {
-                if let Some(line) = this.line.take() {
-                    line.emit(" (response aborted)");
-                }
-            }
-            Poll::Ready(None) => {
-                if let Some(line) = this.line.take() {
-                    line.emit("");
-                }
-            }
-            Poll::Pending => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
-    }
-}
-
-impl Drop for LoggedBody {
-    fn drop(&mut self) {
-        if let Some(line) = self.line.take() {
-            // hyper stops polling a body that reports its end, so that is a complete one; any
-            // other drop is a client that left or a shutdown that cut the response.
-            let outcome = if self.body.is_end_stream() {
-                ""
-            } else {
-                " (cut short)"
-            };
-            line.emit(outcome);
         }
     }
 }

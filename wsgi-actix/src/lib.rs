@@ -1,6 +1,119 @@
-//! Serve a Python WSGI (PEP 3333) application from an [actix-web](https://docs.rs/actix-web) 4
-//! server.
+//! Serve a Python WSGI application from [actix-web] 4, in-process.
 //!
-//! This crate is a placeholder: the adapter, a thin host over [`wsgi_core::Engine`] like
-//! `wsgi-axum`'s `WsgiService`, lands in a later issue. Until then, serve applications with
-//! `wsgi-axum`.
+//! [`WsgiApp`] plugs into an actix-web application the way `actix-files` does: give it a
+//! mount path and a [`wsgi_core::Engine`], then register it with `App::service`, inside a
+//! `web::scope`, or as `App::default_service`. `SCRIPT_NAME` is the path the app is mounted
+//! at (scope included), the request body streams into `wsgi.input` as the app reads it, and
+//! the response streams out with backpressure. All Python work happens on the engine's own
+//! threads; actix's workers only move bytes.
+//!
+//! ```no_run
+//! use actix_web::{App, HttpServer, web};
+//! use wsgi_actix::WsgiApp;
+//! use wsgi_core::Engine;
+//!
+//! #[actix_web::main]
+//! async fn main() -> std::io::Result<()> {
+//!     let engine = Engine::builder("legacy/passenger_wsgi.py").build().expect("app loads");
+//!     HttpServer::new(move || {
+//!         App::new()
+//!             .route("/health", web::get().to(|| async { "ok" }))
+//!             .service(WsgiApp::new("/legacy", engine.clone()))
+//!     })
+//!     .bind("127.0.0.1:8080")?
+//!     .run()
+//!     .await
+//! }
+//! ```
+//!
+//! [actix-web]: https://docs.rs/actix-web
+
+mod body;
+mod request;
+
+use std::future::{Ready, ready};
+
+use actix_web::dev::{
+    AppService, HttpServiceFactory, ResourceDef, Service, ServiceFactory, ServiceRequest,
+    ServiceResponse, always_ready,
+};
+use futures::future::LocalBoxFuture;
+use wsgi_core::Engine;
+
+pub use body::ActixBody;
+
+/// A WSGI application mounted at a path of an actix-web app.
+///
+/// Cloning is cheap; every actix worker gets a service sharing the same [`Engine`].
+#[derive(Debug, Clone)]
+pub struct WsgiApp {
+    mount: String,
+    engine: Engine,
+}
+
+impl WsgiApp {
+    /// Mounts `engine` at `mount` (`"/legacy"`, or `""` for everything). Paths under the
+    /// mount reach the app with `SCRIPT_NAME` set to the mount (prefixed by any enclosing
+    /// scope) and `PATH_INFO` set to the rest.
+    pub fn new(mount: impl Into<String>, engine: Engine) -> Self {
+        let mut mount = mount.into();
+        while mount.ends_with('/') {
+            mount.pop();
+        }
+        WsgiApp { mount, engine }
+    }
+}
+
+impl HttpServiceFactory for WsgiApp {
+    fn register(self, config: &mut AppService) {
+        let prefix = if config.is_root() && !self.mount.starts_with('/') {
+            format!("/{}", self.mount)
+        } else {
+            self.mount.clone()
+        };
+        config.register_service(ResourceDef::prefix(prefix), None, self, None);
+    }
+}
+
+impl ServiceFactory<ServiceRequest> for WsgiApp {
+    type Response = ServiceResponse;
+    type Error = actix_web::Error;
+    type Config = ();
+    type Service = WsgiAppService;
+    type InitError = ();
+    type Future = Ready<Result<WsgiAppService, ()>>;
+
+    fn new_service(&self, _: ()) -> Self::Future {
+        ready(Ok(WsgiAppService {
+            engine: self.engine.clone(),
+        }))
+    }
+}
+
+/// The per-worker service made by [`WsgiApp`]; failures become HTTP responses.
+#[derive(Debug)]
+pub struct WsgiAppService {
+    engine: Engine,
+}
+
+impl Service<ServiceRequest> for WsgiAppService {
+    type Response = ServiceResponse;
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<ServiceResponse, actix_web::Error>>;
+
+    always_ready!();
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let (http_req, mut payload) = req.into_parts();
+        let host_request = request::convert(&http_req, &mut payload);
+        let engine = self.engine.clone();
+        Box::pin(async move {
+            let response = match host_request {
+                Ok(host_request) => body::into_actix(&http_req, engine.call(host_request).await)
+                    .map_into_boxed_body(),
+                Err(bad) => bad,
+            };
+            Ok(ServiceResponse::new(http_req, response))
+        })
+    }
+}

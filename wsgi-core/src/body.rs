@@ -6,6 +6,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
+use crate::access::{AccessLine, Outcome};
 use crate::input::InputPump;
 use crate::pipe::{Msg, PipeRx};
 
@@ -20,7 +21,10 @@ use crate::pipe::{Msg, PipeRx};
 /// Dropping the body before its end (the client went away) makes the engine stop the
 /// application's iterable and call its `close()`.
 #[derive(Debug)]
-pub struct WsgiBody(Kind);
+pub struct WsgiBody {
+    kind: Kind,
+    access: Option<Box<AccessLine>>,
+}
 
 #[derive(Debug)]
 enum Kind {
@@ -40,24 +44,40 @@ enum Kind {
 pub struct BodyError(String);
 
 impl WsgiBody {
+    fn new(kind: Kind) -> Self {
+        WsgiBody { kind, access: None }
+    }
+
     pub(crate) fn empty() -> Self {
-        WsgiBody(Kind::Empty)
+        Self::new(Kind::Empty)
     }
 
     pub(crate) fn full(bytes: Bytes) -> Self {
         if bytes.is_empty() {
             Self::empty()
         } else {
-            WsgiBody(Kind::Full(Some(bytes)))
+            Self::new(Kind::Full(Some(bytes)))
         }
     }
 
     pub(crate) fn stream(rx: PipeRx, input: Option<InputPump>, length: Option<u64>) -> Self {
-        WsgiBody(Kind::Stream {
+        Self::new(Kind::Stream {
             rx,
             input,
             remaining: length,
         })
+    }
+
+    /// Attaches the request's access-log line, written when the body ends or is dropped.
+    pub(crate) fn with_access(mut self, access: Option<Box<AccessLine>>) -> Self {
+        self.access = access;
+        self
+    }
+
+    fn log(&mut self, outcome: Outcome) {
+        if let Some(line) = self.access.take() {
+            line.emit(outcome);
+        }
     }
 }
 
@@ -69,7 +89,60 @@ impl Body for WsgiBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        match &mut self.0 {
+        let polled = self.poll_kind(cx);
+        if self.access.is_some() {
+            match &polled {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let (Some(data), Some(line)) = (frame.data_ref(), self.access.as_mut()) {
+                        line.bytes += data.len() as u64;
+                    }
+                }
+                Poll::Ready(Some(Err(_))) => self.log(Outcome::Aborted),
+                Poll::Ready(None) => self.log(Outcome::Complete),
+                Poll::Pending => {}
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Empty => true,
+            Kind::Full(b) => b.is_none(),
+            Kind::Stream { .. } => false,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Empty => SizeHint::with_exact(0),
+            Kind::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            Kind::Stream {
+                remaining: Some(n), ..
+            } => SizeHint::with_exact(*n),
+            Kind::Stream { .. } => SizeHint::default(),
+        }
+    }
+}
+
+impl Drop for WsgiBody {
+    fn drop(&mut self) {
+        if self.access.is_some() {
+            // Hosts stop polling a body that reports its end; any other early drop is a
+            // client that left or a server that cut the response.
+            let outcome = if self.is_end_stream() {
+                Outcome::Complete
+            } else {
+                Outcome::CutShort
+            };
+            self.log(outcome);
+        }
+    }
+}
+
+impl WsgiBody {
+    fn poll_kind(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match &mut self.kind {
             Kind::Empty => Poll::Ready(None),
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Kind::Stream {
@@ -90,17 +163,17 @@ impl Body for WsgiBody {
                             Poll::Ready(Some(Ok(Frame::data(bytes))))
                         }
                         Poll::Ready(Some(Msg::End)) => {
-                            self.0 = Kind::Empty;
+                            self.kind = Kind::Empty;
                             Poll::Ready(None)
                         }
                         Poll::Ready(Some(Msg::Abort(why))) => {
-                            self.0 = Kind::Empty;
+                            self.kind = Kind::Empty;
                             Poll::Ready(Some(Err(BodyError(why))))
                         }
                         // A second head cannot happen; skip it rather than corrupt the body.
                         Poll::Ready(Some(Msg::Head(_))) => continue,
                         Poll::Ready(None) => {
-                            self.0 = Kind::Empty;
+                            self.kind = Kind::Empty;
                             Poll::Ready(Some(Err(BodyError(
                                 "the Python worker stopped mid-response".into(),
                             ))))
@@ -108,25 +181,6 @@ impl Body for WsgiBody {
                     };
                 }
             }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match &self.0 {
-            Kind::Empty => true,
-            Kind::Full(b) => b.is_none(),
-            Kind::Stream { .. } => false,
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match &self.0 {
-            Kind::Empty => SizeHint::with_exact(0),
-            Kind::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
-            Kind::Stream {
-                remaining: Some(n), ..
-            } => SizeHint::with_exact(*n),
-            Kind::Stream { .. } => SizeHint::default(),
         }
     }
 }

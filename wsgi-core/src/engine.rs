@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Method, Response, StatusCode, header};
 
+use crate::access::AccessLine;
 use crate::body::WsgiBody;
 use crate::environ::{CgiVars, Reject};
 use crate::error::Error;
@@ -232,11 +233,24 @@ impl Engine {
     /// body tells the application the client has gone.
     pub fn call<R: HostRequest>(&self, request: R) -> ResponseFuture {
         let (parts, body, conn) = request.into_parts();
+        let access = AccessLine::start(&parts.method, &parts.uri, conn.peer_addr);
+        self.dispatch(parts, body, &conn).with_access(access)
+    }
+
+    fn dispatch<B>(
+        &self,
+        parts: http::request::Parts,
+        body: B,
+        conn: &crate::host::ConnInfo,
+    ) -> ResponseFuture
+    where
+        B: futures::Stream<Item = Result<bytes::Bytes, crate::host::BoxError>> + Send + 'static,
+    {
         let inner = &self.inner;
         if inner.shared.closing.load(Ordering::Acquire) {
             return ResponseFuture::ready(self.unavailable("the server is shutting down"));
         }
-        let vars = match CgiVars::new(&parts, &conn) {
+        let vars = match CgiVars::new(&parts, conn) {
             Ok(vars) => vars,
             Err(Reject::NotMounted) => {
                 return ResponseFuture::ready(Head::plain(StatusCode::NOT_FOUND, "Not Found\n"));
@@ -273,11 +287,14 @@ impl Engine {
             in_flight: InFlight::new(&inner.shared),
         };
         match inner.queue.try_send(job) {
-            Ok(()) => ResponseFuture(State::Waiting {
-                rx,
-                input: Some(pump),
-                head_only: parts.method == Method::HEAD,
-            }),
+            Ok(()) => ResponseFuture {
+                state: State::Waiting {
+                    rx,
+                    input: Some(pump),
+                    head_only: parts.method == Method::HEAD,
+                },
+                access: None,
+            },
             Err(crossbeam_channel::TrySendError::Full(_)) => {
                 tracing::warn!(target: "wsgi_core", depth = inner.config.queue_depth, "request queue full; answered 503");
                 ResponseFuture::ready(
@@ -366,7 +383,10 @@ impl Future for ShutdownFuture {
 /// The response to [`Engine::call`]; resolves when the status and headers are known.
 #[derive(Debug)]
 #[must_use = "the request runs only while its response future is polled or kept"]
-pub struct ResponseFuture(State);
+pub struct ResponseFuture {
+    state: State,
+    access: Option<Box<AccessLine>>,
+}
 
 #[derive(Debug)]
 enum State {
@@ -381,12 +401,28 @@ enum State {
 
 impl ResponseFuture {
     fn ready(head: Head) -> Self {
-        ResponseFuture(State::Ready(Some(head)))
+        ResponseFuture {
+            state: State::Ready(Some(head)),
+            access: None,
+        }
+    }
+
+    fn with_access(mut self, access: Option<Box<AccessLine>>) -> Self {
+        self.access = access;
+        self
     }
 }
 
-fn into_response(head: Head, body: WsgiBody) -> Response<WsgiBody> {
-    let mut response = Response::new(body);
+fn into_response(
+    head: Head,
+    body: WsgiBody,
+    access: Option<Box<AccessLine>>,
+) -> Response<WsgiBody> {
+    let access = access.map(|mut line| {
+        line.status = head.status;
+        line
+    });
+    let mut response = Response::new(body.with_access(access));
     *response.status_mut() = head.status;
     *response.headers_mut() = head.headers;
     response
@@ -396,7 +432,10 @@ impl Future for ResponseFuture {
     type Output = Response<WsgiBody>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Response<WsgiBody>> {
-        let this = &mut self.0;
+        let ResponseFuture {
+            state: this,
+            access,
+        } = &mut *self;
         match this {
             State::Ready(head) => {
                 let head = head.take().expect("ResponseFuture polled after completion");
@@ -405,7 +444,7 @@ impl Future for ResponseFuture {
                     HeadBody::Stream => WsgiBody::empty(),
                 };
                 *this = State::Done;
-                Poll::Ready(into_response(head, body))
+                Poll::Ready(into_response(head, body, access.take()))
             }
             State::Waiting {
                 rx,
@@ -439,7 +478,7 @@ impl Future for ResponseFuture {
                         WsgiBody::stream(rx, input, length)
                     }
                 };
-                Poll::Ready(into_response(head, body))
+                Poll::Ready(into_response(head, body, access.take()))
             }
             State::Done => panic!("ResponseFuture polled after completion"),
         }

@@ -35,6 +35,7 @@
 //! # }
 //! ```
 
+mod access;
 mod body;
 mod engine;
 mod environ;
@@ -45,6 +46,7 @@ mod pipe;
 mod python;
 mod response;
 
+pub use access::ACCESS_TARGET;
 pub use body::{BodyError, WsgiBody};
 pub use engine::{
     DEFAULT_QUEUE_DEPTH, DEFAULT_THREADS, Engine, EngineBuilder, ResponseFuture, ShutdownFuture,
