@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -16,9 +16,11 @@ use crate::environ::{CgiVars, Reject};
 use crate::error::Error;
 use crate::host::HostRequest;
 use crate::input::{self, InputPump, InputSource};
+use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::pipe::{self, Msg, PipeRx, PipeTx};
 use crate::python;
 use crate::response::{Head, HeadBody, status_forbids_body};
+use crate::watchdog::{self, Slot};
 
 /// Python threads per engine unless configured.
 ///
@@ -46,6 +48,9 @@ pub struct EngineBuilder {
     pub(crate) max_body: Option<u64>,
     pub(crate) chdir: Option<PathBuf>,
     pub(crate) venv: Option<PathBuf>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) max_queue_wait: Option<Duration>,
+    pub(crate) body_timeout: Option<Duration>,
 }
 
 impl EngineBuilder {
@@ -59,6 +64,31 @@ impl EngineBuilder {
     /// beyond that, requests are answered 503 with `Retry-After`.
     pub fn queue_depth(mut self, n: usize) -> Self {
         self.queue_depth = n;
+        self
+    }
+
+    /// How long a request may wait in the queue before it is answered 503 instead of run
+    /// (default: as long as it takes). A client that left while queued is never run.
+    pub fn max_queue_wait(mut self, wait: Duration) -> Self {
+        self.max_queue_wait = Some(wait);
+        self
+    }
+
+    /// How long the application may take to produce a response (default: no limit).
+    /// Past it the client gets 504 (or, if the body had started, an aborted body), and
+    /// `TimeoutError` is raised in the application's thread so the view stops; the
+    /// iterable's `close()` still runs. A thread blocked inside C code cannot be
+    /// interrupted: it is logged and counted in [`MetricsSnapshot::stuck_threads`].
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// How long `wsgi.input` waits for the next piece of the request body before it raises
+    /// `OSError` (default: no limit), so a client that stops mid-upload cannot hold a
+    /// Python thread; the response is then 408 if nothing was sent.
+    pub fn body_timeout(mut self, timeout: Duration) -> Self {
+        self.body_timeout = Some(timeout);
         self
     }
 
@@ -124,8 +154,22 @@ impl EngineBuilder {
             in_flight: Mutex::new(0),
             idle: Condvar::new(),
             completed: AtomicUsize::new(0),
+            metrics: Arc::new(Metrics::default()),
+            slots: (0..self.threads).map(|_| Slot::default()).collect(),
+            next_id: AtomicU64::new(0),
+            timeout: self.timeout,
+            max_queue_wait: self.max_queue_wait,
+            body_timeout: self.body_timeout,
+            retry_after: self.retry_after,
         });
-        let workers = python::spawn_workers(app, queue_rx, self.threads)?;
+        let workers = python::spawn_workers(app, queue_rx, shared.clone())?;
+        if let Some(timeout) = self.timeout {
+            let weak = Arc::downgrade(&shared);
+            std::thread::Builder::new()
+                .name("wsgi-watchdog".into())
+                .spawn(move || watchdog::watch(weak, timeout))
+                .map_err(Error::Thread)?;
+        }
         Ok(Engine {
             inner: Arc::new(Inner {
                 queue: queue_tx,
@@ -169,6 +213,27 @@ pub(crate) struct Shared {
     in_flight: Mutex<usize>,
     idle: Condvar,
     completed: AtomicUsize,
+    pub(crate) metrics: Arc<Metrics>,
+    /// One per Python thread: what it runs, for the watchdog.
+    pub(crate) slots: Box<[Slot]>,
+    next_id: AtomicU64,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) max_queue_wait: Option<Duration>,
+    pub(crate) body_timeout: Option<Duration>,
+    pub(crate) retry_after: u32,
+}
+
+impl Shared {
+    /// The 503 answer to a request that cannot be served now.
+    pub(crate) fn unavailable(&self, why: &str) -> Head {
+        let mut head = Head::plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("Service Unavailable: {why}\n"),
+        );
+        head.headers
+            .insert(header::RETRY_AFTER, HeaderValue::from(self.retry_after));
+        head
+    }
 }
 
 /// Counts a request as in flight from queueing until its response is finished on the
@@ -197,10 +262,12 @@ impl Drop for InFlight {
 /// One request on its way to a Python thread.
 #[derive(Debug)]
 pub(crate) struct Job {
+    pub(crate) id: u64,
+    pub(crate) enqueued: Instant,
     pub(crate) vars: CgiVars,
     pub(crate) input: InputSource,
     pub(crate) content_length: Option<u64>,
-    pub(crate) tx: PipeTx,
+    pub(crate) tx: Arc<PipeTx>,
     pub(crate) in_flight: InFlight,
 }
 
@@ -217,6 +284,9 @@ impl Engine {
             max_body: None,
             chdir: None,
             venv: None,
+            timeout: None,
+            max_queue_wait: None,
+            body_timeout: None,
         }
     }
 
@@ -233,8 +303,13 @@ impl Engine {
     /// body tells the application the client has gone.
     pub fn call<R: HostRequest>(&self, request: R) -> ResponseFuture {
         let (parts, body, conn) = request.into_parts();
-        let access = AccessLine::start(&parts.method, &parts.uri, conn.peer_addr);
-        self.dispatch(parts, body, &conn).with_access(access)
+        let access = AccessLine::start(
+            &parts.method,
+            &parts.uri,
+            conn.peer_addr,
+            &self.inner.shared.metrics,
+        );
+        self.dispatch(parts, body, &conn).with_access(Some(access))
     }
 
     fn dispatch<B>(
@@ -280,10 +355,12 @@ impl Engine {
         let (pump, source) = input::channel(body, inner.config.max_body);
         let (tx, rx) = pipe::pipe(PIPE_LIMIT, inner.shared.force_close.clone());
         let job = Job {
+            id: inner.shared.next_id.fetch_add(1, Ordering::Relaxed),
+            enqueued: Instant::now(),
             vars,
             input: source,
             content_length,
-            tx,
+            tx: Arc::new(tx),
             in_flight: InFlight::new(&inner.shared),
         };
         match inner.queue.try_send(job) {
@@ -296,6 +373,11 @@ impl Engine {
                 access: None,
             },
             Err(crossbeam_channel::TrySendError::Full(_)) => {
+                inner
+                    .shared
+                    .metrics
+                    .rejected_overload
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(target: "wsgi_core", depth = inner.config.queue_depth, "request queue full; answered 503");
                 ResponseFuture::ready(
                     self.unavailable("all Python threads are busy and the queue is full"),
@@ -308,15 +390,16 @@ impl Engine {
     }
 
     fn unavailable(&self, why: &str) -> Head {
-        let mut head = Head::plain(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &format!("Service Unavailable: {why}\n"),
-        );
-        head.headers.insert(
-            header::RETRY_AFTER,
-            HeaderValue::from(self.inner.config.retry_after),
-        );
-        head
+        self.inner.shared.unavailable(why)
+    }
+
+    /// A snapshot of this engine's counters (for `/metrics`, dashboards and tests).
+    pub fn metrics(&self) -> MetricsSnapshot {
+        let shared = &self.inner.shared;
+        let in_flight = *shared.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        shared
+            .metrics
+            .snapshot(self.inner.config.threads, in_flight, self.inner.queue.len())
     }
 
     /// Stops taking requests (new ones get 503), lets in-flight requests finish for up to

@@ -9,6 +9,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::Stream;
@@ -33,6 +34,8 @@ struct Demand {
     waker: AtomicWaker,
     /// Set when the body crossed `max_body`, so the engine answers 413 rather than 500.
     too_large: AtomicBool,
+    /// Set when the client stopped sending mid-body, so the engine answers 408.
+    timed_out: AtomicBool,
 }
 
 type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, BoxError>> + Send>>;
@@ -129,16 +132,33 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 impl InputSource {
-    /// Asks the host for the next chunk and waits for it. Blocks: call without the GIL.
-    pub(crate) fn next_chunk(&self) -> Chunk {
+    /// Asks the host for the next chunk and waits for it, up to `timeout` if given.
+    /// Blocks: call without the GIL.
+    pub(crate) fn next_chunk(&self, timeout: Option<Duration>) -> Chunk {
         self.demand.wanted.store(true, Ordering::Release);
         self.demand.waker.wake();
-        match self.rx.recv() {
+        let received = match timeout {
+            Some(t) => self.rx.recv_timeout(t).map_err(|e| e.is_timeout()),
+            None => self.rx.recv().map_err(|_| false),
+        };
+        match received {
             Ok(chunk) => chunk,
-            Err(_) => {
+            Err(true) => {
+                self.demand.timed_out.store(true, Ordering::Release);
+                Chunk::Failed(format!(
+                    "the client sent no request body data for {:.1} s",
+                    timeout.unwrap_or_default().as_secs_f64()
+                ))
+            }
+            Err(false) => {
                 Chunk::Failed("the client went away before sending the whole request body".into())
             }
         }
+    }
+
+    /// Whether the client stopped sending the body for longer than the idle timeout.
+    pub(crate) fn timed_out(&self) -> bool {
+        self.demand.timed_out.load(Ordering::Acquire)
     }
 
     /// Whether the body crossed the configured maximum.
@@ -166,8 +186,8 @@ mod tests {
         pump.poll(&mut cx);
         assert!(!polled.load(Ordering::SeqCst), "read before the app asked");
         let reader = std::thread::spawn(move || {
-            let first = source.next_chunk();
-            let second = source.next_chunk();
+            let first = source.next_chunk(None);
+            let second = source.next_chunk(None);
             (first, second, source.too_large())
         });
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);

@@ -42,9 +42,11 @@ mod environ;
 mod error;
 mod host;
 mod input;
+mod metrics;
 mod pipe;
 mod python;
 mod response;
+mod watchdog;
 
 pub use access::ACCESS_TARGET;
 pub use body::{BodyError, WsgiBody};
@@ -54,3 +56,4 @@ pub use engine::{
 };
 pub use error::Error;
 pub use host::{BoxError, ConnInfo, HostRequest, MapErrBody, Scheme};
+pub use metrics::MetricsSnapshot;

@@ -49,6 +49,21 @@ struct State {
     bytes: usize,
     rx_gone: bool,
     tx_gone: bool,
+    /// The engine answered for the application (timeout): its further sends go nowhere.
+    overridden: bool,
+    head_sent: bool,
+}
+
+impl State {
+    fn closed(&self) -> bool {
+        self.rx_gone || self.overridden
+    }
+
+    fn push(&mut self, msg: Msg) {
+        self.head_sent |= matches!(msg, Msg::Head(_));
+        self.bytes += msg.weight();
+        self.queue.push_back(msg);
+    }
 }
 
 #[derive(Debug)]
@@ -76,6 +91,8 @@ pub(crate) fn pipe(limit: usize, force_close: Arc<AtomicBool>) -> (PipeTx, PipeR
             bytes: 0,
             rx_gone: false,
             tx_gone: false,
+            overridden: false,
+            head_sent: false,
         }),
         space: Condvar::new(),
         rx_waker: AtomicWaker::new(),
@@ -101,14 +118,13 @@ impl PipeTx {
     /// Queues `msg` if there is room; never blocks, so it can run with the GIL held.
     pub(crate) fn try_send(&self, msg: Msg) -> TrySend {
         let mut st = self.0.lock();
-        if st.rx_gone || self.0.force_close.load(Ordering::Relaxed) {
+        if st.closed() || self.0.force_close.load(Ordering::Relaxed) {
             return TrySend::Gone;
         }
         if st.bytes > 0 && st.bytes + msg.weight() > self.0.limit {
             return TrySend::Full(msg);
         }
-        st.bytes += msg.weight();
-        st.queue.push_back(msg);
+        st.push(msg);
         drop(st);
         self.0.rx_waker.wake();
         TrySend::Sent
@@ -118,7 +134,7 @@ impl PipeTx {
     pub(crate) fn send(&self, msg: Msg) -> Result<(), Gone> {
         let mut st = self.0.lock();
         loop {
-            if st.rx_gone || self.0.force_close.load(Ordering::Relaxed) {
+            if st.closed() || self.0.force_close.load(Ordering::Relaxed) {
                 return Err(Gone);
             }
             // An empty queue always takes one message, however large, so progress is made.
@@ -133,8 +149,7 @@ impl PipeTx {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
-        st.bytes += msg.weight();
-        st.queue.push_back(msg);
+        st.push(msg);
         drop(st);
         self.0.rx_waker.wake();
         Ok(())
@@ -142,7 +157,26 @@ impl PipeTx {
 
     /// Whether the host side has gone (the client left, or the response was dropped).
     pub(crate) fn is_gone(&self) -> bool {
-        self.0.lock().rx_gone || self.0.force_close.load(Ordering::Relaxed)
+        self.0.lock().closed() || self.0.force_close.load(Ordering::Relaxed)
+    }
+
+    /// Answers in the application's place: `head` if it has sent no head yet, else an
+    /// abort. From then on the application's sends fail as if the client had gone, and a
+    /// sender parked on backpressure is freed.
+    pub(crate) fn override_with(&self, head: impl FnOnce() -> Head, why: &str) {
+        let mut st = self.0.lock();
+        if st.closed() {
+            return;
+        }
+        st.overridden = true;
+        if st.head_sent {
+            st.push(Msg::Abort(why.to_owned()));
+        } else {
+            st.push(Msg::Head(head()));
+        }
+        drop(st);
+        self.0.space.notify_all();
+        self.0.rx_waker.wake();
     }
 }
 
@@ -225,6 +259,19 @@ mod tests {
         assert!(recv(&mut rx).is_pending());
         drop(tx);
         assert!(matches!(recv(&mut rx), Poll::Ready(None)));
+    }
+
+    #[test]
+    fn an_override_answers_once_and_stops_the_sender() {
+        let (tx, mut rx) = pipe(1, Arc::default());
+        let ok = || Head::plain(http::StatusCode::OK, "");
+        tx.send(Msg::Head(ok())).unwrap();
+        tx.send(Msg::Data(Bytes::from_static(b"fill"))).unwrap();
+        tx.override_with(|| unreachable!("the head went out already"), "late");
+        assert_eq!(tx.send(Msg::Data(Bytes::from_static(b"x"))), Err(Gone));
+        assert!(matches!(recv(&mut rx), Poll::Ready(Some(Msg::Head(_)))));
+        assert!(matches!(recv(&mut rx), Poll::Ready(Some(Msg::Data(_)))));
+        assert!(matches!(recv(&mut rx), Poll::Ready(Some(Msg::Abort(_)))));
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! `wsgi.input`: a blocking, file-like view of the streamed request body.
 
+use std::time::Duration;
+
 use bytes::{Buf, BytesMut};
 use pyo3::exceptions::{PyOSError, PyStopIteration};
 use pyo3::prelude::*;
@@ -20,21 +22,31 @@ pub(crate) struct WsgiInput {
     remaining: Option<u64>,
     eof: bool,
     failure: Option<String>,
+    idle_timeout: Option<Duration>,
 }
 
 impl WsgiInput {
-    pub(crate) fn new(source: InputSource, content_length: Option<u64>) -> Self {
+    pub(crate) fn new(
+        source: InputSource,
+        content_length: Option<u64>,
+        idle_timeout: Option<Duration>,
+    ) -> Self {
         WsgiInput {
             source,
             buf: BytesMut::new(),
             remaining: content_length,
             eof: content_length == Some(0),
             failure: None,
+            idle_timeout,
         }
     }
 
     pub(crate) fn too_large(&self) -> bool {
         self.source.too_large()
+    }
+
+    pub(crate) fn timed_out(&self) -> bool {
+        self.source.timed_out()
     }
 
     /// Fetches one more chunk into the buffer; `false` at the end of the body.
@@ -45,8 +57,8 @@ impl WsgiInput {
         if self.eof {
             return Ok(false);
         }
-        let source = &self.source;
-        let chunk = py.detach(|| source.next_chunk());
+        let (source, timeout) = (&self.source, self.idle_timeout);
+        let chunk = super::detached(py, || source.next_chunk(timeout));
         match chunk {
             Chunk::Data(mut bytes) => {
                 if let Some(left) = &mut self.remaining {

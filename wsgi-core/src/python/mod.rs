@@ -42,3 +42,51 @@ pub(crate) fn traceback_text(py: Python<'_>, err: &PyErr) -> String {
         Err(_) => err.to_string(),
     }
 }
+
+/// The calling thread's Python thread id (`threading.get_ident()`).
+pub(crate) fn thread_ident(py: Python<'_>) -> PyResult<u64> {
+    py.import("threading")?.call_method0("get_ident")?.extract()
+}
+
+/// Releases the GIL around `f` (a wait), and counts the time it then takes to get the GIL
+/// back, which is time this thread was ready to run Python but could not.
+pub(crate) fn detached<T, F>(py: Python<'_>, f: F) -> T
+where
+    F: Send + FnOnce() -> T,
+    T: Send,
+{
+    let (value, ready) = py.detach(|| (f(), std::time::Instant::now()));
+    let waited = u64::try_from(ready.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    crate::metrics::GIL_WAIT_NANOS.fetch_add(waited, std::sync::atomic::Ordering::Relaxed);
+    value
+}
+
+/// Raises `TimeoutError` in the Python thread `thread` if `still_running()` says it is
+/// still on the request that timed out.
+pub(crate) fn interrupt(thread: u64, still_running: impl FnOnce() -> bool) {
+    Python::attach(|_py| {
+        // While this thread holds the GIL the worker cannot finish its request and start
+        // another (it withdraws the request from its slot with the GIL held), so the check
+        // and the injection cannot hit the wrong request.
+        if still_running() {
+            // SAFETY: the GIL is held (attached above); `PyExc_TimeoutError` is a static
+            // exception type initialised with the interpreter; an unknown thread id is
+            // ignored by CPython (it returns 0).
+            unsafe {
+                pyo3::ffi::PyThreadState_SetAsyncExc(
+                    thread as std::os::raw::c_long,
+                    pyo3::ffi::PyExc_TimeoutError,
+                );
+            }
+        }
+    });
+}
+
+/// Withdraws a pending `interrupt` from `thread`.
+pub(crate) fn clear_interrupt(_py: Python<'_>, thread: u64) {
+    // SAFETY: the `Python` token proves the GIL is held; a null exception clears any
+    // pending asynchronous exception of that thread.
+    unsafe {
+        pyo3::ffi::PyThreadState_SetAsyncExc(thread as std::os::raw::c_long, std::ptr::null_mut());
+    }
+}

@@ -113,7 +113,7 @@ impl StartResponse {
         Ok(match tx.try_send(Msg::Data(data)) {
             TrySend::Sent => Ok(()),
             TrySend::Gone => Err(Gone),
-            TrySend::Full(msg) => py.detach(|| tx.send(msg)),
+            TrySend::Full(msg) => super::detached(py, || tx.send(msg)),
         })
     }
 

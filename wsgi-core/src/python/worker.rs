@@ -3,7 +3,9 @@
 use std::fs::File;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::StatusCode;
@@ -17,69 +19,146 @@ use super::file_wrapper::FileWrapper;
 use super::input::WsgiInput;
 use super::start_response::{StartResponse, to_bytes};
 use super::traceback_text;
-use crate::engine::{InFlight, Job};
+use crate::engine::{InFlight, Job, Shared};
 use crate::environ::CgiVars;
 use crate::error::Error;
 use crate::pipe::{Msg, PipeTx};
 use crate::response::Head;
+use crate::watchdog::{Running, Slot, Stage};
 
-/// Starts `threads` Python threads serving `queue` with `app`.
+/// Starts one Python thread per slot of `shared`, serving `queue` with `app`.
 pub(crate) fn spawn_workers(
     app: Py<PyAny>,
     queue: crossbeam_channel::Receiver<Job>,
-    threads: usize,
+    shared: Arc<Shared>,
 ) -> Result<Vec<JoinHandle<()>>, Error> {
     let app = Arc::new(app);
-    (0..threads)
-        .map(|i| {
-            let (app, queue) = (app.clone(), queue.clone());
+    (0..shared.slots.len())
+        .map(|index| {
+            let worker = Worker {
+                app: app.clone(),
+                queue: queue.clone(),
+                shared: shared.clone(),
+                index,
+            };
             std::thread::Builder::new()
-                .name(format!("wsgi-python-{i}"))
-                .spawn(move || worker_loop(&app, &queue, threads > 1))
+                .name(format!("wsgi-python-{index}"))
+                .spawn(move || worker.serve())
                 .map_err(Error::Thread)
         })
         .collect()
 }
 
-/// Attaches once for the thread's life; detaches while waiting for work.
-fn worker_loop(app: &Py<PyAny>, queue: &crossbeam_channel::Receiver<Job>, multithread: bool) {
-    Python::attach(|py| {
-        let template = match Template::new(py, multithread) {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::error!(target: "wsgi_core", "cannot build the environ template: {}", traceback_text(py, &e));
-                return;
-            }
-        };
-        while let Ok(job) = py.detach(|| queue.recv()) {
-            if job.tx.is_gone() {
-                tracing::debug!(target: "wsgi_core", "client left while the request was queued; not run");
-                continue;
-            }
-            // A bug in this crate must cost one response, not a worker thread.
-            if std::panic::catch_unwind(AssertUnwindSafe(|| run(py, app, &template, job))).is_err()
-            {
-                tracing::error!(target: "wsgi_core", "internal panic while serving a request; the worker carries on");
-            }
+struct Worker {
+    app: Arc<Py<PyAny>>,
+    queue: crossbeam_channel::Receiver<Job>,
+    shared: Arc<Shared>,
+    index: usize,
+}
+
+/// Publishes the running request in the worker's slot for the watchdog, and withdraws it
+/// when dropped; holding the GIL token is what makes that race-free (see `interrupt`).
+struct Published<'a, 'py> {
+    slot: &'a Slot,
+    thread: u64,
+    py: Python<'py>,
+}
+
+impl Drop for Published<'_, '_> {
+    fn drop(&mut self) {
+        let finished = self.slot.lock().take();
+        if finished.is_some_and(|r| r.stage != Stage::Running) {
+            // The TimeoutError may still be pending if the request ended before Python
+            // ran another instruction; it must not hit the thread's next request.
+            super::clear_interrupt(self.py, self.thread);
         }
-    });
+    }
+}
+
+impl Worker {
+    /// Attaches once for the thread's life; detaches while waiting for work.
+    fn serve(self) {
+        let multithread = self.shared.slots.len() > 1;
+        Python::attach(|py| {
+            let setup =
+                Template::new(py, multithread).and_then(|t| Ok((t, super::thread_ident(py)?)));
+            let (template, thread) = match setup {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(target: "wsgi_core", "cannot start a Python worker: {}", traceback_text(py, &e));
+                    return;
+                }
+            };
+            while let Ok(job) = super::detached(py, || self.queue.recv()) {
+                if job.tx.is_gone() {
+                    tracing::debug!(target: "wsgi_core", "client left while the request was queued; not run");
+                    continue;
+                }
+                let waited = job.enqueued.elapsed();
+                let metrics = &self.shared.metrics;
+                metrics.queue_wait_nanos.fetch_add(
+                    u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX),
+                    Ordering::Relaxed,
+                );
+                if self.shared.max_queue_wait.is_some_and(|max| waited > max) {
+                    metrics.rejected_overload.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(target: "wsgi_core", waited_ms = waited.as_millis() as u64, "request waited too long in the queue; answered 503");
+                    let _ = job.tx.try_send(Msg::Head(
+                        self.shared
+                            .unavailable("the request waited too long for a Python thread"),
+                    ));
+                    continue;
+                }
+                metrics.busy_threads.fetch_add(1, Ordering::Relaxed);
+                // A bug in this crate must cost one response, not a worker thread.
+                let ran = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    self.run(py, &template, thread, job)
+                }));
+                metrics.busy_threads.fetch_sub(1, Ordering::Relaxed);
+                if ran.is_err() {
+                    tracing::error!(target: "wsgi_core", "internal panic while serving a request; the worker carries on");
+                }
+            }
+        });
+    }
+
+    fn run(&self, py: Python<'_>, template: &Template, thread: u64, job: Job) {
+        let slot = &self.shared.slots[self.index];
+        let _published = self.shared.timeout.map(|timeout| {
+            *slot.lock() = Some(Running {
+                id: job.id,
+                thread,
+                deadline: Instant::now() + timeout,
+                tx: job.tx.clone(),
+                stage: Stage::Running,
+            });
+            Published { slot, thread, py }
+        });
+        run(py, &self.app, template, job, self.shared.body_timeout);
+    }
 }
 
 fn internal_error() -> Head {
     Head::plain(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n")
 }
 
-fn run(py: Python<'_>, app: &Py<PyAny>, template: &Template, job: Job) {
+fn run(
+    py: Python<'_>,
+    app: &Py<PyAny>,
+    template: &Template,
+    job: Job,
+    body_timeout: Option<std::time::Duration>,
+) {
     let Job {
         vars,
         input,
         content_length,
-        tx,
         in_flight,
+        tx,
+        ..
     } = job;
-    let tx = Arc::new(tx);
     let setup = (|| {
-        let input = Bound::new(py, WsgiInput::new(input, content_length))?;
+        let input = Bound::new(py, WsgiInput::new(input, content_length, body_timeout))?;
         let errors = Bound::new(py, WsgiErrors::default())?;
         let sr = Bound::new(py, StartResponse::new(tx.clone()))?;
         let environ = environ::build(
@@ -216,8 +295,11 @@ fn fail(
         path = %vars.request_uri,
         "application error:\n{traceback}"
     );
-    let fallback = if input.borrow().too_large() {
+    let input = input.borrow();
+    let fallback = if input.too_large() {
         too_large()
+    } else if input.timed_out() {
+        Head::plain(StatusCode::REQUEST_TIMEOUT, "Request Timeout\n")
     } else {
         internal_error()
     };

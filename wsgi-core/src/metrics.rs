@@ -1,0 +1,234 @@
+//! Counters an operator watches: what the engine did, how busy its threads are, how long
+//! requests take. Updated with relaxed atomics on the hot path; read as a snapshot.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the request-duration histogram buckets.
+const BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+/// Nanoseconds that worker threads spent waiting to re-acquire the GIL after a wait.
+/// The GIL is per process, so this is too.
+pub(crate) static GIL_WAIT_NANOS: AtomicU64 = AtomicU64::new(0);
+
+#[derive(Debug, Default)]
+pub(crate) struct Metrics {
+    by_class: [AtomicU64; 5],
+    pub(crate) rejected_overload: AtomicU64,
+    pub(crate) timeouts: AtomicU64,
+    pub(crate) stuck_threads: AtomicU64,
+    pub(crate) busy_threads: AtomicU64,
+    pub(crate) queue_wait_nanos: AtomicU64,
+    buckets: [AtomicU64; BUCKETS.len()],
+    duration_count: AtomicU64,
+    duration_nanos: AtomicU64,
+}
+
+impl Metrics {
+    /// Records a finished response (its body ended or was cut).
+    pub(crate) fn observe(&self, status: u16, elapsed: Duration) {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        self.by_class[class].fetch_add(1, Ordering::Relaxed);
+        let secs = elapsed.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|&b| secs <= b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.duration_count.fetch_add(1, Ordering::Relaxed);
+        self.duration_nanos.fetch_add(
+            u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    pub(crate) fn snapshot(
+        &self,
+        threads: usize,
+        in_flight: usize,
+        queued: usize,
+    ) -> MetricsSnapshot {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let busy = usize::try_from(load(&self.busy_threads))
+            .unwrap_or(usize::MAX)
+            .min(threads);
+        let mut cumulative = 0;
+        MetricsSnapshot {
+            responses_by_class: std::array::from_fn(|i| load(&self.by_class[i])),
+            rejected_overload: load(&self.rejected_overload),
+            timeouts: load(&self.timeouts),
+            stuck_threads: load(&self.stuck_threads),
+            in_flight,
+            queued,
+            threads_busy: busy,
+            threads_idle: threads - busy,
+            gil_wait: Duration::from_nanos(load(&GIL_WAIT_NANOS)),
+            queue_wait: Duration::from_nanos(load(&self.queue_wait_nanos)),
+            duration_buckets: BUCKETS
+                .iter()
+                .zip(&self.buckets)
+                .map(|(&le, n)| {
+                    cumulative += load(n);
+                    (le, cumulative)
+                })
+                .collect(),
+            duration_count: load(&self.duration_count),
+            duration_sum: Duration::from_nanos(load(&self.duration_nanos)),
+        }
+    }
+}
+
+/// A point-in-time reading of an engine's counters; see [`Engine::metrics`](crate::Engine::metrics).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct MetricsSnapshot {
+    /// Finished responses by status class: `[1xx, 2xx, 3xx, 4xx, 5xx]`.
+    pub responses_by_class: [u64; 5],
+    /// Requests answered 503 because the queue was full or waited too long.
+    pub rejected_overload: u64,
+    /// Requests that ran past the request timeout.
+    pub timeouts: u64,
+    /// Threads that did not stop after a timeout's exception (stuck in C code).
+    pub stuck_threads: u64,
+    /// Requests accepted and not yet finished on the Python side.
+    pub in_flight: usize,
+    /// Requests waiting for a free Python thread.
+    pub queued: usize,
+    /// Python threads running a request.
+    pub threads_busy: usize,
+    /// Python threads waiting for work.
+    pub threads_idle: usize,
+    /// Total time worker threads waited to re-acquire the GIL (process-wide).
+    pub gil_wait: Duration,
+    /// Total time requests waited in the queue.
+    pub queue_wait: Duration,
+    /// Cumulative request-duration histogram: `(upper bound in seconds, count)`.
+    pub duration_buckets: Vec<(f64, u64)>,
+    /// Requests in the histogram.
+    pub duration_count: u64,
+    /// Sum of their durations.
+    pub duration_sum: Duration,
+}
+
+impl MetricsSnapshot {
+    /// The snapshot in the Prometheus text exposition format (version 0.0.4).
+    pub fn to_prometheus(&self) -> String {
+        let mut out = String::with_capacity(2048);
+        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, String)]| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, value) in samples {
+                let _ = writeln!(out, "{name}{labels} {value}");
+            }
+        };
+        let plain = |v: String| vec![(String::new(), v)];
+        metric(
+            "wsgi_responses_total",
+            "counter",
+            "Finished responses by status class.",
+            &self
+                .responses_by_class
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (format!("{{class=\"{}xx\"}}", i + 1), n.to_string()))
+                .collect::<Vec<_>>(),
+        );
+        metric(
+            "wsgi_rejected_overload_total",
+            "counter",
+            "Requests answered 503 because the queue was full or waited too long.",
+            &plain(self.rejected_overload.to_string()),
+        );
+        metric(
+            "wsgi_timeouts_total",
+            "counter",
+            "Requests that ran past the request timeout.",
+            &plain(self.timeouts.to_string()),
+        );
+        metric(
+            "wsgi_stuck_threads_total",
+            "counter",
+            "Python threads that ignored a timeout's exception.",
+            &plain(self.stuck_threads.to_string()),
+        );
+        metric(
+            "wsgi_in_flight",
+            "gauge",
+            "Requests accepted and not yet finished.",
+            &plain(self.in_flight.to_string()),
+        );
+        metric(
+            "wsgi_queue_depth",
+            "gauge",
+            "Requests waiting for a Python thread.",
+            &plain(self.queued.to_string()),
+        );
+        metric(
+            "wsgi_threads",
+            "gauge",
+            "Python worker threads by state.",
+            &[
+                ("{state=\"busy\"}".into(), self.threads_busy.to_string()),
+                ("{state=\"idle\"}".into(), self.threads_idle.to_string()),
+            ],
+        );
+        metric(
+            "wsgi_gil_wait_seconds_total",
+            "counter",
+            "Time worker threads waited to re-acquire the GIL.",
+            &plain(self.gil_wait.as_secs_f64().to_string()),
+        );
+        metric(
+            "wsgi_queue_wait_seconds_total",
+            "counter",
+            "Time requests waited in the queue.",
+            &plain(self.queue_wait.as_secs_f64().to_string()),
+        );
+        let mut samples: Vec<(String, String)> = self
+            .duration_buckets
+            .iter()
+            .map(|(le, n)| (format!("_bucket{{le=\"{le}\"}}"), n.to_string()))
+            .collect();
+        samples.push((
+            "_bucket{le=\"+Inf\"}".into(),
+            self.duration_count.to_string(),
+        ));
+        samples.push(("_sum".into(), self.duration_sum.as_secs_f64().to_string()));
+        samples.push(("_count".into(), self.duration_count.to_string()));
+        metric(
+            "wsgi_request_duration_seconds",
+            "histogram",
+            "Time from request to the end of its response body.",
+            &samples,
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_is_cumulative_and_prometheus_text_is_well_formed() {
+        let m = Metrics::default();
+        m.observe(200, Duration::from_millis(3));
+        m.observe(503, Duration::from_millis(300));
+        m.observe(200, Duration::from_secs(60));
+        let s = m.snapshot(4, 1, 0);
+        assert_eq!(s.responses_by_class, [0, 2, 0, 0, 1]);
+        assert_eq!(s.duration_buckets[2], (0.005, 1));
+        assert_eq!(s.duration_buckets.last(), Some(&(10.0, 2)));
+        assert_eq!(s.duration_count, 3);
+        let text = s.to_prometheus();
+        assert!(
+            text.contains("wsgi_responses_total{class=\"5xx\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("wsgi_request_duration_seconds_bucket{le=\"+Inf\"} 3\n"),
+            "{text}"
+        );
+        assert!(text.contains("wsgi_threads{state=\"idle\"} 4\n"), "{text}");
+    }
+}

@@ -1,0 +1,100 @@
+//! Request timeouts that free the thread.
+//!
+//! Each Python worker publishes what it runs in a [`Slot`]. A watchdog thread answers a
+//! request that overran (504, or an aborted body if its head went out) and then raises
+//! `TimeoutError` inside the worker thread (`PyThreadState_SetAsyncExc`, as mod_wsgi's
+//! `request-timeout` does), so the view stops at its next Python instruction and its
+//! iterable's `close()` still runs. A thread blocked in C code cannot be interrupted that
+//! way; it is reported (log and metrics) and the rest of the pool keeps serving.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use http::StatusCode;
+
+use crate::engine::Shared;
+use crate::pipe::PipeTx;
+use crate::python;
+use crate::response::Head;
+
+/// What one worker thread is running.
+#[derive(Debug, Default)]
+pub(crate) struct Slot(Mutex<Option<Running>>);
+
+#[derive(Debug)]
+pub(crate) struct Running {
+    pub(crate) id: u64,
+    /// The worker's Python thread id, for `PyThreadState_SetAsyncExc`.
+    pub(crate) thread: u64,
+    pub(crate) deadline: Instant,
+    pub(crate) tx: Arc<PipeTx>,
+    pub(crate) stage: Stage,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stage {
+    Running,
+    /// Answered and interrupted; waiting for the thread to come back.
+    TimedOut,
+    /// Did not come back within the grace period: reported once.
+    Stuck,
+}
+
+impl Slot {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Option<Running>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// How long a timed-out thread gets to unwind before it counts as stuck.
+fn stuck_after(timeout: Duration) -> Duration {
+    timeout.max(Duration::from_secs(1))
+}
+
+/// Runs until the engine is dropped.
+pub(crate) fn watch(shared: Weak<Shared>, timeout: Duration) {
+    let tick = (timeout / 4).clamp(Duration::from_millis(5), Duration::from_millis(250));
+    loop {
+        std::thread::sleep(tick);
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let now = Instant::now();
+        for slot in shared.slots.iter() {
+            let mut guard = slot.lock();
+            let Some(running) = guard.as_mut() else {
+                continue;
+            };
+            match running.stage {
+                Stage::Running if now >= running.deadline => {
+                    running.stage = Stage::TimedOut;
+                    let (id, thread, tx) = (running.id, running.thread, running.tx.clone());
+                    drop(guard);
+                    shared.metrics.timeouts.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        target: "wsgi_core",
+                        timeout_ms = timeout.as_millis() as u64,
+                        "request timed out; answering 504 and interrupting its thread"
+                    );
+                    tx.override_with(
+                        || Head::plain(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout\n"),
+                        "request timed out",
+                    );
+                    python::interrupt(thread, || slot.lock().as_ref().is_some_and(|r| r.id == id));
+                }
+                Stage::TimedOut if now >= running.deadline + stuck_after(timeout) => {
+                    running.stage = Stage::Stuck;
+                    drop(guard);
+                    shared.metrics.stuck_threads.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(
+                        target: "wsgi_core",
+                        "a Python thread ignored the timeout's TimeoutError (blocked in C code?); \
+                         the other threads keep serving"
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+}

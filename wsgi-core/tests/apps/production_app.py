@@ -1,0 +1,50 @@
+"""Misbehaving views for the operational limits (timeouts, queue wait, slow uploads).
+
+``/busy?secs=S``: a view that keeps working for S seconds in Python (so an injected
+``TimeoutError`` can stop it); records ``interrupted`` and ``closed`` in the file named by
+the ``X-Record-File`` header. ``/read``: reads the whole request body. ``/fast``: answers
+at once.
+"""
+
+import time
+from urllib.parse import parse_qs
+
+
+def record(environ, line):
+    path = environ.get("HTTP_X_RECORD_FILE")
+    if path:
+        with open(path, "a", encoding="utf-8") as out:
+            out.write(line + "\n")
+
+
+class Busy:
+    def __init__(self, environ, secs):
+        self.environ = environ
+        self.secs = secs
+
+    def __iter__(self):
+        end = time.monotonic() + self.secs
+        try:
+            while time.monotonic() < end:
+                time.sleep(0.005)
+        except TimeoutError:
+            record(self.environ, "interrupted")
+            raise
+        yield b"finished"
+
+    def close(self):
+        record(self.environ, "closed")
+
+
+def application(environ, start_response):
+    path = environ["PATH_INFO"]
+    query = {k: v[0] for k, v in parse_qs(environ["QUERY_STRING"]).items()}
+    if path == "/busy":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return Busy(environ, float(query.get("secs", "30")))
+    if path == "/read":
+        data = environ["wsgi.input"].read()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"%d" % len(data)]
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"fast"]

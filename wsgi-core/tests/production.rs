@@ -1,0 +1,104 @@
+//! Operational limits: request timeout, queue wait, slow uploads, and the metrics that
+//! report them. Limits are configured small so the tests do not sleep long.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::{RecordFile, app_path, eventually, start};
+
+fn app() -> String {
+    app_path("production_app.py")
+}
+
+#[test]
+fn a_request_past_its_timeout_gets_504_and_frees_its_thread() {
+    let server = start(
+        &app(),
+        |b| b.threads(1).timeout(Duration::from_millis(300)),
+        "",
+    );
+    let record = RecordFile::new("timeout");
+    let started = Instant::now();
+    let response = server.request("GET", "/busy?secs=60", &[record.header()], b"");
+    assert_eq!(response.status(), 504, "{}", response.text());
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the timeout did not fire"
+    );
+    // The view was interrupted and its iterable closed, so the only thread serves again.
+    record.wait_for_line("interrupted");
+    record.wait_for_line("closed");
+    assert_eq!(server.get("/fast").text(), "fast");
+    let metrics = server.engine.metrics();
+    assert_eq!(metrics.timeouts, 1);
+    assert_eq!(metrics.stuck_threads, 0);
+}
+
+#[test]
+fn a_request_that_waited_too_long_in_the_queue_gets_503() {
+    let server = start(
+        &app(),
+        |b| b.threads(1).max_queue_wait(Duration::from_millis(200)),
+        "",
+    );
+    let addr = server.addr;
+    let busy = std::thread::spawn(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(b"GET /busy?secs=1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        out
+    });
+    eventually("the busy request to occupy the thread", || {
+        (server.engine.metrics().threads_busy == 1).then_some(())
+    });
+    let queued = server.get("/fast");
+    assert_eq!(queued.status(), 503, "{}", queued.text());
+    assert!(queued.header("retry-after").is_some());
+    assert!(String::from_utf8_lossy(&busy.join().unwrap()).contains("finished"));
+    assert!(server.engine.metrics().rejected_overload >= 1);
+}
+
+#[test]
+fn a_client_that_stops_mid_upload_gets_408_and_frees_the_thread() {
+    let server = start(
+        &app(),
+        |b| b.threads(1).body_timeout(Duration::from_millis(300)),
+        "",
+    );
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(b"POST /read HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n0123456789")
+        .unwrap();
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 408", "{}", String::from_utf8_lossy(&head));
+    assert_eq!(server.get("/fast").text(), "fast");
+}
+
+#[test]
+fn metrics_count_responses_and_render_as_prometheus_text() {
+    let server = start(&app(), |b| b.threads(2), "");
+    for _ in 0..3 {
+        assert_eq!(server.get("/fast").status(), 200);
+    }
+    let metrics = eventually("three 2xx responses to be counted", || {
+        let m = server.engine.metrics();
+        (m.responses_by_class[1] >= 3).then_some(m)
+    });
+    assert_eq!(metrics.threads_busy + metrics.threads_idle, 2);
+    assert!(metrics.duration_count >= 3);
+    let text = metrics.to_prometheus();
+    assert!(
+        text.contains("# TYPE wsgi_request_duration_seconds histogram"),
+        "{text}"
+    );
+    assert!(
+        text.contains("wsgi_responses_total{class=\"2xx\"} 3"),
+        "{text}"
+    );
+}
