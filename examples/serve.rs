@@ -4,16 +4,18 @@
 //! cargo run --release --example serve -- [OPTIONS] APP
 //! ```
 //!
-//! `APP` is `path/to/file.py` (its `application` callable), `path/to/file.py:callable` or
-//! `package.module:callable`. Once the socket is bound and the application loaded, the
-//! command prints one line, `listening on http://ADDR`, to stdout; logs go to stderr.
+//! `APP` is a directory with a `passenger_wsgi.py`, `path/to/file.py` (its `application`
+//! callable), `path/to/file.py:callable`, `package.module:callable`, or a factory call with
+//! literal arguments, `package.module:create_app('prod')`. Once the socket is bound and the
+//! application loaded, the command prints one line, `listening on http://ADDR`, to stdout;
+//! logs go to stderr. `serve --version` names the embedded Python and the virtualenv.
 //! SIGTERM or Ctrl-C stops accepting, lets in-flight requests finish for up to `--grace`
 //! seconds, then shuts the engine down and exits 0; a second signal skips the wait.
 //! Requests are logged by the engine (target `wsgi_core::access`), whichever server hosts it.
 
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -26,8 +28,14 @@ use wsgi_core::Engine;
 
 /// Serve a Python WSGI application.
 #[derive(Parser, Debug)]
-#[command(name = "serve", version)]
+// `--version` is our own: it names the embedded Python, which clap's cannot.
+#[command(name = "serve", disable_version_flag = true)]
 struct Args {
+    /// Print the versions of this command and of the embedded Python, its files and the
+    /// virtualenv, then exit.
+    #[arg(short = 'V', long)]
+    version: bool,
+
     /// Address to listen on (`HOST:PORT`).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8000")]
     bind: String,
@@ -52,6 +60,11 @@ struct Args {
     #[arg(long, value_name = "DIR")]
     venv: Option<PathBuf>,
 
+    /// Refuse to start when a `.python-version` (pyenv's) in the application's directory or
+    /// above names another Python than the embedded one, instead of warning.
+    #[arg(long)]
+    strict_python_version: bool,
+
     /// Largest request body accepted; larger ones get 413 [default: no limit].
     #[arg(long, value_name = "BYTES")]
     max_body: Option<u64>,
@@ -69,9 +82,10 @@ struct Args {
     #[arg(long, value_name = "FILTER", default_value = "info")]
     log_level: String,
 
-    /// The application: `path/file.py`, `path/file.py:callable` or `module:callable`.
-    #[arg(value_name = "APP")]
-    app: String,
+    /// The application: a directory with a `passenger_wsgi.py`, `path/file.py`,
+    /// `path/file.py:callable`, `module:callable` or `module:create_app(ARGS)`.
+    #[arg(value_name = "APP", required_unless_present = "version")]
+    app: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -84,6 +98,10 @@ enum ServerKind {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.version {
+        print_version(&args);
+        return ExitCode::SUCCESS;
+    }
     let filter = match EnvFilter::try_new(&args.log_level) {
         Ok(filter) => filter,
         Err(e) => {
@@ -119,8 +137,8 @@ async fn run(args: Args) -> Result<(), String> {
     // Installed first, so that a signal during start-up is a clean stop, not a default kill.
     let mut signals = Signals::new().map_err(|e| format!("cannot install signal handlers: {e}"))?;
     // Bound before the (possibly slow) application import, so a taken port fails at once.
-    let listener = std::net::TcpListener::bind(&args.bind)
-        .map_err(|e| format!("cannot listen on {}: {e}", args.bind))?;
+    let listener =
+        std::net::TcpListener::bind(&args.bind).map_err(|e| bind_error(&args.bind, &e))?;
     let local = listener
         .local_addr()
         .map_err(|e| format!("cannot read the address bound for {}: {e}", args.bind))?;
@@ -128,8 +146,21 @@ async fn run(args: Args) -> Result<(), String> {
         .set_nonblocking(true)
         .map_err(|e| format!("cannot make the socket non-blocking: {e}"))?;
 
+    // Before the import, so that whatever goes wrong is logged next to the Python it ran on.
+    let python = wsgi_core::python_info();
+    let (venv, venv_origin) = venv_setting(&args);
+    tracing::info!(
+        "serve {} embedding Python {} ({}); virtualenv: {}",
+        env!("CARGO_PKG_VERSION"),
+        python.version,
+        python_files(&python),
+        venv.as_ref().map_or_else(
+            || "none".to_owned(),
+            |v| format!("{}{venv_origin}", v.display())
+        ),
+    );
     let engine = build_engine(&args)?;
-    tracing::info!(app = %args.app, threads = engine.threads(), server = ?args.server, "application loaded");
+    tracing::info!(app = %app_spec(&args), threads = engine.threads(), server = ?args.server, "application loaded");
     let mount = args
         .mount
         .as_deref()
@@ -179,8 +210,81 @@ async fn run(args: Args) -> Result<(), String> {
     Ok(())
 }
 
+/// The APP argument, which clap requires unless `--version` is given.
+fn app_spec(args: &Args) -> &str {
+    args.app.as_deref().unwrap_or_default()
+}
+
+/// The virtualenv the engine will use, and where that came from.
+fn venv_setting(args: &Args) -> (Option<PathBuf>, &'static str) {
+    match &args.venv {
+        Some(dir) => (Some(dir.clone()), " (from --venv)"),
+        None => (
+            std::env::var_os("VIRTUAL_ENV")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
+            " (from $VIRTUAL_ENV)",
+        ),
+    }
+}
+
+/// The interpreter's program and library, for the start-up log.
+fn python_files(python: &wsgi_core::PythonInfo) -> String {
+    let mut text = match &python.base_executable {
+        Some(exe) => exe.display().to_string(),
+        None => format!("prefix {}", python.base_prefix.display()),
+    };
+    if let Some(library) = &python.library {
+        text.push_str(&format!(", {}", library.display()));
+    }
+    text
+}
+
+/// `--version`: what this binary runs, so a user can tell which Python (and which
+/// virtualenv) an application will get without starting it.
+fn print_version(args: &Args) {
+    let python = wsgi_core::python_info();
+    let show = |path: Option<&Path>| {
+        path.map_or_else(|| "unknown".to_owned(), |p| p.display().to_string())
+    };
+    println!("serve {}", env!("CARGO_PKG_VERSION"));
+    println!("Python {}", python.version);
+    println!("  program:    {}", show(python.base_executable.as_deref()));
+    println!("  library:    {}", show(python.library.as_deref()));
+    println!("  prefix:     {}", python.base_prefix.display());
+    let venv = match venv_setting(args) {
+        (None, _) => "none".to_owned(),
+        // Activated, so that a venv this Python cannot use is reported here already.
+        (Some(dir), origin) => match wsgi_core::activate_venv(&dir) {
+            Ok(()) => format!("{}{origin}", dir.display()),
+            Err(e) => format!("{}{origin}\n  unusable:   {e}", dir.display()),
+        },
+    };
+    println!("  virtualenv: {venv}");
+}
+
+/// Says what to do about a socket that cannot be bound.
+fn bind_error(addr: &str, error: &std::io::Error) -> String {
+    let advice = match error.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            "; another program (or another serve) is already listening on that port: stop \
+             it, or choose another port with --bind HOST:PORT"
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            "; ports below 1024 need privileges: choose a higher port with --bind HOST:PORT"
+        }
+        std::io::ErrorKind::AddrNotAvailable => {
+            "; that address is not one of this machine's: use 127.0.0.1, 0.0.0.0 or one of \
+             its interfaces' addresses"
+        }
+        _ => "",
+    };
+    format!("cannot listen on {addr}: {error}{advice}")
+}
+
 fn build_engine(args: &Args) -> Result<Engine, String> {
-    let mut builder = Engine::builder(&args.app);
+    let mut builder =
+        Engine::builder(app_spec(args)).strict_python_version(args.strict_python_version);
     if let Some(n) = args.threads {
         builder = builder.threads(n);
     }

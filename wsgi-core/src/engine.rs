@@ -18,6 +18,7 @@ use crate::host::HostRequest;
 use crate::input::{self, InputPump, InputSource};
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::pipe::{self, Msg, PipeRx, PipeTx};
+use crate::proxy::TrustedProxies;
 use crate::python;
 use crate::response::{Head, HeadBody, status_forbids_body};
 use crate::watchdog::{self, Slot};
@@ -48,9 +49,11 @@ pub struct EngineBuilder {
     pub(crate) max_body: Option<u64>,
     pub(crate) chdir: Option<PathBuf>,
     pub(crate) venv: Option<PathBuf>,
+    pub(crate) strict_python_version: bool,
     pub(crate) timeout: Option<Duration>,
     pub(crate) max_queue_wait: Option<Duration>,
     pub(crate) body_timeout: Option<Duration>,
+    pub(crate) trusted_proxies: Vec<String>,
 }
 
 impl EngineBuilder {
@@ -92,6 +95,21 @@ impl EngineBuilder {
         self
     }
 
+    /// Reverse proxies whose forwarding headers are believed: IP addresses or CIDR ranges
+    /// (`"127.0.0.1"`, `"10.0.0.0/8"`, `"fd00::/8"`). For requests from them, `REMOTE_ADDR`
+    /// comes from `Forwarded`/`X-Forwarded-For` (the rightmost address that is not a
+    /// trusted proxy), `wsgi.url_scheme` from `X-Forwarded-Proto`, the host from
+    /// `X-Forwarded-Host`, and `X-Forwarded-Prefix` is put before `SCRIPT_NAME`. From any
+    /// other peer those headers change nothing. Default: none trusted.
+    pub fn trusted_proxies<I, S>(mut self, proxies: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.trusted_proxies = proxies.into_iter().map(Into::into).collect();
+        self
+    }
+
     /// The `Retry-After` value, in seconds, of 503 answers (default 1).
     pub fn retry_after(mut self, secs: u32) -> Self {
         self.retry_after = secs;
@@ -122,31 +140,54 @@ impl EngineBuilder {
         self
     }
 
+    /// What to do when a `.python-version` file (pyenv's), in the application's directory
+    /// or above it, names a Python `major.minor` other than the embedded one: log a warning
+    /// and load the application anyway (`false`, the default), or refuse to build (`true`).
+    pub fn strict_python_version(mut self, strict: bool) -> Self {
+        self.strict_python_version = strict;
+        self
+    }
+
     /// Starts the interpreter if needed, loads the application and starts the threads.
     pub fn build(self) -> Result<Engine, Error> {
         if self.threads == 0 {
             return Err(Error::Config("threads must be at least 1".into()));
         }
+        let proxies = TrustedProxies::parse(&self.trusted_proxies).map_err(Error::Config)?;
         if self.queue_depth == 0 {
             return Err(Error::Config("queue depth must be at least 1".into()));
         }
         // Resolved before `chdir`, as a user typing a relative path means it.
-        let venv = self
-            .venv
-            .clone()
-            .or_else(|| {
+        let (venv, venv_origin) = match &self.venv {
+            Some(dir) => (Some(dir.clone()), ""),
+            None => (
                 std::env::var_os("VIRTUAL_ENV")
                     .filter(|v| !v.is_empty())
-                    .map(PathBuf::from)
-            })
-            .map(|v| std::path::absolute(&v).unwrap_or(v));
+                    .map(PathBuf::from),
+                " (from $VIRTUAL_ENV)",
+            ),
+        };
+        let venv = venv.map(|v| std::path::absolute(&v).unwrap_or(v));
         if let Some(dir) = &self.chdir {
             std::env::set_current_dir(dir).map_err(|source| Error::Chdir {
                 path: dir.clone(),
                 source,
             })?;
         }
-        let app = python::load_app(&self.app, venv.as_deref())?;
+        // The `chdir` directory goes on `sys.path` too, as with gunicorn's `--chdir`.
+        let chdir = self
+            .chdir
+            .as_ref()
+            .and_then(|_| std::env::current_dir().ok());
+        let app = python::load_app(
+            &self.app,
+            &python::LoadOptions {
+                venv: venv.as_deref(),
+                venv_origin,
+                extra_path: chdir.as_deref(),
+                strict_python_version: self.strict_python_version,
+            },
+        )?;
         let (queue_tx, queue_rx) = crossbeam_channel::bounded(self.queue_depth);
         let shared = Arc::new(Shared {
             closing: AtomicBool::new(false),
@@ -173,6 +214,7 @@ impl EngineBuilder {
         Ok(Engine {
             inner: Arc::new(Inner {
                 queue: queue_tx,
+                proxies,
                 shared,
                 config: self,
                 workers: Mutex::new(workers),
@@ -193,6 +235,7 @@ pub struct Engine {
 #[derive(Debug)]
 struct Inner {
     queue: crossbeam_channel::Sender<Job>,
+    proxies: TrustedProxies,
     shared: Arc<Shared>,
     config: EngineBuilder,
     workers: Mutex<Vec<std::thread::JoinHandle<()>>>,
@@ -273,8 +316,12 @@ pub(crate) struct Job {
 
 impl Engine {
     /// Configures an engine for the application `app`:
-    /// `path/to/file.py` (its `application` callable, Passenger's `passenger_wsgi.py`
-    /// convention), `path/to/file.py:callable`, or `package.module:callable`.
+    /// a directory holding a `passenger_wsgi.py` (Passenger's convention: its `application`),
+    /// `path/to/file.py` (its `application` callable), `path/to/file.py:callable`,
+    /// `package.module:callable`, or a factory called with literal arguments, as gunicorn
+    /// accepts: `package.module:create_app()`, `package.module:create_app('prod', debug=False)`.
+    /// The application's directory (a module's: the working directory) goes first on
+    /// `sys.path`.
     pub fn builder(app: impl Into<String>) -> EngineBuilder {
         EngineBuilder {
             app: app.into(),
@@ -284,9 +331,11 @@ impl Engine {
             max_body: None,
             chdir: None,
             venv: None,
+            strict_python_version: false,
             timeout: None,
             max_queue_wait: None,
             body_timeout: None,
+            trusted_proxies: Vec::new(),
         }
     }
 
@@ -325,7 +374,7 @@ impl Engine {
         if inner.shared.closing.load(Ordering::Acquire) {
             return ResponseFuture::ready(self.unavailable("the server is shutting down"));
         }
-        let vars = match CgiVars::new(&parts, conn) {
+        let vars = match CgiVars::new(&parts, conn, &inner.proxies) {
             Ok(vars) => vars,
             Err(Reject::NotMounted) => {
                 return ResponseFuture::ready(Head::plain(StatusCode::NOT_FOUND, "Not Found\n"));

@@ -9,7 +9,8 @@ use std::borrow::Cow;
 use http::{HeaderMap, HeaderName, Method, Version, header};
 use percent_encoding::percent_decode_str;
 
-use crate::host::ConnInfo;
+use crate::host::{ConnInfo, Scheme};
+use crate::proxy::TrustedProxies;
 
 /// The CGI variables of one request.
 #[derive(Debug)]
@@ -55,7 +56,11 @@ pub(crate) fn protocol_name(version: Version) -> &'static str {
 }
 
 impl CgiVars {
-    pub(crate) fn new(parts: &http::request::Parts, conn: &ConnInfo) -> Result<Self, Reject> {
+    pub(crate) fn new(
+        parts: &http::request::Parts,
+        conn: &ConnInfo,
+        proxies: &TrustedProxies,
+    ) -> Result<Self, Reject> {
         let uri = &parts.uri;
         let path = match uri.path() {
             "" => "/",
@@ -69,7 +74,26 @@ impl CgiVars {
             None => path.to_owned(),
         };
 
-        let (server_name, server_port) = server_name_port(parts, conn);
+        let forwarded = if proxies.is_empty() {
+            None
+        } else {
+            proxies.read(conn.peer_addr.map(|a| a.ip()), &parts.headers)
+        }
+        .unwrap_or_default();
+        let scheme = match forwarded.https {
+            Some(true) => Scheme::Https,
+            Some(false) => Scheme::Http,
+            None => conn.scheme,
+        };
+        let host = match &forwarded.host {
+            Some(host) => Some(host.as_bytes()),
+            None => parts
+                .headers
+                .get(header::HOST)
+                .map(|h| h.as_bytes())
+                .or_else(|| uri.authority().map(|a| a.as_str().as_bytes())),
+        };
+        let (server_name, server_port) = server_name_port(host, scheme, conn);
         let mut headers: Vec<(Cow<'static, str>, Vec<u8>)> =
             Vec::with_capacity(parts.headers.keys_len());
         let mut content_type = None;
@@ -84,10 +108,13 @@ impl CgiVars {
                 headers.push((key, joined(&parts.headers, name, sep)));
             }
         }
-        // HTTP/2 carries the host in :authority, which `http` keeps in the URI, not in headers.
-        if !parts.headers.contains_key(header::HOST)
+        if let Some(host) = &forwarded.host {
+            headers.retain(|(k, _)| k != "HTTP_HOST");
+            headers.push((Cow::Borrowed("HTTP_HOST"), host.as_bytes().to_vec()));
+        } else if !parts.headers.contains_key(header::HOST)
             && let Some(authority) = uri.authority()
         {
+            // HTTP/2 carries the host in :authority, which `http` keeps in the URI.
             headers.push((
                 Cow::Borrowed("HTTP_HOST"),
                 authority.as_str().as_bytes().to_vec(),
@@ -96,16 +123,26 @@ impl CgiVars {
 
         Ok(CgiVars {
             method: parts.method.clone(),
-            script_name: conn.mount.clone(),
+            script_name: match &forwarded.prefix {
+                Some(prefix) => format!("{prefix}{}", conn.mount),
+                None => conn.mount.clone(),
+            },
             path_info,
             query_string,
             request_uri,
             protocol: protocol_name(parts.version),
-            url_scheme: conn.scheme.as_str(),
+            url_scheme: scheme.as_str(),
             server_name,
             server_port,
-            remote_addr: conn.peer_addr.map(|a| a.ip().to_string()),
-            remote_port: conn.peer_addr.map(|a| a.port().to_string()),
+            remote_addr: forwarded
+                .client
+                .or(conn.peer_addr.map(|a| a.ip()))
+                .map(|ip| ip.to_string()),
+            // The client's port behind a proxy is unknown; the proxy's would mislead.
+            remote_port: match forwarded.client {
+                Some(_) => None,
+                None => conn.peer_addr.map(|a| a.port().to_string()),
+            },
             content_type,
             content_length,
             headers,
@@ -169,13 +206,8 @@ fn known_header(name: &HeaderName) -> Option<&'static str> {
     })
 }
 
-fn server_name_port(parts: &http::request::Parts, conn: &ConnInfo) -> (Vec<u8>, String) {
-    let default_port = conn.scheme.default_port().to_string();
-    let host = parts
-        .headers
-        .get(header::HOST)
-        .map(|h| h.as_bytes())
-        .or_else(|| parts.uri.authority().map(|a| a.as_str().as_bytes()));
+fn server_name_port(host: Option<&[u8]>, scheme: Scheme, conn: &ConnInfo) -> (Vec<u8>, String) {
+    let default_port = scheme.default_port().to_string();
     if let Some(host) = host.filter(|h| !h.is_empty()) {
         // `[::1]:8080`, `example.com:8080`, `example.com`, `[::1]`.
         let (name, port) = match host.iter().rposition(|&b| b == b':') {
@@ -211,7 +243,7 @@ mod tests {
             Some("127.0.0.1:8000".parse().unwrap()),
         )
         .with_mount(mount);
-        CgiVars::new(&parts, &conn)
+        CgiVars::new(&parts, &conn, &TrustedProxies::default())
     }
 
     #[test]

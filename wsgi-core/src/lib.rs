@@ -44,6 +44,7 @@ mod host;
 mod input;
 mod metrics;
 mod pipe;
+mod proxy;
 mod python;
 mod response;
 mod watchdog;
@@ -57,3 +58,4 @@ pub use engine::{
 pub use error::Error;
 pub use host::{BoxError, ConnInfo, HostRequest, MapErrBody, Scheme};
 pub use metrics::MetricsSnapshot;
+pub use python::{PythonInfo, activate_venv, python_info};

@@ -1,12 +1,21 @@
 //! Finding and importing the application callable.
+//!
+//! The application string follows gunicorn's and Passenger's conventions: a directory with
+//! a `passenger_wsgi.py`, a `.py` file, a dotted module, each optionally followed by
+//! `:callable` (default `application`), where the callable may be a factory call with
+//! literal arguments, `module:create_app('prod', debug=False)`.
 
 use std::path::{Path, PathBuf};
 
+use pyo3::exceptions::{PyModuleNotFoundError, PySyntaxError};
 use pyo3::prelude::*;
-use pyo3::types::PyList;
+use pyo3::types::{PyDict, PyList, PyTuple};
 
 use super::{ensure_initialized, traceback_text};
 use crate::error::Error;
+
+/// The file Passenger (and `serve DIR`) looks for in an application directory.
+const PASSENGER_FILE: &str = "passenger_wsgi.py";
 
 /// Where the application comes from.
 #[derive(Debug, PartialEq, Eq)]
@@ -15,8 +24,40 @@ enum Source {
     Module(String),
 }
 
-/// Splits `file.py`, `file.py:callable`, `pkg.mod:callable` into source and callable name.
-fn parse_spec(spec: &str) -> Result<(Source, String), Error> {
+/// A parsed application string.
+#[derive(Debug, PartialEq, Eq)]
+struct Spec {
+    source: Source,
+    /// The dotted attribute path inside the module.
+    callable: String,
+    /// A factory call's argument list, without the parentheses.
+    call_args: Option<String>,
+}
+
+impl Spec {
+    /// The callable as the user wrote it, e.g. `create_app('prod')`.
+    fn call_text(&self) -> String {
+        match &self.call_args {
+            Some(args) => format!("{}({args})", self.callable),
+            None => self.callable.clone(),
+        }
+    }
+}
+
+fn is_identifier(part: &str) -> bool {
+    let mut chars = part.chars();
+    chars.next().is_some_and(|c| c == '_' || c.is_alphabetic())
+        && chars.all(|c| c == '_' || c.is_alphanumeric())
+}
+
+fn is_dotted_name(text: &str) -> bool {
+    text.split('.').all(is_identifier)
+}
+
+/// Parses `dir`, `file.py`, `file.py:callable`, `pkg.mod:callable` and
+/// `pkg.mod:factory(args)`, checking the file system (relative to the working directory)
+/// to tell a directory from a file from a module.
+fn parse_spec(spec: &str) -> Result<Spec, Error> {
     let invalid = |reason: &str| Error::InvalidAppSpec {
         spec: spec.to_owned(),
         reason: reason.to_owned(),
@@ -24,34 +65,81 @@ fn parse_spec(spec: &str) -> Result<(Source, String), Error> {
     if spec.trim().is_empty() {
         return Err(invalid("it is empty"));
     }
-    let (target, callable) = match spec.rsplit_once(':') {
-        Some((t, c)) => (t, c),
-        None => (spec, "application"),
+    // A factory's arguments may hold ':' (URLs, dicts) and a path may hold '(', so the
+    // separator is the last ':' that is followed by a well-formed callable.
+    let split = spec
+        .match_indices(':')
+        .rev()
+        .find_map(|(i, _)| parse_callable(&spec[i + 1..]).map(|c| (&spec[..i], c)));
+    let (target, (callable, call_args)) = match split {
+        Some(found) => found,
+        None if spec.contains(':') => {
+            return Err(invalid(
+                "the part after ':' must be a Python attribute name, or a call of one with \
+                 its arguments in parentheses",
+            ));
+        }
+        None if spec.trim_end().ends_with(')') => {
+            return Err(invalid(
+                "a factory call goes after a ':', as in `package.module:create_app()`",
+            ));
+        }
+        None => (spec, ("application", None)),
     };
-    if callable.is_empty()
-        || !callable
-            .chars()
-            .all(|c| c == '_' || c == '.' || c.is_alphanumeric())
-    {
-        return Err(invalid(
-            "the part after ':' must be a Python attribute name",
-        ));
-    }
     if target.is_empty() {
         return Err(invalid("nothing before the ':'"));
     }
     let path = Path::new(target);
-    let source = if target.ends_with(".py") || target.contains('/') || path.is_file() {
+    let source = if path.is_dir() {
+        let passenger = path.join(PASSENGER_FILE);
+        if passenger.is_file() {
+            Source::File(passenger)
+        } else if is_dotted_name(target) && path.join("__init__.py").is_file() {
+            Source::Module(target.to_owned())
+        } else {
+            return Err(Error::NoPassengerFile {
+                dir: path.to_path_buf(),
+            });
+        }
+    } else if target.ends_with(".py") || target.contains('/') || path.is_file() {
         Source::File(path.to_path_buf())
-    } else if target
-        .split('.')
-        .all(|part| !part.is_empty() && part.chars().all(|c| c == '_' || c.is_alphanumeric()))
-    {
+    } else if is_dotted_name(target) {
         Source::Module(target.to_owned())
     } else {
-        return Err(invalid("it is neither a .py file nor a dotted module name"));
+        return Err(invalid(
+            "it is neither a directory, a .py file nor a dotted module name",
+        ));
     };
-    Ok((source, callable.to_owned()))
+    Ok(Spec {
+        source,
+        callable: callable.to_owned(),
+        call_args: call_args.map(str::to_owned),
+    })
+}
+
+/// Splits `name` or `name(args)` into the dotted name and the argument text, if well formed.
+fn parse_callable(text: &str) -> Option<(&str, Option<&str>)> {
+    match text.split_once('(') {
+        Some((name, rest)) => {
+            let args = rest.trim_end().strip_suffix(')')?;
+            let name = name.trim();
+            is_dotted_name(name).then_some((name, Some(args)))
+        }
+        None => is_dotted_name(text).then_some((text, None)),
+    }
+}
+
+/// What [`load_app`] needs besides the application string.
+#[derive(Debug, Default)]
+pub(crate) struct LoadOptions<'a> {
+    /// The virtualenv to activate.
+    pub(crate) venv: Option<&'a Path>,
+    /// Where the venv path came from, for messages, e.g. `" (from $VIRTUAL_ENV)"`.
+    pub(crate) venv_origin: &'a str,
+    /// A directory to put on `sys.path` after the application's own (the `chdir` one).
+    pub(crate) extra_path: Option<&'a Path>,
+    /// Refuse to load when `.python-version` names another Python, instead of warning.
+    pub(crate) strict_python_version: bool,
 }
 
 /// Serialises application loading: a module is in `sys.modules` while its code runs, and
@@ -60,11 +148,11 @@ fn parse_spec(spec: &str) -> Result<(Source, String), Error> {
 static LOADING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Imports the application and returns its callable.
-pub(crate) fn load_app(spec: &str, venv: Option<&Path>) -> Result<Py<PyAny>, Error> {
-    let (source, callable) = parse_spec(spec)?;
+pub(crate) fn load_app(spec_text: &str, options: &LoadOptions<'_>) -> Result<Py<PyAny>, Error> {
+    let spec = parse_spec(spec_text)?;
     let _loading = LOADING.lock().unwrap_or_else(|e| e.into_inner());
     let cwd = std::env::current_dir().unwrap_or_default();
-    let (module_dir, label) = match &source {
+    let (module_dir, label) = match &spec.source {
         Source::File(path) => {
             let absolute = cwd.join(path);
             if !absolute.is_file() {
@@ -83,62 +171,344 @@ pub(crate) fn load_app(spec: &str, venv: Option<&Path>) -> Result<Py<PyAny>, Err
     };
     ensure_initialized();
     Python::attach(|py| {
-        let import_error = |py: Python<'_>, err: PyErr| Error::AppImport {
-            module: label.clone(),
-            sys_path: sys_path_text(py),
-            traceback: traceback_text(py, &err),
-        };
-        if let Some(venv) = venv {
-            super::venv::activate(py, venv)?;
+        if let Some(venv) = options.venv {
+            super::venv::activate(py, venv, options.venv_origin)?;
+        }
+        check_python_version_file(&module_dir, options.strict_python_version)?;
+        if let Some(extra) = options.extra_path {
+            add_to_sys_path(py, extra).map_err(|e| Error::Python(e.to_string()))?;
         }
         add_to_sys_path(py, &module_dir).map_err(|e| Error::Python(e.to_string()))?;
-        let module = match &source {
+        // Checked before the import, so a typo in the arguments does not wait for a slow one.
+        let call = spec
+            .call_args
+            .as_deref()
+            .map(|args| parse_call_args(py, args))
+            .transpose()
+            .map_err(|reason| Error::InvalidAppSpec {
+                spec: spec_text.to_owned(),
+                reason,
+            })?;
+        let module = match &spec.source {
             Source::File(path) => import_file(py, &cwd.join(path)),
             Source::Module(name) => py.import(name.as_str()).map(Bound::into_any),
         }
-        .map_err(|e| import_error(py, e))?;
+        .map_err(|e| import_error(py, e, &label, &spec.source, options.venv.is_some()))?;
         let mut object = module.clone();
-        for part in callable.split('.') {
+        for part in spec.callable.split('.') {
             object = match object.getattr_opt(part) {
                 Ok(Some(o)) => o,
                 Ok(None) => {
                     return Err(Error::AppAttributeMissing {
                         module: label.clone(),
-                        callable: callable.clone(),
+                        callable: spec.callable.clone(),
+                        candidates: candidates(&object),
                     });
                 }
-                Err(e) => return Err(import_error(py, e)),
+                Err(e) => {
+                    return Err(import_error(
+                        py,
+                        e,
+                        &label,
+                        &spec.source,
+                        options.venv.is_some(),
+                    ));
+                }
             };
         }
-        if !object.is_callable() {
+        if let Some((args, kwargs)) = call {
+            if !object.is_callable() {
+                return Err(Error::AppNotCallable {
+                    module: label.clone(),
+                    callable: spec.callable.clone(),
+                    type_name: type_name(&object),
+                });
+            }
+            object = object
+                .call(args, Some(&kwargs))
+                .map_err(|e| Error::AppFactory {
+                    module: label.clone(),
+                    call: spec.call_text(),
+                    traceback: user_traceback(py, &e),
+                })?;
+            if !object.is_callable() {
+                return Err(Error::AppFactoryResult {
+                    module: label.clone(),
+                    call: spec.call_text(),
+                    type_name: type_name(&object),
+                });
+            }
+        } else if !object.is_callable() {
             return Err(Error::AppNotCallable {
                 module: label.clone(),
-                callable: callable.clone(),
-                type_name: object
-                    .get_type()
-                    .name()
-                    .map(|n| n.to_string())
-                    .unwrap_or_else(|_| "object".into()),
+                callable: spec.callable.clone(),
+                type_name: type_name(&object),
             });
         }
         Ok(object.unbind())
     })
 }
 
+fn type_name(object: &Bound<'_, PyAny>) -> String {
+    object
+        .get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "object".into())
+}
+
+/// Evaluates a factory's argument list as gunicorn does: literals only
+/// (`ast.literal_eval`), positional and keyword, no `*args` or `**kwargs`.
+fn parse_call_args<'py>(
+    py: Python<'py>,
+    args: &str,
+) -> Result<(Bound<'py, PyTuple>, Bound<'py, PyDict>), String> {
+    let script = c"
+import ast
+
+def _parse(args):
+    try:
+        call = ast.parse('f(' + args + ')', mode='eval').body
+    except SyntaxError as e:
+        raise ValueError('the factory arguments are not valid Python: ' + str(e.msg)) from None
+    if not isinstance(call, ast.Call) or any(isinstance(a, ast.Starred) for a in call.args):
+        raise ValueError('the factory arguments must be plain values, without *')
+    try:
+        positional = tuple(ast.literal_eval(a) for a in call.args)
+        keywords = {}
+        for k in call.keywords:
+            if k.arg is None:
+                raise ValueError('**')
+            keywords[k.arg] = ast.literal_eval(k.value)
+    except ValueError:
+        raise ValueError(
+            'the factory arguments must be literals (strings, numbers, True, False, None, '
+            'tuples, lists, dicts), as for ast.literal_eval'
+        ) from None
+    return positional, keywords
+";
+    let parsed = PyModule::from_code(py, script, c"wsgi_core_spec.py", c"wsgi_core_spec")
+        .and_then(|m| m.getattr("_parse")?.call1((args,)))
+        .and_then(|r| {
+            let (positional, keywords): (Bound<'py, PyTuple>, Bound<'py, PyDict>) = r.extract()?;
+            Ok((positional, keywords))
+        });
+    parsed.map_err(|e| {
+        e.value(py)
+            .str()
+            .map(|s| s.to_string())
+            .unwrap_or_else(|_| e.to_string())
+    })
+}
+
+/// The module's public callables (not classes), as a hint after a misspelt name.
+fn candidates(object: &Bound<'_, PyAny>) -> String {
+    let names: Vec<String> = object
+        .dir()
+        .map(|names| {
+            names
+                .iter()
+                .filter_map(|n| n.extract::<String>().ok())
+                .filter(|n| !n.starts_with('_'))
+                .filter(|n| {
+                    object.getattr(n.as_str()).is_ok_and(|v| {
+                        v.is_callable() && !v.is_instance_of::<pyo3::types::PyType>()
+                    })
+                })
+                .take(12)
+                .collect()
+        })
+        .unwrap_or_default();
+    if names.is_empty() {
+        String::new()
+    } else {
+        format!(" (its callables: {})", names.join(", "))
+    }
+}
+
+/// Turns an exception from importing the application into the error that tells the user
+/// the most: a syntax error's place, or the traceback with what to try.
+fn import_error(
+    py: Python<'_>,
+    err: PyErr,
+    label: &str,
+    source: &Source,
+    venv_active: bool,
+) -> Error {
+    let value = err.value(py);
+    if err.is_instance_of::<PySyntaxError>(py) {
+        let attr = |name: &str| value.getattr(name).ok().filter(|v| !v.is_none());
+        let text = |name: &str| attr(name).and_then(|v| v.extract::<String>().ok());
+        let number = |name: &str| attr(name).and_then(|v| v.extract::<u32>().ok());
+        let context = match text("text") {
+            Some(line) => {
+                let line = line.trim_end();
+                let code = line.trim_start();
+                let indent = line.chars().count() - code.chars().count();
+                let caret = number("offset")
+                    .map(|offset| (offset as usize).saturating_sub(1 + indent))
+                    .map(|col| format!("\n    {}^", " ".repeat(col)))
+                    .unwrap_or_default();
+                format!("\n    {code}{caret}")
+            }
+            None => String::new(),
+        };
+        return Error::AppSyntax {
+            file: text("filename").unwrap_or_else(|| label.to_owned()),
+            line: number("lineno").unwrap_or(0),
+            message: text("msg").unwrap_or_else(|| err.to_string()),
+            context,
+        };
+    }
+    let venv_hint = if venv_active {
+        "if it is an installed package, install it into the virtualenv in use"
+    } else {
+        "no virtualenv is active, so only the base Python's packages are importable; if it \
+         is installed in a virtualenv, pass --venv DIR (or set VIRTUAL_ENV)"
+    };
+    let missing: Option<String> = err
+        .is_instance_of::<PyModuleNotFoundError>(py)
+        .then(|| value.getattr("name").ok()?.extract().ok())
+        .flatten();
+    let hint = match (missing, source) {
+        (Some(name), Source::Module(module))
+            if *module == name || module.starts_with(&format!("{name}.")) =>
+        {
+            format!(
+                "hint: no module named {name:?} is on sys.path; run from the directory that \
+                 holds it or pass --chdir DIR; {venv_hint}\n"
+            )
+        }
+        (Some(name), _) => {
+            format!(
+                "hint: the application imports {name:?}, which is not installed here; {venv_hint}\n"
+            )
+        }
+        (None, _) => String::new(),
+    };
+    Error::AppImport {
+        module: label.to_owned(),
+        sys_path: sys_path_text(py),
+        traceback: user_traceback(py, &err),
+        hint,
+    }
+}
+
+/// The traceback without the import machinery's own frames (`<frozen importlib...>`), which
+/// say nothing about the application and come before every one of its frames.
+fn user_traceback(py: Python<'_>, err: &PyErr) -> String {
+    traceback_text(py, err)
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("File \"<frozen importlib"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `sys.path`, one indented entry per line.
 fn sys_path_text(py: Python<'_>) -> String {
     py.import("sys")
         .and_then(|sys| sys.getattr("path"))
-        .and_then(|p| p.repr().map(|r| r.to_string()))
-        .unwrap_or_else(|_| "?".into())
+        .and_then(|p| p.extract::<Vec<String>>())
+        .map(|entries| {
+            entries
+                .iter()
+                .map(|e| format!("  {e}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_else(|_| "  ?".into())
 }
 
-/// Puts the application's directory first on `sys.path`, as `python app.py` would.
+/// Puts `dir` first on `sys.path`, as `python app.py` does for the script's directory.
 fn add_to_sys_path(py: Python<'_>, dir: &Path) -> PyResult<()> {
     let sys_path = py.import("sys")?.getattr("path")?.cast_into::<PyList>()?;
     let dir = dir.to_string_lossy();
     if !sys_path.contains(dir.as_ref())? {
         sys_path.insert(0, dir.as_ref())?;
     }
+    Ok(())
+}
+
+/// The `(major, minor)` versions a pyenv `.python-version` file names. Names that are not
+/// CPython version numbers (`system`, `pypy3.10-7.3.12`, a virtualenv's name) say nothing
+/// checkable and are skipped; `3.12.1/envs/name` (pyenv-virtualenv) counts as 3.12.
+fn python_version_file_versions(text: &str) -> Vec<(u32, u32)> {
+    text.lines()
+        .map(|line| line.split('#').next().unwrap_or("").trim())
+        .filter_map(|name| {
+            let mut parts = name.split(|c: char| !c.is_ascii_digit());
+            let major = parts.next()?.parse().ok()?;
+            let minor = parts.next()?.parse().ok()?;
+            name[..name.find('.')?]
+                .chars()
+                .all(|c| c.is_ascii_digit())
+                .then_some((major, minor))
+        })
+        .collect()
+}
+
+/// Finds the `.python-version` that pyenv would use for `dir` (there or in a parent) and
+/// warns, or refuses when `strict`, if none of the versions it names is the running one.
+fn check_python_version_file(dir: &Path, strict: bool) -> Result<(), Error> {
+    let Some((file, text)) = dir.ancestors().find_map(|d| {
+        let file = d.join(".python-version");
+        std::fs::read_to_string(&file).ok().map(|t| (file, t))
+    }) else {
+        return Ok(());
+    };
+    let wanted = python_version_file_versions(&text);
+    let info = super::info::python_info();
+    if wanted.is_empty() || wanted.contains(&(info.major, info.minor)) {
+        return Ok(());
+    }
+    let (w_major, w_minor) = wanted[0];
+    let names: Vec<&str> = text
+        .lines()
+        .map(|line| line.split('#').next().unwrap_or("").trim())
+        .filter(|name| !name.is_empty())
+        .collect();
+    let wanted_names = names.join(", ");
+    // pyenv keeps its versions under $PYENV_ROOT (default ~/.pyenv), so the file's own
+    // version name often leads to the exact interpreter to build against.
+    let pyenv_root = std::env::var_os("PYENV_ROOT")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".pyenv")));
+    let rebuild_python = pyenv_root
+        .zip(names.first())
+        .map(|(root, name)| {
+            root.join("versions")
+                .join(name)
+                .join("bin")
+                .join(format!("python{w_major}.{w_minor}"))
+        })
+        .filter(|p| p.is_file())
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| format!("/path/to/python{w_major}.{w_minor}"));
+    let executable = info
+        .base_executable
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| info.base_prefix.display().to_string());
+    if strict {
+        return Err(Error::PythonVersionFile {
+            file,
+            wanted: wanted_names,
+            running: format!("{} ({executable})", info.version),
+            remedy: format!(
+                "rebuild this program against it with \
+                 `PYO3_PYTHON={rebuild_python} cargo build --release`, or update the file"
+            ),
+        });
+    }
+    tracing::warn!(
+        target: "wsgi_core",
+        "{} asks for Python {wanted_names}, but this binary embeds Python {} ({executable}); \
+         the application runs on {} anyway. To match, rebuild with \
+         `PYO3_PYTHON={rebuild_python} cargo build --release`",
+        file.display(),
+        info.version,
+        info.version,
+    );
     Ok(())
 }
 
@@ -185,22 +555,109 @@ fn import_file<'py>(py: Python<'py>, path: &Path) -> PyResult<Bound<'py, PyAny>>
 mod tests {
     use super::*;
 
+    fn spec(source: Source, callable: &str, call_args: Option<&str>) -> Spec {
+        Spec {
+            source,
+            callable: callable.into(),
+            call_args: call_args.map(Into::into),
+        }
+    }
+
     #[test]
     fn specs() {
         assert_eq!(
             parse_spec("app.py").unwrap(),
-            (Source::File("app.py".into()), "application".into())
+            spec(Source::File("app.py".into()), "application", None)
         );
         assert_eq!(
             parse_spec("dir/app.py:make").unwrap(),
-            (Source::File("dir/app.py".into()), "make".into())
+            spec(Source::File("dir/app.py".into()), "make", None)
         );
         assert_eq!(
             parse_spec("pkg.mod:app").unwrap(),
-            (Source::Module("pkg.mod".into()), "app".into())
+            spec(Source::Module("pkg.mod".into()), "app", None)
+        );
+        assert_eq!(
+            parse_spec("pkg.mod:app.wsgi_app").unwrap(),
+            spec(Source::Module("pkg.mod".into()), "app.wsgi_app", None)
         );
         assert!(parse_spec("").is_err());
         assert!(parse_spec("pkg.mod:").is_err());
         assert!(parse_spec("not a module:app").is_err());
+        assert!(parse_spec("pkg.mod:1app").is_err());
+    }
+
+    #[test]
+    fn factory_specs_keep_their_arguments() {
+        assert_eq!(
+            parse_spec("pkg.mod:create_app()").unwrap(),
+            spec(Source::Module("pkg.mod".into()), "create_app", Some(""))
+        );
+        // A ':' inside the arguments is not the separator.
+        assert_eq!(
+            parse_spec("app.py:make('http://x:1', {'a': 1}, debug=False)").unwrap(),
+            spec(
+                Source::File("app.py".into()),
+                "make",
+                Some("'http://x:1', {'a': 1}, debug=False")
+            )
+        );
+        // A '(' in the path is not a call.
+        assert_eq!(
+            parse_spec("/srv/site (old)/app.py:create_app()").unwrap(),
+            spec(
+                Source::File("/srv/site (old)/app.py".into()),
+                "create_app",
+                Some("")
+            )
+        );
+        assert_eq!(
+            parse_spec("/srv/site (old)/app.py").unwrap(),
+            spec(
+                Source::File("/srv/site (old)/app.py".into()),
+                "application",
+                None
+            )
+        );
+        assert!(parse_spec("pkg.mod:create_app(").is_err());
+        assert!(parse_spec("create_app()").is_err());
+    }
+
+    #[test]
+    fn a_directory_means_its_passenger_file() {
+        let dir = std::env::temp_dir().join(format!("wsgi-core-spec-dir-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let text = dir.to_str().unwrap();
+        assert!(matches!(
+            parse_spec(text),
+            Err(Error::NoPassengerFile { .. })
+        ));
+        std::fs::write(dir.join(PASSENGER_FILE), "").unwrap();
+        assert_eq!(
+            parse_spec(text).unwrap(),
+            spec(Source::File(dir.join(PASSENGER_FILE)), "application", None)
+        );
+        assert_eq!(
+            parse_spec(&format!("{text}:app")).unwrap(),
+            spec(Source::File(dir.join(PASSENGER_FILE)), "app", None)
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn python_version_files() {
+        assert_eq!(python_version_file_versions("3.12.1\n"), vec![(3, 12)]);
+        assert_eq!(
+            python_version_file_versions("# pinned\n3.11\n\n3.12-dev\n"),
+            vec![(3, 11), (3, 12)]
+        );
+        assert_eq!(
+            python_version_file_versions("3.10.13/envs/site\n"),
+            vec![(3, 10)]
+        );
+        assert_eq!(
+            python_version_file_versions("system\npypy3.10-7.3.12\nmyenv\n3\n"),
+            vec![]
+        );
     }
 }

@@ -7,6 +7,7 @@
 mod environ;
 mod errors;
 mod file_wrapper;
+mod info;
 mod input;
 mod loader;
 mod start_response;
@@ -15,13 +16,22 @@ mod worker;
 
 use pyo3::prelude::*;
 
-pub(crate) use loader::load_app;
+pub use info::{PythonInfo, python_info};
+pub(crate) use loader::{LoadOptions, load_app};
+pub use venv::activate_venv;
 pub(crate) use worker::spawn_workers;
 
 /// Initialises CPython once per process. Signal handlers are left to the host, which
 /// owns SIGINT/SIGTERM for graceful shutdown.
 pub(crate) fn ensure_initialized() {
-    Python::initialize();
+    static START: std::sync::Once = std::sync::Once::new();
+    START.call_once(|| {
+        // SAFETY: `Py_IsInitialized` may be called at any time.
+        if unsafe { pyo3::ffi::Py_IsInitialized() } == 0 {
+            info::set_program_name();
+        }
+        Python::initialize();
+    });
 }
 
 /// The formatted traceback of `err`, as Python's `traceback` module prints it.

@@ -1,0 +1,310 @@
+//! Runs the real `serve` binary as a child process, for the start-up and virtualenv tests.
+//!
+//! The child's environment is cleaned of the variables that would let a test pass for the
+//! wrong reason (`PYTHONPATH`, `PYTHONHOME`, `VIRTUAL_ENV`, which `scripts/test` sets), and
+//! every child is killed when its guard drops, whatever the test's outcome.
+
+// Each test binary compiles this module but uses a different part of it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// How long a child may take to start or to fail; generous, for loaded CI machines.
+pub(crate) const DEADLINE: Duration = Duration::from_secs(90);
+
+/// The `serve` example next to this test binary: `target/<profile>/examples/serve`.
+pub(crate) fn serve_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    // The test binary is target/<profile>/deps/NAME-HASH.
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test binary sits in target/<profile>/deps");
+    let serve = profile_dir
+        .join("examples")
+        .join(format!("serve{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        serve.is_file(),
+        "{} does not exist; build it first with `cargo build --example serve` (a plain \
+         `cargo test -p examples` builds it, `cargo test --test NAME` alone does not)",
+        serve.display()
+    );
+    serve
+}
+
+/// The fixture directory `examples/tests/apps/startup`.
+pub(crate) fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/apps/startup")
+}
+
+/// A `serve` command with a clean Python environment, run from the fixture directory.
+pub(crate) fn serve_command() -> Command {
+    let mut command = Command::new(serve_binary());
+    command
+        .env_remove("PYTHONPATH")
+        .env_remove("PYTHONHOME")
+        .env_remove("VIRTUAL_ENV")
+        .current_dir(fixtures())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// What `serve --version` says about the embedded Python.
+pub(crate) struct PythonFacts {
+    /// `major.minor`, e.g. `3.11`.
+    pub(crate) major_minor: String,
+    /// The interpreter's own program, to create virtualenvs with.
+    pub(crate) program: PathBuf,
+    /// The whole `--version` output.
+    pub(crate) text: String,
+}
+
+/// The embedded Python, from `serve --version` (run once per test binary).
+pub(crate) fn python() -> &'static PythonFacts {
+    static FACTS: OnceLock<PythonFacts> = OnceLock::new();
+    FACTS.get_or_init(|| {
+        let output = serve_command()
+            .arg("--version")
+            .output()
+            .expect("run serve --version");
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(output.status.success(), "serve --version failed: {text}");
+        let field = |prefix: &str| {
+            text.lines()
+                .find_map(|line| line.trim().strip_prefix(prefix))
+                .map(|v| v.trim().to_owned())
+                .unwrap_or_else(|| panic!("no {prefix:?} in serve --version:\n{text}"))
+        };
+        let version = field("Python ");
+        let major_minor = version.split('.').take(2).collect::<Vec<_>>().join(".");
+        let program = PathBuf::from(field("program:"));
+        assert!(
+            program.is_file(),
+            "serve --version names {} as its Python, which does not exist:\n{text}",
+            program.display()
+        );
+        PythonFacts {
+            major_minor,
+            program,
+            text,
+        }
+    })
+}
+
+/// A directory under the system's temporary directory, removed when dropped.
+pub(crate) struct TempDir(PathBuf);
+
+impl TempDir {
+    /// Creates an empty directory whose name starts with `label`.
+    pub(crate) fn new(label: &str) -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "wsgi-{label}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create a temporary directory");
+        // Canonical, so it compares equal to the paths Python reports (e.g. /tmp may be a link).
+        TempDir(path.canonicalize().expect("canonical temporary directory"))
+    }
+
+    /// The directory.
+    pub(crate) fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running `serve`, killed on drop.
+pub(crate) struct Server {
+    child: Child,
+    /// The address from its `listening on http://ADDR` line.
+    pub(crate) addr: SocketAddr,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// Sends `GET path` and returns the status code and the body.
+    pub(crate) fn get(&self, path: &str) -> (u16, String) {
+        let mut stream = TcpStream::connect(self.addr).expect("connect to serve");
+        stream.set_read_timeout(Some(DEADLINE)).ok();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.addr
+        )
+        .expect("send the request");
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).expect("read the response");
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let (head, body) = text
+            .split_once("\r\n\r\n")
+            .unwrap_or_else(|| panic!("no end of headers in {text:?}"));
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no status in {head:?}"));
+        (status, body.to_owned())
+    }
+
+    /// What the child has written to stderr so far (its log).
+    pub(crate) fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Collects a child's stderr on a thread, so a chatty child never blocks on a full pipe.
+fn collect_stderr(child: &mut Child) -> Arc<Mutex<String>> {
+    let collected = Arc::new(Mutex::new(String::new()));
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let sink = collected.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stderr.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    collected
+}
+
+/// Starts `command` (from [`serve_command`]) on a free port and waits until it listens.
+pub(crate) fn start(mut command: Command) -> Server {
+    command.args(["--bind", "127.0.0.1:0", "--threads", "2"]);
+    let mut child = command.spawn().expect("spawn serve");
+    let stderr = collect_stderr(&mut child);
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(addr) = line.trim().strip_prefix("listening on http://") {
+                let _ = tx.send(addr.to_owned());
+            }
+        }
+    });
+    let mut server = Server {
+        child,
+        addr: "127.0.0.1:0".parse().unwrap(),
+        stderr,
+    };
+    let started = Instant::now();
+    loop {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(addr) => {
+                server.addr = addr.parse().expect("a socket address");
+                return server;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                // stdout closed without the line: the child is exiting.
+                let status = server.child.wait().ok();
+                std::thread::sleep(Duration::from_millis(100));
+                panic!(
+                    "serve exited ({status:?}) before listening; stderr:\n{}",
+                    server.stderr()
+                );
+            }
+        }
+        if let Ok(Some(status)) = server.child.try_wait() {
+            std::thread::sleep(Duration::from_millis(100));
+            panic!(
+                "serve exited ({status}) before listening; stderr:\n{}",
+                server.stderr()
+            );
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "serve did not print `listening on` within {DEADLINE:?}; stderr:\n{}",
+            server.stderr()
+        );
+    }
+}
+
+/// Runs `command` (from [`serve_command`]), which is expected to fail at start-up, and
+/// returns its exit status and stderr. Panics if it starts listening instead.
+pub(crate) fn fail(mut command: Command) -> (ExitStatus, String) {
+    if !command.get_args().any(|a| a == "--bind") {
+        command.args(["--bind", "127.0.0.1:0"]);
+    }
+    let mut child = command.spawn().expect("spawn serve");
+    let stderr = collect_stderr(&mut child);
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stdout.read_to_string(&mut text);
+        text
+    });
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("poll serve") {
+            break status;
+        }
+        if started.elapsed() > DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "serve was expected to fail, but still runs after {DEADLINE:?}; stderr:\n{}",
+                stderr.lock().unwrap()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stdout = reader.join().unwrap_or_default();
+    assert!(
+        !stdout.contains("listening on"),
+        "serve was expected to fail, but it listened; stderr:\n{}",
+        stderr.lock().unwrap()
+    );
+    // The collector thread ends with the pipe; give it a moment to store the last bytes.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Arc::strong_count(&stderr) > 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let text = stderr.lock().unwrap().clone();
+    (status, text)
+}
+
+/// Asserts a failed start-up: exit status 1 and every one of `words` in stderr.
+pub(crate) fn assert_fails_with(command: Command, words: &[&str]) -> String {
+    let (status, stderr) = fail(command);
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "serve should exit with status 1 on a start-up error; stderr:\n{stderr}"
+    );
+    for word in words {
+        assert!(
+            stderr.contains(word),
+            "stderr should mention {word:?}:\n{stderr}"
+        );
+    }
+    stderr
+}

@@ -1,0 +1,284 @@
+//! `serve` end to end: the ways of naming an application, and the start-up errors a user can
+//! act on, each with exit status 1 and a message saying what is wrong.
+
+mod serve_process;
+
+use serve_process::{TempDir, assert_fails_with, fixtures, python, serve_command, start};
+
+#[test]
+fn a_file_serves_its_application() {
+    let mut command = serve_command();
+    command.arg("hello.py");
+    let server = start(command);
+    assert_eq!(server.get("/"), (200, "hello from hello.py\n".into()));
+}
+
+#[test]
+fn a_directory_serves_its_passenger_wsgi() {
+    let mut command = serve_command();
+    command.arg("passenger_site");
+    let server = start(command);
+    assert_eq!(
+        server.get("/"),
+        (200, "passenger application in passenger_site\n".into())
+    );
+}
+
+#[test]
+fn a_module_and_callable_are_imported_from_the_chdir_directory() {
+    let mut command = serve_command();
+    command
+        .current_dir(std::env::temp_dir())
+        .arg("--chdir")
+        .arg(fixtures())
+        .arg("hello:application");
+    let server = start(command);
+    assert_eq!(server.get("/"), (200, "hello from hello.py\n".into()));
+}
+
+#[test]
+fn the_chdir_directory_is_on_sys_path_besides_the_apps_own() {
+    let mut command = serve_command();
+    command.args(["--chdir", "chdir_site", "web/app.py"]);
+    let server = start(command);
+    assert_eq!(
+        server.get("/"),
+        (200, "settings imported from the --chdir directory\n".into())
+    );
+}
+
+#[test]
+fn a_factory_is_called_without_arguments() {
+    let mut command = serve_command();
+    command.arg("factory_app:create_app()");
+    let server = start(command);
+    assert_eq!(
+        server.get("/"),
+        (200, "env='default' debug=True extra=[]\n".into())
+    );
+}
+
+#[test]
+fn a_factory_is_called_with_literal_arguments() {
+    let mut command = serve_command();
+    command.arg("factory_app.py:create_app('prod', debug=False, hosts=['a:1', 'b'], n=-2)");
+    let server = start(command);
+    assert_eq!(
+        server.get("/"),
+        (
+            200,
+            "env='prod' debug=False extra=[('hosts', ['a:1', 'b']), ('n', -2)]\n".into()
+        )
+    );
+}
+
+#[test]
+fn a_factory_with_code_in_its_arguments_is_refused() {
+    let mut command = serve_command();
+    command.arg("factory_app:create_app(__import__('os').getcwd())");
+    assert_fails_with(command, &["invalid application", "literals"]);
+}
+
+#[test]
+fn a_factory_that_raises_shows_its_traceback() {
+    let mut command = serve_command();
+    command.arg("factory_app:failing_factory()");
+    assert_fails_with(
+        command,
+        &[
+            "failing_factory()",
+            "raised",
+            "Traceback",
+            "missing setting WSGI_FIXTURE_SECRET",
+        ],
+    );
+}
+
+#[test]
+fn a_factory_that_returns_nothing_is_named() {
+    let mut command = serve_command();
+    command.arg("factory_app:forgetful_factory()");
+    assert_fails_with(
+        command,
+        &["forgetful_factory()", "returned a NoneType", "return app"],
+    );
+}
+
+#[test]
+fn a_missing_file_is_named_with_the_directory_searched() {
+    let mut command = serve_command();
+    command.arg("no_such_app.py");
+    let stderr = assert_fails_with(command, &["no_such_app.py", "not found"]);
+    assert!(
+        stderr.contains(fixtures().to_str().unwrap()),
+        "the working directory should be named:\n{stderr}"
+    );
+}
+
+#[test]
+fn a_directory_without_passenger_wsgi_says_what_to_name() {
+    let mut command = serve_command();
+    command.arg("chdir_site");
+    assert_fails_with(
+        command,
+        &["chdir_site", "passenger_wsgi.py", "module:callable"],
+    );
+}
+
+#[test]
+fn a_syntax_error_names_the_file_and_line() {
+    let mut command = serve_command();
+    command.arg("bad_syntax.py");
+    assert_fails_with(
+        command,
+        &["SyntaxError", "bad_syntax.py", "line 4", "def application"],
+    );
+}
+
+#[test]
+fn an_import_error_shows_the_traceback_and_sys_path() {
+    let mut command = serve_command();
+    command.arg("missing_import.py");
+    let stderr = assert_fails_with(
+        command,
+        &[
+            "could not import",
+            "Traceback",
+            "ModuleNotFoundError",
+            "wsgi_startup_missing_dependency",
+            "sys.path searched",
+            "--venv",
+        ],
+    );
+    // The application's own directory was searched first.
+    let first_entry = stderr
+        .lines()
+        .skip_while(|l| !l.contains("sys.path searched"))
+        .nth(1)
+        .unwrap_or_default();
+    assert_eq!(first_entry.trim(), fixtures().to_str().unwrap(), "{stderr}");
+}
+
+#[test]
+fn a_module_not_on_sys_path_suggests_chdir() {
+    let mut command = serve_command();
+    command.arg("wsgi_startup_no_such_module:application");
+    assert_fails_with(
+        command,
+        &[
+            "could not import",
+            "wsgi_startup_no_such_module",
+            "--chdir",
+            "sys.path searched",
+        ],
+    );
+}
+
+#[test]
+fn a_missing_attribute_lists_the_callables() {
+    let mut command = serve_command();
+    command.arg("hello.py:aplication");
+    assert_fails_with(
+        command,
+        &["has no attribute", "aplication", "application", "helper"],
+    );
+}
+
+#[test]
+fn an_attribute_that_is_not_callable_is_named_with_its_type() {
+    let mut command = serve_command();
+    command.arg("hello.py:CONFIG");
+    assert_fails_with(command, &["CONFIG", "is a dict", "not a callable"]);
+}
+
+#[test]
+fn a_port_in_use_is_reported() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port");
+    let addr = taken.local_addr().unwrap().to_string();
+    let mut command = serve_command();
+    command.args(["--bind", &addr, "hello.py"]);
+    assert_fails_with(command, &[&addr, "already in use", "--bind"]);
+}
+
+#[test]
+fn a_missing_chdir_directory_is_named() {
+    let mut command = serve_command();
+    command.args(["--chdir", "/nonexistent/wsgi-startup-dir", "hello.py"]);
+    assert_fails_with(command, &["/nonexistent/wsgi-startup-dir", "--chdir"]);
+}
+
+/// A copy of `hello.py` in a temporary directory with a `.python-version` naming `version`.
+fn app_with_python_version(version: &str) -> TempDir {
+    let dir = TempDir::new("python-version");
+    std::fs::copy(fixtures().join("hello.py"), dir.path().join("hello.py")).unwrap();
+    std::fs::write(dir.path().join(".python-version"), format!("{version}\n")).unwrap();
+    dir
+}
+
+/// A `major.minor` other than the embedded Python's.
+fn another_python_version() -> String {
+    let (major, minor) = python().major_minor.split_once('.').unwrap();
+    format!("{major}.{}.0", minor.parse::<u32>().unwrap() + 1)
+}
+
+#[test]
+fn a_python_version_file_for_another_python_warns() {
+    let other = another_python_version();
+    let dir = app_with_python_version(&other);
+    let mut command = serve_command();
+    command.arg(dir.path().join("hello.py"));
+    let server = start(command);
+    assert_eq!(server.get("/").0, 200);
+    let log = server.stderr();
+    assert!(log.contains("asks for Python"), "{log}");
+    assert!(log.contains(&other), "{log}");
+    assert!(log.contains(&python().major_minor), "{log}");
+}
+
+#[test]
+fn a_python_version_file_for_another_python_is_refused_when_strict() {
+    let other = another_python_version();
+    let dir = app_with_python_version(&other);
+    let mut command = serve_command();
+    command
+        .arg("--strict-python-version")
+        .arg(dir.path().join("hello.py"));
+    assert_fails_with(
+        command,
+        &[
+            ".python-version",
+            &other,
+            &python().major_minor,
+            "PYO3_PYTHON=",
+        ],
+    );
+}
+
+#[test]
+fn a_python_version_file_for_this_python_is_quiet() {
+    let dir = app_with_python_version(&python().major_minor);
+    let mut command = serve_command();
+    command
+        .arg("--strict-python-version")
+        .arg(dir.path().join("hello.py"));
+    let server = start(command);
+    assert_eq!(server.get("/").0, 200);
+    assert!(!server.stderr().contains("asks for Python"));
+}
+
+#[test]
+fn version_names_the_embedded_python() {
+    let facts = python();
+    assert!(facts.text.starts_with("serve "), "{}", facts.text);
+    assert!(facts.text.contains("library:"), "{}", facts.text);
+    assert!(facts.text.contains("virtualenv: none"), "{}", facts.text);
+    // The program reported is really the embedded Python.
+    let output = std::process::Command::new(&facts.program)
+        .args(["-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
+        .output()
+        .expect("run the reported Python");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        facts.major_minor
+    );
+}
