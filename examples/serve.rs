@@ -78,6 +78,34 @@ struct Args {
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     grace: u64,
 
+    /// Seconds a request may run before it is answered 504 and `TimeoutError` is raised in
+    /// its Python thread [default: no limit].
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<f64>,
+
+    /// Seconds a request may wait for a free Python thread before it gets 503
+    /// [default: no limit].
+    #[arg(long, value_name = "SECS")]
+    max_queue_wait: Option<f64>,
+
+    /// Seconds `wsgi.input` waits for more of a request body before giving up with 408
+    /// [default: no limit].
+    #[arg(long, value_name = "SECS")]
+    body_timeout: Option<f64>,
+
+    /// A reverse proxy (IP or CIDR) whose X-Forwarded-*/Forwarded headers are believed;
+    /// repeat the option or separate with commas [default: none].
+    #[arg(long = "trusted-proxy", value_name = "CIDR", value_delimiter = ',')]
+    trusted_proxies: Vec<String>,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics [default: off].
+    #[arg(long, value_name = "ADDR")]
+    metrics_bind: Option<String>,
+
+    /// Log format on stderr: `text` or `json` (one JSON object per line).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+
     /// Log filter: a level (`info`, `debug`) or tracing directives (`info,wsgi_core=debug`).
     #[arg(long, value_name = "FILTER", default_value = "info")]
     log_level: String,
@@ -96,6 +124,14 @@ enum ServerKind {
     Actix,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per event.
+    Json,
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     if args.version {
@@ -109,11 +145,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().init(),
+    }
 
     let outcome = match args.server {
         ServerKind::Axum => tokio::runtime::Builder::new_multi_thread()
@@ -174,6 +212,9 @@ async fn run(args: Args) -> Result<(), String> {
             }
         });
 
+    if let Some(addr) = &args.metrics_bind {
+        serve_metrics(addr, engine.clone())?;
+    }
     let mut server = match args.server {
         ServerKind::Axum => serve_axum(listener, local, engine.clone(), mount)?,
         ServerKind::Actix => serve_actix(listener, engine.clone(), mount, args.grace)?,
@@ -190,13 +231,16 @@ async fn run(args: Args) -> Result<(), String> {
         ended = &mut server.done => return Err(format!("the server stopped unexpectedly: {ended:?}")),
     }
     (server.stop)(true);
-    let deadline = Instant::now() + Duration::from_secs(args.grace);
+    let mut deadline = Instant::now() + Duration::from_secs(args.grace);
     tokio::select! {
         _ = &mut server.done => {}
         _ = tokio::time::sleep_until(deadline.into()) => {
             tracing::warn!(grace = args.grace, "grace period over; cutting the remaining requests");
         }
-        name = signals.next() => tracing::warn!("{name} received again: cutting the remaining requests"),
+        name = signals.next() => {
+            tracing::warn!("{name} received again: cutting the remaining requests");
+            deadline = Instant::now();
+        }
     }
     (server.stop)(false);
     let report = engine
@@ -300,7 +344,51 @@ fn build_engine(args: &Args) -> Result<Engine, String> {
     if let Some(dir) = &args.venv {
         builder = builder.venv(dir);
     }
+    if let Some(secs) = args.timeout {
+        builder = builder.timeout(seconds("--timeout", secs)?);
+    }
+    if let Some(secs) = args.max_queue_wait {
+        builder = builder.max_queue_wait(seconds("--max-queue-wait", secs)?);
+    }
+    if let Some(secs) = args.body_timeout {
+        builder = builder.body_timeout(seconds("--body-timeout", secs)?);
+    }
+    if !args.trusted_proxies.is_empty() {
+        builder = builder.trusted_proxies(args.trusted_proxies.iter().cloned());
+    }
     builder.build().map_err(|e| e.to_string())
+}
+
+fn seconds(option: &str, secs: f64) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(secs)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("{option} takes a positive number of seconds, not {secs}"))
+}
+
+/// Serves `GET /metrics` (Prometheus text) on its own address, apart from the application,
+/// so it can stay private while the application is public.
+fn serve_metrics(addr: &str, engine: Engine) -> Result<(), String> {
+    let listener = std::net::TcpListener::bind(addr).map_err(|e| bind_error(addr, &e))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| format!("cannot make the metrics socket non-blocking: {e}"))?;
+    let listener = tokio::net::TcpListener::from_std(listener)
+        .map_err(|e| format!("cannot use the metrics socket: {e}"))?;
+    let router = Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let text = engine.metrics().to_prometheus();
+            async move { ([("content-type", "text/plain; version=0.0.4")], text) }
+        }),
+    );
+    tracing::info!("metrics on http://{addr}/metrics");
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!("the metrics server stopped: {e}");
+        }
+    });
+    Ok(())
 }
 
 /// A running server: a future that ends with it, and a way to stop it

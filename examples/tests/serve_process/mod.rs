@@ -163,6 +163,27 @@ impl Server {
         (status, body.to_owned())
     }
 
+    /// Sends a signal (`"TERM"`, `"INT"`) to the child, as an operator would.
+    pub(crate) fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{name}"), self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits up to `limit` for the child to exit.
+    pub(crate) fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     /// What the child has written to stderr so far (its log).
     pub(crate) fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()

@@ -1,0 +1,25 @@
+"""An app for the operational options of `serve`.
+
+``/busy``: keeps working in Python until interrupted (the request timeout's
+``TimeoutError``). ``/slow?secs=S&mark=PATH``: creates PATH, takes S seconds, then answers (an
+in-flight request during shutdown). Anything else answers at once.
+"""
+
+import time
+from urllib.parse import parse_qs
+
+
+def application(environ, start_response):
+    path = environ["PATH_INFO"]
+    query = {k: v[0] for k, v in parse_qs(environ["QUERY_STRING"]).items()}
+    if path == "/busy":
+        end = time.monotonic() + 60
+        while time.monotonic() < end:
+            time.sleep(0.005)
+    elif path == "/slow":
+        if "mark" in query:
+            open(query["mark"], "w").close()
+        time.sleep(float(query.get("secs", "1")))
+    body = f"done {path}".encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]

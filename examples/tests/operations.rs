@@ -1,0 +1,161 @@
+//! `serve`'s operational options, end to end over real sockets: request timeout, metrics
+//! endpoint, JSON logs, and graceful shutdown under load — on both servers.
+
+mod serve_process;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::Duration;
+
+use serve_process::{Server, serve_command, start};
+
+fn ops(server: &str, extra: &[&str]) -> Server {
+    let mut command: Command = serve_command();
+    command
+        .args(["--server", server])
+        .args(extra)
+        .arg("ops_app.py");
+    command.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/apps"));
+    start(command)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn each_server(test: impl Fn(&str)) {
+    for server in ["axum", "actix"] {
+        test(server);
+    }
+}
+
+#[test]
+fn timeout_answers_504_and_the_thread_serves_again() {
+    each_server(|kind| {
+        let server = ops(kind, &["--timeout", "0.3"]);
+        let (status, _) = server.get("/busy");
+        assert_eq!(status, 504, "{kind}");
+        assert_eq!(server.get("/fast"), (200, "done /fast".into()), "{kind}");
+    });
+}
+
+#[test]
+fn metrics_are_served_as_prometheus_text() {
+    each_server(|kind| {
+        let port = free_port();
+        let bind = format!("127.0.0.1:{port}");
+        let server = ops(kind, &["--metrics-bind", &bind]);
+        for _ in 0..2 {
+            assert_eq!(server.get("/fast").0, 200);
+        }
+        let mut metrics = String::new();
+        // The counters settle just after the responses: poll until they do.
+        for _ in 0..100 {
+            let mut s = TcpStream::connect(&bind).expect("metrics listener");
+            write!(
+                s,
+                "GET /metrics HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n"
+            )
+            .unwrap();
+            metrics.clear();
+            s.read_to_string(&mut metrics).unwrap();
+            if metrics.contains("wsgi_responses_total{class=\"2xx\"} 2")
+                && metrics.contains("wsgi_threads{state=\"idle\"} 2")
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(metrics.starts_with("HTTP/1.1 200"), "{kind}: {metrics}");
+        assert!(
+            metrics.contains("wsgi_responses_total{class=\"2xx\"} 2"),
+            "{kind}: {metrics}"
+        );
+        assert!(
+            metrics.contains("wsgi_threads{state=\"idle\"} 2"),
+            "{kind}: {metrics}"
+        );
+    });
+}
+
+#[test]
+fn json_logs_carry_the_access_line() {
+    let server = ops("axum", &["--log-format", "json"]);
+    assert_eq!(server.get("/fast?x=1").0, 200);
+    let mut line = None;
+    for _ in 0..100 {
+        line = server
+            .stderr()
+            .lines()
+            .find(|l| l.contains("wsgi_core::access"))
+            .map(str::to_owned);
+        if line.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let line = line.expect("an access line in the log");
+    let event: serde_json::Value = serde_json::from_str(&line).expect("one JSON object per line");
+    let message = event["fields"]["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("GET /fast?x=1 200 "), "{line}");
+}
+
+#[test]
+fn sigterm_lets_in_flight_requests_finish_then_exits_0() {
+    each_server(|kind| {
+        let mut server = ops(kind, &["--grace", "20"]);
+        let addr = server.addr;
+        let mark = std::env::temp_dir().join(format!("ops-inflight-{kind}-{}", std::process::id()));
+        let _ = std::fs::remove_file(&mark);
+        let target = format!("/slow?secs=1&mark={}", mark.display());
+        let in_flight = std::thread::spawn(move || {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            write!(
+                s,
+                "GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+            )
+            .unwrap();
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out);
+            out
+        });
+        // The signal must come while the application is running the request.
+        for _ in 0..400 {
+            if mark.exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        assert!(
+            mark.exists(),
+            "{kind}: the request never reached the app\n{}",
+            server.stderr()
+        );
+        let _ = std::fs::remove_file(&mark);
+        server.signal("TERM");
+        let response = in_flight.join().unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "{kind}: {response:?}");
+        assert!(response.ends_with("done /slow"), "{kind}: {response:?}");
+        // A new connection after the signal is not served.
+        assert!(
+            TcpStream::connect(addr).map_or(true, |mut s| {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                let _ = write!(s, "GET /fast HTTP/1.1\r\nHost: t\r\n\r\n");
+                let mut out = String::new();
+                let _ = s.read_to_string(&mut out);
+                !out.starts_with("HTTP/1.1 200")
+            }),
+            "{kind}: served a request after SIGTERM"
+        );
+        let status = server
+            .wait_exit(Duration::from_secs(20))
+            .expect("serve exits after draining");
+        assert!(status.success(), "{kind}: {status}\n{}", server.stderr());
+    });
+}
