@@ -7,7 +7,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -28,9 +28,14 @@ pub(crate) enum Chunk {
     TooLarge(u64),
 }
 
+/// Chunks the host may deliver ahead of the reader, so `read()` of a large body is not one
+/// thread hand-off per chunk; bounds the memory of a request body to a few chunks.
+const READ_AHEAD: usize = 8;
+
 #[derive(Debug, Default)]
 struct Demand {
-    wanted: AtomicBool,
+    /// Bytes the reader still wants; `u64::MAX` for "everything".
+    wanted: AtomicU64,
     waker: AtomicWaker,
     /// Set when the body crossed `max_body`, so the engine answers 413 rather than 500.
     too_large: AtomicBool,
@@ -45,6 +50,8 @@ pub(crate) struct InputPump {
     body: Option<BodyStream>,
     demand: Arc<Demand>,
     tx: crossbeam_channel::Sender<Chunk>,
+    /// A chunk that did not fit the channel; sent before anything else is read.
+    stash: Option<Chunk>,
     received: u64,
     max_body: Option<u64>,
 }
@@ -69,13 +76,14 @@ pub(crate) fn channel<S>(body: S, max_body: Option<u64>) -> (InputPump, InputSou
 where
     S: Stream<Item = Result<Bytes, BoxError>> + Send + 'static,
 {
-    let (tx, rx) = crossbeam_channel::bounded(1);
+    let (tx, rx) = crossbeam_channel::bounded(READ_AHEAD);
     let demand = Arc::new(Demand::default());
     (
         InputPump {
             body: Some(Box::pin(body)),
             demand: demand.clone(),
             tx,
+            stash: None,
             received: 0,
             max_body,
         },
@@ -86,16 +94,44 @@ where
 impl InputPump {
     /// Serves pending demand; never returns `Ready` because it lives as long as the response.
     pub(crate) fn poll(&mut self, cx: &mut Context<'_>) {
-        let Some(body) = self.body.as_mut() else {
+        if self.body.is_none() && self.stash.is_none() {
             return;
-        };
+        }
         self.demand.waker.register(cx.waker());
-        while self.demand.wanted.load(Ordering::Acquire) {
-            let answer = match body.as_mut().poll_next(cx) {
+        loop {
+            if let Some(chunk) = self.stash.take() {
+                match self.tx.try_send(chunk) {
+                    // The reader wakes us when it has drained the channel.
+                    Err(crossbeam_channel::TrySendError::Full(chunk)) => {
+                        self.stash = Some(chunk);
+                        return;
+                    }
+                    // Sent, or nobody is reading any more: either way, move on.
+                    _ => {}
+                }
+            }
+            let Some(body) = self.body.as_mut() else {
+                return;
+            };
+            if self.demand.wanted.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            let chunk = match body.as_mut().poll_next(cx) {
                 Poll::Pending => return,
                 Poll::Ready(Some(Ok(bytes))) if bytes.is_empty() => continue,
                 Poll::Ready(Some(Ok(bytes))) => {
                     self.received += bytes.len() as u64;
+                    let len = bytes.len() as u64;
+                    let _ =
+                        self.demand
+                            .wanted
+                            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
+                                Some(if w == u64::MAX {
+                                    w
+                                } else {
+                                    w.saturating_sub(len)
+                                })
+                            });
                     match self.max_body {
                         Some(max) if self.received > max => {
                             self.demand.too_large.store(true, Ordering::Release);
@@ -107,15 +143,10 @@ impl InputPump {
                 Poll::Ready(Some(Err(e))) => Chunk::Failed(error_chain(&*e)),
                 Poll::Ready(None) => Chunk::Eof,
             };
-            let last = !matches!(answer, Chunk::Data(_));
-            self.demand.wanted.store(false, Ordering::Release);
-            // The reader asks for one chunk at a time, so the slot is free; if the reader
-            // is gone nobody needs the bytes.
-            let _ = self.tx.try_send(answer);
-            if last {
+            if !matches!(chunk, Chunk::Data(_)) {
                 self.body = None;
-                return;
             }
+            self.stash = Some(chunk);
         }
     }
 }
@@ -132,10 +163,14 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 impl InputSource {
-    /// Asks the host for the next chunk and waits for it, up to `timeout` if given.
-    /// Blocks: call without the GIL.
-    pub(crate) fn next_chunk(&self, timeout: Option<Duration>) -> Chunk {
-        self.demand.wanted.store(true, Ordering::Release);
+    /// The next chunk of the body, waiting up to `timeout` (if given) for the host to
+    /// deliver it. `want` is how many bytes the reader needs in all (`u64::MAX`: the rest of
+    /// the body), so the host can read ahead that far. Blocks: call without the GIL.
+    pub(crate) fn next_chunk(&self, want: u64, timeout: Option<Duration>) -> Chunk {
+        if let Ok(chunk) = self.rx.try_recv() {
+            return chunk;
+        }
+        self.demand.wanted.store(want.max(1), Ordering::Release);
         self.demand.waker.wake();
         let received = match timeout {
             Some(t) => self.rx.recv_timeout(t).map_err(|e| e.is_timeout()),
@@ -186,8 +221,8 @@ mod tests {
         pump.poll(&mut cx);
         assert!(!polled.load(Ordering::SeqCst), "read before the app asked");
         let reader = std::thread::spawn(move || {
-            let first = source.next_chunk(None);
-            let second = source.next_chunk(None);
+            let first = source.next_chunk(1, None);
+            let second = source.next_chunk(1, None);
             (first, second, source.too_large())
         });
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);

@@ -9,6 +9,10 @@ use pyo3::types::{PyBytes, PyList};
 
 use crate::input::{Chunk, InputSource};
 
+/// How far ahead of a line reader the host may read: lines are short, but a reader of
+/// lines usually goes on to the next one.
+const LINE_READ_AHEAD: u64 = 64 * 1024;
+
 /// The `wsgi.input` stream of one request.
 ///
 /// Reads block with the GIL released while the host fetches more of the body. `read(n)`
@@ -50,7 +54,8 @@ impl WsgiInput {
     }
 
     /// Fetches one more chunk into the buffer; `false` at the end of the body.
-    fn fill(&mut self, py: Python<'_>) -> PyResult<bool> {
+    /// `want`: the bytes the caller needs in all, which the host may read ahead.
+    fn fill(&mut self, py: Python<'_>, want: u64) -> PyResult<bool> {
         if let Some(failure) = &self.failure {
             return Err(PyOSError::new_err(failure.clone()));
         }
@@ -58,7 +63,7 @@ impl WsgiInput {
             return Ok(false);
         }
         let (source, timeout) = (&self.source, self.idle_timeout);
-        let chunk = super::detached(py, || source.next_chunk(timeout));
+        let chunk = super::detached(py, || source.next_chunk(want, timeout));
         match chunk {
             Chunk::Data(mut bytes) => {
                 if let Some(left) = &mut self.remaining {
@@ -113,7 +118,7 @@ impl WsgiInput {
             {
                 return Ok(self.take(py, l));
             }
-            if !self.fill(py)? {
+            if !self.fill(py, LINE_READ_AHEAD)? {
                 return Ok(self.take(py, self.buf.len()));
             }
         }
@@ -131,7 +136,7 @@ impl WsgiInput {
     fn read<'py>(&mut self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
         match limit(size) {
             Some(n) => {
-                while self.buf.len() < n && self.fill(py)? {}
+                while self.buf.len() < n && self.fill(py, (n - self.buf.len()) as u64)? {}
                 Ok(self.take(py, n))
             }
             None => {
@@ -139,7 +144,7 @@ impl WsgiInput {
                     self.buf
                         .reserve(usize::try_from(left).unwrap_or(0).min(64 << 20));
                 }
-                while self.fill(py)? {}
+                while self.fill(py, u64::MAX)? {}
                 Ok(self.take(py, self.buf.len()))
             }
         }

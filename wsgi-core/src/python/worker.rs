@@ -89,7 +89,13 @@ impl Worker {
                     return;
                 }
             };
-            while let Ok(job) = super::detached(py, || self.queue.recv()) {
+            // A job already queued is taken without letting go of the GIL: releasing and
+            // re-acquiring it between back-to-back requests is pure overhead under load.
+            while let Ok(job) = self
+                .queue
+                .try_recv()
+                .or_else(|_| super::detached(py, || self.queue.recv()))
+            {
                 if job.tx.is_gone() {
                     tracing::debug!(target: "wsgi_core", "client left while the request was queued; not run");
                     continue;
