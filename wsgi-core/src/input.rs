@@ -100,14 +100,11 @@ impl InputPump {
         self.demand.waker.register(cx.waker());
         loop {
             if let Some(chunk) = self.stash.take() {
-                match self.tx.try_send(chunk) {
-                    // The reader wakes us when it has drained the channel.
-                    Err(crossbeam_channel::TrySendError::Full(chunk)) => {
-                        self.stash = Some(chunk);
-                        return;
-                    }
-                    // Sent, or nobody is reading any more: either way, move on.
-                    _ => {}
+                // The reader wakes us when it has drained the channel. Sent, or nobody
+                // reading any more: either way, move on.
+                if let Err(crossbeam_channel::TrySendError::Full(chunk)) = self.tx.try_send(chunk) {
+                    self.stash = Some(chunk);
+                    return;
                 }
             }
             let Some(body) = self.body.as_mut() else {
