@@ -15,6 +15,7 @@ use bytes::Bytes;
 use futures::Stream;
 use futures::task::AtomicWaker;
 
+use crate::chan;
 use crate::host::BoxError;
 
 /// One answer to a request for body bytes.
@@ -49,7 +50,7 @@ type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, BoxError>> + Send>>;
 pub(crate) struct InputPump {
     body: Option<BodyStream>,
     demand: Arc<Demand>,
-    tx: crossbeam_channel::Sender<Chunk>,
+    tx: chan::Sender<Chunk>,
     /// A chunk that did not fit the channel; sent before anything else is read.
     stash: Option<Chunk>,
     received: u64,
@@ -68,7 +69,7 @@ impl std::fmt::Debug for InputPump {
 #[derive(Debug)]
 pub(crate) struct InputSource {
     demand: Arc<Demand>,
-    rx: crossbeam_channel::Receiver<Chunk>,
+    rx: chan::Receiver<Chunk>,
 }
 
 /// Connects a host body stream to a reader.
@@ -76,7 +77,7 @@ pub(crate) fn channel<S>(body: S, max_body: Option<u64>) -> (InputPump, InputSou
 where
     S: Stream<Item = Result<Bytes, BoxError>> + Send + 'static,
 {
-    let (tx, rx) = crossbeam_channel::bounded(READ_AHEAD);
+    let (tx, rx) = chan::bounded(READ_AHEAD);
     let demand = Arc::new(Demand::default());
     (
         InputPump {
@@ -102,7 +103,7 @@ impl InputPump {
             if let Some(chunk) = self.stash.take() {
                 // The reader wakes us when it has drained the channel. Sent, or nobody
                 // reading any more: either way, move on.
-                if let Err(crossbeam_channel::TrySendError::Full(chunk)) = self.tx.try_send(chunk) {
+                if let Err(chan::TrySendError::Full(chunk)) = self.tx.try_send(chunk) {
                     self.stash = Some(chunk);
                     return;
                 }
@@ -169,20 +170,16 @@ impl InputSource {
         }
         self.demand.wanted.store(want.max(1), Ordering::Release);
         self.demand.waker.wake();
-        let received = match timeout {
-            Some(t) => self.rx.recv_timeout(t).map_err(|e| e.is_timeout()),
-            None => self.rx.recv().map_err(|_| false),
-        };
-        match received {
+        match self.rx.recv_timeout(timeout) {
             Ok(chunk) => chunk,
-            Err(true) => {
+            Err(chan::RecvError::Empty) => {
                 self.demand.timed_out.store(true, Ordering::Release);
                 Chunk::Failed(format!(
                     "the client sent no request body data for {:.1} s",
                     timeout.unwrap_or_default().as_secs_f64()
                 ))
             }
-            Err(false) => {
+            Err(chan::RecvError::Disconnected) => {
                 Chunk::Failed("the client went away before sending the whole request body".into())
             }
         }

@@ -37,6 +37,7 @@
 
 mod access;
 mod body;
+mod chan;
 mod engine;
 mod environ;
 mod error;
