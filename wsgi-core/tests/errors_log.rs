@@ -105,3 +105,22 @@ fn an_app_exception_is_logged_with_its_traceback_and_answered_500() {
         "nothing logged under the wsgi_core::app target"
     );
 }
+
+#[test]
+fn unconfigured_python_logging_reaches_the_log_under_its_own_target() {
+    log();
+    let server = start(&app_path("logging_app.py"), |b| b, "");
+    assert_eq!(server.get("/?m9146").status(), 200);
+    let lines = eventually("the logging record in the log", || {
+        let lines = lines_with("logged-m9146");
+        (!lines.is_empty()).then_some(lines)
+    });
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("python.logging") && l.contains("fixture.views")),
+        "{lines:?}"
+    );
+    // The logger's own level still applies (root defaults to WARNING).
+    assert!(lines_with("below-the-default-level-m9146").is_empty());
+}

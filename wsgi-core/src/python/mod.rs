@@ -10,6 +10,7 @@ mod file_wrapper;
 mod info;
 mod input;
 mod loader;
+mod logging;
 mod start_response;
 mod venv;
 mod worker;
@@ -31,6 +32,11 @@ pub(crate) fn ensure_initialized() {
             info::set_program_name();
         }
         Python::initialize();
+        Python::attach(|py| {
+            if let Err(e) = logging::install(py) {
+                tracing::warn!(target: "wsgi_core", "Python logging stays on stderr: {e}");
+            }
+        });
     });
 }
 
