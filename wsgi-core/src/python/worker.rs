@@ -199,7 +199,8 @@ fn run(
                     &sr,
                     wrapper.clone().unbind(),
                     plan,
-                    (tx.clone(), path),
+                    tx.clone(),
+                    path,
                     in_flight,
                 ) {
                     Ok(()) => {
@@ -270,18 +271,18 @@ fn as_chunk<'a, 'py>(item: &'a Bound<'py, PyAny>) -> PyResult<&'a Bound<'py, PyB
     })
 }
 
+/// The items of a list or tuple body as one `Bytes`; each item is checked once.
 fn join<'py>(items: impl ExactSizeIterator<Item = Bound<'py, PyAny>>) -> PyResult<Bytes> {
-    let items: Vec<Bound<'py, PyAny>> = items.collect();
-    if let [only] = items.as_slice() {
-        return Ok(to_bytes(as_chunk(only)?));
+    let chunks = items
+        .map(|item| as_chunk(&item).cloned())
+        .collect::<PyResult<Vec<Bound<'py, PyBytes>>>>()?;
+    if let [only] = chunks.as_slice() {
+        return Ok(to_bytes(only));
     }
-    let mut total = 0;
-    for item in &items {
-        total += as_chunk(item)?.as_bytes().len();
-    }
+    let total = chunks.iter().map(|c| c.as_bytes().len()).sum();
     let mut body = Vec::with_capacity(total);
-    for item in &items {
-        body.extend_from_slice(as_chunk(item)?.as_bytes());
+    for chunk in &chunks {
+        body.extend_from_slice(chunk.as_bytes());
     }
     Ok(Bytes::from(body))
 }
@@ -387,7 +388,8 @@ fn stream_file(
     sr: &Bound<'_, StartResponse>,
     wrapper: Py<FileWrapper>,
     plan: FilePlan,
-    (tx, path): (Arc<PipeTx>, String),
+    tx: Arc<PipeTx>,
+    path: String,
     in_flight: InFlight,
 ) -> PyResult<()> {
     let Some(length) = sr.borrow_mut().commit_file(plan.available)? else {
