@@ -69,6 +69,11 @@ struct Args {
     #[arg(long, value_name = "BYTES")]
     max_body: Option<u64>,
 
+    /// Request bodies up to this size are read whole before the app runs, so it never
+    /// waits for them; larger ones stream to `wsgi.input` (0: always stream) [default: 65536].
+    #[arg(long, value_name = "BYTES")]
+    buffer_body: Option<u64>,
+
     /// Requests that may wait for a free Python thread before new ones get 503
     /// [default: 1024].
     #[arg(long, value_name = "N")]
@@ -337,6 +342,9 @@ fn build_engine(args: &Args) -> Result<Engine, String> {
     }
     if let Some(bytes) = args.max_body {
         builder = builder.max_body(bytes);
+    }
+    if let Some(bytes) = args.buffer_body {
+        builder = builder.buffer_body(bytes);
     }
     if let Some(dir) = &args.chdir {
         builder = builder.chdir(dir);

@@ -1,4 +1,4 @@
-//! `serve`'s operational options, end to end over real sockets: request timeout, metrics
+//! `serve`'s operational options, end to end over real sockets: request timeout, body buffering, metrics
 //! endpoint, JSON logs, and graceful shutdown under load — on both servers.
 
 mod serve_process;
@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
-use serve_process::{Server, serve_command, start};
+use serve_process::{Server, TempDir, serve_command, start};
 
 fn ops(server: &str, extra: &[&str]) -> Server {
     let mut command: Command = serve_command();
@@ -157,5 +157,39 @@ fn sigterm_lets_in_flight_requests_finish_then_exits_0() {
             .wait_exit(Duration::from_secs(20))
             .expect("serve exits after draining");
         assert!(status.success(), "{kind}: {status}\n{}", server.stderr());
+    });
+}
+
+/// Starts `POST /slow?secs=0&mark=...` declaring a 1000-byte body, sends 10 bytes of it
+/// and returns the status `serve` answers with, and whether the app ran.
+fn stalled_upload(server: &Server, dir: &TempDir) -> (String, bool) {
+    let mark = dir.path().join("ran");
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        s,
+        "POST /slow?secs=0&mark={} HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n0123456789",
+        mark.display()
+    )
+    .unwrap();
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).unwrap();
+    (String::from_utf8_lossy(&head).into_owned(), mark.exists())
+}
+
+#[test]
+fn buffer_body_decides_whether_the_app_waits_for_a_small_body() {
+    each_server(|kind| {
+        let dir = TempDir::new("buffer-body");
+        // Buffered (the default): the app never runs; the body timeout answers 408.
+        let server = ops(kind, &["--body-timeout", "0.3"]);
+        let (head, ran) = stalled_upload(&server, &dir);
+        assert_eq!(head, "HTTP/1.1 408", "{kind}");
+        assert!(!ran, "{kind}: the app ran before its body arrived");
+        // Streamed: the app runs at once and answers without reading the body.
+        let server = ops(kind, &["--body-timeout", "0.3", "--buffer-body", "0"]);
+        let (head, ran) = stalled_upload(&server, &dir);
+        assert_eq!(head, "HTTP/1.1 200", "{kind}");
+        assert!(ran, "{kind}: the app did not run");
     });
 }

@@ -5,6 +5,8 @@
 //! sends `100 Continue` on the first poll), memory stays at one chunk, and a body the app
 //! never reads is left to the host to discard.
 
+use std::collections::VecDeque;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -34,7 +36,7 @@ pub(crate) enum Chunk {
 const READ_AHEAD: usize = 8;
 
 #[derive(Debug, Default)]
-struct Demand {
+pub(crate) struct Demand {
     /// Bytes the reader still wants; `u64::MAX` for "everything".
     wanted: AtomicU64,
     waker: AtomicWaker,
@@ -65,11 +67,17 @@ impl std::fmt::Debug for InputPump {
     }
 }
 
-/// The application side, used by `wsgi.input` with the GIL released.
+/// The application side, used by `wsgi.input`.
 #[derive(Debug)]
-pub(crate) struct InputSource {
-    demand: Arc<Demand>,
-    rx: chan::Receiver<Chunk>,
+pub(crate) enum InputSource {
+    /// The whole body, read by the host before the request was queued (possibly nothing):
+    /// `wsgi.input` serves it without a hand-off or a wait.
+    Buffered(VecDeque<Bytes>),
+    /// A body still arriving, pulled from the host on demand; reads block without the GIL.
+    Streamed {
+        demand: Arc<Demand>,
+        rx: chan::Receiver<Chunk>,
+    },
 }
 
 /// Connects a host body stream to a reader.
@@ -88,8 +96,98 @@ where
             received: 0,
             max_body,
         },
-        InputSource { demand, rx },
+        InputSource::Streamed { demand, rx },
     )
+}
+
+/// Reads a whole, small request body on the host before the request is queued, so that
+/// a Python thread never waits for it: one hand-off per request instead of one per
+/// read-ahead window, and no Python thread held by a slow upload.
+pub(crate) struct BodyBuffer {
+    body: BodyStream,
+    /// With a body timeout: fires when the client has sent nothing for that long.
+    idle: Option<(futures_timer::Delay, Duration)>,
+    chunks: VecDeque<Bytes>,
+    /// The declared `Content-Length`: more than this is not kept.
+    expected: u64,
+    received: u64,
+}
+
+impl std::fmt::Debug for BodyBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BodyBuffer")
+            .field("expected", &self.expected)
+            .field("received", &self.received)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a buffered body could not be read.
+#[derive(Debug)]
+pub(crate) enum Unread {
+    /// The client sent nothing for the body timeout.
+    TimedOut(Duration),
+    /// The host's body stream failed (client vanished, malformed chunking, ...).
+    Failed(String),
+}
+
+impl BodyBuffer {
+    /// Buffers `body`, which declared `expected` bytes; gives up after `idle_timeout`
+    /// without data.
+    pub(crate) fn new<S>(body: S, expected: u64, idle_timeout: Option<Duration>) -> Self
+    where
+        S: Stream<Item = Result<Bytes, BoxError>> + Send + 'static,
+    {
+        BodyBuffer {
+            body: Box::pin(body),
+            idle: idle_timeout.map(|t| (futures_timer::Delay::new(t), t)),
+            chunks: VecDeque::new(),
+            expected,
+            received: 0,
+        }
+    }
+
+    /// The whole body once it has arrived, or why it could not be read.
+    pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Result<InputSource, Unread>> {
+        loop {
+            match self.body.as_mut().poll_next(cx) {
+                Poll::Pending => {
+                    if let Some((delay, timeout)) = &mut self.idle
+                        && Pin::new(delay).poll(cx).is_ready()
+                    {
+                        return Poll::Ready(Err(Unread::TimedOut(*timeout)));
+                    }
+                    return Poll::Pending;
+                }
+                Poll::Ready(Some(Ok(mut bytes))) => {
+                    if let Some((delay, timeout)) = &mut self.idle {
+                        delay.reset(*timeout);
+                    }
+                    // A host may not cut the body at Content-Length; the app must not see more.
+                    let room = self.expected - self.received;
+                    bytes.truncate(usize::try_from(room).unwrap_or(usize::MAX));
+                    self.received += bytes.len() as u64;
+                    if !bytes.is_empty() {
+                        self.chunks.push_back(bytes);
+                    }
+                    if self.received == self.expected {
+                        return Poll::Ready(Ok(InputSource::Buffered(std::mem::take(
+                            &mut self.chunks,
+                        ))));
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    return Poll::Ready(Err(Unread::Failed(error_chain(&*e))));
+                }
+                // Short of Content-Length: `wsgi.input` reports it when the app reads.
+                Poll::Ready(None) => {
+                    return Poll::Ready(Ok(InputSource::Buffered(std::mem::take(
+                        &mut self.chunks,
+                    ))));
+                }
+            }
+        }
+    }
 }
 
 impl InputPump {
@@ -161,19 +259,49 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 impl InputSource {
-    /// The next chunk of the body, waiting up to `timeout` (if given) for the host to
-    /// deliver it. `want` is how many bytes the reader needs in all (`u64::MAX`: the rest of
-    /// the body), so the host can read ahead that far. Blocks: call without the GIL.
-    pub(crate) fn next_chunk(&self, want: u64, timeout: Option<Duration>) -> Chunk {
-        if let Ok(chunk) = self.rx.try_recv() {
+    /// A body with nothing in it.
+    pub(crate) fn empty() -> Self {
+        InputSource::Buffered(VecDeque::new())
+    }
+
+    /// The next chunk if it needs no waiting: for a buffered body, the next piece or the
+    /// end; `None` for a streamed body.
+    pub(crate) fn next_buffered(&mut self) -> Option<Chunk> {
+        match self {
+            InputSource::Buffered(chunks) => {
+                Some(chunks.pop_front().map_or(Chunk::Eof, Chunk::Data))
+            }
+            InputSource::Streamed { .. } => None,
+        }
+    }
+
+    /// The bytes of a buffered body not yet taken (`None` for a streamed body).
+    pub(crate) fn buffered_len(&self) -> Option<usize> {
+        match self {
+            InputSource::Buffered(chunks) => Some(chunks.iter().map(Bytes::len).sum()),
+            InputSource::Streamed { .. } => None,
+        }
+    }
+
+    /// The next chunk, waiting up to `timeout` (if given) for the host to deliver it.
+    /// `want` is how many bytes the reader needs in all (`u64::MAX`: the rest of the body),
+    /// so the host can read ahead that far. Blocks on a streamed body: call without the GIL.
+    pub(crate) fn next_chunk(&mut self, want: u64, timeout: Option<Duration>) -> Chunk {
+        let (demand, rx) = match self {
+            InputSource::Buffered(chunks) => {
+                return chunks.pop_front().map_or(Chunk::Eof, Chunk::Data);
+            }
+            InputSource::Streamed { demand, rx } => (demand, rx),
+        };
+        if let Ok(chunk) = rx.try_recv() {
             return chunk;
         }
-        self.demand.wanted.store(want.max(1), Ordering::Release);
-        self.demand.waker.wake();
-        match self.rx.recv_timeout(timeout) {
+        demand.wanted.store(want.max(1), Ordering::Release);
+        demand.waker.wake();
+        match rx.recv_timeout(timeout) {
             Ok(chunk) => chunk,
             Err(chan::RecvError::Empty) => {
-                self.demand.timed_out.store(true, Ordering::Release);
+                demand.timed_out.store(true, Ordering::Release);
                 Chunk::Failed(format!(
                     "the client sent no request body data for {:.1} s",
                     timeout.unwrap_or_default().as_secs_f64()
@@ -187,12 +315,18 @@ impl InputSource {
 
     /// Whether the client stopped sending the body for longer than the idle timeout.
     pub(crate) fn timed_out(&self) -> bool {
-        self.demand.timed_out.load(Ordering::Acquire)
+        match self {
+            InputSource::Buffered(_) => false,
+            InputSource::Streamed { demand, .. } => demand.timed_out.load(Ordering::Acquire),
+        }
     }
 
     /// Whether the body crossed the configured maximum.
     pub(crate) fn too_large(&self) -> bool {
-        self.demand.too_large.load(Ordering::Acquire)
+        match self {
+            InputSource::Buffered(_) => false,
+            InputSource::Streamed { demand, .. } => demand.too_large.load(Ordering::Acquire),
+        }
     }
 }
 
@@ -215,6 +349,7 @@ mod tests {
         pump.poll(&mut cx);
         assert!(!polled.load(Ordering::SeqCst), "read before the app asked");
         let reader = std::thread::spawn(move || {
+            let mut source = source;
             let first = source.next_chunk(1, None);
             let second = source.next_chunk(1, None);
             (first, second, source.too_large())

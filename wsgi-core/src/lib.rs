@@ -53,8 +53,8 @@ mod watchdog;
 pub use access::ACCESS_TARGET;
 pub use body::{BodyError, WsgiBody};
 pub use engine::{
-    DEFAULT_QUEUE_DEPTH, DEFAULT_THREADS, Engine, EngineBuilder, ResponseFuture, ShutdownFuture,
-    ShutdownReport,
+    DEFAULT_BUFFER_BODY, DEFAULT_QUEUE_DEPTH, DEFAULT_THREADS, Engine, EngineBuilder,
+    ResponseFuture, ShutdownFuture, ShutdownReport,
 };
 pub use error::Error;
 pub use host::{BoxError, ConnInfo, HostRequest, MapErrBody, Scheme};

@@ -12,6 +12,11 @@ fn server() -> TestServer {
     start(&app_path("input_app.py"), |b| b, "")
 }
 
+/// Every body streamed to `wsgi.input` as the app reads, however small.
+fn streaming_server() -> TestServer {
+    start(&app_path("input_app.py"), |b| b.buffer_body(0), "")
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Delivery {
     Whole,
@@ -123,32 +128,103 @@ const CASES: &[(&str, Option<&str>)] = &[
     ("iter", None),
 ];
 
-fn run_matrix(delivery: Delivery, small: usize, large: usize) {
-    let server = server();
+fn run_matrix(server: &TestServer, delivery: Delivery, small: usize, large: usize) {
     let mut rng = Rng::new(0x5eed);
     for &(mode, size) in CASES {
         // One-byte reads over a large body only add run time, not coverage.
         let len = if size == Some("1") { small } else { large };
         let body = body_with_lines(&mut rng, len);
         let what = format!("{mode}({size:?}) over {len} bytes sent {delivery:?}");
-        let response = post(&server, &target(mode, size), &body, delivery);
+        let response = post(server, &target(mode, size), &body, delivery);
         assert_echo(&response, &body, &what, Some(body.len()));
     }
 }
 
+// Small bodies (up to `DEFAULT_BUFFER_BODY`) are read whole before the app runs, larger
+// ones are streamed; each delivery runs both ways, and once more with streaming only.
+
 #[test]
 fn every_read_method_and_size_over_a_whole_body() {
-    run_matrix(Delivery::Whole, 4096, 200_000);
+    run_matrix(&server(), Delivery::Whole, 4096, 200_000);
+    run_matrix(&streaming_server(), Delivery::Whole, 4096, 4096);
 }
 
 #[test]
 fn every_read_method_and_size_over_a_body_sent_byte_by_byte() {
-    run_matrix(Delivery::ByteByByte, 200, 200);
+    run_matrix(&server(), Delivery::ByteByByte, 200, 200);
+    run_matrix(&streaming_server(), Delivery::ByteByByte, 200, 200);
 }
 
 #[test]
 fn every_read_method_and_size_over_a_body_in_random_pieces() {
-    run_matrix(Delivery::RandomPieces(42), 4096, 200_000);
+    run_matrix(&server(), Delivery::RandomPieces(42), 4096, 200_000);
+    run_matrix(&streaming_server(), Delivery::RandomPieces(7), 4096, 9000);
+}
+
+#[test]
+fn bodies_at_and_just_over_the_buffering_limit_read_the_same() {
+    let server = server();
+    let limit = usize::try_from(wsgi_core::DEFAULT_BUFFER_BODY).unwrap();
+    let mut rng = Rng::new(0xb0d7);
+    for len in [limit, limit + 1] {
+        for &(mode, size) in CASES.iter().filter(|(_, size)| *size != Some("1")) {
+            let body = body_with_lines(&mut rng, len);
+            let what = format!("{mode}({size:?}) over {len} bytes");
+            let response = post(
+                &server,
+                &target(mode, size),
+                &body,
+                Delivery::RandomPieces(3),
+            );
+            assert_echo(&response, &body, &what, Some(len));
+        }
+    }
+}
+
+/// Sends the head of an upload of `len` bytes and the first `sent` of them.
+fn start_upload(server: &TestServer, record: &RecordFile, len: usize, sent: usize) -> Client {
+    let mut client = server.client();
+    client.send(
+        format!(
+            "POST /?mode=upload HTTP/1.1\r\nHost: {}\r\nContent-Length: {len}\r\nX-Record-File: {}\r\nConnection: close\r\n\r\n",
+            server.host(),
+            record.path_str()
+        )
+        .as_bytes(),
+    );
+    client.send(&vec![b'u'; sent]);
+    client
+}
+
+#[test]
+fn a_small_body_arrives_whole_before_the_app_is_called() {
+    let server = server();
+    let record = RecordFile::new("buffered");
+    let mut client = start_upload(&server, &record, 1000, 500);
+    // The negative half of this test: nothing may start while the body is incomplete.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        record.lines(),
+        Vec::<String>::new(),
+        "the app ran before its body arrived"
+    );
+    assert_eq!(server.engine.metrics().threads_busy, 0);
+    client.send(&[b'u'; 500]);
+    let response = client.read_final_response("POST");
+    assert_eq!(response.status(), 200, "{}", response.text());
+    assert_eq!(record.lines(), vec!["started", "eof:1000"]);
+}
+
+#[test]
+fn a_larger_body_is_streamed_while_the_app_runs() {
+    let server = start(&app_path("input_app.py"), |b| b.buffer_body(999), "");
+    let record = RecordFile::new("streamed");
+    let mut client = start_upload(&server, &record, 1000, 500);
+    record.wait_for_line("started");
+    client.send(&[b'u'; 500]);
+    let response = client.read_final_response("POST");
+    assert_eq!(response.status(), 200, "{}", response.text());
+    assert_eq!(record.lines(), vec!["started", "eof:1000"]);
 }
 
 #[test]

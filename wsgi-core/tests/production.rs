@@ -8,6 +8,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::{RecordFile, app_path, eventually, start};
+use wsgi_core::EngineBuilder;
 
 fn app() -> String {
     app_path("production_app.py")
@@ -65,9 +66,20 @@ fn a_request_that_waited_too_long_in_the_queue_gets_503() {
 
 #[test]
 fn a_client_that_stops_mid_upload_gets_408_and_frees_the_thread() {
+    // Streamed (no buffering): the Python thread waits in wsgi.input and must be freed.
+    stops_mid_upload(|b| b.buffer_body(0));
+}
+
+#[test]
+fn a_client_that_stops_mid_way_through_a_buffered_body_gets_408() {
+    // Buffered by the host: the app never runs, the host's wait must still end.
+    stops_mid_upload(|b| b.buffer_body(1000));
+}
+
+fn stops_mid_upload(configure: fn(EngineBuilder) -> EngineBuilder) {
     let server = start(
         &app(),
-        |b| b.threads(1).body_timeout(Duration::from_millis(300)),
+        |b| configure(b.threads(1).body_timeout(Duration::from_millis(300))),
         "",
     );
     let mut s = TcpStream::connect(server.addr).unwrap();

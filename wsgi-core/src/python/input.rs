@@ -62,8 +62,13 @@ impl WsgiInput {
         if self.eof {
             return Ok(false);
         }
-        let (source, timeout) = (&self.source, self.idle_timeout);
-        let chunk = super::detached(py, || source.next_chunk(want, timeout));
+        let chunk = match self.source.next_buffered() {
+            Some(chunk) => chunk,
+            None => {
+                let (source, timeout) = (&mut self.source, self.idle_timeout);
+                super::detached(py, || source.next_chunk(want, timeout))
+            }
+        };
         match chunk {
             Chunk::Data(mut bytes) => {
                 if let Some(left) = &mut self.remaining {
@@ -92,6 +97,48 @@ impl WsgiInput {
     fn fail(&mut self, why: String) -> PyResult<bool> {
         self.failure = Some(why.clone());
         Err(PyOSError::new_err(why))
+    }
+
+    /// All of a buffered body as one `bytes`, copied once; `None` for a streamed body.
+    fn take_buffered<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let Some(len) = self.source.buffered_len() else {
+            return Ok(None);
+        };
+        let len = self.remaining.map_or(len, |left| {
+            len.min(usize::try_from(left).unwrap_or(usize::MAX))
+        });
+        let mut chunks = Vec::new();
+        let mut total = 0;
+        while total < len {
+            match self.source.next_buffered() {
+                Some(Chunk::Data(mut bytes)) => {
+                    bytes.truncate(len - total);
+                    total += bytes.len();
+                    chunks.push(bytes);
+                }
+                _ => break,
+            }
+        }
+        if let Some(left) = &mut self.remaining {
+            *left -= total as u64;
+            if *left > 0 {
+                // Short of Content-Length: let the ordinary path report it.
+                for chunk in &chunks {
+                    self.buf.extend_from_slice(chunk);
+                }
+                return Ok(None);
+            }
+        }
+        self.eof = true;
+        let whole = PyBytes::new_with(py, total, |out| {
+            let mut at = 0;
+            for chunk in &chunks {
+                out[at..at + chunk.len()].copy_from_slice(chunk);
+                at += chunk.len();
+            }
+            Ok(())
+        })?;
+        Ok(Some(whole))
     }
 
     fn take<'py>(&mut self, py: Python<'py>, n: usize) -> Bound<'py, PyBytes> {
@@ -140,6 +187,12 @@ impl WsgiInput {
                 Ok(self.take(py, n))
             }
             None => {
+                if self.buf.is_empty()
+                    && self.failure.is_none()
+                    && let Some(whole) = self.take_buffered(py)?
+                {
+                    return Ok(whole);
+                }
                 if let Some(left) = self.remaining {
                     self.buf
                         .reserve(usize::try_from(left).unwrap_or(0).min(64 << 20));
