@@ -1,12 +1,10 @@
 //! A small bounded channel whose receiver parks at once, for the request-body hand-off.
 //!
 //! A Python thread waiting for body bytes waits on the network, usually for longer than a
-//! spin is worth. crossbeam's channels spin and `sched_yield` before they park, and that
-//! spinning takes the core the host's I/O thread needs to deliver those very bytes: with
-//! this channel a 64 KiB POST benchmark went from about 11k to 15-19k requests/s. (The job
-//! queue keeps crossbeam: there the spin usually catches the next request and saves a
-//! futex sleep and wake-up, which costs 20-30 µs on a small VM; hello-world fell from 60k
-//! to 35k requests/s with this channel in its place.)
+//! spin is worth. A channel that spins and `sched_yield`s before it parks (crossbeam's)
+//! takes the very core the host's I/O thread needs to deliver those bytes: with this
+//! channel a 64 KiB POST benchmark went from about 11k to 15-19k requests/s. The job queue
+//! has its own structure, [`crate::dispatch`].
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};

@@ -12,6 +12,7 @@ use http::{HeaderValue, Method, Response, StatusCode, header};
 
 use crate::access::AccessLine;
 use crate::body::WsgiBody;
+use crate::dispatch::{Dispatch, TrySendError};
 use crate::environ::{CgiVars, Reject};
 use crate::error::Error;
 use crate::host::HostRequest;
@@ -208,7 +209,7 @@ impl EngineBuilder {
                 strict_python_version: self.strict_python_version,
             },
         )?;
-        let (queue_tx, queue_rx) = crossbeam_channel::bounded(self.queue_depth);
+        let queue = Arc::new(Dispatch::new(self.queue_depth, self.threads));
         let shared = Arc::new(Shared {
             closing: AtomicBool::new(false),
             force_close: Arc::new(AtomicBool::new(false)),
@@ -223,7 +224,7 @@ impl EngineBuilder {
             body_timeout: self.body_timeout,
             retry_after: self.retry_after,
         });
-        let workers = python::spawn_workers(app, queue_rx, shared.clone())?;
+        let workers = python::spawn_workers(app, queue.clone(), shared.clone())?;
         if let Some(timeout) = self.timeout {
             let weak = Arc::downgrade(&shared);
             std::thread::Builder::new()
@@ -233,7 +234,7 @@ impl EngineBuilder {
         }
         Ok(Engine {
             inner: Arc::new(Inner {
-                queue: queue_tx,
+                queue,
                 proxies,
                 shared,
                 config: self,
@@ -254,7 +255,7 @@ pub struct Engine {
 
 #[derive(Debug)]
 struct Inner {
-    queue: crossbeam_channel::Sender<Job>,
+    queue: Arc<Dispatch<Job>>,
     proxies: TrustedProxies,
     shared: Arc<Shared>,
     config: EngineBuilder,
@@ -280,7 +281,7 @@ impl Inner {
                 },
                 access: None,
             },
-            Err(crossbeam_channel::TrySendError::Full(_)) => {
+            Err(TrySendError::Full) => {
                 self.shared
                     .metrics
                     .rejected_overload
@@ -291,7 +292,7 @@ impl Inner {
                         .unavailable("all Python threads are busy and the queue is full"),
                 )
             }
-            Err(crossbeam_channel::TrySendError::Disconnected(_)) => ResponseFuture::ready(
+            Err(TrySendError::Closed) => ResponseFuture::ready(
                 self.shared
                     .unavailable("the Python worker threads have stopped"),
             ),
@@ -323,8 +324,9 @@ fn expects_continue(headers: &http::HeaderMap) -> bool {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // The queue's sender is dropped with `self`, which ends the workers' loops; they are
-        // detached rather than joined so that dropping an engine never blocks the host.
+        // Closing the queue ends the workers' loops once it is drained; they are detached
+        // rather than joined so that dropping an engine never blocks the host.
+        self.queue.close();
         self.workers.lock().map(|mut w| w.clear()).ok();
     }
 }

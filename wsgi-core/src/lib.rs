@@ -38,6 +38,7 @@
 mod access;
 mod body;
 mod chan;
+mod dispatch;
 mod engine;
 mod environ;
 mod error;

@@ -19,6 +19,7 @@ use super::file_wrapper::FileWrapper;
 use super::input::WsgiInput;
 use super::start_response::{StartResponse, to_bytes};
 use super::traceback_text;
+use crate::dispatch::{Dispatch, Park};
 use crate::engine::{InFlight, Job, Shared};
 use crate::environ::CgiVars;
 use crate::error::Error;
@@ -29,7 +30,7 @@ use crate::watchdog::{Running, Slot, Stage};
 /// Starts one Python thread per slot of `shared`, serving `queue` with `app`.
 pub(crate) fn spawn_workers(
     app: Py<PyAny>,
-    queue: crossbeam_channel::Receiver<Job>,
+    queue: Arc<Dispatch<Job>>,
     shared: Arc<Shared>,
 ) -> Result<Vec<JoinHandle<()>>, Error> {
     let app = Arc::new(app);
@@ -51,7 +52,7 @@ pub(crate) fn spawn_workers(
 
 struct Worker {
     app: Arc<Py<PyAny>>,
-    queue: crossbeam_channel::Receiver<Job>,
+    queue: Arc<Dispatch<Job>>,
     shared: Arc<Shared>,
     index: usize,
 }
@@ -78,6 +79,7 @@ impl Drop for Published<'_, '_> {
 impl Worker {
     /// Attaches once for the thread's life; detaches while waiting for work.
     fn serve(self) {
+        batch_scheduling();
         let multithread = self.shared.slots.len() > 1;
         Python::attach(|py| {
             let setup =
@@ -89,13 +91,19 @@ impl Worker {
                     return;
                 }
             };
-            // A job already queued is taken without letting go of the GIL: releasing and
-            // re-acquiring it between back-to-back requests is pure overhead under load.
-            while let Ok(job) = self
-                .queue
-                .try_recv()
-                .or_else(|_| super::detached(py, || self.queue.recv()))
-            {
+            self.queue.register(self.index);
+            let mut woken = false;
+            loop {
+                // Jobs are taken with the GIL held, and the next queued one without letting
+                // go of it: see `dispatch`.
+                let Some(job) = self.queue.take(std::mem::take(&mut woken)) else {
+                    match super::detached(py, || self.queue.park(self.index)) {
+                        Park::Woken => woken = true,
+                        Park::Retry => {}
+                        Park::Closed => break,
+                    }
+                    continue;
+                };
                 if job.tx.is_gone() {
                     tracing::debug!(target: "wsgi_core", "client left while the request was queued; not run");
                     continue;
@@ -141,6 +149,30 @@ impl Worker {
             Published { slot, thread, py }
         });
         run(py, &self.app, template, job, self.shared.body_timeout);
+    }
+}
+
+/// Marks the calling thread `SCHED_BATCH`: same priority, but its wake-ups do not preempt
+/// the thread that woke it.
+///
+/// The host's I/O thread wakes a Python thread for each request it queues. Were the Python
+/// thread to preempt it at once, the I/O thread would queue one request at a time, and each
+/// would cost two context switches. Without that preemption, the I/O thread reads every
+/// request that has arrived before it yields, and the Python thread then serves them all
+/// without letting go of the GIL. Measured on two vCPUs with the server pinned to one
+/// (hello-world, 64 connections: about 63k -> 73k requests/s; Flask 9-10k -> 11.5k; a
+/// streamed 1 MiB response 1.2-2.3k -> 2.4-3k), with no cost to single-connection latency.
+/// Where the threads have cores of their own the policy changes nothing.
+fn batch_scheduling() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: `param` is a valid, initialised `sched_param` that outlives the call; pid 0
+        // means the calling thread; SCHED_BATCH requires priority 0 and no privilege.
+        let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
+        if rc != 0 {
+            tracing::debug!(target: "wsgi_core", "cannot set SCHED_BATCH on a Python thread: {}", std::io::Error::last_os_error());
+        }
     }
 }
 
