@@ -107,6 +107,12 @@ struct Args {
     #[arg(long, value_name = "ADDR")]
     metrics_bind: Option<String>,
 
+    /// CPU scheduling policy of every thread: `batch` (Linux SCHED_BATCH: a thread that
+    /// wakes another keeps the CPU, so requests and responses move in batches; more
+    /// throughput when threads share cores) or `normal` (the OS default).
+    #[arg(long, value_enum, default_value_t = Sched::Batch)]
+    sched: Sched,
+
     /// Log format on stderr: `text` or `json` (one JSON object per line).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -127,6 +133,14 @@ enum ServerKind {
     Axum,
     /// actix-web 4.
     Actix,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Sched {
+    /// SCHED_BATCH for the whole process.
+    Batch,
+    /// The OS default (SCHED_OTHER); the engine's Python threads are batch regardless.
+    Normal,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -158,6 +172,12 @@ fn main() -> ExitCode {
         LogFormat::Json => logs.json().init(),
     }
 
+    // Before any other thread exists, so that every thread inherits it.
+    if args.sched == Sched::Batch
+        && let Err(e) = wsgi_core::batch_scheduling()
+    {
+        tracing::warn!("cannot use SCHED_BATCH ({e}); running with the default policy");
+    }
     let outcome = match args.server {
         ServerKind::Axum => tokio::runtime::Builder::new_multi_thread()
             .enable_all()

@@ -193,3 +193,53 @@ fn buffer_body_decides_whether_the_app_waits_for_a_small_body() {
         assert!(ran, "{kind}: the app did not run");
     });
 }
+
+/// The scheduling policy of each thread of `pid`, by thread name (Linux `/proc`).
+#[cfg(target_os = "linux")]
+fn thread_policies(pid: u32) -> Vec<(String, u32)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let dir = task.unwrap().path();
+        let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        let stat = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
+        // Fields after the parenthesised name; `policy` is field 41 of the whole line.
+        let Some((_, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        let policy = rest.split(' ').nth(41 - 3).and_then(|p| p.parse().ok());
+        if let Some(policy) = policy {
+            out.push((name.trim().to_owned(), policy));
+        }
+    }
+    out
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn sched_sets_the_policy_of_every_thread_and_python_threads_are_always_batch() {
+    const SCHED_OTHER: u32 = 0;
+    const SCHED_BATCH: u32 = 3;
+    for (option, io_policy) in [("batch", SCHED_BATCH), ("normal", SCHED_OTHER)] {
+        let server = ops("axum", &["--sched", option]);
+        assert_eq!(server.get("/fast").0, 200);
+        let threads = thread_policies(server.pid());
+        let python: Vec<_> = threads
+            .iter()
+            .filter(|(n, _)| n.starts_with("wsgi-python"))
+            .collect();
+        assert!(!python.is_empty(), "{threads:?}");
+        assert!(
+            python.iter().all(|(_, p)| *p == SCHED_BATCH),
+            "{option}: {threads:?}"
+        );
+        let others: Vec<_> = threads
+            .iter()
+            .filter(|(n, _)| !n.starts_with("wsgi-python"))
+            .collect();
+        assert!(!others.is_empty(), "{threads:?}");
+        assert!(
+            others.iter().all(|(_, p)| *p == io_policy),
+            "{option}: {threads:?}"
+        );
+    }
+}

@@ -49,6 +49,7 @@ mod pipe;
 mod proxy;
 mod python;
 mod response;
+mod sched;
 mod watchdog;
 
 pub use access::ACCESS_TARGET;
@@ -61,3 +62,4 @@ pub use error::Error;
 pub use host::{BoxError, ConnInfo, HostRequest, MapErrBody, Scheme};
 pub use metrics::MetricsSnapshot;
 pub use python::{PythonInfo, activate_venv, python_info};
+pub use sched::batch_scheduling;

@@ -139,6 +139,11 @@ pub(crate) struct Server {
 }
 
 impl Server {
+    /// The process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends `GET path` and returns the status code and the body.
     pub(crate) fn get(&self, path: &str) -> (u16, String) {
         let mut stream = TcpStream::connect(self.addr).expect("connect to serve");

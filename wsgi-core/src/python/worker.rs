@@ -79,7 +79,10 @@ impl Drop for Published<'_, '_> {
 impl Worker {
     /// Attaches once for the thread's life; detaches while waiting for work.
     fn serve(self) {
-        batch_scheduling();
+        // See `batch_scheduling` for why; a thread that stays SCHED_OTHER still works.
+        if let Err(e) = crate::sched::batch_scheduling() {
+            tracing::debug!(target: "wsgi_core", "cannot make a Python thread SCHED_BATCH: {e}");
+        }
         let multithread = self.shared.slots.len() > 1;
         Python::attach(|py| {
             let setup =
@@ -149,30 +152,6 @@ impl Worker {
             Published { slot, thread, py }
         });
         run(py, &self.app, template, job, self.shared.body_timeout);
-    }
-}
-
-/// Marks the calling thread `SCHED_BATCH`: same priority, but its wake-ups do not preempt
-/// the thread that woke it.
-///
-/// The host's I/O thread wakes a Python thread for each request it queues. Were the Python
-/// thread to preempt it at once, the I/O thread would queue one request at a time, and each
-/// would cost two context switches. Without that preemption, the I/O thread reads every
-/// request that has arrived before it yields, and the Python thread then serves them all
-/// without letting go of the GIL. Measured on two vCPUs with the server pinned to one
-/// (hello-world, 64 connections: about 63k -> 73k requests/s; Flask 9-10k -> 11.5k; a
-/// streamed 1 MiB response 1.2-2.3k -> 2.4-3k), with no cost to single-connection latency.
-/// Where the threads have cores of their own the policy changes nothing.
-fn batch_scheduling() {
-    #[cfg(target_os = "linux")]
-    {
-        let param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: `param` is a valid, initialised `sched_param` that outlives the call; pid 0
-        // means the calling thread; SCHED_BATCH requires priority 0 and no privilege.
-        let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
-        if rc != 0 {
-            tracing::debug!(target: "wsgi_core", "cannot set SCHED_BATCH on a Python thread: {}", std::io::Error::last_os_error());
-        }
     }
 }
 
