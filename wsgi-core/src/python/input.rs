@@ -130,6 +130,10 @@ impl WsgiInput {
             }
         }
         self.eof = true;
+        if let [only] = chunks.as_slice() {
+            // `new_with` zeroes its buffer first; a single piece is copied straight in.
+            return Ok(Some(PyBytes::new(py, only)));
+        }
         let whole = PyBytes::new_with(py, total, |out| {
             let mut at = 0;
             for chunk in &chunks {
