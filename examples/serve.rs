@@ -439,7 +439,8 @@ fn serve_axum(
         // The engine answers 404 outside the mount itself, for `/py` and `/py/...` alike.
         service = service.mount(prefix);
     }
-    let router = Router::new().fallback_service(service);
+    // The service is the whole application, so it is served without a Router: no route
+    // lookup and no boxing of its responses on every request.
     // Small streamed chunks must not wait for Nagle's algorithm.
     let listener = listener.tap_io(|tcp| {
         if let Err(e) = tcp.set_nodelay(true) {
@@ -450,7 +451,9 @@ fn serve_axum(
     let server = tokio::spawn(
         axum::serve(
             listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
+            axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
+                SocketAddr,
+            >(service),
         )
         .with_graceful_shutdown(async move {
             let _ = stop_rx.wait_for(|stop| *stop).await;
