@@ -140,7 +140,11 @@ fn sigterm_lets_in_flight_requests_finish_then_exits_0() {
         let _ = std::fs::remove_file(&mark);
         server.signal("TERM");
         let response = in_flight.join().unwrap();
-        assert!(response.starts_with("HTTP/1.1 200"), "{kind}: {response:?}");
+        assert!(
+            response.starts_with("HTTP/1.1 200"),
+            "{kind}: {response:?}\n{}",
+            server.stderr()
+        );
         assert!(response.ends_with("done /slow"), "{kind}: {response:?}");
         // A new connection after the signal is not served.
         assert!(
