@@ -287,11 +287,11 @@ impl InputSource {
     /// `want` is how many bytes the reader needs in all (`u64::MAX`: the rest of the body),
     /// so the host can read ahead that far. Blocks on a streamed body: call without the GIL.
     pub(crate) fn next_chunk(&mut self, want: u64, timeout: Option<Duration>) -> Chunk {
-        let (demand, rx) = match self {
-            InputSource::Buffered(chunks) => {
-                return chunks.pop_front().map_or(Chunk::Eof, Chunk::Data);
-            }
-            InputSource::Streamed { demand, rx } => (demand, rx),
+        if let Some(chunk) = self.next_buffered() {
+            return chunk;
+        }
+        let InputSource::Streamed { demand, rx } = self else {
+            unreachable!("a buffered body always has its next chunk")
         };
         if let Ok(chunk) = rx.try_recv() {
             return chunk;
