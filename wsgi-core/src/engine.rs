@@ -1,248 +1,35 @@
-//! The engine: configuration, the request queue and the host-facing futures.
+//! The host-facing engine: turns a host's request into a queued [`Job`], applies the
+//! limits, and resolves to the response the runner produces. Where the application runs
+//! is the runner's business ([`crate::runner`]).
 
 use std::future::Future;
-use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use http::{HeaderValue, Method, Response, StatusCode, header};
+use http::{Method, Response, StatusCode, header};
 
 use crate::access::AccessLine;
 use crate::body::WsgiBody;
-use crate::dispatch::{Dispatch, TrySendError};
+use crate::config::{EngineBuilder, Resolved};
 use crate::environ::{CgiVars, Reject};
 use crate::error::Error;
 use crate::host::HostRequest;
 use crate::input::{self, BodyBuffer, InputPump, InputSource, Unread};
-use crate::metrics::{Metrics, MetricsSnapshot};
-use crate::pipe::{self, Msg, PipeRx, PipeTx};
+use crate::job::Job;
+use crate::metrics::MetricsSnapshot;
+use crate::pipe::{self, Msg, PipeRx};
 use crate::proxy::TrustedProxies;
-use crate::python;
 use crate::response::{Head, HeadBody, status_forbids_body};
-use crate::watchdog::{self, Slot};
-
-/// Python threads per engine unless configured.
-///
-/// Under the GIL only one thread runs Python at a time, so extra threads do not add CPU;
-/// they let a request that waits (a database query, an HTTP call, `time.sleep`) leave the
-/// interpreter to another. Eight covers typical I/O-bound Django or Flask views without
-/// the cost of many runnable threads contending for the GIL; raise it for apps that mostly
-/// wait, lower it to 1 for apps that are not thread-safe.
-pub const DEFAULT_THREADS: usize = 8;
-
-/// Requests that may wait for a free Python thread before new ones get 503.
-pub const DEFAULT_QUEUE_DEPTH: usize = 1024;
-
-/// Request bodies up to this size are read whole before the request is queued.
-///
-/// A small body then costs the Python thread no waiting and no hand-off per chunk (a
-/// 64 KiB POST benchmark went from 16.6-20.4k to 20.2-27.2k requests/s), and a slow upload
-/// holds only the host's task, not a Python thread. Larger bodies, bodies of unknown length and bodies
-/// behind `Expect: 100-continue` are streamed to `wsgi.input` as the application reads.
-pub const DEFAULT_BUFFER_BODY: u64 = 64 * 1024;
+use crate::runner::threads::Threads;
+use crate::runner::{Refused, Runner};
+use crate::state::{InFlight, Shared};
+use crate::watchdog;
 
 /// Bytes of response body buffered per request before the application is paused.
 const PIPE_LIMIT: usize = 256 * 1024;
-
-/// Builds an [`Engine`]: see [`Engine::builder`].
-#[derive(Debug, Clone)]
-#[must_use]
-pub struct EngineBuilder {
-    pub(crate) app: String,
-    pub(crate) threads: usize,
-    pub(crate) queue_depth: usize,
-    pub(crate) retry_after: u32,
-    pub(crate) max_body: Option<u64>,
-    pub(crate) buffer_body: u64,
-    pub(crate) chdir: Option<PathBuf>,
-    pub(crate) venv: Option<PathBuf>,
-    pub(crate) strict_python_version: bool,
-    pub(crate) timeout: Option<Duration>,
-    pub(crate) max_queue_wait: Option<Duration>,
-    pub(crate) body_timeout: Option<Duration>,
-    pub(crate) trusted_proxies: Vec<String>,
-}
-
-impl EngineBuilder {
-    /// Number of Python worker threads (default [`DEFAULT_THREADS`]).
-    pub fn threads(mut self, n: usize) -> Self {
-        self.threads = n;
-        self
-    }
-
-    /// How many requests may wait for a free thread (default [`DEFAULT_QUEUE_DEPTH`]);
-    /// beyond that, requests are answered 503 with `Retry-After`.
-    pub fn queue_depth(mut self, n: usize) -> Self {
-        self.queue_depth = n;
-        self
-    }
-
-    /// How long a request may wait in the queue before it is answered 503 instead of run
-    /// (default: as long as it takes). A client that left while queued is never run.
-    pub fn max_queue_wait(mut self, wait: Duration) -> Self {
-        self.max_queue_wait = Some(wait);
-        self
-    }
-
-    /// How long the application may take to produce a response (default: no limit).
-    /// Past it the client gets 504 (or, if the body had started, an aborted body), and
-    /// `TimeoutError` is raised in the application's thread so the view stops; the
-    /// iterable's `close()` still runs. A thread blocked inside C code cannot be
-    /// interrupted: it is logged and counted in [`MetricsSnapshot::stuck_threads`].
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
-        self
-    }
-
-    /// How long `wsgi.input` waits for the next piece of the request body before it raises
-    /// `OSError` (default: no limit), so a client that stops mid-upload cannot hold a
-    /// Python thread; the response is then 408 if nothing was sent.
-    pub fn body_timeout(mut self, timeout: Duration) -> Self {
-        self.body_timeout = Some(timeout);
-        self
-    }
-
-    /// Reverse proxies whose forwarding headers are believed: IP addresses or CIDR ranges
-    /// (`"127.0.0.1"`, `"10.0.0.0/8"`, `"fd00::/8"`). For requests from them, `REMOTE_ADDR`
-    /// comes from `Forwarded`/`X-Forwarded-For` (the rightmost address that is not a
-    /// trusted proxy), `wsgi.url_scheme` from `X-Forwarded-Proto`, the host from
-    /// `X-Forwarded-Host`, and `X-Forwarded-Prefix` is put before `SCRIPT_NAME`. From any
-    /// other peer those headers change nothing. Default: none trusted.
-    pub fn trusted_proxies<I, S>(mut self, proxies: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.trusted_proxies = proxies.into_iter().map(Into::into).collect();
-        self
-    }
-
-    /// The `Retry-After` value, in seconds, of 503 answers (default 1).
-    pub fn retry_after(mut self, secs: u32) -> Self {
-        self.retry_after = secs;
-        self
-    }
-
-    /// The largest request body accepted, in bytes (default: no limit). A larger declared
-    /// `Content-Length` is answered 413 before the application runs; a chunked body that
-    /// grows past it raises `OSError` in `wsgi.input` and is answered 413.
-    pub fn max_body(mut self, bytes: u64) -> Self {
-        self.max_body = Some(bytes);
-        self
-    }
-
-    /// Request bodies with a `Content-Length` of at most `bytes` are read whole by the host
-    /// before the application is called (default [`DEFAULT_BUFFER_BODY`]; 0 turns it off).
-    /// Memory is at most this much per request being received; a client that fails to
-    /// send such a body is answered 400 without running the application. Bodies behind
-    /// `Expect: 100-continue` are never buffered, so the application still decides
-    /// whether the client should send them.
-    pub fn buffer_body(mut self, bytes: u64) -> Self {
-        self.buffer_body = bytes;
-        self
-    }
-
-    /// Changes the process's working directory before the application is loaded, as
-    /// gunicorn's `--chdir` does. This affects the whole process.
-    pub fn chdir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.chdir = Some(dir.into());
-        self
-    }
-
-    /// Runs the application in the virtualenv at `dir` (default: `$VIRTUAL_ENV`, if set):
-    /// its site-packages are importable and `sys.prefix` is the venv, as with the venv's
-    /// own `python`. The venv must be made for the Python this binary embeds. One process
-    /// has one interpreter, so every engine in it shares the venv.
-    pub fn venv(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.venv = Some(dir.into());
-        self
-    }
-
-    /// What to do when a `.python-version` file (pyenv's), in the application's directory
-    /// or above it, names a Python `major.minor` other than the embedded one: log a warning
-    /// and load the application anyway (`false`, the default), or refuse to build (`true`).
-    pub fn strict_python_version(mut self, strict: bool) -> Self {
-        self.strict_python_version = strict;
-        self
-    }
-
-    /// Starts the interpreter if needed, loads the application and starts the threads.
-    pub fn build(self) -> Result<Engine, Error> {
-        if self.threads == 0 {
-            return Err(Error::Config("threads must be at least 1".into()));
-        }
-        let proxies = TrustedProxies::parse(&self.trusted_proxies).map_err(Error::Config)?;
-        if self.queue_depth == 0 {
-            return Err(Error::Config("queue depth must be at least 1".into()));
-        }
-        // Resolved before `chdir`, as a user typing a relative path means it.
-        let (venv, venv_origin) = match &self.venv {
-            Some(dir) => (Some(dir.clone()), ""),
-            None => (
-                std::env::var_os("VIRTUAL_ENV")
-                    .filter(|v| !v.is_empty())
-                    .map(PathBuf::from),
-                " (from $VIRTUAL_ENV)",
-            ),
-        };
-        let venv = venv.map(|v| std::path::absolute(&v).unwrap_or(v));
-        if let Some(dir) = &self.chdir {
-            std::env::set_current_dir(dir).map_err(|source| Error::Chdir {
-                path: dir.clone(),
-                source,
-            })?;
-        }
-        // The `chdir` directory goes on `sys.path` too, as with gunicorn's `--chdir`.
-        let chdir = self
-            .chdir
-            .as_ref()
-            .and_then(|_| std::env::current_dir().ok());
-        let app = python::load_app(
-            &self.app,
-            &python::LoadOptions {
-                venv: venv.as_deref(),
-                venv_origin,
-                extra_path: chdir.as_deref(),
-                strict_python_version: self.strict_python_version,
-            },
-        )?;
-        let queue = Arc::new(Dispatch::new(self.queue_depth, self.threads));
-        let shared = Arc::new(Shared {
-            closing: AtomicBool::new(false),
-            force_close: Arc::new(AtomicBool::new(false)),
-            in_flight: Mutex::new(0),
-            idle: Condvar::new(),
-            completed: AtomicUsize::new(0),
-            metrics: Arc::new(Metrics::default()),
-            slots: (0..self.threads).map(|_| Slot::default()).collect(),
-            next_id: AtomicU64::new(0),
-            timeout: self.timeout,
-            max_queue_wait: self.max_queue_wait,
-            body_timeout: self.body_timeout,
-            retry_after: self.retry_after,
-        });
-        let workers = python::spawn_workers(app, queue.clone(), shared.clone())?;
-        if let Some(timeout) = self.timeout {
-            let weak = Arc::downgrade(&shared);
-            std::thread::Builder::new()
-                .name("wsgi-watchdog".into())
-                .spawn(move || watchdog::watch(weak, timeout))
-                .map_err(Error::Thread)?;
-        }
-        Ok(Engine {
-            inner: Arc::new(Inner {
-                queue,
-                proxies,
-                shared,
-                config: self,
-                workers: Mutex::new(workers),
-            }),
-        })
-    }
-}
 
 /// A loaded WSGI application with its pool of Python threads.
 ///
@@ -255,11 +42,44 @@ pub struct Engine {
 
 #[derive(Debug)]
 struct Inner {
-    queue: Arc<Dispatch<Job>>,
+    runner: Arc<dyn Runner>,
     proxies: TrustedProxies,
     shared: Arc<Shared>,
     config: EngineBuilder,
-    workers: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+impl Engine {
+    /// Starts the runner for a checked configuration, and the watchdog if there is a
+    /// timeout.
+    pub(crate) fn start(resolved: Resolved) -> Result<Engine, Error> {
+        let Resolved {
+            app,
+            proxies,
+            limits,
+            builder,
+        } = resolved;
+        let shared = Arc::new(Shared::new(builder.threads, limits));
+        let runner: Arc<dyn Runner> =
+            Arc::new(Threads::start(&app, builder.queue_depth, shared.clone())?);
+        if let Some(timeout) = limits.timeout {
+            watchdog::start(Arc::downgrade(&shared), Arc::downgrade(&runner), timeout)?;
+        }
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                runner,
+                proxies,
+                shared,
+                config: builder,
+            }),
+        })
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // What is queued still runs; the runner's threads end when it is done.
+        self.runner.close();
+    }
 }
 
 impl Inner {
@@ -272,7 +92,7 @@ impl Inner {
         head_only: bool,
     ) -> ResponseFuture {
         job.enqueued = Instant::now();
-        match self.queue.try_send(job) {
+        match self.runner.submit(job) {
             Ok(()) => ResponseFuture {
                 state: State::Waiting {
                     rx,
@@ -281,7 +101,7 @@ impl Inner {
                 },
                 access: None,
             },
-            Err(TrySendError::Full) => {
+            Err(Refused::Full) => {
                 self.shared
                     .metrics
                     .rejected_overload
@@ -292,7 +112,7 @@ impl Inner {
                         .unavailable("all Python threads are busy and the queue is full"),
                 )
             }
-            Err(TrySendError::Closed) => ResponseFuture::ready(
+            Err(Refused::Closed) => ResponseFuture::ready(
                 self.shared
                     .unavailable("the Python worker threads have stopped"),
             ),
@@ -322,80 +142,6 @@ fn expects_continue(headers: &http::HeaderMap) -> bool {
         .any(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
-impl Drop for Inner {
-    fn drop(&mut self) {
-        // Closing the queue ends the workers' loops once it is drained; they are detached
-        // rather than joined so that dropping an engine never blocks the host.
-        self.queue.close();
-        self.workers.lock().map(|mut w| w.clear()).ok();
-    }
-}
-
-#[derive(Debug)]
-pub(crate) struct Shared {
-    closing: AtomicBool,
-    pub(crate) force_close: Arc<AtomicBool>,
-    in_flight: Mutex<usize>,
-    idle: Condvar,
-    completed: AtomicUsize,
-    pub(crate) metrics: Arc<Metrics>,
-    /// One per Python thread: what it runs, for the watchdog.
-    pub(crate) slots: Box<[Slot]>,
-    next_id: AtomicU64,
-    pub(crate) timeout: Option<Duration>,
-    pub(crate) max_queue_wait: Option<Duration>,
-    pub(crate) body_timeout: Option<Duration>,
-    pub(crate) retry_after: u32,
-}
-
-impl Shared {
-    /// The 503 answer to a request that cannot be served now.
-    pub(crate) fn unavailable(&self, why: &str) -> Head {
-        let mut head = Head::plain(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &format!("Service Unavailable: {why}\n"),
-        );
-        head.headers
-            .insert(header::RETRY_AFTER, HeaderValue::from(self.retry_after));
-        head
-    }
-}
-
-/// Counts a request as in flight from queueing until its response is finished on the
-/// Python side (including the iterable's `close()`).
-#[derive(Debug)]
-pub(crate) struct InFlight(Arc<Shared>);
-
-impl InFlight {
-    fn new(shared: &Arc<Shared>) -> Self {
-        *shared.in_flight.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-        InFlight(shared.clone())
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        let mut n = self.0.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        *n -= 1;
-        self.0.completed.fetch_add(1, Ordering::Relaxed);
-        if *n == 0 {
-            self.0.idle.notify_all();
-        }
-    }
-}
-
-/// One request on its way to a Python thread.
-#[derive(Debug)]
-pub(crate) struct Job {
-    pub(crate) id: u64,
-    pub(crate) enqueued: Instant,
-    pub(crate) vars: CgiVars,
-    pub(crate) input: InputSource,
-    pub(crate) content_length: Option<u64>,
-    pub(crate) tx: Arc<PipeTx>,
-    pub(crate) in_flight: InFlight,
-}
-
 impl Engine {
     /// Configures an engine for the application `app`:
     /// a directory holding a `passenger_wsgi.py` (Passenger's convention: its `application`),
@@ -405,21 +151,7 @@ impl Engine {
     /// The application's directory (a module's: the working directory) goes first on
     /// `sys.path`.
     pub fn builder(app: impl Into<String>) -> EngineBuilder {
-        EngineBuilder {
-            app: app.into(),
-            threads: DEFAULT_THREADS,
-            queue_depth: DEFAULT_QUEUE_DEPTH,
-            retry_after: 1,
-            max_body: None,
-            buffer_body: DEFAULT_BUFFER_BODY,
-            chdir: None,
-            venv: None,
-            strict_python_version: false,
-            timeout: None,
-            max_queue_wait: None,
-            body_timeout: None,
-            trusted_proxies: Vec::new(),
-        }
+        EngineBuilder::new(app.into())
     }
 
     /// The number of Python threads serving this engine.
@@ -487,7 +219,7 @@ impl Engine {
         let head_only = parts.method == Method::HEAD;
         let (tx, rx) = pipe::pipe(PIPE_LIMIT, inner.shared.force_close.clone());
         let mut job = Job {
-            id: inner.shared.next_id.fetch_add(1, Ordering::Relaxed),
+            id: inner.shared.next_id(),
             enqueued: Instant::now(),
             vars,
             input: InputSource::empty(),
@@ -526,10 +258,12 @@ impl Engine {
     /// A snapshot of this engine's counters (for `/metrics`, dashboards and tests).
     pub fn metrics(&self) -> MetricsSnapshot {
         let shared = &self.inner.shared;
-        let in_flight = *shared.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        shared
-            .metrics
-            .snapshot(self.inner.config.threads, in_flight, self.inner.queue.len())
+        let in_flight = shared.in_flight();
+        shared.metrics.snapshot(
+            self.inner.config.threads,
+            in_flight,
+            self.inner.runner.queued(),
+        )
     }
 
     /// Stops taking requests (new ones get 503), lets in-flight requests finish for up to
@@ -540,27 +274,17 @@ impl Engine {
         let shared = self.inner.shared.clone();
         shared.closing.store(true, Ordering::Release);
         let (tx, rx) = futures::channel::oneshot::channel();
-        let started = shared.completed.load(Ordering::Relaxed);
+        let started = shared.completed();
         let spawned = std::thread::Builder::new()
             .name("wsgi-shutdown".into())
             .spawn(move || {
-                let deadline = Instant::now() + grace;
-                let mut n = shared.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-                while *n > 0 {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        break;
-                    }
-                    n = shared.idle.wait_timeout(n, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
-                }
-                let aborted = *n;
-                drop(n);
+                let aborted = shared.wait_idle(grace);
                 if aborted > 0 {
                     tracing::warn!(target: "wsgi_core", aborted, "grace period over; aborting in-flight requests");
                     shared.force_close.store(true, Ordering::Release);
                 }
                 let _ = tx.send(ShutdownReport {
-                    completed: shared.completed.load(Ordering::Relaxed).saturating_sub(started),
+                    completed: shared.completed().saturating_sub(started),
                     aborted,
                 });
             });

@@ -35,29 +35,36 @@
 //! # }
 //! ```
 
-mod access;
+// Data: requests, responses and bodies as plain Rust.
 mod body;
 mod chan;
-mod dispatch;
-mod engine;
 mod environ;
-mod error;
 mod host;
 mod input;
-mod metrics;
+mod job;
 mod pipe;
 mod proxy;
-mod python;
 mod response;
-mod sched;
+mod spec;
+// State shared by the engine and its runner.
+mod access;
+mod config;
+mod metrics;
+mod state;
 mod watchdog;
+// Runners: where the application runs.
+mod dispatch;
+mod python;
+mod runner;
+mod sched;
+// The host-facing engine.
+mod engine;
+mod error;
 
 pub use access::ACCESS_TARGET;
 pub use body::{BodyError, WsgiBody};
-pub use engine::{
-    DEFAULT_BUFFER_BODY, DEFAULT_QUEUE_DEPTH, DEFAULT_THREADS, Engine, EngineBuilder,
-    ResponseFuture, ShutdownFuture, ShutdownReport,
-};
+pub use config::{DEFAULT_BUFFER_BODY, DEFAULT_QUEUE_DEPTH, DEFAULT_THREADS, EngineBuilder};
+pub use engine::{Engine, ResponseFuture, ShutdownFuture, ShutdownReport};
 pub use error::Error;
 pub use host::{BoxError, ConnInfo, HostRequest, MapErrBody, Scheme};
 pub use metrics::MetricsSnapshot;

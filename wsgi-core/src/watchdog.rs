@@ -1,11 +1,12 @@
 //! Request timeouts that free the thread.
 //!
-//! Each Python worker publishes what it runs in a [`Slot`]. A watchdog thread answers a
-//! request that overran (504, or an aborted body if its head went out) and then raises
-//! `TimeoutError` inside the worker thread (`PyThreadState_SetAsyncExc`, as mod_wsgi's
-//! `request-timeout` does), so the view stops at its next Python instruction and its
-//! iterable's `close()` still runs. A thread blocked in C code cannot be interrupted that
-//! way; it is reported (log and metrics) and the rest of the pool keeps serving.
+//! Whatever runs a request publishes it in a [`Slot`]. A watchdog thread answers a
+//! request that overran (504, or an aborted body if its head went out) and then asks the
+//! runner to stop it ([`Runner::interrupt`]: in-process, `TimeoutError` raised inside the
+//! Python thread with `PyThreadState_SetAsyncExc`, as mod_wsgi's `request-timeout` does),
+//! so the view stops at its next Python instruction and its iterable's `close()` still
+//! runs. A thread blocked in C code cannot be interrupted that way; it is reported (log
+//! and metrics) and the rest of the pool keeps serving.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -13,10 +14,11 @@ use std::time::{Duration, Instant};
 
 use http::StatusCode;
 
-use crate::engine::Shared;
+use crate::error::Error;
 use crate::pipe::PipeTx;
-use crate::python;
 use crate::response::Head;
+use crate::runner::Runner;
+use crate::state::Shared;
 
 /// What one worker thread is running.
 #[derive(Debug, Default)]
@@ -25,8 +27,6 @@ pub(crate) struct Slot(Mutex<Option<Running>>);
 #[derive(Debug)]
 pub(crate) struct Running {
     pub(crate) id: u64,
-    /// The worker's Python thread id, for `PyThreadState_SetAsyncExc`.
-    pub(crate) thread: u64,
     pub(crate) deadline: Instant,
     pub(crate) tx: Arc<PipeTx>,
     pub(crate) stage: Stage,
@@ -52,16 +52,28 @@ fn stuck_after(timeout: Duration) -> Duration {
     timeout.max(Duration::from_secs(1))
 }
 
-/// Runs until the engine is dropped.
-pub(crate) fn watch(shared: Weak<Shared>, timeout: Duration) {
+/// Starts the watchdog thread; it ends when the engine is dropped.
+pub(crate) fn start(
+    shared: Weak<Shared>,
+    runner: Weak<dyn Runner>,
+    timeout: Duration,
+) -> Result<(), Error> {
+    std::thread::Builder::new()
+        .name("wsgi-watchdog".into())
+        .spawn(move || watch(shared, runner, timeout))
+        .map(drop)
+        .map_err(Error::Thread)
+}
+
+fn watch(shared: Weak<Shared>, runner: Weak<dyn Runner>, timeout: Duration) {
     let tick = (timeout / 4).clamp(Duration::from_millis(5), Duration::from_millis(250));
     loop {
         std::thread::sleep(tick);
-        let Some(shared) = shared.upgrade() else {
+        let (Some(shared), Some(runner)) = (shared.upgrade(), runner.upgrade()) else {
             return;
         };
         let now = Instant::now();
-        for slot in shared.slots.iter() {
+        for (index, slot) in shared.slots.iter().enumerate() {
             let mut guard = slot.lock();
             let Some(running) = guard.as_mut() else {
                 continue;
@@ -69,7 +81,7 @@ pub(crate) fn watch(shared: Weak<Shared>, timeout: Duration) {
             match running.stage {
                 Stage::Running if now >= running.deadline => {
                     running.stage = Stage::TimedOut;
-                    let (id, thread, tx) = (running.id, running.thread, running.tx.clone());
+                    let (id, tx) = (running.id, running.tx.clone());
                     drop(guard);
                     shared.metrics.timeouts.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(
@@ -81,7 +93,7 @@ pub(crate) fn watch(shared: Weak<Shared>, timeout: Duration) {
                         || Head::plain(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout\n"),
                         "request timed out",
                     );
-                    python::interrupt(thread, || slot.lock().as_ref().is_some_and(|r| r.id == id));
+                    runner.interrupt(index, id);
                 }
                 Stage::TimedOut if now >= running.deadline + stuck_after(timeout) => {
                     running.stage = Stage::Stuck;

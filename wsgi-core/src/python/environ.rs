@@ -12,14 +12,14 @@ use crate::environ::CgiVars;
 pub(crate) struct Template(Py<PyDict>);
 
 impl Template {
-    pub(crate) fn new(py: Python<'_>, multithread: bool) -> PyResult<Self> {
+    pub(crate) fn new(py: Python<'_>, multithread: bool, multiprocess: bool) -> PyResult<Self> {
         let d = PyDict::new(py);
         d.set_item(intern!(py, "wsgi.version"), PyTuple::new(py, [1, 0])?)?;
         d.set_item(
             intern!(py, "wsgi.multithread"),
             PyBool::new(py, multithread),
         )?;
-        d.set_item(intern!(py, "wsgi.multiprocess"), false)?;
+        d.set_item(intern!(py, "wsgi.multiprocess"), multiprocess)?;
         d.set_item(intern!(py, "wsgi.run_once"), false)?;
         d.set_item(intern!(py, "wsgi.input_terminated"), true)?;
         d.set_item(

@@ -1,9 +1,5 @@
-//! Finding and importing the application callable.
-//!
-//! The application string follows gunicorn's and Passenger's conventions: a directory with
-//! a `passenger_wsgi.py`, a `.py` file, a dotted module, each optionally followed by
-//! `:callable` (default `application`), where the callable may be a factory call with
-//! literal arguments, `module:create_app('prod', debug=False)`.
+//! Importing the application callable named by a parsed application string
+//! ([`crate::spec`]).
 
 use std::path::{Path, PathBuf};
 
@@ -12,135 +8,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
 use super::{ensure_initialized, traceback_text};
+use crate::config::AppConfig;
 use crate::error::Error;
-
-/// The file Passenger (and `serve DIR`) looks for in an application directory.
-const PASSENGER_FILE: &str = "passenger_wsgi.py";
-
-/// Where the application comes from.
-#[derive(Debug, PartialEq, Eq)]
-enum Source {
-    File(PathBuf),
-    Module(String),
-}
-
-/// A parsed application string.
-#[derive(Debug, PartialEq, Eq)]
-struct Spec {
-    source: Source,
-    /// The dotted attribute path inside the module.
-    callable: String,
-    /// A factory call's argument list, without the parentheses.
-    call_args: Option<String>,
-}
-
-impl Spec {
-    /// The callable as the user wrote it, e.g. `create_app('prod')`.
-    fn call_text(&self) -> String {
-        match &self.call_args {
-            Some(args) => format!("{}({args})", self.callable),
-            None => self.callable.clone(),
-        }
-    }
-}
-
-fn is_identifier(part: &str) -> bool {
-    let mut chars = part.chars();
-    chars.next().is_some_and(|c| c == '_' || c.is_alphabetic())
-        && chars.all(|c| c == '_' || c.is_alphanumeric())
-}
-
-fn is_dotted_name(text: &str) -> bool {
-    text.split('.').all(is_identifier)
-}
-
-/// Parses `dir`, `file.py`, `file.py:callable`, `pkg.mod:callable` and
-/// `pkg.mod:factory(args)`, checking the file system (relative to the working directory)
-/// to tell a directory from a file from a module.
-fn parse_spec(spec: &str) -> Result<Spec, Error> {
-    let invalid = |reason: &str| Error::InvalidAppSpec {
-        spec: spec.to_owned(),
-        reason: reason.to_owned(),
-    };
-    if spec.trim().is_empty() {
-        return Err(invalid("it is empty"));
-    }
-    // A factory's arguments may hold ':' (URLs, dicts) and a path may hold '(', so the
-    // separator is the last ':' that is followed by a well-formed callable.
-    let split = spec
-        .match_indices(':')
-        .rev()
-        .find_map(|(i, _)| parse_callable(&spec[i + 1..]).map(|c| (&spec[..i], c)));
-    let (target, (callable, call_args)) = match split {
-        Some(found) => found,
-        None if spec.contains(':') => {
-            return Err(invalid(
-                "the part after ':' must be a Python attribute name, or a call of one with \
-                 its arguments in parentheses",
-            ));
-        }
-        None if spec.trim_end().ends_with(')') => {
-            return Err(invalid(
-                "a factory call goes after a ':', as in `package.module:create_app()`",
-            ));
-        }
-        None => (spec, ("application", None)),
-    };
-    if target.is_empty() {
-        return Err(invalid("nothing before the ':'"));
-    }
-    let path = Path::new(target);
-    let source = if path.is_dir() {
-        let passenger = path.join(PASSENGER_FILE);
-        if passenger.is_file() {
-            Source::File(passenger)
-        } else if is_dotted_name(target) && path.join("__init__.py").is_file() {
-            Source::Module(target.to_owned())
-        } else {
-            return Err(Error::NoPassengerFile {
-                dir: path.to_path_buf(),
-            });
-        }
-    } else if target.ends_with(".py") || target.contains('/') || path.is_file() {
-        Source::File(path.to_path_buf())
-    } else if is_dotted_name(target) {
-        Source::Module(target.to_owned())
-    } else {
-        return Err(invalid(
-            "it is neither a directory, a .py file nor a dotted module name",
-        ));
-    };
-    Ok(Spec {
-        source,
-        callable: callable.to_owned(),
-        call_args: call_args.map(str::to_owned),
-    })
-}
-
-/// Splits `name` or `name(args)` into the dotted name and the argument text, if well formed.
-fn parse_callable(text: &str) -> Option<(&str, Option<&str>)> {
-    match text.split_once('(') {
-        Some((name, rest)) => {
-            let args = rest.trim_end().strip_suffix(')')?;
-            let name = name.trim();
-            is_dotted_name(name).then_some((name, Some(args)))
-        }
-        None => is_dotted_name(text).then_some((text, None)),
-    }
-}
-
-/// What [`load_app`] needs besides the application string.
-#[derive(Debug, Default)]
-pub(crate) struct LoadOptions<'a> {
-    /// The virtualenv to activate.
-    pub(crate) venv: Option<&'a Path>,
-    /// Where the venv path came from, for messages, e.g. `" (from $VIRTUAL_ENV)"`.
-    pub(crate) venv_origin: &'a str,
-    /// A directory to put on `sys.path` after the application's own (the `chdir` one).
-    pub(crate) extra_path: Option<&'a Path>,
-    /// Refuse to load when `.python-version` names another Python, instead of warning.
-    pub(crate) strict_python_version: bool,
-}
+use crate::spec::{Source, parse_spec};
 
 /// Serialises application loading: a module is in `sys.modules` while its code runs, and
 /// a second engine loading the same file meanwhile must wait for it, not take it half-made.
@@ -148,34 +18,20 @@ pub(crate) struct LoadOptions<'a> {
 static LOADING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Imports the application and returns its callable.
-pub(crate) fn load_app(spec_text: &str, options: &LoadOptions<'_>) -> Result<Py<PyAny>, Error> {
+pub(crate) fn load_app(options: &AppConfig) -> Result<Py<PyAny>, Error> {
+    let spec_text = options.app.as_str();
     let spec = parse_spec(spec_text)?;
     let _loading = LOADING.lock().unwrap_or_else(|e| e.into_inner());
     let cwd = std::env::current_dir().unwrap_or_default();
-    let (module_dir, label) = match &spec.source {
-        Source::File(path) => {
-            let absolute = cwd.join(path);
-            if !absolute.is_file() {
-                return Err(Error::AppFileNotFound {
-                    path: path.clone(),
-                    cwd,
-                });
-            }
-            let dir = absolute
-                .parent()
-                .map(Path::to_path_buf)
-                .unwrap_or_else(|| cwd.clone());
-            (dir, absolute.display().to_string())
-        }
-        Source::Module(name) => (cwd.clone(), name.clone()),
-    };
+    let located = spec.locate(&cwd)?;
+    let (module_dir, label) = (located.module_dir, located.label);
     ensure_initialized();
     Python::attach(|py| {
-        if let Some(venv) = options.venv {
-            super::venv::activate(py, venv, options.venv_origin)?;
+        if let Some(venv) = &options.venv {
+            super::venv::activate(py, venv, &options.venv_origin)?;
         }
         check_python_version_file(&module_dir, options.strict_python_version)?;
-        if let Some(extra) = options.extra_path {
+        if let Some(extra) = &options.extra_path {
             add_to_sys_path(py, extra).map_err(|e| Error::Python(e.to_string()))?;
         }
         add_to_sys_path(py, &module_dir).map_err(|e| Error::Python(e.to_string()))?;
@@ -554,95 +410,6 @@ fn import_file<'py>(py: Python<'py>, path: &Path) -> PyResult<Bound<'py, PyAny>>
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn spec(source: Source, callable: &str, call_args: Option<&str>) -> Spec {
-        Spec {
-            source,
-            callable: callable.into(),
-            call_args: call_args.map(Into::into),
-        }
-    }
-
-    #[test]
-    fn specs() {
-        assert_eq!(
-            parse_spec("app.py").unwrap(),
-            spec(Source::File("app.py".into()), "application", None)
-        );
-        assert_eq!(
-            parse_spec("dir/app.py:make").unwrap(),
-            spec(Source::File("dir/app.py".into()), "make", None)
-        );
-        assert_eq!(
-            parse_spec("pkg.mod:app").unwrap(),
-            spec(Source::Module("pkg.mod".into()), "app", None)
-        );
-        assert_eq!(
-            parse_spec("pkg.mod:app.wsgi_app").unwrap(),
-            spec(Source::Module("pkg.mod".into()), "app.wsgi_app", None)
-        );
-        assert!(parse_spec("").is_err());
-        assert!(parse_spec("pkg.mod:").is_err());
-        assert!(parse_spec("not a module:app").is_err());
-        assert!(parse_spec("pkg.mod:1app").is_err());
-    }
-
-    #[test]
-    fn factory_specs_keep_their_arguments() {
-        assert_eq!(
-            parse_spec("pkg.mod:create_app()").unwrap(),
-            spec(Source::Module("pkg.mod".into()), "create_app", Some(""))
-        );
-        // A ':' inside the arguments is not the separator.
-        assert_eq!(
-            parse_spec("app.py:make('http://x:1', {'a': 1}, debug=False)").unwrap(),
-            spec(
-                Source::File("app.py".into()),
-                "make",
-                Some("'http://x:1', {'a': 1}, debug=False")
-            )
-        );
-        // A '(' in the path is not a call.
-        assert_eq!(
-            parse_spec("/srv/site (old)/app.py:create_app()").unwrap(),
-            spec(
-                Source::File("/srv/site (old)/app.py".into()),
-                "create_app",
-                Some("")
-            )
-        );
-        assert_eq!(
-            parse_spec("/srv/site (old)/app.py").unwrap(),
-            spec(
-                Source::File("/srv/site (old)/app.py".into()),
-                "application",
-                None
-            )
-        );
-        assert!(parse_spec("pkg.mod:create_app(").is_err());
-        assert!(parse_spec("create_app()").is_err());
-    }
-
-    #[test]
-    fn a_directory_means_its_passenger_file() {
-        let dir = std::env::temp_dir().join(format!("wsgi-core-spec-dir-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let text = dir.to_str().unwrap();
-        assert!(matches!(
-            parse_spec(text),
-            Err(Error::NoPassengerFile { .. })
-        ));
-        std::fs::write(dir.join(PASSENGER_FILE), "").unwrap();
-        assert_eq!(
-            parse_spec(text).unwrap(),
-            spec(Source::File(dir.join(PASSENGER_FILE)), "application", None)
-        );
-        assert_eq!(
-            parse_spec(&format!("{text}:app")).unwrap(),
-            spec(Source::File(dir.join(PASSENGER_FILE)), "app", None)
-        );
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
 
     #[test]
     fn python_version_files() {

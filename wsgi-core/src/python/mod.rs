@@ -18,7 +18,7 @@ mod worker;
 use pyo3::prelude::*;
 
 pub use info::{PythonInfo, python_info};
-pub(crate) use loader::{LoadOptions, load_app};
+pub(crate) use loader::load_app;
 pub use venv::activate_venv;
 pub(crate) use worker::spawn_workers;
 

@@ -2,8 +2,8 @@
 
 use std::fs::File;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -20,18 +20,22 @@ use super::input::WsgiInput;
 use super::start_response::{StartResponse, to_bytes};
 use super::traceback_text;
 use crate::dispatch::{Dispatch, Park};
-use crate::engine::{InFlight, Job, Shared};
 use crate::environ::CgiVars;
 use crate::error::Error;
+use crate::job::Job;
 use crate::pipe::{Msg, PipeTx};
 use crate::response::Head;
+use crate::state::{InFlight, Shared};
 use crate::watchdog::{Running, Slot, Stage};
 
-/// Starts one Python thread per slot of `shared`, serving `queue` with `app`.
+/// Starts one Python thread per slot of `shared`, serving `queue` with `app`; each thread
+/// records its Python thread id in `idents[slot]`, for interrupting it.
 pub(crate) fn spawn_workers(
     app: Py<PyAny>,
     queue: Arc<Dispatch<Job>>,
     shared: Arc<Shared>,
+    idents: Arc<[OnceLock<u64>]>,
+    multiprocess: bool,
 ) -> Result<Vec<JoinHandle<()>>, Error> {
     let app = Arc::new(app);
     (0..shared.slots.len())
@@ -40,6 +44,8 @@ pub(crate) fn spawn_workers(
                 app: app.clone(),
                 queue: queue.clone(),
                 shared: shared.clone(),
+                idents: idents.clone(),
+                multiprocess,
                 index,
             };
             std::thread::Builder::new()
@@ -54,6 +60,8 @@ struct Worker {
     app: Arc<Py<PyAny>>,
     queue: Arc<Dispatch<Job>>,
     shared: Arc<Shared>,
+    idents: Arc<[OnceLock<u64>]>,
+    multiprocess: bool,
     index: usize,
 }
 
@@ -85,8 +93,8 @@ impl Worker {
         }
         let multithread = self.shared.slots.len() > 1;
         Python::attach(|py| {
-            let setup =
-                Template::new(py, multithread).and_then(|t| Ok((t, super::thread_ident(py)?)));
+            let setup = Template::new(py, multithread, self.multiprocess)
+                .and_then(|t| Ok((t, super::thread_ident(py)?)));
             let (template, thread) = match setup {
                 Ok(s) => s,
                 Err(e) => {
@@ -94,6 +102,7 @@ impl Worker {
                     return;
                 }
             };
+            let _ = self.idents[self.index].set(thread);
             self.queue.register(self.index);
             let mut woken = false;
             loop {
@@ -107,25 +116,10 @@ impl Worker {
                     }
                     continue;
                 };
-                if job.tx.is_gone() {
-                    tracing::debug!(target: "wsgi_core", "client left while the request was queued; not run");
+                if !self.shared.admit(&job) {
                     continue;
                 }
-                let waited = job.enqueued.elapsed();
                 let metrics = &self.shared.metrics;
-                metrics.queue_wait_nanos.fetch_add(
-                    u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX),
-                    Ordering::Relaxed,
-                );
-                if self.shared.max_queue_wait.is_some_and(|max| waited > max) {
-                    metrics.rejected_overload.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(target: "wsgi_core", waited_ms = waited.as_millis() as u64, "request waited too long in the queue; answered 503");
-                    let _ = job.tx.try_send(Msg::Head(
-                        self.shared
-                            .unavailable("the request waited too long for a Python thread"),
-                    ));
-                    continue;
-                }
                 metrics.busy_threads.fetch_add(1, Ordering::Relaxed);
                 // A bug in this crate must cost one response, not a worker thread.
                 let ran = std::panic::catch_unwind(AssertUnwindSafe(|| {
@@ -144,7 +138,6 @@ impl Worker {
         let _published = self.shared.timeout.map(|timeout| {
             *slot.lock() = Some(Running {
                 id: job.id,
-                thread,
                 deadline: Instant::now() + timeout,
                 tx: job.tx.clone(),
                 stage: Stage::Running,

@@ -1,0 +1,34 @@
+//! Where requests run. The host-facing engine ([`crate::engine`]) keeps the queue's
+//! admission, the limits, the timeouts' answers, the access log and the metrics; a runner
+//! takes queued [`Job`]s and runs the application on them. Today's runner is a pool of
+//! Python threads in this process ([`threads`]); the engine sees it only through
+//! [`Runner`], so another (Python in worker processes) fits behind the same interface.
+
+pub(crate) mod threads;
+
+use crate::job::Job;
+
+/// Why a runner did not take a job.
+#[derive(Debug)]
+pub(crate) enum Refused {
+    /// The queue is full: the request gets 503.
+    Full,
+    /// The runner has stopped.
+    Closed,
+}
+
+/// The interface between the engine and whatever runs the application.
+pub(crate) trait Runner: Send + Sync + std::fmt::Debug {
+    /// Queues `job` without blocking.
+    fn submit(&self, job: Job) -> Result<(), Refused>;
+
+    /// Jobs waiting for a thread.
+    fn queued(&self) -> usize;
+
+    /// Stops taking jobs; what is queued still runs.
+    fn close(&self);
+
+    /// Stops the request `id` running in watchdog slot `slot`, which overran its timeout
+    /// and has been answered already. Must not hit another request of that slot.
+    fn interrupt(&self, slot: usize, id: u64);
+}

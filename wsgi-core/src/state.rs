@@ -1,0 +1,157 @@
+//! What the host-facing engine and its runner share: the in-flight count that shutdown
+//! waits on, the counters, the watchdog's slots and the limits every runner applies the
+//! same way when it takes a job from the queue.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use http::{HeaderValue, StatusCode, header};
+
+use crate::job::Job;
+use crate::metrics::Metrics;
+use crate::pipe::Msg;
+use crate::response::Head;
+use crate::watchdog::Slot;
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) closing: AtomicBool,
+    /// Set when shutdown's grace period ran out, to free senders parked on backpressure.
+    pub(crate) force_close: Arc<AtomicBool>,
+    in_flight: Mutex<usize>,
+    idle: Condvar,
+    completed: AtomicUsize,
+    pub(crate) metrics: Arc<Metrics>,
+    /// One per place a request can run (a Python thread): what it runs, for the watchdog.
+    pub(crate) slots: Box<[Slot]>,
+    next_id: AtomicU64,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) max_queue_wait: Option<Duration>,
+    pub(crate) body_timeout: Option<Duration>,
+    pub(crate) retry_after: u32,
+}
+
+/// The limits that [`Shared`] carries for the runners.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) max_queue_wait: Option<Duration>,
+    pub(crate) body_timeout: Option<Duration>,
+    pub(crate) retry_after: u32,
+}
+
+impl Shared {
+    pub(crate) fn new(slots: usize, limits: Limits) -> Self {
+        Shared {
+            closing: AtomicBool::new(false),
+            force_close: Arc::new(AtomicBool::new(false)),
+            in_flight: Mutex::new(0),
+            idle: Condvar::new(),
+            completed: AtomicUsize::new(0),
+            metrics: Arc::new(Metrics::default()),
+            slots: (0..slots).map(|_| Slot::default()).collect(),
+            next_id: AtomicU64::new(0),
+            timeout: limits.timeout,
+            max_queue_wait: limits.max_queue_wait,
+            body_timeout: limits.body_timeout,
+            retry_after: limits.retry_after,
+        }
+    }
+
+    /// A fresh request id.
+    pub(crate) fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The 503 answer to a request that cannot be served now.
+    pub(crate) fn unavailable(&self, why: &str) -> Head {
+        let mut head = Head::plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("Service Unavailable: {why}\n"),
+        );
+        head.headers
+            .insert(header::RETRY_AFTER, HeaderValue::from(self.retry_after));
+        head
+    }
+
+    /// Decides, as a runner takes `job` from the queue, whether it still runs: a request
+    /// whose client has gone is dropped, one that waited past `max_queue_wait` is answered
+    /// 503. Either way the job is consumed and `false` returned.
+    pub(crate) fn admit(&self, job: &Job) -> bool {
+        if job.tx.is_gone() {
+            tracing::debug!(target: "wsgi_core", "client left while the request was queued; not run");
+            return false;
+        }
+        let waited = job.enqueued.elapsed();
+        let metrics = &self.metrics;
+        metrics.queue_wait_nanos.fetch_add(
+            u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        if self.max_queue_wait.is_some_and(|max| waited > max) {
+            metrics.rejected_overload.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(target: "wsgi_core", waited_ms = waited.as_millis() as u64, "request waited too long in the queue; answered 503");
+            let _ = job.tx.try_send(Msg::Head(
+                self.unavailable("the request waited too long for a Python thread"),
+            ));
+            return false;
+        }
+        true
+    }
+
+    fn lock_in_flight(&self) -> MutexGuard<'_, usize> {
+        self.in_flight.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Requests queued or running, including responses still streaming.
+    pub(crate) fn in_flight(&self) -> usize {
+        *self.lock_in_flight()
+    }
+
+    /// Requests finished since the engine started.
+    pub(crate) fn completed(&self) -> usize {
+        self.completed.load(Ordering::Relaxed)
+    }
+
+    /// Waits until nothing is in flight or `grace` has passed; returns what is left.
+    pub(crate) fn wait_idle(&self, grace: Duration) -> usize {
+        let deadline = std::time::Instant::now() + grace;
+        let mut n = self.lock_in_flight();
+        while *n > 0 {
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                break;
+            }
+            n = self
+                .idle
+                .wait_timeout(n, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        *n
+    }
+}
+
+/// Counts a request as in flight from queueing until its response is finished on the
+/// Python side (including the iterable's `close()`).
+#[derive(Debug)]
+pub(crate) struct InFlight(Arc<Shared>);
+
+impl InFlight {
+    pub(crate) fn new(shared: &Arc<Shared>) -> Self {
+        *shared.lock_in_flight() += 1;
+        InFlight(shared.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut n = self.0.lock_in_flight();
+        *n -= 1;
+        self.0.completed.fetch_add(1, Ordering::Relaxed);
+        if *n == 0 {
+            self.0.idle.notify_all();
+        }
+    }
+}
