@@ -46,6 +46,7 @@ mod host;
 mod input;
 mod metrics;
 mod pipe;
+mod process;
 mod proxy;
 mod python;
 mod response;
