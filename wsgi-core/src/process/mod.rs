@@ -2,7 +2,7 @@
 //! so a crash in a C extension costs one worker instead of the host.
 //!
 //! The pieces, bottom up: [`wire`] frames bytes on a socket; [`messages`] are what the two
-//! sides say.
+//! sides say; [`log`] carries a worker's `tracing` events to the host's.
 
 // The runner and supervisor that use these pieces land separately.
 #![allow(
@@ -11,5 +11,6 @@
     reason = "the worker-process runner is built on these next"
 )]
 
+pub(crate) mod log;
 pub(crate) mod messages;
 pub(crate) mod wire;
