@@ -62,5 +62,6 @@ pub use engine::{
 pub use error::Error;
 pub use host::{BoxError, ConnInfo, HostRequest, MapErrBody, Scheme};
 pub use metrics::MetricsSnapshot;
+pub use process::run_if_worker;
 pub use python::{PythonInfo, activate_venv, python_info};
 pub use sched::batch_scheduling;
