@@ -170,4 +170,47 @@ pub enum Error {
     /// A worker thread could not be started.
     #[error("could not start a Python worker thread: {0}")]
     Thread(#[source] std::io::Error),
+    /// Worker processes were asked for on a platform that does not have them yet.
+    #[error(
+        "worker processes are supported on Linux only; leave the number of processes unset \
+         to run Python in this process"
+    )]
+    ProcessesUnsupported,
+    /// This process was started as a worker process, yet is about to start workers of its
+    /// own: its `main` runs again instead of handing over to the worker.
+    #[error(
+        "this process is a wsgi-core worker process (WSGI_CORE_WORKER is set) and must not start \
+         workers of its own: this binary's main() does not hand worker processes over to \
+         wsgi-core; add `wsgi_core::run_if_worker();` as the first line of main()"
+    )]
+    NestedWorker,
+    /// A worker process could not be started.
+    #[error("could not start a worker process: {0}")]
+    WorkerSpawn(#[source] std::io::Error),
+    /// A worker process exited before it said whether the application loaded.
+    #[error(
+        "worker process {pid} exited ({status}) before reporting; if this binary's main() does \
+         not call wsgi_core::run_if_worker() first, add it"
+    )]
+    WorkerExitedEarly {
+        /// The worker's process id.
+        pid: u32,
+        /// How it ended, e.g. `exit status 1` or `killed by signal 9 (SIGKILL)`.
+        status: String,
+    },
+    /// A worker process died while loading the application, after it had begun to report.
+    #[error("worker process {pid} exited ({status}) while loading the application")]
+    WorkerCrashed {
+        /// The worker's process id.
+        pid: u32,
+        /// How it ended, e.g. `killed by signal 11 (SIGSEGV)`.
+        status: String,
+    },
+    /// A worker process could not load the application; the message is the error the
+    /// worker met, worded as when Python runs in this process.
+    #[error("{0}")]
+    WorkerStartup(String),
+    /// The control channel to a worker process broke or carried something unreadable.
+    #[error("lost the channel to a worker process: {0}")]
+    WorkerChannel(#[source] std::io::Error),
 }

@@ -1,0 +1,901 @@
+//! The messages between the host and a worker process, and their payload layouts.
+//!
+//! Two kinds of socket join a host to a worker:
+//!
+//! - one **data socket per worker thread** (a "slot"): the host sends a [`ToWorker::Request`]
+//!   only when the slot is idle, then body pieces as the worker asks for them
+//!   ([`FromWorker::Want`]); the worker answers [`FromWorker::Started`], a
+//!   [`FromWorker::Head`], body pieces, and [`FromWorker::End`] or [`FromWorker::Abort`].
+//!   Body frames the host sent before it learnt the request was over may still be queued
+//!   when the next request starts: the worker skips body frames until a `Request`.
+//! - one **control socket per worker**: [`ControlToWorker`] and [`ControlFromWorker`].
+//!
+//! Kinds are disjoint across the four message types, so a frame sent the wrong way is an
+//! error rather than a misreading. Integers are little-endian; strings and byte strings are
+//! a `u32` length then the bytes; an optional value is a presence byte then the value.
+
+use std::borrow::Cow;
+use std::io;
+use std::path::PathBuf;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use tracing::Level;
+use tracing::level_filters::LevelFilter;
+
+use super::wire::{Encoded, Fields, Frame, Message, invalid, put_bytes, put_opt_bytes};
+use crate::environ::CgiVars;
+use crate::response::{Head, HeadBody};
+
+// Data socket, host → worker.
+const REQUEST: u8 = 0x01;
+const BODY: u8 = 0x02;
+const BODY_END: u8 = 0x03;
+const BODY_FAILED: u8 = 0x04;
+const BODY_TOO_LARGE: u8 = 0x05;
+const BODY_TIMED_OUT: u8 = 0x06;
+// Data socket, worker → host.
+const STARTED: u8 = 0x11;
+const WANT: u8 = 0x12;
+const HEAD: u8 = 0x13;
+const DATA: u8 = 0x14;
+const END: u8 = 0x15;
+const ABORT: u8 = 0x16;
+// Control socket, host → worker.
+const CONFIG: u8 = 0x21;
+const INTERRUPT: u8 = 0x22;
+const CANCEL: u8 = 0x23;
+const SHUTDOWN: u8 = 0x24;
+// Control socket, worker → host.
+const READY: u8 = 0x31;
+const STARTUP_FAILED: u8 = 0x32;
+const LOG: u8 = 0x33;
+const STATS: u8 = 0x34;
+
+/// A request handed to a worker thread.
+#[derive(Debug)]
+pub(crate) struct Request {
+    /// The host's id for the request, echoed in [`FromWorker::Started`] and used by
+    /// [`ControlToWorker::Interrupt`] and [`ControlToWorker::Cancel`].
+    pub(crate) id: u64,
+    /// The CGI variables, computed by the host.
+    pub(crate) vars: CgiVars,
+    /// The declared body length, when the request has one.
+    pub(crate) content_length: Option<u64>,
+    /// How the body follows.
+    pub(crate) body: RequestBody,
+}
+
+/// How a request's body reaches the worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RequestBody {
+    /// No body at all.
+    None,
+    /// The whole body, already buffered by the host, in the request's own frame (which
+    /// bounds it to [`MAX_FRAME`](super::wire::MAX_FRAME) with the CGI variables).
+    Inline(Bytes),
+    /// Pieces follow on demand: [`FromWorker::Want`] then [`ToWorker::Body`] frames, ended
+    /// by `BodyEnd`, `BodyFailed`, `BodyTooLarge` or `BodyTimedOut`.
+    Streamed,
+}
+
+/// Data socket, host → worker.
+#[derive(Debug)]
+pub(crate) enum ToWorker {
+    /// A new request for this slot (boxed: the CGI variables dwarf the other variants).
+    Request(Box<Request>),
+    /// A piece of the request body.
+    Body(Bytes),
+    /// The body is complete.
+    BodyEnd,
+    /// The body could not be read (client vanished, malformed chunking, ...).
+    BodyFailed(String),
+    /// The body grew past the configured maximum (the limit, in bytes).
+    BodyTooLarge(u64),
+    /// The client stopped sending the body for longer than the body timeout.
+    BodyTimedOut(String),
+}
+
+/// Data socket, worker → host.
+#[derive(Debug)]
+pub(crate) enum FromWorker {
+    /// The application's thread took the request with this id.
+    Started {
+        /// The request's id.
+        id: u64,
+    },
+    /// `wsgi.input` needs this many more body bytes; `u64::MAX` for the rest.
+    Want(u64),
+    /// The response head, sent when PEP 3333 commits it.
+    Head(Head),
+    /// A piece of the response body.
+    Data(Bytes),
+    /// The response is complete.
+    End,
+    /// The response failed after its head was sent; the host aborts the body.
+    Abort(String),
+}
+
+/// What a worker process needs to load the application, sent first on the control socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct WorkerConfig {
+    /// The application spec, as the user gave it.
+    pub(crate) app: String,
+    /// Python threads in this worker (one data socket each).
+    pub(crate) threads: usize,
+    /// The virtualenv to activate.
+    pub(crate) venv: Option<PathBuf>,
+    /// Where the venv path came from, for error messages (e.g. `" (from $VIRTUAL_ENV)"`).
+    pub(crate) venv_origin: String,
+    /// The directory to change to and put on `sys.path` (`--chdir`).
+    pub(crate) extra_path: Option<PathBuf>,
+    /// Refuse a `.python-version` that names another Python.
+    pub(crate) strict_python_version: bool,
+    /// `wsgi.multiprocess`.
+    pub(crate) multiprocess: bool,
+    /// This worker's index among the host's workers, for logs.
+    pub(crate) index: u32,
+    /// The most verbose level the host logs (its `LevelFilter::current()`), so a worker
+    /// does not ship records the host would drop.
+    pub(crate) log_level: LevelFilter,
+}
+
+/// Control socket, host → worker.
+#[derive(Debug)]
+pub(crate) enum ControlToWorker {
+    /// The worker's configuration; always the first message.
+    Config(WorkerConfig),
+    /// Raise `TimeoutError` in the thread of `slot` if it still runs request `id`.
+    Interrupt {
+        /// The worker thread's slot.
+        slot: u32,
+        /// The request that timed out.
+        id: u64,
+    },
+    /// The client of request `id` on `slot` is gone: stop sending, call `close()`.
+    Cancel {
+        /// The worker thread's slot.
+        slot: u32,
+        /// The abandoned request.
+        id: u64,
+    },
+    /// Finish the requests in flight within `grace_ms`, then exit.
+    Shutdown {
+        /// Milliseconds the worker may take.
+        grace_ms: u64,
+    },
+}
+
+/// One log event of a worker, re-emitted by the host into its own `tracing`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LogRecord {
+    /// The event's level.
+    pub(crate) level: Level,
+    /// The event's target in the worker.
+    pub(crate) target: String,
+    /// The message, with the event's other fields appended as ` key=value`.
+    pub(crate) message: String,
+}
+
+/// Control socket, worker → host.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum ControlFromWorker {
+    /// The application is loaded; the worker takes requests.
+    Ready {
+        /// The worker's process id.
+        pid: u32,
+        /// The embedded Python's version.
+        python: String,
+    },
+    /// Loading failed; the message is the error as the in-process engine would show it.
+    StartupFailed {
+        /// The error, ready for the user.
+        message: String,
+    },
+    /// A log event.
+    Log(LogRecord),
+    /// Periodic figures for the supervisor.
+    Stats {
+        /// Resident memory.
+        rss_bytes: u64,
+        /// Requests served so far.
+        requests: u64,
+    },
+}
+
+impl Message for ToWorker {
+    fn encode(&self, out: &mut BytesMut) -> Encoded {
+        match self {
+            ToWorker::Request(req) => {
+                out.put_u64_le(req.id);
+                match req.content_length {
+                    Some(n) => {
+                        out.put_u8(1);
+                        out.put_u64_le(n);
+                    }
+                    None => out.put_u8(0),
+                }
+                put_cgi_vars(out, &req.vars);
+                match &req.body {
+                    RequestBody::None => {
+                        out.put_u8(0);
+                        Encoded::fields(REQUEST)
+                    }
+                    RequestBody::Streamed => {
+                        out.put_u8(1);
+                        Encoded::fields(REQUEST)
+                    }
+                    RequestBody::Inline(body) => {
+                        out.put_u8(2);
+                        Encoded::with_tail(REQUEST, body.clone())
+                    }
+                }
+            }
+            ToWorker::Body(data) => Encoded::body(BODY, data.clone()),
+            ToWorker::BodyEnd => Encoded::fields(BODY_END),
+            ToWorker::BodyFailed(why) => {
+                put_bytes(out, why.as_bytes());
+                Encoded::fields(BODY_FAILED)
+            }
+            ToWorker::BodyTooLarge(limit) => {
+                out.put_u64_le(*limit);
+                Encoded::fields(BODY_TOO_LARGE)
+            }
+            ToWorker::BodyTimedOut(why) => {
+                put_bytes(out, why.as_bytes());
+                Encoded::fields(BODY_TIMED_OUT)
+            }
+        }
+    }
+
+    fn decode(frame: Frame) -> io::Result<Self> {
+        let mut f = Fields::new(frame.payload);
+        let msg = match frame.kind {
+            REQUEST => {
+                let id = f.u64("request id")?;
+                let content_length = f.option("content length", |f| f.u64("content length"))?;
+                let vars = get_cgi_vars(&mut f)?;
+                let body = match f.u8("body kind")? {
+                    0 => RequestBody::None,
+                    1 => RequestBody::Streamed,
+                    2 => RequestBody::Inline(f.rest()),
+                    k => return Err(invalid(format!("unknown request body kind {k}"))),
+                };
+                ToWorker::Request(Box::new(Request {
+                    id,
+                    vars,
+                    content_length,
+                    body,
+                }))
+            }
+            BODY => ToWorker::Body(f.rest()),
+            BODY_END => ToWorker::BodyEnd,
+            BODY_FAILED => ToWorker::BodyFailed(f.string("body error")?),
+            BODY_TOO_LARGE => ToWorker::BodyTooLarge(f.u64("body limit")?),
+            BODY_TIMED_OUT => ToWorker::BodyTimedOut(f.string("body timeout")?),
+            k => return Err(unexpected(k, "a host-to-worker data")),
+        };
+        f.finish("a host-to-worker data frame")?;
+        Ok(msg)
+    }
+}
+
+impl Message for FromWorker {
+    fn encode(&self, out: &mut BytesMut) -> Encoded {
+        match self {
+            FromWorker::Started { id } => {
+                out.put_u64_le(*id);
+                Encoded::fields(STARTED)
+            }
+            FromWorker::Want(n) => {
+                out.put_u64_le(*n);
+                Encoded::fields(WANT)
+            }
+            FromWorker::Head(head) => {
+                // Fields go before the body tail; a new field (a reason phrase) is one more
+                // line here and in `decode`.
+                out.put_u16_le(head.status.as_u16());
+                let count = u32::try_from(head.headers.len()).expect("header count fits u32");
+                out.put_u32_le(count);
+                for (name, value) in &head.headers {
+                    put_bytes(out, name.as_str().as_bytes());
+                    put_bytes(out, value.as_bytes());
+                }
+                match &head.body {
+                    HeadBody::Stream => {
+                        out.put_u8(0);
+                        Encoded::fields(HEAD)
+                    }
+                    HeadBody::Full(body) => {
+                        out.put_u8(1);
+                        Encoded::with_tail(HEAD, body.clone())
+                    }
+                }
+            }
+            FromWorker::Data(data) => Encoded::body(DATA, data.clone()),
+            FromWorker::End => Encoded::fields(END),
+            FromWorker::Abort(why) => {
+                put_bytes(out, why.as_bytes());
+                Encoded::fields(ABORT)
+            }
+        }
+    }
+
+    fn decode(frame: Frame) -> io::Result<Self> {
+        let mut f = Fields::new(frame.payload);
+        let msg = match frame.kind {
+            STARTED => FromWorker::Started {
+                id: f.u64("request id")?,
+            },
+            WANT => FromWorker::Want(f.u64("wanted bytes")?),
+            HEAD => {
+                let code = f.u16("status")?;
+                let status = StatusCode::from_u16(code)
+                    .map_err(|_| invalid(format!("{code} is not an HTTP status")))?;
+                let count = f.count("headers", 8)?;
+                let mut headers = HeaderMap::with_capacity(count);
+                for _ in 0..count {
+                    let name = HeaderName::from_bytes(&f.bytes("header name")?)
+                        .map_err(|_| invalid("malformed header name"))?;
+                    // Shares the frame's buffer rather than copying the value.
+                    let value = HeaderValue::from_maybe_shared(f.bytes("header value")?)
+                        .map_err(|_| invalid("malformed header value"))?;
+                    headers.append(name, value);
+                }
+                let body = match f.u8("head body kind")? {
+                    0 => HeadBody::Stream,
+                    1 => HeadBody::Full(f.rest()),
+                    k => return Err(invalid(format!("unknown head body kind {k}"))),
+                };
+                FromWorker::Head(Head {
+                    status,
+                    headers,
+                    body,
+                })
+            }
+            DATA => FromWorker::Data(f.rest()),
+            END => FromWorker::End,
+            ABORT => FromWorker::Abort(f.string("abort reason")?),
+            k => return Err(unexpected(k, "a worker-to-host data")),
+        };
+        f.finish("a worker-to-host data frame")?;
+        Ok(msg)
+    }
+}
+
+impl Message for ControlToWorker {
+    fn encode(&self, out: &mut BytesMut) -> Encoded {
+        match self {
+            ControlToWorker::Config(c) => {
+                put_bytes(out, c.app.as_bytes());
+                out.put_u64_le(c.threads as u64);
+                put_opt_bytes(out, c.venv.as_deref().map(path_bytes).as_deref());
+                put_bytes(out, c.venv_origin.as_bytes());
+                put_opt_bytes(out, c.extra_path.as_deref().map(path_bytes).as_deref());
+                out.put_u8(c.strict_python_version.into());
+                out.put_u8(c.multiprocess.into());
+                out.put_u32_le(c.index);
+                out.put_u8(level_filter_code(c.log_level));
+                Encoded::fields(CONFIG)
+            }
+            ControlToWorker::Interrupt { slot, id } => {
+                out.put_u32_le(*slot);
+                out.put_u64_le(*id);
+                Encoded::fields(INTERRUPT)
+            }
+            ControlToWorker::Cancel { slot, id } => {
+                out.put_u32_le(*slot);
+                out.put_u64_le(*id);
+                Encoded::fields(CANCEL)
+            }
+            ControlToWorker::Shutdown { grace_ms } => {
+                out.put_u64_le(*grace_ms);
+                Encoded::fields(SHUTDOWN)
+            }
+        }
+    }
+
+    fn decode(frame: Frame) -> io::Result<Self> {
+        let mut f = Fields::new(frame.payload);
+        let msg = match frame.kind {
+            CONFIG => {
+                let app = f.string("app")?;
+                let threads = usize::try_from(f.u64("threads")?)
+                    .map_err(|_| invalid("thread count out of range"))?;
+                let venv = f.option("venv", |f| f.vec("venv").map(path_from))?;
+                let venv_origin = f.string("venv origin")?;
+                let extra_path = f.option("extra path", |f| f.vec("extra path").map(path_from))?;
+                ControlToWorker::Config(WorkerConfig {
+                    app,
+                    threads,
+                    venv,
+                    venv_origin,
+                    extra_path,
+                    strict_python_version: f.bool("strict python version")?,
+                    multiprocess: f.bool("multiprocess")?,
+                    index: f.u32("worker index")?,
+                    log_level: level_filter_from(f.u8("log level")?)?,
+                })
+            }
+            INTERRUPT => ControlToWorker::Interrupt {
+                slot: f.u32("slot")?,
+                id: f.u64("request id")?,
+            },
+            CANCEL => ControlToWorker::Cancel {
+                slot: f.u32("slot")?,
+                id: f.u64("request id")?,
+            },
+            SHUTDOWN => ControlToWorker::Shutdown {
+                grace_ms: f.u64("grace")?,
+            },
+            k => return Err(unexpected(k, "a host-to-worker control")),
+        };
+        f.finish("a host-to-worker control frame")?;
+        Ok(msg)
+    }
+}
+
+impl Message for ControlFromWorker {
+    fn encode(&self, out: &mut BytesMut) -> Encoded {
+        match self {
+            ControlFromWorker::Ready { pid, python } => {
+                out.put_u32_le(*pid);
+                put_bytes(out, python.as_bytes());
+                Encoded::fields(READY)
+            }
+            ControlFromWorker::StartupFailed { message } => {
+                put_bytes(out, message.as_bytes());
+                Encoded::fields(STARTUP_FAILED)
+            }
+            ControlFromWorker::Log(record) => {
+                out.put_u8(level_code(record.level));
+                put_bytes(out, record.target.as_bytes());
+                put_bytes(out, record.message.as_bytes());
+                Encoded::fields(LOG)
+            }
+            ControlFromWorker::Stats {
+                rss_bytes,
+                requests,
+            } => {
+                out.put_u64_le(*rss_bytes);
+                out.put_u64_le(*requests);
+                Encoded::fields(STATS)
+            }
+        }
+    }
+
+    fn decode(frame: Frame) -> io::Result<Self> {
+        let mut f = Fields::new(frame.payload);
+        let msg = match frame.kind {
+            READY => ControlFromWorker::Ready {
+                pid: f.u32("pid")?,
+                python: f.string("python version")?,
+            },
+            STARTUP_FAILED => ControlFromWorker::StartupFailed {
+                message: f.string("startup error")?,
+            },
+            LOG => ControlFromWorker::Log(LogRecord {
+                level: level_from(f.u8("log level")?)?,
+                target: f.string("log target")?,
+                message: f.string("log message")?,
+            }),
+            STATS => ControlFromWorker::Stats {
+                rss_bytes: f.u64("rss")?,
+                requests: f.u64("requests")?,
+            },
+            k => return Err(unexpected(k, "a worker-to-host control")),
+        };
+        f.finish("a worker-to-host control frame")?;
+        Ok(msg)
+    }
+}
+
+fn unexpected(kind: u8, channel: &str) -> io::Error {
+    invalid(format!("frame kind {kind:#04x} is not {channel} message"))
+}
+
+fn put_cgi_vars(out: &mut BytesMut, v: &CgiVars) {
+    put_bytes(out, v.method.as_str().as_bytes());
+    put_bytes(out, v.script_name.as_bytes());
+    put_bytes(out, &v.path_info);
+    put_bytes(out, v.query_string.as_bytes());
+    put_bytes(out, v.request_uri.as_bytes());
+    put_bytes(out, v.protocol.as_bytes());
+    put_bytes(out, v.url_scheme.as_bytes());
+    put_bytes(out, &v.server_name);
+    put_bytes(out, v.server_port.as_bytes());
+    put_opt_bytes(out, v.remote_addr.as_deref().map(str::as_bytes));
+    put_opt_bytes(out, v.remote_port.as_deref().map(str::as_bytes));
+    put_opt_bytes(out, v.content_type.as_deref());
+    put_opt_bytes(out, v.content_length.as_deref());
+    let count = u32::try_from(v.headers.len()).expect("header count fits u32");
+    out.put_u32_le(count);
+    for (name, value) in &v.headers {
+        put_bytes(out, name.as_bytes());
+        put_bytes(out, value);
+    }
+}
+
+fn get_cgi_vars(f: &mut Fields) -> io::Result<CgiVars> {
+    let method = Method::from_bytes(&f.bytes("method")?).map_err(|_| invalid("bad method"))?;
+    let script_name = f.string("SCRIPT_NAME")?;
+    let path_info = f.vec("PATH_INFO")?;
+    let query_string = f.string("QUERY_STRING")?;
+    let request_uri = f.string("REQUEST_URI")?;
+    let protocol = match &f.bytes("SERVER_PROTOCOL")?[..] {
+        b"HTTP/0.9" => "HTTP/0.9",
+        b"HTTP/1.0" => "HTTP/1.0",
+        b"HTTP/1.1" => "HTTP/1.1",
+        b"HTTP/2" => "HTTP/2",
+        b"HTTP/3" => "HTTP/3",
+        other => {
+            return Err(invalid(format!(
+                "unknown SERVER_PROTOCOL {:?}",
+                String::from_utf8_lossy(other)
+            )));
+        }
+    };
+    let url_scheme = match &f.bytes("wsgi.url_scheme")?[..] {
+        b"http" => "http",
+        b"https" => "https",
+        other => {
+            return Err(invalid(format!(
+                "unknown url scheme {:?}",
+                String::from_utf8_lossy(other)
+            )));
+        }
+    };
+    let server_name = f.vec("SERVER_NAME")?;
+    let server_port = f.string("SERVER_PORT")?;
+    let remote_addr = f.opt_string("REMOTE_ADDR")?;
+    let remote_port = f.opt_string("REMOTE_PORT")?;
+    let content_type = f.opt_vec("CONTENT_TYPE")?;
+    let content_length = f.opt_vec("CONTENT_LENGTH")?;
+    let count = f.count("HTTP_ variables", 8)?;
+    let mut headers = Vec::with_capacity(count);
+    for _ in 0..count {
+        let name = Cow::Owned(f.string("HTTP_ name")?);
+        headers.push((name, f.vec("HTTP_ value")?));
+    }
+    Ok(CgiVars {
+        method,
+        script_name,
+        path_info,
+        query_string,
+        request_uri,
+        protocol,
+        url_scheme,
+        server_name,
+        server_port,
+        remote_addr,
+        remote_port,
+        content_type,
+        content_length,
+        headers,
+    })
+}
+
+#[cfg(unix)]
+fn path_bytes(path: &std::path::Path) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    path.as_os_str().as_bytes().to_vec()
+}
+
+#[cfg(unix)]
+fn path_from(bytes: Vec<u8>) -> PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    PathBuf::from(std::ffi::OsString::from_vec(bytes))
+}
+
+// Worker processes are Linux-only; elsewhere paths only need to survive a round trip in tests.
+#[cfg(not(unix))]
+fn path_bytes(path: &std::path::Path) -> Vec<u8> {
+    path.to_string_lossy().into_owned().into_bytes()
+}
+
+#[cfg(not(unix))]
+fn path_from(bytes: Vec<u8>) -> PathBuf {
+    PathBuf::from(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn level_code(level: Level) -> u8 {
+    match level {
+        Level::ERROR => 1,
+        Level::WARN => 2,
+        Level::INFO => 3,
+        Level::DEBUG => 4,
+        Level::TRACE => 5,
+    }
+}
+
+fn level_from(code: u8) -> io::Result<Level> {
+    Ok(match code {
+        1 => Level::ERROR,
+        2 => Level::WARN,
+        3 => Level::INFO,
+        4 => Level::DEBUG,
+        5 => Level::TRACE,
+        c => return Err(invalid(format!("unknown log level {c}"))),
+    })
+}
+
+fn level_filter_code(filter: LevelFilter) -> u8 {
+    filter.into_level().map_or(0, level_code)
+}
+
+fn level_filter_from(code: u8) -> io::Result<LevelFilter> {
+    match code {
+        0 => Ok(LevelFilter::OFF),
+        c => level_from(c).map(LevelFilter::from_level),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::wire::{FrameReader, FrameWriter, HEADER_LEN};
+    use super::*;
+
+    fn round_trip<M: Message>(msg: &M) -> M {
+        let mut w = FrameWriter::new(Vec::new());
+        w.send(msg).unwrap();
+        let bytes = w.get_ref().clone();
+        let mut r = FrameReader::new(&bytes[..]);
+        let back = r.recv::<M>().unwrap().expect("one frame");
+        assert!(r.recv::<M>().unwrap().is_none(), "exactly one frame");
+        back
+    }
+
+    fn sample_vars() -> CgiVars {
+        CgiVars {
+            method: Method::from_bytes(b"PROPFIND").unwrap(),
+            script_name: "/py".into(),
+            path_info: b"/caf\xe9 bar".to_vec(),
+            query_string: "a=1&b=%20".into(),
+            request_uri: "/py/caf%E9%20bar?a=1&b=%20".into(),
+            protocol: "HTTP/2",
+            url_scheme: "https",
+            server_name: b"example.org".to_vec(),
+            server_port: "8443".into(),
+            remote_addr: Some("::1".into()),
+            remote_port: None,
+            content_type: Some(b"text/plain".to_vec()),
+            content_length: None,
+            headers: vec![
+                (Cow::Borrowed("HTTP_HOST"), b"example.org:8443".to_vec()),
+                (Cow::Borrowed("HTTP_X_BIN"), vec![0xff, 0x00, 0x7f]),
+                (Cow::Owned("HTTP_COOKIE".into()), b"a=1; b=2".to_vec()),
+            ],
+        }
+    }
+
+    fn assert_same_vars(a: &CgiVars, b: &CgiVars) {
+        // CgiVars has no PartialEq (Cow and &'static str make its Debug a fair comparison).
+        assert_eq!(format!("{a:?}"), format!("{b:?}"));
+    }
+
+    #[test]
+    fn requests_round_trip_with_each_body_kind() {
+        for body in [
+            RequestBody::None,
+            RequestBody::Streamed,
+            RequestBody::Inline(Bytes::from_static(b"x=1&y=2")),
+            RequestBody::Inline(Bytes::new()),
+        ] {
+            let sent = ToWorker::Request(Box::new(Request {
+                id: u64::MAX - 3,
+                vars: sample_vars(),
+                content_length: Some(7),
+                body: body.clone(),
+            }));
+            let ToWorker::Request(back) = round_trip(&sent) else {
+                panic!("not a request")
+            };
+            assert_eq!(back.id, u64::MAX - 3);
+            assert_eq!(back.content_length, Some(7));
+            assert_eq!(back.body, body);
+            assert_same_vars(&back.vars, &sample_vars());
+            assert!(matches!(back.vars.headers[0].0, Cow::Owned(_)));
+        }
+    }
+
+    #[test]
+    fn body_messages_round_trip() {
+        let cases = [
+            ToWorker::Body(Bytes::from_static(b"chunk")),
+            ToWorker::Body(Bytes::new()),
+            ToWorker::BodyEnd,
+            ToWorker::BodyFailed("client went away".into()),
+            ToWorker::BodyTooLarge(1 << 40),
+            ToWorker::BodyTimedOut("no byte for 30 s".into()),
+        ];
+        for msg in cases {
+            let back = round_trip(&msg);
+            assert_eq!(format!("{back:?}"), format!("{msg:?}"));
+        }
+    }
+
+    #[test]
+    fn worker_data_messages_round_trip() {
+        let mut headers = HeaderMap::new();
+        headers.append("set-cookie", HeaderValue::from_static("a=1"));
+        headers.append("set-cookie", HeaderValue::from_static("b=2"));
+        headers.append("x-custom", HeaderValue::from_bytes(b"\xe9t\xe9").unwrap());
+        headers.append("content-type", HeaderValue::from_static("text/html"));
+        let cases = [
+            FromWorker::Started { id: 42 },
+            FromWorker::Want(u64::MAX),
+            FromWorker::Want(8192),
+            FromWorker::Head(Head {
+                status: StatusCode::from_u16(299).unwrap(),
+                headers: headers.clone(),
+                body: HeadBody::Stream,
+            }),
+            FromWorker::Head(Head {
+                status: StatusCode::NOT_FOUND,
+                headers,
+                body: HeadBody::Full(Bytes::from_static(b"<h1>gone</h1>")),
+            }),
+            FromWorker::Head(Head::plain(StatusCode::OK, "")),
+            FromWorker::Data(Bytes::from_static(b"piece")),
+            FromWorker::End,
+            FromWorker::Abort("ValueError: boom".into()),
+        ];
+        for msg in cases {
+            let back = round_trip(&msg);
+            assert_eq!(format!("{back:?}"), format!("{msg:?}"));
+        }
+    }
+
+    #[test]
+    fn a_full_body_is_written_from_its_own_buffer() {
+        let body = Bytes::from(vec![9u8; 1000]);
+        let mut w = FrameWriter::new(Vec::new());
+        w.queue(&FromWorker::Head(Head {
+            status: StatusCode::OK,
+            headers: HeaderMap::new(),
+            body: HeadBody::Full(body.clone()),
+        }))
+        .unwrap();
+        w.queue(&FromWorker::Data(body.clone())).unwrap();
+        w.flush().unwrap();
+        let mut r = FrameReader::new(&w.get_ref()[..]);
+        let Some(FromWorker::Head(head)) = r.recv().unwrap() else {
+            panic!("no head")
+        };
+        assert!(matches!(head.body, HeadBody::Full(b) if b == body));
+        assert!(matches!(r.recv().unwrap(), Some(FromWorker::Data(b)) if b == body));
+    }
+
+    #[test]
+    fn control_messages_round_trip() {
+        let config = WorkerConfig {
+            app: "pkg.mod:create_app('prod')".into(),
+            threads: 8,
+            venv: Some(PathBuf::from("/srv/app/.venv")),
+            venv_origin: " (from $VIRTUAL_ENV)".into(),
+            extra_path: None,
+            strict_python_version: true,
+            multiprocess: false,
+            index: 3,
+            log_level: LevelFilter::DEBUG,
+        };
+        let ControlToWorker::Config(back) = round_trip(&ControlToWorker::Config(config.clone()))
+        else {
+            panic!("not a config")
+        };
+        assert_eq!(back, config);
+        for msg in [
+            ControlToWorker::Interrupt { slot: 2, id: 99 },
+            ControlToWorker::Cancel { slot: 0, id: 1 },
+            ControlToWorker::Shutdown { grace_ms: 30_000 },
+        ] {
+            assert_eq!(format!("{:?}", round_trip(&msg)), format!("{msg:?}"));
+        }
+        for filter in [LevelFilter::OFF, LevelFilter::ERROR, LevelFilter::TRACE] {
+            assert_eq!(
+                level_filter_from(level_filter_code(filter)).unwrap(),
+                filter
+            );
+        }
+        for msg in [
+            ControlFromWorker::Ready {
+                pid: 1234,
+                python: "3.12.3".into(),
+            },
+            ControlFromWorker::StartupFailed {
+                message: "could not import app:\nTraceback ...".into(),
+            },
+            ControlFromWorker::Log(LogRecord {
+                level: Level::WARN,
+                target: "python.logging".into(),
+                message: "disk low logger=app".into(),
+            }),
+            ControlFromWorker::Stats {
+                rss_bytes: 123 << 20,
+                requests: 5,
+            },
+        ] {
+            assert_eq!(round_trip(&msg), msg);
+        }
+    }
+
+    #[test]
+    fn a_frame_sent_the_wrong_way_is_an_error() {
+        let mut w = FrameWriter::new(Vec::new());
+        w.send(&FromWorker::End).unwrap();
+        let bytes = w.get_ref().clone();
+        let err = FrameReader::new(&bytes[..]).recv::<ToWorker>().unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains("0x15"), "{err}");
+    }
+
+    /// Every truncation and many corruptions of valid frames decode to an error or a
+    /// message, never a panic.
+    #[test]
+    fn malformed_payloads_never_panic() {
+        let mut w = FrameWriter::new(Vec::new());
+        w.send(&ToWorker::Request(Box::new(Request {
+            id: 1,
+            vars: sample_vars(),
+            content_length: None,
+            body: RequestBody::Inline(Bytes::from_static(b"body")),
+        })))
+        .unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert("x-a", HeaderValue::from_static("1"));
+        let mut w2 = FrameWriter::new(Vec::new());
+        w2.send(&FromWorker::Head(Head {
+            status: StatusCode::OK,
+            headers,
+            body: HeadBody::Stream,
+        }))
+        .unwrap();
+        let mut w3 = FrameWriter::new(Vec::new());
+        w3.send(&ControlToWorker::Config(WorkerConfig {
+            app: "app.py".into(),
+            threads: 1,
+            venv: None,
+            venv_origin: String::new(),
+            extra_path: Some("/x".into()),
+            strict_python_version: false,
+            multiprocess: true,
+            index: 0,
+            log_level: LevelFilter::INFO,
+        }))
+        .unwrap();
+
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for frame in [w.get_ref(), w2.get_ref(), w3.get_ref()] {
+            let kind = frame[4];
+            let payload = &frame[HEADER_LEN..];
+            let decode = |p: &[u8]| {
+                let f = || Frame {
+                    kind,
+                    flags: 0,
+                    payload: Bytes::copy_from_slice(p),
+                };
+                let _ = ToWorker::decode(f());
+                let _ = FromWorker::decode(f());
+                let _ = ControlToWorker::decode(f());
+                let _ = ControlFromWorker::decode(f());
+            };
+            for cut in 0..payload.len() {
+                decode(&payload[..cut]);
+            }
+            for _ in 0..2000 {
+                let mut p = payload.to_vec();
+                for _ in 0..1 + next() % 4 {
+                    let at = (next() as usize) % p.len();
+                    p[at] = next() as u8;
+                }
+                decode(&p);
+            }
+        }
+    }
+}

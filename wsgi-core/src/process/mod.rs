@@ -1,0 +1,23 @@
+//! Worker processes: Python runs in child processes that the host feeds over UNIX sockets,
+//! so a crash in a C extension costs one worker instead of the host.
+//!
+//! The pieces, bottom up: [`wire`] frames bytes on a socket; [`messages`] are what the two
+//! sides say; [`spawn`] starts a worker (the host binary re-executed) and holds the hook a
+//! worker's `main` calls; [`log`] carries a worker's `tracing` events to the host's; `child`
+//! is the worker's serving loop.
+
+// The runner and supervisor that use these pieces land separately.
+#![allow(
+    dead_code,
+    unused_imports,
+    reason = "the worker-process runner is built on these next"
+)]
+
+#[cfg(target_os = "linux")]
+mod child;
+pub(crate) mod log;
+pub(crate) mod messages;
+pub(crate) mod spawn;
+pub(crate) mod wire;
+
+pub use spawn::run_if_worker;

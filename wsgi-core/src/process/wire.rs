@@ -1,0 +1,640 @@
+//! Framing between the host and its worker processes, over blocking UNIX sockets.
+//!
+//! A frame is an 8-byte header — payload length (`u32`, little-endian), kind (`u8`), flags
+//! (`u8`, none defined yet, sent as 0) and two spare bytes — then the payload. Both ends are
+//! always the same binary (a worker is `/proc/self/exe` re-executed), so there is no version
+//! negotiation: a new field is one more line in an `encode` and its `decode`.
+//!
+//! Copies are kept to the kernel's: [`FrameWriter`] hands the header and a body's own
+//! [`Bytes`] to one `writev`, and [`FrameReader`] reads into one reused [`BytesMut`] and
+//! hands out payloads as [`Bytes`] slices of it. Anything malformed from the peer is an
+//! [`io::ErrorKind::InvalidData`] error, never a panic: a worker is a process that may be
+//! crashing. A write to a peer that died is `EPIPE`, not a signal: Rust's runtime ignores
+//! `SIGPIPE` before `main`, and CPython does too.
+//!
+//! Reader and writer only borrow the stream (`&UnixStream` is both `Read` and `Write`), so
+//! one thread can read a socket while another writes it; each direction needs one owner.
+
+use std::io::{self, IoSlice, Read, Write};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+/// Bytes in a frame header.
+pub(crate) const HEADER_LEN: usize = 8;
+
+/// The largest payload of one frame. Bodies larger than this travel as several frames
+/// ([`FrameWriter`] splits them); a bound that also stops a corrupt length from making the
+/// reader allocate gigabytes.
+pub(crate) const MAX_FRAME: usize = 16 * 1024 * 1024;
+
+/// How much the reader asks the kernel for beyond the frame it needs, so small frames that
+/// arrive together (head, body, end) cost one `read`.
+const READ_AHEAD: usize = 16 * 1024;
+
+/// One received frame.
+#[derive(Debug)]
+pub(crate) struct Frame {
+    /// What the payload is; each message type owns a range of kinds.
+    pub(crate) kind: u8,
+    /// Reserved; 0 for now.
+    pub(crate) flags: u8,
+    /// The payload, a slice of the reader's buffer.
+    pub(crate) payload: Bytes,
+}
+
+/// A message that travels as one frame (or, for bodies, several).
+pub(crate) trait Message: Sized {
+    /// Appends the payload's leading fields to `out` and says how the frame ends.
+    fn encode(&self, out: &mut BytesMut) -> Encoded;
+    /// Reads a message back from a frame; a frame of another kind or a malformed payload is
+    /// an [`io::ErrorKind::InvalidData`] error.
+    fn decode(frame: Frame) -> io::Result<Self>;
+}
+
+/// What [`Message::encode`] tells the writer besides the fields it wrote.
+#[derive(Debug)]
+pub(crate) struct Encoded {
+    /// The frame kind.
+    pub(crate) kind: u8,
+    /// Bytes that end the payload, passed to `writev` as they are (a body), never copied.
+    pub(crate) tail: Option<Bytes>,
+    /// The message is nothing but its tail and may be sent as several frames of the same
+    /// kind when the tail is larger than [`MAX_FRAME`] (body pieces).
+    pub(crate) splittable: bool,
+}
+
+impl Encoded {
+    /// A message that is all fields.
+    pub(crate) fn fields(kind: u8) -> Encoded {
+        Encoded {
+            kind,
+            tail: None,
+            splittable: false,
+        }
+    }
+
+    /// A message whose fields are followed by `tail`.
+    pub(crate) fn with_tail(kind: u8, tail: Bytes) -> Encoded {
+        Encoded {
+            kind,
+            tail: Some(tail),
+            splittable: false,
+        }
+    }
+
+    /// A body piece: the payload is `data` alone, in as many frames as it takes.
+    pub(crate) fn body(kind: u8, data: Bytes) -> Encoded {
+        Encoded {
+            kind,
+            tail: Some(data),
+            splittable: true,
+        }
+    }
+}
+
+/// Reads frames from a byte stream, reusing one buffer.
+#[derive(Debug)]
+pub(crate) struct FrameReader<R> {
+    inner: R,
+    buf: BytesMut,
+}
+
+impl<R: Read> FrameReader<R> {
+    /// A reader over `inner` (a `UnixStream` or `&UnixStream`).
+    pub(crate) fn new(inner: R) -> Self {
+        FrameReader {
+            inner,
+            buf: BytesMut::with_capacity(READ_AHEAD),
+        }
+    }
+
+    /// The stream underneath, e.g. to set a read timeout.
+    pub(crate) fn get_ref(&self) -> &R {
+        &self.inner
+    }
+
+    /// The next frame; `None` when the peer closed the stream between frames. A stream that
+    /// ends inside a frame is [`io::ErrorKind::UnexpectedEof`].
+    pub(crate) fn read_frame(&mut self) -> io::Result<Option<Frame>> {
+        loop {
+            let needed = if self.buf.len() >= HEADER_LEN {
+                let len = u32::from_le_bytes(self.buf[..4].try_into().expect("4 bytes")) as usize;
+                if len > MAX_FRAME {
+                    return Err(invalid(format!(
+                        "frame of {len} bytes exceeds the {MAX_FRAME}-byte limit"
+                    )));
+                }
+                let total = HEADER_LEN + len;
+                if self.buf.len() >= total {
+                    let mut frame = self.buf.split_to(total);
+                    let (kind, flags) = (frame[4], frame[5]);
+                    frame.advance(HEADER_LEN);
+                    return Ok(Some(Frame {
+                        kind,
+                        flags,
+                        payload: frame.freeze(),
+                    }));
+                }
+                total - self.buf.len()
+            } else {
+                HEADER_LEN - self.buf.len()
+            };
+            if self.fill(needed)? == 0 {
+                return if self.buf.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the peer closed the stream inside a frame",
+                    ))
+                };
+            }
+        }
+    }
+
+    /// The next frame as a message of type `M`.
+    pub(crate) fn recv<M: Message>(&mut self) -> io::Result<Option<M>> {
+        self.read_frame()?.map(M::decode).transpose()
+    }
+
+    /// One `read` of at least `needed` bytes' room; returns what it read (0 at end of stream).
+    fn fill(&mut self, needed: usize) -> io::Result<usize> {
+        let start = self.buf.len();
+        // Zero-filled rather than read into uninitialised memory: a memset of the room is
+        // cheap next to the syscall, and keeps this free of `unsafe`.
+        self.buf.resize(start + needed.max(READ_AHEAD), 0);
+        let read = loop {
+            match self.inner.read(&mut self.buf[start..]) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        self.buf.truncate(start + *read.as_ref().unwrap_or(&0));
+        read
+    }
+}
+
+/// Writes frames to a byte stream: queued frames go out in one `writev` on [`flush`](Self::flush).
+#[derive(Debug)]
+pub(crate) struct FrameWriter<W> {
+    inner: W,
+    /// Headers and fields of queued frames not yet split into `pending`.
+    scratch: BytesMut,
+    /// Segments to write, in order.
+    pending: Vec<Bytes>,
+}
+
+impl<W: Write> FrameWriter<W> {
+    /// A writer over `inner` (a `UnixStream` or `&UnixStream`).
+    pub(crate) fn new(inner: W) -> Self {
+        FrameWriter {
+            inner,
+            scratch: BytesMut::with_capacity(4096),
+            pending: Vec::new(),
+        }
+    }
+
+    /// The stream underneath.
+    pub(crate) fn get_ref(&self) -> &W {
+        &self.inner
+    }
+
+    /// Queues `msg` and writes everything queued.
+    pub(crate) fn send<M: Message>(&mut self, msg: &M) -> io::Result<()> {
+        self.queue(msg)?;
+        self.flush()
+    }
+
+    /// Adds `msg` to what the next [`flush`](Self::flush) writes. A message too large for one
+    /// frame (and not a body piece) is an [`io::ErrorKind::InvalidInput`] error and is not
+    /// queued.
+    pub(crate) fn queue<M: Message>(&mut self, msg: &M) -> io::Result<()> {
+        let start = self.scratch.len();
+        self.scratch.put_bytes(0, HEADER_LEN);
+        let encoded = msg.encode(&mut self.scratch);
+        let fields = self.scratch.len() - start - HEADER_LEN;
+        let tail = encoded.tail.filter(|t| !t.is_empty());
+        let tail_len = tail.as_ref().map_or(0, Bytes::len);
+
+        if encoded.splittable && fields == 0 && tail_len > MAX_FRAME {
+            self.scratch.truncate(start);
+            let mut rest = tail.expect("tail_len > 0");
+            while !rest.is_empty() {
+                let piece = rest.split_to(rest.len().min(MAX_FRAME));
+                put_header(&mut self.scratch, piece.len(), encoded.kind);
+                self.pending.push(self.scratch.split().freeze());
+                self.pending.push(piece);
+            }
+            return Ok(());
+        }
+        if fields + tail_len > MAX_FRAME {
+            self.scratch.truncate(start);
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "a frame of kind {:#x} would be {} bytes, over the {MAX_FRAME}-byte limit",
+                    encoded.kind,
+                    fields + tail_len
+                ),
+            ));
+        }
+        let header = header_bytes(fields + tail_len, encoded.kind);
+        self.scratch[start..start + HEADER_LEN].copy_from_slice(&header);
+        if let Some(tail) = tail {
+            self.pending.push(self.scratch.split().freeze());
+            self.pending.push(tail);
+        }
+        Ok(())
+    }
+
+    /// Writes every queued frame, in as few `writev` calls as the kernel allows. On an error
+    /// the queue is dropped: the stream is then broken mid-frame and must not be reused.
+    pub(crate) fn flush(&mut self) -> io::Result<()> {
+        if !self.scratch.is_empty() {
+            self.pending.push(self.scratch.split().freeze());
+        }
+        let result = write_all_vectored(&mut self.inner, &self.pending);
+        self.pending.clear();
+        result
+    }
+}
+
+fn write_all_vectored(out: &mut impl Write, segments: &[Bytes]) -> io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = segments
+        .iter()
+        .filter(|s| !s.is_empty())
+        .map(|s| IoSlice::new(s))
+        .collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        match out.write_vectored(rest) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "the peer accepted no bytes",
+                ));
+            }
+            Ok(n) => IoSlice::advance_slices(&mut rest, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn header_bytes(len: usize, kind: u8) -> [u8; HEADER_LEN] {
+    let len = u32::try_from(len).expect("frame length checked against MAX_FRAME");
+    let mut header = [0; HEADER_LEN];
+    header[..4].copy_from_slice(&len.to_le_bytes());
+    header[4] = kind;
+    header
+}
+
+fn put_header(out: &mut BytesMut, len: usize, kind: u8) {
+    out.put_slice(&header_bytes(len, kind));
+}
+
+/// An [`io::ErrorKind::InvalidData`] error: the peer sent something this end cannot read.
+pub(crate) fn invalid(message: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message.into())
+}
+
+// ---- field encoding: fixed-size integers little-endian, byte strings as u32 length + bytes.
+
+/// Appends a length-prefixed byte string.
+pub(crate) fn put_bytes(out: &mut BytesMut, bytes: &[u8]) {
+    let len = u32::try_from(bytes.len()).expect("fields are bounded by MAX_FRAME");
+    out.put_u32_le(len);
+    out.put_slice(bytes);
+}
+
+/// Appends an optional byte string (a presence byte, then the string).
+pub(crate) fn put_opt_bytes(out: &mut BytesMut, bytes: Option<&[u8]>) {
+    match bytes {
+        Some(b) => {
+            out.put_u8(1);
+            put_bytes(out, b);
+        }
+        None => out.put_u8(0),
+    }
+}
+
+/// Reads the fields of one payload; every getter fails cleanly on a short or bad payload.
+#[derive(Debug)]
+pub(crate) struct Fields {
+    buf: Bytes,
+}
+
+impl Fields {
+    /// The fields of `payload`.
+    pub(crate) fn new(payload: Bytes) -> Fields {
+        Fields { buf: payload }
+    }
+
+    fn need(&self, n: usize, what: &str) -> io::Result<()> {
+        if self.buf.remaining() < n {
+            return Err(invalid(format!(
+                "truncated frame: {what} needs {n} bytes, {} left",
+                self.buf.remaining()
+            )));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn u8(&mut self, what: &str) -> io::Result<u8> {
+        self.need(1, what)?;
+        Ok(self.buf.get_u8())
+    }
+
+    pub(crate) fn u16(&mut self, what: &str) -> io::Result<u16> {
+        self.need(2, what)?;
+        Ok(self.buf.get_u16_le())
+    }
+
+    pub(crate) fn u32(&mut self, what: &str) -> io::Result<u32> {
+        self.need(4, what)?;
+        Ok(self.buf.get_u32_le())
+    }
+
+    pub(crate) fn u64(&mut self, what: &str) -> io::Result<u64> {
+        self.need(8, what)?;
+        Ok(self.buf.get_u64_le())
+    }
+
+    pub(crate) fn bool(&mut self, what: &str) -> io::Result<bool> {
+        match self.u8(what)? {
+            0 => Ok(false),
+            1 => Ok(true),
+            other => Err(invalid(format!("{what}: {other} is not a boolean"))),
+        }
+    }
+
+    /// A length-prefixed byte string, as a slice of the payload (no copy).
+    pub(crate) fn bytes(&mut self, what: &str) -> io::Result<Bytes> {
+        let len = self.u32(what)? as usize;
+        self.need(len, what)?;
+        Ok(self.buf.split_to(len))
+    }
+
+    /// A length-prefixed byte string, copied out.
+    pub(crate) fn vec(&mut self, what: &str) -> io::Result<Vec<u8>> {
+        Ok(self.bytes(what)?.to_vec())
+    }
+
+    /// A length-prefixed UTF-8 string.
+    pub(crate) fn string(&mut self, what: &str) -> io::Result<String> {
+        String::from_utf8(self.vec(what)?).map_err(|_| invalid(format!("{what} is not UTF-8")))
+    }
+
+    /// An optional byte string written by [`put_opt_bytes`].
+    pub(crate) fn opt_vec(&mut self, what: &str) -> io::Result<Option<Vec<u8>>> {
+        self.option(what, |f| f.vec(what))
+    }
+
+    /// An optional string written by [`put_opt_bytes`].
+    pub(crate) fn opt_string(&mut self, what: &str) -> io::Result<Option<String>> {
+        self.option(what, |f| f.string(what))
+    }
+
+    /// A presence byte, then `read` if present.
+    pub(crate) fn option<T>(
+        &mut self,
+        what: &str,
+        read: impl FnOnce(&mut Fields) -> io::Result<T>,
+    ) -> io::Result<Option<T>> {
+        if self.bool(what)? {
+            read(self).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// A count of items that each take at least `min_item` bytes, checked against what is
+    /// left so a corrupt count cannot make the caller reserve a huge vector.
+    pub(crate) fn count(&mut self, what: &str, min_item: usize) -> io::Result<usize> {
+        let n = self.u32(what)? as usize;
+        if n.saturating_mul(min_item) > self.buf.remaining() {
+            return Err(invalid(format!(
+                "{what}: {n} items cannot fit in {} bytes",
+                self.buf.remaining()
+            )));
+        }
+        Ok(n)
+    }
+
+    /// Whatever is left (a trailing body), without copying.
+    pub(crate) fn rest(&mut self) -> Bytes {
+        std::mem::take(&mut self.buf)
+    }
+
+    /// Fails if anything is left: the two ends disagree on the layout.
+    pub(crate) fn finish(self, what: &str) -> io::Result<()> {
+        if self.buf.has_remaining() {
+            return Err(invalid(format!(
+                "{} unexpected bytes after {what}",
+                self.buf.remaining()
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A test message: `n` then a body tail.
+    #[derive(Debug, PartialEq)]
+    struct Probe {
+        n: u64,
+        tail: Bytes,
+        splittable: bool,
+    }
+
+    impl Message for Probe {
+        fn encode(&self, out: &mut BytesMut) -> Encoded {
+            if self.splittable {
+                return Encoded::body(0x7f, self.tail.clone());
+            }
+            out.put_u64_le(self.n);
+            Encoded::with_tail(0x7e, self.tail.clone())
+        }
+
+        fn decode(frame: Frame) -> io::Result<Self> {
+            match frame.kind {
+                0x7f => Ok(Probe {
+                    n: 0,
+                    tail: frame.payload,
+                    splittable: true,
+                }),
+                0x7e => {
+                    let mut f = Fields::new(frame.payload);
+                    let n = f.u64("n")?;
+                    Ok(Probe {
+                        n,
+                        tail: f.rest(),
+                        splittable: false,
+                    })
+                }
+                k => Err(invalid(format!("kind {k}"))),
+            }
+        }
+    }
+
+    /// Records each `write_vectored` call's slices and takes at most `limit` bytes per call.
+    #[derive(Default)]
+    struct Recorder {
+        out: Vec<u8>,
+        calls: Vec<usize>,
+        limit: Option<usize>,
+    }
+
+    impl Write for Recorder {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.write_vectored(&[IoSlice::new(buf)])
+        }
+
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            self.calls.push(bufs.len());
+            let mut budget = self.limit.unwrap_or(usize::MAX);
+            let mut written = 0;
+            for b in bufs {
+                let n = b.len().min(budget);
+                self.out.extend_from_slice(&b[..n]);
+                written += n;
+                budget -= n;
+                if budget == 0 {
+                    break;
+                }
+            }
+            Ok(written)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A reader that returns at most `step` bytes per read, to exercise partial frames.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        step: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.data.len().min(self.step).min(buf.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn header_then_tail_in_one_writev_and_back() {
+        let msg = Probe {
+            n: 7,
+            tail: Bytes::from_static(b"hello"),
+            splittable: false,
+        };
+        let mut w = FrameWriter::new(Recorder::default());
+        w.send(&msg).unwrap();
+        let rec = w.get_ref();
+        assert_eq!(rec.calls, vec![2], "header+fields and the tail, one call");
+        assert_eq!(&rec.out[..8], &[13, 0, 0, 0, 0x7e, 0, 0, 0]);
+        let mut r = FrameReader::new(&rec.out[..]);
+        assert_eq!(r.recv::<Probe>().unwrap(), Some(msg));
+        assert!(r.recv::<Probe>().unwrap().is_none(), "clean end");
+    }
+
+    #[test]
+    fn queued_frames_coalesce_and_survive_partial_writes_and_reads() {
+        let msgs: Vec<Probe> = (0..50)
+            .map(|i| Probe {
+                n: i,
+                tail: Bytes::from(vec![i as u8; (i as usize) * 37]),
+                splittable: false,
+            })
+            .collect();
+        let mut w = FrameWriter::new(Recorder {
+            limit: Some(13),
+            ..Recorder::default()
+        });
+        for m in &msgs {
+            w.queue(m).unwrap();
+        }
+        w.flush().unwrap();
+        let out = &w.get_ref().out;
+        for step in [1, 7, 8, 9, 4096] {
+            let mut r = FrameReader::new(Trickle { data: out, step });
+            for m in &msgs {
+                assert_eq!(r.recv::<Probe>().unwrap().as_ref(), Some(m), "step {step}");
+            }
+            assert!(r.recv::<Probe>().unwrap().is_none());
+        }
+    }
+
+    #[test]
+    fn bodies_over_the_limit_go_as_several_frames_without_copies() {
+        let big = Bytes::from(vec![5u8; 2 * MAX_FRAME + 10]);
+        let mut w = FrameWriter::new(Recorder::default());
+        w.queue(&Probe {
+            n: 0,
+            tail: big.clone(),
+            splittable: true,
+        })
+        .unwrap();
+        // The pieces are slices of the original buffer.
+        assert_eq!(w.pending.len(), 6);
+        assert_eq!(w.pending[1].as_ptr(), big.as_ptr());
+        w.flush().unwrap();
+        let mut r = FrameReader::new(&w.get_ref().out[..]);
+        let sizes: Vec<usize> = std::iter::from_fn(|| r.recv::<Probe>().unwrap())
+            .map(|p| p.tail.len())
+            .collect();
+        assert_eq!(sizes, vec![MAX_FRAME, MAX_FRAME, 10]);
+    }
+
+    #[test]
+    fn an_oversized_message_is_refused_and_not_queued() {
+        let mut w = FrameWriter::new(Recorder::default());
+        let err = w
+            .queue(&Probe {
+                n: 1,
+                tail: Bytes::from(vec![0u8; MAX_FRAME]),
+                splittable: false,
+            })
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        w.flush().unwrap();
+        assert!(w.get_ref().out.is_empty());
+    }
+
+    #[test]
+    fn corrupt_lengths_and_truncation_are_errors() {
+        let huge = [0xff, 0xff, 0xff, 0x7f, 0x7e, 0, 0, 0];
+        let err = FrameReader::new(&huge[..]).read_frame().unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+
+        let cut = [20, 0, 0, 0, 0x7e, 0, 0, 0, 1, 2, 3];
+        let err = FrameReader::new(&cut[..]).read_frame().unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+
+        let half_header = [20, 0, 0];
+        let err = FrameReader::new(&half_header[..]).read_frame().unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+
+        // A well-framed payload too short for its fields.
+        let short = [2, 0, 0, 0, 0x7e, 0, 0, 0, 1, 2];
+        let err = FrameReader::new(&short[..]).recv::<Probe>().unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn counts_are_checked_against_the_payload() {
+        let mut out = BytesMut::new();
+        out.put_u32_le(u32::MAX);
+        let mut f = Fields::new(out.freeze());
+        assert!(f.count("headers", 8).is_err());
+    }
+}
