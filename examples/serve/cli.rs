@@ -1,8 +1,22 @@
-//! The command line: what `serve` accepts, as clap parses it.
+//! The command line: what `serve` accepts. clap parses and checks every value (see
+//! [`crate::values`]), so a bad command line exits 2 before anything starts. The engine's
+//! options are [`EngineOptions`], next to the code that hands them to the engine.
 
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
+
+use crate::config::EngineOptions;
+use crate::values::{ListenAddr, LogFilter, Secs};
+
+/// Where `serve` listens unless told otherwise.
+const DEFAULT_BIND: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 8000);
+
+/// How long in-flight requests may run on after SIGTERM or Ctrl-C unless told otherwise.
+const DEFAULT_GRACE: Duration = Duration::from_secs(30);
 
 /// Serve a Python WSGI application.
 #[derive(Parser, Debug)]
@@ -15,75 +29,25 @@ pub(crate) struct Args {
     pub(crate) version: bool,
 
     /// Address to listen on (`HOST:PORT`).
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8000")]
-    pub(crate) bind: String,
+    #[arg(long, value_name = "ADDR", default_value_t = ListenAddr::from(DEFAULT_BIND))]
+    pub(crate) bind: ListenAddr,
 
     /// HTTP server that hosts the application.
     #[arg(long, value_enum, default_value_t = ServerKind::Axum)]
     pub(crate) server: ServerKind,
 
-    /// Python worker threads [default: the engine's, 8].
-    #[arg(long, value_name = "N")]
-    pub(crate) threads: Option<usize>,
-
     /// Serve the application under PREFIX only (its SCRIPT_NAME); other paths get 404.
-    #[arg(long, value_name = "PREFIX")]
+    #[arg(long, value_name = "PREFIX", value_parser = crate::values::mount)]
     pub(crate) mount: Option<String>,
 
-    /// Change to DIR before loading the application (APP is then relative to DIR).
-    #[arg(long, value_name = "DIR")]
-    pub(crate) chdir: Option<PathBuf>,
-
-    /// Virtualenv whose packages the application uses [default: $VIRTUAL_ENV].
-    #[arg(long, value_name = "DIR")]
-    pub(crate) venv: Option<PathBuf>,
-
-    /// Refuse to start when a `.python-version` (pyenv's) in the application's directory or
-    /// above names another Python than the embedded one, instead of warning.
-    #[arg(long)]
-    pub(crate) strict_python_version: bool,
-
-    /// Largest request body accepted; larger ones get 413 [default: no limit].
-    #[arg(long, value_name = "BYTES")]
-    pub(crate) max_body: Option<u64>,
-
-    /// Request bodies up to this size are read whole before the app runs, so it never
-    /// waits for them; larger ones stream to `wsgi.input` (0: always stream) [default: 65536].
-    #[arg(long, value_name = "BYTES")]
-    pub(crate) buffer_body: Option<u64>,
-
-    /// Requests that may wait for a free Python thread before new ones get 503
-    /// [default: 1024].
-    #[arg(long, value_name = "N")]
-    pub(crate) queue_depth: Option<usize>,
-
-    /// Seconds that in-flight requests get to finish after SIGTERM or Ctrl-C.
-    #[arg(long, value_name = "SECS", default_value_t = 30)]
-    pub(crate) grace: u64,
-
-    /// Seconds a request may run before it is answered 504 and `TimeoutError` is raised in
-    /// its Python thread [default: no limit].
-    #[arg(long, value_name = "SECS")]
-    pub(crate) timeout: Option<f64>,
-
-    /// Seconds a request may wait for a free Python thread before it gets 503
-    /// [default: no limit].
-    #[arg(long, value_name = "SECS")]
-    pub(crate) max_queue_wait: Option<f64>,
-
-    /// Seconds `wsgi.input` waits for more of a request body before giving up with 408
-    /// [default: no limit].
-    #[arg(long, value_name = "SECS")]
-    pub(crate) body_timeout: Option<f64>,
-
-    /// A reverse proxy (IP or CIDR) whose X-Forwarded-*/Forwarded headers are believed;
-    /// repeat the option or separate with commas [default: none].
-    #[arg(long = "trusted-proxy", value_name = "CIDR", value_delimiter = ',')]
-    pub(crate) trusted_proxies: Vec<String>,
+    /// How long in-flight requests may run on after SIGTERM or Ctrl-C, in seconds or with a
+    /// unit (`500ms`, `2m`).
+    #[arg(long, value_name = "DURATION", default_value_t = Secs(DEFAULT_GRACE))]
+    pub(crate) grace: Secs,
 
     /// Serve Prometheus metrics at http://ADDR/metrics [default: off].
     #[arg(long, value_name = "ADDR")]
-    pub(crate) metrics_bind: Option<String>,
+    pub(crate) metrics_bind: Option<ListenAddr>,
 
     /// CPU scheduling policy of every thread: `batch` (Linux SCHED_BATCH: a thread that
     /// wakes another keeps the CPU, so requests and responses move in batches; more
@@ -97,19 +61,67 @@ pub(crate) struct Args {
 
     /// Log filter: a level (`info`, `debug`) or tracing directives (`info,wsgi_core=debug`).
     #[arg(long, value_name = "FILTER", default_value = "info")]
-    pub(crate) log_level: String,
+    pub(crate) log_level: LogFilter,
 
-    /// The application: a directory with a `passenger_wsgi.py`, `path/file.py`,
-    /// `path/file.py:callable`, `module:callable` or `module:create_app(ARGS)`.
-    #[arg(value_name = "APP", required_unless_present = "version")]
-    pub(crate) app: Option<String>,
+    /// The application and the engine that runs it.
+    #[command(flatten)]
+    pub(crate) engine: EngineOptions,
+
+    /// Where `engine.venv` came from; set by [`parse`].
+    #[arg(skip)]
+    pub(crate) venv_origin: VenvOrigin,
 }
 
-impl Args {
-    /// The APP argument, which clap requires unless `--version` is given.
-    pub(crate) fn app(&self) -> &str {
-        self.app.as_deref().unwrap_or_default()
+/// Where the virtualenv setting came from, for the messages that name it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum VenvOrigin {
+    /// No virtualenv.
+    #[default]
+    None,
+    /// `--venv`.
+    Option,
+    /// `$VIRTUAL_ENV`.
+    Environment,
+}
+
+impl VenvOrigin {
+    /// How messages name the origin: `" (from --venv)"`.
+    pub(crate) fn suffix(self) -> &'static str {
+        match self {
+            VenvOrigin::None => "",
+            VenvOrigin::Option => " (from --venv)",
+            VenvOrigin::Environment => " (from $VIRTUAL_ENV)",
+        }
     }
+}
+
+/// Parses the process's command line, or exits: 0 for `--help`, 2 for a bad command line.
+pub(crate) fn parse() -> Args {
+    parse_from(std::env::args_os())
+}
+
+/// Parses `args` (the program name first), or exits as [`parse`] does.
+pub(crate) fn parse_from<I, T>(args: I) -> Args
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let matches = Args::command().get_matches_from(args);
+    let mut args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if args
+        .engine
+        .venv
+        .as_ref()
+        .is_some_and(|v| v.as_os_str().is_empty())
+    {
+        args.engine.venv = None;
+    }
+    args.venv_origin = match matches.value_source("venv") {
+        _ if args.engine.venv.is_none() => VenvOrigin::None,
+        Some(ValueSource::EnvVariable) => VenvOrigin::Environment,
+        _ => VenvOrigin::Option,
+    };
+    args
 }
 
 /// The HTTP server that hosts the engine.
@@ -137,4 +149,73 @@ pub(crate) enum LogFormat {
     Text,
     /// One JSON object per event.
     Json,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_is_well_formed() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn help_shows_the_library_defaults() {
+        let help = Args::command().render_long_help().to_string();
+        for default in [
+            format!("[default: {}]", wsgi_core::DEFAULT_THREADS),
+            format!("[default: {}]", wsgi_core::DEFAULT_QUEUE_DEPTH),
+            format!(
+                "[default: {}]",
+                crate::values::Bytes(wsgi_core::DEFAULT_BUFFER_BODY)
+            ),
+            "[default: 30s]".to_owned(),
+            "[default: 127.0.0.1:8000]".to_owned(),
+        ] {
+            assert!(help.contains(&default), "{default} missing from:\n{help}");
+        }
+    }
+
+    #[test]
+    fn values_are_parsed_into_their_types() {
+        let args = Args::try_parse_from([
+            "serve",
+            "--grace",
+            "1.5",
+            "--buffer-body",
+            "1M",
+            "--trusted-proxy",
+            "10.0.0.0/8,::1",
+            "--mount",
+            "py/",
+            "app.py",
+        ])
+        .unwrap();
+        assert_eq!(args.grace.0, Duration::from_millis(1500));
+        assert_eq!(args.engine.buffer_body.0, 1 << 20);
+        assert_eq!(args.engine.trusted_proxies.len(), 2);
+        assert_eq!(args.mount.as_deref(), Some("/py"));
+        assert_eq!(args.engine.app(), "app.py");
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors() {
+        for bad in [
+            &["--threads", "0"][..],
+            &["--queue-depth", "many"],
+            &["--timeout", "0"],
+            &["--body-timeout", "soon"],
+            &["--max-body", "1TB"],
+            &["--trusted-proxy", "10.0.0.0/99"],
+            &["--bind", "nowhere"],
+            &["--metrics-bind", "127.0.0.1"],
+            &["--log-level", "wsgi_core=loud"],
+            &["--mount", "/a?b"],
+        ] {
+            let err = Args::try_parse_from(["serve"].iter().chain(bad).chain(&["app.py"]))
+                .expect_err(&format!("{bad:?} should be refused"));
+            assert_eq!(err.exit_code(), 2, "{bad:?}: {err}");
+        }
+    }
 }

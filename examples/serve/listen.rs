@@ -2,9 +2,11 @@
 
 use std::net::TcpListener;
 
+use crate::values::ListenAddr;
+
 /// A non-blocking listener on `addr`, or an error that says what to do about it.
-pub(crate) fn bind(addr: &str) -> Result<TcpListener, String> {
-    let listener = TcpListener::bind(addr).map_err(|e| bind_error(addr, &e))?;
+pub(crate) fn bind(addr: &ListenAddr) -> Result<TcpListener, String> {
+    let listener = TcpListener::bind(addr.addrs()).map_err(|e| bind_error(addr, &e))?;
     listener
         .set_nonblocking(true)
         .map_err(|e| format!("cannot make the socket for {addr} non-blocking: {e}"))?;
@@ -12,7 +14,7 @@ pub(crate) fn bind(addr: &str) -> Result<TcpListener, String> {
 }
 
 /// Says what to do about a socket that cannot be bound.
-fn bind_error(addr: &str, error: &std::io::Error) -> String {
+fn bind_error(addr: &ListenAddr, error: &std::io::Error) -> String {
     let advice = match error.kind() {
         std::io::ErrorKind::AddrInUse => {
             "; another program (or another serve) is already listening on that port: stop \

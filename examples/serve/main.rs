@@ -16,7 +16,8 @@
 //!
 //! One module per concern: [`cli`] (the options), [`config`] (options to an
 //! `EngineBuilder`), [`hosts`] (axum and actix-web), [`signals`], [`metrics`] (the
-//! Prometheus endpoint), [`version`] (`--version`) and [`listen`] (sockets).
+//! Prometheus endpoint), [`version`] (`--version`), [`listen`] (sockets) and [`values`] (the
+//! types of option values).
 
 mod cli;
 mod config;
@@ -24,33 +25,31 @@ mod hosts;
 mod listen;
 mod metrics;
 mod signals;
+mod values;
 mod version;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use clap::Parser;
-use tracing_subscriber::EnvFilter;
-
-use cli::{Args, LogFormat, Sched, ServerKind};
+use cli::{Args, LogFormat, Sched, ServerKind, VenvOrigin};
 use signals::Signals;
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = cli::parse();
     if args.version {
-        version::print(&args);
-        return ExitCode::SUCCESS;
+        return match version::write(&args, &mut std::io::stdout().lock()) {
+            Ok(()) => ExitCode::SUCCESS,
+            // The reader has what it wanted (`serve --version | head -1`).
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: cannot write to stdout: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
-    let filter = match EnvFilter::try_new(&args.log_level) {
-        Ok(filter) => filter,
-        Err(e) => {
-            eprintln!("error: invalid --log-level {:?}: {e}", args.log_level);
-            return ExitCode::from(2);
-        }
-    };
     let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(args.log_level.to_filter())
         .with_writer(std::io::stderr);
     match args.log_format {
         LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
@@ -90,31 +89,30 @@ async fn run(args: Args) -> Result<(), String> {
         .local_addr()
         .map_err(|e| format!("cannot read the address bound for {}: {e}", args.bind))?;
 
-    // Before the import, so that whatever goes wrong is logged next to the Python it ran on.
-    let python = wsgi_core::python_info();
-    let (venv, venv_origin) = config::venv_setting(&args);
+    // Before the import, so that whatever goes wrong is logged next to the Python it ran on,
+    // with the virtualenv the engine is about to activate.
+    let mut python = wsgi_core::python_info();
+    python.venv.clone_from(&args.engine.venv);
     tracing::info!(
-        "serve {} embedding Python {} ({}); virtualenv: {}",
+        "serve {} embedding {python}{}",
         env!("CARGO_PKG_VERSION"),
-        python.version,
-        version::python_files(&python),
-        venv.as_ref().map_or_else(
-            || "none".to_owned(),
-            |v| format!("{}{venv_origin}", v.display())
-        ),
+        args.venv_origin.suffix()
     );
-    let engine = config::engine_builder(&args)?
+    let engine = args
+        .engine
+        .builder(args.venv_origin == VenvOrigin::Environment)
         .build()
         .map_err(|e| e.to_string())?;
-    tracing::info!(app = %args.app(), threads = engine.threads(), server = ?args.server, "application loaded");
-    let mount = config::mount(&args);
+    tracing::info!(app = %args.engine.app(), threads = engine.threads(), server = ?args.server, "application loaded");
+    let mount = args.mount.as_deref().unwrap_or_default();
 
     if let Some(addr) = &args.metrics_bind {
         metrics::serve(addr, engine.clone())?;
     }
+    let grace = args.grace.0;
     let mut server = match args.server {
         ServerKind::Axum => hosts::axum::serve(listener, local, engine.clone(), mount)?,
-        ServerKind::Actix => hosts::actix::serve(listener, engine.clone(), mount, args.grace)?,
+        ServerKind::Actix => hosts::actix::serve(listener, engine.clone(), mount, grace)?,
     };
 
     let mut stdout = std::io::stdout().lock();
@@ -128,11 +126,11 @@ async fn run(args: Args) -> Result<(), String> {
         ended = &mut server.done => return Err(format!("the server stopped unexpectedly: {ended:?}")),
     }
     (server.stop)(true);
-    let mut deadline = Instant::now() + Duration::from_secs(args.grace);
+    let mut deadline = Instant::now() + grace;
     tokio::select! {
         _ = &mut server.done => {}
         _ = tokio::time::sleep_until(deadline.into()) => {
-            tracing::warn!(grace = args.grace, "grace period over; cutting the remaining requests");
+            tracing::warn!(grace = %args.grace, "grace period over; cutting the remaining requests");
         }
         name = signals.next() => {
             tracing::warn!("{name} received again: cutting the remaining requests");

@@ -3,9 +3,11 @@
 use axum::Router;
 use wsgi_core::Engine;
 
+use crate::values::ListenAddr;
+
 /// Serves `GET /metrics` (Prometheus text) on its own address, apart from the application,
 /// so it can stay private while the application is public.
-pub(crate) fn serve(addr: &str, engine: Engine) -> Result<(), String> {
+pub(crate) fn serve(addr: &ListenAddr, engine: Engine) -> Result<(), String> {
     let listener = crate::listen::bind(addr)?;
     let listener = tokio::net::TcpListener::from_std(listener)
         .map_err(|e| format!("cannot use the metrics socket: {e}"))?;

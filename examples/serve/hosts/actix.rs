@@ -1,30 +1,35 @@
 //! actix-web 4 as the host.
 
+use std::time::Duration;
+
 use actix_web::{App, HttpServer};
 use wsgi_actix::WsgiApp;
 use wsgi_core::Engine;
 
 use super::Running;
 
-/// Serves `engine` on `listener` (under `mount`, if given) until stopped; after a graceful
-/// stop, in-flight requests get up to `grace` seconds.
+/// Serves `engine` on `listener` (under `mount`, if not empty) until stopped; after a
+/// graceful stop, in-flight requests get up to `grace`.
 pub(crate) fn serve(
     listener: std::net::TcpListener,
     engine: Engine,
-    mount: Option<String>,
-    grace: u64,
+    mount: &str,
+    grace: Duration,
 ) -> Result<Running, String> {
+    let mount = mount.to_owned();
     let server = HttpServer::new(move || {
         let app = App::new();
-        match &mount {
+        if mount.is_empty() {
+            app.default_service(WsgiApp::new("", engine.clone()))
+        } else {
             // Outside the mount, actix-web's own 404.
-            Some(prefix) => app.service(WsgiApp::new(prefix.clone(), engine.clone())),
-            None => app.default_service(WsgiApp::new("", engine.clone())),
+            app.service(WsgiApp::new(mount.clone(), engine.clone()))
         }
     })
     // This command handles the signals, the same way for both servers.
     .disable_signals()
-    .shutdown_timeout(grace)
+    // Whole seconds, rounded up: actix-web counts no finer.
+    .shutdown_timeout(grace.as_secs() + u64::from(grace.subsec_nanos() > 0))
     .listen(listener)
     .map_err(|e| format!("cannot serve on the socket: {e}"))?
     .run();

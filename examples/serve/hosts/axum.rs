@@ -8,19 +8,19 @@ use wsgi_core::Engine;
 
 use super::Running;
 
-/// Serves `engine` on `listener` (under `mount`, if given) until stopped.
+/// Serves `engine` on `listener` (under `mount`, if not empty) until stopped.
 pub(crate) fn serve(
     listener: std::net::TcpListener,
     local: SocketAddr,
     engine: Engine,
-    mount: Option<String>,
+    mount: &str,
 ) -> Result<Running, String> {
     let listener = tokio::net::TcpListener::from_std(listener)
         .map_err(|e| format!("cannot use the socket: {e}"))?;
     let mut service = WsgiService::new(engine).local_addr(local);
-    if let Some(prefix) = mount {
+    if !mount.is_empty() {
         // The engine answers 404 outside the mount itself, for `/py` and `/py/...` alike.
-        service = service.mount(prefix);
+        service = service.mount(mount);
     }
     // The service is the whole application, so it is served without a Router: no route
     // lookup and no boxing of its responses on every request.
