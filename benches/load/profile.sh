@@ -5,9 +5,9 @@
 # loads it, and prints flat profiles by shared object and by symbol.
 #
 #   benches/load/profile.sh [SCENARIO]          # default hello-c64
-#   SERVE_BIN=target/release/examples/serve SECONDS_PROFILED=5 benches/load/profile.sh echo-c64
+#   SERVE_BIN=target/release/serve SECONDS_PROFILED=5 benches/load/profile.sh echo-c64
 #
-# Settings (environment): SERVE_BIN (default: target/release/examples/serve, built if
+# Settings (environment): SERVE_BIN (default: target/release/serve, built if
 # missing), SECONDS_PROFILED=5, FREQ=1999 (samples/s), CALL_GRAPH=0 (1: also record DWARF
 # call graphs and print the heaviest call chains; much larger data), OUR_THREADS=8,
 # SERVER_CPU=1, WRK_CPU=0, PORT=18999, VENV (default benches/load/.venv, made by run.sh),
@@ -28,7 +28,7 @@ WRK_CPU=${WRK_CPU:-0}
 PORT=${PORT:-18999}
 VENV=${VENV:-$LOAD_DIR/.venv}
 OUT_DIR=${OUT_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/wsgi-profile.XXXXXX")}
-SERVE_BIN=${SERVE_BIN:-$ROOT/target/release/examples/serve}
+SERVE_BIN=${SERVE_BIN:-$ROOT/target/release/serve}
 mkdir -p "$OUT_DIR"
 
 die() {
@@ -48,7 +48,7 @@ command -v perf >/dev/null || die "perf is missing (apt-get install -y linux-per
 command -v wrk >/dev/null || die "wrk is missing (run.sh installs it)"
 [[ -x $VENV/bin/python ]] || die "no venv at $VENV (run.sh makes it)"
 if [[ ! -x $SERVE_BIN ]]; then
-    (cd "$ROOT" && cargo build --quiet --release -p examples --example serve)
+    (cd "$ROOT" && cargo build --quiet --release -p examples --bin serve)
 fi
 ! (exec 3<>"/dev/tcp/$HOST/$PORT") 2>/dev/null || die "port $PORT is in use"
 

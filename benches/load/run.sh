@@ -220,7 +220,7 @@ setup_wrk() {
 }
 
 setup_binaries() {
-    local target=${CARGO_TARGET_DIR:-$ROOT/target} sha dir
+    local target=${CARGO_TARGET_DIR:-$ROOT/target} sha dir build
     if [[ -n ${SERVE_BIN:-} ]]; then
         SERVE_DESC="prebuilt $SERVE_BIN"
     elif [[ -n ${SERVE_REV:-} ]]; then
@@ -229,20 +229,27 @@ setup_binaries() {
         sha=$(git -C "$ROOT" rev-parse --verify --quiet "$SERVE_REV^{commit}") ||
             die "SERVE_REV=$SERVE_REV is not a commit"
         dir=${BUILD_CACHE:-${TMPDIR:-/tmp}/wsgi-load-build}/$sha
-        if [[ ! -x $dir/target/release/examples/serve ]]; then
+        if git -C "$ROOT" cat-file -e "$sha:examples/serve.rs" 2>/dev/null; then
+            # Before `serve` became a binary of the examples package, it was an example.
+            build=(--example serve)
+            SERVE_BIN=$dir/target/release/examples/serve
+        else
+            build=(--bin serve)
+            SERVE_BIN=$dir/target/release/serve
+        fi
+        if [[ ! -x $SERVE_BIN ]]; then
             log "building serve at $SERVE_REV (${sha:0:10}) in $dir"
             rm -rf "$dir/src"
             mkdir -p "$dir/src"
             git -C "$ROOT" archive "$sha" | tar -x -C "$dir/src"
             (cd "$dir/src" && CARGO_TARGET_DIR=$dir/target cargo build --quiet --release \
-                -p examples --example serve)
+                -p examples "${build[@]}")
         fi
-        SERVE_BIN=$dir/target/release/examples/serve
         SERVE_DESC="commit ${sha:0:10} (SERVE_REV=$SERVE_REV)"
     else
-        log "cargo build --release --example serve"
-        (cd "$ROOT" && cargo build --quiet --release -p examples --example serve)
-        SERVE_BIN=$target/release/examples/serve
+        log "cargo build --release --bin serve"
+        (cd "$ROOT" && cargo build --quiet --release -p examples --bin serve)
+        SERVE_BIN=$target/release/serve
         sha=$(git -C "$ROOT" rev-parse --short=10 HEAD 2>/dev/null || echo unknown)
         if [[ -n $(git -C "$ROOT" status --porcelain --untracked-files=no -- \
             ':!benches' 2>/dev/null) ]]; then

@@ -3,7 +3,7 @@
 
 mod serve_process;
 
-use serve_process::{TempDir, assert_fails_with, fixtures, python, serve_command, start};
+use serve_process::{TempDir, assert_fails_with, fail, fixtures, python, serve_command, start};
 
 #[test]
 fn a_file_serves_its_application() {
@@ -281,4 +281,52 @@ fn version_names_the_embedded_python() {
         String::from_utf8_lossy(&output.stdout).trim(),
         facts.major_minor
     );
+}
+
+#[test]
+fn a_bad_value_is_a_usage_error_before_the_port_is_bound() {
+    // Were the port bound first, this would fail with status 1 and "already in use".
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port");
+    let addr = taken.local_addr().unwrap().to_string();
+    for (option, value) in [
+        ("--timeout", "0"),
+        ("--grace", "soon"),
+        ("--threads", "0"),
+        ("--buffer-body", "64KB"),
+        ("--trusted-proxy", "10.0.0.0/40"),
+        ("--metrics-bind", "localhost"),
+        ("--log-level", "wsgi_core=loud"),
+    ] {
+        let mut command = serve_command();
+        command.args(["--bind", &addr, option, value, "hello.py"]);
+        let (status, stderr) = fail(command);
+        assert_eq!(status.code(), Some(2), "{option} {value}: {stderr}");
+        assert!(stderr.contains(option), "{option} {value}: {stderr}");
+        assert!(!stderr.contains("already in use"), "{stderr}");
+        assert!(!stderr.contains("embedding Python"), "{stderr}");
+    }
+}
+
+/// Runs `serve` with `args` and a stdout whose reader has already gone, as in
+/// `serve --version | head -1` when `head` exits first.
+#[cfg(unix)]
+fn run_with_closed_stdout(args: &[&str]) -> std::process::Output {
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    serve_command()
+        .args(args)
+        .stdout(writer)
+        .output()
+        .expect("run serve")
+}
+
+#[cfg(unix)]
+#[test]
+fn version_and_help_on_a_closed_stdout_exit_quietly() {
+    for args in [&["--version"][..], &["--help"], &["-h"]] {
+        let output = run_with_closed_stdout(args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
+    }
 }

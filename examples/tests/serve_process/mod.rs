@@ -19,24 +19,9 @@ use std::time::{Duration, Instant};
 /// How long a child may take to start or to fail; generous, for loaded CI machines.
 pub(crate) const DEADLINE: Duration = Duration::from_secs(90);
 
-/// The `serve` example next to this test binary: `target/<profile>/examples/serve`.
+/// The `serve` binary of this package, which cargo builds before the tests that use it.
 pub(crate) fn serve_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    // The test binary is target/<profile>/deps/NAME-HASH.
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("the test binary sits in target/<profile>/deps");
-    let serve = profile_dir
-        .join("examples")
-        .join(format!("serve{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        serve.is_file(),
-        "{} does not exist; build it first with `cargo build --example serve` (a plain \
-         `cargo test -p examples` builds it, `cargo test --test NAME` alone does not)",
-        serve.display()
-    );
-    serve
+    PathBuf::from(env!("CARGO_BIN_EXE_serve"))
 }
 
 /// The fixture directory `examples/tests/apps/startup`.

@@ -1,0 +1,221 @@
+//! The command line: what `serve` accepts. clap parses and checks every value (see
+//! [`crate::values`]), so a bad command line exits 2 before anything starts. The engine's
+//! options are [`EngineOptions`], next to the code that hands them to the engine.
+
+use std::ffi::OsString;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
+
+use crate::config::EngineOptions;
+use crate::values::{ListenAddr, LogFilter, Secs};
+
+/// Where `serve` listens unless told otherwise.
+const DEFAULT_BIND: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 8000);
+
+/// How long in-flight requests may run on after SIGTERM or Ctrl-C unless told otherwise.
+const DEFAULT_GRACE: Duration = Duration::from_secs(30);
+
+/// Serve a Python WSGI application.
+#[derive(Parser, Debug)]
+// `--version` is our own: it names the embedded Python, which clap's cannot.
+#[command(name = "serve", disable_version_flag = true)]
+pub(crate) struct Args {
+    /// Print the versions of this command and of the embedded Python, its files and the
+    /// virtualenv, then exit.
+    #[arg(short = 'V', long)]
+    pub(crate) version: bool,
+
+    /// Address to listen on (`HOST:PORT`).
+    #[arg(long, value_name = "ADDR", default_value_t = ListenAddr::from(DEFAULT_BIND))]
+    pub(crate) bind: ListenAddr,
+
+    /// HTTP server that hosts the application.
+    #[arg(long, value_enum, default_value_t = ServerKind::Axum)]
+    pub(crate) server: ServerKind,
+
+    /// Serve the application under PREFIX only (its SCRIPT_NAME); other paths get 404.
+    #[arg(long, value_name = "PREFIX", value_parser = crate::values::mount)]
+    pub(crate) mount: Option<String>,
+
+    /// How long in-flight requests may run on after SIGTERM or Ctrl-C, in seconds or with a
+    /// unit (`500ms`, `2m`).
+    #[arg(long, value_name = "DURATION", default_value_t = Secs(DEFAULT_GRACE))]
+    pub(crate) grace: Secs,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics [default: off].
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) metrics_bind: Option<ListenAddr>,
+
+    /// CPU scheduling policy of every thread: `batch` (Linux SCHED_BATCH: a thread that
+    /// wakes another keeps the CPU, so requests and responses move in batches; more
+    /// throughput when threads share cores) or `normal` (the OS default).
+    #[arg(long, value_enum, default_value_t = Sched::Batch)]
+    pub(crate) sched: Sched,
+
+    /// Log format on stderr: `text` or `json` (one JSON object per line).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub(crate) log_format: LogFormat,
+
+    /// Log filter: a level (`info`, `debug`) or tracing directives (`info,wsgi_core=debug`).
+    #[arg(long, value_name = "FILTER", default_value = "info")]
+    pub(crate) log_level: LogFilter,
+
+    /// The application and the engine that runs it.
+    #[command(flatten)]
+    pub(crate) engine: EngineOptions,
+
+    /// Where `engine.venv` came from; set by [`parse`].
+    #[arg(skip)]
+    pub(crate) venv_origin: VenvOrigin,
+}
+
+/// Where the virtualenv setting came from, for the messages that name it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum VenvOrigin {
+    /// No virtualenv.
+    #[default]
+    None,
+    /// `--venv`.
+    Option,
+    /// `$VIRTUAL_ENV`.
+    Environment,
+}
+
+impl VenvOrigin {
+    /// How messages name the origin: `" (from --venv)"`.
+    pub(crate) fn suffix(self) -> &'static str {
+        match self {
+            VenvOrigin::None => "",
+            VenvOrigin::Option => " (from --venv)",
+            VenvOrigin::Environment => " (from $VIRTUAL_ENV)",
+        }
+    }
+}
+
+/// Parses the process's command line, or exits: 0 for `--help`, 2 for a bad command line.
+pub(crate) fn parse() -> Args {
+    parse_from(std::env::args_os())
+}
+
+/// Parses `args` (the program name first), or exits as [`parse`] does.
+pub(crate) fn parse_from<I, T>(args: I) -> Args
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let matches = Args::command().get_matches_from(args);
+    let mut args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if args
+        .engine
+        .venv
+        .as_ref()
+        .is_some_and(|v| v.as_os_str().is_empty())
+    {
+        args.engine.venv = None;
+    }
+    args.venv_origin = match matches.value_source("venv") {
+        _ if args.engine.venv.is_none() => VenvOrigin::None,
+        Some(ValueSource::EnvVariable) => VenvOrigin::Environment,
+        _ => VenvOrigin::Option,
+    };
+    args
+}
+
+/// The HTTP server that hosts the engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ServerKind {
+    /// axum 0.8 on hyper.
+    Axum,
+    /// actix-web 4.
+    Actix,
+}
+
+/// The CPU scheduling policy of the process's threads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Sched {
+    /// SCHED_BATCH for the whole process.
+    Batch,
+    /// The OS default (SCHED_OTHER); the engine's Python threads are batch regardless.
+    Normal,
+}
+
+/// How log events are written to stderr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per event.
+    Json,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_is_well_formed() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn help_shows_the_library_defaults() {
+        let help = Args::command().render_long_help().to_string();
+        for default in [
+            format!("[default: {}]", wsgi_core::DEFAULT_THREADS),
+            format!("[default: {}]", wsgi_core::DEFAULT_QUEUE_DEPTH),
+            format!(
+                "[default: {}]",
+                crate::values::Bytes(wsgi_core::DEFAULT_BUFFER_BODY)
+            ),
+            "[default: 30s]".to_owned(),
+            "[default: 127.0.0.1:8000]".to_owned(),
+        ] {
+            assert!(help.contains(&default), "{default} missing from:\n{help}");
+        }
+    }
+
+    #[test]
+    fn values_are_parsed_into_their_types() {
+        let args = Args::try_parse_from([
+            "serve",
+            "--grace",
+            "1.5",
+            "--buffer-body",
+            "1M",
+            "--trusted-proxy",
+            "10.0.0.0/8,::1",
+            "--mount",
+            "py/",
+            "app.py",
+        ])
+        .unwrap();
+        assert_eq!(args.grace.0, Duration::from_millis(1500));
+        assert_eq!(args.engine.buffer_body.0, 1 << 20);
+        assert_eq!(args.engine.trusted_proxies.len(), 2);
+        assert_eq!(args.mount.as_deref(), Some("/py"));
+        assert_eq!(args.engine.app(), "app.py");
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors() {
+        for bad in [
+            &["--threads", "0"][..],
+            &["--queue-depth", "many"],
+            &["--timeout", "0"],
+            &["--body-timeout", "soon"],
+            &["--max-body", "1TB"],
+            &["--trusted-proxy", "10.0.0.0/99"],
+            &["--bind", "nowhere"],
+            &["--metrics-bind", "127.0.0.1"],
+            &["--log-level", "wsgi_core=loud"],
+            &["--mount", "/a?b"],
+        ] {
+            let err = Args::try_parse_from(["serve"].iter().chain(bad).chain(&["app.py"]))
+                .expect_err(&format!("{bad:?} should be refused"));
+            assert_eq!(err.exit_code(), 2, "{bad:?}: {err}");
+        }
+    }
+}

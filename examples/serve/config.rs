@@ -1,0 +1,119 @@
+//! Configuration: the engine's options and the one place that turns them into an
+//! [`EngineBuilder`].
+//!
+//! A new engine option is one field of [`EngineOptions`] (its flag, help and default, from
+//! the library's constant) and one line of [`EngineOptions::builder`].
+
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+
+use clap::builder::TypedValueParser as _;
+use ipnet::IpNet;
+use wsgi_core::{DEFAULT_BUFFER_BODY, DEFAULT_QUEUE_DEPTH, DEFAULT_THREADS, Engine, EngineBuilder};
+
+use crate::values::{Bytes, Secs, at_least_one, ip_net, positive_secs};
+
+/// The application and how the engine runs it.
+#[derive(clap::Args, Debug)]
+#[command(next_help_heading = "Application and engine")]
+pub(crate) struct EngineOptions {
+    /// The application: a directory with a `passenger_wsgi.py`, `path/file.py`,
+    /// `path/file.py:callable`, `module:callable` or `module:create_app(ARGS)`.
+    #[arg(value_name = "APP", required_unless_present = "version")]
+    app: Option<String>,
+
+    /// Python worker threads (use 1 for applications that are not thread-safe).
+    #[arg(long, value_name = "N", value_parser = at_least_one,
+          default_value_t = NonZeroUsize::new(DEFAULT_THREADS).expect("DEFAULT_THREADS > 0"))]
+    threads: NonZeroUsize,
+
+    /// Change to DIR before loading the application (APP is then relative to DIR).
+    #[arg(long, value_name = "DIR")]
+    chdir: Option<PathBuf>,
+
+    /// Virtualenv whose packages the application uses.
+    // Any text, even empty: an empty `$VIRTUAL_ENV` means none, which `cli::parse_from` sees to.
+    #[arg(long, value_name = "DIR", env = "VIRTUAL_ENV",
+          value_parser = clap::builder::OsStringValueParser::new().map(PathBuf::from))]
+    pub(crate) venv: Option<PathBuf>,
+
+    /// Refuse to start when a `.python-version` (pyenv's) in the application's directory or
+    /// above names another Python than the embedded one, instead of warning.
+    #[arg(long)]
+    strict_python_version: bool,
+
+    /// Largest request body accepted, in bytes or with a unit (`10M`); larger ones get 413
+    /// [default: no limit].
+    #[arg(long, value_name = "BYTES")]
+    max_body: Option<Bytes>,
+
+    /// Request bodies up to this size are read whole before the app runs, so it never
+    /// waits for them; larger ones stream to `wsgi.input` (0: always stream).
+    #[arg(long, value_name = "BYTES", default_value_t = Bytes(DEFAULT_BUFFER_BODY))]
+    pub(crate) buffer_body: Bytes,
+
+    /// Requests that may wait for a free Python thread before new ones get 503.
+    #[arg(long, value_name = "N", value_parser = at_least_one,
+          default_value_t = NonZeroUsize::new(DEFAULT_QUEUE_DEPTH).expect("DEFAULT_QUEUE_DEPTH > 0"))]
+    queue_depth: NonZeroUsize,
+
+    /// How long a request may run before it is answered 504 and `TimeoutError` is raised in
+    /// its Python thread, in seconds or with a unit (`500ms`, `2m`) [default: no limit].
+    #[arg(long, value_name = "DURATION", value_parser = positive_secs)]
+    timeout: Option<Secs>,
+
+    /// How long a request may wait for a free Python thread before it gets 503
+    /// [default: no limit].
+    #[arg(long, value_name = "DURATION", value_parser = positive_secs)]
+    max_queue_wait: Option<Secs>,
+
+    /// How long `wsgi.input` waits for more of a request body before giving up with 408
+    /// [default: no limit].
+    #[arg(long, value_name = "DURATION", value_parser = positive_secs)]
+    body_timeout: Option<Secs>,
+
+    /// A reverse proxy (IP or CIDR) whose X-Forwarded-*/Forwarded headers are believed;
+    /// repeat the option or separate with commas [default: none].
+    #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = ip_net, value_delimiter = ',')]
+    pub(crate) trusted_proxies: Vec<IpNet>,
+}
+
+impl EngineOptions {
+    /// The APP argument, which clap requires unless `--version` is given.
+    pub(crate) fn app(&self) -> &str {
+        self.app.as_deref().unwrap_or_default()
+    }
+
+    /// The engine these options describe. `venv_from_env`: the virtualenv came from
+    /// `$VIRTUAL_ENV`, which the library then reads itself, so that its errors say where
+    /// the path came from (and suggest `deactivate` for a stale one).
+    pub(crate) fn builder(&self, venv_from_env: bool) -> EngineBuilder {
+        let mut builder = Engine::builder(self.app())
+            .threads(self.threads.get())
+            .strict_python_version(self.strict_python_version)
+            .buffer_body(self.buffer_body.0)
+            .queue_depth(self.queue_depth.get())
+            .trusted_proxies(self.trusted_proxies.iter().map(IpNet::to_string));
+        if let Some(dir) = &self.chdir {
+            builder = builder.chdir(dir);
+        }
+        if let Some(dir) = &self.venv
+            && !venv_from_env
+        {
+            builder = builder.venv(dir);
+        }
+        if let Some(Bytes(limit)) = self.max_body {
+            builder = builder.max_body(limit);
+        }
+        if let Some(Secs(limit)) = self.timeout {
+            builder = builder.timeout(limit);
+        }
+        if let Some(Secs(limit)) = self.max_queue_wait {
+            builder = builder.max_queue_wait(limit);
+        }
+        if let Some(Secs(limit)) = self.body_timeout {
+            builder = builder.body_timeout(limit);
+        }
+        builder
+    }
+}

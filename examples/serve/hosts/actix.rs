@@ -1,0 +1,51 @@
+//! actix-web 4 as the host.
+
+use std::time::Duration;
+
+use actix_web::{App, HttpServer};
+use wsgi_actix::WsgiApp;
+use wsgi_core::Engine;
+
+use super::Running;
+
+/// Serves `engine` on `listener` (under `mount`, if not empty) until stopped; after a
+/// graceful stop, in-flight requests get up to `grace`.
+pub(crate) fn serve(
+    listener: std::net::TcpListener,
+    engine: Engine,
+    mount: &str,
+    grace: Duration,
+) -> Result<Running, String> {
+    let mount = mount.to_owned();
+    let server = HttpServer::new(move || {
+        let app = App::new();
+        if mount.is_empty() {
+            app.default_service(WsgiApp::new("", engine.clone()))
+        } else {
+            // Outside the mount, actix-web's own 404.
+            app.service(WsgiApp::new(mount.clone(), engine.clone()))
+        }
+    })
+    // This command handles the signals, the same way for both servers.
+    .disable_signals()
+    // Whole seconds, rounded up: actix-web counts no finer.
+    .shutdown_timeout(grace.as_secs() + u64::from(grace.subsec_nanos() > 0))
+    .listen(listener)
+    .map_err(|e| format!("cannot serve on the socket: {e}"))?
+    .run();
+    let handle = server.handle();
+    let task = actix_web::rt::spawn(server);
+    Ok(Running {
+        done: Box::pin(async move {
+            match task.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        }),
+        stop: Box::new(move |graceful| {
+            let handle = handle.clone();
+            actix_web::rt::spawn(async move { handle.stop(graceful).await });
+        }),
+    })
+}

@@ -1,0 +1,150 @@
+//! `serve`: run a Python WSGI application over HTTP/1.1 and h2c.
+//!
+//! ```text
+//! cargo run --release --bin serve -- [OPTIONS] APP
+//! cargo install --path examples     # then: serve [OPTIONS] APP
+//! ```
+//!
+//! `APP` is a directory with a `passenger_wsgi.py`, `path/to/file.py` (its `application`
+//! callable), `path/to/file.py:callable`, `package.module:callable`, or a factory call with
+//! literal arguments, `package.module:create_app('prod')`. Once the socket is bound and the
+//! application loaded, the command prints one line, `listening on http://ADDR`, to stdout;
+//! logs go to stderr. `serve --version` names the embedded Python and the virtualenv.
+//! SIGTERM or Ctrl-C stops accepting, lets in-flight requests finish for up to `--grace`
+//! seconds, then shuts the engine down and exits 0; a second signal skips the wait.
+//! Requests are logged by the engine (target `wsgi_core::access`), whichever server hosts it.
+//!
+//! One module per concern: [`cli`] (the options), [`config`] (options to an
+//! `EngineBuilder`), [`hosts`] (axum and actix-web), [`signals`], [`metrics`] (the
+//! Prometheus endpoint), [`version`] (`--version`), [`listen`] (sockets) and [`values`] (the
+//! types of option values).
+
+mod cli;
+mod config;
+mod hosts;
+mod listen;
+mod metrics;
+mod signals;
+mod values;
+mod version;
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use cli::{Args, LogFormat, Sched, ServerKind, VenvOrigin};
+use signals::Signals;
+
+fn main() -> ExitCode {
+    let args = cli::parse();
+    if args.version {
+        return match version::write(&args, &mut std::io::stdout().lock()) {
+            Ok(()) => ExitCode::SUCCESS,
+            // The reader has what it wanted (`serve --version | head -1`).
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: cannot write to stdout: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(args.log_level.to_filter())
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().init(),
+    }
+
+    // Before any other thread exists, so that every thread inherits it.
+    if args.sched == Sched::Batch
+        && let Err(e) = wsgi_core::batch_scheduling()
+    {
+        tracing::warn!("cannot use SCHED_BATCH ({e}); running with the default policy");
+    }
+    let outcome = match args.server {
+        ServerKind::Axum => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the tokio runtime: {e}"))
+            .and_then(|rt| rt.block_on(run(args))),
+        // actix-web runs on its own single-threaded system per worker.
+        ServerKind::Actix => actix_web::rt::System::new().block_on(run(args)),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    // Installed first, so that a signal during start-up is a clean stop, not a default kill.
+    let mut signals = Signals::new().map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    // Bound before the (possibly slow) application import, so a taken port fails at once.
+    let listener = listen::bind(&args.bind)?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the address bound for {}: {e}", args.bind))?;
+
+    // Before the import, so that whatever goes wrong is logged next to the Python it ran on,
+    // with the virtualenv the engine is about to activate.
+    let mut python = wsgi_core::python_info();
+    python.venv.clone_from(&args.engine.venv);
+    tracing::info!(
+        "serve {} embedding {python}{}",
+        env!("CARGO_PKG_VERSION"),
+        args.venv_origin.suffix()
+    );
+    let engine = args
+        .engine
+        .builder(args.venv_origin == VenvOrigin::Environment)
+        .build()
+        .map_err(|e| e.to_string())?;
+    tracing::info!(app = %args.engine.app(), threads = engine.threads(), server = ?args.server, "application loaded");
+    let mount = args.mount.as_deref().unwrap_or_default();
+
+    if let Some(addr) = &args.metrics_bind {
+        metrics::serve(addr, engine.clone())?;
+    }
+    let grace = args.grace.0;
+    let mut server = match args.server {
+        ServerKind::Axum => hosts::axum::serve(listener, local, engine.clone(), mount)?,
+        ServerKind::Actix => hosts::actix::serve(listener, engine.clone(), mount, grace)?,
+    };
+
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "listening on http://{local}")
+        .and_then(|()| stdout.flush())
+        .map_err(|e| format!("cannot write to stdout: {e}"))?;
+    drop(stdout);
+
+    tokio::select! {
+        name = signals.next() => tracing::info!("{name} received: draining in-flight requests"),
+        ended = &mut server.done => return Err(format!("the server stopped unexpectedly: {ended:?}")),
+    }
+    (server.stop)(true);
+    let mut deadline = Instant::now() + grace;
+    tokio::select! {
+        _ = &mut server.done => {}
+        _ = tokio::time::sleep_until(deadline.into()) => {
+            tracing::warn!(grace = %args.grace, "grace period over; cutting the remaining requests");
+        }
+        name = signals.next() => {
+            tracing::warn!("{name} received again: cutting the remaining requests");
+            deadline = Instant::now();
+        }
+    }
+    (server.stop)(false);
+    let report = engine
+        .shutdown(deadline.saturating_duration_since(Instant::now()))
+        .await;
+    tracing::info!(
+        completed = report.completed,
+        aborted = report.aborted,
+        "stopped"
+    );
+    Ok(())
+}

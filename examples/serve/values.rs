@@ -1,0 +1,278 @@
+//! The types of option values: each parses and checks its text for clap, so that a bad value
+//! is a usage error (exit 2) before anything starts, and prints as it is written, so that a
+//! default shown in `--help` comes from the constant it is made of.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::num::NonZeroUsize;
+use std::str::FromStr;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+/// An address to listen on, `HOST:PORT`, with what it resolves to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ListenAddr {
+    text: String,
+    addrs: Vec<SocketAddr>,
+}
+
+impl ListenAddr {
+    /// The addresses to try binding, in order.
+    pub(crate) fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+}
+
+impl From<SocketAddr> for ListenAddr {
+    fn from(addr: SocketAddr) -> Self {
+        ListenAddr {
+            text: addr.to_string(),
+            addrs: vec![addr],
+        }
+    }
+}
+
+impl FromStr for ListenAddr {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let addrs: Vec<SocketAddr> = text
+            .to_socket_addrs()
+            .map_err(|e| format!("expected HOST:PORT, e.g. 127.0.0.1:8000 or [::1]:8000 ({e})"))?
+            .collect();
+        if addrs.is_empty() {
+            return Err(format!("{text} resolves to no address"));
+        }
+        Ok(ListenAddr {
+            text: text.to_owned(),
+            addrs,
+        })
+    }
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// A span of time: a number of seconds (`30`, `0.25`) or a number with a unit (`250ms`,
+/// `30s`, `2m`, `1h`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Secs(pub(crate) Duration);
+
+impl FromStr for Secs {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let split = text
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let scale = match unit.trim() {
+            "" | "s" => 1.0,
+            "ms" => 0.001,
+            "m" | "min" => 60.0,
+            "h" => 3600.0,
+            other => {
+                return Err(format!(
+                    "unknown unit {other:?}: give seconds (30, 0.5) or ms, s, m, h (250ms, 2m)"
+                ));
+            }
+        };
+        let number: f64 = number
+            .parse()
+            .map_err(|_| "expected a number of seconds (30, 0.5) or ms, s, m, h (250ms, 2m)")?;
+        Duration::try_from_secs_f64(number * scale)
+            .map(Secs)
+            .map_err(|_| format!("{text} is out of range"))
+    }
+}
+
+impl fmt::Display for Secs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = self.0;
+        if d.subsec_nanos() == 0 {
+            write!(f, "{}s", d.as_secs())
+        } else if d.subsec_nanos().is_multiple_of(1_000_000) {
+            write!(f, "{}ms", d.as_millis())
+        } else {
+            write!(f, "{}s", d.as_secs_f64())
+        }
+    }
+}
+
+/// A [`Secs`] that is more than zero, for limits where zero would mean "fail everything".
+pub(crate) fn positive_secs(text: &str) -> Result<Secs, String> {
+    let secs: Secs = text.parse()?;
+    if secs.0.is_zero() {
+        return Err("must be more than 0 (leave the option out for no limit)".into());
+    }
+    Ok(secs)
+}
+
+/// A number of bytes: `65536`, or with a binary unit: `64K` (= `64KiB`), `1M`, `2G`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Bytes(pub(crate) u64);
+
+/// The units [`Bytes`] reads and prints, largest first.
+const BYTE_UNITS: [(&str, u64); 3] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+
+impl FromStr for Bytes {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let number: u64 = number
+            .parse()
+            .map_err(|_| "expected a number of bytes (65536) or one with K, M or G (64K, 1M)")?;
+        let unit = unit.trim();
+        let scale = if unit.is_empty() || unit.eq_ignore_ascii_case("b") {
+            1
+        } else {
+            BYTE_UNITS
+                .iter()
+                .find(|(name, _)| {
+                    unit.eq_ignore_ascii_case(name) || unit.eq_ignore_ascii_case(&name[..1])
+                })
+                .map(|(_, scale)| *scale)
+                .ok_or_else(|| format!("unknown unit {unit:?}: use K, M or G (KiB, MiB, GiB)"))?
+        };
+        number
+            .checked_mul(scale)
+            .map(Bytes)
+            .ok_or_else(|| format!("{text} is too large"))
+    }
+}
+
+impl fmt::Display for Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match BYTE_UNITS
+            .iter()
+            .find(|(_, scale)| self.0 != 0 && self.0.is_multiple_of(*scale))
+        {
+            Some((name, scale)) => write!(f, "{}{name}", self.0 / scale),
+            None => write!(f, "{}", self.0),
+        }
+    }
+}
+
+/// A count of at least one.
+pub(crate) fn at_least_one(text: &str) -> Result<NonZeroUsize, String> {
+    let n: usize = text
+        .trim()
+        .parse()
+        .map_err(|_| "expected a whole number".to_owned())?;
+    NonZeroUsize::new(n).ok_or_else(|| "must be at least 1".to_owned())
+}
+
+/// A trusted proxy: an IP address (`127.0.0.1`, `::1`) or a CIDR range (`10.0.0.0/8`).
+pub(crate) fn ip_net(text: &str) -> Result<IpNet, String> {
+    let text = text.trim();
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| "expected an IP address (10.0.0.1) or a CIDR range (10.0.0.0/8)".to_owned())
+}
+
+/// A mount prefix, normalised as the engine does (a leading slash, no trailing one);
+/// empty for the root.
+pub(crate) fn mount(text: &str) -> Result<String, String> {
+    if text.contains(['?', '#']) {
+        return Err("a mount is a path: no `?` or `#`".into());
+    }
+    Ok(wsgi_core::ConnInfo::default().with_mount(text).mount)
+}
+
+/// A log filter: a level (`info`) or `tracing` directives (`info,wsgi_core=debug`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LogFilter(String);
+
+impl LogFilter {
+    /// The filter, which [`FromStr`] has already checked.
+    pub(crate) fn to_filter(&self) -> tracing_subscriber::EnvFilter {
+        tracing_subscriber::EnvFilter::new(&self.0)
+    }
+}
+
+impl FromStr for LogFilter {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        tracing_subscriber::EnvFilter::try_new(text)
+            .map(|_| LogFilter(text.to_owned()))
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl fmt::Display for LogFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_read_plain_numbers_and_units_and_print_back() {
+        let read = |s: &str| s.parse::<Secs>().map(|s| s.0);
+        assert_eq!(read("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(read("0.3"), Ok(Duration::from_millis(300)));
+        assert_eq!(read("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(read("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(read("1h"), Ok(Duration::from_secs(3600)));
+        assert!(read("").is_err());
+        assert!(read("-1").is_err());
+        assert!(read("5 days").is_err());
+        assert!(read("1e400").is_err());
+        for text in ["30s", "250ms", "0.0005s", "0s"] {
+            assert_eq!(text.parse::<Secs>().unwrap().to_string(), text);
+        }
+        assert!(positive_secs("0").is_err());
+        assert!(positive_secs("0.001").is_ok());
+    }
+
+    #[test]
+    fn bytes_read_binary_units_and_print_the_largest_exact_one() {
+        let read = |s: &str| s.parse::<Bytes>().map(|b| b.0);
+        assert_eq!(read("65536"), Ok(65536));
+        assert_eq!(read("64K"), Ok(65536));
+        assert_eq!(read("64kib"), Ok(65536));
+        assert_eq!(read("1M"), Ok(1 << 20));
+        assert_eq!(read("2GiB"), Ok(2 << 30));
+        assert_eq!(read("0"), Ok(0));
+        assert!(read("64KB").is_err());
+        assert!(read("-1").is_err());
+        assert!(read("99999999999G").is_err());
+        assert_eq!(Bytes(65536).to_string(), "64KiB");
+        assert_eq!(Bytes(1000).to_string(), "1000");
+        assert_eq!(Bytes(0).to_string(), "0");
+    }
+
+    #[test]
+    fn mounts_are_normalised_as_the_engine_does() {
+        assert_eq!(mount("py/").unwrap(), "/py");
+        assert_eq!(mount("/a/b//").unwrap(), "/a/b");
+        assert_eq!(mount("/").unwrap(), "");
+        assert!(mount("/py?x").is_err());
+    }
+
+    #[test]
+    fn other_values_are_checked() {
+        assert!(at_least_one("0").is_err());
+        assert_eq!(at_least_one("4").map(NonZeroUsize::get), Ok(4));
+        assert_eq!(ip_net("10.0.0.1").unwrap().to_string(), "10.0.0.1/32");
+        assert!(ip_net("10.0.0.0/33").is_err());
+        assert!("127.0.0.1:8000".parse::<ListenAddr>().is_ok());
+        assert!("127.0.0.1".parse::<ListenAddr>().is_err());
+        assert!("info,wsgi_core=debug".parse::<LogFilter>().is_ok());
+        assert!("wsgi_core=loud".parse::<LogFilter>().is_err());
+    }
+}
