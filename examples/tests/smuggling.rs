@@ -5,6 +5,9 @@
 //! allows for `Content-Length` with `Transfer-Encoding`), and the hidden request must never
 //! reach the application. hyper rejects or closes on each of these by itself; actix-web
 //! 4 accepted several, so `wsgi-actix` checks the framing before the request is handed on.
+//!
+//! Also here: a chunked request body with a trailer section, which actix-http cannot
+//! parse (`wsgi-actix` answers 400 and logs why; hyper reads the body and drops the trailer).
 
 mod common;
 
@@ -33,6 +36,8 @@ host_cases!(wire, "/py";
     a_list_valued_content_length_is_read_as_one_length_or_rejected,
     an_obs_folded_transfer_encoding_is_rejected,
     a_transfer_encoding_other_than_chunked_is_rejected,
+    a_request_trailer_is_read_or_answered_400,
+    an_unannounced_request_trailer_is_read_or_the_connection_dropped,
 );
 
 /// The request the probes hide: if the application ever sees it, the server was smuggled.
@@ -192,5 +197,63 @@ fn a_transfer_encoding_other_than_chunked_is_rejected(site: &Site) {
             "{:?} {coding:?}: {first:?}",
             site.host()
         );
+    }
+}
+
+/// A chunked body with a trailer section (RFC 9112 §7.1.2). hyper reads the body and
+/// drops the trailer fields; actix-http cannot parse a trailer, so `wsgi-actix` answers a
+/// clear 400 instead of an unexplained dropped connection, and logs why. gunicorn reads
+/// the trailer and drops it, like hyper.
+fn a_request_trailer_is_read_or_answered_400(site: &Site) {
+    let mut conn = Conn::connect(site.server.addr);
+    let _ = conn.try_send(
+        format!(
+            "POST {} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\
+             Trailer: X-Checksum\r\n\r\n5\r\nhello\r\n0\r\nX-Checksum: abc\r\n\r\n",
+            site.url("/digest"),
+        )
+        .as_bytes(),
+    );
+    let response = conn.read_response("POST");
+    match site.host() {
+        common::Host::Axum => {
+            assert_eq!(response.status, 200, "{response:?}");
+            assert_eq!(response.json()["length"], 5, "{response:?}");
+        }
+        common::Host::Actix => {
+            assert_eq!(response.status, 400, "{response:?}");
+            assert!(
+                response.text().contains("trailer"),
+                "the answer says why: {response:?}"
+            );
+        }
+    }
+}
+
+/// The same trailer without a `Trailer` header to announce it. hyper reads the body; actix-http
+/// meets the trailer only while parsing the body, takes it for a broken connection and drops
+/// the connection before anything can answer (the application, if it ran, saw `wsgi.input`
+/// fail as if the client had left). This documents that limitation: if actix-http learns to
+/// read trailers, this test fails and the adapter's docs should change.
+fn an_unannounced_request_trailer_is_read_or_the_connection_dropped(site: &Site) {
+    let mut conn = Conn::connect(site.server.addr);
+    let _ = conn.try_send(
+        format!(
+            "POST {} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n\
+             5\r\nhello\r\n0\r\nX-Checksum: abc\r\n\r\n",
+            site.url("/digest"),
+        )
+        .as_bytes(),
+    );
+    match site.host() {
+        common::Host::Axum => {
+            let response = conn.read_response("POST");
+            assert_eq!(response.status, 200, "{response:?}");
+            assert_eq!(response.json()["length"], 5, "{response:?}");
+        }
+        common::Host::Actix => assert!(
+            conn.closed(),
+            "actix-http answered a request trailer; update wsgi-actix's docs"
+        ),
     }
 }

@@ -17,6 +17,13 @@
 //! - `Transfer-Encoding: identity`, which actix-http takes as no coding; a front end that
 //!   reads the header as RFC 9112 does cannot know the length.
 //!
+//! **Request trailers.** actix-http cannot parse a chunked body's trailer section: it takes
+//! the trailer for a broken connection and drops it, with no response, and the application
+//! sees `wsgi.input` fail as if the client had gone. hyper (and gunicorn) read such a body
+//! and discard the trailer fields. A request that announces a trailer (a `Trailer` header)
+//! is answered 400 saying why, before its body is read. One that sends a trailer unannounced
+//! still loses its connection; actix-http gives the application no way to answer it.
+//!
 //! Each refused request gets 400 and its connection is closed, so nothing that followed on
 //! it is read as a request.
 
@@ -24,7 +31,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use actix_web::body::{BodySize, MessageBody};
-use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, TRANSFER_ENCODING};
+use actix_web::http::header::{
+    CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, TRAILER, TRANSFER_ENCODING,
+};
 use actix_web::http::{ConnectionType, StatusCode, Version};
 use actix_web::{HttpRequest, HttpResponse};
 use bytes::Bytes;
@@ -50,6 +59,9 @@ pub(crate) fn refusal(req: &HttpRequest) -> Option<&'static str> {
             .is_ok_and(|c| c.trim().eq_ignore_ascii_case("chunked"));
     if !only_chunked {
         return Some("a Transfer-Encoding other than chunked");
+    }
+    if headers.contains_key(TRAILER) {
+        return Some("a trailer section, which actix-web cannot read");
     }
     None
 }

@@ -35,6 +35,12 @@
 //! [`WsgiApp`] answers them 400 and closes the connection before the request reaches the
 //! engine, so nothing that followed on the connection is served.
 //!
+//! Request trailers: hyper reads a chunked body with a trailer section and drops the
+//! trailer fields; actix-http cannot parse a trailer and drops the connection when it meets
+//! one. [`WsgiApp`] therefore answers 400, saying why, to a request that announces a trailer
+//! (a `Trailer` header). A trailer sent unannounced still costs the client its connection,
+//! with no response, and the application sees `wsgi.input` fail as if the client had left.
+//!
 //! [actix-web]: https://docs.rs/actix-web
 
 mod body;
