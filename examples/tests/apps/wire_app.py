@@ -3,9 +3,9 @@ lines, bodies cut by an exception, joined request headers, hostile framing.
 
 Routed on PATH_INFO:
 
-    /sized      ?size=N&mode=list|gen: N bytes with Content-Length, as a list or a
-                generator; like Werkzeug, a HEAD request gets an empty body (the headers
-                still declare N)
+    /sized      ?size=N&mode=list|gen&piece=P: N bytes with Content-Length, as a list or
+                a generator of P-byte pieces (default 1000); like Werkzeug, a HEAD request
+                gets an empty body (the headers still declare N)
     /unsized    a generator without Content-Length; HEAD gets an empty list, as Werkzeug
                 answers it
     /status     ?line=...: that status line (URL-encoded), an empty body, no Content-Length;
@@ -41,9 +41,11 @@ def sized(environ, start_response):
         return ()
     body = b"x" * size
     if query(environ, "mode") == "gen":
+        piece = int(query(environ, "piece", "1000"))
+
         def pieces():
-            for i in range(0, size, 1000):
-                yield body[i:i + 1000]
+            for i in range(0, size, piece):
+                yield body[i:i + piece]
         return pieces()
     return [body]
 
