@@ -26,9 +26,25 @@
 //! }
 //! ```
 //!
+//! # Requests refused before the application
+//!
+//! actix-http 3 accepts some requests whose body length a front end could read differently
+//! (`Content-Length` with `Transfer-Encoding`, `Transfer-Encoding` on HTTP/1.0 or other
+//! than `chunked`), which lets a request hidden in one request's body run as the next
+//! (request smuggling). hyper, under `wsgi-axum`, rejects or closes on those itself; here
+//! [`WsgiApp`] answers them 400 and closes the connection before the request reaches the
+//! engine, so nothing that followed on the connection is served.
+//!
+//! Request trailers: hyper reads a chunked body with a trailer section and drops the
+//! trailer fields; actix-http cannot parse a trailer and drops the connection when it meets
+//! one. [`WsgiApp`] therefore answers 400, saying why, to a request that announces a trailer
+//! (a `Trailer` header). A trailer sent unannounced still costs the client its connection,
+//! with no response, and the application sees `wsgi.input` fail as if the client had left.
+//!
 //! [actix-web]: https://docs.rs/actix-web
 
 mod body;
+mod framing;
 mod request;
 
 use std::future::{Ready, ready};
@@ -104,6 +120,11 @@ impl Service<ServiceRequest> for WsgiAppService {
     always_ready!();
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
+        if let Some(why) = framing::refusal(req.request()) {
+            tracing::info!(target: "wsgi_actix", "refused a request with {why}; answered 400 and closed the connection");
+            let response = framing::refuse(why).map_into_boxed_body();
+            return Box::pin(std::future::ready(Ok(req.into_response(response))));
+        }
         let (http_req, mut payload) = req.into_parts();
         let host_request = request::convert(&http_req, &mut payload);
         let engine = self.engine.clone();

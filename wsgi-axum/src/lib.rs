@@ -129,6 +129,9 @@ impl tower_service::Service<Request<Body>> for WsgiService {
     }
 
     fn call(&mut self, mut req: Request<Body>) -> ResponseFuture {
+        if let Some(coding) = foreign_coding(&req) {
+            return ResponseFuture(Inner::Refused(Some(not_implemented(coding))));
+        }
         // A nested router has stripped its prefix from `req.uri()`; the engine needs the
         // client's full target to split SCRIPT_NAME from PATH_INFO itself.
         if let Some(OriginalUri(original)) = req.extensions().get::<OriginalUri>() {
@@ -146,26 +149,74 @@ impl tower_service::Service<Request<Body>> for WsgiService {
             ..ConnInfo::new(peer, self.local_addr).with_scheme(self.scheme)
         };
         let req = req.map(Body::into_data_stream);
-        ResponseFuture(
+        ResponseFuture(Inner::Engine(
             self.engine
                 .call::<(Request<BodyDataStream>, ConnInfo)>((req, conn)),
-        )
+        ))
     }
+}
+
+/// The transfer coding of a request body that hyper hands on still coded, if any.
+///
+/// hyper takes `Transfer-Encoding: gzip, chunked` apart only as far as `chunked` and hands
+/// on a gzip stream, which a WSGI application has no way to expect (PEP 3333's `wsgi.input`
+/// is the body as sent); RFC 9112 §6.1 asks for 501 there. (A coding list that does not
+/// end in `chunked` never gets here: hyper answers it 400.)
+fn foreign_coding(req: &Request<Body>) -> Option<String> {
+    let mut codings = req
+        .headers()
+        .get_all(axum::http::header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.to_str().unwrap_or("?").split(','))
+        .map(str::trim)
+        .filter(|c| !c.is_empty());
+    codings
+        .find(|c| !c.eq_ignore_ascii_case("chunked"))
+        .map(str::to_owned)
+}
+
+/// The answer to a request whose body is in a coding the server does not decode.
+fn not_implemented(coding: String) -> Response<Body> {
+    let text = format!("Not Implemented: request bodies in the {coding:?} transfer coding\n");
+    let mut response = Response::new(Body::from(text));
+    *response.status_mut() = axum::http::StatusCode::NOT_IMPLEMENTED;
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    // The unread body must not be taken for the next request.
+    response.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
+    response
 }
 
 /// The future returned by [`WsgiService`]: resolves once the application has sent its
 /// status and headers, with a body that streams the rest.
 #[derive(Debug)]
 #[must_use = "the request runs only while its response future is polled or kept"]
-pub struct ResponseFuture(wsgi_core::ResponseFuture);
+pub struct ResponseFuture(Inner);
+
+#[derive(Debug)]
+enum Inner {
+    Engine(wsgi_core::ResponseFuture),
+    /// Answered by the adapter; taken when polled.
+    Refused(Option<Response<Body>>),
+}
 
 impl Future for ResponseFuture {
     type Output = Result<Response<Body>, Infallible>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.0)
-            .poll(cx)
-            .map(|response| Ok(response.map(Body::new)))
+        match &mut self.0 {
+            Inner::Engine(engine) => Pin::new(engine)
+                .poll(cx)
+                .map(|response| Ok(response.map(Body::new))),
+            Inner::Refused(response) => Poll::Ready(Ok(response
+                .take()
+                .expect("ResponseFuture polled after completion"))),
+        }
     }
 }
 

@@ -128,9 +128,17 @@ impl Body for WsgiBody {
 impl Drop for WsgiBody {
     fn drop(&mut self) {
         if self.access.is_some() {
-            // Hosts stop polling a body that reports its end; any other early drop is a
-            // client that left or a server that cut the response.
-            let outcome = if self.is_end_stream() {
+            // Hosts stop polling a body that reports its end, and hyper one whose declared
+            // length it has written (without asking for the end); any other early drop is
+            // a client that left or a server that cut the response.
+            let delivered = matches!(
+                self.kind,
+                Kind::Stream {
+                    remaining: Some(0),
+                    ..
+                }
+            );
+            let outcome = if delivered || self.is_end_stream() {
                 Outcome::Complete
             } else {
                 Outcome::CutShort

@@ -100,11 +100,15 @@ impl CgiVars {
         let mut content_length = None;
         for name in parts.headers.keys() {
             if name == header::CONTENT_TYPE {
-                content_type = Some(joined(&parts.headers, name, b","));
+                content_type = Some(joined(&parts.headers, name, LIST_SEPARATOR));
             } else if name == header::CONTENT_LENGTH {
-                content_length = Some(joined(&parts.headers, name, b","));
+                content_length = Some(joined(&parts.headers, name, LIST_SEPARATOR));
             } else if let Some(key) = cgi_header_name(name) {
-                let sep: &[u8] = if name == header::COOKIE { b"; " } else { b"," };
+                let sep: &[u8] = if name == header::COOKIE {
+                    b"; "
+                } else {
+                    LIST_SEPARATOR
+                };
                 headers.push((key, joined(&parts.headers, name, sep)));
             }
         }
@@ -149,6 +153,12 @@ impl CgiVars {
         })
     }
 }
+
+/// What joins the lines of a repeated request header into one variable: RFC 9110 §5.3
+/// recommends a comma and a space, which is what Apache, so mod_wsgi, produces (gunicorn
+/// joins with a bare comma). `Cookie` lines are joined with `; ` instead (RFC 6265 §5.4),
+/// the separator of pairs within one line.
+const LIST_SEPARATOR: &[u8] = b", ";
 
 fn joined(headers: &HeaderMap, name: &HeaderName, sep: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
@@ -286,7 +296,7 @@ mod tests {
                 .find(|(n, _)| n == k)
                 .map(|(_, v)| v.clone())
         };
-        assert_eq!(get("HTTP_X_A").unwrap(), b"1,2");
+        assert_eq!(get("HTTP_X_A").unwrap(), b"1, 2");
         assert_eq!(get("HTTP_COOKIE").unwrap(), b"a=1; b=2");
         assert_eq!(get("HTTP_X_SPOOF"), None);
         assert_eq!(get("HTTP_X_LATIN").unwrap(), b"caf\xe9");

@@ -1,0 +1,152 @@
+//! What a client sees on the wire and what the log says about it, on both hosts (axum and
+//! actix-web), with the app at the root and under `/py`: framing headers, status lines,
+//! bodies cut short by the application, joined request headers, and access-log lines that
+//! tell the truth. The app is `tests/apps/wire_app.py`, standard library only.
+//!
+//! This binary installs its own log subscriber, which keeps what is logged so the tests can
+//! read it; each test finds its own lines by a token in its request's URI.
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use common::{DEADLINE, Record, Request, Site, host_cases};
+use wsgi_core::Engine;
+
+fn wire() -> Option<Engine> {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    log();
+    let engine = ENGINE.get_or_init(|| {
+        let app = common::test_app("wire_app.py");
+        Engine::builder(&app)
+            .threads(4)
+            .build()
+            .unwrap_or_else(|e| panic!("loading {app}: {e}"))
+    });
+    Some(engine.clone())
+}
+
+host_cases!(wire, "/py";
+    repeated_request_headers_are_joined_with_a_comma_and_a_space,
+    the_access_log_says_cut_short_only_when_the_client_got_less,
+);
+
+/// Everything this test binary has logged, installed before any server starts (the
+/// harness's own subscriber then stays out).
+fn log() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOG: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOG.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&buffer);
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+            .with_ansi(false)
+            .with_target(true)
+            .with_writer(move || Sink(Arc::clone(&sink)))
+            .init();
+        buffer
+    })
+}
+
+struct Sink(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Sink {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The log lines that contain `needle`.
+fn lines_with(needle: &str) -> Vec<String> {
+    let log = log().lock().unwrap_or_else(|e| e.into_inner());
+    String::from_utf8_lossy(&log)
+        .lines()
+        .filter(|l| l.contains(needle))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A string no other request of this process uses, for finding a request's log lines.
+fn token() -> String {
+    Record::new().token.clone()
+}
+
+/// The access-log line of the request whose URI contains `token`, once it is written
+/// (when the response body has ended or been dropped, a moment after the client has it).
+fn access_line(token: &str) -> String {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(line) = lines_with(token)
+            .into_iter()
+            .find(|l| l.contains(wsgi_core::ACCESS_TARGET))
+        {
+            return line;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "no access line for {token}; log: {:?}",
+            lines_with("")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// RFC 9110 §5.3: a repeated field's lines combine into one list, separated by a comma and
+/// optional whitespace, and it recommends `, `: what Apache, so mod_wsgi, passes an
+/// application, and what mod_wsgi's test suite expects. gunicorn joins with a bare comma
+/// (and joins `Cookie` lines with one too). `Cookie` lines join with `; ` (RFC 6265 §5.4).
+fn repeated_request_headers_are_joined_with_a_comma_and_a_space(site: &Site) {
+    let env = site
+        .send(
+            Request::get("/headers")
+                .header("X-Multi", "a")
+                .header("X-Multi", "b, c")
+                .header("Accept", "text/html")
+                .header("Accept", "application/json")
+                .header("Cookie", "a=1")
+                .header("Cookie", "b=2"),
+        )
+        .json();
+    assert_eq!(env["HTTP_X_MULTI"], "a, b, c", "{env}");
+    assert_eq!(env["HTTP_ACCEPT"], "text/html, application/json", "{env}");
+    assert_eq!(env["HTTP_COOKIE"], "a=1; b=2", "{env}");
+}
+
+/// A response whose `Content-Length` was delivered in full is complete, whoever stopped
+/// polling its body: hyper drops a body once its declared length is written without asking
+/// it for its end, which the access log took for a client that left. Only a client that got
+/// less than the response is logged "(cut short)".
+fn the_access_log_says_cut_short_only_when_the_client_got_less(site: &Site) {
+    for mode in ["gen", "list"] {
+        let token = token();
+        let response = site.get(&format!("/sized?size=5000&mode={mode}&t={token}"));
+        assert_eq!((response.status, response.body.len()), (200, 5000));
+        let line = access_line(&token);
+        assert!(line.contains(" 200 5000 bytes "), "{mode}: {line}");
+        assert!(
+            !line.contains("(cut short)") && !line.contains("(response aborted)"),
+            "{mode}: a complete response logged as incomplete: {line}"
+        );
+    }
+
+    // A client that leaves after the head, from a response too large for the socket
+    // buffers to swallow.
+    let token = token();
+    let mut conn = site.open(Request::get(&format!(
+        "/sized?size=64000000&mode=gen&piece=65536&t={token}"
+    )));
+    let (_, status, _) = conn.read_head();
+    assert_eq!(status, 200);
+    drop(conn);
+    let line = access_line(&token);
+    assert!(line.ends_with("(cut short)"), "{line}");
+}
