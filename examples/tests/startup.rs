@@ -229,7 +229,7 @@ fn a_python_version_file_for_another_python_warns() {
     command.arg(dir.path().join("hello.py"));
     let server = start(command);
     assert_eq!(server.get("/").0, 200);
-    let log = server.stderr();
+    let log = server.stderr_with("asks for Python");
     assert!(log.contains("asks for Python"), "{log}");
     assert!(log.contains(&other), "{log}");
     assert!(log.contains(&python().major_minor), "{log}");

@@ -178,6 +178,20 @@ impl Server {
     pub(crate) fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
+
+    /// The log once it contains `needle`, or as it is after 10 s. Lines the child wrote
+    /// before it printed its address may still be on their way through the stderr
+    /// collector when the test looks, so a test that expects a line waits for it.
+    pub(crate) fn stderr_with(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.stderr();
+            if log.contains(needle) || Instant::now() >= deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 }
 
 impl Drop for Server {
