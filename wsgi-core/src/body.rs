@@ -178,6 +178,11 @@ impl WsgiBody {
                             self.kind = Kind::Empty;
                             Poll::Ready(Some(Err(BodyError(why))))
                         }
+                        Poll::Ready(Some(Msg::Short(why))) => {
+                            tracing::error!(target: "wsgi_core::app", "{why}; response aborted");
+                            self.kind = Kind::Empty;
+                            Poll::Ready(Some(Err(BodyError(why))))
+                        }
                         // A second head cannot happen; skip it rather than corrupt the body.
                         Poll::Ready(Some(Msg::Head(_))) => continue,
                         Poll::Ready(None) => {

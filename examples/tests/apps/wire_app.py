@@ -5,7 +5,8 @@ Routed on PATH_INFO:
 
     /sized      ?size=N&mode=list|gen&piece=P: N bytes with Content-Length, as a list or
                 a generator of P-byte pieces (default 1000); like Werkzeug, a HEAD request
-                gets an empty body (the headers still declare N)
+                gets an empty body (the headers still declare N); with &short=1 the body
+                is half as long as declared
     /unsized    a generator without Content-Length; HEAD gets an empty list, as Werkzeug
                 answers it
     /status     ?line=...: that status line (URL-encoded), an empty body, no Content-Length;
@@ -39,12 +40,12 @@ def sized(environ, start_response):
     ])
     if is_head(environ):
         return ()
-    body = b"x" * size
+    body = b"x" * (size // 2 if query(environ, "short") else size)
     if query(environ, "mode") == "gen":
         piece = int(query(environ, "piece", "1000"))
 
         def pieces():
-            for i in range(0, size, piece):
+            for i in range(0, len(body), piece):
                 yield body[i:i + piece]
         return pieces()
     return [body]

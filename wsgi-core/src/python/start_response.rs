@@ -172,14 +172,16 @@ impl StartResponse {
         }
     }
 
+    /// Ends a body short of its declared length. The host logs it: only it knows whether
+    /// the response has a body at all (a HEAD response does not, and Werkzeug answers HEAD
+    /// with an empty body and the GET's `Content-Length`).
     fn abort_short(&self) -> Result<(), Gone> {
         let declared = self.declared.unwrap_or_default();
         let why = format!(
             "the application sent {} of the {declared} bytes its Content-Length announced",
             self.sent
         );
-        tracing::error!(target: "wsgi_core::app", "{why}; response aborted");
-        self.push(Msg::Abort(why))
+        self.push(Msg::Short(why))
     }
 
     /// Answers an application failure: `fallback` if nothing was sent, else abort.
