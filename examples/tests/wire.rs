@@ -32,6 +32,7 @@ host_cases!(wire, "/py";
     repeated_request_headers_are_joined_with_a_comma_and_a_space,
     the_access_log_says_cut_short_only_when_the_client_got_less,
     head_with_the_declared_length_and_no_body_is_no_error,
+    no_content_length_is_made_up_for_responses_without_a_body,
 );
 
 /// Everything this test binary has logged, installed before any server starts (the
@@ -220,4 +221,55 @@ fn head_with_the_declared_length_and_no_body_is_no_error(site: &Site) {
             "HEAD logged as an error: {complaints:?}"
         );
     }
+}
+
+/// RFC 9110 §8.6: a response to HEAD carries the `Content-Length` a GET would get or none,
+/// a 1xx or 204 response never one, and a 304 only the length of the representation. The
+/// engine used to add `Content-Length: 0` for any empty body the app returned without a
+/// length, which Werkzeug does for every HEAD and for 204/304, and the hosts sent it: HEAD of
+/// a streamed response (both), HEAD of a 204 (hyper passes a HEAD response's header
+/// through), every 304 (actix-web writes what the headers say). gunicorn sends the app's
+/// headers as they are, adding nothing.
+fn no_content_length_is_made_up_for_responses_without_a_body(site: &Site) {
+    let cases = [
+        ("HEAD", "/unsized"),
+        ("HEAD", "/unsized?head=gen"),
+        ("HEAD", "/status?line=204%20No%20Content"),
+        ("GET", "/status?line=204%20No%20Content"),
+        ("HEAD", "/status?line=304%20Not%20Modified"),
+        ("GET", "/status?line=304%20Not%20Modified"),
+        // A 204 may not carry one even when the application gives it.
+        ("GET", "/status?line=204%20No%20Content&length=0"),
+        ("HEAD", "/status?line=204%20No%20Content&length=0"),
+    ];
+    for (method, target) in cases {
+        let mut conn = site.open(Request::new(method, target));
+        let response = conn.read_response(method);
+        assert!(response.header("content-type").is_some(), "{response:?}");
+        assert_eq!(
+            response.header("content-length"),
+            None,
+            "{method} {target}: {response:?}"
+        );
+        assert_eq!(
+            conn.next_until_close(),
+            common::Piece::End,
+            "{method} {target}"
+        );
+    }
+
+    // An empty 200 to GET does say so.
+    let empty = site.get("/status?line=200%20OK");
+    assert_eq!(empty.header("content-length"), Some("0"), "{empty:?}");
+    // A 304's own length is the representation's, which only the app knows: hyper drops
+    // it, actix-web sends it; both are allowed.
+    let mut conn = site.open(Request::get(
+        "/status?line=304%20Not%20Modified&length=1234",
+    ));
+    let response = conn.read_response("GET");
+    assert!(
+        matches!(response.header("content-length"), None | Some("1234")),
+        "{response:?}"
+    );
+    assert_eq!(conn.next_until_close(), common::Piece::End);
 }

@@ -8,9 +8,9 @@ Routed on PATH_INFO:
                 gets an empty body (the headers still declare N); with &short=1 the body
                 is half as long as declared
     /unsized    a generator without Content-Length; HEAD gets an empty list, as Werkzeug
-                answers it
+                answers it (with ?head=gen, the generator as well)
     /status     ?line=...: that status line (URL-encoded), an empty body, no Content-Length;
-                with &length=N it declares Content-Length: N (for 304)
+                with &length=N it declares Content-Length: N
     /fail       ?after=raise|str|raise-sized: yields a first chunk, then raises, or yields a str;
                 raise-sized declares a Content-Length
     /headers    the HTTP_* and CONTENT_* variables as JSON
@@ -53,7 +53,7 @@ def sized(environ, start_response):
 
 def unsized(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
-    if is_head(environ):
+    if is_head(environ) and query(environ, "head") != "gen":
         return []
 
     def pieces():
