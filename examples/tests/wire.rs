@@ -9,6 +9,7 @@
 mod common;
 
 use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use common::{DEADLINE, Record, Request, Site, host_cases};
@@ -30,6 +31,8 @@ fn wire() -> Option<Engine> {
 host_cases!(wire, "/py";
     repeated_request_headers_are_joined_with_a_comma_and_a_space,
     the_access_log_says_cut_short_only_when_the_client_got_less,
+    head_with_the_declared_length_and_no_body_is_no_error,
+    no_content_length_is_made_up_for_responses_without_a_body,
 );
 
 /// Everything this test binary has logged, installed before any server starts (the
@@ -75,6 +78,42 @@ fn lines_with(needle: &str) -> Vec<String> {
         .collect()
 }
 
+/// A number no other request of this process uses, for a length to find in the log.
+fn unique_length() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    1_000_003 + 7 * NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Sends `request` and reads everything until the server closes, without parsing: for
+/// responses that may be cut anywhere.
+fn raw_exchange(site: &Site, request: Request) -> Vec<u8> {
+    let mut conn = site.open(request);
+    let mut raw = Vec::new();
+    while let common::Piece::Data(data) = conn.next_until_close() {
+        raw.extend_from_slice(&data);
+    }
+    raw
+}
+
+/// Waits until a log line contains every one of `needles`; returns it.
+fn log_line_with(needles: &[&str]) -> String {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(line) = lines_with(needles[0])
+            .into_iter()
+            .find(|l| needles.iter().all(|n| l.contains(n)))
+        {
+            return line;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "no log line with {needles:?}; log: {:?}",
+            lines_with("")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// A string no other request of this process uses, for finding a request's log lines.
 fn token() -> String {
     Record::new().token.clone()
@@ -83,21 +122,7 @@ fn token() -> String {
 /// The access-log line of the request whose URI contains `token`, once it is written
 /// (when the response body has ended or been dropped, a moment after the client has it).
 fn access_line(token: &str) -> String {
-    let start = std::time::Instant::now();
-    loop {
-        if let Some(line) = lines_with(token)
-            .into_iter()
-            .find(|l| l.contains(wsgi_core::ACCESS_TARGET))
-        {
-            return line;
-        }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "no access line for {token}; log: {:?}",
-            lines_with("")
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    log_line_with(&[token, wsgi_core::ACCESS_TARGET])
 }
 
 /// RFC 9110 §5.3: a repeated field's lines combine into one list, separated by a comma and
@@ -149,4 +174,102 @@ fn the_access_log_says_cut_short_only_when_the_client_got_less(site: &Site) {
     drop(conn);
     let line = access_line(&token);
     assert!(line.ends_with("(cut short)"), "{line}");
+}
+
+/// A HEAD response carries no body, so an application that answers HEAD with an empty body
+/// and the `Content-Length` a GET would get (Werkzeug, so Flask, does) did nothing wrong:
+/// no ERROR, and the access line is complete. gunicorn and mod_wsgi do not check a HEAD
+/// body at all. A GET whose body falls short of its `Content-Length` is still the
+/// application's error: logged, and the response aborted.
+fn head_with_the_declared_length_and_no_body_is_no_error(site: &Site) {
+    let mut quiet = Vec::new();
+    for mode in ["list", "gen"] {
+        let (length, token) = (unique_length(), token());
+        let mut conn = site.open(Request::head(&format!(
+            "/sized?size={length}&mode={mode}&t={token}"
+        )));
+        let head = conn.read_response("HEAD");
+        assert_eq!(head.status, 200, "{mode}: {head:?}");
+        assert_eq!(
+            head.header("content-length"),
+            Some(length.to_string().as_str()),
+            "{mode}: {head:?}"
+        );
+        assert_eq!(conn.next_until_close(), common::Piece::End, "{mode}");
+        let line = access_line(&token);
+        assert!(!line.contains('('), "{mode}: {line}");
+        quiet.push(length);
+    }
+
+    // The control: a GET that really is short is an error, logged under the app's target.
+    let (length, token) = (unique_length(), token());
+    raw_exchange(
+        site,
+        Request::get(&format!("/sized?size={length}&mode=list&short=1&t={token}")),
+    );
+    log_line_with(&[
+        "ERROR",
+        "wsgi_core::app",
+        &format!("{} of the {length} bytes", length / 2),
+    ]);
+    assert!(access_line(&token).ends_with("(response aborted)"));
+
+    for length in quiet {
+        let complaints = lines_with(&format!("of the {length} bytes"));
+        assert!(
+            complaints.is_empty(),
+            "HEAD logged as an error: {complaints:?}"
+        );
+    }
+}
+
+/// RFC 9110 §8.6: a response to HEAD carries the `Content-Length` a GET would get or none,
+/// a 1xx or 204 response never one, and a 304 only the length of the representation. The
+/// engine used to add `Content-Length: 0` for any empty body the app returned without a
+/// length, which Werkzeug does for every HEAD and for 204/304, and the hosts sent it: HEAD of
+/// a streamed response (both), HEAD of a 204 (hyper passes a HEAD response's header
+/// through), every 304 (actix-web writes what the headers say). gunicorn sends the app's
+/// headers as they are, adding nothing.
+fn no_content_length_is_made_up_for_responses_without_a_body(site: &Site) {
+    let cases = [
+        ("HEAD", "/unsized"),
+        ("HEAD", "/unsized?head=gen"),
+        ("HEAD", "/status?line=204%20No%20Content"),
+        ("GET", "/status?line=204%20No%20Content"),
+        ("HEAD", "/status?line=304%20Not%20Modified"),
+        ("GET", "/status?line=304%20Not%20Modified"),
+        // A 204 may not carry one even when the application gives it.
+        ("GET", "/status?line=204%20No%20Content&length=0"),
+        ("HEAD", "/status?line=204%20No%20Content&length=0"),
+    ];
+    for (method, target) in cases {
+        let mut conn = site.open(Request::new(method, target));
+        let response = conn.read_response(method);
+        assert!(response.header("content-type").is_some(), "{response:?}");
+        assert_eq!(
+            response.header("content-length"),
+            None,
+            "{method} {target}: {response:?}"
+        );
+        assert_eq!(
+            conn.next_until_close(),
+            common::Piece::End,
+            "{method} {target}"
+        );
+    }
+
+    // An empty 200 to GET does say so.
+    let empty = site.get("/status?line=200%20OK");
+    assert_eq!(empty.header("content-length"), Some("0"), "{empty:?}");
+    // A 304's own length is the representation's, which only the app knows: hyper drops
+    // it, actix-web sends it; both are allowed.
+    let mut conn = site.open(Request::get(
+        "/status?line=304%20Not%20Modified&length=1234",
+    ));
+    let response = conn.read_response("GET");
+    assert!(
+        matches!(response.header("content-length"), None | Some("1234")),
+        "{response:?}"
+    );
+    assert_eq!(conn.next_until_close(), common::Piece::End);
 }

@@ -20,6 +20,12 @@ use crate::pipe::{Msg, PipeRx};
 ///
 /// Dropping the body before its end (the client went away) makes the engine stop the
 /// application's iterable and call its `close()`.
+///
+/// The response's headers carry a `Content-Length` only when the application declared one;
+/// a body known in full (a list the application returned) reports its exact size in
+/// [`Body::size_hint`], from which the host frames it, as hyper and actix-web do. That way
+/// no length is made up for a response that may not carry one (to HEAD, 1xx, 204, 304),
+/// which only the host knows.
 #[derive(Debug)]
 pub struct WsgiBody {
     kind: Kind,
@@ -175,6 +181,11 @@ impl WsgiBody {
                             Poll::Ready(None)
                         }
                         Poll::Ready(Some(Msg::Abort(why))) => {
+                            self.kind = Kind::Empty;
+                            Poll::Ready(Some(Err(BodyError(why))))
+                        }
+                        Poll::Ready(Some(Msg::Short(why))) => {
+                            tracing::error!(target: "wsgi_core::app", "{why}; response aborted");
                             self.kind = Kind::Empty;
                             Poll::Ready(Some(Err(BodyError(why))))
                         }

@@ -28,6 +28,10 @@ pub(crate) enum Msg {
     End,
     /// The body cannot be completed; the host must not make it look complete.
     Abort(String),
+    /// The application ended its body short of its `Content-Length`: an abort, and the
+    /// application's error, which the host logs when it meets it. A response that carries
+    /// no body (to HEAD, a 304) drops the pipe before, and is no error.
+    Short(String),
 }
 
 impl Msg {

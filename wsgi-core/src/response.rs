@@ -128,6 +128,11 @@ pub(crate) fn declared_length(headers: &HeaderMap) -> Result<Option<u64>, String
     Ok(Some(parsed))
 }
 
+/// Statuses whose responses may not carry a `Content-Length` (RFC 9110 §8.6).
+pub(crate) fn status_forbids_length(status: StatusCode) -> bool {
+    status.is_informational() || status == StatusCode::NO_CONTENT
+}
+
 /// Statuses whose responses never carry a body (RFC 9110 §6.4.1).
 pub(crate) fn status_forbids_body(status: StatusCode) -> bool {
     status.is_informational()

@@ -5,11 +5,12 @@ Routed on PATH_INFO:
 
     /sized      ?size=N&mode=list|gen&piece=P: N bytes with Content-Length, as a list or
                 a generator of P-byte pieces (default 1000); like Werkzeug, a HEAD request
-                gets an empty body (the headers still declare N)
+                gets an empty body (the headers still declare N); with &short=1 the body
+                is half as long as declared
     /unsized    a generator without Content-Length; HEAD gets an empty list, as Werkzeug
-                answers it
+                answers it (with ?head=gen, the generator as well)
     /status     ?line=...: that status line (URL-encoded), an empty body, no Content-Length;
-                with &length=N it declares Content-Length: N (for 304)
+                with &length=N it declares Content-Length: N
     /fail       ?after=raise|str|raise-sized: yields a first chunk, then raises, or yields a str;
                 raise-sized declares a Content-Length
     /headers    the HTTP_* and CONTENT_* variables as JSON
@@ -39,12 +40,12 @@ def sized(environ, start_response):
     ])
     if is_head(environ):
         return ()
-    body = b"x" * size
+    body = b"x" * (size // 2 if query(environ, "short") else size)
     if query(environ, "mode") == "gen":
         piece = int(query(environ, "piece", "1000"))
 
         def pieces():
-            for i in range(0, size, piece):
+            for i in range(0, len(body), piece):
                 yield body[i:i + piece]
         return pieces()
     return [body]
@@ -52,7 +53,7 @@ def sized(environ, start_response):
 
 def unsized(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
-    if is_head(environ):
+    if is_head(environ) and query(environ, "head") != "gen":
         return []
 
     def pieces():

@@ -10,7 +10,9 @@ use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyString, PyTuple};
 
 use crate::pipe::{Gone, Msg, PipeTx, TrySend};
-use crate::response::{Head, HeadBody, declared_length, parse_header, parse_status};
+use crate::response::{
+    Head, HeadBody, declared_length, parse_header, parse_status, status_forbids_length,
+};
 
 /// Below this size a chunk is copied; above it the Python `bytes` object itself backs the
 /// `Bytes` handed to the host, which saves a copy but costs a deferred reference release.
@@ -157,12 +159,10 @@ impl StartResponse {
                     let _ = self.push(Msg::Data(body));
                     return Ok(self.abort_short());
                 }
-                Some(_) => {}
-                None => {
-                    if let Some((_, headers)) = &mut self.pending {
-                        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
-                    }
-                }
+                // Without a declared length the host frames the body by its size, and adds no
+                // `Content-Length` where none may go (HEAD, 1xx, 204, 304): only it knows the
+                // request's method.
+                Some(_) | None => {}
             }
             return self.commit(HeadBody::Full(body));
         }
@@ -172,14 +172,16 @@ impl StartResponse {
         }
     }
 
+    /// Ends a body short of its declared length. The host logs it: only it knows whether
+    /// the response has a body at all (a HEAD response does not, and Werkzeug answers HEAD
+    /// with an empty body and the GET's `Content-Length`).
     fn abort_short(&self) -> Result<(), Gone> {
         let declared = self.declared.unwrap_or_default();
         let why = format!(
             "the application sent {} of the {declared} bytes its Content-Length announced",
             self.sent
         );
-        tracing::error!(target: "wsgi_core::app", "{why}; response aborted");
-        self.push(Msg::Abort(why))
+        self.push(Msg::Short(why))
     }
 
     /// Answers an application failure: `fallback` if nothing was sent, else abort.
@@ -223,7 +225,11 @@ impl StartResponse {
                 .map_err(|_| PyTypeError::new_err("status must be a str such as '200 OK'"))?
                 .to_str()?;
             let status = parse_status(status).map_err(PyValueErrorExt::value_error)?;
-            let parsed = parse_headers(headers)?;
+            let mut parsed = parse_headers(headers)?;
+            if status_forbids_length(status) {
+                // RFC 9110 §8.6: never on a 1xx or 204, whatever the application says.
+                parsed.remove(header::CONTENT_LENGTH);
+            }
             this.declared = declared_length(&parsed).map_err(PyValueErrorExt::value_error)?;
             this.pending = Some((status, parsed));
         }
