@@ -138,7 +138,8 @@ fn virtual_env_activates_the_venv() {
     command.env("VIRTUAL_ENV", &venv.root).arg("probe.py");
     let server = start(command);
     assert_runs_in(&probe(&server), &venv.root);
-    assert!(server.stderr_with("(from $VIRTUAL_ENV)").contains("(from $VIRTUAL_ENV)"));
+    let log = server.stderr_with("(from $VIRTUAL_ENV)");
+    assert!(log.contains("(from $VIRTUAL_ENV)"), "{log}");
 }
 
 #[test]
