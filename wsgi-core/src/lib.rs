@@ -62,4 +62,5 @@ pub use error::Error;
 pub use host::{BoxError, ConnInfo, HostRequest, MapErrBody, Scheme};
 pub use metrics::MetricsSnapshot;
 pub use python::{PythonInfo, activate_venv, python_info};
+pub use response::ReasonPhrase;
 pub use sched::batch_scheduling;
