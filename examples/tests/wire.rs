@@ -34,6 +34,7 @@ host_cases!(wire, "/py";
     head_with_the_declared_length_and_no_body_is_no_error,
     no_content_length_is_made_up_for_responses_without_a_body,
     the_status_line_carries_the_applications_reason_phrase,
+    what_the_app_sent_before_failing_arrives_and_the_response_is_cut,
 );
 
 /// Everything this test binary has logged, installed before any server starts (the
@@ -313,5 +314,35 @@ fn the_status_line_carries_the_applications_reason_phrase(site: &Site) {
     for (sent, expected) in cases {
         let line = status_line(site, &format!("/status?line={sent}"));
         assert_eq!(line, format!("HTTP/1.1 {expected}"), "the app sent {sent}");
+    }
+}
+
+/// When the iterable raises (or yields a `str`) right after its first chunk, the client gets
+/// every byte the application produced, then the response is cut, never ended cleanly
+/// (chunked: no last chunk; with a `Content-Length`: fewer bytes, then the connection
+/// closes). gunicorn and mod_wsgi write each chunk as it comes and then close. Both hosts
+/// used to throw away the head and the chunk they had not yet flushed when the body
+/// failed, so the client got nothing at all, not even a status line.
+fn what_the_app_sent_before_failing_arrives_and_the_response_is_cut(site: &Site) {
+    for after in ["raise", "str", "raise-sized"] {
+        let token = token();
+        let raw = raw_exchange(
+            site,
+            Request::get(&format!("/fail?after={after}&t={token}")),
+        );
+        let text = String::from_utf8_lossy(&raw);
+        assert!(text.starts_with("HTTP/1.1 200 "), "{after}: {text:?}");
+        let body = text.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+        if after == "raise-sized" {
+            assert_eq!(body, "the first chunk\n", "{after}: {text:?}");
+        } else {
+            assert!(body.contains("the first chunk\n"), "{after}: {text:?}");
+            assert!(
+                !body.ends_with("0\r\n\r\n"),
+                "{after}: ended cleanly: {text:?}"
+            );
+        }
+        let line = access_line(&token);
+        assert!(line.ends_with("(response aborted)"), "{after}: {line}");
     }
 }
