@@ -50,6 +50,9 @@ mod proxy;
 mod python;
 mod response;
 mod sched;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod untrusted;
 mod watchdog;
 
 pub use access::ACCESS_TARGET;
