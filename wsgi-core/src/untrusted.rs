@@ -21,6 +21,29 @@ use crate::response::{declared_length, parse_header, parse_status};
 const PROXY: [u8; 4] = [10, 0, 0, 1];
 const STRANGER: [u8; 4] = [192, 0, 2, 7];
 
+/// The headers a host's parser would pass on: names and values `http` accepts.
+fn header_map(headers: &[(Vec<u8>, Vec<u8>)]) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (name, value) in headers {
+        if let (Ok(name), Ok(value)) =
+            (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
+        {
+            map.append(name, value);
+        }
+    }
+    map
+}
+
+/// `name:value` lines of a fuzzer's input as header pairs; lines without a colon are skipped.
+fn header_lines<'a>(lines: impl Iterator<Item = &'a [u8]>) -> Vec<(Vec<u8>, Vec<u8>)> {
+    lines
+        .filter_map(|line| {
+            let at = line.iter().position(|&b| b == b':')?;
+            Some((line[..at].to_vec(), line[at + 1..].to_vec()))
+        })
+        .collect()
+}
+
 /// Builds the CGI variables of a GET to `target` with `headers`, for an application
 /// mounted at `mount`, from a trusted proxy or not, and checks them: no panic; outside the
 /// mount only when the path is not under it; `SCRIPT_NAME` + `PATH_INFO` is the decoded
@@ -37,14 +60,7 @@ pub fn check_request_head(
     let Ok(uri) = http::Uri::try_from(target) else {
         return;
     };
-    let mut map = HeaderMap::new();
-    for (name, value) in headers {
-        if let (Ok(name), Ok(value)) =
-            (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
-        {
-            map.append(name, value);
-        }
-    }
+    let map = header_map(headers);
     let mut request = http::Request::get(uri.clone()).body(()).expect("a request");
     *request.headers_mut() = map;
     let (parts, ()) = request.into_parts();
@@ -152,12 +168,7 @@ pub fn check_request_head_bytes(data: &[u8]) {
     let mut lines = data.split(|&b| b == b'\n');
     let target = String::from_utf8_lossy(lines.next().unwrap_or_default());
     let mount = String::from_utf8_lossy(lines.next().unwrap_or_default());
-    let headers: Vec<(Vec<u8>, Vec<u8>)> = lines
-        .filter_map(|line| {
-            let at = line.iter().position(|&b| b == b':')?;
-            Some((line[..at].to_vec(), line[at + 1..].to_vec()))
-        })
-        .collect();
+    let headers = header_lines(lines);
     check_request_head(&target, &headers, &mount, proxied);
 }
 
@@ -169,14 +180,7 @@ pub fn check_proxy_headers(trusted: &[String], peer: IpAddr, headers: &[(Vec<u8>
     let Ok(proxies) = TrustedProxies::parse(trusted) else {
         return;
     };
-    let mut map = HeaderMap::new();
-    for (name, value) in headers {
-        if let (Ok(name), Ok(value)) =
-            (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
-        {
-            map.append(name, value);
-        }
-    }
+    let map = header_map(headers);
     let Some(forwarded) = proxies.read(Some(peer), &map) else {
         return;
     };
@@ -226,12 +230,7 @@ pub fn check_proxy_headers_bytes(data: &[u8]) {
     else {
         return;
     };
-    let headers: Vec<(Vec<u8>, Vec<u8>)> = lines
-        .filter_map(|line| {
-            let at = line.iter().position(|&b| b == b':')?;
-            Some((line[..at].to_vec(), line[at + 1..].to_vec()))
-        })
-        .collect();
+    let headers = header_lines(lines);
     check_proxy_headers(&trusted, peer, &headers);
 }
 
