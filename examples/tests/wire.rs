@@ -33,6 +33,8 @@ host_cases!(wire, "/py";
     the_access_log_says_cut_short_only_when_the_client_got_less,
     head_with_the_declared_length_and_no_body_is_no_error,
     no_content_length_is_made_up_for_responses_without_a_body,
+    the_status_line_carries_the_applications_reason_phrase,
+    what_the_app_sent_before_failing_arrives_and_the_response_is_cut,
 );
 
 /// Everything this test binary has logged, installed before any server starts (the
@@ -272,4 +274,75 @@ fn no_content_length_is_made_up_for_responses_without_a_body(site: &Site) {
         "{response:?}"
     );
     assert_eq!(conn.next_until_close(), common::Piece::End);
+}
+
+/// The status line as the client reads it, for a request to `target`.
+fn status_line(site: &Site, target: &str) -> String {
+    let mut conn = site.open(Request::get(target));
+    let mut raw = Vec::new();
+    while !raw.windows(2).any(|w| w == b"\r\n") {
+        match conn.next_until_close() {
+            common::Piece::Data(data) => raw.extend_from_slice(&data),
+            common::Piece::End => break,
+        }
+    }
+    let end = raw
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .unwrap_or(raw.len());
+    String::from_utf8_lossy(&raw[..end]).into_owned()
+}
+
+/// PEP 3333 hands the server a whole status line; its phrase is the application's to choose
+/// (Django and Flask send `404 NOT FOUND`-style phrases, APIs invent codes). The hosts used
+/// to write the standard phrase instead, and actix-web `<unknown status code>` for codes
+/// without one. gunicorn sends the application's line as it is, and mod_wsgi hands it to
+/// Apache as the status line. An empty phrase gets the standard one, or the status class's
+/// name (RFC 9110 §15) for a code that has none.
+fn the_status_line_carries_the_applications_reason_phrase(site: &Site) {
+    let cases = [
+        ("404%20NOT%20FOUND", "404 NOT FOUND"),
+        ("404%20Not%20Found", "404 Not Found"),
+        ("200%20OK", "200 OK"),
+        ("201%20Made%20It", "201 Made It"),
+        ("299%20Custom%09Thing", "299 Custom\tThing"),
+        ("599%20Network%20Read%20Timeout", "599 Network Read Timeout"),
+        ("200%20", "200 OK"),
+        ("299%20", "299 Successful"),
+        ("599%20", "599 Server Error"),
+    ];
+    for (sent, expected) in cases {
+        let line = status_line(site, &format!("/status?line={sent}"));
+        assert_eq!(line, format!("HTTP/1.1 {expected}"), "the app sent {sent}");
+    }
+}
+
+/// When the iterable raises (or yields a `str`) right after its first chunk, the client gets
+/// every byte the application produced, then the response is cut, never ended cleanly
+/// (chunked: no last chunk; with a `Content-Length`: fewer bytes, then the connection
+/// closes). gunicorn and mod_wsgi write each chunk as it comes and then close. Both hosts
+/// used to throw away the head and the chunk they had not yet flushed when the body
+/// failed, so the client got nothing at all, not even a status line.
+fn what_the_app_sent_before_failing_arrives_and_the_response_is_cut(site: &Site) {
+    for after in ["raise", "str", "raise-sized"] {
+        let token = token();
+        let raw = raw_exchange(
+            site,
+            Request::get(&format!("/fail?after={after}&t={token}")),
+        );
+        let text = String::from_utf8_lossy(&raw);
+        assert!(text.starts_with("HTTP/1.1 200 "), "{after}: {text:?}");
+        let body = text.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+        if after == "raise-sized" {
+            assert_eq!(body, "the first chunk\n", "{after}: {text:?}");
+        } else {
+            assert!(body.contains("the first chunk\n"), "{after}: {text:?}");
+            assert!(
+                !body.ends_with("0\r\n\r\n"),
+                "{after}: ended cleanly: {text:?}"
+            );
+        }
+        let line = access_line(&token);
+        assert!(line.ends_with("(response aborted)"), "{after}: {line}");
+    }
 }

@@ -1,6 +1,8 @@
 //! The engine's response as an actix-web response.
 
+use std::collections::HashSet;
 use std::pin::Pin;
+use std::sync::{Mutex, OnceLock};
 use std::task::{Context, Poll};
 
 use actix_web::body::{BodySize, MessageBody};
@@ -67,6 +69,9 @@ pub(crate) fn into_actix(
             .map_or(BodySize::None, BodySize::Sized)
     });
     let mut out = HttpResponse::with_body(status, ActixBody { body, size });
+    if let Some(reason) = parts.extensions.get::<wsgi_core::ReasonPhrase>() {
+        out.head_mut().reason = Some(static_phrase(status, reason.as_str()));
+    }
     if req.version() < Version::HTTP_11 {
         // HTTP/1.0 has no chunked encoding: a body of unknown length ends with the connection.
         out.head_mut().no_chunking(true);
@@ -81,4 +86,39 @@ pub(crate) fn into_actix(
         }
     }
     out
+}
+
+/// Distinct reason phrases kept for the life of the process; see [`static_phrase`].
+const MAX_PHRASES: usize = 256;
+
+/// `phrase` as the `&'static str` actix-web takes for a reason phrase.
+///
+/// Each distinct phrase is leaked once and reused. An application that makes up a new
+/// phrase for each response (a message in its status line) would leak without end, so past
+/// [`MAX_PHRASES`] of them the standard phrase goes out instead, or, for a code without one,
+/// the name of its class, which actix-web would otherwise replace with
+/// `<unknown status code>`.
+fn static_phrase(status: StatusCode, phrase: &str) -> &'static str {
+    static PHRASES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut phrases = PHRASES
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(&known) = phrases.get(phrase) {
+        return known;
+    }
+    if phrases.len() < MAX_PHRASES {
+        let leaked: &'static str = Box::leak(phrase.into());
+        phrases.insert(leaked);
+        return leaked;
+    }
+    status
+        .canonical_reason()
+        .unwrap_or(match status.as_u16() / 100 {
+            1 => "Informational",
+            2 => "Successful",
+            3 => "Redirection",
+            4 => "Client Error",
+            _ => "Server Error",
+        })
 }

@@ -156,6 +156,19 @@ impl tower_service::Service<Request<Body>> for WsgiService {
     }
 }
 
+/// Hands the application's reason phrase (`404 NOT FOUND`, `299 Custom`) to hyper, which
+/// writes the standard phrase of the code unless the response carries its own.
+fn with_reason_phrase<B>(mut response: Response<B>) -> Response<B> {
+    if let Some(reason) = response
+        .extensions_mut()
+        .remove::<wsgi_core::ReasonPhrase>()
+        && let Ok(reason) = hyper::ext::ReasonPhrase::try_from(reason.as_str().as_bytes())
+    {
+        response.extensions_mut().insert(reason);
+    }
+    response
+}
+
 /// The transfer coding of a request body that hyper hands on still coded, if any.
 ///
 /// hyper takes `Transfer-Encoding: gzip, chunked` apart only as far as `chunked` and hands
@@ -212,7 +225,7 @@ impl Future for ResponseFuture {
         match &mut self.0 {
             Inner::Engine(engine) => Pin::new(engine)
                 .poll(cx)
-                .map(|response| Ok(response.map(Body::new))),
+                .map(|response| Ok(with_reason_phrase(response).map(Body::new))),
             Inner::Refused(response) => Poll::Ready(Ok(response
                 .take()
                 .expect("ResponseFuture polled after completion"))),

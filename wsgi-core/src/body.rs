@@ -41,7 +41,12 @@ enum Kind {
         /// The application may still read its request body while it streams its response.
         input: Option<InputPump>,
         remaining: Option<u64>,
+        /// Data went to the host since it last found the body pending.
+        unflushed: bool,
     },
+    /// The body failed after data the host may still hold unwritten: the error waits one
+    /// turn (see `fail`).
+    Failing(BodyError),
 }
 
 /// Why a response body stopped before its end.
@@ -71,6 +76,7 @@ impl WsgiBody {
             rx,
             input,
             remaining: length,
+            unflushed: false,
         })
     }
 
@@ -115,7 +121,7 @@ impl Body for WsgiBody {
         match &self.kind {
             Kind::Empty => true,
             Kind::Full(b) => b.is_none(),
-            Kind::Stream { .. } => false,
+            Kind::Stream { .. } | Kind::Failing(_) => false,
         }
     }
 
@@ -126,7 +132,7 @@ impl Body for WsgiBody {
             Kind::Stream {
                 remaining: Some(n), ..
             } => SizeHint::with_exact(*n),
-            Kind::Stream { .. } => SizeHint::default(),
+            Kind::Stream { .. } | Kind::Failing(_) => SizeHint::default(),
         }
     }
 }
@@ -144,7 +150,9 @@ impl Drop for WsgiBody {
                     ..
                 }
             );
-            let outcome = if delivered || self.is_end_stream() {
+            let outcome = if matches!(self.kind, Kind::Failing(_)) {
+                Outcome::Aborted
+            } else if delivered || self.is_end_stream() {
                 Outcome::Complete
             } else {
                 Outcome::CutShort
@@ -155,51 +163,85 @@ impl Drop for WsgiBody {
 }
 
 impl WsgiBody {
-    fn poll_kind(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+    fn poll_kind(&mut self, cx: &mut Context<'_>) -> FramePoll {
         match &mut self.kind {
             Kind::Empty => Poll::Ready(None),
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Failing(_) => {
+                let Kind::Failing(error) = std::mem::replace(&mut self.kind, Kind::Empty) else {
+                    unreachable!("matched just above")
+                };
+                Poll::Ready(Some(Err(error)))
+            }
             Kind::Stream {
                 rx,
                 input,
                 remaining,
+                unflushed,
             } => {
                 if let Some(pump) = input {
                     pump.poll(cx);
                 }
                 loop {
                     return match rx.poll_recv(cx) {
-                        Poll::Pending => Poll::Pending,
+                        Poll::Pending => {
+                            *unflushed = false;
+                            Poll::Pending
+                        }
                         Poll::Ready(Some(Msg::Data(bytes))) => {
                             if let Some(left) = remaining {
                                 *left = left.saturating_sub(bytes.len() as u64);
                             }
+                            *unflushed = true;
                             Poll::Ready(Some(Ok(Frame::data(bytes))))
                         }
                         Poll::Ready(Some(Msg::End)) => {
                             self.kind = Kind::Empty;
                             Poll::Ready(None)
                         }
-                        Poll::Ready(Some(Msg::Abort(why))) => {
-                            self.kind = Kind::Empty;
-                            Poll::Ready(Some(Err(BodyError(why))))
-                        }
+                        Poll::Ready(Some(Msg::Abort(why))) => self.fail(cx, why),
                         Poll::Ready(Some(Msg::Short(why))) => {
                             tracing::error!(target: "wsgi_core::app", "{why}; response aborted");
-                            self.kind = Kind::Empty;
-                            Poll::Ready(Some(Err(BodyError(why))))
+                            self.fail(cx, why)
                         }
                         // A second head cannot happen; skip it rather than corrupt the body.
                         Poll::Ready(Some(Msg::Head(_))) => continue,
                         Poll::Ready(None) => {
-                            self.kind = Kind::Empty;
-                            Poll::Ready(Some(Err(BodyError(
-                                "the Python worker stopped mid-response".into(),
-                            ))))
+                            self.fail(cx, "the Python worker stopped mid-response".into())
                         }
                     };
                 }
             }
         }
     }
+
+    /// Ends a streamed body with an error, after everything the application produced.
+    ///
+    /// hyper and actix-web buffer what they are given and write it out when the body is
+    /// pending; an error makes them drop the connection with that buffer unwritten. So if
+    /// data went to the host since it last found the body pending, the body is pending once
+    /// more (waking itself at once) before the error, and the host writes the data first, as
+    /// gunicorn and mod_wsgi do: the client sees what the application sent, then a response
+    /// that never ends cleanly. A client too slow to take the buffer then may lose its tail.
+    fn fail(&mut self, cx: &mut Context<'_>, why: String) -> FramePoll {
+        let unflushed = matches!(
+            self.kind,
+            Kind::Stream {
+                unflushed: true,
+                ..
+            }
+        );
+        let error = BodyError(why);
+        if unflushed {
+            self.kind = Kind::Failing(error);
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        } else {
+            self.kind = Kind::Empty;
+            Poll::Ready(Some(Err(error)))
+        }
+    }
 }
+
+/// What `poll_frame` returns.
+type FramePoll = Poll<Option<Result<Frame<Bytes>, BodyError>>>;

@@ -373,6 +373,9 @@ fn into_response(
     let mut response = Response::new(body.with_access(access));
     *response.status_mut() = head.status;
     *response.headers_mut() = head.headers;
+    if let Some(reason) = head.reason {
+        response.extensions_mut().insert(reason);
+    }
     response
 }
 

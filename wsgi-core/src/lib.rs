@@ -47,6 +47,9 @@ mod process;
 mod proxy;
 mod response;
 mod spec;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod untrusted;
 // State shared by the engine and its runner.
 mod access;
 mod config;
@@ -71,4 +74,5 @@ pub use host::{BoxError, ConnInfo, HostRequest, MapErrBody, Scheme};
 pub use metrics::MetricsSnapshot;
 pub use process::run_if_worker;
 pub use python::{PythonInfo, activate_venv, python_info};
+pub use response::ReasonPhrase;
 pub use sched::batch_scheduling;

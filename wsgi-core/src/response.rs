@@ -8,8 +8,55 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 #[derive(Debug)]
 pub(crate) struct Head {
     pub(crate) status: StatusCode,
+    /// The phrase to send when it is not the standard one of `status`.
+    pub(crate) reason: Option<ReasonPhrase>,
     pub(crate) headers: HeaderMap,
     pub(crate) body: HeadBody,
+}
+
+/// The reason phrase of the application's status line, when the host must send it
+/// because it is not the standard phrase of the status code: `404 NOT FOUND`, `299 Custom`.
+///
+/// `http::Response` has no place for a reason phrase, so the engine puts this in the
+/// response's extensions, only when it matters: a phrase that differs from the standard one,
+/// or, for a code without a standard phrase (`299`, `599`), the application's phrase or,
+/// if it gave an empty one, the name of the status class (RFC 9110 §15: `Successful`,
+/// `Server Error`, ...). A host that can write a custom phrase should send it; `wsgi-axum`
+/// hands it to hyper as `hyper::ext::ReasonPhrase`, `wsgi-actix` to actix-web's
+/// `ResponseHead::reason`. HTTP/2 has no reason phrase.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ReasonPhrase(Box<str>);
+
+impl ReasonPhrase {
+    /// The phrase: printable ASCII, spaces and tabs, as `start_response` accepts it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The phrase to send for `code` given the application's `phrase`, if not the standard one.
+    fn for_status(code: StatusCode, phrase: &str) -> Option<ReasonPhrase> {
+        let standard = code.canonical_reason();
+        let phrase = if phrase.trim().is_empty() {
+            match standard {
+                Some(_) => return None,
+                None => class_name(code),
+            }
+        } else {
+            phrase
+        };
+        (Some(phrase) != standard).then(|| ReasonPhrase(phrase.into()))
+    }
+}
+
+/// The name of `code`'s class (RFC 9110 §15), for a code without a phrase of its own.
+fn class_name(code: StatusCode) -> &'static str {
+    match code.as_u16() / 100 {
+        1 => "Informational",
+        2 => "Successful",
+        3 => "Redirection",
+        4 => "Client Error",
+        _ => "Server Error",
+    }
 }
 
 /// How the body follows a [`Head`].
@@ -32,14 +79,16 @@ impl Head {
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(text.len()));
         Head {
             status,
+            reason: None,
             headers,
             body: HeadBody::Full(Bytes::copy_from_slice(text.as_bytes())),
         }
     }
 }
 
-/// Parses a WSGI status line such as `"200 OK"`.
-pub(crate) fn parse_status(status: &str) -> Result<StatusCode, String> {
+/// Parses a WSGI status line such as `"200 OK"`: its code, and its phrase if the host must
+/// send it (see [`ReasonPhrase`]).
+pub(crate) fn parse_status(status: &str) -> Result<(StatusCode, Option<ReasonPhrase>), String> {
     let bytes = status.as_bytes();
     let well_formed = bytes.len() >= 4
         && bytes[..3].iter().all(u8::is_ascii_digit)
@@ -58,7 +107,8 @@ pub(crate) fn parse_status(status: &str) -> Result<StatusCode, String> {
     if !(100..=599).contains(&code) {
         return Err(format!("status code {code} is outside 100..=599"));
     }
-    StatusCode::from_u16(code).map_err(|e| format!("bad status {status:?}: {e}"))
+    let code = StatusCode::from_u16(code).map_err(|e| format!("bad status {status:?}: {e}"))?;
+    Ok((code, ReasonPhrase::for_status(code, &status[4..])))
 }
 
 /// Headers that describe one connection, which only the server may set (RFC 9110 §7.6.1).
@@ -146,12 +196,12 @@ mod tests {
 
     #[test]
     fn status_lines() {
-        assert_eq!(parse_status("200 OK").unwrap(), StatusCode::OK);
+        assert_eq!(parse_status("200 OK").unwrap(), (StatusCode::OK, None));
         assert_eq!(
             parse_status("404 Not Found").unwrap(),
-            StatusCode::NOT_FOUND
+            (StatusCode::NOT_FOUND, None)
         );
-        assert_eq!(parse_status("599 Custom").unwrap().as_u16(), 599);
+        assert_eq!(parse_status("599 Custom").unwrap().0.as_u16(), 599);
         for bad in [
             "200",
             "OK",
@@ -164,6 +214,23 @@ mod tests {
         ] {
             assert!(parse_status(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn reason_phrases_travel_only_when_not_standard() {
+        let phrase = |line: &str| parse_status(line).unwrap().1.map(|p| p.as_str().to_owned());
+        assert_eq!(phrase("404 NOT FOUND").as_deref(), Some("NOT FOUND"));
+        assert_eq!(phrase("404 Not Found"), None);
+        assert_eq!(phrase("200 "), None);
+        assert_eq!(phrase("200  \t"), None);
+        assert_eq!(
+            phrase("299 Custom\tThing").as_deref(),
+            Some("Custom\tThing")
+        );
+        assert_eq!(phrase("299 ").as_deref(), Some("Successful"));
+        assert_eq!(phrase("599 ").as_deref(), Some("Server Error"));
+        assert_eq!(phrase("103 ").as_deref(), None);
+        assert_eq!(phrase("199 ").as_deref(), Some("Informational"));
     }
 
     #[test]

@@ -11,7 +11,8 @@ use pyo3::types::{PyBytes, PyString, PyTuple};
 
 use crate::pipe::{Gone, Msg, PipeTx, TrySend};
 use crate::response::{
-    Head, HeadBody, declared_length, parse_header, parse_status, status_forbids_length,
+    Head, HeadBody, ReasonPhrase, declared_length, parse_header, parse_status,
+    status_forbids_length,
 };
 
 /// Below this size a chunk is copied; above it the Python `bytes` object itself backs the
@@ -33,7 +34,7 @@ pub(crate) fn to_bytes(b: &Bound<'_, PyBytes>) -> Bytes {
 #[pyclass(module = "wsgi_core", name = "StartResponse")]
 pub(crate) struct StartResponse {
     tx: Arc<PipeTx>,
-    pending: Option<(StatusCode, HeaderMap)>,
+    pending: Option<(StatusCode, Option<ReasonPhrase>, HeaderMap)>,
     committed: bool,
     /// The application's `Content-Length`, which the body may not exceed.
     declared: Option<u64>,
@@ -57,7 +58,7 @@ impl StartResponse {
 
     /// Sends the head, with the body either complete (`Full`) or to follow (`Stream`).
     fn commit(&mut self, body: HeadBody) -> PyResult<Result<(), Gone>> {
-        let Some((status, headers)) = self.pending.take() else {
+        let Some((status, reason, headers)) = self.pending.take() else {
             return Err(PyRuntimeError::new_err(
                 "the application produced a response body before calling start_response()",
             ));
@@ -65,6 +66,7 @@ impl StartResponse {
         self.committed = true;
         Ok(self.push(Msg::Head(Head {
             status,
+            reason,
             headers,
             body,
         })))
@@ -126,7 +128,7 @@ impl StartResponse {
         let length = match self.declared {
             Some(declared) => declared,
             None => {
-                if let Some((_, headers)) = &mut self.pending {
+                if let Some((_, _, headers)) = &mut self.pending {
                     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(available));
                 }
                 self.declared = Some(available);
@@ -224,14 +226,14 @@ impl StartResponse {
                 .cast::<PyString>()
                 .map_err(|_| PyTypeError::new_err("status must be a str such as '200 OK'"))?
                 .to_str()?;
-            let status = parse_status(status).map_err(PyValueErrorExt::value_error)?;
+            let (status, reason) = parse_status(status).map_err(PyValueErrorExt::value_error)?;
             let mut parsed = parse_headers(headers)?;
             if status_forbids_length(status) {
                 // RFC 9110 §8.6: never on a 1xx or 204, whatever the application says.
                 parsed.remove(header::CONTENT_LENGTH);
             }
             this.declared = declared_length(&parsed).map_err(PyValueErrorExt::value_error)?;
-            this.pending = Some((status, parsed));
+            this.pending = Some((status, reason, parsed));
         }
         slf.getattr("write")
     }
