@@ -338,3 +338,111 @@ fn a_stalled_stderr_never_holds_requests_up_and_dropped_lines_are_counted() {
         );
     });
 }
+
+/// Reads one response with a `Content-Length` from `s`: its head (lower-cased) and body.
+fn read_response(s: &mut TcpStream) -> std::io::Result<(String, String)> {
+    let mut raw = Vec::new();
+    let mut byte = [0u8; 1];
+    while !raw.ends_with(b"\r\n\r\n") {
+        if s.read(&mut byte)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        raw.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&raw).to_ascii_lowercase();
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    s.read_exact(&mut body)?;
+    Ok((head, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// After SIGTERM no new request starts, even on a keep-alive connection that was open
+/// before; the request in flight finishes with `Connection: close`, and the process exits
+/// once it is done instead of serving open connections until `--grace` ends (actix-web
+/// before 4.14.1 / actix-http 3.13.3 went on serving them; hyper never did).
+#[test]
+fn sigterm_ends_keep_alive_connections_and_exits_after_the_last_response() {
+    each_server(|kind| {
+        let mut server = ops(kind, &["--grace", "60"]);
+        let addr = server.addr;
+        let timeout = Some(Duration::from_secs(20));
+        // An open keep-alive connection, idle between requests.
+        let mut idle = TcpStream::connect(addr).unwrap();
+        idle.set_read_timeout(timeout).unwrap();
+        write!(idle, "GET /fast HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        let (head, _) = read_response(&mut idle).expect("a first response");
+        assert!(head.starts_with("http/1.1 200"), "{kind}: {head}");
+
+        // A keep-alive request in flight when the signal comes.
+        let dir = TempDir::new("keep-alive-drain");
+        let mark = dir.path().join("running");
+        let mut busy = TcpStream::connect(addr).unwrap();
+        busy.set_read_timeout(timeout).unwrap();
+        write!(
+            busy,
+            "GET /slow?secs=1.5&mark={} HTTP/1.1\r\nHost: t\r\n\r\n",
+            mark.display()
+        )
+        .unwrap();
+        for _ in 0..400 {
+            if mark.exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        assert!(mark.exists(), "{kind}: the slow request never ran");
+        server.signal("TERM");
+        for _ in 0..400 {
+            if server.stderr().contains("draining") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+
+        // The idle connection is closed: a request sent on it may still be read by a
+        // server that has not yet seen the signal, but within a few tries it is refused.
+        let mut served_after_signal = 0;
+        let closed = (0..30).any(|_| {
+            std::thread::sleep(Duration::from_millis(100));
+            let sent = write!(idle, "GET /fast HTTP/1.1\r\nHost: t\r\n\r\n");
+            match sent.and_then(|()| read_response(&mut idle)) {
+                Ok(_) => {
+                    served_after_signal += 1;
+                    false
+                }
+                Err(_) => true,
+            }
+        });
+        assert!(
+            closed,
+            "{kind}: {served_after_signal} requests served on a kept-alive connection after \
+             SIGTERM\n{}",
+            server.stderr()
+        );
+
+        // The request in flight completes, told that the connection closes, and then it does.
+        let (head, body) = read_response(&mut busy).expect("the in-flight response");
+        assert!(head.starts_with("http/1.1 200"), "{kind}: {head}");
+        assert_eq!(body, "done /slow", "{kind}");
+        assert!(
+            head.lines().any(|l| l.trim() == "connection: close"),
+            "{kind}: the in-flight response does not say the connection closes:\n{head}"
+        );
+        let mut rest = Vec::new();
+        assert_eq!(
+            busy.read_to_end(&mut rest).map(|_| rest.len()).ok(),
+            Some(0),
+            "{kind}"
+        );
+
+        // Nothing is left to wait for: the process exits long before `--grace` ends.
+        let status = server
+            .wait_exit(Duration::from_secs(15))
+            .unwrap_or_else(|| panic!("{kind}: still running\n{}", server.stderr()));
+        assert!(status.success(), "{kind}: {status}\n{}", server.stderr());
+    });
+}
