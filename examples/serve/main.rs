@@ -10,8 +10,9 @@
 //! literal arguments, `package.module:create_app('prod')`. Once the socket is bound and the
 //! application loaded, the command prints one line, `listening on http://ADDR`, to stdout;
 //! logs go to stderr. `serve --version` names the embedded Python and the virtualenv.
-//! SIGTERM or Ctrl-C stops accepting, lets in-flight requests finish for up to `--grace`
-//! seconds, then shuts the engine down and exits 0; a second signal skips the wait.
+//! SIGTERM or Ctrl-C stops accepting, ends idle keep-alive connections, lets in-flight
+//! requests finish for up to `--grace`, then shuts the engine down and exits 0; a second
+//! signal skips the wait.
 //! Requests are logged by the engine (target `wsgi_core::access`), whichever server hosts it.
 //!
 //! One module per concern: [`cli`] (the options), [`config`] (options to an
