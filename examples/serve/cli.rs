@@ -4,13 +4,15 @@
 
 use std::ffi::OsString;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 
 use crate::config::EngineOptions;
-use crate::values::{ListenAddr, LogFilter, Secs};
+use crate::logging::DEFAULT_LOG_BUFFER;
+use crate::values::{ListenAddr, LogFilter, Secs, at_least_one};
 
 /// Where `serve` listens unless told otherwise.
 const DEFAULT_BIND: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 8000);
@@ -62,6 +64,12 @@ pub(crate) struct Args {
     /// Log filter: a level (`info`, `debug`) or tracing directives (`info,wsgi_core=debug`).
     #[arg(long, value_name = "FILTER", default_value = "info")]
     pub(crate) log_level: LogFilter,
+
+    /// Log lines held for the thread that writes stderr; when it falls this far behind,
+    /// new lines are dropped (and counted) rather than making requests wait.
+    #[arg(long, value_name = "LINES", value_parser = at_least_one,
+          default_value_t = NonZeroUsize::new(DEFAULT_LOG_BUFFER).expect("DEFAULT_LOG_BUFFER > 0"))]
+    pub(crate) log_buffer: NonZeroUsize,
 
     /// The application and the engine that runs it.
     #[command(flatten)]

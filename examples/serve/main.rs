@@ -10,29 +10,32 @@
 //! literal arguments, `package.module:create_app('prod')`. Once the socket is bound and the
 //! application loaded, the command prints one line, `listening on http://ADDR`, to stdout;
 //! logs go to stderr. `serve --version` names the embedded Python and the virtualenv.
-//! SIGTERM or Ctrl-C stops accepting, lets in-flight requests finish for up to `--grace`
-//! seconds, then shuts the engine down and exits 0; a second signal skips the wait.
+//! SIGTERM or Ctrl-C stops accepting, ends idle keep-alive connections, lets in-flight
+//! requests finish for up to `--grace`, then shuts the engine down and exits 0; a second
+//! signal skips the wait.
 //! Requests are logged by the engine (target `wsgi_core::access`), whichever server hosts it.
 //!
 //! One module per concern: [`cli`] (the options), [`config`] (options to an
 //! `EngineBuilder`), [`hosts`] (axum and actix-web), [`signals`], [`metrics`] (the
-//! Prometheus endpoint), [`version`] (`--version`), [`listen`] (sockets) and [`values`] (the
-//! types of option values).
+//! Prometheus endpoint), [`logging`] (the log, written off the request threads), [`version`]
+//! (`--version`), [`listen`] (sockets) and [`values`] (the types of option values).
 
 mod cli;
 mod config;
 mod hosts;
 mod listen;
+mod logging;
 mod metrics;
 mod signals;
 mod values;
 mod version;
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use cli::{Args, LogFormat, Sched, ServerKind, VenvOrigin};
+use cli::{Args, Sched, ServerKind, VenvOrigin};
+use logging::DroppedLines;
 use signals::Signals;
 
 fn main() -> ExitCode {
@@ -48,29 +51,25 @@ fn main() -> ExitCode {
             }
         };
     }
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(args.log_level.to_filter())
-        .with_writer(std::io::stderr);
-    match args.log_format {
-        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
-        LogFormat::Json => logs.json().init(),
-    }
-
-    // Before any other thread exists, so that every thread inherits it.
-    if args.sched == Sched::Batch
-        && let Err(e) = wsgi_core::batch_scheduling()
-    {
+    // Before any other thread exists, the log's writer among them, so that every thread
+    // inherits it.
+    let sched = (args.sched == Sched::Batch).then(wsgi_core::batch_scheduling);
+    let log = logging::init(args.log_format, &args.log_level, args.log_buffer.get());
+    if let Some(Err(e)) = sched {
         tracing::warn!("cannot use SCHED_BATCH ({e}); running with the default policy");
     }
+    let dropped = log.dropped();
     let outcome = match args.server {
         ServerKind::Axum => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start the tokio runtime: {e}"))
-            .and_then(|rt| rt.block_on(run(args))),
+            .and_then(|rt| rt.block_on(run(args, dropped))),
         // actix-web runs on its own single-threaded system per worker.
-        ServerKind::Actix => actix_web::rt::System::new().block_on(run(args)),
+        ServerKind::Actix => actix_web::rt::System::new().block_on(run(args, dropped)),
     };
+    // The log's last lines first, so that the error comes after them.
+    log.close();
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
@@ -80,7 +79,8 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(args: Args) -> Result<(), String> {
+async fn run(args: Args, dropped: DroppedLines) -> Result<(), String> {
+    tokio::spawn(logging::report_dropped(dropped.clone()));
     // Installed first, so that a signal during start-up is a clean stop, not a default kill.
     let mut signals = Signals::new().map_err(|e| format!("cannot install signal handlers: {e}"))?;
     // Bound before the (possibly slow) application import, so a taken port fails at once.
@@ -107,7 +107,7 @@ async fn run(args: Args) -> Result<(), String> {
     let mount = args.mount.as_deref().unwrap_or_default();
 
     if let Some(addr) = &args.metrics_bind {
-        metrics::serve(addr, engine.clone())?;
+        metrics::serve(addr, engine.clone(), dropped)?;
     }
     let grace = args.grace.0;
     let mut server = match args.server {

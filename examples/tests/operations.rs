@@ -6,6 +6,7 @@ mod serve_process;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serve_process::{Server, TempDir, serve_command, start};
@@ -246,4 +247,202 @@ fn sched_sets_the_policy_of_every_thread_and_python_threads_are_always_batch() {
             "{option}: {threads:?}"
         );
     }
+}
+
+/// The value of the sample `name` in the Prometheus text served at `addr`.
+fn metric(addr: &str, name: &str) -> Option<f64> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Whether `stderr` has a line with every one of `words`.
+fn has_line(stderr: &str, words: &[&str]) -> bool {
+    stderr.lines().any(|l| words.iter().all(|w| l.contains(w)))
+}
+
+/// A stderr that nobody reads stops taking lines once its pipe is full. Requests go on
+/// being answered all the same (before the log was written from its own thread, the I/O
+/// thread blocked in `write(2)` and the server stopped answering); the lines that did not fit
+/// are counted in the metrics, and reported in the log once stderr is read again and at exit.
+#[cfg(unix)]
+#[test]
+fn a_stalled_stderr_never_holds_requests_up_and_dropped_lines_are_counted() {
+    each_server(|kind| {
+        let metrics_bind = format!("127.0.0.1:{}", free_port());
+        let (reader, writer) = std::io::pipe().expect("a pipe");
+        let mut command: Command = serve_command();
+        command
+            .args(["--server", kind, "--log-buffer", "4", "--metrics-bind"])
+            .arg(&metrics_bind)
+            .arg("ops_app.py")
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/apps"))
+            .stderr(writer);
+        let mut server = start(command);
+        // Long targets make long access lines: 300 of them are about 600 KiB, far more
+        // than the pipe, the writer's buffer and four queued lines hold.
+        let target = format!("/fast?pad={}", "x".repeat(2000));
+        for i in 0..300 {
+            let (status, body) = server.get(&target);
+            assert_eq!(
+                (status, body.as_str()),
+                (200, "done /fast"),
+                "{kind}: request {i}"
+            );
+        }
+        let dropped = metric(&metrics_bind, "wsgi_log_lines_dropped_total").unwrap_or(0.0);
+        assert!(dropped > 0.0, "{kind}: no dropped lines counted");
+
+        // Read stderr again: the log says how many lines it lost.
+        let log = Arc::new(Mutex::new(String::new()));
+        let sink = log.clone();
+        let drain = std::thread::spawn(move || {
+            let mut reader = reader;
+            let mut buf = vec![0; 64 * 1024];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        for _ in 0..200 {
+            if has_line(&log.lock().unwrap(), &["log lines dropped", "total="]) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        server.signal("TERM");
+        let status = server
+            .wait_exit(Duration::from_secs(20))
+            .expect("serve exits");
+        assert!(status.success(), "{kind}: {status}");
+        drain.join().unwrap();
+        let log = log.lock().unwrap();
+        assert!(
+            has_line(&log, &["WARN", "log lines dropped", "total="]),
+            "{kind}: no report of dropped lines in the log:\n{log}"
+        );
+        assert!(
+            has_line(&log, &["log lines were dropped in all"]),
+            "{kind}: no count of dropped lines at exit:\n{log}"
+        );
+    });
+}
+
+/// Reads one response with a `Content-Length` from `s`: its head (lower-cased) and body.
+fn read_response(s: &mut TcpStream) -> std::io::Result<(String, String)> {
+    let mut raw = Vec::new();
+    let mut byte = [0u8; 1];
+    while !raw.ends_with(b"\r\n\r\n") {
+        if s.read(&mut byte)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        raw.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&raw).to_ascii_lowercase();
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    s.read_exact(&mut body)?;
+    Ok((head, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// After SIGTERM no new request starts, even on a keep-alive connection that was open
+/// before; the request in flight finishes with `Connection: close`, and the process exits
+/// once it is done instead of serving open connections until `--grace` ends (actix-web
+/// before 4.14.1 / actix-http 3.13.3 went on serving them; hyper never did).
+#[test]
+fn sigterm_ends_keep_alive_connections_and_exits_after_the_last_response() {
+    each_server(|kind| {
+        let mut server = ops(kind, &["--grace", "60"]);
+        let addr = server.addr;
+        let timeout = Some(Duration::from_secs(20));
+        // An open keep-alive connection, idle between requests.
+        let mut idle = TcpStream::connect(addr).unwrap();
+        idle.set_read_timeout(timeout).unwrap();
+        write!(idle, "GET /fast HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        let (head, _) = read_response(&mut idle).expect("a first response");
+        assert!(head.starts_with("http/1.1 200"), "{kind}: {head}");
+
+        // A keep-alive request in flight when the signal comes.
+        let dir = TempDir::new("keep-alive-drain");
+        let mark = dir.path().join("running");
+        let mut busy = TcpStream::connect(addr).unwrap();
+        busy.set_read_timeout(timeout).unwrap();
+        write!(
+            busy,
+            "GET /slow?secs=1.5&mark={} HTTP/1.1\r\nHost: t\r\n\r\n",
+            mark.display()
+        )
+        .unwrap();
+        for _ in 0..400 {
+            if mark.exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        assert!(mark.exists(), "{kind}: the slow request never ran");
+        server.signal("TERM");
+        for _ in 0..400 {
+            if server.stderr().contains("draining") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+
+        // The idle connection is closed: a request sent on it may still be read by a
+        // server that has not yet seen the signal, but within a few tries it is refused.
+        let mut served_after_signal = 0;
+        let closed = (0..30).any(|_| {
+            std::thread::sleep(Duration::from_millis(100));
+            let sent = write!(idle, "GET /fast HTTP/1.1\r\nHost: t\r\n\r\n");
+            match sent.and_then(|()| read_response(&mut idle)) {
+                Ok(_) => {
+                    served_after_signal += 1;
+                    false
+                }
+                Err(_) => true,
+            }
+        });
+        assert!(
+            closed,
+            "{kind}: {served_after_signal} requests served on a kept-alive connection after \
+             SIGTERM\n{}",
+            server.stderr()
+        );
+
+        // The request in flight completes, told that the connection closes, and then it does.
+        let (head, body) = read_response(&mut busy).expect("the in-flight response");
+        assert!(head.starts_with("http/1.1 200"), "{kind}: {head}");
+        assert_eq!(body, "done /slow", "{kind}");
+        assert!(
+            head.lines().any(|l| l.trim() == "connection: close"),
+            "{kind}: the in-flight response does not say the connection closes:\n{head}"
+        );
+        let mut rest = Vec::new();
+        assert_eq!(
+            busy.read_to_end(&mut rest).map(|_| rest.len()).ok(),
+            Some(0),
+            "{kind}"
+        );
+
+        // Nothing is left to wait for: the process exits long before `--grace` ends.
+        let status = server
+            .wait_exit(Duration::from_secs(15))
+            .unwrap_or_else(|| panic!("{kind}: still running\n{}", server.stderr()));
+        assert!(status.success(), "{kind}: {status}\n{}", server.stderr());
+    });
 }

@@ -33,6 +33,11 @@ impl ReasonPhrase {
         &self.0
     }
 
+    /// A phrase already checked by [`ReasonPhrase::for_status`] elsewhere (in a worker process).
+    pub(crate) fn checked(phrase: &str) -> ReasonPhrase {
+        ReasonPhrase(phrase.into())
+    }
+
     /// The phrase to send for `code` given the application's `phrase`, if not the standard one.
     fn for_status(code: StatusCode, phrase: &str) -> Option<ReasonPhrase> {
         let standard = code.canonical_reason();

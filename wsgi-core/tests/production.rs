@@ -93,7 +93,7 @@ fn stops_mid_upload(configure: fn(EngineBuilder) -> EngineBuilder) {
 }
 
 #[test]
-fn metrics_count_responses_and_render_as_prometheus_text() {
+fn metrics_count_responses() {
     let server = start(&app(), |b| b.threads(2), "");
     for _ in 0..3 {
         assert_eq!(server.get("/fast").status(), 200);
@@ -104,13 +104,11 @@ fn metrics_count_responses_and_render_as_prometheus_text() {
     });
     assert_eq!(metrics.threads_busy + metrics.threads_idle, 2);
     assert!(metrics.duration_count >= 3);
-    let text = metrics.to_prometheus();
     assert!(
-        text.contains("# TYPE wsgi_request_duration_seconds histogram"),
-        "{text}"
-    );
-    assert!(
-        text.contains("wsgi_responses_total{class=\"2xx\"} 3"),
-        "{text}"
+        metrics
+            .duration_buckets
+            .last()
+            .is_some_and(|&(_, n)| n >= 3),
+        "{metrics:?}"
     );
 }

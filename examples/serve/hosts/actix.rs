@@ -43,6 +43,9 @@ pub(crate) fn serve(
                 Err(e) => Err(e.to_string()),
             }
         }),
+        // A graceful stop closes idle keep-alive connections and closes busy ones after their
+        // current response (`Connection: close`), so no new request starts; actix-web does
+        // so since 4.14.1 (actix-http 3.13.3), the workspace's minimum.
         stop: Box::new(move |graceful| {
             let handle = handle.clone();
             actix_web::rt::spawn(async move { handle.stop(graceful).await });

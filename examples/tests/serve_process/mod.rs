@@ -201,10 +201,13 @@ impl Drop for Server {
     }
 }
 
-/// Collects a child's stderr on a thread, so a chatty child never blocks on a full pipe.
+/// Collects a child's stderr on a thread, so a chatty child never blocks on a full pipe;
+/// nothing when the command sent stderr elsewhere.
 fn collect_stderr(child: &mut Child) -> Arc<Mutex<String>> {
     let collected = Arc::new(Mutex::new(String::new()));
-    let mut stderr = child.stderr.take().expect("piped stderr");
+    let Some(mut stderr) = child.stderr.take() else {
+        return collected;
+    };
     let sink = collected.clone();
     std::thread::spawn(move || {
         let mut buf = [0u8; 4096];

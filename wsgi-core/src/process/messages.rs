@@ -25,7 +25,7 @@ use tracing::level_filters::LevelFilter;
 
 use super::wire::{Encoded, Fields, Frame, Message, invalid, put_bytes, put_opt_bytes};
 use crate::environ::CgiVars;
-use crate::response::{Head, HeadBody};
+use crate::response::{Head, HeadBody, ReasonPhrase};
 
 // Data socket, host → worker.
 const REQUEST: u8 = 0x01;
@@ -295,6 +295,8 @@ impl Message for FromWorker {
                 // Fields go before the body tail; a new field (a reason phrase) is one more
                 // line here and in `decode`.
                 out.put_u16_le(head.status.as_u16());
+                // Empty for none: `ReasonPhrase` is never empty.
+                put_bytes(out, head.reason.as_ref().map_or("", |r| r.as_str()).as_bytes());
                 let count = u32::try_from(head.headers.len()).expect("header count fits u32");
                 out.put_u32_le(count);
                 for (name, value) in &head.headers {
@@ -332,6 +334,8 @@ impl Message for FromWorker {
                 let code = f.u16("status")?;
                 let status = StatusCode::from_u16(code)
                     .map_err(|_| invalid(format!("{code} is not an HTTP status")))?;
+                let reason = f.string("reason phrase")?;
+                let reason = (!reason.is_empty()).then(|| ReasonPhrase::checked(&reason));
                 let count = f.count("headers", 8)?;
                 let mut headers = HeaderMap::with_capacity(count);
                 for _ in 0..count {
@@ -349,6 +353,7 @@ impl Message for FromWorker {
                 };
                 FromWorker::Head(Head {
                     status,
+                    reason,
                     headers,
                     body,
                 })
@@ -727,11 +732,13 @@ mod tests {
             FromWorker::Want(8192),
             FromWorker::Head(Head {
                 status: StatusCode::from_u16(299).unwrap(),
+                reason: Some(ReasonPhrase::checked("Custom Thing")),
                 headers: headers.clone(),
                 body: HeadBody::Stream,
             }),
             FromWorker::Head(Head {
                 status: StatusCode::NOT_FOUND,
+                reason: None,
                 headers,
                 body: HeadBody::Full(Bytes::from_static(b"<h1>gone</h1>")),
             }),
@@ -752,6 +759,7 @@ mod tests {
         let mut w = FrameWriter::new(Vec::new());
         w.queue(&FromWorker::Head(Head {
             status: StatusCode::OK,
+            reason: None,
             headers: HeaderMap::new(),
             body: HeadBody::Full(body.clone()),
         }))
@@ -846,6 +854,7 @@ mod tests {
         let mut w2 = FrameWriter::new(Vec::new());
         w2.send(&FromWorker::Head(Head {
             status: StatusCode::OK,
+            reason: None,
             headers,
             body: HeadBody::Stream,
         }))
