@@ -25,7 +25,12 @@ pub(crate) struct EngineOptions {
     /// Python worker threads (use 1 for applications that are not thread-safe).
     #[arg(long, value_name = "N", value_parser = at_least_one,
           default_value_t = NonZeroUsize::new(DEFAULT_THREADS).expect("DEFAULT_THREADS > 0"))]
-    threads: NonZeroUsize,
+    pub(crate) threads: NonZeroUsize,
+
+    /// Run the application in N worker processes of --threads threads each, replaced when
+    /// they die (0: in this process). Like gunicorn's and Granian's --workers.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub(crate) processes: usize,
 
     /// Change to DIR before loading the application (APP is then relative to DIR).
     #[arg(long, value_name = "DIR")]
@@ -90,6 +95,7 @@ impl EngineOptions {
     pub(crate) fn builder(&self, venv_from_env: bool) -> EngineBuilder {
         let mut builder = Engine::builder(self.app())
             .threads(self.threads.get())
+            .processes(self.processes)
             .strict_python_version(self.strict_python_version)
             .buffer_body(self.buffer_body.0)
             .queue_depth(self.queue_depth.get())

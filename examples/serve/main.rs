@@ -39,6 +39,9 @@ use logging::DroppedLines;
 use signals::Signals;
 
 fn main() -> ExitCode {
+    // A worker process (`--processes`) is this binary started again: it serves from here
+    // and never returns.
+    wsgi_core::run_if_worker();
     let args = cli::parse();
     if args.version {
         return match version::write(&args, &mut std::io::stdout().lock()) {
@@ -91,19 +94,28 @@ async fn run(args: Args, dropped: DroppedLines) -> Result<(), String> {
 
     // Before the import, so that whatever goes wrong is logged next to the Python it ran on,
     // with the virtualenv the engine is about to activate.
-    let mut python = wsgi_core::python_info();
-    python.venv.clone_from(&args.engine.venv);
-    tracing::info!(
-        "serve {} embedding {python}{}",
-        env!("CARGO_PKG_VERSION"),
-        args.venv_origin.suffix()
-    );
+    // With worker processes, Python starts in them only; each reports its version.
+    if args.engine.processes == 0 {
+        let mut python = wsgi_core::python_info();
+        python.venv.clone_from(&args.engine.venv);
+        tracing::info!(
+            "serve {} embedding {python}{}",
+            env!("CARGO_PKG_VERSION"),
+            args.venv_origin.suffix()
+        );
+    } else {
+        tracing::info!(
+            processes = args.engine.processes,
+            "serve {} starting worker processes",
+            env!("CARGO_PKG_VERSION")
+        );
+    }
     let engine = args
         .engine
         .builder(args.venv_origin == VenvOrigin::Environment)
         .build()
         .map_err(|e| e.to_string())?;
-    tracing::info!(app = %args.engine.app(), threads = engine.threads(), server = ?args.server, "application loaded");
+    tracing::info!(app = %args.engine.app(), processes = engine.processes(), threads = engine.threads(), server = ?args.server, "application loaded");
     let mount = args.mount.as_deref().unwrap_or_default();
 
     if let Some(addr) = &args.metrics_bind {

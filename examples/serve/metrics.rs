@@ -13,7 +13,7 @@ use prometheus_client::encoding::{
 };
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
-use wsgi_core::{Engine, MetricsSnapshot};
+use wsgi_core::{Engine, MetricsSnapshot, WorkerSnapshot};
 
 use crate::logging::DroppedLines;
 use crate::values::ListenAddr;
@@ -131,6 +131,34 @@ fn encode(s: &MetricsSnapshot, dropped_lines: u64, encoder: &mut DescriptorEncod
             ([("state", "idle")], Value::Gauge(s.threads_idle)),
         ],
     )?;
+    if !s.workers.is_empty() {
+        let by_worker = |value: fn(&WorkerSnapshot) -> Value| {
+            s.workers
+                .iter()
+                .map(move |w| ([("worker", w.index.to_string())], value(w)))
+        };
+        family(
+            encoder,
+            "wsgi_worker_ready",
+            "Whether each worker process takes requests (1) or is being started (0).",
+            MetricType::Gauge,
+            by_worker(|w| Value::Gauge(usize::from(w.ready))),
+        )?;
+        family(
+            encoder,
+            "wsgi_worker_requests",
+            "Requests answered by each worker process (replacements included).",
+            MetricType::Counter,
+            by_worker(|w| Value::Count(w.requests)),
+        )?;
+        family(
+            encoder,
+            "wsgi_worker_deaths",
+            "Worker processes that died and were replaced, by worker.",
+            MetricType::Counter,
+            by_worker(|w| Value::Count(w.deaths)),
+        )?;
+    }
     counter(
         encoder,
         "wsgi_gil_wait_seconds",

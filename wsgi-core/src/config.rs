@@ -35,6 +35,7 @@ pub const DEFAULT_BUFFER_BODY: u64 = 64 * 1024;
 pub struct EngineBuilder {
     pub(crate) app: String,
     pub(crate) threads: usize,
+    pub(crate) processes: usize,
     pub(crate) queue_depth: usize,
     pub(crate) retry_after: u32,
     pub(crate) max_body: Option<u64>,
@@ -52,6 +53,31 @@ impl EngineBuilder {
     /// Number of Python worker threads (default [`DEFAULT_THREADS`]).
     pub fn threads(mut self, n: usize) -> Self {
         self.threads = n;
+        self
+    }
+
+    /// Runs the application in `n` worker processes of [`threads`](Self::threads) Python
+    /// threads each, instead of in this process (the default, `0`).
+    ///
+    /// Each worker is this binary started again, so its `main` must call
+    /// [`run_if_worker`](crate::run_if_worker) first; this process then never starts
+    /// Python. A worker that dies (a segfault in a C extension, `os._exit`, the OOM killer)
+    /// costs only the request it was running, which gets 502 (or an aborted body if its
+    /// response had begun); it is replaced, with a growing delay if it keeps dying young,
+    /// and requests wait in this process's queue meanwhile. A request no worker had
+    /// started goes to another. `wsgi.multiprocess` is true when `n > 1`. Linux only:
+    /// elsewhere [`build`](Self::build) fails with [`Error::ProcessesUnsupported`].
+    ///
+    /// ```no_run
+    /// fn main() -> Result<(), wsgi_core::Error> {
+    ///     wsgi_core::run_if_worker();
+    ///     let engine = wsgi_core::Engine::builder("app.py").processes(2).threads(4).build()?;
+    ///     # drop(engine);
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn processes(mut self, n: usize) -> Self {
+        self.processes = n;
         self
     }
 
@@ -166,6 +192,9 @@ impl EngineBuilder {
         if self.queue_depth == 0 {
             return Err(Error::Config("queue depth must be at least 1".into()));
         }
+        if self.processes > 0 && !cfg!(target_os = "linux") {
+            return Err(Error::ProcessesUnsupported);
+        }
         // Resolved before `chdir`, as a user typing a relative path means it.
         let (venv, venv_origin) = match &self.venv {
             Some(dir) => (Some(dir.clone()), ""),
@@ -197,7 +226,7 @@ impl EngineBuilder {
             venv_origin: venv_origin.to_owned(),
             extra_path: chdir,
             strict_python_version: self.strict_python_version,
-            multiprocess: false,
+            multiprocess: self.processes > 1,
         };
         let limits = Limits {
             timeout: self.timeout,
@@ -247,6 +276,7 @@ impl EngineBuilder {
         EngineBuilder {
             app,
             threads: DEFAULT_THREADS,
+            processes: 0,
             queue_depth: DEFAULT_QUEUE_DEPTH,
             retry_after: 1,
             max_body: None,

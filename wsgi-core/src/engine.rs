@@ -58,9 +58,23 @@ impl Engine {
             limits,
             builder,
         } = resolved;
-        let shared = Arc::new(Shared::new(builder.threads, limits));
-        let runner: Arc<dyn Runner> =
-            Arc::new(Threads::start(&app, builder.queue_depth, shared.clone())?);
+        let shared = Arc::new(Shared::new(
+            builder.threads * builder.processes.max(1),
+            limits,
+        ));
+        let runner: Arc<dyn Runner> = match builder.processes {
+            0 => Arc::new(Threads::start(&app, builder.queue_depth, shared.clone())?),
+            #[cfg(target_os = "linux")]
+            n => Arc::new(crate::runner::processes::Processes::start(
+                &app,
+                n,
+                builder.threads,
+                builder.queue_depth,
+                shared.clone(),
+            )?),
+            #[cfg(not(target_os = "linux"))]
+            _ => return Err(Error::ProcessesUnsupported),
+        };
         if let Some(timeout) = limits.timeout {
             watchdog::start(Arc::downgrade(&shared), Arc::downgrade(&runner), timeout)?;
         }
@@ -112,6 +126,16 @@ impl Inner {
                         .unavailable("all Python threads are busy and the queue is full"),
                 )
             }
+            Err(Refused::NotReady) => {
+                self.shared
+                    .metrics
+                    .rejected_overload
+                    .fetch_add(1, Ordering::Relaxed);
+                ResponseFuture::ready(
+                    self.shared
+                        .unavailable("no worker process is ready to take requests"),
+                )
+            }
             Err(Refused::Closed) => ResponseFuture::ready(
                 self.shared
                     .unavailable("the Python worker threads have stopped"),
@@ -154,9 +178,16 @@ impl Engine {
         EngineBuilder::new(app.into())
     }
 
-    /// The number of Python threads serving this engine.
+    /// The number of Python threads serving this engine, per worker process in
+    /// worker-process mode.
     pub fn threads(&self) -> usize {
         self.inner.config.threads
+    }
+
+    /// The number of worker processes running the application; `0` when it runs in this
+    /// process (see [`EngineBuilder::processes`]).
+    pub fn processes(&self) -> usize {
+        self.inner.config.processes
     }
 
     /// Runs one request through the application.
@@ -260,9 +291,10 @@ impl Engine {
         let shared = &self.inner.shared;
         let in_flight = shared.in_flight();
         shared.metrics.snapshot(
-            self.inner.config.threads,
+            shared.slots.len(),
             in_flight,
             self.inner.runner.queued(),
+            self.inner.runner.workers(),
         )
     }
 

@@ -13,7 +13,7 @@ use crate::host::{ConnInfo, Scheme};
 use crate::proxy::TrustedProxies;
 
 /// The CGI variables of one request.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct CgiVars {
     pub(crate) method: Method,
     pub(crate) script_name: String,

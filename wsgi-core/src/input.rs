@@ -78,6 +78,28 @@ pub(crate) enum InputSource {
         demand: Arc<Demand>,
         rx: chan::Receiver<Chunk>,
     },
+    /// A body pulled from another process (the host, for a worker process), which
+    /// enforces the limits and timeouts and says when one was crossed.
+    Pulled {
+        from: Box<dyn Pull>,
+        too_large: bool,
+        timed_out: bool,
+    },
+}
+
+/// Where a [`InputSource::Pulled`] body comes from.
+pub(crate) trait Pull: Send + Sync + std::fmt::Debug {
+    /// The next piece, waiting for it; `want` as in [`InputSource::next_chunk`]. Called
+    /// without the GIL.
+    fn pull(&mut self, want: u64) -> Pulled;
+}
+
+/// One answer of a [`Pull`].
+#[derive(Debug)]
+pub(crate) enum Pulled {
+    Chunk(Chunk),
+    /// The client stopped sending for longer than the body timeout.
+    TimedOut(String),
 }
 
 /// Connects a host body stream to a reader.
@@ -271,7 +293,7 @@ impl InputSource {
             InputSource::Buffered(chunks) => {
                 Some(chunks.pop_front().map_or(Chunk::Eof, Chunk::Data))
             }
-            InputSource::Streamed { .. } => None,
+            InputSource::Streamed { .. } | InputSource::Pulled { .. } => None,
         }
     }
 
@@ -279,7 +301,7 @@ impl InputSource {
     pub(crate) fn buffered_len(&self) -> Option<usize> {
         match self {
             InputSource::Buffered(chunks) => Some(chunks.iter().map(Bytes::len).sum()),
-            InputSource::Streamed { .. } => None,
+            InputSource::Streamed { .. } | InputSource::Pulled { .. } => None,
         }
     }
 
@@ -290,8 +312,25 @@ impl InputSource {
         if let Some(chunk) = self.next_buffered() {
             return chunk;
         }
-        let InputSource::Streamed { demand, rx } = self else {
-            unreachable!("a buffered body always has its next chunk")
+        let (demand, rx) = match self {
+            InputSource::Buffered(_) => unreachable!("a buffered body always has its next chunk"),
+            InputSource::Pulled {
+                from,
+                too_large,
+                timed_out,
+            } => {
+                return match from.pull(want.max(1)) {
+                    Pulled::Chunk(chunk) => {
+                        *too_large |= matches!(chunk, Chunk::TooLarge(_));
+                        chunk
+                    }
+                    Pulled::TimedOut(why) => {
+                        *timed_out = true;
+                        Chunk::Failed(why)
+                    }
+                };
+            }
+            InputSource::Streamed { demand, rx } => (demand, rx),
         };
         if let Ok(chunk) = rx.try_recv() {
             return chunk;
@@ -318,6 +357,7 @@ impl InputSource {
         match self {
             InputSource::Buffered(_) => false,
             InputSource::Streamed { demand, .. } => demand.timed_out.load(Ordering::Acquire),
+            InputSource::Pulled { timed_out, .. } => *timed_out,
         }
     }
 
@@ -326,6 +366,7 @@ impl InputSource {
         match self {
             InputSource::Buffered(_) => false,
             InputSource::Streamed { demand, .. } => demand.too_large.load(Ordering::Acquire),
+            InputSource::Pulled { too_large, .. } => *too_large,
         }
     }
 }

@@ -71,7 +71,7 @@ pub use config::{DEFAULT_BUFFER_BODY, DEFAULT_QUEUE_DEPTH, DEFAULT_THREADS, Engi
 pub use engine::{Engine, ResponseFuture, ShutdownFuture, ShutdownReport};
 pub use error::Error;
 pub use host::{BoxError, ConnInfo, HostRequest, MapErrBody, Scheme};
-pub use metrics::MetricsSnapshot;
+pub use metrics::{MetricsSnapshot, WorkerSnapshot};
 pub use process::run_if_worker;
 pub use python::{PythonInfo, activate_venv, python_info};
 pub use response::ReasonPhrase;

@@ -47,6 +47,7 @@ impl Metrics {
         threads: usize,
         in_flight: usize,
         queued: usize,
+        workers: Vec<WorkerSnapshot>,
     ) -> MetricsSnapshot {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let busy = usize::try_from(load(&self.busy_threads))
@@ -74,6 +75,7 @@ impl Metrics {
                 .collect(),
             duration_count: load(&self.duration_count),
             duration_sum: Duration::from_nanos(load(&self.duration_nanos)),
+            workers,
         }
     }
 }
@@ -111,6 +113,26 @@ pub struct MetricsSnapshot {
     pub duration_count: u64,
     /// Sum of their durations.
     pub duration_sum: Duration,
+    /// The worker processes, by index; empty when Python runs in this process. The counts
+    /// above are the totals over every worker.
+    pub workers: Vec<WorkerSnapshot>,
+}
+
+/// One worker process, in [`MetricsSnapshot::workers`]. A replacement takes the index of
+/// the process it replaces, and its counts go on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WorkerSnapshot {
+    /// The worker's index, `0..processes`.
+    pub index: usize,
+    /// The current process's id; `None` while none is running.
+    pub pid: Option<u32>,
+    /// Whether it takes requests (it has loaded the application).
+    pub ready: bool,
+    /// Requests its processes have answered.
+    pub requests: u64,
+    /// How many of its processes died (and were replaced).
+    pub deaths: u64,
 }
 
 #[cfg(test)]
@@ -123,7 +145,7 @@ mod tests {
         m.observe(200, Duration::from_millis(3));
         m.observe(503, Duration::from_millis(300));
         m.observe(200, Duration::from_secs(60));
-        let s = m.snapshot(4, 1, 0);
+        let s = m.snapshot(4, 1, 0, Vec::new());
         assert_eq!(s.responses_by_class, [0, 2, 0, 0, 1]);
         assert_eq!(s.duration_buckets[2], (0.005, 1));
         assert_eq!(s.duration_buckets.last(), Some(&(10.0, 2)));

@@ -103,12 +103,36 @@ pub(crate) fn pipe(limit: usize, force_close: Arc<AtomicBool>) -> (PipeTx, PipeR
         limit,
         force_close,
     });
-    (PipeTx(shared.clone()), PipeRx(shared))
+    (PipeTx(Tx::Local(shared.clone())), PipeRx(shared))
 }
 
-/// The application's end.
+impl PipeTx {
+    /// A sender whose messages go to `sink` instead of a pipe in this process.
+    pub(crate) fn remote(sink: Box<dyn RemoteSink>) -> Self {
+        PipeTx(Tx::Remote(sink))
+    }
+}
+
+/// The application's end: a pipe to the host's I/O task in this process, or a sink that
+/// carries the messages to the host process (in a worker process).
 #[derive(Debug)]
-pub(crate) struct PipeTx(Arc<Shared>);
+pub(crate) struct PipeTx(Tx);
+
+#[derive(Debug)]
+enum Tx {
+    Local(Arc<Shared>),
+    Remote(Box<dyn RemoteSink>),
+}
+
+/// Where a worker process's responses go: the same contract as [`PipeTx`]'s methods.
+pub(crate) trait RemoteSink: Send + Sync + std::fmt::Debug {
+    /// Sends `msg` if that needs no waiting; may be called with the GIL held.
+    fn try_send(&self, msg: Msg) -> TrySend;
+    /// Sends `msg`, waiting as long as it takes. Call it with the GIL released.
+    fn send(&self, msg: Msg) -> Result<(), Gone>;
+    /// Whether the host said the client has gone.
+    fn is_gone(&self) -> bool;
+}
 
 /// Outcome of a send that must not block.
 #[derive(Debug)]
@@ -121,33 +145,40 @@ pub(crate) enum TrySend {
 impl PipeTx {
     /// Queues `msg` if there is room; never blocks, so it can run with the GIL held.
     pub(crate) fn try_send(&self, msg: Msg) -> TrySend {
-        let mut st = self.0.lock();
-        if st.closed() || self.0.force_close.load(Ordering::Relaxed) {
+        let shared = match &self.0 {
+            Tx::Local(shared) => shared,
+            Tx::Remote(sink) => return sink.try_send(msg),
+        };
+        let mut st = shared.lock();
+        if st.closed() || shared.force_close.load(Ordering::Relaxed) {
             return TrySend::Gone;
         }
-        if st.bytes > 0 && st.bytes + msg.weight() > self.0.limit {
+        if st.bytes > 0 && st.bytes + msg.weight() > shared.limit {
             return TrySend::Full(msg);
         }
         st.push(msg);
         drop(st);
-        self.0.rx_waker.wake();
+        shared.rx_waker.wake();
         TrySend::Sent
     }
 
     /// Queues `msg`, waiting for room. Call it with the GIL released.
     pub(crate) fn send(&self, msg: Msg) -> Result<(), Gone> {
-        let mut st = self.0.lock();
+        let shared = match &self.0 {
+            Tx::Local(shared) => shared,
+            Tx::Remote(sink) => return sink.send(msg),
+        };
+        let mut st = shared.lock();
         loop {
-            if st.closed() || self.0.force_close.load(Ordering::Relaxed) {
+            if st.closed() || shared.force_close.load(Ordering::Relaxed) {
                 return Err(Gone);
             }
             // An empty queue always takes one message, however large, so progress is made.
-            if st.bytes == 0 || st.bytes + msg.weight() <= self.0.limit {
+            if st.bytes == 0 || st.bytes + msg.weight() <= shared.limit {
                 break;
             }
             // The timeout only serves `force_close`, which is set without notifying.
-            st = self
-                .0
+            st = shared
                 .space
                 .wait_timeout(st, Duration::from_millis(200))
                 .unwrap_or_else(|e| e.into_inner())
@@ -155,20 +186,28 @@ impl PipeTx {
         }
         st.push(msg);
         drop(st);
-        self.0.rx_waker.wake();
+        shared.rx_waker.wake();
         Ok(())
     }
 
     /// Whether the host side has gone (the client left, or the response was dropped).
     pub(crate) fn is_gone(&self) -> bool {
-        self.0.lock().closed() || self.0.force_close.load(Ordering::Relaxed)
+        let shared = match &self.0 {
+            Tx::Local(shared) => shared,
+            Tx::Remote(sink) => return sink.is_gone(),
+        };
+        shared.lock().closed() || shared.force_close.load(Ordering::Relaxed)
     }
 
     /// Answers in the application's place: `head` if it has sent no head yet, else an
     /// abort. From then on the application's sends fail as if the client had gone, and a
     /// sender parked on backpressure is freed.
     pub(crate) fn override_with(&self, head: impl FnOnce() -> Head, why: &str) {
-        let mut st = self.0.lock();
+        // Only the host overrides, and its pipes are local.
+        let Tx::Local(shared) = &self.0 else {
+            return;
+        };
+        let mut st = shared.lock();
         if st.closed() {
             return;
         }
@@ -179,15 +218,17 @@ impl PipeTx {
             st.push(Msg::Head(head()));
         }
         drop(st);
-        self.0.space.notify_all();
-        self.0.rx_waker.wake();
+        shared.space.notify_all();
+        shared.rx_waker.wake();
     }
 }
 
 impl Drop for PipeTx {
     fn drop(&mut self) {
-        self.0.lock().tx_gone = true;
-        self.0.rx_waker.wake();
+        if let Tx::Local(shared) = &self.0 {
+            shared.lock().tx_gone = true;
+            shared.rx_waker.wake();
+        }
     }
 }
 

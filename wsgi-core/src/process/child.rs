@@ -1,22 +1,367 @@
-//! The worker process's side: load the application and serve the host's requests.
+//! The worker process's side: load the application, then serve the host's requests, one
+//! socket per Python thread.
 //!
-//! PLACEHOLDER, FOR THE LEAD TO REPLACE: this body only speaks the start of the protocol
-//! (read `Config`, refuse it) so that the crate builds and the spawning code can be tested
-//! end to end. The real serving loop replaces it, keeping the signature.
+//! Each Python thread reads its own socket (with the GIL released) and runs the request
+//! with the same code as in-process ([`crate::python`]): the request body is pulled from the
+//! host as `wsgi.input` reads, and the response goes back as frames, the head and small
+//! final pieces gathered into one write. A control thread (this process's main thread)
+//! takes the host's interrupts (timeouts) and cancellations (clients gone); when the host
+//! goes away, the worker exits at once.
 
+use std::collections::VecDeque;
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
 
-use super::messages::{ControlFromWorker, ControlToWorker};
+use super::log::{CONTROL_QUEUE, WorkerSubscriber, control_channel, spawn_control_writer};
+use super::messages::{ControlFromWorker, ControlToWorker, FromWorker, RequestBody, ToWorker};
 use super::wire::{FrameReader, FrameWriter};
+use crate::config::AppConfig;
+use crate::input::{Chunk, InputSource, Pull, Pulled};
+use crate::job::Job;
+use crate::pipe::{Gone, Msg, PipeTx, RemoteSink, TrySend};
+use crate::python::{self, Feed, Jobs};
+use crate::state::{InFlight, Limits, Shared};
+
+/// A timeout long enough never to fire: the host keeps the real one. The worker still
+/// publishes each request in its slot, which is what makes an interrupt safe.
+const NO_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Serves as a worker process over `control` and one data socket per thread (`slots`);
 /// returns the process's exit code.
 pub(crate) fn run(control: UnixStream, slots: Vec<UnixStream>) -> i32 {
-    drop(slots);
-    if let Ok(Some(ControlToWorker::Config(_))) = FrameReader::new(&control).recv() {
-        let _ = FrameWriter::new(&control).send(&ControlFromWorker::StartupFailed {
-            message: "worker mode is not finished".into(),
-        });
+    let Ok(read_half) = control.try_clone() else {
+        return 1;
+    };
+    let mut reader = FrameReader::new(read_half);
+    let config = match reader.recv::<ControlToWorker>() {
+        Ok(Some(ControlToWorker::Config(config))) => config,
+        _ => return 1,
+    };
+    let (sender, rx) = control_channel(CONTROL_QUEUE);
+    let Ok(writer) = spawn_control_writer(control, rx) else {
+        return 1;
+    };
+    let _ = tracing::subscriber::set_global_default(WorkerSubscriber::new(
+        sender.clone(),
+        config.log_level,
+    ));
+    let app = AppConfig {
+        app: config.app.clone(),
+        venv: config.venv.clone(),
+        venv_origin: config.venv_origin.clone(),
+        extra_path: config.extra_path.clone(),
+        strict_python_version: config.strict_python_version,
+        multiprocess: config.multiprocess,
+    };
+    // The host reports the failure; the writer ends after sending it.
+    let fail = |message: String| {
+        let _ = sender.send(ControlFromWorker::StartupFailed { message });
+        let _ = writer.join();
+        1
+    };
+    let callable = match python::load_app(&app) {
+        Ok(callable) => callable,
+        Err(e) => return fail(e.to_string()),
+    };
+    let shared = Arc::new(Shared::new(
+        slots.len(),
+        Limits {
+            timeout: Some(NO_TIMEOUT),
+            max_queue_wait: None,
+            body_timeout: None,
+            retry_after: 1,
+        },
+    ));
+    let current: Arc<[Current]> = (0..slots.len()).map(|_| Current::default()).collect();
+    let idents: Arc<[OnceLock<u64>]> = (0..slots.len()).map(|_| OnceLock::new()).collect();
+    let mut feeds = Vec::with_capacity(slots.len());
+    for (slot, socket) in slots.into_iter().enumerate() {
+        match SocketFeed::new(socket, slot, current.clone(), shared.clone()) {
+            Ok(feed) => feeds.push(Jobs::Fed(Box::new(feed))),
+            Err(e) => return fail(format!("cannot use the worker's sockets: {e}")),
+        }
     }
-    1
+    let threads = match python::spawn_workers(
+        callable,
+        feeds,
+        shared.clone(),
+        idents.clone(),
+        config.multiprocess,
+    ) {
+        Ok(threads) => threads,
+        Err(e) => return fail(e.to_string()),
+    };
+    let mut threads = Some(threads);
+    let _ = sender.send(ControlFromWorker::Ready {
+        pid: std::process::id(),
+        python: python::python_info().version.clone(),
+    });
+    loop {
+        match reader.recv::<ControlToWorker>() {
+            Ok(Some(ControlToWorker::Interrupt { slot, id })) => {
+                let slot = slot as usize;
+                if let (Some(thread), Some(published)) = (
+                    idents.get(slot).and_then(OnceLock::get),
+                    shared.slots.get(slot),
+                ) {
+                    if let Some(running) = published.lock().as_mut()
+                        && running.id == id
+                    {
+                        running.stage = crate::watchdog::Stage::TimedOut;
+                    }
+                    python::interrupt(*thread, || {
+                        published.lock().as_ref().is_some_and(|r| r.id == id)
+                    });
+                }
+            }
+            Ok(Some(ControlToWorker::Cancel { slot, id })) => {
+                if let Some(current) = current.get(slot as usize) {
+                    current.cancel(id);
+                }
+            }
+            // The host serves what it queued, then closes the data sockets: each Python
+            // thread ends after its last request, and the worker with the last of them.
+            // The control socket stays read meanwhile, for timeouts.
+            Ok(Some(ControlToWorker::Shutdown { .. })) => {
+                if let Some(threads) = threads.take() {
+                    let _ = std::thread::Builder::new()
+                        .name("wsgi-worker-exit".into())
+                        .spawn(move || {
+                            for thread in threads {
+                                let _ = thread.join();
+                            }
+                            // SAFETY: as below; every request has been answered.
+                            unsafe { libc::_exit(0) }
+                        });
+                }
+            }
+            Ok(Some(ControlToWorker::Config(_))) => {}
+            // The host has gone (or broke the protocol): nobody is left to answer.
+            Ok(None) | Err(_) => {
+                // SAFETY: `_exit` ends the process without running destructors or
+                // atexit handlers, which could block on Python threads mid-request.
+                unsafe { libc::_exit(0) }
+            }
+        }
+    }
+}
+
+/// The request a slot runs, so a `Cancel` for it (and only it) reaches its sink.
+#[derive(Debug, Default)]
+struct Current {
+    id: AtomicU64,
+    cancelled: Mutex<Option<Arc<AtomicBool>>>,
+}
+
+impl Current {
+    fn start(&self, id: u64) -> Arc<AtomicBool> {
+        let flag = Arc::new(AtomicBool::new(false));
+        self.id.store(id, Ordering::Release);
+        *self.lock() = Some(flag.clone());
+        flag
+    }
+
+    fn cancel(&self, id: u64) {
+        if self.id.load(Ordering::Acquire) == id
+            && let Some(flag) = self.lock().as_ref()
+        {
+            flag.store(true, Ordering::Release);
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<Arc<AtomicBool>>> {
+        self.cancelled.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+type Writer = Arc<Mutex<FrameWriter<UnixStream>>>;
+type Reader = Arc<Mutex<FrameReader<UnixStream>>>;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One Python thread's socket to the host.
+struct SocketFeed {
+    reader: Reader,
+    writer: Writer,
+    slot: usize,
+    current: Arc<[Current]>,
+    shared: Arc<Shared>,
+}
+
+impl SocketFeed {
+    fn new(
+        socket: UnixStream,
+        slot: usize,
+        current: Arc<[Current]>,
+        shared: Arc<Shared>,
+    ) -> std::io::Result<Self> {
+        Ok(SocketFeed {
+            reader: Arc::new(Mutex::new(FrameReader::new(socket.try_clone()?))),
+            writer: Arc::new(Mutex::new(FrameWriter::new(socket))),
+            slot,
+            current,
+            shared,
+        })
+    }
+}
+
+impl Feed for SocketFeed {
+    fn next(&mut self) -> Option<Job> {
+        let request = loop {
+            match lock(&self.reader).recv::<ToWorker>() {
+                Ok(Some(ToWorker::Request(request))) => break request,
+                // The rest of a body the application did not read, sent before the host
+                // learnt the response was over.
+                Ok(Some(_)) => continue,
+                Ok(None) | Err(_) => return None,
+            }
+        };
+        let request = *request;
+        lock(&self.writer)
+            .send(&FromWorker::Started { id: request.id })
+            .ok()?;
+        let input = match request.body {
+            RequestBody::None => InputSource::empty(),
+            RequestBody::Inline(body) => InputSource::Buffered(VecDeque::from([body])),
+            RequestBody::Streamed => InputSource::Pulled {
+                from: Box::new(SocketPull {
+                    reader: self.reader.clone(),
+                    writer: self.writer.clone(),
+                }),
+                too_large: false,
+                timed_out: false,
+            },
+        };
+        let cancelled = self.current[self.slot].start(request.id);
+        let sink = SocketSink {
+            writer: self.writer.clone(),
+            cancelled,
+            ended: AtomicBool::new(false),
+        };
+        Some(Job {
+            id: request.id,
+            enqueued: std::time::Instant::now(),
+            vars: request.vars,
+            input,
+            content_length: request.content_length,
+            tx: Arc::new(PipeTx::remote(Box::new(sink))),
+            in_flight: InFlight::new(&self.shared),
+        })
+    }
+
+    fn finish(&mut self) {
+        let _ = lock(&self.writer).flush();
+    }
+}
+
+/// `wsgi.input`'s way to the host: ask for `want` bytes, wait for the next piece.
+#[derive(Debug)]
+struct SocketPull {
+    reader: Reader,
+    writer: Writer,
+}
+
+impl std::fmt::Debug for SocketFeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SocketFeed")
+            .field("slot", &self.slot)
+            .finish()
+    }
+}
+
+impl Pull for SocketPull {
+    fn pull(&mut self, want: u64) -> Pulled {
+        let gone = || Pulled::Chunk(Chunk::Failed("the host closed the connection".into()));
+        if lock(&self.writer).send(&FromWorker::Want(want)).is_err() {
+            return gone();
+        }
+        match lock(&self.reader).recv::<ToWorker>() {
+            Ok(Some(ToWorker::Body(bytes))) => Pulled::Chunk(Chunk::Data(bytes)),
+            Ok(Some(ToWorker::BodyEnd)) => Pulled::Chunk(Chunk::Eof),
+            Ok(Some(ToWorker::BodyFailed(why))) => Pulled::Chunk(Chunk::Failed(why)),
+            Ok(Some(ToWorker::BodyTooLarge(max))) => Pulled::Chunk(Chunk::TooLarge(max)),
+            Ok(Some(ToWorker::BodyTimedOut(why))) => Pulled::TimedOut(why),
+            Ok(Some(ToWorker::Request(_))) => Pulled::Chunk(Chunk::Failed(
+                "the host sent a new request in the middle of a body".into(),
+            )),
+            Ok(None) | Err(_) => gone(),
+        }
+    }
+}
+
+/// The response's way to the host. Everything but body data is gathered in the writer and
+/// goes out with the next data or when the thread finishes the request (without the GIL),
+/// so a hello-world response is one write.
+#[derive(Debug)]
+struct SocketSink {
+    writer: Writer,
+    cancelled: Arc<AtomicBool>,
+    ended: AtomicBool,
+}
+
+impl SocketSink {
+    fn frame(msg: Msg) -> FromWorker {
+        match msg {
+            Msg::Head(head) => FromWorker::Head(head),
+            Msg::Data(bytes) => FromWorker::Data(bytes),
+            Msg::End => FromWorker::End,
+            Msg::Abort(why) => FromWorker::Abort(why),
+            Msg::Short(why) => FromWorker::Short(why),
+        }
+    }
+
+    fn note_end(&self, msg: &Msg) {
+        if matches!(msg, Msg::End | Msg::Abort(_) | Msg::Short(_))
+            || matches!(msg, Msg::Head(head) if matches!(head.body, crate::response::HeadBody::Full(_)))
+        {
+            self.ended.store(true, Ordering::Release);
+        }
+    }
+}
+
+impl RemoteSink for SocketSink {
+    fn try_send(&self, msg: Msg) -> TrySend {
+        if self.cancelled.load(Ordering::Acquire) {
+            return TrySend::Gone;
+        }
+        if matches!(msg, Msg::Data(_)) {
+            return TrySend::Full(msg);
+        }
+        self.note_end(&msg);
+        match lock(&self.writer).queue(&Self::frame(msg)) {
+            Ok(()) => TrySend::Sent,
+            Err(_) => TrySend::Gone,
+        }
+    }
+
+    fn send(&self, msg: Msg) -> Result<(), Gone> {
+        if self.cancelled.load(Ordering::Acquire) {
+            return Err(Gone);
+        }
+        self.note_end(&msg);
+        lock(&self.writer).send(&Self::frame(msg)).map_err(|_| Gone)
+    }
+
+    fn is_gone(&self) -> bool {
+        self.cancelled.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for SocketSink {
+    fn drop(&mut self) {
+        // Whatever happened (a cancelled client, a bug), the host must learn the request
+        // is over before it sends the next one.
+        if !self.ended.load(Ordering::Acquire) {
+            let why = if self.cancelled.load(Ordering::Acquire) {
+                "the client went away"
+            } else {
+                "the worker ended the request without finishing its response"
+            };
+            let _ = lock(&self.writer).send(&FromWorker::Abort(why.into()));
+        }
+    }
 }

@@ -87,7 +87,8 @@ impl ControlSender {
 
 /// Starts the thread that writes the channel's messages to `control`, several per `writev`
 /// when they queue up. It ends when every [`ControlSender`] is gone (`Ok`) or on the first
-/// write error.
+/// write error, or after writing a `StartupFailed`, the worker's last word (the
+/// subscriber's sender lives as long as the process, so the channel never closes).
 pub(crate) fn spawn_control_writer<W: Write + Send + 'static>(
     control: W,
     rx: Receiver<ControlFromWorker>,
@@ -97,11 +98,21 @@ pub(crate) fn spawn_control_writer<W: Write + Send + 'static>(
         .spawn(move || {
             let mut writer = FrameWriter::new(control);
             while let Ok(first) = rx.recv() {
+                let mut last = matches!(first, ControlFromWorker::StartupFailed { .. });
                 writer.queue(&first)?;
-                for msg in rx.try_iter().take(COALESCE - 1) {
-                    writer.queue(&msg)?;
+                if !last {
+                    for msg in rx.try_iter().take(COALESCE - 1) {
+                        last = matches!(msg, ControlFromWorker::StartupFailed { .. });
+                        writer.queue(&msg)?;
+                        if last {
+                            break;
+                        }
+                    }
                 }
                 writer.flush()?;
+                if last {
+                    break;
+                }
             }
             Ok(())
         })

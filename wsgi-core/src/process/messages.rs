@@ -15,6 +15,7 @@
 //! a `u32` length then the bytes; an optional value is a presence byte then the value.
 
 use std::borrow::Cow;
+use std::collections::VecDeque;
 use std::io;
 use std::path::PathBuf;
 
@@ -41,6 +42,7 @@ const HEAD: u8 = 0x13;
 const DATA: u8 = 0x14;
 const END: u8 = 0x15;
 const ABORT: u8 = 0x16;
+const SHORT: u8 = 0x17;
 // Control socket, host → worker.
 const CONFIG: u8 = 0x21;
 const INTERRUPT: u8 = 0x22;
@@ -114,6 +116,8 @@ pub(crate) enum FromWorker {
     End,
     /// The response failed after its head was sent; the host aborts the body.
     Abort(String),
+    /// The application ended its body short of its `Content-Length` (the host logs why).
+    Short(String),
 }
 
 /// What a worker process needs to load the application, sent first on the control socket.
@@ -296,7 +300,10 @@ impl Message for FromWorker {
                 // line here and in `decode`.
                 out.put_u16_le(head.status.as_u16());
                 // Empty for none: `ReasonPhrase` is never empty.
-                put_bytes(out, head.reason.as_ref().map_or("", |r| r.as_str()).as_bytes());
+                put_bytes(
+                    out,
+                    head.reason.as_ref().map_or("", |r| r.as_str()).as_bytes(),
+                );
                 let count = u32::try_from(head.headers.len()).expect("header count fits u32");
                 out.put_u32_le(count);
                 for (name, value) in &head.headers {
@@ -319,6 +326,10 @@ impl Message for FromWorker {
             FromWorker::Abort(why) => {
                 put_bytes(out, why.as_bytes());
                 Encoded::fields(ABORT)
+            }
+            FromWorker::Short(why) => {
+                put_bytes(out, why.as_bytes());
+                Encoded::fields(SHORT)
             }
         }
     }
@@ -361,6 +372,7 @@ impl Message for FromWorker {
             DATA => FromWorker::Data(f.rest()),
             END => FromWorker::End,
             ABORT => FromWorker::Abort(f.string("abort reason")?),
+            SHORT => FromWorker::Short(f.string("short body reason")?),
             k => return Err(unexpected(k, "a worker-to-host data")),
         };
         f.finish("a worker-to-host data frame")?;
@@ -635,6 +647,18 @@ fn level_filter_from(code: u8) -> io::Result<LevelFilter> {
     }
 }
 
+/// Joins the pieces of a host-buffered body (for [`RequestBody::Inline`]).
+pub(crate) fn join_body(chunks: VecDeque<Bytes>) -> Bytes {
+    if chunks.len() == 1 {
+        return chunks.into_iter().next().unwrap_or_default();
+    }
+    let mut joined = BytesMut::with_capacity(chunks.iter().map(Bytes::len).sum());
+    for chunk in chunks {
+        joined.extend_from_slice(&chunk);
+    }
+    joined.freeze()
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::wire::{FrameReader, FrameWriter, HEADER_LEN};
@@ -746,6 +770,7 @@ mod tests {
             FromWorker::Data(Bytes::from_static(b"piece")),
             FromWorker::End,
             FromWorker::Abort("ValueError: boom".into()),
+            FromWorker::Short("sent 3 of 10 bytes".into()),
         ];
         for msg in cases {
             let back = round_trip(&msg);
@@ -886,7 +911,6 @@ mod tests {
             let decode = |p: &[u8]| {
                 let f = || Frame {
                     kind,
-                    flags: 0,
                     payload: Bytes::copy_from_slice(p),
                 };
                 let _ = ToWorker::decode(f());

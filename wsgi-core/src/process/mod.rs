@@ -6,13 +6,6 @@
 //! worker's `main` calls; [`log`] carries a worker's `tracing` events to the host's; `child`
 //! is the worker's serving loop.
 
-// The runner and supervisor that use these pieces land separately.
-#![allow(
-    dead_code,
-    unused_imports,
-    reason = "the worker-process runner is built on these next"
-)]
-
 #[cfg(target_os = "linux")]
 mod child;
 pub(crate) mod log;

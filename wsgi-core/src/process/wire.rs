@@ -36,8 +36,6 @@ const READ_AHEAD: usize = 16 * 1024;
 pub(crate) struct Frame {
     /// What the payload is; each message type owns a range of kinds.
     pub(crate) kind: u8,
-    /// Reserved; 0 for now.
-    pub(crate) flags: u8,
     /// The payload, a slice of the reader's buffer.
     pub(crate) payload: Bytes,
 }
@@ -108,11 +106,6 @@ impl<R: Read> FrameReader<R> {
         }
     }
 
-    /// The stream underneath, e.g. to set a read timeout.
-    pub(crate) fn get_ref(&self) -> &R {
-        &self.inner
-    }
-
     /// The next frame; `None` when the peer closed the stream between frames. A stream that
     /// ends inside a frame is [`io::ErrorKind::UnexpectedEof`].
     pub(crate) fn read_frame(&mut self) -> io::Result<Option<Frame>> {
@@ -127,11 +120,11 @@ impl<R: Read> FrameReader<R> {
                 let total = HEADER_LEN + len;
                 if self.buf.len() >= total {
                     let mut frame = self.buf.split_to(total);
-                    let (kind, flags) = (frame[4], frame[5]);
+                    // Byte 5, the flags, has no meaning yet.
+                    let kind = frame[4];
                     frame.advance(HEADER_LEN);
                     return Ok(Some(Frame {
                         kind,
-                        flags,
                         payload: frame.freeze(),
                     }));
                 }
@@ -195,6 +188,7 @@ impl<W: Write> FrameWriter<W> {
     }
 
     /// The stream underneath.
+    #[cfg(test)]
     pub(crate) fn get_ref(&self) -> &W {
         &self.inner
     }

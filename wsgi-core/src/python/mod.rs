@@ -20,7 +20,7 @@ use pyo3::prelude::*;
 pub use info::{PythonInfo, python_info};
 pub(crate) use loader::load_app;
 pub use venv::activate_venv;
-pub(crate) use worker::spawn_workers;
+pub(crate) use worker::{Feed, Jobs, spawn_workers};
 
 /// Initialises CPython once per process. Signal handlers are left to the host, which
 /// owns SIGINT/SIGTERM for graceful shutdown.

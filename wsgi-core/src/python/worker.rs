@@ -28,21 +28,39 @@ use crate::response::Head;
 use crate::state::{InFlight, Shared};
 use crate::watchdog::{Running, Slot, Stage};
 
-/// Starts one Python thread per slot of `shared`, serving `queue` with `app`; each thread
-/// records its Python thread id in `idents[slot]`, for interrupting it.
+/// Where a Python thread gets its jobs.
+pub(crate) enum Jobs {
+    /// The engine's queue, shared by every thread of the pool.
+    Queue(Arc<Dispatch<Job>>),
+    /// One connection per thread (a worker process's socket to the host).
+    Fed(Box<dyn Feed>),
+}
+
+/// A thread's own supply of jobs, in a worker process.
+pub(crate) trait Feed: Send {
+    /// The next job, waiting for it (called without the GIL); `None` when there will be
+    /// no more.
+    fn next(&mut self) -> Option<Job>;
+
+    /// Called without the GIL after each job, to send what is still buffered.
+    fn finish(&mut self);
+}
+
+/// Starts one Python thread per slot of `shared`, each taking jobs from its entry of
+/// `jobs` and recording its Python thread id in `idents[slot]`, for interrupting it.
 pub(crate) fn spawn_workers(
     app: Py<PyAny>,
-    queue: Arc<Dispatch<Job>>,
+    jobs: Vec<Jobs>,
     shared: Arc<Shared>,
     idents: Arc<[OnceLock<u64>]>,
     multiprocess: bool,
 ) -> Result<Vec<JoinHandle<()>>, Error> {
     let app = Arc::new(app);
-    (0..shared.slots.len())
-        .map(|index| {
+    jobs.into_iter()
+        .enumerate()
+        .map(|(index, jobs)| {
             let worker = Worker {
                 app: app.clone(),
-                queue: queue.clone(),
                 shared: shared.clone(),
                 idents: idents.clone(),
                 multiprocess,
@@ -50,7 +68,7 @@ pub(crate) fn spawn_workers(
             };
             std::thread::Builder::new()
                 .name(format!("wsgi-python-{index}"))
-                .spawn(move || worker.serve())
+                .spawn(move || worker.serve(jobs))
                 .map_err(Error::Thread)
         })
         .collect()
@@ -58,7 +76,6 @@ pub(crate) fn spawn_workers(
 
 struct Worker {
     app: Arc<Py<PyAny>>,
-    queue: Arc<Dispatch<Job>>,
     shared: Arc<Shared>,
     idents: Arc<[OnceLock<u64>]>,
     multiprocess: bool,
@@ -86,7 +103,7 @@ impl Drop for Published<'_, '_> {
 
 impl Worker {
     /// Attaches once for the thread's life; detaches while waiting for work.
-    fn serve(self) {
+    fn serve(self, jobs: Jobs) {
         // See `batch_scheduling` for why; a thread that stays SCHED_OTHER still works.
         if let Err(e) = crate::sched::batch_scheduling() {
             tracing::debug!(target: "wsgi_core", "cannot make a Python thread SCHED_BATCH: {e}");
@@ -103,34 +120,50 @@ impl Worker {
                 }
             };
             let _ = self.idents[self.index].set(thread);
-            self.queue.register(self.index);
-            let mut woken = false;
-            loop {
-                // Jobs are taken with the GIL held, and the next queued one without letting
-                // go of it: see `dispatch`.
-                let Some(job) = self.queue.take(std::mem::take(&mut woken)) else {
-                    match super::detached(py, || self.queue.park(self.index)) {
-                        Park::Woken => woken = true,
-                        Park::Retry => {}
-                        Park::Closed => break,
-                    }
-                    continue;
-                };
-                if !self.shared.admit(&job) {
-                    continue;
-                }
-                let metrics = &self.shared.metrics;
-                metrics.busy_threads.fetch_add(1, Ordering::Relaxed);
-                // A bug in this crate must cost one response, not a worker thread.
-                let ran = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                    self.run(py, &template, thread, job)
-                }));
-                metrics.busy_threads.fetch_sub(1, Ordering::Relaxed);
-                if ran.is_err() {
-                    tracing::error!(target: "wsgi_core", "internal panic while serving a request; the worker carries on");
-                }
+            match jobs {
+                Jobs::Queue(queue) => self.serve_queue(py, &template, thread, &queue),
+                Jobs::Fed(mut feed) => loop {
+                    let Some(job) = super::detached(py, || feed.next()) else {
+                        break;
+                    };
+                    self.guarded(py, &template, thread, job);
+                    super::detached(py, || feed.finish());
+                },
             }
         });
+    }
+
+    fn serve_queue(&self, py: Python<'_>, template: &Template, thread: u64, queue: &Dispatch<Job>) {
+        queue.register(self.index);
+        let mut woken = false;
+        loop {
+            // Jobs are taken with the GIL held, and the next queued one without letting
+            // go of it: see `dispatch`.
+            let Some(job) = queue.take(std::mem::take(&mut woken)) else {
+                match super::detached(py, || queue.park(self.index)) {
+                    Park::Woken => woken = true,
+                    Park::Retry => {}
+                    Park::Closed => break,
+                }
+                continue;
+            };
+            if self.shared.admit(&job) {
+                self.guarded(py, template, thread, job);
+            }
+        }
+    }
+
+    /// Runs `job`, counting the thread busy meanwhile.
+    fn guarded(&self, py: Python<'_>, template: &Template, thread: u64, job: Job) {
+        let metrics = &self.shared.metrics;
+        metrics.busy_threads.fetch_add(1, Ordering::Relaxed);
+        // A bug in this crate must cost one response, not a worker thread.
+        let ran =
+            std::panic::catch_unwind(AssertUnwindSafe(|| self.run(py, template, thread, job)));
+        metrics.busy_threads.fetch_sub(1, Ordering::Relaxed);
+        if ran.is_err() {
+            tracing::error!(target: "wsgi_core", "internal panic while serving a request; the worker carries on");
+        }
     }
 
     fn run(&self, py: Python<'_>, template: &Template, thread: u64, job: Job) {

@@ -4,9 +4,13 @@
 //! Python threads in this process ([`threads`]); the engine sees it only through
 //! [`Runner`], so another (Python in worker processes) fits behind the same interface.
 
+#[cfg(target_os = "linux")]
+pub(crate) mod processes;
+pub(crate) mod slots;
 pub(crate) mod threads;
 
 use crate::job::Job;
+use crate::metrics::WorkerSnapshot;
 
 /// Why a runner did not take a job.
 #[derive(Debug)]
@@ -15,6 +19,8 @@ pub(crate) enum Refused {
     Full,
     /// The runner has stopped.
     Closed,
+    /// No worker process is ready (starting, or replacing one that died): 503.
+    NotReady,
 }
 
 /// The interface between the engine and whatever runs the application.
@@ -31,4 +37,9 @@ pub(crate) trait Runner: Send + Sync + std::fmt::Debug {
     /// Stops the request `id` running in watchdog slot `slot`, which overran its timeout
     /// and has been answered already. Must not hit another request of that slot.
     fn interrupt(&self, slot: usize, id: u64);
+
+    /// The worker processes' state, for metrics; none when Python runs in this process.
+    fn workers(&self) -> Vec<WorkerSnapshot> {
+        Vec::new()
+    }
 }

@@ -9,7 +9,7 @@ use crate::config::AppConfig;
 use crate::dispatch::{Dispatch, TrySendError};
 use crate::error::Error;
 use crate::job::Job;
-use crate::python;
+use crate::python::{self, Jobs};
 use crate::state::Shared;
 
 /// Python threads in this process, one per watchdog slot of `shared`.
@@ -36,7 +36,7 @@ impl Threads {
         let idents: Arc<[OnceLock<u64>]> = (0..threads).map(|_| OnceLock::new()).collect();
         let handles = python::spawn_workers(
             callable,
-            queue.clone(),
+            (0..threads).map(|_| Jobs::Queue(queue.clone())).collect(),
             shared.clone(),
             idents.clone(),
             app.multiprocess,
