@@ -22,5 +22,6 @@
 // The supervisor that calls these lands separately (see LIFECYCLE-WIRING.md on this branch).
 #![allow(dead_code, reason = "the worker-process supervisor uses these next")]
 
+pub(crate) mod policy;
 pub(crate) mod random;
 pub(crate) mod reason;
