@@ -26,3 +26,4 @@ pub(crate) mod policy;
 pub(crate) mod random;
 pub(crate) mod reason;
 pub(crate) mod restart_file;
+pub(crate) mod rss;
