@@ -58,6 +58,7 @@ mod state;
 mod watchdog;
 // Runners: where the application runs.
 mod dispatch;
+mod lifecycle;
 mod python;
 mod runner;
 mod sched;

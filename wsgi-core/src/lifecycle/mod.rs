@@ -1,0 +1,30 @@
+//! Worker lifecycle: when a worker process is replaced, and how fast.
+//!
+//! These are the supervisor's decisions, kept free of processes and sockets so each can be
+//! tested alone. The supervisor (the worker-process runner) asks them:
+//!
+//! - [`policy`]: the operator's recycling settings ([`policy::Recycle`]) and each worker's
+//!   own limits drawn from them at spawn ([`policy::Budget`]): requests served, age and
+//!   resident memory, with jitter so workers do not all restart together, and a minimum
+//!   lifetime before any of these recycles (gunicorn's `max_requests`/`max_requests_jitter`,
+//!   Granian's `--workers-lifetime`/`--workers-max-rss`, uWSGI's `min-worker-lifetime`);
+//! - [`restart_file`]: Passenger's `tmp/restart.txt` and `tmp/always_restart.txt`;
+//! - [`rss`]: a process's resident memory, read from `/proc`;
+//! - [`backoff`]: how long to wait before replacing a worker that crashed, so a crash loop
+//!   costs little CPU and never stops the host;
+//! - [`reason`]: why a worker was replaced, as a stable metric label and log word;
+//! - [`random`]: the small generator the jitter draws from.
+//!
+//! None of these replace a worker: they only say that one is due. The replacement itself
+//! (start the new worker, wait until it is ready, route to it, then drain the old one) is
+//! the supervisor's, so every trigger gets the same lossless sequence.
+
+// The worker-process supervisor that calls these lands separately.
+#![allow(dead_code, reason = "the worker-process supervisor uses these next")]
+
+pub(crate) mod backoff;
+pub(crate) mod policy;
+pub(crate) mod random;
+pub(crate) mod reason;
+pub(crate) mod restart_file;
+pub(crate) mod rss;
