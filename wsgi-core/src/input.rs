@@ -19,6 +19,7 @@ use futures::task::AtomicWaker;
 
 use crate::chan;
 use crate::host::BoxError;
+use crate::spool::SpooledBody;
 
 /// One answer to a request for body bytes.
 #[derive(Debug)]
@@ -78,6 +79,9 @@ pub(crate) enum InputSource {
         demand: Arc<Demand>,
         rx: chan::Receiver<Chunk>,
     },
+    /// The whole body, received by the host into a temporary file before the request was
+    /// queued ([`crate::spool`]); reads touch the file, so they are made without the GIL.
+    Spooled(SpooledBody),
 }
 
 /// Connects a host body stream to a reader.
@@ -129,6 +133,10 @@ pub(crate) enum Unread {
     TimedOut(Duration),
     /// The host's body stream failed (client vanished, malformed chunking, ...).
     Failed(String),
+    /// A body of undeclared length grew past the configured maximum.
+    TooLarge(u64),
+    /// The body could not be written to its temporary file.
+    Spool(std::io::Error),
 }
 
 impl BodyBuffer {
@@ -247,7 +255,7 @@ impl InputPump {
     }
 }
 
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
@@ -271,7 +279,7 @@ impl InputSource {
             InputSource::Buffered(chunks) => {
                 Some(chunks.pop_front().map_or(Chunk::Eof, Chunk::Data))
             }
-            InputSource::Streamed { .. } => None,
+            InputSource::Streamed { .. } | InputSource::Spooled(_) => None,
         }
     }
 
@@ -279,16 +287,20 @@ impl InputSource {
     pub(crate) fn buffered_len(&self) -> Option<usize> {
         match self {
             InputSource::Buffered(chunks) => Some(chunks.iter().map(Bytes::len).sum()),
-            InputSource::Streamed { .. } => None,
+            InputSource::Streamed { .. } | InputSource::Spooled(_) => None,
         }
     }
 
     /// The next chunk, waiting up to `timeout` (if given) for the host to deliver it.
     /// `want` is how many bytes the reader needs in all (`u64::MAX`: the rest of the body),
-    /// so the host can read ahead that far. Blocks on a streamed body: call without the GIL.
+    /// so the host can read ahead that far. Blocks on a streamed body and reads the file of
+    /// a spooled one: call without the GIL.
     pub(crate) fn next_chunk(&mut self, want: u64, timeout: Option<Duration>) -> Chunk {
         if let Some(chunk) = self.next_buffered() {
             return chunk;
+        }
+        if let InputSource::Spooled(body) = self {
+            return body.next_chunk(want);
         }
         let InputSource::Streamed { demand, rx } = self else {
             unreachable!("a buffered body always has its next chunk")
@@ -316,7 +328,7 @@ impl InputSource {
     /// Whether the client stopped sending the body for longer than the idle timeout.
     pub(crate) fn timed_out(&self) -> bool {
         match self {
-            InputSource::Buffered(_) => false,
+            InputSource::Buffered(_) | InputSource::Spooled(_) => false,
             InputSource::Streamed { demand, .. } => demand.timed_out.load(Ordering::Acquire),
         }
     }
@@ -324,7 +336,7 @@ impl InputSource {
     /// Whether the body crossed the configured maximum.
     pub(crate) fn too_large(&self) -> bool {
         match self {
-            InputSource::Buffered(_) => false,
+            InputSource::Buffered(_) | InputSource::Spooled(_) => false,
             InputSource::Streamed { demand, .. } => demand.too_large.load(Ordering::Acquire),
         }
     }

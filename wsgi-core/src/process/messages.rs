@@ -296,7 +296,10 @@ impl Message for FromWorker {
                 // line here and in `decode`.
                 out.put_u16_le(head.status.as_u16());
                 // Empty for none: `ReasonPhrase` is never empty.
-                put_bytes(out, head.reason.as_ref().map_or("", |r| r.as_str()).as_bytes());
+                put_bytes(
+                    out,
+                    head.reason.as_ref().map_or("", |r| r.as_str()).as_bytes(),
+                );
                 let count = u32::try_from(head.headers.len()).expect("header count fits u32");
                 out.put_u32_le(count);
                 for (name, value) in &head.headers {
