@@ -76,7 +76,8 @@ impl EngineBuilder {
     /// Past it the client gets 504 (or, if the body had started, an aborted body), and
     /// `TimeoutError` is raised in the application's thread so the view stops; the
     /// iterable's `close()` still runs. A thread blocked inside C code cannot be
-    /// interrupted: it is logged and counted in [`MetricsSnapshot::stuck_threads`].
+    /// interrupted: it is logged and counted in
+    /// [`MetricsSnapshot::stuck_threads`](crate::MetricsSnapshot::stuck_threads).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
