@@ -197,6 +197,9 @@ mod tests {
             "10.0.0.0/8,::1",
             "--mount",
             "py/",
+            "--spool-dir",
+            "/var/tmp",
+            "--stream-chunked",
             "app.py",
         ])
         .unwrap();
@@ -205,6 +208,12 @@ mod tests {
         assert_eq!(args.engine.trusted_proxies.len(), 2);
         assert_eq!(args.mount.as_deref(), Some("/py"));
         assert_eq!(args.engine.app(), "app.py");
+        let builder = format!("{:?}", args.engine.builder(false));
+        assert!(
+            builder.contains("spool_dir: Some(\"/var/tmp\")"),
+            "{builder}"
+        );
+        assert!(builder.contains("stream_chunked: true"), "{builder}");
     }
 
     #[test]

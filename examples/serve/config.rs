@@ -52,10 +52,21 @@ pub(crate) struct EngineOptions {
     #[arg(long, value_name = "BYTES")]
     max_body: Option<Bytes>,
 
-    /// Request bodies up to this size are read whole before the app runs, so it never
-    /// waits for them; larger ones stream to `wsgi.input` (0: always stream).
+    /// Request bodies are received whole before the app runs, so a slow upload holds no
+    /// Python thread: up to this size in memory, larger ones in a temporary file in
+    /// `--spool-dir` (0: stream every body to `wsgi.input` as the app reads it).
     #[arg(long, value_name = "BYTES", default_value_t = Bytes(DEFAULT_BUFFER_BODY))]
     pub(crate) buffer_body: Bytes,
+
+    /// Directory for the temporary files of request bodies larger than `--buffer-body`
+    /// (unlinked as they are made) [default: the system's, `$TMPDIR` or /tmp].
+    #[arg(long, value_name = "DIR")]
+    spool_dir: Option<PathBuf>,
+
+    /// Stream chunked request bodies (and HTTP/2 ones without a length) to `wsgi.input` as
+    /// the app reads them, instead of receiving them whole first.
+    #[arg(long)]
+    stream_chunked: bool,
 
     /// Requests that may wait for a free Python thread before new ones get 503.
     #[arg(long, value_name = "N", value_parser = at_least_one,
@@ -72,8 +83,8 @@ pub(crate) struct EngineOptions {
     #[arg(long, value_name = "DURATION", value_parser = positive_secs)]
     max_queue_wait: Option<Secs>,
 
-    /// How long `wsgi.input` waits for more of a request body before giving up with 408
-    /// [default: no limit].
+    /// How long a client may go without sending any of its request body before it is
+    /// answered 408 [default: no limit].
     #[arg(long, value_name = "DURATION", value_parser = positive_secs)]
     body_timeout: Option<Secs>,
 
@@ -98,10 +109,14 @@ impl EngineOptions {
             .processes(self.processes)
             .strict_python_version(self.strict_python_version)
             .buffer_body(self.buffer_body.0)
+            .stream_chunked(self.stream_chunked)
             .queue_depth(self.queue_depth.get())
             .trusted_proxies(self.trusted_proxies.iter().map(IpNet::to_string));
         if let Some(dir) = &self.chdir {
             builder = builder.chdir(dir);
+        }
+        if let Some(dir) = &self.spool_dir {
+            builder = builder.spool_dir(dir);
         }
         if let Some(dir) = &self.venv
             && !venv_from_env

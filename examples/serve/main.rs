@@ -87,7 +87,12 @@ async fn run(args: Args, dropped: DroppedLines) -> Result<(), String> {
     // Installed first, so that a signal during start-up is a clean stop, not a default kill.
     let mut signals = Signals::new().map_err(|e| format!("cannot install signal handlers: {e}"))?;
     // Bound before the (possibly slow) application import, so a taken port fails at once.
-    let listener = listen::bind(&args.bind)?;
+    let listener = listen::bind(&args.bind, "--bind")?;
+    let metrics_listener = args
+        .metrics_bind
+        .as_ref()
+        .map(|addr| listen::bind(addr, "--metrics-bind").map(|l| (l, addr)))
+        .transpose()?;
     let local = listener
         .local_addr()
         .map_err(|e| format!("cannot read the address bound for {}: {e}", args.bind))?;
@@ -118,8 +123,8 @@ async fn run(args: Args, dropped: DroppedLines) -> Result<(), String> {
     tracing::info!(app = %args.engine.app(), processes = engine.processes(), threads = engine.threads(), server = ?args.server, "application loaded");
     let mount = args.mount.as_deref().unwrap_or_default();
 
-    if let Some(addr) = &args.metrics_bind {
-        metrics::serve(addr, engine.clone(), dropped)?;
+    if let Some((listener, addr)) = metrics_listener {
+        metrics::serve(listener, addr, engine.clone(), dropped)?;
     }
     let grace = args.grace.0;
     let mut server = match args.server {

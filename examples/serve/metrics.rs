@@ -18,14 +18,15 @@ use wsgi_core::{Engine, MetricsSnapshot, WorkerSnapshot};
 use crate::logging::DroppedLines;
 use crate::values::ListenAddr;
 
-/// Serves `GET /metrics` on its own address, apart from the application, so it can stay
-/// private while the application is public.
+/// Serves `GET /metrics` on `listener` (bound to `addr`, before the application loaded), its
+/// own address apart from the application's, so it can stay private while the application
+/// is public.
 pub(crate) fn serve(
+    listener: std::net::TcpListener,
     addr: &ListenAddr,
     engine: Engine,
     dropped: DroppedLines,
 ) -> Result<(), String> {
-    let listener = crate::listen::bind(addr)?;
     let listener = tokio::net::TcpListener::from_std(listener)
         .map_err(|e| format!("cannot use the metrics socket: {e}"))?;
     let registry = Arc::new(registry(engine, dropped));

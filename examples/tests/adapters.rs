@@ -16,8 +16,12 @@ fn probe() -> Option<Engine> {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
     let engine = ENGINE.get_or_init(|| {
         let app = common::test_app("adapter_probe.py");
+        // Chunked bodies stream as the app reads, rather than arriving whole first (the
+        // default, tested through `serve` in uploads.rs): these tests are about what each
+        // host does with a body while the app runs.
         Engine::builder(&app)
             .threads(4)
+            .stream_chunked(true)
             .build()
             .unwrap_or_else(|e| panic!("loading {app}: {e}"))
     });

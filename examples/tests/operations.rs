@@ -446,3 +446,185 @@ fn sigterm_ends_keep_alive_connections_and_exits_after_the_last_response() {
         assert!(status.success(), "{kind}: {status}\n{}", server.stderr());
     });
 }
+
+/// Sends `head` (a request head without its final blank line, `Connection: close` added)
+/// and returns the response's status, head and body.
+fn exchange(addr: std::net::SocketAddr, head: &str) -> (u16, String, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(s, "{head}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok());
+    let status = status.unwrap_or_else(|| panic!("no status line in {text:?}"));
+    (status, head.to_owned(), body.to_owned())
+}
+
+/// `GET path` over HTTP/2 with prior knowledge (h2c): the answer's version, status and body.
+fn h2c_get(addr: std::net::SocketAddr, path: &str) -> (String, u16, String) {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let exchange = async {
+            let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let (mut sender, connection) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                    .await
+                    .expect("h2c handshake");
+            tokio::spawn(connection);
+            let request = hyper::Request::get(format!("http://{addr}{path}"))
+                .body(Empty::<bytes::Bytes>::new())
+                .unwrap();
+            let response = sender.send_request(request).await.expect("an h2 response");
+            let (version, status) = (format!("{:?}", response.version()), response.status());
+            let body = response.into_body().collect().await.expect("h2 body");
+            let body = String::from_utf8_lossy(&body.to_bytes()).into_owned();
+            (version, status.as_u16(), body)
+        };
+        // Not a limit on speed: only so that a failure ends rather than hangs.
+        tokio::time::timeout(Duration::from_secs(30), exchange)
+            .await
+            .expect("the h2c exchange ends")
+    })
+}
+
+/// The README promises HTTP/1.1 and HTTP/2 with prior knowledge on `--bind`, whichever
+/// server hosts the app (actix-web's `listen` speaks HTTP/1 only; `serve` uses
+/// `listen_auto_h2c`, as axum's server detects the HTTP/2 preface itself).
+#[test]
+fn the_bind_address_speaks_http_1_1_and_h2c() {
+    each_server(|kind| {
+        let server = ops(kind, &[]);
+        assert_eq!(server.get("/fast"), (200, "done /fast".into()), "{kind}");
+        let (version, status, body) = h2c_get(server.addr, "/fast");
+        assert_eq!(
+            (version.as_str(), status, body.as_str()),
+            ("HTTP/2.0", 200, "done /fast"),
+            "{kind}"
+        );
+    });
+}
+
+/// `--mount PREFIX`: the app is served under the prefix only, with it as `SCRIPT_NAME`, and
+/// other paths get 404; `--trusted-proxy` makes the forwarding headers of that peer count.
+#[test]
+fn mount_and_trusted_proxy_reach_the_engine() {
+    each_server(|kind| {
+        let server = ops(kind, &["--mount", "/py", "--trusted-proxy", "127.0.0.1"]);
+        let get = |target: &str, headers: &str| {
+            exchange(
+                server.addr,
+                &format!("GET {target} HTTP/1.1\r\nHost: t{headers}"),
+            )
+        };
+        let (status, _, body) = get("/py/where", "");
+        assert_eq!(
+            (status, body.as_str()),
+            (200, "/py|/where|127.0.0.1|http"),
+            "{kind}"
+        );
+        for outside in ["/where", "/pyx/where", "/"] {
+            assert_eq!(get(outside, "").0, 404, "{kind}: {outside}");
+        }
+        let forwarded = "\r\nX-Forwarded-For: 203.0.113.7\r\nX-Forwarded-Proto: https";
+        let (status, _, body) = get("/py/where", forwarded);
+        assert_eq!(
+            (status, body.as_str()),
+            (200, "/py|/where|203.0.113.7|https"),
+            "{kind}"
+        );
+    });
+}
+
+/// The access line is `METHOD URI STATUS BYTES bytes DURATION ms PEER`, as the README says,
+/// and `--log-level warn` turns it off (the app's WARN line written after the request is
+/// there, the request's access line is not).
+#[test]
+fn the_access_line_has_the_documented_format_and_warn_turns_it_off() {
+    each_server(|kind| {
+        let server = ops(kind, &[]);
+        let mut s = TcpStream::connect(server.addr).unwrap();
+        let peer = s.local_addr().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        write!(
+            s,
+            "GET /fast?x=1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        s.read_to_string(&mut response).unwrap();
+        assert!(response.ends_with("done /fast"), "{kind}: {response}");
+        let log = server.stderr_with("GET /fast?x=1");
+        let line = log
+            .lines()
+            .find(|l| l.contains("wsgi_core::access") && l.contains("GET /fast?x=1"))
+            .unwrap_or_else(|| panic!("{kind}: no access line in\n{log}"));
+        let message = line.split("wsgi_core::access: ").nth(1).unwrap_or_default();
+        let fields: Vec<&str> = message.split(' ').collect();
+        assert_eq!(fields.len(), 8, "{kind}: {line}");
+        assert_eq!(
+            (
+                fields[0], fields[1], fields[2], fields[3], fields[4], fields[6]
+            ),
+            ("GET", "/fast?x=1", "200", "10", "bytes", "ms"),
+            "{kind}: {line}"
+        );
+        assert!(fields[5].parse::<f64>().is_ok(), "{kind}: {line}");
+        assert_eq!(fields[7], peer.to_string(), "{kind}: {line}");
+
+        let server = ops(kind, &["--log-level", "warn"]);
+        assert_eq!(server.get("/fast?quiet=1").0, 200, "{kind}");
+        assert_eq!(server.get("/note?text=after-the-request").0, 200, "{kind}");
+        let log = server.stderr_with("after-the-request");
+        assert!(log.contains("after-the-request"), "{kind}: {log}");
+        assert!(!log.contains("wsgi_core::access"), "{kind}: {log}");
+    });
+}
+
+/// A second SIGTERM or Ctrl-C during the grace period cuts the wait short: the request still
+/// running is cut (its client does not get the whole response) and `serve` exits 0 long
+/// before the request, or the grace period, would have ended.
+#[test]
+fn a_second_signal_cuts_the_wait_short() {
+    each_server(|kind| {
+        let mut server = ops(kind, &["--grace", "120"]);
+        let dir = TempDir::new("second-signal");
+        let mark = dir.path().join("running");
+        let mut busy = TcpStream::connect(server.addr).unwrap();
+        busy.set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        write!(
+            busy,
+            "GET /slow?secs=100&mark={} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            mark.display()
+        )
+        .unwrap();
+        for _ in 0..400 {
+            if mark.exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        assert!(mark.exists(), "{kind}: the slow request never ran");
+        server.signal("TERM");
+        let log = server.stderr_with("draining");
+        assert!(log.contains("draining"), "{kind}: {log}");
+        server.signal("INT");
+        let status = server
+            .wait_exit(Duration::from_secs(60))
+            .unwrap_or_else(|| panic!("{kind}: still running\n{}", server.stderr()));
+        assert!(status.success(), "{kind}: {status}\n{}", server.stderr());
+        let mut response = String::new();
+        let _ = busy.read_to_string(&mut response);
+        assert!(
+            !response.contains("done /slow"),
+            "{kind}: the request ran to its end: {response:?}"
+        );
+    });
+}

@@ -200,6 +200,26 @@ fn a_port_in_use_is_reported() {
     assert_fails_with(command, &[&addr, "already in use", "--bind"]);
 }
 
+/// The metrics port is bound with the application's, before the (slow) import, and the
+/// message names the option to change.
+#[test]
+fn a_taken_metrics_port_is_reported_before_the_app_loads() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port");
+    let addr = taken.local_addr().unwrap().to_string();
+    let mut command = serve_command();
+    command.args(["--metrics-bind", &addr, "hello.py"]);
+    let stderr = assert_fails_with(command, &[&addr, "already in use", "--metrics-bind"]);
+    assert!(!stderr.contains("with --bind"), "{stderr}");
+    assert!(!stderr.contains("embedding Python"), "{stderr}");
+}
+
+#[test]
+fn an_unusable_spool_directory_is_named() {
+    let mut command = serve_command();
+    command.args(["--spool-dir", "/nonexistent/wsgi-spool-dir", "hello.py"]);
+    assert_fails_with(command, &["/nonexistent/wsgi-spool-dir", "--spool-dir"]);
+}
+
 #[test]
 fn a_missing_chdir_directory_is_named() {
     let mut command = serve_command();

@@ -18,8 +18,8 @@
 //!   reads the header as RFC 9112 does cannot know the length.
 //!
 //! **Request trailers.** actix-http cannot parse a chunked body's trailer section: it takes
-//! the trailer for a broken connection and drops it, with no response, and the application
-//! sees `wsgi.input` fail as if the client had gone. hyper (and gunicorn) read such a body
+//! the trailer for a broken connection and drops it, with no response, as if the client
+//! had gone (an application reading a streamed body sees `wsgi.input` fail). hyper (and gunicorn) read such a body
 //! and discard the trailer fields. A request that announces a trailer (a `Trailer` header)
 //! is answered 400 saying why, before its body is read. One that sends a trailer unannounced
 //! still loses its connection; actix-http gives the application no way to answer it.

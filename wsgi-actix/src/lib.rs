@@ -3,8 +3,10 @@
 //! [`WsgiApp`] plugs into an actix-web application the way `actix-files` does: give it a
 //! mount path and a [`wsgi_core::Engine`], then register it with `App::service`, inside a
 //! `web::scope`, or as `App::default_service`. `SCRIPT_NAME` is the path the app is mounted
-//! at (scope included), the request body streams into `wsgi.input` as the app reads it, and
-//! the response streams out with backpressure. All Python work happens on the engine's own
+//! at (scope included), the request body is received whole before the app runs (or streams
+//! into `wsgi.input` as the app reads it, as
+//! [`EngineBuilder::buffer_body`](wsgi_core::EngineBuilder::buffer_body) says), and the
+//! response streams out with backpressure. All Python work happens on the engine's own
 //! threads; actix's workers only move bytes.
 //!
 //! ```no_run
@@ -39,7 +41,8 @@
 //! trailer fields; actix-http cannot parse a trailer and drops the connection when it meets
 //! one. [`WsgiApp`] therefore answers 400, saying why, to a request that announces a trailer
 //! (a `Trailer` header). A trailer sent unannounced still costs the client its connection,
-//! with no response, and the application sees `wsgi.input` fail as if the client had left.
+//! with no response, as if the client had left (a streamed body's application sees
+//! `wsgi.input` fail).
 //!
 //! [actix-web]: https://docs.rs/actix-web
 

@@ -4,9 +4,11 @@
 //! [`WsgiService`] is a [`tower_service::Service`] over a [`wsgi_core::Engine`]: mount it
 //! with [`Router::nest_service`](axum::Router::nest_service) (the nested path becomes
 //! `SCRIPT_NAME`), [`Router::route_service`](axum::Router::route_service) or
-//! [`Router::fallback_service`](axum::Router::fallback_service). Request and response
-//! bodies stream in both directions; nothing is collected in memory. The service never
-//! fails: application errors arrive as HTTP responses (500, 503, 413, 404).
+//! [`Router::fallback_service`](axum::Router::fallback_service). Response bodies stream
+//! with backpressure; request bodies are received whole before the application runs (in
+//! memory, or in a temporary file when large) or stream to `wsgi.input`, as
+//! [`EngineBuilder::buffer_body`](wsgi_core::EngineBuilder::buffer_body) says. The service
+//! never fails: application errors arrive as HTTP responses (500, 503, 413, 408, 404).
 //!
 //! `REMOTE_ADDR` comes from axum's [`ConnectInfo<SocketAddr>`](axum::extract::ConnectInfo),
 //! so serve the router with

@@ -21,12 +21,13 @@ pub const DEFAULT_THREADS: usize = 8;
 /// Requests that may wait for a free Python thread before new ones get 503.
 pub const DEFAULT_QUEUE_DEPTH: usize = 1024;
 
-/// Request bodies up to this size are read whole before the request is queued.
+/// Request bodies up to this size are kept in memory; larger ones go to a temporary file.
 ///
-/// A small body then costs the Python thread no waiting and no hand-off per chunk (a
-/// 64 KiB POST benchmark went from 16.6-20.4k to 20.2-27.2k requests/s), and a slow upload
-/// holds only the host's task, not a Python thread. Larger bodies, bodies of unknown length and bodies
-/// behind `Expect: 100-continue` are streamed to `wsgi.input` as the application reads.
+/// Either way the body is read whole before the request is queued, so a slow upload holds
+/// only the host's task, not a Python thread, and a small body costs the Python thread no
+/// waiting and no hand-off per chunk (a 64 KiB POST benchmark went from 16.6-20.4k to
+/// 20.2-27.2k requests/s). Bodies behind `Expect: 100-continue` are streamed to
+/// `wsgi.input` as the application reads.
 pub const DEFAULT_BUFFER_BODY: u64 = 64 * 1024;
 
 /// Builds an [`Engine`]: see [`Engine::builder`].
@@ -40,6 +41,8 @@ pub struct EngineBuilder {
     pub(crate) retry_after: u32,
     pub(crate) max_body: Option<u64>,
     pub(crate) buffer_body: u64,
+    pub(crate) spool_dir: Option<PathBuf>,
+    pub(crate) stream_chunked: bool,
     pub(crate) chdir: Option<PathBuf>,
     pub(crate) venv: Option<PathBuf>,
     pub(crate) strict_python_version: bool,
@@ -99,15 +102,18 @@ impl EngineBuilder {
     /// Past it the client gets 504 (or, if the body had started, an aborted body), and
     /// `TimeoutError` is raised in the application's thread so the view stops; the
     /// iterable's `close()` still runs. A thread blocked inside C code cannot be
-    /// interrupted: it is logged and counted in [`MetricsSnapshot::stuck_threads`].
+    /// interrupted: it is logged and counted in
+    /// [`MetricsSnapshot::stuck_threads`](crate::MetricsSnapshot::stuck_threads).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
     }
 
-    /// How long `wsgi.input` waits for the next piece of the request body before it raises
-    /// `OSError` (default: no limit), so a client that stops mid-upload cannot hold a
-    /// Python thread; the response is then 408 if nothing was sent.
+    /// How long a client may go without sending any of its request body (default: no
+    /// limit). A body the host receives before the application runs (see
+    /// [`buffer_body`](Self::buffer_body)) is answered 408 without running the application;
+    /// for a streamed one, `wsgi.input` raises `OSError`, so a client that stops mid-upload
+    /// cannot hold a Python thread, and the response is 408 if the app had not started one.
     pub fn body_timeout(mut self, timeout: Duration) -> Self {
         self.body_timeout = Some(timeout);
         self
@@ -135,21 +141,44 @@ impl EngineBuilder {
     }
 
     /// The largest request body accepted, in bytes (default: no limit). A larger declared
-    /// `Content-Length` is answered 413 before the application runs; a chunked body that
-    /// grows past it raises `OSError` in `wsgi.input` and is answered 413.
+    /// `Content-Length` is answered 413 before the application runs, and so is a chunked
+    /// body that grows past it while the host receives it; a streamed one (see
+    /// [`stream_chunked`](Self::stream_chunked)) raises `OSError` in `wsgi.input` and is
+    /// answered 413.
     pub fn max_body(mut self, bytes: u64) -> Self {
         self.max_body = Some(bytes);
         self
     }
 
-    /// Request bodies with a `Content-Length` of at most `bytes` are read whole by the host
-    /// before the application is called (default [`DEFAULT_BUFFER_BODY`]; 0 turns it off).
-    /// Memory is at most this much per request being received; a client that fails to
-    /// send such a body is answered 400 without running the application. Bodies behind
-    /// `Expect: 100-continue` are never buffered, so the application still decides
-    /// whether the client should send them.
+    /// Request bodies are received whole by the host before the application is called, as
+    /// nginx and Passenger do, so a slow upload holds no Python thread: those up to `bytes`
+    /// in memory (default [`DEFAULT_BUFFER_BODY`]), larger ones in an unlinked temporary
+    /// file in the [`spool_dir`](Self::spool_dir). A client that fails to send its body is
+    /// answered 400 (408 after the [`body_timeout`](Self::body_timeout)) without running
+    /// the application. 0 turns buffering off: every body streams to `wsgi.input` as the
+    /// application reads it. Bodies behind `Expect: 100-continue` always stream, so the
+    /// application still decides whether the client should send them.
     pub fn buffer_body(mut self, bytes: u64) -> Self {
         self.buffer_body = bytes;
+        self
+    }
+
+    /// The directory for the temporary files of request bodies larger than
+    /// [`buffer_body`](Self::buffer_body) (default: the system's, [`std::env::temp_dir`]).
+    /// The files are unlinked as they are made, so nothing is left there even after a
+    /// crash; the directory needs room for the uploads being received at once.
+    pub fn spool_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.spool_dir = Some(dir.into());
+        self
+    }
+
+    /// Streams request bodies of undeclared length (chunked, or HTTP/2 without
+    /// `Content-Length`) to `wsgi.input` as the application reads them, instead of
+    /// receiving them whole first (default `false`). For applications that consume a
+    /// long-running upload as it arrives; such a request holds its Python thread for as
+    /// long as the client takes.
+    pub fn stream_chunked(mut self, stream: bool) -> Self {
+        self.stream_chunked = stream;
         self
     }
 
@@ -206,6 +235,10 @@ impl EngineBuilder {
             ),
         };
         let venv = venv.map(|v| std::path::absolute(&v).unwrap_or(v));
+        let spool_dir = (self.buffer_body > 0).then(|| {
+            let dir = self.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
+            std::path::absolute(&dir).unwrap_or(dir)
+        });
         if let Some(dir) = &self.chdir {
             std::env::set_current_dir(dir).map_err(|source| Error::Chdir {
                 path: dir.clone(),
@@ -238,6 +271,7 @@ impl EngineBuilder {
             app,
             proxies,
             limits,
+            spool_dir,
             builder: self,
         })
     }
@@ -266,6 +300,8 @@ pub(crate) struct Resolved {
     pub(crate) app: AppConfig,
     pub(crate) proxies: TrustedProxies,
     pub(crate) limits: Limits,
+    /// Where large request bodies are spooled, absolute; `None` when bodies stream.
+    pub(crate) spool_dir: Option<PathBuf>,
     /// The options as given, for what the engine reads per request.
     pub(crate) builder: EngineBuilder,
 }
@@ -281,6 +317,8 @@ impl EngineBuilder {
             retry_after: 1,
             max_body: None,
             buffer_body: DEFAULT_BUFFER_BODY,
+            spool_dir: None,
+            stream_chunked: false,
             chdir: None,
             venv: None,
             strict_python_version: false,

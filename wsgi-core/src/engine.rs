@@ -25,6 +25,7 @@ use crate::proxy::TrustedProxies;
 use crate::response::{Head, HeadBody, status_forbids_body};
 use crate::runner::threads::Threads;
 use crate::runner::{Refused, Runner};
+use crate::spool::{BodySpool, Spooler};
 use crate::state::{InFlight, Shared};
 use crate::watchdog;
 
@@ -45,6 +46,8 @@ struct Inner {
     runner: Arc<dyn Runner>,
     proxies: TrustedProxies,
     shared: Arc<Shared>,
+    /// Receives large request bodies into temporary files; `None` when bodies stream.
+    spooler: Option<Spooler>,
     config: EngineBuilder,
 }
 
@@ -56,8 +59,14 @@ impl Engine {
             app,
             proxies,
             limits,
+            spool_dir,
             builder,
         } = resolved;
+        let spooler = spool_dir
+            .map(|dir| {
+                Spooler::start(dir.clone()).map_err(|source| Error::SpoolDir { path: dir, source })
+            })
+            .transpose()?;
         let shared = Arc::new(Shared::new(
             builder.threads * builder.processes.max(1),
             limits,
@@ -83,6 +92,7 @@ impl Engine {
                 runner,
                 proxies,
                 shared,
+                spooler,
                 config: builder,
             }),
         })
@@ -261,24 +271,37 @@ impl Engine {
         if !has_body(&parts, content_length) {
             return self.inner.enqueue(job, rx, None, head_only);
         }
-        match content_length {
-            Some(len) if len <= inner.config.buffer_body && !expects_continue(&parts.headers) => {
-                ResponseFuture {
-                    state: State::Buffering(Box::new(Buffering {
-                        buffer: BodyBuffer::new(body, len, inner.shared.body_timeout),
-                        job,
-                        rx,
-                        head_only,
-                        engine: self.inner.clone(),
-                    })),
-                    access: None,
-                }
+        let streamed = expects_continue(&parts.headers)
+            || (content_length.is_none() && inner.config.stream_chunked);
+        // Decided before `body` is handed to one of them.
+        let spooler = inner.spooler.as_ref().filter(|_| !streamed);
+        let reading = match (content_length, spooler) {
+            (Some(len), Some(_)) if len <= inner.config.buffer_body => {
+                Reading::Memory(BodyBuffer::new(body, len, inner.shared.body_timeout))
             }
-            _ => {
+            (_, Some(spooler)) => Reading::Spool(BodySpool::new(
+                spooler,
+                body,
+                content_length,
+                inner.config.buffer_body,
+                inner.config.max_body,
+                inner.shared.body_timeout,
+            )),
+            (_, None) => {
                 let (pump, source) = input::channel(body, inner.config.max_body);
                 job.input = source;
-                self.inner.enqueue(job, rx, Some(pump), head_only)
+                return self.inner.enqueue(job, rx, Some(pump), head_only);
             }
+        };
+        ResponseFuture {
+            state: State::Buffering(Box::new(Buffering {
+                reading,
+                job,
+                rx,
+                head_only,
+                engine: self.inner.clone(),
+            })),
+            access: None,
         }
     }
 
@@ -357,9 +380,52 @@ pub struct ResponseFuture {
     access: Option<Box<AccessLine>>,
 }
 
+/// How a body is received before its request is queued.
+#[derive(Debug)]
+enum Reading {
+    /// A small body of declared length, in memory.
+    Memory(BodyBuffer),
+    /// Any other body, in memory until it outgrows `buffer_body`, then in a file.
+    Spool(BodySpool),
+}
+
+impl Reading {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Result<InputSource, Unread>> {
+        match self {
+            Reading::Memory(buffer) => buffer.poll(cx),
+            Reading::Spool(spool) => spool.poll(cx),
+        }
+    }
+}
+
+/// The answer to a request whose body could not be received, with the reason logged.
+fn unread_answer(why: Unread) -> Head {
+    match why {
+        Unread::Failed(why) => {
+            tracing::info!(target: "wsgi_core", "could not read the request body: {why}; answered 400");
+            Head::plain(
+                StatusCode::BAD_REQUEST,
+                "Bad Request: the request body could not be read\n",
+            )
+        }
+        Unread::TimedOut(after) => {
+            tracing::info!(target: "wsgi_core", "the client sent no request body data for {:.1} s; answered 408", after.as_secs_f64());
+            Head::plain(StatusCode::REQUEST_TIMEOUT, "Request Timeout\n")
+        }
+        Unread::TooLarge(max) => {
+            tracing::info!(target: "wsgi_core", max, "request body larger than max_body; answered 413");
+            Head::plain(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large\n")
+        }
+        Unread::Spool(e) => {
+            tracing::error!(target: "wsgi_core", "cannot write the request body to its temporary file: {e}; answered 500");
+            Head::plain(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n")
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Buffering {
-    buffer: BodyBuffer,
+    reading: Reading,
     job: Job,
     rx: PipeRx,
     head_only: bool,
@@ -369,7 +435,7 @@ struct Buffering {
 #[derive(Debug)]
 enum State {
     Ready(Option<Head>),
-    /// Reading a small body whole before the request is queued.
+    /// Receiving the body whole before the request is queued.
     Buffering(Box<Buffering>),
     Waiting {
         rx: PipeRx,
@@ -420,7 +486,7 @@ impl Future for ResponseFuture {
             access,
         } = &mut *self;
         if let State::Buffering(buffering) = this {
-            let next = match buffering.buffer.poll(cx) {
+            let next = match buffering.reading.poll(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Ok(source)) => {
                     let State::Buffering(buffering) = std::mem::replace(this, State::Done) else {
@@ -436,20 +502,7 @@ impl Future for ResponseFuture {
                     job.input = source;
                     engine.enqueue(job, rx, None, head_only).state
                 }
-                Poll::Ready(Err(Unread::Failed(why))) => {
-                    tracing::info!(target: "wsgi_core", "could not read the request body: {why}; answered 400");
-                    State::Ready(Some(Head::plain(
-                        StatusCode::BAD_REQUEST,
-                        "Bad Request: the request body could not be read\n",
-                    )))
-                }
-                Poll::Ready(Err(Unread::TimedOut(after))) => {
-                    tracing::info!(target: "wsgi_core", "the client sent no request body data for {:.1} s; answered 408", after.as_secs_f64());
-                    State::Ready(Some(Head::plain(
-                        StatusCode::REQUEST_TIMEOUT,
-                        "Request Timeout\n",
-                    )))
-                }
+                Poll::Ready(Err(why)) => State::Ready(Some(unread_answer(why))),
             };
             *this = next;
         }

@@ -122,6 +122,17 @@ pub enum Error {
         /// The operating-system error.
         source: std::io::Error,
     },
+    /// No temporary file can be made in the directory for large request bodies.
+    #[error(
+        "cannot make temporary files for request bodies in {path}: {source}; choose a \
+         writable directory with --spool-dir (EngineBuilder::spool_dir)"
+    )]
+    SpoolDir {
+        /// The directory.
+        path: PathBuf,
+        /// The operating-system error.
+        source: std::io::Error,
+    },
     /// The virtualenv to activate is missing or broken.
     #[error("cannot use the virtualenv {path}{origin}: {reason}")]
     Venv {

@@ -84,9 +84,10 @@ impl ConnInfo {
 /// [`Engine`](crate::Engine).
 ///
 /// A host provides three things: the request head, the body as a stream of byte chunks
-/// (the engine pulls from it only when the application reads `wsgi.input`, so a host that
-/// answers `Expect: 100-continue` on first read sends it at the right time), and the facts
-/// of the connection. `parts.uri` must be the target as the client sent it, not a copy
+/// (the engine reads it whole before the application runs, except for bodies it streams,
+/// such as those behind `Expect: 100-continue`, which it pulls only when the application
+/// reads `wsgi.input`, so a host that answers `100 Continue` on first read sends it at the
+/// right time), and the facts of the connection. `parts.uri` must be the target as the client sent it, not a copy
 /// stripped by a router: the engine splits it into `SCRIPT_NAME` and `PATH_INFO` using
 /// [`ConnInfo::mount`].
 ///

@@ -19,6 +19,7 @@ use futures::task::AtomicWaker;
 
 use crate::chan;
 use crate::host::BoxError;
+use crate::spool::SpooledBody;
 
 /// One answer to a request for body bytes.
 #[derive(Debug)]
@@ -78,6 +79,9 @@ pub(crate) enum InputSource {
         demand: Arc<Demand>,
         rx: chan::Receiver<Chunk>,
     },
+    /// The whole body, received by the host into a temporary file before the request was
+    /// queued ([`crate::spool`]); reads touch the file, so they are made without the GIL.
+    Spooled(SpooledBody),
     /// A body pulled from another process (the host, for a worker process), which
     /// enforces the limits and timeouts and says when one was crossed.
     Pulled {
@@ -151,6 +155,10 @@ pub(crate) enum Unread {
     TimedOut(Duration),
     /// The host's body stream failed (client vanished, malformed chunking, ...).
     Failed(String),
+    /// A body of undeclared length grew past the configured maximum.
+    TooLarge(u64),
+    /// The body could not be written to its temporary file.
+    Spool(std::io::Error),
 }
 
 impl BodyBuffer {
@@ -269,7 +277,7 @@ impl InputPump {
     }
 }
 
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
@@ -293,7 +301,9 @@ impl InputSource {
             InputSource::Buffered(chunks) => {
                 Some(chunks.pop_front().map_or(Chunk::Eof, Chunk::Data))
             }
-            InputSource::Streamed { .. } | InputSource::Pulled { .. } => None,
+            InputSource::Streamed { .. } | InputSource::Pulled { .. } | InputSource::Spooled(_) => {
+                None
+            }
         }
     }
 
@@ -301,19 +311,25 @@ impl InputSource {
     pub(crate) fn buffered_len(&self) -> Option<usize> {
         match self {
             InputSource::Buffered(chunks) => Some(chunks.iter().map(Bytes::len).sum()),
-            InputSource::Streamed { .. } | InputSource::Pulled { .. } => None,
+            InputSource::Streamed { .. } | InputSource::Pulled { .. } | InputSource::Spooled(_) => {
+                None
+            }
         }
     }
 
     /// The next chunk, waiting up to `timeout` (if given) for the host to deliver it.
     /// `want` is how many bytes the reader needs in all (`u64::MAX`: the rest of the body),
-    /// so the host can read ahead that far. Blocks on a streamed body: call without the GIL.
+    /// so the host can read ahead that far. Blocks on a streamed body and reads the file of
+    /// a spooled one: call without the GIL.
     pub(crate) fn next_chunk(&mut self, want: u64, timeout: Option<Duration>) -> Chunk {
         if let Some(chunk) = self.next_buffered() {
             return chunk;
         }
         let (demand, rx) = match self {
-            InputSource::Buffered(_) => unreachable!("a buffered body always has its next chunk"),
+            InputSource::Spooled(body) => return body.next_chunk(want),
+            InputSource::Buffered(_) => {
+                unreachable!("a buffered body always has its next chunk")
+            }
             InputSource::Pulled {
                 from,
                 too_large,
@@ -355,7 +371,7 @@ impl InputSource {
     /// Whether the client stopped sending the body for longer than the idle timeout.
     pub(crate) fn timed_out(&self) -> bool {
         match self {
-            InputSource::Buffered(_) => false,
+            InputSource::Buffered(_) | InputSource::Spooled(_) => false,
             InputSource::Streamed { demand, .. } => demand.timed_out.load(Ordering::Acquire),
             InputSource::Pulled { timed_out, .. } => *timed_out,
         }
@@ -364,7 +380,7 @@ impl InputSource {
     /// Whether the body crossed the configured maximum.
     pub(crate) fn too_large(&self) -> bool {
         match self {
-            InputSource::Buffered(_) => false,
+            InputSource::Buffered(_) | InputSource::Spooled(_) => false,
             InputSource::Streamed { demand, .. } => demand.too_large.load(Ordering::Acquire),
             InputSource::Pulled { too_large, .. } => *too_large,
         }

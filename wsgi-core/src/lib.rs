@@ -8,12 +8,14 @@
 //! are thin hosts built on it.
 //!
 //! What the engine takes care of: the environ (latin-1 native strings, `SCRIPT_NAME` from
-//! the mount, percent-decoded `PATH_INFO`), a streaming `wsgi.input` that reads the body
-//! only when the application does, `start_response` with `exc_info` and `write()`, lazily
-//! committed headers, streamed bodies with backpressure, `close()` on every path (including
-//! a client that disconnects), `wsgi.errors` into [`tracing`], `wsgi.file_wrapper` streamed
-//! in Rust, a bounded queue with 503 answers, and graceful shutdown. The GIL is held only
-//! while Python runs.
+//! the mount, percent-decoded `PATH_INFO`), request bodies received whole before the
+//! application runs (in memory, or in a temporary file when large) so that slow uploads
+//! hold no Python thread, or streamed to `wsgi.input` as the application reads,
+//! `start_response` with `exc_info` and `write()`, lazily committed headers, streamed
+//! bodies with backpressure, `close()` on every path (including a client that
+//! disconnects), `wsgi.errors` into [`tracing`], `wsgi.file_wrapper` streamed in Rust, a
+//! bounded queue with 503 answers, and graceful shutdown. The GIL is held only while Python
+//! runs.
 //!
 //! # Example
 //!
@@ -47,6 +49,7 @@ mod process;
 mod proxy;
 mod response;
 mod spec;
+mod spool;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod untrusted;

@@ -215,9 +215,29 @@ fn a_small_body_arrives_whole_before_the_app_is_called() {
     assert_eq!(record.lines(), vec!["started", "eof:1000"]);
 }
 
+/// Over the buffering limit the body goes to a temporary file, and the app still waits
+/// for all of it (nginx and Passenger buffer whole bodies the same way).
 #[test]
-fn a_larger_body_is_streamed_while_the_app_runs() {
+fn a_larger_body_is_spooled_and_arrives_whole_before_the_app_is_called() {
     let server = start(&app_path("input_app.py"), |b| b.buffer_body(999), "");
+    let record = RecordFile::new("spooled");
+    let mut client = start_upload(&server, &record, 1000, 500);
+    // The negative half of this test: nothing may start while the body is incomplete.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        record.lines(),
+        Vec::<String>::new(),
+        "the app ran before its body arrived"
+    );
+    client.send(&[b'u'; 500]);
+    let response = client.read_final_response("POST");
+    assert_eq!(response.status(), 200, "{}", response.text());
+    assert_eq!(record.lines(), vec!["started", "eof:1000"]);
+}
+
+#[test]
+fn with_buffering_off_a_body_is_streamed_while_the_app_runs() {
+    let server = streaming_server();
     let record = RecordFile::new("streamed");
     let mut client = start_upload(&server, &record, 1000, 500);
     record.wait_for_line("started");
@@ -351,7 +371,7 @@ fn expect_100_continue_is_not_sent_when_the_app_does_not_read() {
 
 #[test]
 fn client_vanishing_mid_upload_raises_oserror_in_the_app() {
-    let server = server();
+    let server = streaming_server();
     let record = RecordFile::new("vanish");
     let mut client = server.client();
     client.send(

@@ -76,6 +76,12 @@ fn a_client_that_stops_mid_way_through_a_buffered_body_gets_408() {
     stops_mid_upload(|b| b.buffer_body(1000));
 }
 
+#[test]
+fn a_client_that_stops_mid_way_through_a_spooled_body_gets_408() {
+    // Over the buffering limit, so bound for a temporary file: the same answer.
+    stops_mid_upload(|b| b.buffer_body(10));
+}
+
 fn stops_mid_upload(configure: fn(EngineBuilder) -> EngineBuilder) {
     let server = start(
         &app(),

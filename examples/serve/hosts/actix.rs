@@ -30,7 +30,8 @@ pub(crate) fn serve(
     .disable_signals()
     // Whole seconds, rounded up: actix-web counts no finer.
     .shutdown_timeout(grace.as_secs() + u64::from(grace.subsec_nanos() > 0))
-    .listen(listener)
+    // HTTP/1.1 and, like axum's server, HTTP/2 with prior knowledge (h2c) on one port.
+    .listen_auto_h2c(listener)
     .map_err(|e| format!("cannot serve on the socket: {e}"))?
     .run();
     let handle = server.handle();

@@ -2,7 +2,9 @@
 
 ``/busy``: keeps working in Python until interrupted (the request timeout's
 ``TimeoutError``). ``/slow?secs=S&mark=PATH``: creates PATH, takes S seconds, then answers (an
-in-flight request during shutdown). Anything else answers at once.
+in-flight request during shutdown). ``/where``: answers
+``SCRIPT_NAME|PATH_INFO|REMOTE_ADDR|wsgi.url_scheme``. ``/note?text=T``: writes T to
+``wsgi.errors`` (a WARN line in the log). Anything else answers at once.
 """
 
 import time
@@ -20,6 +22,13 @@ def application(environ, start_response):
         if "mark" in query:
             open(query["mark"], "w").close()
         time.sleep(float(query.get("secs", "1")))
+    elif path == "/where":
+        keys = ("SCRIPT_NAME", "PATH_INFO", "REMOTE_ADDR", "wsgi.url_scheme")
+        body = "|".join(environ[k] for k in keys).encode()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [body]
+    elif path == "/note":
+        environ["wsgi.errors"].write(query.get("text", "") + "\n")
     body = f"done {path}".encode()
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]

@@ -320,13 +320,19 @@ pub(crate) fn fail(mut command: Command) -> (ExitStatus, String) {
     (status, text)
 }
 
-/// Asserts a failed start-up: exit status 1 and every one of `words` in stderr.
+/// Asserts a failed start-up: exit status 1, one `error:` message (as the README promises)
+/// and every one of `words` in stderr.
 pub(crate) fn assert_fails_with(command: Command, words: &[&str]) -> String {
     let (status, stderr) = fail(command);
     assert_eq!(
         status.code(),
         Some(1),
         "serve should exit with status 1 on a start-up error; stderr:\n{stderr}"
+    );
+    assert_eq!(
+        stderr.lines().filter(|l| l.starts_with("error: ")).count(),
+        1,
+        "serve should print one error: message; stderr:\n{stderr}"
     );
     for word in words {
         assert!(

@@ -21,8 +21,11 @@ pub(crate) fn engine() -> Engine {
     ENGINE
         .get_or_init(|| {
             let app = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/apps/app.py");
+            // Chunked bodies stream as the app reads (not received whole first, the
+            // default): these tests are about the host moving bodies while the app runs.
             Engine::builder(app)
                 .threads(2)
+                .stream_chunked(true)
                 .build()
                 .unwrap_or_else(|e| panic!("loading {app}: {e}"))
         })
