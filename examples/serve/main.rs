@@ -16,12 +16,14 @@
 //! Requests are logged by the engine (target `wsgi_core::access`), whichever server hosts it.
 //!
 //! One module per concern: [`cli`] (the options), [`config`] (options to an
-//! `EngineBuilder`), [`hosts`] (axum and actix-web), [`signals`], [`metrics`] (the
+//! `EngineBuilder`), [`hints`] (the flags that fix an engine error), [`hosts`] (axum and
+//! actix-web), [`signals`], [`metrics`] (the
 //! Prometheus endpoint), [`logging`] (the log, written off the request threads), [`version`]
 //! (`--version`), [`listen`] (sockets) and [`values`] (the types of option values).
 
 mod cli;
 mod config;
+mod hints;
 mod hosts;
 mod listen;
 mod logging;
@@ -79,7 +81,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(args: Args, dropped: DroppedLines) -> Result<(), String> {
+async fn run(mut args: Args, dropped: DroppedLines) -> Result<(), String> {
     tokio::spawn(logging::report_dropped(dropped.clone()));
     // Installed first, so that a signal during start-up is a clean stop, not a default kill.
     let mut signals = Signals::new().map_err(|e| format!("cannot install signal handlers: {e}"))?;
@@ -89,6 +91,7 @@ async fn run(args: Args, dropped: DroppedLines) -> Result<(), String> {
         .local_addr()
         .map_err(|e| format!("cannot read the address bound for {}: {e}", args.bind))?;
 
+    args.engine.enter_directory()?;
     // Before the import, so that whatever goes wrong is logged next to the Python it ran on,
     // with the virtualenv the engine is about to activate.
     let mut python = wsgi_core::python_info();
@@ -102,7 +105,7 @@ async fn run(args: Args, dropped: DroppedLines) -> Result<(), String> {
         .engine
         .builder(args.venv_origin == VenvOrigin::Environment)
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| hints::describe(&e))?;
     tracing::info!(app = %args.engine.app(), threads = engine.threads(), server = ?args.server, "application loaded");
     let mount = args.mount.as_deref().unwrap_or_default();
 

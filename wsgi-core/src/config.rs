@@ -39,7 +39,7 @@ pub struct EngineBuilder {
     pub(crate) retry_after: u32,
     pub(crate) max_body: Option<u64>,
     pub(crate) buffer_body: u64,
-    pub(crate) chdir: Option<PathBuf>,
+    pub(crate) base_dir: Option<PathBuf>,
     pub(crate) venv: Option<PathBuf>,
     pub(crate) strict_python_version: bool,
     pub(crate) timeout: Option<Duration>,
@@ -127,10 +127,16 @@ impl EngineBuilder {
         self
     }
 
-    /// Changes the process's working directory before the application is loaded, as
-    /// gunicorn's `--chdir` does. This affects the whole process.
-    pub fn chdir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.chdir = Some(dir.into());
+    /// The directory the application string is resolved against (default: the working
+    /// directory when [`build`](Self::build) runs); it also goes on `sys.path`, after the
+    /// application file's own directory, so modules next to it are importable.
+    ///
+    /// The process's working directory does not change: the application's `os.getcwd()`
+    /// and relative file names still mean the directory the process runs in. A program
+    /// that wants gunicorn's `--chdir` changes directory itself before it builds the
+    /// engine, as `serve --chdir` does.
+    pub fn base_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.base_dir = Some(dir.into());
         self
     }
 
@@ -160,13 +166,20 @@ impl EngineBuilder {
     /// Checks every option and resolves paths, before anything starts.
     fn resolve(self) -> Result<Resolved, Error> {
         if self.threads == 0 {
-            return Err(Error::Config("threads must be at least 1".into()));
+            return Err(Error::Config {
+                option: "threads",
+                value: "0".into(),
+                expected: "at least 1",
+            });
         }
-        let proxies = TrustedProxies::parse(&self.trusted_proxies).map_err(Error::Config)?;
+        let proxies = TrustedProxies::parse(&self.trusted_proxies)?;
         if self.queue_depth == 0 {
-            return Err(Error::Config("queue depth must be at least 1".into()));
+            return Err(Error::Config {
+                option: "queue_depth",
+                value: "0".into(),
+                expected: "at least 1",
+            });
         }
-        // Resolved before `chdir`, as a user typing a relative path means it.
         let (venv, venv_origin) = match &self.venv {
             Some(dir) => (Some(dir.clone()), ""),
             None => (
@@ -177,25 +190,23 @@ impl EngineBuilder {
             ),
         };
         let venv = venv.map(|v| std::path::absolute(&v).unwrap_or(v));
-        if let Some(dir) = &self.chdir {
-            std::env::set_current_dir(dir).map_err(|source| Error::Chdir {
-                path: dir.clone(),
-                source,
-            })?;
-        }
-        // The `chdir` directory goes on `sys.path` too, as with gunicorn's `--chdir`.
-        let chdir = self
-            .chdir
-            .as_ref()
-            .and_then(|_| std::env::current_dir().ok());
+        // Absolute, so that it means the same wherever the application is loaded.
+        let base_dir = match &self.base_dir {
+            Some(dir) => Some(base_dir(dir)?),
+            None => None,
+        };
         // Parsed and located here, so a typo or a missing file fails before Python starts.
-        let spec = crate::spec::parse_spec(&self.app)?;
-        spec.locate(&std::env::current_dir().unwrap_or_default())?;
+        let spec_base = match &base_dir {
+            Some(dir) => dir.clone(),
+            None => std::env::current_dir().unwrap_or_default(),
+        };
+        let spec = crate::spec::parse_spec(&self.app, &spec_base)?;
+        spec.locate(&spec_base)?;
         let app = AppConfig {
             app: self.app.clone(),
             venv,
             venv_origin: venv_origin.to_owned(),
-            extra_path: chdir,
+            base_dir,
             strict_python_version: self.strict_python_version,
             multiprocess: false,
         };
@@ -223,12 +234,26 @@ pub(crate) struct AppConfig {
     pub(crate) venv: Option<PathBuf>,
     /// Where the venv path came from, for messages, e.g. `" (from $VIRTUAL_ENV)"`.
     pub(crate) venv_origin: String,
-    /// A directory to put on `sys.path` after the application's own (the `chdir` one).
-    pub(crate) extra_path: Option<PathBuf>,
+    /// The directory the application string is resolved against, absolute, which also
+    /// goes on `sys.path` after the application's own; `None`: the working directory, which
+    /// is then on `sys.path` only for a module.
+    pub(crate) base_dir: Option<PathBuf>,
     /// Refuse to load when `.python-version` names another Python, instead of warning.
     pub(crate) strict_python_version: bool,
     /// `wsgi.multiprocess`: whether other processes serve the same application.
     pub(crate) multiprocess: bool,
+}
+
+/// `dir` made absolute, once it is known to be a directory.
+fn base_dir(dir: &std::path::Path) -> Result<PathBuf, Error> {
+    let error = |source| Error::BaseDir {
+        path: dir.to_path_buf(),
+        source,
+    };
+    if !std::fs::metadata(dir).map_err(error)?.is_dir() {
+        return Err(error(std::io::ErrorKind::NotADirectory.into()));
+    }
+    std::path::absolute(dir).map_err(error)
 }
 
 /// A checked configuration: everything [`Engine::start`] needs.
@@ -251,7 +276,7 @@ impl EngineBuilder {
             retry_after: 1,
             max_body: None,
             buffer_body: DEFAULT_BUFFER_BODY,
-            chdir: None,
+            base_dir: None,
             venv: None,
             strict_python_version: false,
             timeout: None,

@@ -127,7 +127,8 @@ pub(crate) struct WorkerConfig {
     pub(crate) venv: Option<PathBuf>,
     /// Where the venv path came from, for error messages (e.g. `" (from $VIRTUAL_ENV)"`).
     pub(crate) venv_origin: String,
-    /// The directory to change to and put on `sys.path` (`--chdir`).
+    /// The base directory: where the application string is resolved and what goes on
+    /// `sys.path` after the application's own (`EngineBuilder::base_dir`).
     pub(crate) extra_path: Option<PathBuf>,
     /// Refuse a `.python-version` that names another Python.
     pub(crate) strict_python_version: bool,
@@ -296,7 +297,10 @@ impl Message for FromWorker {
                 // line here and in `decode`.
                 out.put_u16_le(head.status.as_u16());
                 // Empty for none: `ReasonPhrase` is never empty.
-                put_bytes(out, head.reason.as_ref().map_or("", |r| r.as_str()).as_bytes());
+                put_bytes(
+                    out,
+                    head.reason.as_ref().map_or("", |r| r.as_str()).as_bytes(),
+                );
                 let count = u32::try_from(head.headers.len()).expect("header count fits u32");
                 out.put_u32_le(count);
                 for (name, value) in &head.headers {

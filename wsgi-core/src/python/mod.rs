@@ -59,6 +59,35 @@ pub(crate) fn traceback_text(py: Python<'_>, err: &PyErr) -> String {
     }
 }
 
+/// `err` as plain Rust data, with its full traceback.
+pub(crate) fn exception(py: Python<'_>, err: &PyErr) -> crate::error::PythonException {
+    let value = err.value(py);
+    crate::error::PythonException {
+        type_name: value
+            .get_type()
+            .fully_qualified_name()
+            .map(|name| name.to_string())
+            .unwrap_or_else(|_| "Exception".into()),
+        message: value
+            .str()
+            .map(|s| s.to_string())
+            .unwrap_or_else(|_| err.to_string()),
+        traceback: traceback_text(py, err),
+    }
+}
+
+/// An interpreter failure while the engine was doing `action`.
+pub(crate) fn interpreter_error(
+    py: Python<'_>,
+    action: &'static str,
+    err: &PyErr,
+) -> crate::error::Error {
+    crate::error::Error::Python {
+        action,
+        source: exception(py, err),
+    }
+}
+
 /// The calling thread's Python thread id (`threading.get_ident()`).
 pub(crate) fn thread_ident(py: Python<'_>) -> PyResult<u64> {
     py.import("threading")?.call_method0("get_ident")?.extract()

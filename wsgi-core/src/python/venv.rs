@@ -91,11 +91,11 @@ fn running_program(py: Python<'_>, major: u32, minor: u32) -> String {
 /// Makes `root` the active venv, or checks that it already is. `origin` says where the
 /// path came from, for the error messages (e.g. `" (from $VIRTUAL_ENV)"`).
 pub(crate) fn activate(py: Python<'_>, root: &Path, origin: &str) -> Result<(), Error> {
-    let sys = py.import("sys").map_err(|e| Error::Python(e.to_string()))?;
-    let (major, minor): (u32, u32) = sys
-        .getattr("version_info")
+    let (major, minor): (u32, u32) = py
+        .import("sys")
+        .and_then(|sys| sys.getattr("version_info"))
         .and_then(|v| Ok((v.get_item(0)?.extract()?, v.get_item(1)?.extract()?)))
-        .map_err(|e| Error::Python(e.to_string()))?;
+        .map_err(|e| super::interpreter_error(py, "reading sys.version_info", &e))?;
     let running = format!("{major}.{minor}");
     let program = running_program(py, major, minor);
     let recreate = format!("{program} -m venv --clear {}", root.display());
