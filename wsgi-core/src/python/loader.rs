@@ -128,31 +128,8 @@ fn parse_call_args<'py>(
     py: Python<'py>,
     args: &str,
 ) -> Result<(Bound<'py, PyTuple>, Bound<'py, PyDict>), String> {
-    let script = c"
-import ast
-
-def _parse(args):
-    try:
-        call = ast.parse('f(' + args + ')', mode='eval').body
-    except SyntaxError as e:
-        raise ValueError('the factory arguments are not valid Python: ' + str(e.msg)) from None
-    if not isinstance(call, ast.Call) or any(isinstance(a, ast.Starred) for a in call.args):
-        raise ValueError('the factory arguments must be plain values, without *')
-    try:
-        positional = tuple(ast.literal_eval(a) for a in call.args)
-        keywords = {}
-        for k in call.keywords:
-            if k.arg is None:
-                raise ValueError('**')
-            keywords[k.arg] = ast.literal_eval(k.value)
-    except ValueError:
-        raise ValueError(
-            'the factory arguments must be literals (strings, numbers, True, False, None, '
-            'tuples, lists, dicts), as for ast.literal_eval'
-        ) from None
-    return positional, keywords
-";
-    let parsed = PyModule::from_code(py, script, c"wsgi_core_spec.py", c"wsgi_core_spec")
+    let (code, file) = python_source!("factory_args.py");
+    let parsed = PyModule::from_code(py, code, file, c"wsgi_core_factory_args")
         .and_then(|m| m.getattr("_parse")?.call1((args,)))
         .and_then(|r| {
             let (positional, keywords): (Bound<'py, PyTuple>, Bound<'py, PyDict>) = r.extract()?;

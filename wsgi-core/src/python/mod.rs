@@ -4,6 +4,25 @@
 //! ([`Python::detach`]) whenever it waits — for work, for request-body bytes, or for the
 //! client to take response bytes.
 
+/// A Python source file next to these modules, as the code and the file name that
+/// `PyModule::from_code` takes. The Python the engine runs lives in `.py` files, so that
+/// editors and linters see it as Python; it is compiled into the binary, and a NUL byte in it
+/// fails the build.
+macro_rules! python_source {
+    ($file:literal) => {{
+        const fn c_str(text: &str) -> &::std::ffi::CStr {
+            match ::std::ffi::CStr::from_bytes_with_nul(text.as_bytes()) {
+                Ok(text) => text,
+                Err(_) => panic!(concat!($file, " holds a NUL byte")),
+            }
+        }
+        const CODE: &::std::ffi::CStr = c_str(concat!(include_str!($file), "\0"));
+        // Its path in the repository, for tracebacks.
+        const FILE: &::std::ffi::CStr = c_str(concat!("wsgi-core/src/python/", $file, "\0"));
+        (CODE, FILE)
+    }};
+}
+
 mod environ;
 mod errors;
 mod file_wrapper;
