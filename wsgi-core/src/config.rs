@@ -50,6 +50,11 @@ pub struct EngineBuilder {
 
 impl EngineBuilder {
     /// Number of Python worker threads (default [`DEFAULT_THREADS`]).
+    ///
+    /// ```
+    /// // An application that is not thread-safe gets one thread.
+    /// let builder = wsgi_core::Engine::builder("legacy_app.py").threads(1);
+    /// ```
     pub fn threads(mut self, n: usize) -> Self {
         self.threads = n;
         self
@@ -57,6 +62,11 @@ impl EngineBuilder {
 
     /// How many requests may wait for a free thread (default [`DEFAULT_QUEUE_DEPTH`]);
     /// beyond that, requests are answered 503 with `Retry-After`.
+    ///
+    /// ```
+    /// // Shed load early: at most 100 requests wait for a thread.
+    /// let builder = wsgi_core::Engine::builder("app.py").queue_depth(100);
+    /// ```
     pub fn queue_depth(mut self, n: usize) -> Self {
         self.queue_depth = n;
         self
@@ -64,6 +74,13 @@ impl EngineBuilder {
 
     /// How long a request may wait in the queue before it is answered 503 instead of run
     /// (default: as long as it takes). A client that left while queued is never run.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// // A request not started within 2 s is answered 503 rather than served late.
+    /// let builder = wsgi_core::Engine::builder("app.py").max_queue_wait(Duration::from_secs(2));
+    /// ```
     pub fn max_queue_wait(mut self, wait: Duration) -> Self {
         self.max_queue_wait = Some(wait);
         self
@@ -73,7 +90,14 @@ impl EngineBuilder {
     /// Past it the client gets 504 (or, if the body had started, an aborted body), and
     /// `TimeoutError` is raised in the application's thread so the view stops; the
     /// iterable's `close()` still runs. A thread blocked inside C code cannot be
-    /// interrupted: it is logged and counted in [`MetricsSnapshot::stuck_threads`].
+    /// interrupted: it is logged and counted in
+    /// [`MetricsSnapshot::stuck_threads`](crate::MetricsSnapshot::stuck_threads).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let builder = wsgi_core::Engine::builder("app.py").timeout(Duration::from_secs(30));
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
@@ -82,6 +106,12 @@ impl EngineBuilder {
     /// How long `wsgi.input` waits for the next piece of the request body before it raises
     /// `OSError` (default: no limit), so a client that stops mid-upload cannot hold a
     /// Python thread; the response is then 408 if nothing was sent.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let builder = wsgi_core::Engine::builder("app.py").body_timeout(Duration::from_secs(10));
+    /// ```
     pub fn body_timeout(mut self, timeout: Duration) -> Self {
         self.body_timeout = Some(timeout);
         self
@@ -93,6 +123,12 @@ impl EngineBuilder {
     /// trusted proxy), `wsgi.url_scheme` from `X-Forwarded-Proto`, the host from
     /// `X-Forwarded-Host`, and `X-Forwarded-Prefix` is put before `SCRIPT_NAME`. From any
     /// other peer those headers change nothing. Default: none trusted.
+    ///
+    /// ```
+    /// // Behind a load balancer on the local network and an nginx on the same host.
+    /// let builder =
+    ///     wsgi_core::Engine::builder("app.py").trusted_proxies(["10.0.0.0/8", "127.0.0.1"]);
+    /// ```
     pub fn trusted_proxies<I, S>(mut self, proxies: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -103,6 +139,10 @@ impl EngineBuilder {
     }
 
     /// The `Retry-After` value, in seconds, of 503 answers (default 1).
+    ///
+    /// ```
+    /// let builder = wsgi_core::Engine::builder("app.py").queue_depth(64).retry_after(5);
+    /// ```
     pub fn retry_after(mut self, secs: u32) -> Self {
         self.retry_after = secs;
         self
@@ -111,6 +151,11 @@ impl EngineBuilder {
     /// The largest request body accepted, in bytes (default: no limit). A larger declared
     /// `Content-Length` is answered 413 before the application runs; a chunked body that
     /// grows past it raises `OSError` in `wsgi.input` and is answered 413.
+    ///
+    /// ```
+    /// // Uploads up to 10 MiB.
+    /// let builder = wsgi_core::Engine::builder("app.py").max_body(10 << 20);
+    /// ```
     pub fn max_body(mut self, bytes: u64) -> Self {
         self.max_body = Some(bytes);
         self
@@ -122,6 +167,11 @@ impl EngineBuilder {
     /// send such a body is answered 400 without running the application. Bodies behind
     /// `Expect: 100-continue` are never buffered, so the application still decides
     /// whether the client should send them.
+    ///
+    /// ```
+    /// // Every body streams to `wsgi.input` as the application reads it.
+    /// let builder = wsgi_core::Engine::builder("app.py").buffer_body(0);
+    /// ```
     pub fn buffer_body(mut self, bytes: u64) -> Self {
         self.buffer_body = bytes;
         self
@@ -135,6 +185,11 @@ impl EngineBuilder {
     /// and relative file names still mean the directory the process runs in. A program
     /// that wants gunicorn's `--chdir` changes directory itself before it builds the
     /// engine, as `serve --chdir` does.
+    ///
+    /// ```
+    /// // Imports `mysite/wsgi.py` from /srv/mysite, whatever the working directory.
+    /// let builder = wsgi_core::Engine::builder("mysite.wsgi:application").base_dir("/srv/mysite");
+    /// ```
     pub fn base_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.base_dir = Some(dir.into());
         self
@@ -144,6 +199,10 @@ impl EngineBuilder {
     /// its site-packages are importable and `sys.prefix` is the venv, as with the venv's
     /// own `python`. The venv must be made for the Python this binary embeds. One process
     /// has one interpreter, so every engine in it shares the venv.
+    ///
+    /// ```
+    /// let builder = wsgi_core::Engine::builder("/srv/site").venv("/srv/site/.venv");
+    /// ```
     pub fn venv(mut self, dir: impl Into<PathBuf>) -> Self {
         self.venv = Some(dir.into());
         self
@@ -152,12 +211,36 @@ impl EngineBuilder {
     /// What to do when a `.python-version` file (pyenv's), in the application's directory
     /// or above it, names a Python `major.minor` other than the embedded one: log a warning
     /// and load the application anyway (`false`, the default), or refuse to build (`true`).
+    ///
+    /// ```
+    /// let builder = wsgi_core::Engine::builder("app.py").strict_python_version(true);
+    /// ```
     pub fn strict_python_version(mut self, strict: bool) -> Self {
         self.strict_python_version = strict;
         self
     }
 
     /// Starts the interpreter if needed, loads the application and starts the threads.
+    ///
+    /// The errors say what went wrong in the application's terms, with Python's exception
+    /// kept as their [`source`](std::error::Error::source):
+    ///
+    /// ```
+    /// use wsgi_core::{Engine, Error, MissingModule};
+    ///
+    /// // `wsgiref`'s demo application ships with Python.
+    /// let engine = Engine::builder("wsgiref.simple_server:demo_app").threads(2).build()?;
+    /// assert_eq!(engine.threads(), 2);
+    ///
+    /// match Engine::builder("no_such_module:application").build() {
+    ///     Err(Error::AppImport { missing: Some(MissingModule::App(name)), exception, .. }) => {
+    ///         assert_eq!(name, "no_such_module");
+    ///         assert_eq!(exception.type_name, "ModuleNotFoundError");
+    ///     }
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn build(self) -> Result<Engine, Error> {
         let resolved = self.resolve()?;
         Engine::start(resolved)
