@@ -23,9 +23,9 @@ pub const DEFAULT_QUEUE_DEPTH: usize = 1024;
 
 /// Request bodies up to this size are read whole before the request is queued.
 ///
-/// A small body then costs the Python thread no waiting and no hand-off per chunk (a
-/// 64 KiB POST benchmark went from 16.6-20.4k to 20.2-27.2k requests/s), and a slow upload
-/// holds only the host's task, not a Python thread. Larger bodies, bodies of unknown length and bodies
+/// A small body then costs the Python thread no waiting and no hand-off per chunk (the
+/// measured gain is in the repository's `benches/README.md`), and a slow upload holds only
+/// the host's task, not a Python thread. Larger bodies, bodies of unknown length and bodies
 /// behind `Expect: 100-continue` are streamed to `wsgi.input` as the application reads.
 pub const DEFAULT_BUFFER_BODY: u64 = 64 * 1024;
 
