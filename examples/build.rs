@@ -1,9 +1,9 @@
-//! Links the examples, `serve` among them, to the libpython found at build time (an rpath to
-//! its directory). `wsgi-core`'s build script does the same for its own tests, but a link
-//! argument from a library's build script does not reach the binaries of other packages: without
-//! this, the dynamic loader would pick whichever `libpython3.x.so` it finds first — often the
-//! distribution's — and `serve` would run another Python than the one it was built against.
+//! Links `serve`, the examples and the tests to the libpython found at build time, as
+//! `wsgi-core`'s build script does for its own tests: see
+//! `wsgi-core/build/libpython_rpath.rs`.
+
+include!("../wsgi-core/build/libpython_rpath.rs");
+
 fn main() {
-    pyo3_build_config::add_libpython_rpath_link_args();
-    println!("cargo:rerun-if-env-changed=PYO3_PYTHON");
+    link_libpython_rpath();
 }

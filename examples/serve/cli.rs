@@ -5,13 +5,16 @@
 use std::ffi::OsString;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::num::NonZeroUsize;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
+use rustls::ServerConfig;
 
 use crate::config::EngineOptions;
 use crate::logging::DEFAULT_LOG_BUFFER;
+use crate::tls::{self, CertChain, PrivateKey};
 use crate::values::{ListenAddr, LogFilter, Secs, at_least_one};
 
 /// Where `serve` listens unless told otherwise.
@@ -33,6 +36,15 @@ pub(crate) struct Args {
     /// Address to listen on (`HOST:PORT`).
     #[arg(long, value_name = "ADDR", default_value_t = ListenAddr::from(DEFAULT_BIND))]
     pub(crate) bind: ListenAddr,
+
+    /// PEM certificate chain (the server's certificate first) to serve HTTPS with, HTTP/2
+    /// and HTTP/1.1 negotiated by ALPN; needs --keyfile [default: plain HTTP].
+    #[arg(long, value_name = "FILE", value_parser = tls::cert_chain, requires = "keyfile")]
+    pub(crate) certfile: Option<CertChain>,
+
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of the --certfile certificate.
+    #[arg(long, value_name = "FILE", value_parser = tls::private_key, requires = "certfile")]
+    pub(crate) keyfile: Option<PrivateKey>,
 
     /// HTTP server that hosts the application.
     #[arg(long, value_enum, default_value_t = ServerKind::Axum)]
@@ -78,6 +90,10 @@ pub(crate) struct Args {
     /// Where `engine.venv` came from; set by [`parse`].
     #[arg(skip)]
     pub(crate) venv_origin: VenvOrigin,
+
+    /// The TLS configuration of `certfile` and `keyfile`, checked by [`parse`].
+    #[arg(skip)]
+    pub(crate) tls: Option<Arc<ServerConfig>>,
 }
 
 /// Where the virtualenv setting came from, for the messages that name it.
@@ -129,6 +145,16 @@ where
         Some(ValueSource::EnvVariable) => VenvOrigin::Environment,
         _ => VenvOrigin::Option,
     };
+    // Each file parsed on its own; whether the key is the certificate's is known only
+    // together, and is still a bad command line.
+    if let (Some(chain), Some(key)) = (&args.certfile, &args.keyfile) {
+        match tls::server_config(chain, key) {
+            Ok(config) => args.tls = Some(Arc::new(config)),
+            Err(e) => Args::command()
+                .error(clap::error::ErrorKind::ArgumentConflict, e)
+                .exit(),
+        }
+    }
     args
 }
 
@@ -229,6 +255,13 @@ mod tests {
             &["--metrics-bind", "127.0.0.1"],
             &["--log-level", "wsgi_core=loud"],
             &["--mount", "/a?b"],
+            &[
+                "--certfile",
+                "/nonexistent/cert.pem",
+                "--keyfile",
+                "/nonexistent/key.pem",
+            ],
+            &["--certfile", "/nonexistent/cert.pem"],
         ] {
             let err = Args::try_parse_from(["serve"].iter().chain(bad).chain(&["app.py"]))
                 .expect_err(&format!("{bad:?} should be refused"));

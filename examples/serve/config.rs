@@ -5,7 +5,7 @@
 //! the library's constant) and one line of [`EngineOptions::builder`].
 
 use std::num::NonZeroUsize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::builder::TypedValueParser as _;
 use ipnet::IpNet;
@@ -32,7 +32,8 @@ pub(crate) struct EngineOptions {
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub(crate) processes: usize,
 
-    /// Change to DIR before loading the application (APP is then relative to DIR).
+    /// Change to DIR before loading the application (APP is then relative to DIR, and DIR
+    /// is on `sys.path`).
     #[arg(long, value_name = "DIR")]
     chdir: Option<PathBuf>,
 
@@ -100,6 +101,29 @@ impl EngineOptions {
         self.app.as_deref().unwrap_or_default()
     }
 
+    /// Changes the process's working directory to `--chdir`'s, as gunicorn does, so the
+    /// application runs there (`os.getcwd()`, relative paths in its settings); the library
+    /// never changes directory itself. Paths given on the command line keep meaning what
+    /// they meant where the user typed them.
+    pub(crate) fn enter_directory(&mut self) -> Result<(), String> {
+        let Some(dir) = &self.chdir else {
+            return Ok(());
+        };
+        let absolute = |path: &Path| std::path::absolute(path).unwrap_or_else(|_| path.into());
+        let dir = absolute(dir);
+        if let Some(venv) = &mut self.venv {
+            *venv = absolute(venv);
+        }
+        std::env::set_current_dir(&dir).map_err(|e| {
+            format!(
+                "cannot change directory to {}: {e}; check the --chdir directory",
+                dir.display()
+            )
+        })?;
+        self.chdir = Some(dir);
+        Ok(())
+    }
+
     /// The engine these options describe. `venv_from_env`: the virtualenv came from
     /// `$VIRTUAL_ENV`, which the library then reads itself, so that its errors say where
     /// the path came from (and suggest `deactivate` for a stale one).
@@ -112,14 +136,20 @@ impl EngineOptions {
             .stream_chunked(self.stream_chunked)
             .queue_depth(self.queue_depth.get())
             .trusted_proxies(self.trusted_proxies.iter().map(IpNet::to_string));
+        // Entered already (`enter_directory`); as the base directory it also goes on
+        // `sys.path`, as gunicorn's `--chdir` directory does.
         if let Some(dir) = &self.chdir {
-            builder = builder.chdir(dir);
+            builder = builder.base_dir(dir);
         }
         if let Some(dir) = &self.spool_dir {
             builder = builder.spool_dir(dir);
         }
+        // A relative `$VIRTUAL_ENV` would be read from the `--chdir` directory: handed over
+        // resolved instead.
+        let env_is_relative = std::env::var_os("VIRTUAL_ENV")
+            .is_some_and(|v| Path::new(&v).is_relative() && self.chdir.is_some());
         if let Some(dir) = &self.venv
-            && !venv_from_env
+            && (!venv_from_env || env_is_relative)
         {
             builder = builder.venv(dir);
         }

@@ -1,4 +1,5 @@
-//! `serve`: run a Python WSGI application over HTTP/1.1 and h2c.
+//! `serve`: run a Python WSGI application over HTTP/1.1 and h2c, or HTTPS (`--certfile`,
+//! `--keyfile`) with HTTP/2 and HTTP/1.1 negotiated by ALPN.
 //!
 //! ```text
 //! cargo run --release --bin serve -- [OPTIONS] APP
@@ -8,25 +9,29 @@
 //! `APP` is a directory with a `passenger_wsgi.py`, `path/to/file.py` (its `application`
 //! callable), `path/to/file.py:callable`, `package.module:callable`, or a factory call with
 //! literal arguments, `package.module:create_app('prod')`. Once the socket is bound and the
-//! application loaded, the command prints one line, `listening on http://ADDR`, to stdout;
-//! logs go to stderr. `serve --version` names the embedded Python and the virtualenv.
-//! SIGTERM or Ctrl-C stops accepting, ends idle keep-alive connections, lets in-flight
-//! requests finish for up to `--grace`, then shuts the engine down and exits 0; a second
-//! signal skips the wait.
+//! application loaded, the command prints one line, `listening on http://ADDR` (or
+//! `https://`), to stdout; logs go to stderr. `serve --version` names the embedded Python
+//! and the virtualenv. SIGTERM or Ctrl-C stops accepting, ends idle keep-alive connections,
+//! lets in-flight requests finish for up to `--grace`, then shuts the engine down and exits
+//! 0; a second signal skips the wait.
 //! Requests are logged by the engine (target `wsgi_core::access`), whichever server hosts it.
 //!
 //! One module per concern: [`cli`] (the options), [`config`] (options to an
-//! `EngineBuilder`), [`hosts`] (axum and actix-web), [`signals`], [`metrics`] (the
-//! Prometheus endpoint), [`logging`] (the log, written off the request threads), [`version`]
-//! (`--version`), [`listen`] (sockets) and [`values`] (the types of option values).
+//! `EngineBuilder`), [`hints`] (the flags that fix an engine error), [`hosts`] (axum and
+//! actix-web), [`signals`], [`metrics`] (the Prometheus endpoint), [`logging`] (the log,
+//! written off the request threads), [`version`] (`--version`), [`listen`] (sockets),
+//! [`tls`] (certificates and the rustls configuration) and [`values`] (the types of option
+//! values).
 
 mod cli;
 mod config;
+mod hints;
 mod hosts;
 mod listen;
 mod logging;
 mod metrics;
 mod signals;
+mod tls;
 mod values;
 mod version;
 
@@ -82,7 +87,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(args: Args, dropped: DroppedLines) -> Result<(), String> {
+async fn run(mut args: Args, dropped: DroppedLines) -> Result<(), String> {
     tokio::spawn(logging::report_dropped(dropped.clone()));
     // Installed first, so that a signal during start-up is a clean stop, not a default kill.
     let mut signals = Signals::new().map_err(|e| format!("cannot install signal handlers: {e}"))?;
@@ -97,6 +102,7 @@ async fn run(args: Args, dropped: DroppedLines) -> Result<(), String> {
         .local_addr()
         .map_err(|e| format!("cannot read the address bound for {}: {e}", args.bind))?;
 
+    args.engine.enter_directory()?;
     // Before the import, so that whatever goes wrong is logged next to the Python it ran on,
     // with the virtualenv the engine is about to activate.
     // With worker processes, Python starts in them only; each reports its version.
@@ -119,7 +125,7 @@ async fn run(args: Args, dropped: DroppedLines) -> Result<(), String> {
         .engine
         .builder(args.venv_origin == VenvOrigin::Environment)
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| hints::describe(&e))?;
     tracing::info!(app = %args.engine.app(), processes = engine.processes(), threads = engine.threads(), server = ?args.server, "application loaded");
     let mount = args.mount.as_deref().unwrap_or_default();
 
@@ -128,12 +134,17 @@ async fn run(args: Args, dropped: DroppedLines) -> Result<(), String> {
     }
     let grace = args.grace.0;
     let mut server = match args.server {
-        ServerKind::Axum => hosts::axum::serve(listener, local, engine.clone(), mount)?,
-        ServerKind::Actix => hosts::actix::serve(listener, engine.clone(), mount, grace)?,
+        ServerKind::Axum => {
+            hosts::axum::serve(listener, local, engine.clone(), mount, args.tls.clone())?
+        }
+        ServerKind::Actix => {
+            hosts::actix::serve(listener, engine.clone(), mount, grace, args.tls.clone())?
+        }
     };
 
     let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "listening on http://{local}")
+    let scheme = if args.tls.is_some() { "https" } else { "http" };
+    writeln!(stdout, "listening on {scheme}://{local}")
         .and_then(|()| stdout.flush())
         .map_err(|e| format!("cannot write to stdout: {e}"))?;
     drop(stdout);

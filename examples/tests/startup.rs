@@ -108,10 +108,15 @@ fn a_factory_that_returns_nothing_is_named() {
 fn a_missing_file_is_named_with_the_directory_searched() {
     let mut command = serve_command();
     command.arg("no_such_app.py");
-    let stderr = assert_fails_with(command, &["no_such_app.py", "not found"]);
+    let stderr = assert_fails_with(command, &["no_such_app.py", "not found", "hint: "]);
     assert!(
         stderr.contains(fixtures().to_str().unwrap()),
         "the working directory should be named:\n{stderr}"
+    );
+    // The library's message knows no flags; serve adds the one that helps.
+    assert!(
+        stderr.contains("--chdir DIR"),
+        "the flag should be named:\n{stderr}"
     );
 }
 

@@ -2,9 +2,9 @@
 //!
 //! A Python thread waiting for body bytes waits on the network, usually for longer than a
 //! spin is worth. A channel that spins and `sched_yield`s before it parks (crossbeam's)
-//! takes the very core the host's I/O thread needs to deliver those bytes: with this
-//! channel a 64 KiB POST benchmark went from about 11k to 15-19k requests/s. The job queue
-//! has its own structure, [`crate::dispatch`].
+//! takes the very core the host's I/O thread needs to deliver those bytes (the 64 KiB POST
+//! benchmark in `benches/README.md` measured the difference). The job queue has its own
+//! structure, [`crate::dispatch`].
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};

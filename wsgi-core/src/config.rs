@@ -25,8 +25,8 @@ pub const DEFAULT_QUEUE_DEPTH: usize = 1024;
 ///
 /// Either way the body is read whole before the request is queued, so a slow upload holds
 /// only the host's task, not a Python thread, and a small body costs the Python thread no
-/// waiting and no hand-off per chunk (a 64 KiB POST benchmark went from 16.6-20.4k to
-/// 20.2-27.2k requests/s). Bodies behind `Expect: 100-continue` are streamed to
+/// waiting and no hand-off per chunk (the measured gain is in the
+/// repository's `benches/README.md`). Bodies behind `Expect: 100-continue` are streamed to
 /// `wsgi.input` as the application reads.
 pub const DEFAULT_BUFFER_BODY: u64 = 64 * 1024;
 
@@ -43,7 +43,7 @@ pub struct EngineBuilder {
     pub(crate) buffer_body: u64,
     pub(crate) spool_dir: Option<PathBuf>,
     pub(crate) stream_chunked: bool,
-    pub(crate) chdir: Option<PathBuf>,
+    pub(crate) base_dir: Option<PathBuf>,
     pub(crate) venv: Option<PathBuf>,
     pub(crate) strict_python_version: bool,
     pub(crate) timeout: Option<Duration>,
@@ -54,6 +54,11 @@ pub struct EngineBuilder {
 
 impl EngineBuilder {
     /// Number of Python worker threads (default [`DEFAULT_THREADS`]).
+    ///
+    /// ```
+    /// // An application that is not thread-safe gets one thread.
+    /// let builder = wsgi_core::Engine::builder("legacy_app.py").threads(1);
+    /// ```
     pub fn threads(mut self, n: usize) -> Self {
         self.threads = n;
         self
@@ -86,6 +91,11 @@ impl EngineBuilder {
 
     /// How many requests may wait for a free thread (default [`DEFAULT_QUEUE_DEPTH`]);
     /// beyond that, requests are answered 503 with `Retry-After`.
+    ///
+    /// ```
+    /// // Shed load early: at most 100 requests wait for a thread.
+    /// let builder = wsgi_core::Engine::builder("app.py").queue_depth(100);
+    /// ```
     pub fn queue_depth(mut self, n: usize) -> Self {
         self.queue_depth = n;
         self
@@ -93,6 +103,13 @@ impl EngineBuilder {
 
     /// How long a request may wait in the queue before it is answered 503 instead of run
     /// (default: as long as it takes). A client that left while queued is never run.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// // A request not started within 2 s is answered 503 rather than served late.
+    /// let builder = wsgi_core::Engine::builder("app.py").max_queue_wait(Duration::from_secs(2));
+    /// ```
     pub fn max_queue_wait(mut self, wait: Duration) -> Self {
         self.max_queue_wait = Some(wait);
         self
@@ -104,6 +121,12 @@ impl EngineBuilder {
     /// iterable's `close()` still runs. A thread blocked inside C code cannot be
     /// interrupted: it is logged and counted in
     /// [`MetricsSnapshot::stuck_threads`](crate::MetricsSnapshot::stuck_threads).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let builder = wsgi_core::Engine::builder("app.py").timeout(Duration::from_secs(30));
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
@@ -114,6 +137,12 @@ impl EngineBuilder {
     /// [`buffer_body`](Self::buffer_body)) is answered 408 without running the application;
     /// for a streamed one, `wsgi.input` raises `OSError`, so a client that stops mid-upload
     /// cannot hold a Python thread, and the response is 408 if the app had not started one.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let builder = wsgi_core::Engine::builder("app.py").body_timeout(Duration::from_secs(10));
+    /// ```
     pub fn body_timeout(mut self, timeout: Duration) -> Self {
         self.body_timeout = Some(timeout);
         self
@@ -125,6 +154,12 @@ impl EngineBuilder {
     /// trusted proxy), `wsgi.url_scheme` from `X-Forwarded-Proto`, the host from
     /// `X-Forwarded-Host`, and `X-Forwarded-Prefix` is put before `SCRIPT_NAME`. From any
     /// other peer those headers change nothing. Default: none trusted.
+    ///
+    /// ```
+    /// // Behind a load balancer on the local network and an nginx on the same host.
+    /// let builder =
+    ///     wsgi_core::Engine::builder("app.py").trusted_proxies(["10.0.0.0/8", "127.0.0.1"]);
+    /// ```
     pub fn trusted_proxies<I, S>(mut self, proxies: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -135,6 +170,10 @@ impl EngineBuilder {
     }
 
     /// The `Retry-After` value, in seconds, of 503 answers (default 1).
+    ///
+    /// ```
+    /// let builder = wsgi_core::Engine::builder("app.py").queue_depth(64).retry_after(5);
+    /// ```
     pub fn retry_after(mut self, secs: u32) -> Self {
         self.retry_after = secs;
         self
@@ -145,6 +184,11 @@ impl EngineBuilder {
     /// body that grows past it while the host receives it; a streamed one (see
     /// [`stream_chunked`](Self::stream_chunked)) raises `OSError` in `wsgi.input` and is
     /// answered 413.
+    ///
+    /// ```
+    /// // Uploads up to 10 MiB.
+    /// let builder = wsgi_core::Engine::builder("app.py").max_body(10 << 20);
+    /// ```
     pub fn max_body(mut self, bytes: u64) -> Self {
         self.max_body = Some(bytes);
         self
@@ -158,6 +202,11 @@ impl EngineBuilder {
     /// the application. 0 turns buffering off: every body streams to `wsgi.input` as the
     /// application reads it. Bodies behind `Expect: 100-continue` always stream, so the
     /// application still decides whether the client should send them.
+    ///
+    /// ```
+    /// // Every body streams to `wsgi.input` as the application reads it.
+    /// let builder = wsgi_core::Engine::builder("app.py").buffer_body(0);
+    /// ```
     pub fn buffer_body(mut self, bytes: u64) -> Self {
         self.buffer_body = bytes;
         self
@@ -182,10 +231,21 @@ impl EngineBuilder {
         self
     }
 
-    /// Changes the process's working directory before the application is loaded, as
-    /// gunicorn's `--chdir` does. This affects the whole process.
-    pub fn chdir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.chdir = Some(dir.into());
+    /// The directory the application string is resolved against (default: the working
+    /// directory when [`build`](Self::build) runs); it also goes on `sys.path`, after the
+    /// application file's own directory, so modules next to it are importable.
+    ///
+    /// The process's working directory does not change: the application's `os.getcwd()`
+    /// and relative file names still mean the directory the process runs in. A program
+    /// that wants gunicorn's `--chdir` changes directory itself before it builds the
+    /// engine, as `serve --chdir` does.
+    ///
+    /// ```
+    /// // Imports `mysite/wsgi.py` from /srv/mysite, whatever the working directory.
+    /// let builder = wsgi_core::Engine::builder("mysite.wsgi:application").base_dir("/srv/mysite");
+    /// ```
+    pub fn base_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.base_dir = Some(dir.into());
         self
     }
 
@@ -193,6 +253,10 @@ impl EngineBuilder {
     /// its site-packages are importable and `sys.prefix` is the venv, as with the venv's
     /// own `python`. The venv must be made for the Python this binary embeds. One process
     /// has one interpreter, so every engine in it shares the venv.
+    ///
+    /// ```
+    /// let builder = wsgi_core::Engine::builder("/srv/site").venv("/srv/site/.venv");
+    /// ```
     pub fn venv(mut self, dir: impl Into<PathBuf>) -> Self {
         self.venv = Some(dir.into());
         self
@@ -201,12 +265,36 @@ impl EngineBuilder {
     /// What to do when a `.python-version` file (pyenv's), in the application's directory
     /// or above it, names a Python `major.minor` other than the embedded one: log a warning
     /// and load the application anyway (`false`, the default), or refuse to build (`true`).
+    ///
+    /// ```
+    /// let builder = wsgi_core::Engine::builder("app.py").strict_python_version(true);
+    /// ```
     pub fn strict_python_version(mut self, strict: bool) -> Self {
         self.strict_python_version = strict;
         self
     }
 
     /// Starts the interpreter if needed, loads the application and starts the threads.
+    ///
+    /// The errors say what went wrong in the application's terms, with Python's exception
+    /// kept as their [`source`](std::error::Error::source):
+    ///
+    /// ```
+    /// use wsgi_core::{Engine, Error, MissingModule};
+    ///
+    /// // `wsgiref`'s demo application ships with Python.
+    /// let engine = Engine::builder("wsgiref.simple_server:demo_app").threads(2).build()?;
+    /// assert_eq!(engine.threads(), 2);
+    ///
+    /// match Engine::builder("no_such_module:application").build() {
+    ///     Err(Error::AppImport { missing: Some(MissingModule::App(name)), exception, .. }) => {
+    ///         assert_eq!(name, "no_such_module");
+    ///         assert_eq!(exception.type_name, "ModuleNotFoundError");
+    ///     }
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn build(self) -> Result<Engine, Error> {
         let resolved = self.resolve()?;
         Engine::start(resolved)
@@ -215,16 +303,23 @@ impl EngineBuilder {
     /// Checks every option and resolves paths, before anything starts.
     fn resolve(self) -> Result<Resolved, Error> {
         if self.threads == 0 {
-            return Err(Error::Config("threads must be at least 1".into()));
+            return Err(Error::Config {
+                option: "threads",
+                value: "0".into(),
+                expected: "at least 1",
+            });
         }
-        let proxies = TrustedProxies::parse(&self.trusted_proxies).map_err(Error::Config)?;
+        let proxies = TrustedProxies::parse(&self.trusted_proxies)?;
         if self.queue_depth == 0 {
-            return Err(Error::Config("queue depth must be at least 1".into()));
+            return Err(Error::Config {
+                option: "queue_depth",
+                value: "0".into(),
+                expected: "at least 1",
+            });
         }
         if self.processes > 0 && !cfg!(target_os = "linux") {
             return Err(Error::ProcessesUnsupported);
         }
-        // Resolved before `chdir`, as a user typing a relative path means it.
         let (venv, venv_origin) = match &self.venv {
             Some(dir) => (Some(dir.clone()), ""),
             None => (
@@ -239,25 +334,23 @@ impl EngineBuilder {
             let dir = self.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
             std::path::absolute(&dir).unwrap_or(dir)
         });
-        if let Some(dir) = &self.chdir {
-            std::env::set_current_dir(dir).map_err(|source| Error::Chdir {
-                path: dir.clone(),
-                source,
-            })?;
-        }
-        // The `chdir` directory goes on `sys.path` too, as with gunicorn's `--chdir`.
-        let chdir = self
-            .chdir
-            .as_ref()
-            .and_then(|_| std::env::current_dir().ok());
+        // Absolute, so that it means the same wherever the application is loaded.
+        let base_dir = match &self.base_dir {
+            Some(dir) => Some(base_dir(dir)?),
+            None => None,
+        };
         // Parsed and located here, so a typo or a missing file fails before Python starts.
-        let spec = crate::spec::parse_spec(&self.app)?;
-        spec.locate(&std::env::current_dir().unwrap_or_default())?;
+        let spec_base = match &base_dir {
+            Some(dir) => dir.clone(),
+            None => std::env::current_dir().unwrap_or_default(),
+        };
+        let spec = crate::spec::parse_spec(&self.app, &spec_base)?;
+        spec.locate(&spec_base)?;
         let app = AppConfig {
             app: self.app.clone(),
             venv,
             venv_origin: venv_origin.to_owned(),
-            extra_path: chdir,
+            base_dir,
             strict_python_version: self.strict_python_version,
             multiprocess: self.processes > 1,
         };
@@ -286,12 +379,26 @@ pub(crate) struct AppConfig {
     pub(crate) venv: Option<PathBuf>,
     /// Where the venv path came from, for messages, e.g. `" (from $VIRTUAL_ENV)"`.
     pub(crate) venv_origin: String,
-    /// A directory to put on `sys.path` after the application's own (the `chdir` one).
-    pub(crate) extra_path: Option<PathBuf>,
+    /// The directory the application string is resolved against, absolute, which also
+    /// goes on `sys.path` after the application's own; `None`: the working directory, which
+    /// is then on `sys.path` only for a module.
+    pub(crate) base_dir: Option<PathBuf>,
     /// Refuse to load when `.python-version` names another Python, instead of warning.
     pub(crate) strict_python_version: bool,
     /// `wsgi.multiprocess`: whether other processes serve the same application.
     pub(crate) multiprocess: bool,
+}
+
+/// `dir` made absolute, once it is known to be a directory.
+fn base_dir(dir: &std::path::Path) -> Result<PathBuf, Error> {
+    let error = |source| Error::BaseDir {
+        path: dir.to_path_buf(),
+        source,
+    };
+    if !std::fs::metadata(dir).map_err(error)?.is_dir() {
+        return Err(error(std::io::ErrorKind::NotADirectory.into()));
+    }
+    std::path::absolute(dir).map_err(error)
 }
 
 /// A checked configuration: everything [`Engine::start`] needs.
@@ -319,7 +426,7 @@ impl EngineBuilder {
             buffer_body: DEFAULT_BUFFER_BODY,
             spool_dir: None,
             stream_chunked: false,
-            chdir: None,
+            base_dir: None,
             venv: None,
             strict_python_version: false,
             timeout: None,

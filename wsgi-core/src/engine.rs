@@ -182,14 +182,30 @@ impl Engine {
     /// `path/to/file.py` (its `application` callable), `path/to/file.py:callable`,
     /// `package.module:callable`, or a factory called with literal arguments, as gunicorn
     /// accepts: `package.module:create_app()`, `package.module:create_app('prod', debug=False)`.
-    /// The application's directory (a module's: the working directory) goes first on
+    /// The application's directory (a module's: the [base
+    /// directory](EngineBuilder::base_dir), by default the working directory) goes first on
     /// `sys.path`.
+    ///
+    /// ```
+    /// use wsgi_core::Engine;
+    ///
+    /// let passenger = Engine::builder("/srv/site"); // /srv/site/passenger_wsgi.py
+    /// let flask = Engine::builder("app.py:app");
+    /// let django = Engine::builder("mysite.wsgi:application").base_dir("/srv/mysite");
+    /// let factory = Engine::builder("myapp:create_app('prod', debug=False)");
+    /// ```
     pub fn builder(app: impl Into<String>) -> EngineBuilder {
         EngineBuilder::new(app.into())
     }
 
     /// The number of Python threads serving this engine, per worker process in
     /// worker-process mode.
+    ///
+    /// ```
+    /// let engine = wsgi_core::Engine::builder("wsgiref.simple_server:demo_app").build()?;
+    /// assert_eq!(engine.threads(), wsgi_core::DEFAULT_THREADS);
+    /// # Ok::<(), wsgi_core::Error>(())
+    /// ```
     pub fn threads(&self) -> usize {
         self.inner.config.threads
     }
@@ -206,6 +222,27 @@ impl Engine {
     /// headers; the body then streams. It never fails: problems become responses
     /// (404 outside the mount, 413, 500, 503) and log lines. Dropping the future or the
     /// body tells the application the client has gone.
+    ///
+    /// A host implements [`HostRequest`]; an [`http::Request`] whose body is a stream of
+    /// bytes, with its [`ConnInfo`](crate::ConnInfo), is one already:
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use futures::executor::block_on;
+    /// use http_body_util::BodyExt as _;
+    /// use wsgi_core::{ConnInfo, Engine};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let engine = Engine::builder("wsgiref.simple_server:demo_app").threads(1).build()?;
+    /// let body = futures::stream::empty::<Result<Bytes, std::io::Error>>();
+    /// let request = http::Request::get("/hello").body(body)?;
+    /// let response = block_on(engine.call((request, ConnInfo::new(None, None))));
+    /// assert_eq!(response.status(), 200);
+    /// let text = block_on(response.into_body().collect())?.to_bytes();
+    /// assert!(text.starts_with(b"Hello world!"));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn call<R: HostRequest>(&self, request: R) -> ResponseFuture {
         let (parts, body, conn) = request.into_parts();
         let access = AccessLine::start(
@@ -310,6 +347,15 @@ impl Engine {
     }
 
     /// A snapshot of this engine's counters (for `/metrics`, dashboards and tests).
+    ///
+    /// ```
+    /// let app = "wsgiref.simple_server:demo_app";
+    /// let engine = wsgi_core::Engine::builder(app).threads(2).build()?;
+    /// let metrics = engine.metrics();
+    /// assert_eq!(metrics.in_flight, 0);
+    /// assert_eq!(metrics.threads_busy + metrics.threads_idle, 2);
+    /// # Ok::<(), wsgi_core::Error>(())
+    /// ```
     pub fn metrics(&self) -> MetricsSnapshot {
         let shared = &self.inner.shared;
         let in_flight = shared.in_flight();
@@ -325,6 +371,16 @@ impl Engine {
     /// `grace`, then aborts the rest: their responses are cut and their iterables closed.
     ///
     /// The future does its waiting on a helper thread, so it works on any executor.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let engine = wsgi_core::Engine::builder("wsgiref.simple_server:demo_app").build()?;
+    /// // Once the host has stopped accepting connections:
+    /// let report = futures::executor::block_on(engine.shutdown(Duration::from_secs(30)));
+    /// assert_eq!(report.aborted, 0);
+    /// # Ok::<(), wsgi_core::Error>(())
+    /// ```
     pub fn shutdown(&self, grace: Duration) -> ShutdownFuture {
         let shared = self.inner.shared.clone();
         shared.closing.store(true, Ordering::Release);

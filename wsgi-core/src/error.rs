@@ -22,15 +22,13 @@ pub enum Error {
         reason: String,
     },
     /// The application file does not exist.
-    #[error(
-        "application file {path} not found (looked for it from the working directory {cwd}); \
-         check the path, or pass --chdir DIR to resolve it from another directory"
-    )]
+    #[error("application file {path} not found (looked for it from the directory {base_dir})")]
     AppFileNotFound {
-        /// The file that was looked for.
+        /// The file that was looked for, as given.
         path: PathBuf,
-        /// The working directory the path was resolved against.
-        cwd: PathBuf,
+        /// The directory the path was resolved against: the
+        /// [base directory](crate::EngineBuilder::base_dir), or the working directory.
+        base_dir: PathBuf,
     },
     /// The application was given as a directory that has no `passenger_wsgi.py`.
     #[error(
@@ -54,16 +52,25 @@ pub enum Error {
         context: String,
     },
     /// Importing the application's module raised an exception.
-    #[error("could not import {module}:\n{traceback}\n{hint}sys.path searched:\n{sys_path}")]
+    #[error(
+        "could not import {module}:\n{}\n{}sys.path searched:\n{}",
+        .exception.traceback,
+        missing_module_text(.missing.as_ref(), .venv.as_deref()),
+        indented_lines(.sys_path)
+    )]
     AppImport {
         /// The module or file that was imported.
         module: String,
-        /// The interpreter's `sys.path` at the time, one entry per line, to show where it looked.
-        sys_path: String,
-        /// The Python traceback.
-        traceback: String,
-        /// What to do about it, when the error suggests something (ends with a newline, or empty).
-        hint: String,
+        /// The interpreter's `sys.path` at the time, to show where it looked.
+        sys_path: Vec<String>,
+        /// The module that was not found, when that is what went wrong.
+        missing: Option<MissingModule>,
+        /// The virtualenv in use, if any: where installed packages were looked for.
+        venv: Option<PathBuf>,
+        /// The exception, with the traceback of the application's frames (boxed, to keep
+        /// `Result<_, Error>` small).
+        #[source]
+        exception: Box<PythonException>,
     },
     /// The module has no attribute of the requested name.
     #[error(
@@ -92,14 +99,18 @@ pub enum Error {
         type_name: String,
     },
     /// The application factory raised an exception.
-    #[error("calling the application factory {module}:{call} raised an exception:\n{traceback}")]
+    #[error(
+        "calling the application factory {module}:{call} raised an exception:\n{}",
+        .exception.traceback
+    )]
     AppFactory {
         /// The module that holds the factory.
         module: String,
         /// The call as written, e.g. `create_app('prod')`.
         call: String,
-        /// The Python traceback.
-        traceback: String,
+        /// The exception, with its traceback.
+        #[source]
+        exception: Box<PythonException>,
     },
     /// The application factory returned something that cannot serve requests.
     #[error(
@@ -114,10 +125,10 @@ pub enum Error {
         /// The Python type of what it returned.
         type_name: String,
     },
-    /// The working directory given with `chdir` could not be entered.
-    #[error("cannot change directory to {path}: {source}; check the --chdir directory")]
-    Chdir {
-        /// The directory.
+    /// The [base directory](crate::EngineBuilder::base_dir) is missing or not a directory.
+    #[error("cannot resolve the application from the directory {path}: {source}")]
+    BaseDir {
+        /// The directory, as given.
         path: PathBuf,
         /// The operating-system error.
         source: std::io::Error,
@@ -173,11 +184,33 @@ pub enum Error {
         remedy: String,
     },
     /// A configuration value is out of range.
-    #[error("invalid configuration: {0}")]
-    Config(String),
+    #[error("invalid configuration: {option} is {value}, but must be {expected}")]
+    Config {
+        /// The [`EngineBuilder`](crate::EngineBuilder) method that was given the value,
+        /// e.g. `"threads"`.
+        option: &'static str,
+        /// The value it was given.
+        value: String,
+        /// What it must be, e.g. `"at least 1"`.
+        expected: &'static str,
+    },
+    /// A [trusted proxy](crate::EngineBuilder::trusted_proxies) is neither an IP address nor
+    /// a CIDR range.
+    #[error("invalid trusted proxy {entry:?}: it is neither an IP address nor a CIDR range")]
+    TrustedProxy {
+        /// The entry as given.
+        entry: String,
+        /// Why it is not an IP address.
+        source: std::net::AddrParseError,
+    },
     /// The Python interpreter failed in a way that is not the application's fault.
-    #[error("Python interpreter error: {0}")]
-    Python(String),
+    #[error("Python interpreter error while {action}: {source}")]
+    Python {
+        /// What the engine was doing, e.g. `"putting the application's directory on sys.path"`.
+        action: &'static str,
+        /// The exception Python raised.
+        source: PythonException,
+    },
     /// A worker thread could not be started.
     #[error("could not start a Python worker thread: {0}")]
     Thread(#[source] std::io::Error),
@@ -224,4 +257,60 @@ pub enum Error {
     /// The control channel to a worker process broke or carried something unreadable.
     #[error("lost the channel to a worker process: {0}")]
     WorkerChannel(#[source] std::io::Error),
+}
+
+/// A Python exception, as plain Rust data: what an [`Error`] keeps of the exception that
+/// caused it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{type_name}: {message}")]
+#[non_exhaustive]
+pub struct PythonException {
+    /// The exception's type, qualified by its module unless it is a builtin, e.g.
+    /// `ModuleNotFoundError` or `django.core.exceptions.ImproperlyConfigured`.
+    pub type_name: String,
+    /// `str()` of the exception.
+    pub message: String,
+    /// The formatted traceback, as Python prints it (ending with the type and message line).
+    pub traceback: String,
+}
+
+/// A module that importing the application looked for and did not find.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MissingModule {
+    /// The application's own module (`package.module:callable`), or a package on its dotted
+    /// path, is not on `sys.path`.
+    App(String),
+    /// A module the application imports is not installed in the Python that runs it.
+    Dependency(String),
+}
+
+/// The line of an [`Error::AppImport`] message that says which module is missing, and where
+/// it was looked for (ends with a newline, or is empty).
+fn missing_module_text(missing: Option<&MissingModule>, venv: Option<&std::path::Path>) -> String {
+    let installed_in = match venv {
+        Some(venv) => format!("the virtualenv {}", venv.display()),
+        None => "the base Python, as no virtualenv is active".to_owned(),
+    };
+    match missing {
+        Some(MissingModule::App(name)) => {
+            format!(
+                "no module named {name:?} is on sys.path; installed packages come from \
+                 {installed_in}\n"
+            )
+        }
+        Some(MissingModule::Dependency(name)) => {
+            format!("the application imports {name:?}, which is not installed in {installed_in}\n")
+        }
+        None => String::new(),
+    }
+}
+
+/// `lines`, one per line, indented.
+fn indented_lines(lines: &[String]) -> String {
+    lines
+        .iter()
+        .map(|line| format!("  {line}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }

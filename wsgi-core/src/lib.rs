@@ -73,7 +73,7 @@ pub use access::ACCESS_TARGET;
 pub use body::{BodyError, WsgiBody};
 pub use config::{DEFAULT_BUFFER_BODY, DEFAULT_QUEUE_DEPTH, DEFAULT_THREADS, EngineBuilder};
 pub use engine::{Engine, ResponseFuture, ShutdownFuture, ShutdownReport};
-pub use error::Error;
+pub use error::{Error, MissingModule, PythonException};
 pub use host::{BoxError, ConnInfo, HostRequest, MapErrBody, Scheme};
 pub use metrics::{MetricsSnapshot, WorkerSnapshot};
 pub use process::run_if_worker;

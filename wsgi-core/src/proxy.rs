@@ -9,6 +9,8 @@ use std::net::IpAddr;
 use http::HeaderMap;
 use ipnet::IpNet;
 
+use crate::error::Error;
+
 /// What trusted proxies said about the original request.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Forwarded {
@@ -24,14 +26,17 @@ pub(crate) struct TrustedProxies(Vec<IpNet>);
 
 impl TrustedProxies {
     /// Parses `10.0.0.0/8`, `127.0.0.1`, `::1`, `fd00::/8`.
-    pub(crate) fn parse<S: AsRef<str>>(items: &[S]) -> Result<Self, String> {
+    pub(crate) fn parse<S: AsRef<str>>(items: &[S]) -> Result<Self, Error> {
         items
             .iter()
             .map(|s| {
                 let s = s.as_ref().trim();
                 s.parse::<IpNet>()
                     .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
-                    .map_err(|_| format!("trusted proxy {s:?} is not an IP address or CIDR range"))
+                    .map_err(|source| Error::TrustedProxy {
+                        entry: s.to_owned(),
+                        source,
+                    })
             })
             .collect::<Result<_, _>>()
             .map(TrustedProxies)

@@ -13,11 +13,10 @@
 /// I/O threads, e.g. with tokio's `Builder::on_thread_start`, or for the whole process
 /// before it starts any thread (threads inherit the policy), as `serve` does.
 ///
-/// Measured on two vCPUs with the server pinned to one, 64 connections, requests/s: with
-/// only the Python threads batch, hello-world 63-75k -> 73k, Flask 9-10k -> 11.5k, a 1 MiB
-/// stream 1.2-2.3k -> 2.4-3k; with the I/O thread batch too, Flask 10.1-10.4k -> 11.7-13k
-/// and hello-world 65-69k -> 67-77k in the same run. Single-connection latency did not
-/// change measurably. Where every thread has a core of its own the policy changes nothing.
+/// It raises throughput when the server's threads share a core (the measurements, for the
+/// Python threads alone and for the whole process, are in the repository's
+/// `benches/README.md`); single-connection latency does not change measurably, and where
+/// every thread has a core of its own the policy changes nothing.
 ///
 /// # Errors
 ///

@@ -54,9 +54,9 @@ fn is_dotted_name(text: &str) -> bool {
 }
 
 /// Parses `dir`, `file.py`, `file.py:callable`, `pkg.mod:callable` and
-/// `pkg.mod:factory(args)`, checking the file system (relative to the working directory)
-/// to tell a directory from a file from a module.
-pub(crate) fn parse_spec(spec: &str) -> Result<Spec, Error> {
+/// `pkg.mod:factory(args)`, checking the file system (relative to `base`, the directory the
+/// application is resolved against) to tell a directory from a file from a module.
+pub(crate) fn parse_spec(spec: &str, base: &Path) -> Result<Spec, Error> {
     let invalid = |reason: &str| Error::InvalidAppSpec {
         spec: spec.to_owned(),
         reason: reason.to_owned(),
@@ -89,18 +89,18 @@ pub(crate) fn parse_spec(spec: &str) -> Result<Spec, Error> {
         return Err(invalid("nothing before the ':'"));
     }
     let path = Path::new(target);
-    let source = if path.is_dir() {
-        let passenger = path.join(PASSENGER_FILE);
-        if passenger.is_file() {
-            Source::File(passenger)
-        } else if is_dotted_name(target) && path.join("__init__.py").is_file() {
+    let on_disk = base.join(path);
+    let source = if on_disk.is_dir() {
+        if on_disk.join(PASSENGER_FILE).is_file() {
+            Source::File(path.join(PASSENGER_FILE))
+        } else if is_dotted_name(target) && on_disk.join("__init__.py").is_file() {
             Source::Module(target.to_owned())
         } else {
             return Err(Error::NoPassengerFile {
                 dir: path.to_path_buf(),
             });
         }
-    } else if target.ends_with(".py") || target.contains('/') || path.is_file() {
+    } else if target.ends_with(".py") || target.contains('/') || on_disk.is_file() {
         Source::File(path.to_path_buf())
     } else if is_dotted_name(target) {
         Source::Module(target.to_owned())
@@ -128,38 +128,38 @@ fn parse_callable(text: &str) -> Option<(&str, Option<&str>)> {
     }
 }
 
-/// Where a parsed application comes from, resolved against a working directory.
+/// Where a parsed application comes from, resolved against a base directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Located {
-    /// The directory that goes first on `sys.path`: the file's, or (for a module) `cwd`.
+    /// The directory that goes first on `sys.path`: the file's, or (for a module) the base.
     pub(crate) module_dir: PathBuf,
     /// How messages name the application: the file's absolute path or the module name.
     pub(crate) label: String,
 }
 
 impl Spec {
-    /// Resolves the application's file against `cwd`; a file that is not there is an error.
-    pub(crate) fn locate(&self, cwd: &Path) -> Result<Located, Error> {
+    /// Resolves the application's file against `base`; a file that is not there is an error.
+    pub(crate) fn locate(&self, base: &Path) -> Result<Located, Error> {
         match &self.source {
             Source::File(path) => {
-                let absolute = cwd.join(path);
+                let absolute = base.join(path);
                 if !absolute.is_file() {
                     return Err(Error::AppFileNotFound {
                         path: path.clone(),
-                        cwd: cwd.to_path_buf(),
+                        base_dir: base.to_path_buf(),
                     });
                 }
                 let module_dir = absolute
                     .parent()
                     .map(Path::to_path_buf)
-                    .unwrap_or_else(|| cwd.to_path_buf());
+                    .unwrap_or_else(|| base.to_path_buf());
                 Ok(Located {
                     module_dir,
                     label: absolute.display().to_string(),
                 })
             }
             Source::Module(name) => Ok(Located {
-                module_dir: cwd.to_path_buf(),
+                module_dir: base.to_path_buf(),
                 label: name.clone(),
             }),
         }
@@ -169,6 +169,11 @@ impl Spec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Parses `text` against the working directory.
+    fn parse(text: &str) -> Result<Spec, Error> {
+        parse_spec(text, Path::new("."))
+    }
 
     fn spec(source: Source, callable: &str, call_args: Option<&str>) -> Spec {
         Spec {
@@ -181,36 +186,36 @@ mod tests {
     #[test]
     fn specs() {
         assert_eq!(
-            parse_spec("app.py").unwrap(),
+            parse("app.py").unwrap(),
             spec(Source::File("app.py".into()), "application", None)
         );
         assert_eq!(
-            parse_spec("dir/app.py:make").unwrap(),
+            parse("dir/app.py:make").unwrap(),
             spec(Source::File("dir/app.py".into()), "make", None)
         );
         assert_eq!(
-            parse_spec("pkg.mod:app").unwrap(),
+            parse("pkg.mod:app").unwrap(),
             spec(Source::Module("pkg.mod".into()), "app", None)
         );
         assert_eq!(
-            parse_spec("pkg.mod:app.wsgi_app").unwrap(),
+            parse("pkg.mod:app.wsgi_app").unwrap(),
             spec(Source::Module("pkg.mod".into()), "app.wsgi_app", None)
         );
-        assert!(parse_spec("").is_err());
-        assert!(parse_spec("pkg.mod:").is_err());
-        assert!(parse_spec("not a module:app").is_err());
-        assert!(parse_spec("pkg.mod:1app").is_err());
+        assert!(parse("").is_err());
+        assert!(parse("pkg.mod:").is_err());
+        assert!(parse("not a module:app").is_err());
+        assert!(parse("pkg.mod:1app").is_err());
     }
 
     #[test]
     fn factory_specs_keep_their_arguments() {
         assert_eq!(
-            parse_spec("pkg.mod:create_app()").unwrap(),
+            parse("pkg.mod:create_app()").unwrap(),
             spec(Source::Module("pkg.mod".into()), "create_app", Some(""))
         );
         // A ':' inside the arguments is not the separator.
         assert_eq!(
-            parse_spec("app.py:make('http://x:1', {'a': 1}, debug=False)").unwrap(),
+            parse("app.py:make('http://x:1', {'a': 1}, debug=False)").unwrap(),
             spec(
                 Source::File("app.py".into()),
                 "make",
@@ -219,7 +224,7 @@ mod tests {
         );
         // A '(' in the path is not a call.
         assert_eq!(
-            parse_spec("/srv/site (old)/app.py:create_app()").unwrap(),
+            parse("/srv/site (old)/app.py:create_app()").unwrap(),
             spec(
                 Source::File("/srv/site (old)/app.py".into()),
                 "create_app",
@@ -227,15 +232,15 @@ mod tests {
             )
         );
         assert_eq!(
-            parse_spec("/srv/site (old)/app.py").unwrap(),
+            parse("/srv/site (old)/app.py").unwrap(),
             spec(
                 Source::File("/srv/site (old)/app.py".into()),
                 "application",
                 None
             )
         );
-        assert!(parse_spec("pkg.mod:create_app(").is_err());
-        assert!(parse_spec("create_app()").is_err());
+        assert!(parse("pkg.mod:create_app(").is_err());
+        assert!(parse("create_app()").is_err());
     }
 
     #[test]
@@ -243,31 +248,51 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("wsgi-core-spec-dir-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let text = dir.to_str().unwrap();
-        assert!(matches!(
-            parse_spec(text),
-            Err(Error::NoPassengerFile { .. })
-        ));
+        assert!(matches!(parse(text), Err(Error::NoPassengerFile { .. })));
         std::fs::write(dir.join(PASSENGER_FILE), "").unwrap();
         assert_eq!(
-            parse_spec(text).unwrap(),
+            parse(text).unwrap(),
             spec(Source::File(dir.join(PASSENGER_FILE)), "application", None)
         );
         assert_eq!(
-            parse_spec(&format!("{text}:app")).unwrap(),
+            parse(&format!("{text}:app")).unwrap(),
             spec(Source::File(dir.join(PASSENGER_FILE)), "app", None)
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
+    fn a_relative_application_is_found_in_the_base_directory() {
+        let base = std::env::temp_dir().join(format!("wsgi-core-spec-base-{}", std::process::id()));
+        std::fs::create_dir_all(base.join("site")).unwrap();
+        std::fs::write(base.join("site").join(PASSENGER_FILE), "").unwrap();
+        std::fs::write(base.join("app.py"), "").unwrap();
+        // Neither exists relative to the working directory, only to `base`.
+        let site = parse_spec("site", &base).unwrap();
+        assert_eq!(
+            site.source,
+            Source::File(Path::new("site").join(PASSENGER_FILE))
+        );
+        assert_eq!(site.locate(&base).unwrap().module_dir, base.join("site"),);
+        let file = parse_spec("app.py", &base).unwrap();
+        assert_eq!(
+            file.locate(&base).unwrap().label,
+            base.join("app.py").display().to_string()
+        );
+        // From the working directory, which has no `site`, the same text is a module name.
+        assert_eq!(parse("site").unwrap().source, Source::Module("site".into()));
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
     fn a_missing_file_is_found_missing_before_python_starts() {
         let cwd = std::env::temp_dir();
-        let spec = parse_spec("surely-not-here-wsgi-core.py").unwrap();
+        let spec = parse("surely-not-here-wsgi-core.py").unwrap();
         assert!(matches!(
             spec.locate(&cwd),
             Err(Error::AppFileNotFound { .. })
         ));
-        let module = parse_spec("pkg.mod:app").unwrap().locate(&cwd).unwrap();
+        let module = parse("pkg.mod:app").unwrap().locate(&cwd).unwrap();
         assert_eq!(module.module_dir, cwd);
         assert_eq!(module.label, "pkg.mod");
     }

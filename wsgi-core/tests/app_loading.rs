@@ -3,7 +3,7 @@
 mod common;
 
 use common::{app_path, start};
-use wsgi_core::Engine;
+use wsgi_core::{Engine, Error, MissingModule};
 
 fn build_error(spec: &str) -> String {
     match Engine::builder(spec).threads(1).build() {
@@ -93,15 +93,111 @@ fn a_module_spec_loads_from_sys_path() {
 }
 
 #[test]
-fn a_missing_chdir_directory_is_named() {
-    let built = Engine::builder(app_path("slow_app.py"))
-        .chdir("/nonexistent/wsgi-test-dir")
+fn a_missing_base_directory_is_named() {
+    let built = Engine::builder("slow_app.py")
+        .base_dir("/nonexistent/wsgi-test-dir")
         .build();
-    let message = match built {
-        Ok(_) => panic!("chdir into a missing directory must fail"),
-        Err(error) => error.to_string(),
+    match built {
+        Ok(_) => panic!("a missing base directory must fail"),
+        Err(error @ Error::BaseDir { .. }) => {
+            let message = error.to_string();
+            assert!(message.contains("/nonexistent/wsgi-test-dir"), "{message}");
+            let source = std::error::Error::source(&error).expect("the io::Error as source");
+            assert!(source.is::<std::io::Error>(), "{source:?}");
+        }
+        Err(other) => panic!("expected Error::BaseDir, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_application_is_resolved_from_the_base_directory_without_changing_directory() {
+    let cwd = std::env::current_dir().unwrap();
+    let apps = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/apps");
+    // Relative to the base directory only: the working directory (the crate's) has no
+    // `environ_app.py`.
+    let server = start("environ_app.py", |b| b.base_dir(&apps), "");
+    assert_eq!(server.get("/").status(), 200);
+    assert_eq!(
+        std::env::current_dir().unwrap(),
+        cwd,
+        "build() changed directory"
+    );
+}
+
+#[test]
+fn a_missing_file_names_the_base_directory_it_was_looked_for_in() {
+    let apps = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/apps");
+    match Engine::builder("no_such_app.py").base_dir(&apps).build() {
+        Err(Error::AppFileNotFound { path, base_dir }) => {
+            assert_eq!(path, std::path::Path::new("no_such_app.py"));
+            assert_eq!(base_dir, apps);
+        }
+        Err(other) => panic!("expected Error::AppFileNotFound, got {other:?}"),
+        Ok(_) => panic!("no_such_app.py loaded"),
+    }
+}
+
+#[test]
+fn an_import_error_keeps_the_exception_and_the_missing_module() {
+    let error = match Engine::builder("no_such_module_for_wsgi_tests:application")
+        .threads(1)
+        .build()
+    {
+        Err(error) => error,
+        Ok(_) => panic!("a missing module loaded"),
     };
-    assert!(message.contains("/nonexistent/wsgi-test-dir"), "{message}");
+    let message = error.to_string();
+    for flag in ["--chdir", "--venv"] {
+        assert!(
+            !message.contains(flag),
+            "a library message names {flag}: {message}"
+        );
+    }
+    let source = std::error::Error::source(&error).map(ToString::to_string);
+    let Error::AppImport {
+        missing,
+        exception,
+        sys_path,
+        ..
+    } = error
+    else {
+        panic!("expected Error::AppImport, got {error:?}");
+    };
+    assert_eq!(
+        missing,
+        Some(MissingModule::App("no_such_module_for_wsgi_tests".into()))
+    );
+    assert_eq!(exception.type_name, "ModuleNotFoundError");
+    // Imported from Rust, the module has no Python frames: the traceback is its last line.
+    assert!(
+        exception.traceback.ends_with(&exception.message),
+        "{exception:?}"
+    );
+    assert!(!sys_path.is_empty());
+    assert!(
+        source.is_some_and(|s| s.starts_with("ModuleNotFoundError: ")),
+        "the exception is the error's source"
+    );
+}
+
+#[test]
+fn a_zero_count_is_a_structured_config_error() {
+    match Engine::builder(app_path("slow_app.py")).threads(0).build() {
+        Err(Error::Config { option, value, .. }) => {
+            assert_eq!(option, "threads");
+            assert_eq!(value, "0");
+        }
+        Err(other) => panic!("expected Error::Config, got {other:?}"),
+        Ok(_) => panic!("0 threads accepted"),
+    }
+    match Engine::builder(app_path("slow_app.py"))
+        .trusted_proxies(["10.0.0.0/99"])
+        .build()
+    {
+        Err(Error::TrustedProxy { entry, .. }) => assert_eq!(entry, "10.0.0.0/99"),
+        Err(other) => panic!("expected Error::TrustedProxy, got {other:?}"),
+        Ok(_) => panic!("a bad proxy accepted"),
+    }
 }
 
 #[test]

@@ -1,20 +1,24 @@
 //! actix-web 4 as the host.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{App, HttpServer};
+use rustls::ServerConfig;
 use wsgi_actix::WsgiApp;
 use wsgi_core::Engine;
 
 use super::Running;
 
 /// Serves `engine` on `listener` (under `mount`, if not empty) until stopped; after a
-/// graceful stop, in-flight requests get up to `grace`.
+/// graceful stop, in-flight requests get up to `grace`. With `tls`, over HTTPS: actix-web
+/// offers HTTP/2 and HTTP/1.1 by ALPN itself, and tells the application `https`.
 pub(crate) fn serve(
     listener: std::net::TcpListener,
     engine: Engine,
     mount: &str,
     grace: Duration,
+    tls: Option<Arc<ServerConfig>>,
 ) -> Result<Running, String> {
     let mount = mount.to_owned();
     let server = HttpServer::new(move || {
@@ -30,8 +34,12 @@ pub(crate) fn serve(
     .disable_signals()
     // Whole seconds, rounded up: actix-web counts no finer.
     .shutdown_timeout(grace.as_secs() + u64::from(grace.subsec_nanos() > 0))
-    // HTTP/1.1 and, like axum's server, HTTP/2 with prior knowledge (h2c) on one port.
-    .listen_auto_h2c(listener)
+    .tls_handshake_timeout(crate::tls::HANDSHAKE_TIMEOUT);
+    let server = match tls {
+        // HTTP/1.1 and, like axum's server, HTTP/2 with prior knowledge (h2c) on one port.
+        None => server.listen_auto_h2c(listener),
+        Some(config) => server.listen_rustls_0_23(listener, Arc::unwrap_or_clone(config)),
+    }
     .map_err(|e| format!("cannot serve on the socket: {e}"))?
     .run();
     let handle = server.handle();

@@ -2,6 +2,7 @@
 
 pub(crate) mod actix;
 pub(crate) mod axum;
+mod tls_listener;
 
 use std::future::Future;
 use std::pin::Pin;

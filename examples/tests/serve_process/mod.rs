@@ -118,7 +118,7 @@ impl Drop for TempDir {
 /// A running `serve`, killed on drop.
 pub(crate) struct Server {
     child: Child,
-    /// The address from its `listening on http://ADDR` line.
+    /// The address from its `listening on http://ADDR` (or `https://`) line.
     pub(crate) addr: SocketAddr,
     stderr: Arc<Mutex<String>>,
 }
@@ -233,7 +233,11 @@ pub(crate) fn start(mut command: Command) -> Server {
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
-            if let Some(addr) = line.trim().strip_prefix("listening on http://") {
+            let line = line.trim();
+            if let Some(addr) = line
+                .strip_prefix("listening on http://")
+                .or_else(|| line.strip_prefix("listening on https://"))
+            {
                 let _ = tx.send(addr.to_owned());
             }
         }

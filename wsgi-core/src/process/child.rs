@@ -51,7 +51,7 @@ pub(crate) fn run(control: UnixStream, slots: Vec<UnixStream>) -> i32 {
         app: config.app.clone(),
         venv: config.venv.clone(),
         venv_origin: config.venv_origin.clone(),
-        extra_path: config.extra_path.clone(),
+        base_dir: config.base_dir.clone(),
         strict_python_version: config.strict_python_version,
         multiprocess: config.multiprocess,
     };

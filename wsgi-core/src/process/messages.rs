@@ -131,8 +131,9 @@ pub(crate) struct WorkerConfig {
     pub(crate) venv: Option<PathBuf>,
     /// Where the venv path came from, for error messages (e.g. `" (from $VIRTUAL_ENV)"`).
     pub(crate) venv_origin: String,
-    /// The directory to change to and put on `sys.path` (`--chdir`).
-    pub(crate) extra_path: Option<PathBuf>,
+    /// The base directory: where the application string is resolved and what goes on
+    /// `sys.path` after the application's own (`EngineBuilder::base_dir`).
+    pub(crate) base_dir: Option<PathBuf>,
     /// Refuse a `.python-version` that names another Python.
     pub(crate) strict_python_version: bool,
     /// `wsgi.multiprocess`.
@@ -388,7 +389,7 @@ impl Message for ControlToWorker {
                 out.put_u64_le(c.threads as u64);
                 put_opt_bytes(out, c.venv.as_deref().map(path_bytes).as_deref());
                 put_bytes(out, c.venv_origin.as_bytes());
-                put_opt_bytes(out, c.extra_path.as_deref().map(path_bytes).as_deref());
+                put_opt_bytes(out, c.base_dir.as_deref().map(path_bytes).as_deref());
                 out.put_u8(c.strict_python_version.into());
                 out.put_u8(c.multiprocess.into());
                 out.put_u32_le(c.index);
@@ -421,13 +422,14 @@ impl Message for ControlToWorker {
                     .map_err(|_| invalid("thread count out of range"))?;
                 let venv = f.option("venv", |f| f.vec("venv").map(path_from))?;
                 let venv_origin = f.string("venv origin")?;
-                let extra_path = f.option("extra path", |f| f.vec("extra path").map(path_from))?;
+                let base_dir =
+                    f.option("base directory", |f| f.vec("base directory").map(path_from))?;
                 ControlToWorker::Config(WorkerConfig {
                     app,
                     threads,
                     venv,
                     venv_origin,
-                    extra_path,
+                    base_dir,
                     strict_python_version: f.bool("strict python version")?,
                     multiprocess: f.bool("multiprocess")?,
                     index: f.u32("worker index")?,
@@ -806,7 +808,7 @@ mod tests {
             threads: 8,
             venv: Some(PathBuf::from("/srv/app/.venv")),
             venv_origin: " (from $VIRTUAL_ENV)".into(),
-            extra_path: None,
+            base_dir: None,
             strict_python_version: true,
             multiprocess: false,
             index: 3,
@@ -890,7 +892,7 @@ mod tests {
             threads: 1,
             venv: None,
             venv_origin: String::new(),
-            extra_path: Some("/x".into()),
+            base_dir: Some("/x".into()),
             strict_python_version: false,
             multiprocess: true,
             index: 0,

@@ -7,9 +7,9 @@ use pyo3::exceptions::{PyModuleNotFoundError, PySyntaxError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
-use super::{ensure_initialized, traceback_text};
+use super::ensure_initialized;
 use crate::config::AppConfig;
-use crate::error::Error;
+use crate::error::{Error, MissingModule, PythonException};
 use crate::spec::{Source, parse_spec};
 
 /// Serialises application loading: a module is in `sys.modules` while its code runs, and
@@ -20,10 +20,14 @@ static LOADING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// Imports the application and returns its callable.
 pub(crate) fn load_app(options: &AppConfig) -> Result<Py<PyAny>, Error> {
     let spec_text = options.app.as_str();
-    let spec = parse_spec(spec_text)?;
+    // The configured base directory, absolute; else the working directory.
+    let base = match &options.base_dir {
+        Some(dir) => dir.clone(),
+        None => std::env::current_dir().unwrap_or_default(),
+    };
+    let spec = parse_spec(spec_text, &base)?;
     let _loading = LOADING.lock().unwrap_or_else(|e| e.into_inner());
-    let cwd = std::env::current_dir().unwrap_or_default();
-    let located = spec.locate(&cwd)?;
+    let located = spec.locate(&base)?;
     let (module_dir, label) = (located.module_dir, located.label);
     ensure_initialized();
     Python::attach(|py| {
@@ -31,10 +35,15 @@ pub(crate) fn load_app(options: &AppConfig) -> Result<Py<PyAny>, Error> {
             super::venv::activate(py, venv, &options.venv_origin)?;
         }
         check_python_version_file(&module_dir, options.strict_python_version)?;
-        if let Some(extra) = &options.extra_path {
-            add_to_sys_path(py, extra).map_err(|e| Error::Python(e.to_string()))?;
+        // The base directory goes on `sys.path` too, as gunicorn's `--chdir` directory does.
+        if let Some(base) = &options.base_dir {
+            add_to_sys_path(py, base).map_err(|e| {
+                super::interpreter_error(py, "putting the base directory on sys.path", &e)
+            })?;
         }
-        add_to_sys_path(py, &module_dir).map_err(|e| Error::Python(e.to_string()))?;
+        add_to_sys_path(py, &module_dir).map_err(|e| {
+            super::interpreter_error(py, "putting the application's directory on sys.path", &e)
+        })?;
         // Checked before the import, so a typo in the arguments does not wait for a slow one.
         let call = spec
             .call_args
@@ -46,10 +55,10 @@ pub(crate) fn load_app(options: &AppConfig) -> Result<Py<PyAny>, Error> {
                 reason,
             })?;
         let module = match &spec.source {
-            Source::File(path) => import_file(py, &cwd.join(path)),
+            Source::File(path) => import_file(py, &base.join(path)),
             Source::Module(name) => py.import(name.as_str()).map(Bound::into_any),
         }
-        .map_err(|e| import_error(py, e, &label, &spec.source, options.venv.is_some()))?;
+        .map_err(|e| import_error(py, e, &label, &spec.source, options.venv.as_deref()))?;
         let mut object = module.clone();
         for part in spec.callable.split('.') {
             object = match object.getattr_opt(part) {
@@ -67,7 +76,7 @@ pub(crate) fn load_app(options: &AppConfig) -> Result<Py<PyAny>, Error> {
                         e,
                         &label,
                         &spec.source,
-                        options.venv.is_some(),
+                        options.venv.as_deref(),
                     ));
                 }
             };
@@ -85,7 +94,7 @@ pub(crate) fn load_app(options: &AppConfig) -> Result<Py<PyAny>, Error> {
                 .map_err(|e| Error::AppFactory {
                     module: label.clone(),
                     call: spec.call_text(),
-                    traceback: user_traceback(py, &e),
+                    exception: user_exception(py, &e),
                 })?;
             if !object.is_callable() {
                 return Err(Error::AppFactoryResult {
@@ -119,31 +128,8 @@ fn parse_call_args<'py>(
     py: Python<'py>,
     args: &str,
 ) -> Result<(Bound<'py, PyTuple>, Bound<'py, PyDict>), String> {
-    let script = c"
-import ast
-
-def _parse(args):
-    try:
-        call = ast.parse('f(' + args + ')', mode='eval').body
-    except SyntaxError as e:
-        raise ValueError('the factory arguments are not valid Python: ' + str(e.msg)) from None
-    if not isinstance(call, ast.Call) or any(isinstance(a, ast.Starred) for a in call.args):
-        raise ValueError('the factory arguments must be plain values, without *')
-    try:
-        positional = tuple(ast.literal_eval(a) for a in call.args)
-        keywords = {}
-        for k in call.keywords:
-            if k.arg is None:
-                raise ValueError('**')
-            keywords[k.arg] = ast.literal_eval(k.value)
-    except ValueError:
-        raise ValueError(
-            'the factory arguments must be literals (strings, numbers, True, False, None, '
-            'tuples, lists, dicts), as for ast.literal_eval'
-        ) from None
-    return positional, keywords
-";
-    let parsed = PyModule::from_code(py, script, c"wsgi_core_spec.py", c"wsgi_core_spec")
+    let (code, file) = python_source!("factory_args.py");
+    let parsed = PyModule::from_code(py, code, file, c"wsgi_core_factory_args")
         .and_then(|m| m.getattr("_parse")?.call1((args,)))
         .and_then(|r| {
             let (positional, keywords): (Bound<'py, PyTuple>, Bound<'py, PyDict>) = r.extract()?;
@@ -183,13 +169,13 @@ fn candidates(object: &Bound<'_, PyAny>) -> String {
 }
 
 /// Turns an exception from importing the application into the error that tells the user
-/// the most: a syntax error's place, or the traceback with what to try.
+/// the most: a syntax error's place, or the traceback with the module that is missing.
 fn import_error(
     py: Python<'_>,
     err: PyErr,
     label: &str,
     source: &Source,
-    venv_active: bool,
+    venv: Option<&Path>,
 ) -> Error {
     let value = err.value(py);
     if err.is_instance_of::<PySyntaxError>(py) {
@@ -216,63 +202,47 @@ fn import_error(
             context,
         };
     }
-    let venv_hint = if venv_active {
-        "if it is an installed package, install it into the virtualenv in use"
-    } else {
-        "no virtualenv is active, so only the base Python's packages are importable; if it \
-         is installed in a virtualenv, pass --venv DIR (or set VIRTUAL_ENV)"
-    };
-    let missing: Option<String> = err
+    let missing = err
         .is_instance_of::<PyModuleNotFoundError>(py)
-        .then(|| value.getattr("name").ok()?.extract().ok())
-        .flatten();
-    let hint = match (missing, source) {
-        (Some(name), Source::Module(module))
-            if *module == name || module.starts_with(&format!("{name}.")) =>
-        {
-            format!(
-                "hint: no module named {name:?} is on sys.path; run from the directory that \
-                 holds it or pass --chdir DIR; {venv_hint}\n"
-            )
-        }
-        (Some(name), _) => {
-            format!(
-                "hint: the application imports {name:?}, which is not installed here; {venv_hint}\n"
-            )
-        }
-        (None, _) => String::new(),
-    };
+        .then(|| value.getattr("name").ok()?.extract::<String>().ok())
+        .flatten()
+        .map(|name| match source {
+            Source::Module(module)
+                if *module == name || module.starts_with(&format!("{name}.")) =>
+            {
+                MissingModule::App(name)
+            }
+            _ => MissingModule::Dependency(name),
+        });
     Error::AppImport {
         module: label.to_owned(),
-        sys_path: sys_path_text(py),
-        traceback: user_traceback(py, &err),
-        hint,
+        sys_path: sys_path(py),
+        missing,
+        venv: venv.map(Path::to_path_buf),
+        exception: user_exception(py, &err),
     }
 }
 
-/// The traceback without the import machinery's own frames (`<frozen importlib...>`), which
-/// say nothing about the application and come before every one of its frames.
-fn user_traceback(py: Python<'_>, err: &PyErr) -> String {
-    traceback_text(py, err)
+/// The exception, its traceback without the import machinery's own frames
+/// (`<frozen importlib...>`), which say nothing about the application and come before
+/// every one of its frames.
+fn user_exception(py: Python<'_>, err: &PyErr) -> Box<PythonException> {
+    let mut exception = super::exception(py, err);
+    exception.traceback = exception
+        .traceback
         .lines()
         .filter(|line| !line.trim_start().starts_with("File \"<frozen importlib"))
         .collect::<Vec<_>>()
-        .join("\n")
+        .join("\n");
+    Box::new(exception)
 }
 
-/// `sys.path`, one indented entry per line.
-fn sys_path_text(py: Python<'_>) -> String {
+/// `sys.path`, or `?` if it cannot be read.
+fn sys_path(py: Python<'_>) -> Vec<String> {
     py.import("sys")
         .and_then(|sys| sys.getattr("path"))
         .and_then(|p| p.extract::<Vec<String>>())
-        .map(|entries| {
-            entries
-                .iter()
-                .map(|e| format!("  {e}"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
-        .unwrap_or_else(|_| "  ?".into())
+        .unwrap_or_else(|_| vec!["?".into()])
 }
 
 /// Puts `dir` first on `sys.path`, as `python app.py` does for the script's directory.

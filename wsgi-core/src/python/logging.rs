@@ -21,24 +21,10 @@ fn emit(level: u32, logger: &str, message: &str) {
     }
 }
 
-const HANDLER: &std::ffi::CStr = c"
-import logging
-
-class TracingHandler(logging.Handler):
-    def emit(self, record):
-        try:
-            _emit(record.levelno, record.name, self.format(record))
-        except Exception:
-            self.handleError(record)
-
-def install():
-    if not isinstance(logging.lastResort, TracingHandler):
-        logging.lastResort = TracingHandler(logging.NOTSET)
-";
-
 /// Installs the handler; idempotent.
 pub(crate) fn install(py: Python<'_>) -> PyResult<()> {
-    let module = PyModule::from_code(py, HANDLER, c"wsgi_core_logging.py", c"wsgi_core_logging")?;
+    let (code, file) = python_source!("logging_handler.py");
+    let module = PyModule::from_code(py, code, file, c"wsgi_core_logging")?;
     module.add("_emit", wrap_pyfunction!(emit, &module)?)?;
     module.getattr("install")?.call0()?;
     Ok(())

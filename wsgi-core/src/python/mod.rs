@@ -4,6 +4,25 @@
 //! ([`Python::detach`]) whenever it waits — for work, for request-body bytes, or for the
 //! client to take response bytes.
 
+/// A Python source file next to these modules, as the code and the file name that
+/// `PyModule::from_code` takes. The Python the engine runs lives in `.py` files, so that
+/// editors and linters see it as Python; it is compiled into the binary, and a NUL byte in it
+/// fails the build.
+macro_rules! python_source {
+    ($file:literal) => {{
+        const fn c_str(text: &str) -> &::std::ffi::CStr {
+            match ::std::ffi::CStr::from_bytes_with_nul(text.as_bytes()) {
+                Ok(text) => text,
+                Err(_) => panic!(concat!($file, " holds a NUL byte")),
+            }
+        }
+        const CODE: &::std::ffi::CStr = c_str(concat!(include_str!($file), "\0"));
+        // Its path in the repository, for tracebacks.
+        const FILE: &::std::ffi::CStr = c_str(concat!("wsgi-core/src/python/", $file, "\0"));
+        (CODE, FILE)
+    }};
+}
+
 mod environ;
 mod errors;
 mod file_wrapper;
@@ -56,6 +75,35 @@ pub(crate) fn traceback_text(py: Python<'_>, err: &PyErr) -> String {
     match formatted {
         Ok(text) => text.trim_end().to_owned(),
         Err(_) => err.to_string(),
+    }
+}
+
+/// `err` as plain Rust data, with its full traceback.
+pub(crate) fn exception(py: Python<'_>, err: &PyErr) -> crate::error::PythonException {
+    let value = err.value(py);
+    crate::error::PythonException {
+        type_name: value
+            .get_type()
+            .fully_qualified_name()
+            .map(|name| name.to_string())
+            .unwrap_or_else(|_| "Exception".into()),
+        message: value
+            .str()
+            .map(|s| s.to_string())
+            .unwrap_or_else(|_| err.to_string()),
+        traceback: traceback_text(py, err),
+    }
+}
+
+/// An interpreter failure while the engine was doing `action`.
+pub(crate) fn interpreter_error(
+    py: Python<'_>,
+    action: &'static str,
+    err: &PyErr,
+) -> crate::error::Error {
+    crate::error::Error::Python {
+        action,
+        source: exception(py, err),
     }
 }
 

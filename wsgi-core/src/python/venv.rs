@@ -91,11 +91,11 @@ fn running_program(py: Python<'_>, major: u32, minor: u32) -> String {
 /// Makes `root` the active venv, or checks that it already is. `origin` says where the
 /// path came from, for the error messages (e.g. `" (from $VIRTUAL_ENV)"`).
 pub(crate) fn activate(py: Python<'_>, root: &Path, origin: &str) -> Result<(), Error> {
-    let sys = py.import("sys").map_err(|e| Error::Python(e.to_string()))?;
-    let (major, minor): (u32, u32) = sys
-        .getattr("version_info")
+    let (major, minor): (u32, u32) = py
+        .import("sys")
+        .and_then(|sys| sys.getattr("version_info"))
         .and_then(|v| Ok((v.get_item(0)?.extract()?, v.get_item(1)?.extract()?)))
-        .map_err(|e| Error::Python(e.to_string()))?;
+        .map_err(|e| super::interpreter_error(py, "reading sys.version_info", &e))?;
     let running = format!("{major}.{minor}");
     let program = running_program(py, major, minor);
     let recreate = format!("{program} -m venv --clear {}", root.display());
@@ -198,34 +198,9 @@ pub(crate) fn activate(py: Python<'_>, root: &Path, origin: &str) -> Result<(), 
         );
     }
     let include_system = cfg_value(&cfg, "include-system-site-packages") == Some("true");
-    let script = c"
-def _activate(root, site_packages, include_system):
-    import os, site, sys
-    real = os.path.realpath
-    base = {real(p) for p in site.getsitepackages()}
-    try:
-        base.add(real(site.getusersitepackages()))
-    except Exception:
-        pass
-    if not include_system:
-        sys.path[:] = [p for p in sys.path if real(p) not in base]
-        site.ENABLE_USER_SITE = False
-    # Prefixes first, so that code in .pth files sees the venv, as at a real start-up.
-    sys.prefix = sys.exec_prefix = root
-    site.PREFIXES = [root] + (site.PREFIXES if include_system else [])
-    sys.executable = os.path.join(root, 'bin', 'python')
-    os.environ['VIRTUAL_ENV'] = root
-    before = list(sys.path)
-    site.addsitedir(site_packages)
-    added = [p for p in sys.path if p not in before]
-    rest = [p for p in sys.path if p not in added]
-    # After the standard library, so a package cannot shadow it, and before any system
-    # site-packages that the venv includes, so the venv's own versions win.
-    at = next((i for i, p in enumerate(rest) if real(p) in base), len(rest))
-    sys.path[:] = rest[:at] + added + rest[at:]
-";
     let run = || -> PyResult<()> {
-        let module = PyModule::from_code(py, script, c"wsgi_core_venv.py", c"wsgi_core_venv")?;
+        let (code, file) = python_source!("venv_activate.py");
+        let module = PyModule::from_code(py, code, file, c"wsgi_core_venv")?;
         module.getattr("_activate")?.call1((
             root.to_string_lossy().as_ref(),
             site_packages.to_string_lossy().as_ref(),

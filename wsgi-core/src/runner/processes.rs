@@ -95,7 +95,7 @@ impl Processes {
                     threads,
                     venv: app.venv.clone(),
                     venv_origin: app.venv_origin.clone(),
-                    extra_path: app.extra_path.clone(),
+                    base_dir: app.base_dir.clone(),
                     strict_python_version: app.strict_python_version,
                     multiprocess: app.multiprocess,
                     index: u32::try_from(index).unwrap_or(u32::MAX),

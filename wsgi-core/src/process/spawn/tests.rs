@@ -132,7 +132,7 @@ fn the_hook_hands_the_sockets_to_the_worker_code() {
             threads: 2,
             venv: None,
             venv_origin: String::new(),
-            extra_path: None,
+            base_dir: None,
             strict_python_version: false,
             multiprocess: false,
             index: 0,
