@@ -17,12 +17,12 @@
 //! - `Transfer-Encoding: identity`, which actix-http takes as no coding; a front end that
 //!   reads the header as RFC 9112 does cannot know the length.
 //!
-//! **Request trailers.** actix-http cannot parse a chunked body's trailer section: it takes
-//! the trailer for a broken connection and drops it, with no response, as if the client
-//! had gone (an application reading a streamed body sees `wsgi.input` fail). hyper (and gunicorn) read such a body
-//! and discard the trailer fields. A request that announces a trailer (a `Trailer` header)
-//! is answered 400 saying why, before its body is read. One that sends a trailer unannounced
-//! still loses its connection; actix-http gives the application no way to answer it.
+//! **Request trailers.** Older actix-http releases could not parse a chunked body's trailer
+//! section: they took the trailer for a broken connection and dropped it, with no response.
+//! hyper (and gunicorn) read such a body and discard the trailer fields. A request that
+//! announces a trailer (a `Trailer` header) is answered 400 saying why, before its body is
+//! read, whatever actix-http release is linked. One that sends a trailer unannounced is read,
+//! and its trailer dropped, by the actix-http this workspace locks (3.19).
 //!
 //! Each refused request gets 400 and its connection is closed, so nothing that followed on
 //! it is read as a request.

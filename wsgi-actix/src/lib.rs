@@ -38,11 +38,10 @@
 //! engine, so nothing that followed on the connection is served.
 //!
 //! Request trailers: hyper reads a chunked body with a trailer section and drops the
-//! trailer fields; actix-http cannot parse a trailer and drops the connection when it meets
-//! one. [`WsgiApp`] therefore answers 400, saying why, to a request that announces a trailer
-//! (a `Trailer` header). A trailer sent unannounced still costs the client its connection,
-//! with no response, as if the client had left (a streamed body's application sees
-//! `wsgi.input` fail).
+//! trailer fields. Older actix-http releases could not parse a trailer and dropped the
+//! connection when they met one, so [`WsgiApp`] answers 400, saying why, to a request that
+//! announces a trailer (a `Trailer` header). A trailer sent unannounced is read and dropped
+//! by the actix-http this workspace locks (3.19), as hyper does.
 //!
 //! [actix-web]: https://docs.rs/actix-web
 
