@@ -24,8 +24,14 @@ async fn home() -> &'static str {
     "Hello from Rust. Flask is at /legacy/\n"
 }
 
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Worker processes (`EngineBuilder::processes`) are this binary started again.
+    wsgi_core::run_if_worker();
+    serve()
+}
+
 #[actix_web::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     let addr = std::env::args().nth(1).unwrap_or("127.0.0.1:8000".into());
     let flask = Engine::builder(FLASK_APP).threads(4).build()?;
     // Every actix worker builds its own App; they share the engine and its Python threads.

@@ -37,8 +37,14 @@ async fn index() -> Html<&'static str> {
     )
 }
 
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Worker processes (`EngineBuilder::processes`) are this binary started again.
+    wsgi_axum::run_if_worker();
+    serve()
+}
+
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     let addr = std::env::args().nth(1).unwrap_or("127.0.0.1:8000".into());
     let flask = Engine::builder(FLASK_APP).threads(4).build()?;
     let django = Engine::builder(DJANGO_APP).threads(4).build()?;

@@ -56,9 +56,7 @@ fn hint(error: &Error) -> Option<String> {
         Error::TrustedProxy { .. } => {
             "--trusted-proxy takes IP addresses and CIDR ranges, such as 10.0.0.0/8".into()
         }
-        Error::ProcessesUnsupported => {
-            "leave out --processes to run Python in this process".into()
-        }
+        Error::ProcessesUnsupported => "leave out --processes to run Python in this process".into(),
         Error::Thread(_) => {
             "lower --threads, or raise the limit on this user's threads (`ulimit -u`)".into()
         }

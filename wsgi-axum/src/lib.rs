@@ -44,7 +44,7 @@ use axum::http::{Request, Response};
 use wsgi_core::ConnInfo;
 
 pub use wsgi_core;
-pub use wsgi_core::{Engine, Scheme};
+pub use wsgi_core::{Engine, Scheme, run_if_worker};
 
 /// A [`tower_service::Service`] that runs requests through a WSGI application.
 ///
