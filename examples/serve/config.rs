@@ -9,9 +9,12 @@ use std::path::{Path, PathBuf};
 
 use clap::builder::TypedValueParser as _;
 use ipnet::IpNet;
-use wsgi_core::{DEFAULT_BUFFER_BODY, DEFAULT_QUEUE_DEPTH, DEFAULT_THREADS, Engine, EngineBuilder};
+use wsgi_core::{
+    DEFAULT_BUFFER_BODY, DEFAULT_MIN_LIFETIME, DEFAULT_QUEUE_DEPTH, DEFAULT_THREADS, Engine,
+    EngineBuilder,
+};
 
-use crate::values::{Bytes, Secs, at_least_one, ip_net, positive_secs};
+use crate::values::{Bytes, Secs, at_least_one, ip_net, mebibytes, positive_secs};
 
 /// The application and how the engine runs it.
 #[derive(clap::Args, Debug)]
@@ -31,6 +34,53 @@ pub(crate) struct EngineOptions {
     /// they die (0: in this process). Like gunicorn's and Granian's --workers.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub(crate) processes: usize,
+
+    /// Replace each worker process after it has answered N requests, plus a random part of
+    /// --max-requests-jitter (a cure for leaks; gunicorn's option) [default: never].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..),
+          help_heading = "Worker processes")]
+    max_requests: Option<u64>,
+
+    /// Up to this many more requests, drawn per worker, so workers are not replaced together.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        requires = "max_requests",
+        help_heading = "Worker processes"
+    )]
+    max_requests_jitter: u64,
+
+    /// Replace each worker process once it has been ready this long, plus a random part of
+    /// --max-lifetime-jitter [default: never].
+    #[arg(long, value_name = "DURATION", value_parser = positive_secs,
+          help_heading = "Worker processes")]
+    max_lifetime: Option<Secs>,
+
+    /// Up to this much longer, drawn per worker.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        requires = "max_lifetime",
+        help_heading = "Worker processes"
+    )]
+    max_lifetime_jitter: Option<Secs>,
+
+    /// Replace a worker process whose resident memory reaches this size, after draining it:
+    /// a bare number is MiB (512), or give a unit (512M, 2G) [default: no limit].
+    #[arg(long, value_name = "SIZE", value_parser = mebibytes, help_heading = "Worker processes")]
+    max_rss: Option<Bytes>,
+
+    /// No --max-requests, --max-lifetime or --max-rss replacement before a worker has been
+    /// ready this long.
+    #[arg(long, value_name = "DURATION", default_value_t = Secs(DEFAULT_MIN_LIFETIME),
+          help_heading = "Worker processes")]
+    min_lifetime: Secs,
+
+    /// Do not restart the workers when tmp/restart.txt in the application's directory
+    /// changes (Passenger's convention, on by default with --processes).
+    #[arg(long, help_heading = "Worker processes")]
+    no_restart_file: bool,
 
     /// Change to DIR before loading the application (APP is then relative to DIR, and DIR
     /// is on `sys.path`).
@@ -131,6 +181,9 @@ impl EngineOptions {
         let mut builder = Engine::builder(self.app())
             .threads(self.threads.get())
             .processes(self.processes)
+            .max_requests_jitter(self.max_requests_jitter)
+            .min_lifetime(self.min_lifetime.0)
+            .restart_files(!self.no_restart_file)
             .strict_python_version(self.strict_python_version)
             .buffer_body(self.buffer_body.0)
             .stream_chunked(self.stream_chunked)
@@ -152,6 +205,18 @@ impl EngineOptions {
             && (!venv_from_env || env_is_relative)
         {
             builder = builder.venv(dir);
+        }
+        if let Some(n) = self.max_requests {
+            builder = builder.max_requests(n);
+        }
+        if let Some(Secs(age)) = self.max_lifetime {
+            builder = builder.max_lifetime(age);
+        }
+        if let Some(Secs(jitter)) = self.max_lifetime_jitter {
+            builder = builder.max_lifetime_jitter(jitter);
+        }
+        if let Some(Bytes(limit)) = self.max_rss {
+            builder = builder.max_rss(limit);
         }
         if let Some(Bytes(limit)) = self.max_body {
             builder = builder.max_body(limit);

@@ -124,9 +124,11 @@ async fn run(mut args: Args, dropped: DroppedLines) -> Result<(), String> {
     let engine = args
         .engine
         .builder(args.venv_origin == VenvOrigin::Environment)
+        .drain_grace(args.grace.0)
         .build()
         .map_err(|e| hints::describe(&e))?;
     tracing::info!(app = %args.engine.app(), processes = engine.processes(), threads = engine.threads(), server = ?args.server, "application loaded");
+    signals.restart_on_hangup(engine.clone());
     let mount = args.mount.as_deref().unwrap_or_default();
 
     if let Some((listener, addr)) = metrics_listener {

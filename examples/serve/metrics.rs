@@ -154,10 +154,42 @@ fn encode(s: &MetricsSnapshot, dropped_lines: u64, encoder: &mut DescriptorEncod
         )?;
         family(
             encoder,
-            "wsgi_worker_deaths",
-            "Worker processes that died and were replaced, by worker.",
+            "wsgi_worker_restarts",
+            "Worker process replacements by worker and reason (crash, max_requests, restart_file, ...).",
             MetricType::Counter,
-            by_worker(|w| Value::Count(w.deaths)),
+            s.workers.iter().flat_map(|w| {
+                w.restarts.iter().map(move |&(reason, n)| {
+                    (
+                        [
+                            ("worker", w.index.to_string()),
+                            ("reason", reason.to_owned()),
+                        ],
+                        Value::Count(n),
+                    )
+                })
+            }),
+        )?;
+        family(
+            encoder,
+            "wsgi_worker_rss_bytes",
+            "Resident memory of each worker process when last sampled (with --max-rss).",
+            MetricType::Gauge,
+            s.workers.iter().filter_map(|w| {
+                let rss = usize::try_from(w.rss_bytes?).unwrap_or(usize::MAX);
+                Some(([("worker", w.index.to_string())], Value::Gauge(rss)))
+            }),
+        )?;
+        family(
+            encoder,
+            "wsgi_worker_age_seconds",
+            "How long each worker process has been ready.",
+            MetricType::Gauge,
+            s.workers.iter().filter_map(|w| {
+                Some((
+                    [("worker", w.index.to_string())],
+                    Value::Seconds(w.age?.as_secs_f64()),
+                ))
+            }),
         )?;
     }
     counter(
@@ -202,6 +234,7 @@ fn encode(s: &MetricsSnapshot, dropped_lines: u64, encoder: &mut DescriptorEncod
 enum Value {
     Count(u64),
     Gauge(usize),
+    Seconds(f64),
 }
 
 /// One metric with one sample per label set.
@@ -218,6 +251,7 @@ fn family<L: EncodeLabelSet>(
         match value {
             Value::Count(n) => sample.encode_counter::<NoLabelSet, _, u64>(&n, None)?,
             Value::Gauge(n) => sample.encode_gauge(&n)?,
+            Value::Seconds(secs) => sample.encode_gauge(&secs)?,
         }
     }
     Ok(())

@@ -163,6 +163,25 @@ impl fmt::Display for Bytes {
     }
 }
 
+/// A memory size for `--max-rss`: a bare number is MiB (as Granian's `--workers-max-rss`),
+/// or a [`Bytes`] with its unit (`512M`, `2G`).
+pub(crate) fn mebibytes(text: &str) -> Result<Bytes, String> {
+    let text = text.trim();
+    let bytes = if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        let mib: u64 = text.parse().map_err(|_| format!("{text} is too large"))?;
+        Bytes(
+            mib.checked_mul(1 << 20)
+                .ok_or_else(|| format!("{text} MiB is too large"))?,
+        )
+    } else {
+        text.parse()?
+    };
+    if bytes.0 == 0 {
+        return Err("must be more than 0 (leave the option out for no limit)".into());
+    }
+    Ok(bytes)
+}
+
 /// A count of at least one.
 pub(crate) fn at_least_one(text: &str) -> Result<NonZeroUsize, String> {
     let n: usize = text

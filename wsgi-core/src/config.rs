@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::engine::Engine;
 use crate::error::Error;
+use crate::lifecycle::policy::{Recycle, RecycleError};
 use crate::proxy::TrustedProxies;
 use crate::state::Limits;
 
@@ -30,6 +31,13 @@ pub const DEFAULT_QUEUE_DEPTH: usize = 1024;
 /// `wsgi.input` as the application reads.
 pub const DEFAULT_BUFFER_BODY: u64 = 64 * 1024;
 
+/// How long a replaced worker process may take to finish its requests before it is killed.
+pub const DEFAULT_DRAIN_GRACE: Duration = Duration::from_secs(30);
+
+/// How long a worker process must have been ready before a recycling limit may replace it
+/// (see [`EngineBuilder::min_lifetime`]).
+pub const DEFAULT_MIN_LIFETIME: Duration = crate::lifecycle::policy::DEFAULT_MIN_LIFETIME;
+
 /// Builds an [`Engine`]: see [`Engine::builder`].
 #[derive(Debug, Clone)]
 #[must_use]
@@ -37,6 +45,9 @@ pub struct EngineBuilder {
     pub(crate) app: String,
     pub(crate) threads: usize,
     pub(crate) processes: usize,
+    pub(crate) recycle: Recycle,
+    pub(crate) restart_files: bool,
+    pub(crate) drain_grace: Duration,
     pub(crate) queue_depth: usize,
     pub(crate) retry_after: u32,
     pub(crate) max_body: Option<u64>,
@@ -86,6 +97,121 @@ impl EngineBuilder {
     /// ```
     pub fn processes(mut self, n: usize) -> Self {
         self.processes = n;
+        self
+    }
+
+    /// Replaces each worker process after it has answered `n` requests, plus a random
+    /// `0..=`[`max_requests_jitter`](Self::max_requests_jitter) drawn per worker (gunicorn's
+    /// `max_requests`, Passenger's `passenger_max_requests`): the cure for an application
+    /// that leaks. Default: never. Needs [`processes`](Self::processes).
+    ///
+    /// No request is lost: the worker takes no new request once its budget is spent (they
+    /// wait in the queue or go to other workers, so a leak stays bounded), a new worker
+    /// loads the application and gets requests once it is ready, and the old one finishes
+    /// what it runs and exits (see [`drain_grace`](Self::drain_grace)). The same goes for
+    /// [`max_rss`](Self::max_rss); other replacements (lifetime, restart file, SIGHUP)
+    /// keep the old worker serving until the new one is ready.
+    ///
+    /// ```
+    /// let builder = wsgi_core::Engine::builder("app.py")
+    ///     .processes(2)
+    ///     .max_requests(10_000)
+    ///     .max_requests_jitter(1_000);
+    /// ```
+    pub fn max_requests(mut self, n: u64) -> Self {
+        self.recycle.max_requests = Some(n);
+        self
+    }
+
+    /// The jitter of [`max_requests`](Self::max_requests), so that workers started together
+    /// are not replaced together (default 0).
+    pub fn max_requests_jitter(mut self, n: u64) -> Self {
+        self.recycle.max_requests_jitter = n;
+        self
+    }
+
+    /// Replaces each worker process once it has been ready this long, plus a random
+    /// `0..=`[`max_lifetime_jitter`](Self::max_lifetime_jitter) (Granian's
+    /// `--workers-lifetime`, uWSGI's `max-worker-lifetime`). Default: never. Needs
+    /// [`processes`](Self::processes).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let builder = wsgi_core::Engine::builder("app.py")
+    ///     .processes(2)
+    ///     .max_lifetime(Duration::from_secs(6 * 3600))
+    ///     .max_lifetime_jitter(Duration::from_secs(600));
+    /// ```
+    pub fn max_lifetime(mut self, age: Duration) -> Self {
+        self.recycle.max_lifetime = Some(age);
+        self
+    }
+
+    /// The jitter of [`max_lifetime`](Self::max_lifetime) (default 0).
+    pub fn max_lifetime_jitter(mut self, jitter: Duration) -> Self {
+        self.recycle.max_lifetime_jitter = jitter;
+        self
+    }
+
+    /// Replaces a worker process whose resident memory reaches `bytes` (Granian's
+    /// `--workers-max-rss`, uWSGI's `reload-on-rss`), checked by the worker after each request
+    /// and sampled by the host four times a second. The worker then takes no new request and
+    /// is drained, never killed mid-request.
+    /// Default: no limit. Needs [`processes`](Self::processes).
+    ///
+    /// ```
+    /// let builder = wsgi_core::Engine::builder("app.py").processes(2).max_rss(512 << 20);
+    /// ```
+    pub fn max_rss(mut self, bytes: u64) -> Self {
+        self.recycle.max_rss = Some(bytes);
+        self
+    }
+
+    /// How long a worker process must have been ready before
+    /// [`max_requests`](Self::max_requests), [`max_lifetime`](Self::max_lifetime) or
+    /// [`max_rss`](Self::max_rss) may replace it (uWSGI's `min-worker-lifetime`; default
+    /// 10 s), so a limit set too low cannot make workers restart without end.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let builder = wsgi_core::Engine::builder("app.py")
+    ///     .processes(2)
+    ///     .max_requests(1_000)
+    ///     .min_lifetime(Duration::from_secs(60));
+    /// ```
+    pub fn min_lifetime(mut self, age: Duration) -> Self {
+        self.recycle.min_lifetime = age;
+        self
+    }
+
+    /// Whether touching `tmp/restart.txt` in the application's directory restarts the
+    /// worker processes, one by one and without dropping a request, as with Passenger
+    /// (default `true` with [`processes`](Self::processes); Python in this process cannot
+    /// be restarted). A file there at start-up restarts nothing; each later change of its
+    /// modification time (or of the file) does, within about a second.
+    ///
+    /// ```
+    /// let builder = wsgi_core::Engine::builder("app.py").processes(2).restart_files(false);
+    /// ```
+    pub fn restart_files(mut self, watch: bool) -> Self {
+        self.restart_files = watch;
+        self
+    }
+
+    /// How long a worker process being replaced may take to finish the requests it is
+    /// running before it is killed (default [`DEFAULT_DRAIN_GRACE`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let builder = wsgi_core::Engine::builder("app.py")
+    ///     .processes(2)
+    ///     .drain_grace(Duration::from_secs(60));
+    /// ```
+    pub fn drain_grace(mut self, grace: Duration) -> Self {
+        self.drain_grace = grace;
         self
     }
 
@@ -345,7 +471,8 @@ impl EngineBuilder {
             None => std::env::current_dir().unwrap_or_default(),
         };
         let spec = crate::spec::parse_spec(&self.app, &spec_base)?;
-        spec.locate(&spec_base)?;
+        let located = spec.locate(&spec_base)?;
+        let lifecycle = self.lifecycle(located.module_dir)?;
         let app = AppConfig {
             app: self.app.clone(),
             venv,
@@ -364,8 +491,65 @@ impl EngineBuilder {
             app,
             proxies,
             limits,
+            lifecycle,
             spool_dir,
             builder: self,
+        })
+    }
+}
+
+/// How worker processes are replaced (see [`crate::runner::processes`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Lifecycle {
+    pub(crate) recycle: Recycle,
+    /// The application's directory, whose `tmp/restart.txt` restarts the workers; `None`
+    /// when restart files are off.
+    pub(crate) restart_dir: Option<PathBuf>,
+    /// How long a worker being replaced may take to finish its requests.
+    pub(crate) drain_grace: Duration,
+}
+
+impl EngineBuilder {
+    /// Checks the recycling options: they need worker processes, and must agree.
+    fn lifecycle(&self, app_dir: PathBuf) -> Result<Lifecycle, Error> {
+        let recycle = &self.recycle;
+        if self.processes == 0 && recycle.is_enabled() {
+            let (option, value) = if let Some(n) = recycle.max_requests {
+                ("max_requests", n.to_string())
+            } else if let Some(age) = recycle.max_lifetime {
+                ("max_lifetime", format!("{age:?}"))
+            } else {
+                ("max_rss", recycle.max_rss.unwrap_or_default().to_string())
+            };
+            return Err(Error::Config {
+                option,
+                value,
+                expected: "used with worker processes (`processes(n)`): Python in this \
+                           process cannot be replaced",
+            });
+        }
+        recycle.validate().map_err(|e| {
+            let (option, expected) = match e {
+                RecycleError::JitterWithoutLimit { jitter, .. } => {
+                    (jitter, "used together with the limit it spreads")
+                }
+                RecycleError::Zero { option } => {
+                    (option, "more than 0 (leave it out for no limit)")
+                }
+                RecycleError::LifetimeBelowMinimum { .. } => {
+                    ("max_lifetime", "at least min_lifetime")
+                }
+            };
+            Error::Config {
+                option,
+                value: e.to_string(),
+                expected,
+            }
+        })?;
+        Ok(Lifecycle {
+            recycle: recycle.clone(),
+            restart_dir: (self.processes > 0 && self.restart_files).then_some(app_dir),
+            drain_grace: self.drain_grace,
         })
     }
 }
@@ -409,6 +593,8 @@ pub(crate) struct Resolved {
     pub(crate) limits: Limits,
     /// Where large request bodies are spooled, absolute; `None` when bodies stream.
     pub(crate) spool_dir: Option<PathBuf>,
+    /// How worker processes are replaced.
+    pub(crate) lifecycle: Lifecycle,
     /// The options as given, for what the engine reads per request.
     pub(crate) builder: EngineBuilder,
 }
@@ -420,6 +606,9 @@ impl EngineBuilder {
             app,
             threads: DEFAULT_THREADS,
             processes: 0,
+            recycle: Recycle::default(),
+            restart_files: true,
+            drain_grace: DEFAULT_DRAIN_GRACE,
             queue_depth: DEFAULT_QUEUE_DEPTH,
             retry_after: 1,
             max_body: None,

@@ -19,6 +19,7 @@ use crate::error::Error;
 use crate::host::HostRequest;
 use crate::input::{self, BodyBuffer, InputPump, InputSource, Unread};
 use crate::job::Job;
+use crate::lifecycle::reason::RestartReason;
 use crate::metrics::MetricsSnapshot;
 use crate::pipe::{self, Msg, PipeRx};
 use crate::proxy::TrustedProxies;
@@ -28,6 +29,9 @@ use crate::runner::{Refused, Runner};
 use crate::spool::{BodySpool, Spooler};
 use crate::state::{InFlight, Shared};
 use crate::watchdog;
+
+/// How long a shutdown waits for worker processes to run their `atexit` handlers and exit.
+const STOP_WAIT: Duration = Duration::from_secs(5);
 
 /// Bytes of response body buffered per request before the application is paused.
 const PIPE_LIMIT: usize = 256 * 1024;
@@ -60,6 +64,7 @@ impl Engine {
             proxies,
             limits,
             spool_dir,
+            lifecycle,
             builder,
         } = resolved;
         let spooler = spool_dir
@@ -67,8 +72,9 @@ impl Engine {
                 Spooler::start(dir.clone()).map_err(|source| Error::SpoolDir { path: dir, source })
             })
             .transpose()?;
+        // A worker-process engine has one spare group of slots, for replacements.
         let shared = Arc::new(Shared::new(
-            builder.threads * builder.processes.max(1),
+            builder.threads * (builder.processes + usize::from(builder.processes > 0)).max(1),
             limits,
         ));
         let runner: Arc<dyn Runner> = match builder.processes {
@@ -80,9 +86,13 @@ impl Engine {
                 builder.threads,
                 builder.queue_depth,
                 shared.clone(),
+                lifecycle,
             )?),
             #[cfg(not(target_os = "linux"))]
-            _ => return Err(Error::ProcessesUnsupported),
+            _ => {
+                let _ = lifecycle;
+                return Err(Error::ProcessesUnsupported);
+            }
         };
         if let Some(timeout) = limits.timeout {
             watchdog::start(Arc::downgrade(&shared), Arc::downgrade(&runner), timeout)?;
@@ -360,15 +370,58 @@ impl Engine {
         let shared = &self.inner.shared;
         let in_flight = shared.in_flight();
         shared.metrics.snapshot(
-            shared.slots.len(),
+            self.inner.config.threads * self.inner.config.processes.max(1),
             in_flight,
             self.inner.runner.queued(),
             self.inner.runner.workers(),
         )
     }
 
+    /// Replaces every worker process, one at a time, without dropping a request: each new
+    /// worker loads the application (the new code, after a deploy) and reports ready before
+    /// it gets requests, then the old one finishes its own and exits. A new worker that
+    /// fails to load leaves the old one serving, and the error is logged. Returns at once;
+    /// the replacements happen in the background. Counted as `api` in
+    /// [`WorkerSnapshot::restarts`](crate::WorkerSnapshot::restarts).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::RestartUnsupported`] when Python runs in this process (no
+    /// [`processes`](EngineBuilder::processes)).
+    ///
+    /// ```
+    /// let engine = wsgi_core::Engine::builder("wsgiref.simple_server:demo_app").build()?;
+    /// assert!(engine.restart().is_err(), "in-process Python cannot be restarted");
+    /// # Ok::<(), wsgi_core::Error>(())
+    /// ```
+    pub fn restart(&self) -> Result<(), Error> {
+        self.restart_for(RestartReason::Api)
+    }
+
+    /// [`restart`](Self::restart), as a program does on SIGHUP: counted as `signal`.
+    ///
+    /// # Errors
+    ///
+    /// As [`restart`](Self::restart).
+    pub fn restart_on_signal(&self) -> Result<(), Error> {
+        self.restart_for(RestartReason::Signal)
+    }
+
+    fn restart_for(&self, reason: RestartReason) -> Result<(), Error> {
+        if self.inner.runner.restart(reason) {
+            Ok(())
+        } else {
+            Err(Error::RestartUnsupported)
+        }
+    }
+
     /// Stops taking requests (new ones get 503), lets in-flight requests finish for up to
     /// `grace`, then aborts the rest: their responses are cut and their iterables closed.
+    ///
+    /// With worker processes, the workers then exit through their `atexit` handlers (the
+    /// future waits up to 5 s more for them). In-process, the interpreter is never
+    /// finalised, so the application's `atexit` handlers do not run: use worker processes
+    /// if they must.
     ///
     /// The future does its waiting on a helper thread, so it works on any executor.
     ///
@@ -386,6 +439,7 @@ impl Engine {
         shared.closing.store(true, Ordering::Release);
         let (tx, rx) = futures::channel::oneshot::channel();
         let started = shared.completed();
+        let runner = self.inner.runner.clone();
         let spawned = std::thread::Builder::new()
             .name("wsgi-shutdown".into())
             .spawn(move || {
@@ -394,6 +448,9 @@ impl Engine {
                     tracing::warn!(target: "wsgi_core", aborted, "grace period over; aborting in-flight requests");
                     shared.force_close.store(true, Ordering::Release);
                 }
+                // Worker processes leave through their `atexit` handlers before the program
+                // exits (and takes them with it).
+                runner.stop(STOP_WAIT);
                 let _ = tx.send(ShutdownReport {
                     completed: shared.completed().saturating_sub(started),
                     aborted,

@@ -214,6 +214,12 @@ pub enum Error {
     /// A worker thread could not be started.
     #[error("could not start a Python worker thread: {0}")]
     Thread(#[source] std::io::Error),
+    /// [`Engine::restart`](crate::Engine::restart) was called on an engine whose Python runs
+    /// in this process, which cannot be restarted.
+    #[error(
+        "restarting the application needs worker processes (`EngineBuilder::processes`); Python in this process cannot be restarted"
+    )]
+    RestartUnsupported,
     /// Worker processes were asked for on a platform that does not have them yet.
     #[error(
         "worker processes are supported on Linux only; leave the number of processes unset \

@@ -131,8 +131,15 @@ pub struct WorkerSnapshot {
     pub ready: bool,
     /// Requests its processes have answered.
     pub requests: u64,
-    /// How many of its processes died (and were replaced).
-    pub deaths: u64,
+    /// Its replacements by reason: `restart_file`, `always_restart`, `max_requests`,
+    /// `lifetime`, `rss`, `crash`, `timeout`, `signal` (SIGHUP to `serve`), `api`
+    /// ([`Engine::restart`](crate::Engine::restart)); every reason is listed, from 0.
+    pub restarts: Vec<(&'static str, u64)>,
+    /// The current process's resident memory when last sampled (only with
+    /// [`max_rss`](crate::EngineBuilder::max_rss)).
+    pub rss_bytes: Option<u64>,
+    /// How long the current process has been ready.
+    pub age: Option<Duration>,
 }
 
 #[cfg(test)]

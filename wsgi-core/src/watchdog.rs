@@ -99,6 +99,7 @@ fn watch(shared: Weak<Shared>, runner: Weak<dyn Runner>, timeout: Duration) {
                     running.stage = Stage::Stuck;
                     drop(guard);
                     shared.metrics.stuck_threads.fetch_add(1, Ordering::Relaxed);
+                    runner.stuck(index);
                     tracing::error!(
                         target: "wsgi_core",
                         "a Python thread ignored the timeout's TimeoutError (blocked in C code?); \

@@ -63,6 +63,7 @@ impl Backoff {
     }
 
     /// The wait the next crash would get (for the log line and metrics).
+    #[allow(dead_code, reason = "tested; for a future log line")]
     pub(crate) fn next_wait(&self) -> Duration {
         self.next
     }

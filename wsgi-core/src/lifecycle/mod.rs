@@ -19,9 +19,6 @@
 //! (start the new worker, wait until it is ready, route to it, then drain the old one) is
 //! the supervisor's, so every trigger gets the same lossless sequence.
 
-// The worker-process supervisor that calls these lands separately.
-#![allow(dead_code, reason = "the worker-process supervisor uses these next")]
-
 pub(crate) mod backoff;
 pub(crate) mod policy;
 pub(crate) mod random;

@@ -71,12 +71,12 @@ impl Default for Recycle {
     }
 }
 
-/// Recycling settings that contradict each other. The names are the `serve` options;
+/// Recycling settings that contradict each other. The names are the builder methods;
 /// the engine maps this to its own error type.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum RecycleError {
     /// A jitter given without the limit it spreads.
-    #[error("--{jitter} needs --{limit}: jitter spreads a limit, and there is none")]
+    #[error("{jitter} needs {limit}: jitter spreads a limit, and there is none")]
     JitterWithoutLimit {
         /// The jitter option, e.g. `max-requests-jitter`.
         jitter: &'static str,
@@ -84,15 +84,15 @@ pub(crate) enum RecycleError {
         limit: &'static str,
     },
     /// A limit of zero, which would replace workers without end.
-    #[error("--{option} must be more than 0 (leave it out for no limit)")]
+    #[error("{option} must be more than 0 (leave it out for no limit)")]
     Zero {
         /// The option, e.g. `max-rss`.
         option: &'static str,
     },
     /// A lifetime shorter than the minimum lifetime, which would silently stretch it.
     #[error(
-        "--max-lifetime ({max_lifetime:?}) is shorter than --min-lifetime ({min_lifetime:?}): \
-         lower --min-lifetime or raise --max-lifetime"
+        "max_lifetime ({max_lifetime:?}) is shorter than min_lifetime ({min_lifetime:?}): \
+         lower min_lifetime or raise max_lifetime"
     )]
     LifetimeBelowMinimum {
         /// The configured maximum lifetime.
@@ -112,28 +112,28 @@ impl Recycle {
     pub(crate) fn validate(&self) -> Result<(), RecycleError> {
         if self.max_requests_jitter > 0 && self.max_requests.is_none() {
             return Err(RecycleError::JitterWithoutLimit {
-                jitter: "max-requests-jitter",
-                limit: "max-requests",
+                jitter: "max_requests_jitter",
+                limit: "max_requests",
             });
         }
         if !self.max_lifetime_jitter.is_zero() && self.max_lifetime.is_none() {
             return Err(RecycleError::JitterWithoutLimit {
-                jitter: "max-lifetime-jitter",
-                limit: "max-lifetime",
+                jitter: "max_lifetime_jitter",
+                limit: "max_lifetime",
             });
         }
         if self.max_requests == Some(0) {
             return Err(RecycleError::Zero {
-                option: "max-requests",
+                option: "max_requests",
             });
         }
         if self.max_lifetime == Some(Duration::ZERO) {
             return Err(RecycleError::Zero {
-                option: "max-lifetime",
+                option: "max_lifetime",
             });
         }
         if self.max_rss == Some(0) {
-            return Err(RecycleError::Zero { option: "max-rss" });
+            return Err(RecycleError::Zero { option: "max_rss" });
         }
         if let Some(max_lifetime) = self.max_lifetime
             && max_lifetime < self.min_lifetime
@@ -252,13 +252,13 @@ mod tests {
         assert_eq!(
             err,
             RecycleError::JitterWithoutLimit {
-                jitter: "max-requests-jitter",
-                limit: "max-requests"
+                jitter: "max_requests_jitter",
+                limit: "max_requests"
             }
         );
         assert_eq!(
             err.to_string(),
-            "--max-requests-jitter needs --max-requests: jitter spreads a limit, and there is none"
+            "max_requests_jitter needs max_requests: jitter spreads a limit, and there is none"
         );
         let r = Recycle {
             max_lifetime_jitter: SEC,
@@ -267,7 +267,7 @@ mod tests {
         assert!(matches!(
             r.validate(),
             Err(RecycleError::JitterWithoutLimit {
-                limit: "max-lifetime",
+                limit: "max_lifetime",
                 ..
             })
         ));
@@ -281,21 +281,21 @@ mod tests {
                     max_requests: Some(0),
                     ..recycle()
                 },
-                "max-requests",
+                "max_requests",
             ),
             (
                 Recycle {
                     max_lifetime: Some(Duration::ZERO),
                     ..recycle()
                 },
-                "max-lifetime",
+                "max_lifetime",
             ),
             (
                 Recycle {
                     max_rss: Some(0),
                     ..recycle()
                 },
-                "max-rss",
+                "max_rss",
             ),
         ] {
             assert_eq!(r.validate(), Err(RecycleError::Zero { option }));
@@ -310,7 +310,7 @@ mod tests {
         };
         let err = r.validate().unwrap_err();
         assert!(matches!(err, RecycleError::LifetimeBelowMinimum { .. }));
-        assert!(err.to_string().contains("--min-lifetime (10s)"), "{err}");
+        assert!(err.to_string().contains("min_lifetime (10s)"), "{err}");
         let r = Recycle {
             max_lifetime: Some(10 * SEC),
             ..Recycle::default()

@@ -14,12 +14,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use super::log::{CONTROL_QUEUE, WorkerSubscriber, control_channel, spawn_control_writer};
+use super::log::{
+    CONTROL_QUEUE, ControlSender, WorkerSubscriber, control_channel, spawn_control_writer,
+};
 use super::messages::{ControlFromWorker, ControlToWorker, FromWorker, RequestBody, ToWorker};
 use super::wire::{FrameReader, FrameWriter};
 use crate::config::AppConfig;
 use crate::input::{Chunk, InputSource, Pull, Pulled};
 use crate::job::Job;
+use crate::lifecycle::rss::self_rss;
 use crate::pipe::{Gone, Msg, PipeTx, RemoteSink, TrySend};
 use crate::python::{self, Feed, Jobs};
 use crate::state::{InFlight, Limits, Shared};
@@ -31,6 +34,7 @@ const NO_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
 /// Serves as a worker process over `control` and one data socket per thread (`slots`);
 /// returns the process's exit code.
 pub(crate) fn run(control: UnixStream, slots: Vec<UnixStream>) -> i32 {
+    ignore_stop_signals();
     let Ok(read_half) = control.try_clone() else {
         return 1;
     };
@@ -77,8 +81,16 @@ pub(crate) fn run(control: UnixStream, slots: Vec<UnixStream>) -> i32 {
     let current: Arc<[Current]> = (0..slots.len()).map(|_| Current::default()).collect();
     let idents: Arc<[OnceLock<u64>]> = (0..slots.len()).map(|_| OnceLock::new()).collect();
     let mut feeds = Vec::with_capacity(slots.len());
+    let rss = config.max_rss.map(|limit| {
+        Arc::new(RssCheck {
+            limit,
+            sender: sender.clone(),
+            requests: AtomicU64::new(0),
+            reported: AtomicBool::new(false),
+        })
+    });
     for (slot, socket) in slots.into_iter().enumerate() {
-        match SocketFeed::new(socket, slot, current.clone(), shared.clone()) {
+        match SocketFeed::new(socket, slot, current.clone(), shared.clone(), rss.clone()) {
             Ok(feed) => feeds.push(Jobs::Fed(Box::new(feed))),
             Err(e) => return fail(format!("cannot use the worker's sockets: {e}")),
         }
@@ -132,7 +144,9 @@ pub(crate) fn run(control: UnixStream, slots: Vec<UnixStream>) -> i32 {
                             for thread in threads {
                                 let _ = thread.join();
                             }
-                            // SAFETY: as below; every request has been answered.
+                            python::run_atexit();
+                            // SAFETY: as below; every request has been answered and the
+                            // application's atexit handlers have run.
                             unsafe { libc::_exit(0) }
                         });
                 }
@@ -144,6 +158,27 @@ pub(crate) fn run(control: UnixStream, slots: Vec<UnixStream>) -> i32 {
                 // atexit handlers, which could block on Python threads mid-request.
                 unsafe { libc::_exit(0) }
             }
+        }
+    }
+}
+
+/// The host decides when a worker stops. Ctrl-C in a terminal (SIGINT to the whole
+/// process group), `pkill serve` (workers share the host's command line) or systemd's
+/// SIGTERM to every process of the service must not end workers before the host has
+/// drained them; the host ends them with `Shutdown`, or SIGKILL after its grace period, and
+/// they die with it (`PR_SET_PDEATHSIG`).
+fn ignore_stop_signals() {
+    extern "C" fn ignore(_: libc::c_int) {}
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: installs a handler that does nothing, which is async-signal-safe. A
+        // handler rather than SIG_IGN, because handlers are reset on exec: the
+        // application's subprocesses keep the default dispositions.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = ignore as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            action.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(signal, &action, std::ptr::null_mut());
         }
     }
 }
@@ -190,6 +225,7 @@ struct SocketFeed {
     slot: usize,
     current: Arc<[Current]>,
     shared: Arc<Shared>,
+    rss: Option<Arc<RssCheck>>,
 }
 
 impl SocketFeed {
@@ -198,6 +234,7 @@ impl SocketFeed {
         slot: usize,
         current: Arc<[Current]>,
         shared: Arc<Shared>,
+        rss: Option<Arc<RssCheck>>,
     ) -> std::io::Result<Self> {
         Ok(SocketFeed {
             reader: Arc::new(Mutex::new(FrameReader::new(socket.try_clone()?))),
@@ -205,7 +242,37 @@ impl SocketFeed {
             slot,
             current,
             shared,
+            rss,
         })
+    }
+}
+
+/// `max_rss`, checked by the worker after each request (one read of `/proc/self/statm`):
+/// the host samples only four times a second, and a leaking app can grow a lot in between.
+/// The worker reports once; the host decides and replaces it, readiness-gated as always.
+#[derive(Debug)]
+struct RssCheck {
+    limit: u64,
+    sender: ControlSender,
+    requests: AtomicU64,
+    reported: AtomicBool,
+}
+
+impl RssCheck {
+    fn after_request(&self) {
+        let requests = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.reported.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Ok(rss_bytes) = self_rss()
+            && rss_bytes >= self.limit
+            && !self.reported.swap(true, Ordering::Relaxed)
+        {
+            let _ = self.sender.send(ControlFromWorker::Stats {
+                rss_bytes,
+                requests,
+            });
+        }
     }
 }
 
@@ -255,6 +322,9 @@ impl Feed for SocketFeed {
 
     fn finish(&mut self) {
         let _ = lock(&self.writer).flush();
+        if let Some(rss) = &self.rss {
+            rss.after_request();
+        }
     }
 }
 

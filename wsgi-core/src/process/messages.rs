@@ -143,6 +143,9 @@ pub(crate) struct WorkerConfig {
     /// The most verbose level the host logs (its `LevelFilter::current()`), so a worker
     /// does not ship records the host would drop.
     pub(crate) log_level: LevelFilter,
+    /// Resident memory past which the worker reports itself after a request, so the host
+    /// replaces it (`EngineBuilder::max_rss`).
+    pub(crate) max_rss: Option<u64>,
 }
 
 /// Control socket, host → worker.
@@ -394,6 +397,8 @@ impl Message for ControlToWorker {
                 out.put_u8(c.multiprocess.into());
                 out.put_u32_le(c.index);
                 out.put_u8(level_filter_code(c.log_level));
+                // 0 for none: a limit of 0 bytes is refused when the engine is built.
+                out.put_u64_le(c.max_rss.unwrap_or(0));
                 Encoded::fields(CONFIG)
             }
             ControlToWorker::Interrupt { slot, id } => {
@@ -434,6 +439,7 @@ impl Message for ControlToWorker {
                     multiprocess: f.bool("multiprocess")?,
                     index: f.u32("worker index")?,
                     log_level: level_filter_from(f.u8("log level")?)?,
+                    max_rss: Some(f.u64("max rss")?).filter(|&n| n != 0),
                 })
             }
             INTERRUPT => ControlToWorker::Interrupt {
@@ -813,6 +819,7 @@ mod tests {
             multiprocess: false,
             index: 3,
             log_level: LevelFilter::DEBUG,
+            max_rss: Some(512 << 20),
         };
         let ControlToWorker::Config(back) = round_trip(&ControlToWorker::Config(config.clone()))
         else {
@@ -897,6 +904,7 @@ mod tests {
             multiprocess: true,
             index: 0,
             log_level: LevelFilter::INFO,
+            max_rss: None,
         }))
         .unwrap();
 

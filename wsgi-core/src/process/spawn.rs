@@ -328,6 +328,7 @@ mod linux {
         };
         let name = match signal {
             libc::SIGABRT => " (SIGABRT)",
+            libc::SIGHUP => " (SIGHUP)",
             libc::SIGBUS => " (SIGBUS)",
             libc::SIGFPE => " (SIGFPE)",
             libc::SIGILL => " (SIGILL)",

@@ -154,3 +154,18 @@ pub(crate) fn clear_interrupt(_py: Python<'_>, thread: u64) {
         pyo3::ffi::PyThreadState_SetAsyncExc(thread as std::os::raw::c_long, std::ptr::null_mut());
     }
 }
+
+/// Runs the application's `atexit` handlers, the first thing interpreter finalisation does:
+/// a worker process calls this when it leaves after its last request. (The process then
+/// exits without the rest of finalisation, which could wait on threads the application
+/// started.) An exception in a handler is printed by `atexit` itself, as at a normal exit.
+pub(crate) fn run_atexit() {
+    ensure_initialized();
+    Python::attach(|py| {
+        if let Ok(atexit) = py.import("atexit")
+            && let Err(e) = atexit.call_method0("_run_exitfuncs")
+        {
+            tracing::warn!(target: "wsgi_core::app", "running the atexit handlers failed: {e}");
+        }
+    });
+}

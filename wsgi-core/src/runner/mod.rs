@@ -9,7 +9,10 @@ pub(crate) mod processes;
 pub(crate) mod slots;
 pub(crate) mod threads;
 
+use std::time::Duration;
+
 use crate::job::Job;
+use crate::lifecycle::reason::RestartReason;
 use crate::metrics::WorkerSnapshot;
 
 /// Why a runner did not take a job.
@@ -34,9 +37,26 @@ pub(crate) trait Runner: Send + Sync + std::fmt::Debug {
     /// Stops taking jobs; what is queued still runs.
     fn close(&self);
 
+    /// At the end of a shutdown: stops taking jobs and waits up to `wait` for what runs the
+    /// application to end (worker processes exit through their `atexit` handlers).
+    /// In-process, nothing: the threads end with the engine.
+    fn stop(&self, wait: Duration) {
+        let _ = wait;
+    }
+
     /// Stops the request `id` running in watchdog slot `slot`, which overran its timeout
     /// and has been answered already. Must not hit another request of that slot.
     fn interrupt(&self, slot: usize, id: u64);
+
+    /// The request in `slot` is still running well past its timeout: its thread is
+    /// blocked where the interrupt cannot reach it.
+    fn stuck(&self, _slot: usize) {}
+
+    /// Restarts the application for `reason`; `false` when this runner cannot (Python in
+    /// this process cannot be restarted).
+    fn restart(&self, _reason: RestartReason) -> bool {
+        false
+    }
 
     /// The worker processes' state, for metrics; none when Python runs in this process.
     fn workers(&self) -> Vec<WorkerSnapshot> {

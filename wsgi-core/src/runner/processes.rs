@@ -5,26 +5,42 @@
 //! Requests wait in the host's queue ([`SlotQueue`]) until a worker thread is free. Each
 //! worker thread has a socket and a host thread ("slot") that relays one request at a time
 //! over it: the request, body pieces as `wsgi.input` asks for them, and the response back
-//! into the request's pipe, so backpressure reaches the worker through the socket. One
-//! supervisor thread per worker starts it, waits until it reports ready, forwards its
-//! logs, and when it dies answers what it was running (502 before a response head, an
-//! aborted body after), puts back what it never started, and starts a new one with backoff.
+//! into the request's pipe, so backpressure reaches the worker through the socket.
+//!
+//! One supervisor thread per worker starts it, waits until it reports ready, and replaces
+//! it, always in the same order so that no request is lost: the new process starts in a
+//! spare group of slots and gets requests only once it has loaded the application; then
+//! the old one stops taking requests, finishes what it runs (within the drain grace, then
+//! it is killed) and exits through its `atexit` handlers. There is one spare group, so at
+//! most one extra process exists at a time and replacements of several workers (a
+//! `tmp/restart.txt` touch, SIGHUP) roll through them one by one. What starts a
+//! replacement: the worker's budget ([`crate::lifecycle::policy`]: requests, age, memory),
+//! `tmp/restart.txt`, [`crate::Engine::restart`], or a request stuck past its timeout. A
+//! worker that dies instead answers what it was running (502 before a response head, an
+//! aborted body after), puts back what it never started, and is started again in its
+//! group, at once if it had lived a while, after a growing pause if it keeps dying young.
 
 use std::os::unix::net::UnixStream;
 use std::process::Child;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
 
 use super::slots::SlotQueue;
 use super::{Refused, Runner};
-use crate::config::AppConfig;
+use crate::config::{AppConfig, Lifecycle};
 use crate::error::Error;
 use crate::input::{Chunk, InputSource};
 use crate::job::Job;
+use crate::lifecycle::backoff::Backoff;
+use crate::lifecycle::policy::Budget;
+use crate::lifecycle::random::Rng;
+use crate::lifecycle::reason::RestartReason;
+use crate::lifecycle::restart_file::RestartWatch;
+use crate::lifecycle::rss::rss_bytes;
 use crate::metrics::WorkerSnapshot;
 use crate::pipe::Msg;
 use crate::process::log;
@@ -37,37 +53,100 @@ use crate::response::Head;
 use crate::state::Shared;
 use crate::watchdog::{Running, Stage};
 
-/// First wait before starting a worker again after it died; doubles up to [`MAX_BACKOFF`].
+/// First wait before starting a worker that keeps dying young; doubles up to 30 s.
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// A worker that lived this long is replaced at once when it dies; one that died younger
 /// (a crash loop: every request, or an import-time failure after a restart) waits first.
 const STABLE_AFTER: Duration = Duration::from_secs(2);
-
-fn next_backoff(backoff: Duration) -> Duration {
-    if backoff.is_zero() {
-        FIRST_BACKOFF
-    } else {
-        (backoff * 2).min(MAX_BACKOFF)
-    }
-}
+/// How often a supervisor checks its worker's budget and memory.
+const TICK: Duration = Duration::from_millis(250);
+/// How often `tmp/restart.txt` is looked at (Passenger: "within about a second").
+const RESTART_FILE_POLL: Duration = Duration::from_secs(1);
 
 /// Worker processes and the host threads that feed them.
 #[derive(Debug)]
 pub(crate) struct Processes {
-    queue: Arc<SlotQueue<Job>>,
-    controls: Arc<[Mutex<Option<FrameWriter<UnixStream>>>]>,
-    stats: Arc<[WorkerStats]>,
-    threads: usize,
+    pool: Arc<Pool>,
 }
 
-/// What the metrics show of one worker index.
+/// Everything the supervisors, slots and the engine share.
+#[derive(Debug)]
+struct Pool {
+    /// One group of slots per worker, and one spare for replacements.
+    queue: SlotQueue<Job>,
+    groups: Box<[Group]>,
+    workers: Box<[WorkerState]>,
+    /// The group no worker uses; `None` while a replacement has it.
+    spare: Mutex<Option<usize>>,
+    spare_back: Condvar,
+    threads: usize,
+    shared: Arc<Shared>,
+    lifecycle: Lifecycle,
+}
+
+/// One group of slots: the sockets of one worker process's threads.
+#[derive(Debug)]
+struct Group {
+    /// The process's control socket while one runs here.
+    control: Mutex<Option<FrameWriter<UnixStream>>>,
+    /// The worker (index) whose process runs here.
+    worker: AtomicUsize,
+    /// Slot threads still running for this group.
+    live_slots: AtomicUsize,
+}
+
+/// What the metrics and the triggers know of one worker index.
 #[derive(Debug, Default)]
-struct WorkerStats {
-    /// The running process's id; 0 for none.
+struct WorkerState {
+    events: Mutex<Option<mpsc::Sender<Event>>>,
+    /// The current process's id; 0 for none.
     pid: AtomicU32,
+    /// Requests answered by every process of this index.
     requests: AtomicU64,
-    deaths: AtomicU64,
+    /// Requests answered by the current process (its budget counts these).
+    served: AtomicU64,
+    /// The current process's drawn request budget; 0 for none.
+    max_requests: AtomicU64,
+    /// Processes of this index running (the current one, and one being retired).
+    live: AtomicUsize,
+    /// Replacements by reason, in [`RestartReason::ALL`]'s order.
+    restarts: [AtomicU64; RestartReason::ALL.len()],
+    /// The current process's resident memory when last sampled; 0 for not yet.
+    rss: AtomicU64,
+    /// When the current process became ready.
+    ready_at: Mutex<Option<Instant>>,
+}
+
+impl WorkerState {
+    fn count_restart(&self, reason: RestartReason) {
+        if let Some(i) = RestartReason::ALL.iter().position(|&r| r == reason) {
+            self.restarts[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn send(&self, event: Event) {
+        if let Some(events) = lock(&self.events).as_ref() {
+            let _ = events.send(event);
+        }
+    }
+}
+
+/// What a supervisor is told.
+#[derive(Debug)]
+enum Event {
+    /// A process's control socket closed: it exited (or is about to).
+    Exited(u32),
+    /// Replace the worker.
+    Recycle(RestartReason),
+    /// The worker measured its memory past `max_rss` after a request.
+    Rss(u64),
+    /// The worker reached its request budget: check it now rather than at the next tick.
+    Check,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Processes {
@@ -79,17 +158,33 @@ impl Processes {
         threads: usize,
         queue_depth: usize,
         shared: Arc<Shared>,
+        lifecycle: Lifecycle,
     ) -> Result<Self, Error> {
         crate::process::spawn::forbid_nested()?;
-        let queue = Arc::new(SlotQueue::new(queue_depth, processes, threads));
-        let controls: Arc<[Mutex<Option<FrameWriter<UnixStream>>>]> =
-            (0..processes).map(|_| Mutex::new(None)).collect();
-        let stats: Arc<[WorkerStats]> = (0..processes).map(|_| WorkerStats::default()).collect();
+        // Before the first worker starts, so that a touch during start-up is seen.
+        let watch = lifecycle.restart_dir.as_deref().map(RestartWatch::new);
+        let pool = Arc::new(Pool {
+            queue: SlotQueue::new(queue_depth, processes + 1, threads),
+            groups: (0..=processes)
+                .map(|group| Group {
+                    control: Mutex::new(None),
+                    worker: AtomicUsize::new(group),
+                    live_slots: AtomicUsize::new(0),
+                })
+                .collect(),
+            workers: (0..processes).map(|_| WorkerState::default()).collect(),
+            spare: Mutex::new(Some(processes)),
+            spare_back: Condvar::new(),
+            threads,
+            shared,
+            lifecycle,
+        });
         let (started_tx, started_rx) = mpsc::channel();
         for index in 0..processes {
+            let (events_tx, events) = mpsc::channel();
+            *lock(&pool.workers[index].events) = Some(events_tx.clone());
             let supervisor = Supervisor {
                 index,
-                threads,
                 config: WorkerConfig {
                     app: app.app.clone(),
                     threads,
@@ -100,245 +195,607 @@ impl Processes {
                     multiprocess: app.multiprocess,
                     index: u32::try_from(index).unwrap_or(u32::MAX),
                     log_level: tracing::level_filters::LevelFilter::current(),
+                    max_rss: pool.lifecycle.recycle.max_rss,
                 },
-                queue: queue.clone(),
-                controls: controls.clone(),
-                stats: stats.clone(),
-                shared: shared.clone(),
+                pool: pool.clone(),
+                events_tx,
             };
             let started = started_tx.clone();
             std::thread::Builder::new()
                 .name(format!("wsgi-supervisor-{index}"))
-                .spawn(move || supervisor.run(started))
+                .spawn(move || supervisor.run(events, started))
                 .map_err(Error::Thread)?;
         }
         drop(started_tx);
-        let runner = Processes {
-            queue,
-            controls,
-            stats,
-            threads,
-        };
+        let runner = Processes { pool };
         for _ in 0..processes {
-            match started_rx.recv() {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    runner.close();
-                    return Err(e);
-                }
-                Err(_) => {
-                    runner.close();
-                    return Err(Error::WorkerStartup(
-                        "a worker process's supervisor stopped while the workers started".into(),
-                    ));
-                }
+            let failed = match started_rx.recv() {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e),
+                Err(_) => Some(Error::WorkerStartup(
+                    "a worker process's supervisor stopped while the workers started".into(),
+                )),
+            };
+            if let Some(e) = failed {
+                runner.close();
+                return Err(e);
             }
+        }
+        if let Some(watch) = watch {
+            let pool = Arc::downgrade(&runner.pool);
+            std::thread::Builder::new()
+                .name("wsgi-restart-file".into())
+                .spawn(move || watch_restart_file(watch, pool))
+                .map_err(Error::Thread)?;
         }
         Ok(runner)
     }
+}
 
-    fn control(&self, worker: usize, msg: &ControlToWorker) {
-        if let Some(control) = self.controls.get(worker)
-            && let Some(writer) = lock(control).as_mut()
+/// Restarts every worker when `tmp/restart.txt` changes, until the engine closes.
+fn watch_restart_file(mut watch: RestartWatch, pool: Weak<Pool>) {
+    loop {
+        std::thread::sleep(RESTART_FILE_POLL);
+        let Some(pool) = pool.upgrade() else {
+            return;
+        };
+        if pool.queue.is_closed() {
+            return;
+        }
+        if watch.poll() {
+            tracing::info!(target: "wsgi_core", file = %watch.restart_file().display(), "restart file changed: restarting the workers one by one");
+            pool.recycle_all(RestartReason::RestartFile);
+        }
+    }
+}
+
+impl Pool {
+    fn recycle_all(&self, reason: RestartReason) {
+        for worker in self.workers.iter() {
+            worker.send(Event::Recycle(reason));
+        }
+    }
+
+    fn control(&self, group: usize, msg: &ControlToWorker) {
+        if let Some(control) = self.groups.get(group)
+            && let Some(writer) = lock(&control.control).as_mut()
         {
             let _ = writer.send(msg);
         }
     }
-}
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    /// Waits for the spare group; `None` once the engine closes.
+    fn take_spare(&self) -> Option<usize> {
+        let mut spare = lock(&self.spare);
+        loop {
+            if self.queue.is_closed() {
+                return None;
+            }
+            if let Some(group) = spare.take() {
+                return Some(group);
+            }
+            spare = self
+                .spare_back
+                .wait_timeout(spare, TICK)
+                .map_or_else(|e| e.into_inner().0, |(guard, _)| guard);
+        }
+    }
+
+    fn give_back(&self, group: usize) {
+        *lock(&self.spare) = Some(group);
+        self.spare_back.notify_all();
+    }
+
+    /// Waits until every slot thread of `group` has ended, so that new ones can take its
+    /// slots.
+    fn wait_slots_ended(&self, group: usize) {
+        while self.groups[group].live_slots.load(Ordering::Acquire) > 0 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
 }
 
 impl Runner for Processes {
     fn submit(&self, job: Job) -> Result<(), Refused> {
-        self.queue.try_send(job)
+        self.pool.queue.try_send(job)
     }
 
     fn queued(&self) -> usize {
-        self.queue.len()
+        self.pool.queue.len()
     }
 
     fn close(&self) {
         // What is queued is still served: a slot's thread ends once the queue is empty,
-        // and the worker then sees its sockets close; `Shutdown` makes it exit when all
-        // its threads have.
-        self.queue.close();
-        for control in self.controls.iter() {
-            if let Some(writer) = lock(control).as_mut() {
-                let _ = writer.send(&ControlToWorker::Shutdown { grace_ms: 0 });
+        // and the worker then sees its sockets close; `Shutdown` makes it exit (through its
+        // `atexit` handlers) when all its threads have.
+        self.pool.queue.close();
+        for group in 0..self.pool.groups.len() {
+            self.pool
+                .control(group, &ControlToWorker::Shutdown { grace_ms: 0 });
+        }
+    }
+
+    fn stop(&self, wait: Duration) {
+        self.close();
+        let deadline = Instant::now() + wait;
+        while self
+            .pool
+            .workers
+            .iter()
+            .any(|w| w.live.load(Ordering::Acquire) > 0)
+        {
+            if Instant::now() >= deadline {
+                tracing::warn!(target: "wsgi_core", "worker processes still running after {:.0} s; leaving them to end with this process", wait.as_secs_f64());
+                return;
             }
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
     fn interrupt(&self, slot: usize, id: u64) {
-        let local = u32::try_from(slot % self.threads).unwrap_or(u32::MAX);
-        self.control(
-            slot / self.threads,
+        let threads = self.pool.threads;
+        let local = u32::try_from(slot % threads).unwrap_or(u32::MAX);
+        self.pool.control(
+            slot / threads,
             &ControlToWorker::Interrupt { slot: local, id },
         );
     }
 
+    fn stuck(&self, slot: usize) {
+        // The thread is blocked where `TimeoutError` cannot reach it: only a new process
+        // gives its capacity back.
+        let group = slot / self.pool.threads;
+        let worker = self.pool.groups[group].worker.load(Ordering::Acquire);
+        if let Some(worker) = self.pool.workers.get(worker) {
+            worker.send(Event::Recycle(RestartReason::Timeout));
+        }
+    }
+
+    fn restart(&self, reason: RestartReason) -> bool {
+        self.pool.recycle_all(reason);
+        true
+    }
+
     fn workers(&self) -> Vec<WorkerSnapshot> {
-        let ready = self.queue.ready();
-        self.stats
+        let ready = self.pool.queue.ready();
+        let mut groups_of = vec![None; self.pool.workers.len()];
+        for (group, g) in self.pool.groups.iter().enumerate() {
+            let worker = g.worker.load(Ordering::Acquire);
+            if worker < groups_of.len() && ready.get(group).copied().unwrap_or(false) {
+                groups_of[worker] = Some(group);
+            }
+        }
+        self.pool
+            .workers
             .iter()
-            .zip(ready)
             .enumerate()
-            .map(|(index, (stats, ready))| WorkerSnapshot {
+            .map(|(index, w)| WorkerSnapshot {
                 index,
-                pid: Some(stats.pid.load(Ordering::Relaxed)).filter(|&pid| pid != 0),
-                ready,
-                requests: stats.requests.load(Ordering::Relaxed),
-                deaths: stats.deaths.load(Ordering::Relaxed),
+                pid: Some(w.pid.load(Ordering::Relaxed)).filter(|&pid| pid != 0),
+                ready: groups_of[index].is_some(),
+                requests: w.requests.load(Ordering::Relaxed),
+                restarts: RestartReason::ALL
+                    .iter()
+                    .zip(&w.restarts)
+                    .map(|(reason, n)| (reason.as_str(), n.load(Ordering::Relaxed)))
+                    .collect(),
+                rss_bytes: Some(w.rss.load(Ordering::Relaxed)).filter(|&n| n != 0),
+                age: lock(&w.ready_at).map(|at| at.elapsed()),
             })
             .collect()
     }
 }
 
-/// Starts, watches and restarts one worker.
+/// A worker process that has reported ready.
+struct Process {
+    child: Child,
+    pid: u32,
+    group: usize,
+    ready_at: Instant,
+    budget: Budget,
+}
+
+/// Starts, watches and replaces one worker.
 struct Supervisor {
     index: usize,
-    threads: usize,
     config: WorkerConfig,
-    queue: Arc<SlotQueue<Job>>,
-    controls: Arc<[Mutex<Option<FrameWriter<UnixStream>>>]>,
-    stats: Arc<[WorkerStats]>,
-    shared: Arc<Shared>,
+    pool: Arc<Pool>,
+    events_tx: mpsc::Sender<Event>,
 }
 
 impl Supervisor {
-    fn run(self, started: mpsc::Sender<Result<(), Error>>) {
+    fn state(&self) -> &WorkerState {
+        &self.pool.workers[self.index]
+    }
+
+    fn run(self, events: mpsc::Receiver<Event>, started: mpsc::Sender<Result<(), Error>>) {
         let mut first = Some(started);
-        let mut backoff = Duration::ZERO;
+        let mut rng = Rng::from_entropy();
+        let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF, STABLE_AFTER);
+        let mut group = self.index;
         loop {
-            let born = Instant::now();
-            match self.start() {
-                Ok((child, reader, pid, python)) => {
-                    if let Some(started) = first.take() {
-                        let _ = started.send(Ok(()));
-                    }
-                    tracing::info!(target: "wsgi_core", worker = self.index, pid, "worker process ready (Python {python})");
-                    self.serve(child, reader, pid);
-                    if self.queue.is_closed() {
-                        return;
-                    }
-                    // A worker that keeps dying young is restarted ever more slowly.
-                    backoff = if born.elapsed() >= STABLE_AFTER {
-                        Duration::ZERO
-                    } else {
-                        next_backoff(backoff)
-                    };
-                }
+            let process = match self.launch(group, &mut rng) {
+                Ok(process) => process,
                 Err(e) => {
                     if let Some(started) = first.take() {
                         let _ = started.send(Err(e));
                         return;
                     }
-                    if self.queue.is_closed() {
+                    if self.pool.queue.is_closed() {
                         return;
                     }
                     tracing::error!(target: "wsgi_core", worker = self.index, "a new worker process failed to start: {e}");
-                    for job in self.queue.unavailable() {
-                        let _ = job.tx.try_send(Msg::Head(
-                            self.shared
-                                .unavailable("no worker process is ready to take requests"),
-                        ));
-                    }
-                    backoff = next_backoff(backoff);
-                }
-            }
-            if !backoff.is_zero() {
-                tracing::info!(target: "wsgi_core", worker = self.index, "starting a new worker process in {:.1} s", backoff.as_secs_f64());
-                let until = Instant::now() + backoff;
-                while Instant::now() < until {
-                    if self.queue.is_closed() {
+                    self.refuse_queue_if_none_ready();
+                    if !self.pause(backoff.on_crash(Duration::ZERO)) {
                         return;
                     }
-                    std::thread::sleep(Duration::from_millis(100).min(backoff));
+                    continue;
                 }
+            };
+            if let Some(started) = first.take() {
+                let _ = started.send(Ok(()));
+            }
+            let Some(uptime) = self.supervise(process, &events, &mut rng, &mut backoff, &mut group)
+            else {
+                return;
+            };
+            // It died: its group is started again once its slot threads are gone.
+            self.pool.wait_slots_ended(group);
+            let wait = if uptime >= STABLE_AFTER {
+                backoff.reset();
+                Duration::ZERO
+            } else {
+                backoff.on_crash(uptime)
+            };
+            if !self.pause(wait) {
+                return;
             }
         }
     }
 
-    /// Starts the process and waits until it is ready; the slot threads start then.
-    fn start(&self) -> Result<(Child, FrameReader<UnixStream>, u32, String), Error> {
-        let (mut child, control, slots) =
-            spawn_worker(self.threads).map_err(Error::WorkerChannel)?;
+    /// Sleeps `wait` unless the engine closes first; whether to go on.
+    fn pause(&self, wait: Duration) -> bool {
+        if wait.is_zero() {
+            return !self.pool.queue.is_closed();
+        }
+        tracing::info!(target: "wsgi_core", worker = self.index, "starting a new worker process in {:.1} s", wait.as_secs_f64());
+        let until = Instant::now() + wait;
+        while Instant::now() < until {
+            if self.pool.queue.is_closed() {
+                return false;
+            }
+            std::thread::sleep(TICK.min(until.saturating_duration_since(Instant::now())));
+        }
+        !self.pool.queue.is_closed()
+    }
+
+    /// Answers the queue 503 when no worker is ready to take it, and refuses new requests
+    /// until one is.
+    fn refuse_queue_if_none_ready(&self) {
+        for job in self.pool.queue.unavailable() {
+            let _ = job.tx.try_send(Msg::Head(
+                self.pool
+                    .shared
+                    .unavailable("no worker process is ready to take requests"),
+            ));
+        }
+    }
+
+    /// Runs `process` until it dies (its uptime) or the engine closes (`None`), replacing
+    /// it when asked; `group` follows the process that currently serves.
+    fn supervise(
+        &self,
+        mut process: Process,
+        events: &mpsc::Receiver<Event>,
+        rng: &mut Rng,
+        backoff: &mut Backoff,
+        group: &mut usize,
+    ) -> Option<Duration> {
+        loop {
+            let event = match events.recv_timeout(TICK) {
+                Ok(event) => Some(event),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return None,
+            };
+            match event {
+                Some(Event::Exited(pid)) if pid == process.pid => {
+                    return self.reap(process);
+                }
+                // A replaced process ending: its reaper sees to it.
+                Some(Event::Exited(_)) => {}
+                Some(Event::Recycle(reason)) => {
+                    if self.pool.queue.is_closed() {
+                        continue;
+                    }
+                    // Triggers that stand for "run the new code" also forgive past crashes.
+                    if matches!(
+                        reason,
+                        RestartReason::RestartFile | RestartReason::Signal | RestartReason::Api
+                    ) {
+                        backoff.reset();
+                    }
+                    self.replace(&mut process, reason, rng);
+                    // Requests for the same thing while it was under way are served by it.
+                    while let Ok(Event::Recycle(again)) = events.try_recv() {
+                        if again != reason {
+                            let _ = self.events_tx.send(Event::Recycle(again));
+                            break;
+                        }
+                    }
+                }
+                Some(Event::Rss(bytes)) => {
+                    let state = self.state();
+                    state.rss.store(bytes, Ordering::Relaxed);
+                    let served = state.served.load(Ordering::Relaxed);
+                    if !self.pool.queue.is_closed()
+                        && let Some(reason) =
+                            process
+                                .budget
+                                .due(served, process.ready_at.elapsed(), Some(bytes))
+                    {
+                        self.replace(&mut process, reason, rng);
+                    }
+                }
+                Some(Event::Check) | None => {
+                    if self.pool.queue.is_closed() {
+                        continue;
+                    }
+                    let state = self.state();
+                    let rss = match self.pool.lifecycle.recycle.max_rss {
+                        Some(_) => match rss_bytes(process.pid) {
+                            Ok(bytes) => {
+                                state.rss.store(bytes, Ordering::Relaxed);
+                                Some(bytes)
+                            }
+                            Err(_) => None,
+                        },
+                        None => None,
+                    };
+                    let served = state.served.load(Ordering::Relaxed);
+                    if let Some(reason) =
+                        process.budget.due(served, process.ready_at.elapsed(), rss)
+                    {
+                        self.replace(&mut process, reason, rng);
+                    }
+                }
+            }
+            *group = process.group;
+        }
+    }
+
+    /// Starts a process in `group` and waits until it is ready; its slots then take
+    /// requests.
+    fn launch(&self, group: usize, rng: &mut Rng) -> Result<Process, Error> {
+        let threads = self.pool.threads;
+        let (mut child, control, slots) = spawn_worker(threads).map_err(Error::WorkerChannel)?;
         let mut writer = FrameWriter::new(control.try_clone().map_err(Error::WorkerChannel)?);
         let mut reader = FrameReader::new(control);
-        writer
-            .send(&ControlToWorker::Config(self.config.clone()))
-            .map_err(Error::WorkerChannel)?;
+        let fail = |child: &mut Child, e: Error| {
+            let _ = child.kill();
+            let _ = child.wait();
+            e
+        };
+        if let Err(e) = writer.send(&ControlToWorker::Config(self.config.clone())) {
+            return Err(fail(&mut child, Error::WorkerChannel(e)));
+        }
         let (pid, python) = match wait_ready(&mut child, &mut reader) {
             Ok(ready) => ready,
-            Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(e);
-            }
+            Err(e) => return Err(fail(&mut child, e)),
         };
         {
             // Under the lock `close` takes, so a worker that became ready while the engine
             // closed is not left running unseen.
-            let mut control = lock(&self.controls[self.index]);
-            if self.queue.is_closed() {
+            let mut control = lock(&self.pool.groups[group].control);
+            if self.pool.queue.is_closed() {
                 drop(control);
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(Error::WorkerStartup("the engine closed".into()));
+                return Err(fail(
+                    &mut child,
+                    Error::WorkerStartup("the engine closed".into()),
+                ));
             }
             *control = Some(writer);
         }
-        self.stats[self.index].pid.store(pid, Ordering::Relaxed);
-        self.queue.set_ready(self.index, true);
+        let events = self.events_tx.clone();
+        let forwarded = std::thread::Builder::new()
+            .name(format!("wsgi-worker-log-{}", self.index))
+            .spawn(move || forward_log(reader, pid, events));
+        if let Err(e) = forwarded {
+            return Err(fail(&mut child, Error::Thread(e)));
+        }
+        let state = self.state();
+        state.pid.store(pid, Ordering::Relaxed);
+        state.served.store(0, Ordering::Relaxed);
+        state.rss.store(0, Ordering::Relaxed);
+        let ready_at = Instant::now();
+        *lock(&state.ready_at) = Some(ready_at);
+        let budget = Budget::draw(&self.pool.lifecycle.recycle, rng);
+        state
+            .max_requests
+            .store(budget.max_requests().unwrap_or(0), Ordering::Relaxed);
+        state.live.fetch_add(1, Ordering::AcqRel);
+        let g = &self.pool.groups[group];
+        g.worker.store(self.index, Ordering::Release);
+        // Ready before its slot threads start: a slot of a group that is not ready ends at
+        // once. Jobs wait in the queue until the threads take them.
+        self.pool.queue.set_ready(group, true);
         for (local, socket) in slots.into_iter().enumerate() {
             let slot = Slot {
-                index: self.index * self.threads + local,
+                index: group * threads + local,
                 local: u32::try_from(local).unwrap_or(u32::MAX),
-                worker: self.index,
-                queue: self.queue.clone(),
-                controls: self.controls.clone(),
-                stats: self.stats.clone(),
-                shared: self.shared.clone(),
+                group,
+                pool: self.pool.clone(),
             };
-            std::thread::Builder::new()
-                .name(format!("wsgi-slot-{}-{local}", self.index))
-                .spawn(move || slot.serve(socket))
-                .map_err(Error::Thread)?;
+            g.live_slots.fetch_add(1, Ordering::AcqRel);
+            let spawned = std::thread::Builder::new()
+                .name(format!("wsgi-slot-{group}-{local}"))
+                .spawn(move || slot.serve(socket));
+            if let Err(e) = spawned {
+                g.live_slots.fetch_sub(1, Ordering::AcqRel);
+                tracing::error!(target: "wsgi_core", worker = self.index, "cannot start a thread for a worker's socket: {e}");
+            }
         }
-        Ok((child, reader, pid, python))
+        tracing::info!(target: "wsgi_core", worker = self.index, pid, max_requests = budget.max_requests(), max_lifetime_s = budget.max_lifetime().map(|d| d.as_secs()), "worker process ready (Python {python})");
+        Ok(Process {
+            child,
+            pid,
+            group,
+            ready_at,
+            budget,
+        })
     }
 
-    /// Forwards the worker's logs until its control socket closes, then reaps it.
-    fn serve(&self, mut child: Child, mut reader: FrameReader<UnixStream>, pid: u32) {
-        loop {
-            match reader.recv::<ControlFromWorker>() {
-                Ok(Some(ControlFromWorker::Log(record))) => log::emit(&record, pid),
-                Ok(Some(_)) => {}
-                Ok(None) | Err(_) => break,
-            }
+    /// Replaces `process` with a new one started in the spare group; the old one drains
+    /// and exits. A new process that fails to start leaves the old one serving.
+    fn replace(&self, process: &mut Process, reason: RestartReason, rng: &mut Rng) {
+        let Some(spare) = self.pool.take_spare() else {
+            return;
+        };
+        tracing::info!(target: "wsgi_core", worker = self.index, pid = process.pid, reason = reason.as_str(), "replacing the worker process");
+        // A worker over its memory or request budget takes no new request while its
+        // replacement starts (they wait in the queue, or go to other workers), so a leaking
+        // application's memory stays bounded; for every other reason the old worker serves
+        // until the new one is ready.
+        let stop_first = matches!(reason, RestartReason::Rss | RestartReason::MaxRequests);
+        if stop_first {
+            self.pool.queue.set_ready(process.group, false);
         }
-        self.queue.set_ready(self.index, false);
-        *lock(&self.controls[self.index]) = None;
-        self.stats[self.index].pid.store(0, Ordering::Relaxed);
-        let status = child.wait().map(describe_exit);
-        let closing = self.queue.is_closed();
-        match status {
-            Ok(status) if closing => {
-                tracing::info!(target: "wsgi_core", worker = self.index, pid, "worker process ended: {status}");
+        let new = match self.launch(spare, rng) {
+            Ok(new) => new,
+            Err(e) => {
+                if stop_first {
+                    self.pool.queue.set_ready(process.group, true);
+                }
+                self.pool.give_back(spare);
+                tracing::error!(target: "wsgi_core", worker = self.index, reason = reason.as_str(), "the replacement worker process failed to start; the old one keeps serving: {e}");
+                return;
             }
+        };
+        let old = std::mem::replace(process, new);
+        // From here the new process takes every new request; the old one's idle slots stop
+        // and its busy ones finish their request first.
+        self.pool.queue.set_ready(old.group, false);
+        self.pool.control(
+            old.group,
+            &ControlToWorker::Shutdown {
+                grace_ms: u64::try_from(self.pool.lifecycle.drain_grace.as_millis())
+                    .unwrap_or(u64::MAX),
+            },
+        );
+        self.state().count_restart(reason);
+        tracing::info!(
+            target: "wsgi_core",
+            worker = self.index,
+            reason = reason.as_str(),
+            old_pid = old.pid,
+            new_pid = process.pid,
+            age_s = old.ready_at.elapsed().as_secs(),
+            "worker process replaced; the old one finishes its requests and exits"
+        );
+        let pool = self.pool.clone();
+        let index = self.index;
+        let drained = std::thread::Builder::new()
+            .name(format!("wsgi-drain-{index}"))
+            .spawn(move || drain(pool, old, index));
+        if let Err(e) = drained {
+            tracing::error!(target: "wsgi_core", worker = self.index, "cannot start the thread that retires a worker process: {e}");
+        }
+    }
+
+    /// Reaps a process that died on its own; its uptime, or `None` if the engine is
+    /// closing (the process ended because it was asked to).
+    fn reap(&self, mut process: Process) -> Option<Duration> {
+        let pool = &self.pool;
+        pool.queue.set_ready(process.group, false);
+        *lock(&pool.groups[process.group].control) = None;
+        let state = self.state();
+        state.pid.store(0, Ordering::Relaxed);
+        *lock(&state.ready_at) = None;
+        let status = process.child.wait().map(describe_exit);
+        state.live.fetch_sub(1, Ordering::AcqRel);
+        let pid = process.pid;
+        if pool.queue.is_closed() {
+            match status {
+                Ok(status) => {
+                    tracing::info!(target: "wsgi_core", worker = self.index, pid, "worker process ended: {status}");
+                }
+                Err(e) => {
+                    tracing::warn!(target: "wsgi_core", worker = self.index, pid, "worker process lost: {e}");
+                }
+            }
+            return None;
+        }
+        state.count_restart(RestartReason::Crash);
+        match status {
             Ok(status) => {
-                self.stats[self.index]
-                    .deaths
-                    .fetch_add(1, Ordering::Relaxed);
                 tracing::error!(target: "wsgi_core", worker = self.index, pid, "worker process died: {status}");
             }
             Err(e) => {
                 tracing::error!(target: "wsgi_core", worker = self.index, pid, "worker process lost: {e}");
             }
         }
+        Some(process.ready_at.elapsed())
     }
+}
+
+/// Forwards a worker's log records until its control socket closes, then says so.
+fn forward_log(mut reader: FrameReader<UnixStream>, pid: u32, events: mpsc::Sender<Event>) {
+    loop {
+        match reader.recv::<ControlFromWorker>() {
+            Ok(Some(ControlFromWorker::Log(record))) => log::emit(&record, pid),
+            Ok(Some(ControlFromWorker::Stats { rss_bytes, .. })) => {
+                let _ = events.send(Event::Rss(rss_bytes));
+            }
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    let _ = events.send(Event::Exited(pid));
+}
+
+/// Retires a replaced process: waits for it to finish its requests and exit, kills it
+/// after the drain grace, and gives its group back once its slot threads are gone.
+fn drain(pool: Arc<Pool>, mut old: Process, worker: usize) {
+    let deadline = Instant::now() + pool.lifecycle.drain_grace;
+    let status = loop {
+        match old.child.try_wait() {
+            Ok(Some(status)) => break Ok(status),
+            Ok(None) if Instant::now() >= deadline => {
+                tracing::warn!(target: "wsgi_core", worker, pid = old.pid, grace_s = pool.lifecycle.drain_grace.as_secs(), "a replaced worker process did not finish within the grace period; killing it");
+                let _ = old.child.kill();
+                break old.child.wait();
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => break Err(e),
+        }
+    };
+    *lock(&pool.groups[old.group].control) = None;
+    pool.workers[worker].live.fetch_sub(1, Ordering::AcqRel);
+    match status {
+        Ok(status) => {
+            tracing::info!(target: "wsgi_core", worker, pid = old.pid, "replaced worker process ended: {}", describe_exit(status));
+        }
+        Err(e) => {
+            tracing::warn!(target: "wsgi_core", worker, pid = old.pid, "replaced worker process lost: {e}");
+        }
+    }
+    pool.wait_slots_ended(old.group);
+    pool.give_back(old.group);
+}
+
+/// The host's end of one worker thread.
+struct Slot {
+    index: usize,
+    local: u32,
+    group: usize,
+    pool: Arc<Pool>,
+}
+
+/// How relaying a request ended.
+enum Relayed {
+    /// The worker sent the response's end.
+    Done,
+    /// The connection broke; whether the worker had started the request.
+    Lost { started: bool, head_sent: bool },
 }
 
 /// `GET /path` of a job, for logs.
@@ -351,40 +808,34 @@ fn describe(job: &Job) -> String {
     )
 }
 
-/// The host's end of one worker thread.
-struct Slot {
-    index: usize,
-    local: u32,
-    worker: usize,
-    queue: Arc<SlotQueue<Job>>,
-    controls: Arc<[Mutex<Option<FrameWriter<UnixStream>>>]>,
-    stats: Arc<[WorkerStats]>,
-    shared: Arc<Shared>,
-}
-
-/// How relaying a request ended.
-enum Relayed {
-    /// The worker sent the response's end.
-    Done,
-    /// The connection broke; whether the worker had started the request.
-    Lost { started: bool, head_sent: bool },
-}
-
 impl Slot {
     fn serve(self, socket: UnixStream) {
+        self.relay_jobs(socket);
+        self.pool.groups[self.group]
+            .live_slots
+            .fetch_sub(1, Ordering::AcqRel);
+    }
+
+    fn worker(&self) -> Option<&WorkerState> {
+        let worker = self.pool.groups[self.group].worker.load(Ordering::Acquire);
+        self.pool.workers.get(worker)
+    }
+
+    fn relay_jobs(&self, socket: UnixStream) {
         let Ok(read_half) = socket.try_clone() else {
             return;
         };
         let mut reader = FrameReader::new(read_half);
         let mut writer = FrameWriter::new(socket);
-        while let Some(mut job) = self.queue.take(self.index) {
-            if !self.shared.admit(&job) {
+        let shared = &self.pool.shared;
+        while let Some(mut job) = self.pool.queue.take(self.index) {
+            if !shared.admit(&job) {
                 continue;
             }
-            let metrics = &self.shared.metrics;
+            let metrics = &shared.metrics;
             metrics.busy_threads.fetch_add(1, Ordering::Relaxed);
-            if let Some(timeout) = self.shared.timeout {
-                *self.shared.slots[self.index].lock() = Some(Running {
+            if let Some(timeout) = shared.timeout {
+                *shared.slots[self.index].lock() = Some(Running {
                     id: job.id,
                     deadline: Instant::now() + timeout,
                     tx: job.tx.clone(),
@@ -392,23 +843,28 @@ impl Slot {
                 });
             }
             let relayed = self.relay(&mut job, &mut reader, &mut writer);
-            self.shared.slots[self.index].lock().take();
+            shared.slots[self.index].lock().take();
             metrics.busy_threads.fetch_sub(1, Ordering::Relaxed);
+            let worker = self.pool.groups[self.group].worker.load(Ordering::Acquire);
             match relayed {
                 Relayed::Done => {
-                    self.stats[self.worker]
-                        .requests
-                        .fetch_add(1, Ordering::Relaxed);
+                    if let Some(state) = self.worker() {
+                        state.requests.fetch_add(1, Ordering::Relaxed);
+                        let served = state.served.fetch_add(1, Ordering::Relaxed) + 1;
+                        if served == state.max_requests.load(Ordering::Relaxed) {
+                            state.send(Event::Check);
+                        }
+                    }
                 }
                 Relayed::Lost { started: false, .. } => {
                     // The application never saw it: another worker gets it.
-                    self.queue.retry(job);
+                    self.pool.queue.retry(job);
                     return;
                 }
                 Relayed::Lost {
                     head_sent: false, ..
                 } => {
-                    tracing::error!(target: "wsgi_core", worker = self.worker, "{}: the worker process died while running it; answered 502", describe(&job));
+                    tracing::error!(target: "wsgi_core", worker, "{}: the worker process died while running it; answered 502", describe(&job));
                     let _ = job.tx.try_send(Msg::Head(Head::plain(
                         StatusCode::BAD_GATEWAY,
                         "Bad Gateway: the application's worker process died\n",
@@ -416,7 +872,7 @@ impl Slot {
                     return;
                 }
                 Relayed::Lost { .. } => {
-                    tracing::error!(target: "wsgi_core", worker = self.worker, "{}: the worker process died during the response; it was cut", describe(&job));
+                    tracing::error!(target: "wsgi_core", worker, "{}: the worker process died during the response; it was cut", describe(&job));
                     let _ = job
                         .tx
                         .try_send(Msg::Abort("the application's worker process died".into()));
@@ -458,6 +914,7 @@ impl Slot {
         if sent.is_err() {
             return lost(false, false);
         }
+        let shared = &self.pool.shared;
         let (mut started, mut head_sent, mut cancelled) = (false, false, false);
         loop {
             let frame = match reader.recv::<FromWorker>() {
@@ -470,7 +927,7 @@ impl Slot {
                     Ok(())
                 }
                 FromWorker::Want(want) => {
-                    let chunk = job.input.next_chunk(want, self.shared.body_timeout);
+                    let chunk = job.input.next_chunk(want, shared.body_timeout);
                     let answer = match chunk {
                         Chunk::Data(bytes) => ToWorker::Body(bytes),
                         Chunk::Eof => ToWorker::BodyEnd,
@@ -510,12 +967,13 @@ impl Slot {
                 // The client has gone (or the watchdog answered): the application should
                 // stop; what it still sends is read and dropped until its end.
                 cancelled = true;
-                if let Some(writer) = lock(&self.controls[self.worker]).as_mut() {
-                    let _ = writer.send(&ControlToWorker::Cancel {
+                self.pool.control(
+                    self.group,
+                    &ControlToWorker::Cancel {
                         slot: self.local,
                         id: job.id,
-                    });
-                }
+                    },
+                );
             }
         }
     }

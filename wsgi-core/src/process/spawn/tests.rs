@@ -137,6 +137,7 @@ fn the_hook_hands_the_sockets_to_the_worker_code() {
             multiprocess: false,
             index: 0,
             log_level: LevelFilter::INFO,
+            max_rss: None,
         }))
         .unwrap();
     // The app does not exist, so the worker code refuses it however far along it is.
