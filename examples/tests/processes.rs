@@ -596,3 +596,44 @@ fn workers_run_their_atexit_handlers_when_serve_stops() {
         );
     }
 }
+
+#[test]
+fn max_lifetime_replaces_a_worker_that_served_nothing() {
+    let dir = recycle_dir();
+    let server = recycling(
+        "axum",
+        &dir,
+        &[
+            "--max-lifetime",
+            "1",
+            "--max-lifetime-jitter",
+            "500ms",
+            "--min-lifetime",
+            "0",
+        ],
+    );
+    assert!(
+        wait_for_lines(&server, "reason=\"lifetime\"", 2),
+        "{}",
+        server.stderr()
+    );
+    worker_pid(&server);
+}
+
+#[test]
+fn a_thread_stuck_past_its_timeout_gets_its_worker_replaced() {
+    let server = workers("axum", &["--timeout", "1"]);
+    let (status, _) = server.get("/block?secs=60");
+    assert_eq!(status, 504);
+    // The thread sleeps in C and ignores TimeoutError; its capacity comes back with a new
+    // worker, while the old one is left to finish (and killed after the drain grace).
+    assert!(
+        wait_for_lines(&server, "reason=\"timeout\"", 1),
+        "{}",
+        server.stderr()
+    );
+    assert!(wait_for_lines(&server, REPLACED, 1), "{}", server.stderr());
+    for _ in 0..4 {
+        worker_pid(&server);
+    }
+}
