@@ -189,12 +189,13 @@ pub(crate) enum Park {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 
-    fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    /// Waits (up to 10 s) until `done`, for tests of threads that park and wake.
+    pub(crate) fn eventually(what: &str, mut done: impl FnMut() -> bool) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while !done() {
             assert!(Instant::now() < deadline, "timed out waiting for {what}");

@@ -186,16 +186,8 @@ impl<T> SlotQueue<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dispatch::tests::eventually;
     use std::sync::Arc;
-    use std::time::{Duration, Instant};
-
-    fn eventually(what: &str, mut done: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !done() {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
 
     fn idle(q: &SlotQueue<u32>, worker: usize) -> usize {
         q.lock().idle[worker].len()
