@@ -637,3 +637,17 @@ fn a_thread_stuck_past_its_timeout_gets_its_worker_replaced() {
         worker_pid(&server);
     }
 }
+
+#[test]
+fn always_restart_txt_gives_each_request_a_fresh_worker() {
+    let dir = recycle_dir();
+    let server = recycling("axum", &dir, &[]);
+    std::fs::write(dir.path().join("tmp/always_restart.txt"), b"").unwrap();
+    // Noticed within a second; from then on each worker is replaced after its request.
+    std::thread::sleep(Duration::from_millis(1500));
+    let pids: Vec<u32> = (0..4).map(|_| worker_pid(&server)).collect();
+    let distinct: BTreeSet<u32> = pids[1..].iter().copied().collect();
+    assert_eq!(distinct.len(), 3, "a fresh worker per request: {pids:?}");
+    assert!(server.stderr().contains("reason=\"always_restart\""));
+    std::fs::remove_file(dir.path().join("tmp/always_restart.txt")).unwrap();
+}

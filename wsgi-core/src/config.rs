@@ -190,7 +190,8 @@ impl EngineBuilder {
     /// worker processes, one by one and without dropping a request, as with Passenger
     /// (default `true` with [`processes`](Self::processes); Python in this process cannot
     /// be restarted). A file there at start-up restarts nothing; each later change of its
-    /// modification time (or of the file) does, within about a second.
+    /// modification time (or of the file) does, within about a second. While
+    /// `tmp/always_restart.txt` exists, every request gets a fresh worker (development).
     ///
     /// ```
     /// let builder = wsgi_core::Engine::builder("app.py").processes(2).restart_files(false);

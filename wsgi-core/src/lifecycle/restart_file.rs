@@ -69,7 +69,6 @@ impl Stamp {
 #[derive(Debug)]
 pub(crate) struct RestartWatch {
     restart_file: PathBuf,
-    #[allow(dead_code, reason = "tmp/always_restart.txt is not wired yet")]
     always_file: PathBuf,
     /// The restart file as last seen: `Some(None)` when it did not exist, `None` when it
     /// could not be read yet (the first successful read then only sets the baseline).
@@ -138,7 +137,6 @@ impl RestartWatch {
     /// Whether `tmp/always_restart.txt` exists (any kind of file, as Passenger's `stat()`
     /// check): the application is then restarted before every request. One `stat()`
     /// call, cheap enough to make per request.
-    #[allow(dead_code, reason = "tmp/always_restart.txt is not wired yet")]
     pub(crate) fn always_restart(&self) -> bool {
         fs::metadata(&self.always_file).is_ok()
     }

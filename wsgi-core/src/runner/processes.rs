@@ -22,7 +22,7 @@
 
 use std::os::unix::net::UnixStream;
 use std::process::Child;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
@@ -61,7 +61,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const STABLE_AFTER: Duration = Duration::from_secs(2);
 /// How often a supervisor checks its worker's budget and memory.
 const TICK: Duration = Duration::from_millis(250);
-/// How often `tmp/restart.txt` is looked at (Passenger: "within about a second").
+/// How often `tmp/restart.txt` and `tmp/always_restart.txt` are looked at (Passenger:
+/// "within about a second").
 const RESTART_FILE_POLL: Duration = Duration::from_secs(1);
 
 /// Worker processes and the host threads that feed them.
@@ -83,6 +84,8 @@ struct Pool {
     threads: usize,
     shared: Arc<Shared>,
     lifecycle: Lifecycle,
+    /// `tmp/always_restart.txt` exists: every request gets a fresh worker (development).
+    always_restart: AtomicBool,
 }
 
 /// One group of slots: the sockets of one worker process's threads.
@@ -178,6 +181,7 @@ impl Processes {
             threads,
             shared,
             lifecycle,
+            always_restart: AtomicBool::new(false),
         });
         let (started_tx, started_rx) = mpsc::channel();
         for index in 0..processes {
@@ -242,6 +246,8 @@ fn watch_restart_file(mut watch: RestartWatch, pool: Weak<Pool>) {
         if pool.queue.is_closed() {
             return;
         }
+        pool.always_restart
+            .store(watch.always_restart(), Ordering::Relaxed);
         if watch.poll() {
             tracing::info!(target: "wsgi_core", file = %watch.restart_file().display(), "restart file changed: restarting the workers one by one");
             pool.recycle_all(RestartReason::RestartFile);
@@ -647,23 +653,26 @@ impl Supervisor {
     /// Replaces `process` with a new one started in the spare group; the old one drains
     /// and exits. A new process that fails to start leaves the old one serving.
     fn replace(&self, process: &mut Process, reason: RestartReason, rng: &mut Rng) {
-        let Some(spare) = self.pool.take_spare() else {
-            return;
-        };
-        tracing::info!(target: "wsgi_core", worker = self.index, pid = process.pid, reason = reason.as_str(), "replacing the worker process");
         // A worker over its memory or request budget takes no new request while its
         // replacement starts (they wait in the queue, or go to other workers), so a leaking
         // application's memory stays bounded; for every other reason the old worker serves
         // until the new one is ready.
-        let stop_first = matches!(reason, RestartReason::Rss | RestartReason::MaxRequests);
+        let stop_first = matches!(
+            reason,
+            RestartReason::Rss | RestartReason::MaxRequests | RestartReason::AlwaysRestart
+        );
         if stop_first {
-            self.pool.queue.set_ready(process.group, false);
+            self.pool.queue.pause(process.group, true);
         }
+        let Some(spare) = self.pool.take_spare() else {
+            return;
+        };
+        tracing::info!(target: "wsgi_core", worker = self.index, pid = process.pid, reason = reason.as_str(), "replacing the worker process");
         let new = match self.launch(spare, rng) {
             Ok(new) => new,
             Err(e) => {
                 if stop_first {
-                    self.pool.queue.set_ready(process.group, true);
+                    self.pool.queue.pause(process.group, false);
                 }
                 self.pool.give_back(spare);
                 tracing::error!(target: "wsgi_core", worker = self.index, reason = reason.as_str(), "the replacement worker process failed to start; the old one keeps serving: {e}");
@@ -853,6 +862,9 @@ impl Slot {
                         let served = state.served.fetch_add(1, Ordering::Relaxed) + 1;
                         if served == state.max_requests.load(Ordering::Relaxed) {
                             state.send(Event::Check);
+                        }
+                        if self.pool.always_restart.load(Ordering::Relaxed) {
+                            state.send(Event::Recycle(RestartReason::AlwaysRestart));
                         }
                     }
                 }

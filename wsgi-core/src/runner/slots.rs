@@ -20,6 +20,8 @@ struct State<T> {
     idle: Vec<Vec<usize>>,
     /// Per worker: whether its process is ready for requests.
     ready: Vec<bool>,
+    /// Per worker: ready, but taking no new job for now (its replacement is starting).
+    paused: Vec<bool>,
     /// Per slot: a job handed to it directly.
     mailbox: Vec<Option<T>>,
     /// False after a worker failed to start while none was ready: new jobs get 503 until
@@ -46,6 +48,7 @@ impl<T> SlotQueue<T> {
                 queue: VecDeque::new(),
                 idle: vec![Vec::with_capacity(threads); workers],
                 ready: vec![false; workers],
+                paused: vec![false; workers],
                 mailbox: (0..workers * threads).map(|_| None).collect(),
                 available: false,
                 closed: false,
@@ -96,7 +99,7 @@ impl<T> SlotQueue<T> {
     /// back if there is none.
     fn hand_over(&self, st: &mut State<T>, job: T) -> Option<T> {
         let worker = (0..st.idle.len())
-            .filter(|&w| st.ready[w] && !st.idle[w].is_empty())
+            .filter(|&w| st.ready[w] && !st.paused[w] && !st.idle[w].is_empty())
             .max_by_key(|&w| (st.idle[w].len(), std::cmp::Reverse(w)));
         match worker.and_then(|w| st.idle[w].pop()) {
             Some(slot) => {
@@ -125,7 +128,9 @@ impl<T> SlotQueue<T> {
             if !st.ready[worker] {
                 return None;
             }
-            if let Some(job) = st.queue.pop_front() {
+            if !st.paused[worker]
+                && let Some(job) = st.queue.pop_front()
+            {
                 return Some(job);
             }
             if st.closed {
@@ -142,10 +147,34 @@ impl<T> SlotQueue<T> {
     pub(crate) fn set_ready(&self, worker: usize, ready: bool) {
         let mut st = self.lock();
         st.ready[worker] = ready;
+        st.paused[worker] = false;
         st.available |= ready;
         if !ready {
             for slot in std::mem::take(&mut st.idle[worker]) {
                 self.bells[slot].notify_one();
+            }
+        }
+    }
+
+    /// Pauses a ready worker (its slots finish what they run and then wait, taking nothing)
+    /// or resumes it.
+    pub(crate) fn pause(&self, worker: usize, paused: bool) {
+        let mut st = self.lock();
+        st.paused[worker] = paused;
+        if !paused {
+            // Its slots may have jobs to take from the queue.
+            let threads = self.threads;
+            for slot in worker * threads..(worker + 1) * threads {
+                self.bells[slot].notify_one();
+            }
+            while !st.queue.is_empty() {
+                let Some(job) = st.queue.pop_front() else {
+                    break;
+                };
+                if let Some(job) = self.hand_over(&mut st, job) {
+                    st.queue.push_front(job);
+                    break;
+                }
             }
         }
     }
@@ -261,6 +290,22 @@ mod tests {
         eventually("the slot to wait", || idle(&q, 0) == 1);
         q.set_ready(0, false);
         assert_eq!(taker.join().unwrap(), None);
+    }
+
+    #[test]
+    fn a_paused_worker_takes_nothing_until_resumed() {
+        let q = Arc::new(SlotQueue::<u32>::new(4, 1, 1));
+        q.set_ready(0, true);
+        q.pause(0, true);
+        let taker = {
+            let q = q.clone();
+            std::thread::spawn(move || q.take(0))
+        };
+        q.try_send(7).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert_eq!(q.len(), 1, "a paused worker took a job");
+        q.pause(0, false);
+        assert_eq!(taker.join().unwrap(), Some(7));
     }
 
     #[test]
