@@ -1,7 +1,11 @@
-//! The WSGI (PEP 3333) protocol engine: runs a Python WSGI application in-process for any
-//! Rust HTTP server.
+//! The WSGI (PEP 3333) protocol engine: runs a Python WSGI application for any Rust HTTP
+//! server, in this process or in worker processes.
 //!
-//! An [`Engine`] owns a loaded application and a pool of Python threads. A host server
+//! An [`Engine`] owns a loaded application and a pool of Python threads, in this process
+//! by default, or in worker processes ([`EngineBuilder::processes`]) that are replaced when
+//! they crash, recycled by request count, age or memory, and restarted without dropping a
+//! request (`tmp/restart.txt`, [`Engine::restart`]); a program that uses them calls
+//! [`run_if_worker`] first in `main`. A host server
 //! hands it requests through the one trait it implements, [`HostRequest`], and gets back an
 //! [`http::Response`] whose body, [`WsgiBody`], streams what the application yields. This
 //! crate knows nothing of tokio, axum or actix-web: the `wsgi-axum` and `wsgi-actix` crates
