@@ -147,6 +147,29 @@ fn encode(s: &MetricsSnapshot, dropped_lines: u64, encoder: &mut DescriptorEncod
         )?;
         family(
             encoder,
+            "wsgi_worker_state",
+            "1 for each worker's state: starting, ready or replacing.",
+            MetricType::Gauge,
+            s.workers.iter().flat_map(|w| {
+                ["starting", "ready", "replacing"]
+                    .into_iter()
+                    .map(move |state| {
+                        (
+                            [("worker", w.index.to_string()), ("state", state.to_owned())],
+                            Value::Gauge(usize::from(w.state.as_str() == state)),
+                        )
+                    })
+            }),
+        )?;
+        family(
+            encoder,
+            "wsgi_worker_draining",
+            "Replaced processes of each worker still finishing their requests.",
+            MetricType::Gauge,
+            by_worker(|w| Value::Gauge(w.draining)),
+        )?;
+        family(
+            encoder,
             "wsgi_worker_requests",
             "Requests answered by each worker process (replacements included).",
             MetricType::Counter,

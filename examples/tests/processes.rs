@@ -295,6 +295,10 @@ fn metrics_count_each_workers_requests_and_restarts() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(crashes(&text), 1, "{text}");
+    for worker in ["0", "1"] {
+        let ready = format!("wsgi_worker_state{{worker=\"{worker}\",state=\"ready\"}} 1");
+        assert!(text.contains(&ready), "{ready}\n{text}");
+    }
     let requests: u64 = text
         .lines()
         .filter(|l| l.starts_with("wsgi_worker_requests_total{"))

@@ -82,7 +82,7 @@ pub use config::{
 pub use engine::{Engine, ResponseFuture, ShutdownFuture, ShutdownReport};
 pub use error::{Error, MissingModule, PythonException};
 pub use host::{BoxError, ConnInfo, HostRequest, MapErrBody, Scheme};
-pub use metrics::{MetricsSnapshot, WorkerSnapshot};
+pub use metrics::{MetricsSnapshot, WorkerSnapshot, WorkerState};
 pub use process::run_if_worker;
 pub use python::{PythonInfo, activate_venv, python_info};
 pub use response::ReasonPhrase;

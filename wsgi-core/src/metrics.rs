@@ -118,6 +118,30 @@ pub struct MetricsSnapshot {
     pub workers: Vec<WorkerSnapshot>,
 }
 
+/// Where a worker is in its life, in [`WorkerSnapshot::state`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WorkerState {
+    /// No process of it is ready: it is starting, or being started again after it died.
+    Starting,
+    /// Its process takes requests.
+    Ready,
+    /// A new process is starting to replace the current one, which serves meanwhile (or,
+    /// past its request or memory budget, waits).
+    Replacing,
+}
+
+impl WorkerState {
+    /// `starting`, `ready` or `replacing`: a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkerState::Starting => "starting",
+            WorkerState::Ready => "ready",
+            WorkerState::Replacing => "replacing",
+        }
+    }
+}
+
 /// One worker process, in [`MetricsSnapshot::workers`]. A replacement takes the index of
 /// the process it replaces, and its counts go on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,6 +153,10 @@ pub struct WorkerSnapshot {
     pub pid: Option<u32>,
     /// Whether it takes requests (it has loaded the application).
     pub ready: bool,
+    /// Where it is in its life.
+    pub state: WorkerState,
+    /// Its earlier processes still finishing their requests after a replacement.
+    pub draining: usize,
     /// Requests its processes have answered.
     pub requests: u64,
     /// Its replacements by reason: `restart_file`, `always_restart`, `max_requests`,

@@ -41,7 +41,7 @@ use crate::lifecycle::random::Rng;
 use crate::lifecycle::reason::RestartReason;
 use crate::lifecycle::restart_file::RestartWatch;
 use crate::lifecycle::rss::rss_bytes;
-use crate::metrics::WorkerSnapshot;
+use crate::metrics::{WorkerSnapshot, WorkerState as Phase};
 use crate::pipe::Msg;
 use crate::process::log;
 use crate::process::messages::{
@@ -111,8 +111,10 @@ struct WorkerState {
     served: AtomicU64,
     /// The current process's drawn request budget; 0 for none.
     max_requests: AtomicU64,
-    /// Processes of this index running (the current one, and one being retired).
+    /// Processes of this index running (the current one, and those being retired).
     live: AtomicUsize,
+    /// A replacement is under way.
+    replacing: AtomicBool,
     /// Replacements by reason, in [`RestartReason::ALL`]'s order.
     restarts: [AtomicU64; RestartReason::ALL.len()],
     /// The current process's resident memory when last sampled; 0 for not yet.
@@ -375,10 +377,25 @@ impl Runner for Processes {
             .workers
             .iter()
             .enumerate()
-            .map(|(index, w)| WorkerSnapshot {
+            .map(|(index, w)| {
+                let ready = groups_of[index].is_some();
+                let pid = Some(w.pid.load(Ordering::Relaxed)).filter(|&pid| pid != 0);
+                let state = if w.replacing.load(Ordering::Relaxed) {
+                    Phase::Replacing
+                } else if ready {
+                    Phase::Ready
+                } else {
+                    Phase::Starting
+                };
+                let current = usize::from(pid.is_some());
+                (index, w, ready, pid, state, current)
+            })
+            .map(|(index, w, ready, pid, state, current)| WorkerSnapshot {
                 index,
-                pid: Some(w.pid.load(Ordering::Relaxed)).filter(|&pid| pid != 0),
-                ready: groups_of[index].is_some(),
+                pid,
+                ready,
+                state,
+                draining: w.live.load(Ordering::Relaxed).saturating_sub(current),
                 requests: w.requests.load(Ordering::Relaxed),
                 restarts: RestartReason::ALL
                     .iter()
@@ -664,6 +681,19 @@ impl Supervisor {
         if stop_first {
             self.pool.queue.pause(process.group, true);
         }
+        self.state().replacing.store(true, Ordering::Relaxed);
+        self.replace_with_spare(process, reason, rng, stop_first);
+        self.state().replacing.store(false, Ordering::Relaxed);
+    }
+
+    /// The replacement proper, once the old worker is paused if it must be.
+    fn replace_with_spare(
+        &self,
+        process: &mut Process,
+        reason: RestartReason,
+        rng: &mut Rng,
+        stop_first: bool,
+    ) {
         let Some(spare) = self.pool.take_spare() else {
             return;
         };
