@@ -222,6 +222,12 @@ impl Engine {
 
     /// The number of worker processes running the application; `0` when it runs in this
     /// process (see [`EngineBuilder::processes`]).
+    ///
+    /// ```
+    /// let engine = wsgi_core::Engine::builder("wsgiref.simple_server:demo_app").build()?;
+    /// assert_eq!(engine.processes(), 0);
+    /// # Ok::<(), wsgi_core::Error>(())
+    /// ```
     pub fn processes(&self) -> usize {
         self.inner.config.processes
     }
@@ -403,6 +409,18 @@ impl Engine {
     /// # Errors
     ///
     /// As [`restart`](Self::restart).
+    ///
+    /// ```no_run
+    /// # async fn on_sighup(engine: wsgi_core::Engine) -> std::io::Result<()> {
+    /// let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    /// while hup.recv().await.is_some() {
+    ///     if let Err(e) = engine.restart_on_signal() {
+    ///         eprintln!("SIGHUP: {e}");
+    ///     }
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn restart_on_signal(&self) -> Result<(), Error> {
         self.restart_for(RestartReason::Signal)
     }
