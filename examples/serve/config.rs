@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use clap::builder::TypedValueParser as _;
 use ipnet::IpNet;
 use wsgi_core::{
-    DEFAULT_BUFFER_BODY, DEFAULT_MIN_LIFETIME, DEFAULT_QUEUE_DEPTH, DEFAULT_THREADS, Engine,
-    EngineBuilder,
+    DEFAULT_BUFFER_BODY, DEFAULT_MIN_LIFETIME, DEFAULT_QUEUE_DEPTH, DEFAULT_START_TIMEOUT,
+    DEFAULT_THREADS, Engine, EngineBuilder,
 };
 
 use crate::values::{Bytes, Secs, at_least_one, ip_net, mebibytes, positive_secs};
@@ -76,6 +76,11 @@ pub(crate) struct EngineOptions {
     #[arg(long, value_name = "DURATION", default_value_t = Secs(DEFAULT_MIN_LIFETIME),
           help_heading = "Worker processes")]
     min_lifetime: Secs,
+
+    /// How long a new worker process may take to import the application before it is killed.
+    #[arg(long, value_name = "DURATION", value_parser = positive_secs,
+          default_value_t = Secs(DEFAULT_START_TIMEOUT), help_heading = "Worker processes")]
+    start_timeout: Secs,
 
     /// Do not restart the workers when tmp/restart.txt in the application's directory
     /// changes (Passenger's convention, on by default with --processes).
@@ -184,6 +189,7 @@ impl EngineOptions {
             .max_requests_jitter(self.max_requests_jitter)
             .min_lifetime(self.min_lifetime.0)
             .restart_files(!self.no_restart_file)
+            .start_timeout(self.start_timeout.0)
             .strict_python_version(self.strict_python_version)
             .buffer_body(self.buffer_body.0)
             .stream_chunked(self.stream_chunked)

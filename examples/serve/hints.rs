@@ -57,6 +57,10 @@ fn hint(error: &Error) -> Option<String> {
             "--trusted-proxy takes IP addresses and CIDR ranges, such as 10.0.0.0/8".into()
         }
         Error::ProcessesUnsupported => "leave out --processes to run Python in this process".into(),
+        Error::RestartUnsupported => "run with --processes N to restart without stopping".into(),
+        Error::WorkerStartTimeout { .. } => {
+            "raise --start-timeout if the application takes that long to import".into()
+        }
         Error::Thread(_) => {
             "lower --threads, or raise the limit on this user's threads (`ulimit -u`)".into()
         }

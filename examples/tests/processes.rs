@@ -655,3 +655,20 @@ fn always_restart_txt_gives_each_request_a_fresh_worker() {
     assert!(server.stderr().contains("reason=\"always_restart\""));
     std::fs::remove_file(dir.path().join("tmp/always_restart.txt")).unwrap();
 }
+
+#[test]
+fn a_worker_that_never_finishes_importing_is_killed_after_the_start_timeout() {
+    let mut command = serve_command();
+    command
+        .args(["--processes", "1", "--start-timeout", "1"])
+        .arg("slow_import.py");
+    let started = Instant::now();
+    assert_fails_with(
+        command,
+        &["did not load the application within 1 s", "--start-timeout"],
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "serve waited for the import"
+    );
+}

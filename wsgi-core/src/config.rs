@@ -34,6 +34,10 @@ pub const DEFAULT_BUFFER_BODY: u64 = 64 * 1024;
 /// How long a replaced worker process may take to finish its requests before it is killed.
 pub const DEFAULT_DRAIN_GRACE: Duration = Duration::from_secs(30);
 
+/// How long a new worker process may take to load the application (Passenger's
+/// `passenger_start_timeout` default).
+pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(90);
+
 /// How long a worker process must have been ready before a recycling limit may replace it
 /// (see [`EngineBuilder::min_lifetime`]).
 pub const DEFAULT_MIN_LIFETIME: Duration = crate::lifecycle::policy::DEFAULT_MIN_LIFETIME;
@@ -48,6 +52,7 @@ pub struct EngineBuilder {
     pub(crate) recycle: Recycle,
     pub(crate) restart_files: bool,
     pub(crate) drain_grace: Duration,
+    pub(crate) start_timeout: Duration,
     pub(crate) queue_depth: usize,
     pub(crate) retry_after: u32,
     pub(crate) max_body: Option<u64>,
@@ -213,6 +218,23 @@ impl EngineBuilder {
     /// ```
     pub fn drain_grace(mut self, grace: Duration) -> Self {
         self.drain_grace = grace;
+        self
+    }
+
+    /// How long a new worker process may take to import the application and report ready
+    /// before it is killed (default [`DEFAULT_START_TIMEOUT`], Passenger's
+    /// `passenger_start_timeout`). At start-up, [`build`](Self::build) then fails with
+    /// [`Error::WorkerStartTimeout`]; for a replacement, the old worker keeps serving.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let builder = wsgi_core::Engine::builder("app.py")
+    ///     .processes(2)
+    ///     .start_timeout(Duration::from_secs(300));
+    /// ```
+    pub fn start_timeout(mut self, limit: Duration) -> Self {
+        self.start_timeout = limit;
         self
     }
 
@@ -508,6 +530,8 @@ pub(crate) struct Lifecycle {
     pub(crate) restart_dir: Option<PathBuf>,
     /// How long a worker being replaced may take to finish its requests.
     pub(crate) drain_grace: Duration,
+    /// How long a new worker may take to load the application.
+    pub(crate) start_timeout: Duration,
 }
 
 impl EngineBuilder {
@@ -551,6 +575,7 @@ impl EngineBuilder {
             recycle: recycle.clone(),
             restart_dir: (self.processes > 0 && self.restart_files).then_some(app_dir),
             drain_grace: self.drain_grace,
+            start_timeout: self.start_timeout,
         })
     }
 }
@@ -610,6 +635,7 @@ impl EngineBuilder {
             recycle: Recycle::default(),
             restart_files: true,
             drain_grace: DEFAULT_DRAIN_GRACE,
+            start_timeout: DEFAULT_START_TIMEOUT,
             queue_depth: DEFAULT_QUEUE_DEPTH,
             retry_after: 1,
             max_body: None,

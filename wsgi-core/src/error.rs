@@ -256,6 +256,14 @@ pub enum Error {
         /// How it ended, e.g. `killed by signal 11 (SIGSEGV)`.
         status: String,
     },
+    /// A worker process did not report whether it loaded the application within the start
+    /// timeout ([`EngineBuilder::start_timeout`](crate::EngineBuilder::start_timeout)): an
+    /// import that hangs (a database it waits for, a lock). The worker was killed.
+    #[error("a worker process did not load the application within {secs} s; it was killed")]
+    WorkerStartTimeout {
+        /// The start timeout, in seconds.
+        secs: f64,
+    },
     /// A worker process could not load the application; the message is the error the
     /// worker met, worded as when Python runs in this process.
     #[error("{0}")]

@@ -77,7 +77,7 @@ pub use access::ACCESS_TARGET;
 pub use body::{BodyError, WsgiBody};
 pub use config::{
     DEFAULT_BUFFER_BODY, DEFAULT_DRAIN_GRACE, DEFAULT_MIN_LIFETIME, DEFAULT_QUEUE_DEPTH,
-    DEFAULT_THREADS, EngineBuilder,
+    DEFAULT_START_TIMEOUT, DEFAULT_THREADS, EngineBuilder,
 };
 pub use engine::{Engine, ResponseFuture, ShutdownFuture, ShutdownReport};
 pub use error::{Error, MissingModule, PythonException};

@@ -592,6 +592,8 @@ impl Supervisor {
         let threads = self.pool.threads;
         let (mut child, control, slots) = spawn_worker(threads).map_err(Error::WorkerChannel)?;
         let mut writer = FrameWriter::new(control.try_clone().map_err(Error::WorkerChannel)?);
+        // The socket option is shared by every handle of the socket: this one sets it.
+        let timer = control.try_clone().map_err(Error::WorkerChannel)?;
         let mut reader = FrameReader::new(control);
         let fail = |child: &mut Child, e: Error| {
             let _ = child.kill();
@@ -601,10 +603,30 @@ impl Supervisor {
         if let Err(e) = writer.send(&ControlToWorker::Config(self.config.clone())) {
             return Err(fail(&mut child, Error::WorkerChannel(e)));
         }
+        // A worker hung in its import must not hold the start-up (or a replacement's spare)
+        // for ever: Passenger's `passenger_start_timeout`.
+        let limit = self.pool.lifecycle.start_timeout;
+        let _ = timer.set_read_timeout(Some(limit));
         let (pid, python) = match wait_ready(&mut child, &mut reader) {
             Ok(ready) => ready,
+            Err(Error::WorkerChannel(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(fail(
+                    &mut child,
+                    Error::WorkerStartTimeout {
+                        secs: limit.as_secs_f64(),
+                    },
+                ));
+            }
             Err(e) => return Err(fail(&mut child, e)),
         };
+        if let Err(e) = timer.set_read_timeout(None) {
+            return Err(fail(&mut child, Error::WorkerChannel(e)));
+        }
         {
             // Under the lock `close` takes, so a worker that became ready while the engine
             // closed is not left running unseen.
