@@ -575,10 +575,14 @@ impl Supervisor {
                         None => None,
                     };
                     let served = state.served.load(Ordering::Relaxed);
-                    if let Some(reason) =
-                        process.budget.due(served, process.ready_at.elapsed(), rss)
-                    {
-                        self.replace(&mut process, reason, rng);
+                    match process.budget.due(served, process.ready_at.elapsed(), rss) {
+                        Some(reason) => self.replace(&mut process, reason, rng),
+                        // Paused by a slot at its budget, but too young to replace yet (the
+                        // minimum lifetime): a later tick replaces it.
+                        None if matches!(event, Some(Event::Check)) => {
+                            self.pool.queue.pause(process.group, false);
+                        }
+                        None => {}
                     }
                 }
             }
@@ -853,8 +857,8 @@ struct Slot {
 
 /// How relaying a request ended.
 enum Relayed {
-    /// The worker sent the response's end.
-    Done,
+    /// The worker sent the response's end; what to tell its supervisor, if anything.
+    Done(Option<Event>),
     /// The connection broke; whether the worker had started the request.
     Lost { started: bool, head_sent: bool },
 }
@@ -875,6 +879,26 @@ impl Slot {
         self.pool.groups[self.group]
             .live_slots
             .fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Called just before a response's last message reaches the client: if this request
+    /// spends the worker's request budget (or every request gets a fresh worker), the
+    /// worker takes no next request, even one the client sends the moment it has this
+    /// response; its supervisor then replaces it (or resumes it, if it may not be replaced
+    /// yet).
+    fn pause_if_due(&self) -> Option<Event> {
+        let state = self.worker()?;
+        let event = if self.pool.always_restart.load(Ordering::Relaxed) {
+            Event::Recycle(RestartReason::AlwaysRestart)
+        } else if state.served.load(Ordering::Relaxed) + 1
+            == state.max_requests.load(Ordering::Relaxed)
+        {
+            Event::Check
+        } else {
+            return None;
+        };
+        self.pool.queue.pause(self.group, true);
+        Some(event)
     }
 
     fn worker(&self) -> Option<&WorkerState> {
@@ -908,15 +932,12 @@ impl Slot {
             metrics.busy_threads.fetch_sub(1, Ordering::Relaxed);
             let worker = self.pool.groups[self.group].worker.load(Ordering::Acquire);
             match relayed {
-                Relayed::Done => {
+                Relayed::Done(due) => {
                     if let Some(state) = self.worker() {
                         state.requests.fetch_add(1, Ordering::Relaxed);
-                        let served = state.served.fetch_add(1, Ordering::Relaxed) + 1;
-                        if served == state.max_requests.load(Ordering::Relaxed) {
-                            state.send(Event::Check);
-                        }
-                        if self.pool.always_restart.load(Ordering::Relaxed) {
-                            state.send(Event::Recycle(RestartReason::AlwaysRestart));
+                        state.served.fetch_add(1, Ordering::Relaxed);
+                        if let Some(event) = due {
+                            state.send(event);
                         }
                     }
                 }
@@ -1007,24 +1028,28 @@ impl Slot {
                 FromWorker::Head(head) => {
                     head_sent = true;
                     let full = matches!(head.body, crate::response::HeadBody::Full(_));
-                    let result = job.tx.send(Msg::Head(head));
                     if full {
-                        return Relayed::Done;
+                        let due = self.pause_if_due();
+                        let _ = job.tx.send(Msg::Head(head));
+                        return Relayed::Done(due);
                     }
-                    result
+                    job.tx.send(Msg::Head(head))
                 }
                 FromWorker::Data(bytes) => job.tx.send(Msg::Data(bytes)),
                 FromWorker::End => {
+                    let due = self.pause_if_due();
                     let _ = job.tx.send(Msg::End);
-                    return Relayed::Done;
+                    return Relayed::Done(due);
                 }
                 FromWorker::Short(why) => {
+                    let due = self.pause_if_due();
                     let _ = job.tx.send(Msg::Short(why));
-                    return Relayed::Done;
+                    return Relayed::Done(due);
                 }
                 FromWorker::Abort(why) => {
+                    let due = self.pause_if_due();
                     let _ = job.tx.send(Msg::Abort(why));
-                    return Relayed::Done;
+                    return Relayed::Done(due);
                 }
             };
             if delivered.is_err() && !cancelled {
