@@ -72,6 +72,15 @@ pub fn python_facts(mut command: Command) -> PythonFacts {
     }
 }
 
+/// A port of 127.0.0.1 that was free a moment ago, for an address `serve` must be told
+/// (`--metrics-bind`).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
 /// A running `serve`, killed on drop.
 pub struct Server {
     child: Child,

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use tempfile::{NamedTempFile, TempDir};
+pub use tempfile::{NamedTempFile, TempDir};
 
 /// An empty directory whose name starts with `wsgi-{label}-`. Its path is canonical, so it
 /// compares equal to the paths Python reports (the temporary directory may be a link).

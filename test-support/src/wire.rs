@@ -372,15 +372,20 @@ pub struct Conn {
 impl Conn {
     /// Connects to `addr`, with Nagle off and reads bounded by [`DEADLINE`].
     pub fn connect(addr: SocketAddr) -> Conn {
-        let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
-        stream.set_nodelay(true).expect("nodelay");
-        stream.set_read_timeout(Some(DEADLINE)).expect("timeout");
-        Conn {
+        Conn::try_connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"))
+    }
+
+    /// Like [`Conn::connect`], for a server that may have stopped listening.
+    pub fn try_connect(addr: SocketAddr) -> std::io::Result<Conn> {
+        let stream = TcpStream::connect(addr)?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(DEADLINE))?;
+        Ok(Conn {
             stream,
             buf: Vec::new(),
             eof: false,
             chunk_left: None,
-        }
+        })
     }
 
     /// The socket, for what this client does not do itself (shutting down a direction).
