@@ -6,9 +6,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{TestServer, app_path, request, start};
+use common::{TestServer, app_path, request, start, start_a_long_stream};
 use test_support::gate::Record;
-use test_support::wire::{Chunk, Framing};
+use test_support::wire::Framing;
 
 fn server() -> TestServer {
     start(&app_path("response_app.py"), |b| b, "")
@@ -90,13 +90,8 @@ fn close_runs_once_after_exc_info_reraise() {
 fn close_runs_promptly_when_the_client_disconnects() {
     let server = server();
     let record = Record::new();
-    let mut client = server.client();
-    // About 100 s of body at 10 ms per 1 KiB chunk: it only ends early if the
-    // server notices the client leaving.
-    let target = format!("/big?chunks=10000&size=1024&sleep=0.01&{}", record.query());
-    client.send(&request("GET", &target, &[], b"").to_bytes(server.addr));
-    assert_eq!(client.read_head().status, 200);
-    assert!(matches!(client.next_chunk(), Chunk::Data(_)));
+    // About 100 s of body: it only ends early if the server notices the client leaving.
+    let client = start_a_long_stream(&server, &record);
     let left = Instant::now();
     drop(client);
     let lines = assert_closed_once(&record);

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{TestServer, app_path, request, start};
+use common::{TestServer, app_path, assert_no_bytes_past_the_length, request, start};
 use test_support::gate::Record;
 use test_support::rng::Rng;
 use test_support::temp::{path_str, temp_file};
@@ -51,13 +51,7 @@ fn a_real_file_honours_the_app_content_length() {
     assert!(response.complete);
     assert!(response.body == data[1000..6000], "file slice differs");
     // No byte past the Content-Length may follow on the connection.
-    let _ = client.try_send(&request("GET", "/hello", &[], b"").to_bytes(server.addr));
-    let rest = client.read_to_end();
-    assert!(
-        rest.is_empty() || rest.starts_with(b"HTTP/1.1 200"),
-        "stray bytes after the declared length: {:?}",
-        String::from_utf8_lossy(&rest[..rest.len().min(60)])
-    );
+    assert_no_bytes_past_the_length(&server, &mut client);
     record.wait_for("file-close");
 }
 

@@ -6,10 +6,10 @@
 
 mod common;
 
-use common::{Environ, TestServer, app_path, request, start};
+use common::{Environ, TestServer, app_path, start, start_a_long_stream};
 use test_support::gate::{Gate, Record};
 use test_support::temp::{path_str, temp_file};
-use test_support::wire::{Chunk, Framing};
+use test_support::wire::Framing;
 
 type Headers<'a> = &'a [(&'a str, &'a str)];
 
@@ -140,12 +140,7 @@ fn response_app_passes_the_validator() {
 fn a_disconnect_mid_stream_still_closes_the_validated_iterable() {
     let server = validated("validated_response", "");
     let record = Record::new();
-    let mut client = server.client();
-    let target = format!("/big?chunks=10000&size=1024&sleep=0.01&{}", record.query());
-    client.send(&request("GET", &target, &[], b"").to_bytes(server.addr));
-    assert_eq!(client.read_head().status, 200);
-    assert!(matches!(client.next_chunk(), Chunk::Data(_)));
-    drop(client);
+    drop(start_a_long_stream(&server, &record));
     record.wait_for("close");
     assert_no_failures(&server);
 }

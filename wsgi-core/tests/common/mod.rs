@@ -19,7 +19,8 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use test_support::wire::{Conn, Framing, Request, Response};
+use test_support::gate::Record;
+use test_support::wire::{Chunk, Conn, Framing, Request, Response};
 use wsgi_core::{BoxError, ConnInfo, Engine, EngineBuilder, HostRequest};
 
 pub(crate) fn app_path(file: &str) -> String {
@@ -191,6 +192,30 @@ impl TestServer {
     pub(crate) fn post(&self, target: &str, body: &[u8]) -> Response {
         self.request("POST", target, &[], body)
     }
+}
+
+/// Starts `/big` (about 100 s of body at 10 ms per 1 KiB chunk, recorded in `record`) and
+/// reads its head and first chunk; dropping the returned connection leaves mid-stream.
+pub(crate) fn start_a_long_stream(server: &TestServer, record: &Record) -> Conn {
+    let mut client = server.client();
+    let target = format!("/big?chunks=10000&size=1024&sleep=0.01&{}", record.query());
+    client.send(&request("GET", &target, &[], b"").to_bytes(server.addr));
+    assert_eq!(client.read_head().status, 200);
+    assert!(matches!(client.next_chunk(), Chunk::Data(_)));
+    client
+}
+
+/// Sends `GET /hello` on `client`, after a response whose `Content-Length` the app
+/// exceeded: what follows must be a new response (or nothing, if the server closed the
+/// connection), never the excess bytes.
+pub(crate) fn assert_no_bytes_past_the_length(server: &TestServer, client: &mut Conn) {
+    let _ = client.try_send(&request("GET", "/hello", &[], b"").to_bytes(server.addr));
+    let rest = client.read_to_end();
+    assert!(
+        rest.is_empty() || rest.starts_with(b"HTTP/1.1 200"),
+        "stray bytes after the declared length: {:?}",
+        String::from_utf8_lossy(&rest[..rest.len().min(60)])
+    );
 }
 
 /// An HTTP/1.1 request with `headers` and `body` (`Content-Length` added for a body or a
