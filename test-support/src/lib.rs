@@ -3,7 +3,7 @@
 //! gates and record files for the Python test apps ([`gate`], with its Python twin
 //! `python/wsgi_test_support.py`), one [`DEADLINE`], temporary paths ([`temp`]), captured
 //! logs ([`logs`]), the `serve` program as a child process ([`serve`]) and, behind features,
-//! the axum and actix-web test servers ([`hosts`]) and an HTTP/2 client ([`h2`]).
+//! the axum and actix-web test servers (`hosts`) and an HTTP/2 client (`h2`).
 //!
 //! It knows nothing of this workspace's own crates: `wsgi-core`'s tests use it too, and a
 //! dependency on `wsgi-core` here would be a cycle.
