@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::serve::{each_server, serve_app, serve_command};
+use test_support::DEADLINE;
 use test_support::serve::{Server, assert_fails_with, free_port, start};
 use test_support::wire::{Request, send};
 
@@ -122,11 +123,24 @@ fn bodies_stream_both_ways_and_the_workers_log_reaches_the_host() {
         }
         let (status, _) = server.get("/note?text=written-in-a-worker");
         assert_eq!(status, 200);
-        let log = server.stderr_with("written-in-a-worker");
-        let line = log
-            .lines()
-            .find(|l| l.contains("written-in-a-worker"))
-            .unwrap_or_else(|| panic!("{kind}: wsgi.errors did not reach the log\n{log}"));
+        // The access line names the text too, and may be written first: wait for the
+        // wsgi.errors line itself.
+        let started = Instant::now();
+        let line = loop {
+            let log = server.stderr();
+            let found = log
+                .lines()
+                .find(|l| l.contains("written-in-a-worker") && !l.contains("wsgi_core::access"))
+                .map(str::to_owned);
+            if let Some(line) = found {
+                break line;
+            }
+            assert!(
+                started.elapsed() < DEADLINE,
+                "{kind}: wsgi.errors did not reach the log\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
         assert!(line.contains("worker_pid="), "{kind}: {line}");
     });
 }
