@@ -6,25 +6,20 @@ mod common;
 
 use std::sync::OnceLock;
 
-use common::{
-    Framing, Gate, Piece, Record, Request, Site, contains, h2_request, host_cases, noise,
-    sha256_hex,
-};
+use common::{Site, host_cases, sha256_hex};
+use test_support::gate::{Gate, Record};
+use test_support::h2::h2_request;
+use test_support::rng::noise;
+use test_support::wire::{Chunk, Conn, Framing, Request, contains, send};
 use wsgi_core::Engine;
 
 fn probe() -> Option<Engine> {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
-    let engine = ENGINE.get_or_init(|| {
-        let app = common::test_app("adapter_probe.py");
-        // Chunked bodies stream as the app reads, rather than arriving whole first (the
-        // default, tested through `serve` in uploads.rs): these tests are about what each
-        // host does with a body while the app runs.
-        Engine::builder(&app)
-            .threads(4)
-            .stream_chunked(true)
-            .build()
-            .unwrap_or_else(|e| panic!("loading {app}: {e}"))
-    });
+    // Chunked bodies stream as the app reads, rather than arriving whole first (the default,
+    // tested through `serve` in uploads.rs): these tests are about what each host does with
+    // a body while the app runs.
+    let engine = ENGINE
+        .get_or_init(|| common::load("adapter_probe.py", |b| b.threads(4).stream_chunked(true)));
     Some(engine.clone())
 }
 
@@ -86,7 +81,7 @@ fn environ_names_the_mount_the_client_and_the_protocol(site: &Site) {
 fn paths_outside_the_mount_never_reach_the_app(site: &Site) {
     let addr = site.server.addr;
     for outside in ["/elsewhere", "/pyx/environ"] {
-        let response = common::send(addr, &Request::get(outside));
+        let response = send(addr, &Request::get(outside));
         if site.mount.is_empty() {
             // At the root, the app owns every path.
             let env = response.expect(200, "application/json").json();
@@ -107,13 +102,12 @@ fn the_request_body_streams_into_wsgi_input(site: &Site) {
         site.open(Request::post("/echo", "text/plain", "").header("Transfer-Encoding", "chunked"));
     // The chunks go out by hand, the second only after the first has been answered.
     conn.send(b"6\r\nhello\n\r\n");
-    let (_, status, headers) = conn.read_head();
-    assert_eq!(status, 200);
-    assert!(
-        headers
-            .iter()
-            .any(|(n, v)| n == "transfer-encoding" && v == "chunked"),
-        "a response of unknown length streams chunked: {headers:?}"
+    let head = conn.read_head();
+    assert_eq!(head.status, 200);
+    assert_eq!(
+        head.header("transfer-encoding"),
+        Some("chunked"),
+        "a response of unknown length streams chunked: {head:?}"
     );
     // A host that collected the request body before calling the app would hang here.
     let first = conn.read_chunked_until(b"HELLO\n");
@@ -144,14 +138,13 @@ fn a_large_body_arrives_whole_in_many_reads(site: &Site) {
 
 fn the_response_streams_as_the_app_yields(site: &Site) {
     let gate = Gate::new();
-    let mut conn = site.open(Request::get(&format!("/stream?gate={}", gate.token)));
-    let (_, status, headers) = conn.read_head();
-    assert_eq!(status, 200);
-    assert!(
-        headers
-            .iter()
-            .any(|(n, v)| n == "transfer-encoding" && v == "chunked"),
-        "{headers:?}"
+    let mut conn = site.open(Request::get(&format!("/stream?{}", gate.query())));
+    let head = conn.read_head();
+    assert_eq!(head.status, 200);
+    assert_eq!(
+        head.header("transfer-encoding"),
+        Some("chunked"),
+        "{head:?}"
     );
     // The app yields "second" only after the gate opens, which happens only after the
     // client has seen "first": a buffering host fails here on the read deadline.
@@ -179,11 +172,11 @@ fn a_client_that_goes_away_gets_the_iterable_closed(site: &Site) {
     let gate = Gate::new();
     let record = Record::new();
     let mut conn = site.open(Request::get(&format!(
-        "/stream?gate={}&record={}",
-        gate.token, record.token
+        "/stream?{}&{}",
+        gate.query(),
+        record.query()
     )));
-    let (_, status, _) = conn.read_head();
-    assert_eq!(status, 200);
+    assert_eq!(conn.read_head().status, 200);
     conn.read_chunked_until(b"first\n");
     drop(conn);
     // The app finds out when its next chunk cannot be delivered; the server must then
@@ -194,7 +187,7 @@ fn a_client_that_goes_away_gets_the_iterable_closed(site: &Site) {
 
 fn an_unread_request_body_is_never_taken_for_the_next_request(site: &Site) {
     let addr = site.server.addr;
-    let mut conn = common::Conn::connect(addr);
+    let mut conn = Conn::connect(addr);
     // /fixed never reads wsgi.input. Both hosts then close the connection after the
     // response (hyper and actix-web drain only what they have already buffered) rather
     // than skip the body; either is safe, reading the body as a request is not.
@@ -229,7 +222,7 @@ fn an_unread_request_body_is_never_taken_for_the_next_request(site: &Site) {
 
 fn expect_100_continue_is_answered_before_the_body_is_sent(site: &Site) {
     let addr = site.server.addr;
-    let mut conn = common::Conn::connect(addr);
+    let mut conn = Conn::connect(addr);
     conn.send(
         format!(
             "POST {} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 5\r\n\
@@ -239,8 +232,7 @@ fn expect_100_continue_is_answered_before_the_body_is_sent(site: &Site) {
         .as_bytes(),
     );
     // The client holds the body back until it hears 100 Continue.
-    let (_, interim, _) = conn.read_head();
-    assert_eq!(interim, 100);
+    assert_eq!(conn.read_head().status, 100);
     conn.send(b"hello");
     let digest = conn.read_response("POST");
     let digest = digest.expect(200, "application/json").json();
@@ -261,7 +253,7 @@ fn head_gets_the_headers_of_get_without_a_body(site: &Site) {
     assert_eq!(head.header("x-probe"), Some("fixed"));
     assert_eq!(
         conn.next_until_close(),
-        Piece::End,
+        Chunk::End,
         "no body bytes may follow a HEAD response"
     );
 
@@ -269,7 +261,7 @@ fn head_gets_the_headers_of_get_without_a_body(site: &Site) {
     let mut conn = site.open(Request::head("/pattern?size=100000"));
     let head = conn.read_response("HEAD");
     head.expect(200, "application/octet-stream");
-    assert_eq!(conn.next_until_close(), Piece::End, "{head:?}");
+    assert_eq!(conn.next_until_close(), Chunk::End, "{head:?}");
 }
 
 fn http_1_0_gets_no_chunked_encoding(site: &Site) {
@@ -282,7 +274,7 @@ fn http_1_0_gets_no_chunked_encoding(site: &Site) {
     // Opened up front: this test is about framing, not timing.
     gate.open();
     let response =
-        site.send(Request::get(&format!("/stream?gate={}", gate.token)).version("HTTP/1.0"));
+        site.send(Request::get(&format!("/stream?{}", gate.query())).version("HTTP/1.0"));
     assert_eq!(response.status, 200, "{response:?}");
     assert_eq!(
         response.header("transfer-encoding"),
@@ -295,7 +287,7 @@ fn http_1_0_gets_no_chunked_encoding(site: &Site) {
 
 fn keep_alive_connections_serve_one_request_after_another(site: &Site) {
     let addr = site.server.addr;
-    let mut conn = common::Conn::connect(addr);
+    let mut conn = Conn::connect(addr);
     conn.send(
         &Request::get(&site.url("/fixed"))
             .header("Connection", "keep-alive")
@@ -347,7 +339,7 @@ fn h2c_with_prior_knowledge_is_http_2_end_to_end(site: &Site) {
     let gate = Gate::new();
     let streamed = h2_request(
         addr,
-        &site.url(&format!("/stream?gate={}", gate.token)),
+        &site.url(&format!("/stream?{}", gate.query())),
         None,
         Some((&gate, b"first\n")),
     );

@@ -9,7 +9,9 @@ mod common;
 
 use std::sync::OnceLock;
 
-use common::{Cookies, Framing, Gate, Host, Request, Response, Site, contains, host_cases};
+use common::{Cookies, Host, Site, host_cases};
+use test_support::gate::Gate;
+use test_support::wire::{Framing, Request, Response, contains, send};
 use wsgi_core::Engine;
 
 fn django() -> Option<Engine> {
@@ -112,7 +114,7 @@ fn the_csrf_protected_form_rejects_a_post_without_the_token(site: &Site) {
     let location = signed.header("location").unwrap_or_default().to_owned();
     assert_eq!(location, site.url("/guestbook/?signed=Ann"));
 
-    let thanks = common::send(site.server.addr, &cookies.apply(Request::get(&location)));
+    let thanks = send(site.server.addr, &cookies.apply(Request::get(&location)));
     thanks.expect(200, "text/html");
     assert!(
         contains(&thanks.body, "Thank you for signing, Ann."),
@@ -142,17 +144,12 @@ fn reverse_and_url_carry_the_prefix(site: &Site) {
 fn a_streaming_response_arrives_incrementally(site: &Site) {
     let gate = Gate::new();
     let mut conn = site.open(Request::get(&format!(
-        "/export.csv?rows=2000&gate={}",
-        gate.token
+        "/export.csv?rows=2000&{}",
+        gate.query()
     )));
-    let (_, status, headers) = conn.read_head();
-    assert_eq!(status, 200, "{headers:?}");
-    let header = |name: &str| {
-        headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    };
+    let head = conn.read_head();
+    assert_eq!(head.status, 200, "{head:?}");
+    let header = |name: &str| head.header(name);
     assert_eq!(header("content-type"), Some("text/csv"));
     assert_eq!(
         header("content-disposition"),

@@ -22,7 +22,8 @@ mod two_apps;
 
 use std::sync::OnceLock;
 
-use common::{Framing, Request, Server, contains};
+use test_support::hosts::{Server, serve_actix, serve_axum};
+use test_support::wire::{Framing, Request, contains, send};
 use wsgi_core::Engine;
 
 fn flask() -> Option<Engine> {
@@ -41,7 +42,7 @@ fn django() -> Option<Engine> {
 
 /// What both mount examples serve: Rust at `/` and `/health`, Flask under `/legacy`.
 fn check_rust_and_flask_share_the_port(server: &Server) {
-    let get = |target: &str| common::send(server.addr, &Request::get(target));
+    let get = |target: &str| send(server.addr, &Request::get(target));
 
     let home = get("/");
     home.expect(200, "text/plain");
@@ -84,14 +85,14 @@ fn check_rust_and_flask_share_the_port(server: &Server) {
 #[test]
 fn mount_axum_serves_rust_routes_and_flask_on_one_port() {
     let Some(flask) = flask() else { return };
-    let server = common::serve_axum(|_| mount_axum::router(flask));
+    let server = serve_axum(|_| mount_axum::router(flask));
     check_rust_and_flask_share_the_port(&server);
 }
 
 #[test]
 fn mount_actix_serves_rust_routes_and_flask_on_one_port() {
     let Some(flask) = flask() else { return };
-    let server = common::serve_actix(move |config| mount_actix::routes(config, &flask));
+    let server = serve_actix(move |config| mount_actix::routes(config, &flask));
     check_rust_and_flask_share_the_port(&server);
 }
 
@@ -100,8 +101,8 @@ fn two_apps_serves_flask_and_django_side_by_side() {
     let (Some(flask), Some(django)) = (flask(), django()) else {
         return;
     };
-    let server = common::serve_axum(|_| two_apps::router(flask, django));
-    let get = |target: &str| common::send(server.addr, &Request::get(target));
+    let server = serve_axum(|_| two_apps::router(flask, django));
+    let get = |target: &str| send(server.addr, &Request::get(target));
 
     let index = get("/");
     index.expect(200, "text/html");

@@ -5,8 +5,9 @@ mod common;
 
 use std::sync::OnceLock;
 
-use common::{Framing, Request, Site, host_cases};
+use common::{Site, host_cases};
 use serde_json::json;
+use test_support::wire::{Framing, Request};
 use wsgi_core::Engine;
 
 fn bottle() -> Option<Engine> {

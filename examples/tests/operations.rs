@@ -1,38 +1,22 @@
 //! `serve`'s operational options, end to end over real sockets: request timeout, body buffering, metrics
 //! endpoint, JSON logs, and graceful shutdown under load — on both servers.
 
-mod serve_process;
+mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Read;
+use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serve_process::{Server, TempDir, serve_command, start};
+use common::serve::{each_server, serve_app};
+use test_support::gate::Record;
+use test_support::h2::h2_request;
+use test_support::serve::{Server, free_port, start};
+use test_support::wire::{Conn, Request, Response, get};
 
 fn ops(server: &str, extra: &[&str]) -> Server {
-    let mut command: Command = serve_command();
-    command
-        .args(["--server", server])
-        .args(extra)
-        .arg("ops_app.py");
-    command.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/apps"));
-    start(command)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn each_server(test: impl Fn(&str)) {
-    for server in ["axum", "actix"] {
-        test(server);
-    }
+    start(serve_app(server, extra, "ops_app.py"))
 }
 
 #[test]
@@ -54,17 +38,12 @@ fn metrics_are_served_as_prometheus_text() {
         for _ in 0..2 {
             assert_eq!(server.get("/fast").0, 200);
         }
-        let mut metrics = String::new();
+        let mut response = None;
         // The counters settle just after the responses: poll until they do.
         for _ in 0..100 {
-            let mut s = TcpStream::connect(&bind).expect("metrics listener");
-            write!(
-                s,
-                "GET /metrics HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n"
-            )
-            .unwrap();
-            metrics.clear();
-            s.read_to_string(&mut metrics).unwrap();
+            let scraped = get(bind.parse().unwrap(), "/metrics");
+            let metrics = scraped.text();
+            response = Some(scraped);
             if metrics.contains("wsgi_responses_total{class=\"2xx\"} 2")
                 && metrics.contains("wsgi_threads{state=\"idle\"} 2")
             {
@@ -72,7 +51,13 @@ fn metrics_are_served_as_prometheus_text() {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        assert!(metrics.starts_with("HTTP/1.1 200"), "{kind}: {metrics}");
+        let response = response.expect("a scrape");
+        assert_eq!(
+            (response.version.as_str(), response.status),
+            ("HTTP/1.1", 200),
+            "{kind}: {response:?}"
+        );
+        let metrics = response.text();
         assert!(
             metrics.contains("wsgi_responses_total{class=\"2xx\"} 2"),
             "{kind}: {metrics}"
@@ -111,50 +96,25 @@ fn sigterm_lets_in_flight_requests_finish_then_exits_0() {
     each_server(|kind| {
         let mut server = ops(kind, &["--grace", "20"]);
         let addr = server.addr;
-        let mark = std::env::temp_dir().join(format!("ops-inflight-{kind}-{}", std::process::id()));
-        let _ = std::fs::remove_file(&mark);
-        let target = format!("/slow?secs=1&mark={}", mark.display());
-        let in_flight = std::thread::spawn(move || {
-            let mut s = TcpStream::connect(addr).unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-            write!(
-                s,
-                "GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-            )
-            .unwrap();
-            let mut out = String::new();
-            let _ = s.read_to_string(&mut out);
-            out
-        });
+        let record = Record::new();
+        let target = format!("/slow?secs=1&{}", record.query());
+        let in_flight = std::thread::spawn(move || get(addr, &target));
         // The signal must come while the application is running the request.
-        for _ in 0..400 {
-            if mark.exists() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        assert!(
-            mark.exists(),
-            "{kind}: the request never reached the app\n{}",
-            server.stderr()
-        );
-        let _ = std::fs::remove_file(&mark);
+        record.wait_for("running");
         server.signal("TERM");
         let response = in_flight.join().unwrap();
-        assert!(
-            response.starts_with("HTTP/1.1 200"),
+        assert_eq!(
+            (response.version.as_str(), response.status),
+            ("HTTP/1.1", 200),
             "{kind}: {response:?}\n{}",
             server.stderr()
         );
-        assert!(response.ends_with("done /slow"), "{kind}: {response:?}");
+        assert_eq!(response.text(), "done /slow", "{kind}: {response:?}");
         // A new connection after the signal is not served.
         assert!(
-            TcpStream::connect(addr).map_or(true, |mut s| {
-                let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-                let _ = write!(s, "GET /fast HTTP/1.1\r\nHost: t\r\n\r\n");
-                let mut out = String::new();
-                let _ = s.read_to_string(&mut out);
-                !out.starts_with("HTTP/1.1 200")
+            Conn::try_connect(addr).map_or(true, |mut conn| {
+                let _ = conn.try_send(b"GET /fast HTTP/1.1\r\nHost: t\r\n\r\n");
+                conn.try_read_head().is_none_or(|head| head.status != 200)
             }),
             "{kind}: served a request after SIGTERM"
         );
@@ -165,35 +125,36 @@ fn sigterm_lets_in_flight_requests_finish_then_exits_0() {
     });
 }
 
-/// Starts `POST /slow?secs=0&mark=...` declaring a 1000-byte body, sends 10 bytes of it
-/// and returns the status `serve` answers with, and whether the app ran.
-fn stalled_upload(server: &Server, dir: &TempDir) -> (String, bool) {
-    let mark = dir.path().join("ran");
-    let mut s = TcpStream::connect(server.addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    write!(
-        s,
-        "POST /slow?secs=0&mark={} HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n0123456789",
-        mark.display()
+/// Starts `POST /slow?secs=0` declaring a 1000-byte body, sends 10 bytes of it and returns
+/// the status line `serve` answers with (version and code), and whether the app ran.
+fn stalled_upload(server: &Server) -> (String, bool) {
+    let record = Record::new();
+    let mut conn = Conn::connect(server.addr);
+    conn.send(
+        format!(
+            "POST /slow?secs=0&{} HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n0123456789",
+            record.query()
+        )
+        .as_bytes(),
+    );
+    let head = conn.read_head();
+    (
+        format!("{} {}", head.version, head.status),
+        !record.lines().is_empty(),
     )
-    .unwrap();
-    let mut head = [0u8; 12];
-    s.read_exact(&mut head).unwrap();
-    (String::from_utf8_lossy(&head).into_owned(), mark.exists())
 }
 
 #[test]
 fn buffer_body_decides_whether_the_app_waits_for_a_small_body() {
     each_server(|kind| {
-        let dir = TempDir::new("buffer-body");
         // Buffered (the default): the app never runs; the body timeout answers 408.
         let server = ops(kind, &["--body-timeout", "0.3"]);
-        let (head, ran) = stalled_upload(&server, &dir);
+        let (head, ran) = stalled_upload(&server);
         assert_eq!(head, "HTTP/1.1 408", "{kind}");
         assert!(!ran, "{kind}: the app ran before its body arrived");
         // Streamed: the app runs at once and answers without reading the body.
         let server = ops(kind, &["--body-timeout", "0.3", "--buffer-body", "0"]);
-        let (head, ran) = stalled_upload(&server, &dir);
+        let (head, ran) = stalled_upload(&server);
         assert_eq!(head, "HTTP/1.1 200", "{kind}");
         assert!(ran, "{kind}: the app did not run");
     });
@@ -251,14 +212,11 @@ fn sched_sets_the_policy_of_every_thread_and_python_threads_are_always_batch() {
 
 /// The value of the sample `name` in the Prometheus text served at `addr`.
 fn metric(addr: &str, name: &str) -> Option<f64> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
+    let addr: SocketAddr = addr.parse().ok()?;
+    let mut conn = Conn::try_connect(addr).ok()?;
+    conn.try_send(&Request::get("/metrics").to_bytes(addr))
+        .ok()?;
+    let text = conn.read_response("GET").text();
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
@@ -278,13 +236,12 @@ fn a_stalled_stderr_never_holds_requests_up_and_dropped_lines_are_counted() {
     each_server(|kind| {
         let metrics_bind = format!("127.0.0.1:{}", free_port());
         let (reader, writer) = std::io::pipe().expect("a pipe");
-        let mut command: Command = serve_command();
-        command
-            .args(["--server", kind, "--log-buffer", "4", "--metrics-bind"])
-            .arg(&metrics_bind)
-            .arg("ops_app.py")
-            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/apps"))
-            .stderr(writer);
+        let mut command: Command = serve_app(
+            kind,
+            &["--log-buffer", "4", "--metrics-bind", &metrics_bind],
+            "ops_app.py",
+        );
+        command.stderr(writer);
         let mut server = start(command);
         // Long targets make long access lines: 300 of them are about 600 KiB, far more
         // than the pipe, the writer's buffer and four queued lines hold.
@@ -339,25 +296,16 @@ fn a_stalled_stderr_never_holds_requests_up_and_dropped_lines_are_counted() {
     });
 }
 
-/// Reads one response with a `Content-Length` from `s`: its head (lower-cased) and body.
-fn read_response(s: &mut TcpStream) -> std::io::Result<(String, String)> {
-    let mut raw = Vec::new();
-    let mut byte = [0u8; 1];
-    while !raw.ends_with(b"\r\n\r\n") {
-        if s.read(&mut byte)? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        raw.push(byte[0]);
+/// `GET /fast` on a keep-alive connection.
+const KEEP_ALIVE_FAST: &[u8] = b"GET /fast HTTP/1.1\r\nHost: t\r\n\r\n";
+
+/// Sends `GET /fast` on the kept-alive `conn` and reads the response; `None` if the server
+/// closed the connection instead.
+fn fast_again(conn: &mut Conn) -> Option<Response> {
+    if conn.try_send(KEEP_ALIVE_FAST).is_err() || conn.closed() {
+        return None;
     }
-    let head = String::from_utf8_lossy(&raw).to_ascii_lowercase();
-    let length = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0u8; length];
-    s.read_exact(&mut body)?;
-    Ok((head, String::from_utf8_lossy(&body).into_owned()))
+    Some(conn.read_response("GET"))
 }
 
 /// After SIGTERM no new request starts, even on a keep-alive connection that was open
@@ -369,32 +317,26 @@ fn sigterm_ends_keep_alive_connections_and_exits_after_the_last_response() {
     each_server(|kind| {
         let mut server = ops(kind, &["--grace", "60"]);
         let addr = server.addr;
-        let timeout = Some(Duration::from_secs(20));
         // An open keep-alive connection, idle between requests.
-        let mut idle = TcpStream::connect(addr).unwrap();
-        idle.set_read_timeout(timeout).unwrap();
-        write!(idle, "GET /fast HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
-        let (head, _) = read_response(&mut idle).expect("a first response");
-        assert!(head.starts_with("http/1.1 200"), "{kind}: {head}");
+        let mut idle = Conn::connect(addr);
+        let first = fast_again(&mut idle).expect("a first response");
+        assert_eq!(
+            (first.version.as_str(), first.status),
+            ("HTTP/1.1", 200),
+            "{kind}: {first:?}"
+        );
 
         // A keep-alive request in flight when the signal comes.
-        let dir = TempDir::new("keep-alive-drain");
-        let mark = dir.path().join("running");
-        let mut busy = TcpStream::connect(addr).unwrap();
-        busy.set_read_timeout(timeout).unwrap();
-        write!(
-            busy,
-            "GET /slow?secs=1.5&mark={} HTTP/1.1\r\nHost: t\r\n\r\n",
-            mark.display()
-        )
-        .unwrap();
-        for _ in 0..400 {
-            if mark.exists() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        assert!(mark.exists(), "{kind}: the slow request never ran");
+        let record = Record::new();
+        let mut busy = Conn::connect(addr);
+        busy.send(
+            format!(
+                "GET /slow?secs=1.5&{} HTTP/1.1\r\nHost: t\r\n\r\n",
+                record.query()
+            )
+            .as_bytes(),
+        );
+        record.wait_for("running");
         server.signal("TERM");
         for _ in 0..400 {
             if server.stderr().contains("draining") {
@@ -408,13 +350,12 @@ fn sigterm_ends_keep_alive_connections_and_exits_after_the_last_response() {
         let mut served_after_signal = 0;
         let closed = (0..30).any(|_| {
             std::thread::sleep(Duration::from_millis(100));
-            let sent = write!(idle, "GET /fast HTTP/1.1\r\nHost: t\r\n\r\n");
-            match sent.and_then(|()| read_response(&mut idle)) {
-                Ok(_) => {
+            match fast_again(&mut idle) {
+                Some(_) => {
                     served_after_signal += 1;
                     false
                 }
-                Err(_) => true,
+                None => true,
             }
         });
         assert!(
@@ -425,19 +366,22 @@ fn sigterm_ends_keep_alive_connections_and_exits_after_the_last_response() {
         );
 
         // The request in flight completes, told that the connection closes, and then it does.
-        let (head, body) = read_response(&mut busy).expect("the in-flight response");
-        assert!(head.starts_with("http/1.1 200"), "{kind}: {head}");
-        assert_eq!(body, "done /slow", "{kind}");
-        assert!(
-            head.lines().any(|l| l.trim() == "connection: close"),
-            "{kind}: the in-flight response does not say the connection closes:\n{head}"
-        );
-        let mut rest = Vec::new();
+        let response = busy.read_response("GET");
         assert_eq!(
-            busy.read_to_end(&mut rest).map(|_| rest.len()).ok(),
-            Some(0),
-            "{kind}"
+            (response.version.as_str(), response.status),
+            ("HTTP/1.1", 200),
+            "{kind}: {response:?}"
         );
+        assert_eq!(response.text(), "done /slow", "{kind}");
+        assert_eq!(
+            response
+                .header("connection")
+                .map(str::to_ascii_lowercase)
+                .as_deref(),
+            Some("close"),
+            "{kind}: the in-flight response does not say the connection closes: {response:?}"
+        );
+        assert!(busy.closed(), "{kind}: bytes after the in-flight response");
 
         // Nothing is left to wait for: the process exits long before `--grace` ends.
         let status = server
@@ -447,51 +391,10 @@ fn sigterm_ends_keep_alive_connections_and_exits_after_the_last_response() {
     });
 }
 
-/// Sends `head` (a request head without its final blank line, `Connection: close` added)
-/// and returns the response's status, head and body.
-fn exchange(addr: std::net::SocketAddr, head: &str) -> (u16, String, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(s, "{head}\r\nConnection: close\r\n\r\n").unwrap();
-    let mut text = String::new();
-    let _ = s.read_to_string(&mut text);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok());
-    let status = status.unwrap_or_else(|| panic!("no status line in {text:?}"));
-    (status, head.to_owned(), body.to_owned())
-}
-
-/// `GET path` over HTTP/2 with prior knowledge (h2c): the answer's version, status and body.
-fn h2c_get(addr: std::net::SocketAddr, path: &str) -> (String, u16, String) {
-    use http_body_util::{BodyExt, Empty};
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let exchange = async {
-            let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-            let (mut sender, connection) =
-                hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-                    .await
-                    .expect("h2c handshake");
-            tokio::spawn(connection);
-            let request = hyper::Request::get(format!("http://{addr}{path}"))
-                .body(Empty::<bytes::Bytes>::new())
-                .unwrap();
-            let response = sender.send_request(request).await.expect("an h2 response");
-            let (version, status) = (format!("{:?}", response.version()), response.status());
-            let body = response.into_body().collect().await.expect("h2 body");
-            let body = String::from_utf8_lossy(&body.to_bytes()).into_owned();
-            (version, status.as_u16(), body)
-        };
-        // Not a limit on speed: only so that a failure ends rather than hangs.
-        tokio::time::timeout(Duration::from_secs(30), exchange)
-            .await
-            .expect("the h2c exchange ends")
-    })
+/// `GET target` with `headers`: the response's status and body.
+fn exchange(addr: SocketAddr, target: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let response = test_support::wire::send(addr, &Request::get(target).headers(headers));
+    (response.status, response.text())
 }
 
 /// The README promises HTTP/1.1 and HTTP/2 with prior knowledge on `--bind`, whichever
@@ -502,9 +405,14 @@ fn the_bind_address_speaks_http_1_1_and_h2c() {
     each_server(|kind| {
         let server = ops(kind, &[]);
         assert_eq!(server.get("/fast"), (200, "done /fast".into()), "{kind}");
-        let (version, status, body) = h2c_get(server.addr, "/fast");
+        let response = h2_request(server.addr, "/fast", None, None);
+        let body = String::from_utf8_lossy(&response.body);
         assert_eq!(
-            (version.as_str(), status, body.as_str()),
+            (
+                format!("{:?}", response.version).as_str(),
+                response.status,
+                body.as_ref()
+            ),
             ("HTTP/2.0", 200, "done /fast"),
             "{kind}"
         );
@@ -517,23 +425,21 @@ fn the_bind_address_speaks_http_1_1_and_h2c() {
 fn mount_and_trusted_proxy_reach_the_engine() {
     each_server(|kind| {
         let server = ops(kind, &["--mount", "/py", "--trusted-proxy", "127.0.0.1"]);
-        let get = |target: &str, headers: &str| {
-            exchange(
-                server.addr,
-                &format!("GET {target} HTTP/1.1\r\nHost: t{headers}"),
-            )
-        };
-        let (status, _, body) = get("/py/where", "");
+        let get = |target: &str, headers: &[(&str, &str)]| exchange(server.addr, target, headers);
+        let (status, body) = get("/py/where", &[]);
         assert_eq!(
             (status, body.as_str()),
             (200, "/py|/where|127.0.0.1|http"),
             "{kind}"
         );
         for outside in ["/where", "/pyx/where", "/"] {
-            assert_eq!(get(outside, "").0, 404, "{kind}: {outside}");
+            assert_eq!(get(outside, &[]).0, 404, "{kind}: {outside}");
         }
-        let forwarded = "\r\nX-Forwarded-For: 203.0.113.7\r\nX-Forwarded-Proto: https";
-        let (status, _, body) = get("/py/where", forwarded);
+        let forwarded = [
+            ("X-Forwarded-For", "203.0.113.7"),
+            ("X-Forwarded-Proto", "https"),
+        ];
+        let (status, body) = get("/py/where", &forwarded);
         assert_eq!(
             (status, body.as_str()),
             (200, "/py|/where|203.0.113.7|https"),
@@ -549,17 +455,11 @@ fn mount_and_trusted_proxy_reach_the_engine() {
 fn the_access_line_has_the_documented_format_and_warn_turns_it_off() {
     each_server(|kind| {
         let server = ops(kind, &[]);
-        let mut s = TcpStream::connect(server.addr).unwrap();
-        let peer = s.local_addr().unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        write!(
-            s,
-            "GET /fast?x=1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut response = String::new();
-        s.read_to_string(&mut response).unwrap();
-        assert!(response.ends_with("done /fast"), "{kind}: {response}");
+        let mut conn = Conn::connect(server.addr);
+        let peer = conn.local_addr();
+        conn.send(&Request::get("/fast?x=1").to_bytes(server.addr));
+        let response = conn.read_response("GET");
+        assert_eq!(response.text(), "done /fast", "{kind}: {response:?}");
         let log = server.stderr_with("GET /fast?x=1");
         let line = log
             .lines()
@@ -594,24 +494,12 @@ fn the_access_line_has_the_documented_format_and_warn_turns_it_off() {
 fn a_second_signal_cuts_the_wait_short() {
     each_server(|kind| {
         let mut server = ops(kind, &["--grace", "120"]);
-        let dir = TempDir::new("second-signal");
-        let mark = dir.path().join("running");
-        let mut busy = TcpStream::connect(server.addr).unwrap();
-        busy.set_read_timeout(Some(Duration::from_secs(60)))
-            .unwrap();
-        write!(
-            busy,
-            "GET /slow?secs=100&mark={} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
-            mark.display()
-        )
-        .unwrap();
-        for _ in 0..400 {
-            if mark.exists() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        assert!(mark.exists(), "{kind}: the slow request never ran");
+        let record = Record::new();
+        let mut busy = Conn::connect(server.addr);
+        busy.send(
+            &Request::get(&format!("/slow?secs=100&{}", record.query())).to_bytes(server.addr),
+        );
+        record.wait_for("running");
         server.signal("TERM");
         let log = server.stderr_with("draining");
         assert!(log.contains("draining"), "{kind}: {log}");
@@ -620,8 +508,7 @@ fn a_second_signal_cuts_the_wait_short() {
             .wait_exit(Duration::from_secs(60))
             .unwrap_or_else(|| panic!("{kind}: still running\n{}", server.stderr()));
         assert!(status.success(), "{kind}: {status}\n{}", server.stderr());
-        let mut response = String::new();
-        let _ = busy.read_to_string(&mut response);
+        let response = String::from_utf8_lossy(&busy.read_to_end()).into_owned();
         assert!(
             !response.contains("done /slow"),
             "{kind}: the request ran to its end: {response:?}"

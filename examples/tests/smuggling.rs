@@ -14,22 +14,22 @@ mod common;
 
 use std::sync::OnceLock;
 
-use common::{Conn, Record, Site, host_cases};
+use common::{Site, host_cases};
+use test_support::gate::Record;
+use test_support::wire::{Chunk, Conn, Response};
 use wsgi_core::Engine;
 
 fn wire() -> Option<Engine> {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
-    let engine = ENGINE.get_or_init(|| {
-        let app = common::test_app("wire_app.py");
-        Engine::builder(&app)
-            .threads(4)
-            .build()
-            .unwrap_or_else(|e| panic!("loading {app}: {e}"))
-    });
-    Some(engine.clone())
+    Some(
+        ENGINE
+            .get_or_init(|| common::load("wire_app.py", |b| b.threads(4)))
+            .clone(),
+    )
 }
 
 host_cases!(wire, "/py";
+    the_hidden_request_is_recorded_when_sent_on_its_own,
     content_length_with_chunked_is_rejected_or_closed,
     transfer_encoding_on_http_1_0_is_rejected,
     transfer_encoding_alone_on_http_1_0_is_rejected,
@@ -45,7 +45,7 @@ host_cases!(wire, "/py";
 fn hidden(site: &Site, record: &Record) -> String {
     format!(
         "GET {} HTTP/1.1\r\nHost: hidden\r\n\r\n",
-        site.url(&format!("/record?record={}", record.token))
+        site.url(&format!("/record?{}", record.query()))
     )
 }
 
@@ -53,13 +53,13 @@ fn hidden(site: &Site, record: &Record) -> String {
 /// whatever else arrives before the server closes. The connection must close after that
 /// one response (a second response means the hidden request ran), and the application
 /// must not have recorded the hidden request.
-fn probe(site: &Site, record: &Record, raw: &[u8]) -> common::Response {
+fn probe(site: &Site, record: &Record, raw: &[u8]) -> Response {
     let mut conn = Conn::connect(site.server.addr);
     // The server may close before it has read everything; that is a fine answer.
     let _ = conn.try_send(raw);
     let first = conn.read_response("POST");
     let mut rest = Vec::new();
-    while let common::Piece::Data(data) = conn.next_until_close() {
+    while let Chunk::Data(data) = conn.next_until_close() {
         rest.extend_from_slice(&data);
     }
     assert!(
@@ -75,6 +75,17 @@ fn probe(site: &Site, record: &Record, raw: &[u8]) -> common::Response {
         site.host()
     );
     first
+}
+
+/// The control: sent on its own, the hidden request does reach the application and is
+/// recorded, so an empty record after a probe means something.
+fn the_hidden_request_is_recorded_when_sent_on_its_own(site: &Site) {
+    let record = Record::new();
+    let mut conn = Conn::connect(site.server.addr);
+    conn.send(hidden(site, &record).as_bytes());
+    let response = conn.read_response("GET");
+    assert_eq!(response.status, 200, "{:?}: {response:?}", site.host());
+    record.wait_for("GET /record");
 }
 
 /// Both framings at once: the chunked body ends at once, and what the Content-Length

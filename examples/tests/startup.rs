@@ -1,9 +1,11 @@
 //! `serve` end to end: the ways of naming an application, and the start-up errors a user can
 //! act on, each with exit status 1 and a message saying what is wrong.
 
-mod serve_process;
+mod common;
 
-use serve_process::{TempDir, assert_fails_with, fail, fixtures, python, serve_command, start};
+use common::serve::{fixtures, python, serve_command};
+use test_support::serve::{assert_fails_with, fail, start};
+use test_support::temp::{TempDir, temp_dir};
 
 #[test]
 fn a_file_serves_its_application() {
@@ -234,7 +236,7 @@ fn a_missing_chdir_directory_is_named() {
 
 /// A copy of `hello.py` in a temporary directory with a `.python-version` naming `version`.
 fn app_with_python_version(version: &str) -> TempDir {
-    let dir = TempDir::new("python-version");
+    let dir = temp_dir("python-version");
     std::fs::copy(fixtures().join("hello.py"), dir.path().join("hello.py")).unwrap();
     std::fs::write(dir.path().join(".python-version"), format!("{version}\n")).unwrap();
     dir

@@ -5,17 +5,20 @@
 //! The certificate is made by the test (rcgen), for `localhost`, and is the client's only
 //! trusted root.
 
-mod serve_process;
+mod common;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use common::serve::{each_server, serve_command};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::{CertificateDer, ServerName};
-use serve_process::{DEADLINE, TempDir, fail, serve_command, start};
+use test_support::DEADLINE;
+use test_support::serve::{Server, fail, start};
+use test_support::temp::{TempDir, temp_dir};
 
 /// A certificate for `localhost` and its key, as PEM files in a temporary directory.
 struct Certificate {
@@ -27,7 +30,7 @@ impl Certificate {
     fn new() -> Self {
         let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
             .expect("make a certificate");
-        let dir = TempDir::new("tls");
+        let dir = temp_dir("tls");
         std::fs::write(dir.path().join("cert.pem"), made.cert.pem()).unwrap();
         std::fs::write(dir.path().join("key.pem"), made.signing_key.serialize_pem()).unwrap();
         Certificate {
@@ -121,14 +124,8 @@ fn get(addr: SocketAddr, cert: &Certificate, alpn: &[&[u8]]) -> Answer {
     })
 }
 
-fn each_server(test: impl Fn(&str)) {
-    for server in ["axum", "actix"] {
-        test(server);
-    }
-}
-
 /// `serve --server SERVER --certfile --keyfile tls_probe.py`, started.
-fn serve_tls(server: &str, cert: &Certificate) -> serve_process::Server {
+fn serve_tls(server: &str, cert: &Certificate) -> Server {
     let mut command = serve_command();
     command
         .args(["--server", server, "--certfile"])

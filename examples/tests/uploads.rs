@@ -14,35 +14,27 @@
 //! Linux only: the tests and the app look for the spooled file in `/proc/PID/fd`.
 #![cfg(target_os = "linux")]
 
-mod serve_process;
+mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
-use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use serve_process::{DEADLINE, Server, TempDir, serve_command, start};
+use common::serve::{each_server, serve_app};
 use sha2::{Digest, Sha256};
+use test_support::DEADLINE;
+use test_support::gate::Record;
+use test_support::serve::{Server, start};
+use test_support::temp::{TempDir, temp_dir};
+use test_support::wire::{Conn, chunk, get};
 
 /// `serve` on `server` (axum or actix) running `upload_app.py` with two Python threads,
 /// spooling to `spool`.
 fn uploads(server: &str, spool: &TempDir, extra: &[&str]) -> Server {
-    let mut command: Command = serve_command();
-    command
-        .args(["--server", server, "--spool-dir"])
-        .arg(spool.path())
-        .args(extra)
-        .arg("upload_app.py");
-    command.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/apps"));
-    start(command)
-}
-
-fn each_server(test: impl Fn(&str)) {
-    for server in ["axum", "actix"] {
-        test(server);
-    }
+    let spool = spool.path().to_str().expect("a UTF-8 path");
+    let mut options = vec!["--spool-dir", spool];
+    options.extend_from_slice(extra);
+    start(serve_app(server, &options, "upload_app.py"))
 }
 
 /// `len` bytes that are not all alike, so a misplaced piece changes the digest.
@@ -66,7 +58,7 @@ enum Framing {
 
 /// One upload on its own connection, sent in pieces as the test decides.
 struct Upload {
-    stream: TcpStream,
+    conn: Conn,
     framing: Framing,
 }
 
@@ -83,30 +75,27 @@ impl Upload {
         framing: Framing,
         extra_headers: &str,
     ) -> Upload {
-        let mut stream = TcpStream::connect(server.addr).expect("connect to serve");
-        stream.set_read_timeout(Some(DEADLINE)).unwrap();
+        let mut conn = Conn::connect(server.addr);
         let framing_header = match framing {
             Framing::Length => format!("Content-Length: {len}"),
             Framing::Chunked => "Transfer-Encoding: chunked".to_owned(),
         };
-        write!(
-            stream,
-            "POST {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n{framing_header}\r\n\
-             {extra_headers}\r\n"
-        )
-        .unwrap();
-        Upload { stream, framing }
+        conn.send(
+            format!(
+                "POST {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n{framing_header}\r\n\
+                 {extra_headers}\r\n"
+            )
+            .as_bytes(),
+        );
+        Upload { conn, framing }
     }
 
     /// Sends `bytes` of the body in pieces of `piece` bytes, pausing `pause` after each.
     fn send(&mut self, bytes: &[u8], piece: usize, pause: Duration) {
         for part in bytes.chunks(piece) {
-            if self.framing == Framing::Chunked {
-                write!(self.stream, "{:x}\r\n", part.len()).unwrap();
-            }
-            self.stream.write_all(part).unwrap();
-            if self.framing == Framing::Chunked {
-                self.stream.write_all(b"\r\n").unwrap();
+            match self.framing {
+                Framing::Chunked => self.conn.send(&chunk(part)),
+                Framing::Length => self.conn.send(part),
             }
             std::thread::sleep(pause);
         }
@@ -115,23 +104,15 @@ impl Upload {
     /// Ends the body (for a chunked one) and reads the response: status and body.
     fn finish(mut self) -> (u16, String) {
         if self.framing == Framing::Chunked {
-            self.stream.write_all(b"0\r\n\r\n").unwrap();
+            self.conn.send(b"0\r\n\r\n");
         }
         self.response()
     }
 
     /// Reads the response (the server closes the connection after it).
     fn response(mut self) -> (u16, String) {
-        let mut raw = Vec::new();
-        let _ = self.stream.read_to_end(&mut raw);
-        let text = String::from_utf8_lossy(&raw).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status = head
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("no status line in {text:?}"));
-        (status, body.to_owned())
+        let response = self.conn.read_response("POST");
+        (response.status, response.text())
     }
 }
 
@@ -189,8 +170,7 @@ fn upload_answer(text: &str) -> (usize, String, usize) {
 #[test]
 fn a_large_body_arrives_whole_through_an_unlinked_temporary_file() {
     each_server(|kind| {
-        let spool = TempDir::new("spool");
-        let marks = TempDir::new("spool-marks");
+        let spool = temp_dir("spool");
         let server = uploads(kind, &spool, &[]);
         for (framing, len) in [
             (Framing::Length, (1 << 20) + 7),
@@ -204,23 +184,25 @@ fn a_large_body_arrives_whole_through_an_unlinked_temporary_file() {
                     "sized"
                 }
             );
-            let mark = marks.path().join(format!("started-{len}"));
+            let record = Record::new();
             let target = format!(
-                "/upload?mark={}&spool={}",
-                mark.display(),
+                "/upload?{}&spool={}",
+                record.query(),
                 spool.path().display()
             );
             let sent = body(len);
             let (most, last) = sent.split_at(len - 1000);
             let mut upload = Upload::begin(&server, &target, len, framing);
             upload.send(most, 16 * 1024, Duration::from_millis(2));
-            assert!(
-                !mark.exists(),
+            assert_eq!(
+                record.lines(),
+                Vec::<String>::new(),
                 "{what}: the app ran before the body was complete"
             );
             upload.send(last, 1000, Duration::ZERO);
             let (status, answer) = upload.finish();
             assert_eq!(status, 200, "{what}: {answer}\n{}", server.stderr());
+            assert_eq!(record.lines(), ["started"], "{what}");
             let (got, digest, spool_fds) = upload_answer(&answer);
             assert_eq!((got, digest), (len, sha256(&sent)), "{what}");
             assert!(
@@ -240,16 +222,15 @@ fn a_large_body_arrives_whole_through_an_unlinked_temporary_file() {
 #[test]
 fn slow_uploaders_do_not_hold_the_python_threads() {
     each_server(|kind| {
-        let spool = TempDir::new("spool");
-        let marks = TempDir::new("spool-marks");
+        let spool = temp_dir("spool");
         let server = uploads(kind, &spool, &[]);
+        let record = Record::new();
         const LEN: usize = 1 << 20;
         let (halfway_tx, halfway) = mpsc::channel();
         let mut resume = Vec::new();
         let mut clients = Vec::new();
-        for i in 0..4 {
-            let mark = marks.path().join(format!("upload-{i}"));
-            let target = format!("/upload?mark={}", mark.display());
+        for _ in 0..4 {
+            let target = format!("/upload?{}", record.query());
             let mut upload = Upload::begin(&server, &target, LEN, Framing::Length);
             let (go_tx, go) = mpsc::channel::<()>();
             resume.push(go_tx);
@@ -272,24 +253,13 @@ fn slow_uploaders_do_not_hold_the_python_threads() {
                 .expect("every uploader gets half-way");
         }
 
-        let mut hello = TcpStream::connect(server.addr).unwrap();
-        // Not a limit on speed: only so that a failure ends rather than hangs.
-        hello
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        write!(
-            hello,
-            "GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut response = String::new();
-        let _ = hello.read_to_string(&mut response);
+        let hello = get(server.addr, "/hello");
         assert!(
-            response.starts_with("HTTP/1.1 200") && response.ends_with("hello"),
-            "{kind}: hello not answered while four uploads were in progress: {response:?}\n{}",
+            hello.status == 200 && hello.text() == "hello",
+            "{kind}: hello not answered while four uploads were in progress: {hello:?}\n{}",
             server.stderr()
         );
-        let started: Vec<_> = std::fs::read_dir(marks.path()).unwrap().collect();
+        let started = record.lines();
         assert!(
             started.is_empty(),
             "{kind}: uploads reached the app half-way: {started:?}"
@@ -308,20 +278,20 @@ fn slow_uploaders_do_not_hold_the_python_threads() {
 
 /// Sends the first 1000 bytes of a 100,000-byte body, waits for the app to have read its
 /// first 10, then the rest: the app saw the body before the client had finished.
-fn assert_streams(server: &Server, marks: &TempDir, framing: Framing, headers: &str, what: &str) {
-    let mark = marks.path().join("first");
-    let _ = std::fs::remove_file(&mark);
+fn assert_streams(server: &Server, framing: Framing, headers: &str, what: &str) {
+    let record = Record::new();
     let sent = body(100_000);
-    let target = format!("/first?mark={}", mark.display());
+    let target = format!("/first?{}", record.query());
     let mut upload = Upload::begin_with(server, &target, sent.len(), framing, headers);
     upload.send(&sent[..1000], 1000, Duration::ZERO);
+    let first: String = sent[..10].iter().map(|b| format!("{b:02x}")).collect();
     let deadline = Instant::now() + DEADLINE;
-    while std::fs::read(&mark).map_or(true, |b| b.len() < 10) && Instant::now() < deadline {
+    while record.lines().is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
     assert_eq!(
-        std::fs::read(&mark).ok().as_deref(),
-        Some(&sent[..10]),
+        record.lines(),
+        [format!("first {first}")],
         "{what}: the app did not see the first bytes before the client finished\n{}",
         server.stderr()
     );
@@ -334,19 +304,16 @@ fn assert_streams(server: &Server, marks: &TempDir, framing: Framing, headers: &
 #[test]
 fn buffer_body_0_and_stream_chunked_still_stream() {
     each_server(|kind| {
-        let spool = TempDir::new("spool");
-        let marks = TempDir::new("spool-marks");
+        let spool = temp_dir("spool");
         let server = uploads(kind, &spool, &["--buffer-body", "0"]);
         assert_streams(
             &server,
-            &marks,
             Framing::Length,
             "",
             &format!("{kind}, --buffer-body 0"),
         );
         assert_streams(
             &server,
-            &marks,
             Framing::Chunked,
             "",
             &format!("{kind}, --buffer-body 0"),
@@ -354,7 +321,6 @@ fn buffer_body_0_and_stream_chunked_still_stream() {
         let server = uploads(kind, &spool, &["--stream-chunked"]);
         assert_streams(
             &server,
-            &marks,
             Framing::Chunked,
             "",
             &format!("{kind}, --stream-chunked"),
@@ -368,19 +334,27 @@ fn buffer_body_0_and_stream_chunked_still_stream() {
 #[test]
 fn expect_100_continue_still_streams() {
     each_server(|kind| {
-        let spool = TempDir::new("spool");
+        let spool = temp_dir("spool");
         let server = uploads(kind, &spool, &[]);
         let sent = body(100_000);
         let mut upload = Upload::begin_with(
             &server,
-            "/first?mark=/dev/null",
+            "/first",
             sent.len(),
             Framing::Length,
             "Expect: 100-continue\r\n",
         );
-        let mut interim = [0u8; 25];
-        upload.stream.read_exact(&mut interim).unwrap();
-        assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n", "{kind}");
+        let interim = upload.conn.read_head();
+        assert_eq!(
+            (
+                interim.version.as_str(),
+                interim.status,
+                interim.reason.as_str()
+            ),
+            ("HTTP/1.1", 100, "Continue"),
+            "{kind}"
+        );
+        assert!(interim.headers.pairs().is_empty(), "{kind}: {interim:?}");
         upload.send(&sent, 16 * 1024, Duration::ZERO);
         assert_eq!(upload.finish(), (200, "100000".to_owned()), "{kind}");
     });
@@ -392,22 +366,21 @@ fn expect_100_continue_still_streams() {
 #[test]
 fn over_limit_and_stalled_bodies_are_answered_by_the_host() {
     each_server(|kind| {
-        let spool = TempDir::new("spool");
-        let marks = TempDir::new("spool-marks");
-        let mark = marks.path().join("ran");
-        let target = format!("/upload?mark={}", mark.display());
+        let spool = temp_dir("spool");
+        let record = Record::new();
+        let target = format!("/upload?{}", record.query());
 
         let server = uploads(kind, &spool, &["--max-body", "100K"]);
         // Exactly one byte over the limit, and no more, so the host has read all that was
         // sent when it answers (unread bytes would make the close a reset).
         let over = body(100 * 1024 + 1);
         let mut upload = Upload::begin(&server, &target, 0, Framing::Chunked);
-        write!(upload.stream, "{:x}\r\n", over.len()).unwrap();
-        upload.stream.write_all(&over).unwrap();
+        upload.conn.send(format!("{:x}\r\n", over.len()).as_bytes());
+        upload.conn.send(&over);
         let (status, answer) = upload.response();
         assert_eq!(status, 413, "{kind}: {answer}\n{}", server.stderr());
         assert!(
-            !mark.exists(),
+            record.lines().is_empty(),
             "{kind}: the app ran for a body over the limit"
         );
         assert_spool_is_clean(&server, &spool, &format!("{kind}, 413"));
@@ -419,7 +392,10 @@ fn over_limit_and_stalled_bodies_are_answered_by_the_host() {
             upload.send(&body(200 * 1024), 16 * 1024, Duration::ZERO);
             let (status, answer) = upload.response();
             assert_eq!(status, 408, "{kind}: {answer}\n{}", server.stderr());
-            assert!(!mark.exists(), "{kind}: the app ran for a stalled body");
+            assert!(
+                record.lines().is_empty(),
+                "{kind}: the app ran for a stalled body"
+            );
         }
         assert_spool_is_clean(&server, &spool, &format!("{kind}, 408"));
     });

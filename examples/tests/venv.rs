@@ -3,14 +3,16 @@
 //! `VIRTUAL_ENV` and through `--venv`, without `PYTHONPATH`; broken venvs are refused with a
 //! message that says how to fix them.
 
-mod serve_process;
+mod common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use serve_process::{TempDir, assert_fails_with, python, serve_command, start};
+use common::serve::{python, serve_command};
+use test_support::serve::{Server, assert_fails_with, start};
+use test_support::temp::temp_dir;
 
 /// Writes a minimal pure-Python wheel, `wsgitestpkg-1.0-py3-none-any.whl`, into `dir`.
 const BUILD_WHEEL: &str = r#"
@@ -108,13 +110,10 @@ fn venv() -> &'static Venv {
 }
 
 /// The `key=value` lines of the probe app's answer.
-fn probe(server: &serve_process::Server) -> HashMap<String, String> {
+fn probe(server: &Server) -> HashMap<String, String> {
     let (status, body) = server.get("/");
     assert_eq!(status, 200, "{body}");
-    body.lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
+    test_support::key_values(&body)
 }
 
 fn assert_runs_in(facts: &HashMap<String, String>, root: &Path) {
@@ -203,7 +202,7 @@ fn a_stale_virtual_env_says_where_it_came_from() {
 
 #[test]
 fn a_directory_that_is_not_a_venv_is_refused() {
-    let dir = TempDir::new("not-a-venv");
+    let dir = temp_dir("not-a-venv");
     let mut command = serve_command();
     command.arg("--venv").arg(dir.path()).arg("probe.py");
     assert_fails_with(command, &["pyvenv.cfg", "not a virtualenv", "-m venv"]);
@@ -211,7 +210,7 @@ fn a_directory_that_is_not_a_venv_is_refused() {
 
 #[test]
 fn an_incomplete_venv_is_refused() {
-    let dir = TempDir::new("incomplete-venv");
+    let dir = temp_dir("incomplete-venv");
     std::fs::write(
         dir.path().join("pyvenv.cfg"),
         format!("home = /usr/bin\nversion = {}.0\n", python().major_minor),
@@ -226,7 +225,7 @@ fn an_incomplete_venv_is_refused() {
 fn a_venv_for_another_python_is_refused_with_both_versions() {
     let (major, minor) = python().major_minor.split_once('.').unwrap();
     let other = format!("{major}.{}", minor.parse::<u32>().unwrap() + 1);
-    let dir = TempDir::new("other-venv");
+    let dir = temp_dir("other-venv");
     let home = dir.path().join("base/bin");
     std::fs::create_dir_all(&home).unwrap();
     std::fs::write(home.join(format!("python{other}")), "").unwrap();

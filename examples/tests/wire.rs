@@ -8,24 +8,23 @@
 
 mod common;
 
-use std::io::Write;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
 
-use common::{DEADLINE, Record, Request, Site, host_cases};
+use common::{Site, host_cases};
+use test_support::gate::Record;
+use test_support::logs::{Captured, captured};
+use test_support::wire::{Chunk, Request};
 use wsgi_core::Engine;
 
 fn wire() -> Option<Engine> {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
     log();
-    let engine = ENGINE.get_or_init(|| {
-        let app = common::test_app("wire_app.py");
-        Engine::builder(&app)
-            .threads(4)
-            .build()
-            .unwrap_or_else(|e| panic!("loading {app}: {e}"))
-    });
-    Some(engine.clone())
+    Some(
+        ENGINE
+            .get_or_init(|| common::load("wire_app.py", |b| b.threads(4)))
+            .clone(),
+    )
 }
 
 host_cases!(wire, "/py";
@@ -37,47 +36,15 @@ host_cases!(wire, "/py";
     what_the_app_sent_before_failing_arrives_and_the_response_is_cut,
 );
 
-/// Everything this test binary has logged, installed before any server starts (the
+/// Everything this test binary logs, captured from before any server starts (the
 /// harness's own subscriber then stays out).
-fn log() -> &'static Arc<Mutex<Vec<u8>>> {
-    static LOG: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOG.get_or_init(|| {
-        let buffer = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&buffer);
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
-            .with_ansi(false)
-            .with_target(true)
-            .with_writer(move || Sink(Arc::clone(&sink)))
-            .init();
-        buffer
-    })
-}
-
-struct Sink(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Sink {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+fn log() -> &'static Captured {
+    captured()
 }
 
 /// The log lines that contain `needle`.
 fn lines_with(needle: &str) -> Vec<String> {
-    let log = log().lock().unwrap_or_else(|e| e.into_inner());
-    String::from_utf8_lossy(&log)
-        .lines()
-        .filter(|l| l.contains(needle))
-        .map(str::to_owned)
-        .collect()
+    log().lines_with(needle)
 }
 
 /// A number no other request of this process uses, for a length to find in the log.
@@ -91,7 +58,7 @@ fn unique_length() -> usize {
 fn raw_exchange(site: &Site, request: Request) -> Vec<u8> {
     let mut conn = site.open(request);
     let mut raw = Vec::new();
-    while let common::Piece::Data(data) = conn.next_until_close() {
+    while let Chunk::Data(data) = conn.next_until_close() {
         raw.extend_from_slice(&data);
     }
     raw
@@ -99,26 +66,12 @@ fn raw_exchange(site: &Site, request: Request) -> Vec<u8> {
 
 /// Waits until a log line contains every one of `needles`; returns it.
 fn log_line_with(needles: &[&str]) -> String {
-    let start = std::time::Instant::now();
-    loop {
-        if let Some(line) = lines_with(needles[0])
-            .into_iter()
-            .find(|l| needles.iter().all(|n| l.contains(n)))
-        {
-            return line;
-        }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "no log line with {needles:?}; log: {:?}",
-            lines_with("")
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    log().wait_for_line_with(needles)
 }
 
 /// A string no other request of this process uses, for finding a request's log lines.
 fn token() -> String {
-    Record::new().token.clone()
+    Record::new().token().to_owned()
 }
 
 /// The access-log line of the request whose URI contains `token`, once it is written
@@ -171,8 +124,7 @@ fn the_access_log_says_cut_short_only_when_the_client_got_less(site: &Site) {
     let mut conn = site.open(Request::get(&format!(
         "/sized?size=64000000&mode=gen&piece=65536&t={token}"
     )));
-    let (_, status, _) = conn.read_head();
-    assert_eq!(status, 200);
+    assert_eq!(conn.read_head().status, 200);
     drop(conn);
     let line = access_line(&token);
     assert!(line.ends_with("(cut short)"), "{line}");
@@ -197,7 +149,7 @@ fn head_with_the_declared_length_and_no_body_is_no_error(site: &Site) {
             Some(length.to_string().as_str()),
             "{mode}: {head:?}"
         );
-        assert_eq!(conn.next_until_close(), common::Piece::End, "{mode}");
+        assert_eq!(conn.next_until_close(), Chunk::End, "{mode}");
         let line = access_line(&token);
         assert!(!line.contains('('), "{mode}: {line}");
         quiet.push(length);
@@ -253,11 +205,7 @@ fn no_content_length_is_made_up_for_responses_without_a_body(site: &Site) {
             None,
             "{method} {target}: {response:?}"
         );
-        assert_eq!(
-            conn.next_until_close(),
-            common::Piece::End,
-            "{method} {target}"
-        );
+        assert_eq!(conn.next_until_close(), Chunk::End, "{method} {target}");
     }
 
     // An empty 200 to GET does say so.
@@ -273,7 +221,7 @@ fn no_content_length_is_made_up_for_responses_without_a_body(site: &Site) {
         matches!(response.header("content-length"), None | Some("1234")),
         "{response:?}"
     );
-    assert_eq!(conn.next_until_close(), common::Piece::End);
+    assert_eq!(conn.next_until_close(), Chunk::End);
 }
 
 /// The status line as the client reads it, for a request to `target`.
@@ -282,8 +230,8 @@ fn status_line(site: &Site, target: &str) -> String {
     let mut raw = Vec::new();
     while !raw.windows(2).any(|w| w == b"\r\n") {
         match conn.next_until_close() {
-            common::Piece::Data(data) => raw.extend_from_slice(&data),
-            common::Piece::End => break,
+            Chunk::Data(data) => raw.extend_from_slice(&data),
+            Chunk::End | Chunk::Truncated(_) => break,
         }
     }
     let end = raw

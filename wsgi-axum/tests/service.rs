@@ -1,15 +1,48 @@
-//! `WsgiService` behind a real axum server, spoken to over TCP.
+//! `WsgiService` behind a real axum server, spoken to over TCP with `test_support`'s raw
+//! client, so the tests see what a client would see on the wire.
 
-mod common;
-
-use std::time::Duration;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::OnceLock;
 
 use axum::Router;
 use axum::routing::get as get_route;
-use common::{DEADLINE, engine, find, get, send_on, send_raw, serve};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use wsgi_axum::WsgiService;
+use test_support::hosts::{Server, serve_axum};
+use test_support::wire::{Conn, Response};
+use wsgi_axum::{Engine, WsgiService};
+
+/// One engine per test binary: the interpreter is process-wide anyway, and loading the app
+/// once keeps the tests fast.
+fn engine() -> Engine {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE
+        .get_or_init(|| {
+            let app = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/apps/app.py");
+            // Chunked bodies stream as the app reads (not received whole first, the
+            // default): these tests are about the host moving bodies while the app runs.
+            Engine::builder(app)
+                .threads(2)
+                .stream_chunked(true)
+                .build()
+                .unwrap_or_else(|e| panic!("loading {app}: {e}"))
+        })
+        .clone()
+}
+
+/// Serves `router` on a fresh port of 127.0.0.1.
+fn serve(router: Router) -> Server {
+    serve_axum(|_| router)
+}
+
+/// `GET target` on a fresh connection.
+fn get(addr: SocketAddr, target: &str) -> Response {
+    test_support::wire::get(addr, target)
+}
+
+/// The `KEY=value` lines the test app reports.
+fn environ(response: &Response) -> HashMap<String, String> {
+    test_support::key_values(&response.text())
+}
 
 fn assert_send_sync<T: Send + Sync>() {}
 fn assert_send<T: Send>() {}
@@ -21,23 +54,24 @@ fn public_types_are_send_and_sync() {
     assert_send::<wsgi_axum::ResponseFuture>();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nest_service_sets_script_name_from_the_nested_path() {
-    let addr = serve(Router::new().nest_service("/py", WsgiService::new(engine()))).await;
+#[test]
+fn nest_service_sets_script_name_from_the_nested_path() {
+    let server = serve(Router::new().nest_service("/py", WsgiService::new(engine())));
+    let addr = server.addr;
 
-    let root = get(addr, "/py").await;
+    let root = get(addr, "/py");
     assert_eq!(root.status, 200, "{root:?}");
-    let env = root.environ();
+    let env = environ(&root);
     assert_eq!(env["SCRIPT_NAME"], "/py");
     assert_eq!(env["PATH_INFO"], "");
 
-    let slash = get(addr, "/py/").await.environ();
+    let slash = environ(&get(addr, "/py/"));
     assert_eq!(
         (slash["SCRIPT_NAME"].as_str(), slash["PATH_INFO"].as_str()),
         ("/py", "/")
     );
 
-    let deep = get(addr, "/py/a/b%20c?x=1&y").await.environ();
+    let deep = environ(&get(addr, "/py/a/b%20c?x=1&y"));
     assert_eq!(deep["SCRIPT_NAME"], "/py");
     assert_eq!(deep["PATH_INFO"], "/a/b c");
     assert_eq!(deep["QUERY_STRING"], "x=1&y");
@@ -46,160 +80,140 @@ async fn nest_service_sets_script_name_from_the_nested_path() {
         "REQUEST_URI must be the client's, not the router's stripped one"
     );
 
-    let outside = get(addr, "/pyx").await;
+    let outside = get(addr, "/pyx");
     assert_eq!(outside.status, 404, "/pyx is not under /py: {outside:?}");
     assert!(
-        !outside.environ().contains_key("SCRIPT_NAME"),
+        !environ(&outside).contains_key("SCRIPT_NAME"),
         "the app must not see /pyx"
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nest_service_under_a_path_parameter_mounts_the_text_the_client_sent() {
+#[test]
+fn nest_service_under_a_path_parameter_mounts_the_text_the_client_sent() {
     let inner = Router::new().nest_service("/{version}", WsgiService::new(engine()));
-    let addr = serve(Router::new().nest("/api", inner)).await;
+    let server = serve(Router::new().nest("/api", inner));
+    let addr = server.addr;
 
-    let env = get(addr, "/api/v2/users?all").await.environ();
+    let env = environ(&get(addr, "/api/v2/users?all"));
     assert_eq!(env["SCRIPT_NAME"], "/api/v2");
     assert_eq!(env["PATH_INFO"], "/users");
     assert_eq!(env["REQUEST_URI"], "/api/v2/users?all");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn route_service_leaves_the_whole_path_to_the_app() {
-    let addr = serve(Router::new().route_service("/r/{*rest}", WsgiService::new(engine()))).await;
+#[test]
+fn route_service_leaves_the_whole_path_to_the_app() {
+    let server = serve(Router::new().route_service("/r/{*rest}", WsgiService::new(engine())));
+    let addr = server.addr;
 
-    let env = get(addr, "/r/x/y").await.environ();
+    let env = environ(&get(addr, "/r/x/y"));
     assert_eq!(env["SCRIPT_NAME"], "");
     assert_eq!(env["PATH_INFO"], "/r/x/y");
-    assert_eq!(get(addr, "/elsewhere").await.status, 404);
+    assert_eq!(get(addr, "/elsewhere").status, 404);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fallback_service_answers_what_rust_routes_do_not() {
+#[test]
+fn fallback_service_answers_what_rust_routes_do_not() {
     let router = Router::new()
         .route("/rust", get_route(|| async { "from rust" }))
         .fallback_service(WsgiService::new(engine()));
-    let addr = serve(router).await;
+    let server = serve(router);
+    let addr = server.addr;
 
-    let rust = get(addr, "/rust").await;
+    let rust = get(addr, "/rust");
     assert_eq!(
         (rust.status, rust.body.as_slice()),
         (200, b"from rust".as_slice())
     );
 
-    let env = get(addr, "/anything/else").await.environ();
+    let env = environ(&get(addr, "/anything/else"));
     assert_eq!(env["SCRIPT_NAME"], "");
     assert_eq!(env["PATH_INFO"], "/anything/else");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn explicit_mount_with_fallback_service_lets_the_engine_answer_404_outside_it() {
+#[test]
+fn explicit_mount_with_fallback_service_lets_the_engine_answer_404_outside_it() {
     let router = Router::new()
         .route("/rust", get_route(|| async { "from rust" }))
         .fallback_service(WsgiService::new(engine()).mount("/app/"));
-    let addr = serve(router).await;
+    let server = serve(router);
+    let addr = server.addr;
 
-    let env = get(addr, "/app/page").await.environ();
+    let env = environ(&get(addr, "/app/page"));
     assert_eq!(
         (env["SCRIPT_NAME"].as_str(), env["PATH_INFO"].as_str()),
         ("/app", "/page")
     );
-    let bare = get(addr, "/app").await.environ();
+    let bare = environ(&get(addr, "/app"));
     assert_eq!(
         (bare["SCRIPT_NAME"].as_str(), bare["PATH_INFO"].as_str()),
         ("/app", "")
     );
 
-    assert_eq!(get(addr, "/apple").await.status, 404);
-    assert_eq!(get(addr, "/").await.status, 404);
-    assert_eq!(get(addr, "/rust").await.status, 200);
+    assert_eq!(get(addr, "/apple").status, 404);
+    assert_eq!(get(addr, "/").status, 404);
+    assert_eq!(get(addr, "/rust").status, 200);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connect_info_becomes_remote_addr_and_port() {
-    let addr = serve(Router::new().fallback_service(WsgiService::new(engine()))).await;
+#[test]
+fn connect_info_becomes_remote_addr_and_port() {
+    let server = serve(Router::new().fallback_service(WsgiService::new(engine())));
 
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
-    let client = stream.local_addr().expect("client addr");
-    let reply = send_on(
-        &mut stream,
-        b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
-    )
-    .await;
-    let env = reply.environ();
+    let mut conn = Conn::connect(server.addr);
+    let client = conn.local_addr();
+    conn.send(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
+    let env = environ(&conn.read_response("GET"));
     assert_eq!(env["REMOTE_ADDR"], "127.0.0.1");
     assert_eq!(env["REMOTE_PORT"], client.port().to_string());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn local_addr_names_the_server_when_the_request_has_no_host() {
-    let listener = common::bind().await;
-    let local = listener.local_addr().expect("local addr");
-    let service = WsgiService::new(engine()).local_addr(local);
-    let addr = common::serve_on(listener, Router::new().fallback_service(service));
+#[test]
+fn local_addr_names_the_server_when_the_request_has_no_host() {
+    let server = serve_axum(|local| {
+        let service = WsgiService::new(engine()).local_addr(local);
+        Router::new().fallback_service(service)
+    });
+    let local = server.addr;
 
-    let env = send_raw(addr, b"GET / HTTP/1.0\r\n\r\n").await.environ();
+    let mut conn = Conn::connect(local);
+    conn.send(b"GET / HTTP/1.0\r\n\r\n");
+    let env = environ(&conn.read_response("GET"));
     assert_eq!(env["SERVER_NAME"], "127.0.0.1");
     assert_eq!(env["SERVER_PORT"], local.port().to_string());
     assert_eq!(env["SERVER_PROTOCOL"], "HTTP/1.0");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bodies_stream_both_ways() {
-    let addr = serve(Router::new().nest_service("/py", WsgiService::new(engine()))).await;
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
-    stream
-        .write_all(
-            b"POST /py/echo?echo HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\
-              Connection: close\r\n\r\n6\r\nhello\n\r\n",
-        )
-        .await
-        .expect("write head and first chunk");
-
-    // The second line is sent only once the answer to the first has arrived: a server that
-    // collected the request body, or buffered the response, would hang here.
-    let mut seen = Vec::new();
-    tokio::time::timeout(DEADLINE, async {
-        let mut buf = [0u8; 1024];
-        while find(&seen, b"HELLO\n").is_none() {
-            let n = stream.read(&mut buf).await.expect("read");
-            assert!(
-                n > 0,
-                "connection closed early: {:?}",
-                String::from_utf8_lossy(&seen)
-            );
-            seen.extend_from_slice(&buf[..n]);
-        }
-    })
-    .await
-    .expect("the first line was not echoed before the request body ended");
-
-    stream
-        .write_all(b"6\r\nworld\n\r\n0\r\n\r\n")
-        .await
-        .expect("write rest");
-    tokio::time::timeout(DEADLINE, stream.read_to_end(&mut seen))
-        .await
-        .expect("reply did not end")
-        .expect("read");
-    let reply = common::parse(&seen);
-    assert_eq!(reply.status, 200);
+#[test]
+fn bodies_stream_both_ways() {
+    let server = serve(Router::new().nest_service("/py", WsgiService::new(engine())));
+    let mut conn = Conn::connect(server.addr);
+    conn.send(
+        b"POST /py/echo?echo HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\
+          Connection: close\r\n\r\n6\r\nhello\n\r\n",
+    );
+    let head = conn.read_head();
+    assert_eq!(head.status, 200);
     assert_eq!(
-        reply.header("transfer-encoding"),
+        head.header("transfer-encoding"),
         Some("chunked"),
         "a response of unknown length streams"
     );
-    assert_eq!(String::from_utf8_lossy(&reply.body), "HELLO\nWORLD\n");
+
+    // The second line is sent only once the answer to the first has arrived: a server that
+    // collected the request body, or buffered the response, would hang here (and fail the
+    // read's deadline).
+    let mut body = conn.read_chunked_until(b"HELLO\n");
+    conn.send(b"6\r\nworld\n\r\n0\r\n\r\n");
+    body.extend_from_slice(&conn.read_chunked_to_end());
+    assert_eq!(String::from_utf8_lossy(&body), "HELLO\nWORLD\n");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_app_exception_is_a_500_response_not_a_service_error() {
-    let addr = serve(Router::new().nest_service("/py", WsgiService::new(engine()))).await;
+#[test]
+fn an_app_exception_is_a_500_response_not_a_service_error() {
+    let server = serve(Router::new().nest_service("/py", WsgiService::new(engine())));
+    let addr = server.addr;
 
-    let reply = get(addr, "/py/x?boom").await;
+    let reply = get(addr, "/py/x?boom");
     assert_eq!(reply.status, 500, "{reply:?}");
     // The server keeps serving after it.
-    let again = tokio::time::timeout(Duration::from_secs(5), get(addr, "/py/x")).await;
-    assert_eq!(again.expect("server still answers").status, 200);
+    assert_eq!(get(addr, "/py/x").status, 200, "the server still answers");
 }

@@ -84,7 +84,7 @@ fn a_module_spec_loads_from_sys_path() {
     // wsgiref ships a WSGI callable, so no fixture needs to be on sys.path.
     let server = start("wsgiref.simple_server:demo_app", |b| b, "");
     let response = server.get("/");
-    assert_eq!(response.status(), 200);
+    assert_eq!(response.status, 200);
     assert!(
         response.text().starts_with("Hello world!"),
         "{}",
@@ -116,7 +116,7 @@ fn the_application_is_resolved_from_the_base_directory_without_changing_director
     // Relative to the base directory only: the working directory (the crate's) has no
     // `environ_app.py`.
     let server = start("environ_app.py", |b| b.base_dir(&apps), "");
-    assert_eq!(server.get("/").status(), 200);
+    assert_eq!(server.get("/").status, 200);
     assert_eq!(
         std::env::current_dir().unwrap(),
         cwd,

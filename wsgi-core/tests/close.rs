@@ -6,15 +6,17 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Chunk, Framing, RecordFile, TestServer, app_path, request_bytes, start};
+use common::{TestServer, app_path, request, start, start_a_long_stream};
+use test_support::gate::Record;
+use test_support::wire::Framing;
 
 fn server() -> TestServer {
     start(&app_path("response_app.py"), |b| b, "")
 }
 
 /// Waits for the first `close`, then a little longer to catch a second one.
-fn assert_closed_once(record: &RecordFile) -> Vec<String> {
-    record.wait_for_line("close");
+fn assert_closed_once(record: &Record) -> Vec<String> {
+    record.wait_for("close");
     std::thread::sleep(Duration::from_millis(300));
     let lines = record.lines();
     assert_eq!(
@@ -28,8 +30,8 @@ fn assert_closed_once(record: &RecordFile) -> Vec<String> {
 #[test]
 fn close_runs_once_after_the_last_chunk() {
     let server = server();
-    let record = RecordFile::new("complete");
-    let response = server.get_with("/tracked?n=3", &[record.header()]);
+    let record = Record::new();
+    let response = server.get(&format!("/tracked?n=3&{}", record.query()));
     assert_eq!(response.text(), "chunk0;chunk1;chunk2;");
     assert!(response.complete);
     let lines = assert_closed_once(&record);
@@ -43,26 +45,31 @@ fn close_runs_once_after_the_last_chunk() {
 #[test]
 fn close_runs_once_after_an_exception_mid_stream() {
     let server = server();
-    let record = RecordFile::new("midstream");
-    server.get_aborted("/raise_midstream", &[record.header()], Framing::Chunked);
+    let record = Record::new();
+    server.get_aborted(
+        &format!("/raise_midstream?{}", record.query()),
+        &[],
+        Framing::Chunked,
+    );
     assert_closed_once(&record);
 }
 
 #[test]
 fn close_runs_once_after_an_exception_in_the_first_chunk() {
     let server = server();
-    let record = RecordFile::new("first-chunk");
-    let response = server.get_with("/raise_first_chunk", &[record.header()]);
-    assert_eq!(response.status(), 500);
+    let record = Record::new();
+    let response = server.get(&format!("/raise_first_chunk?{}", record.query()));
+    assert_eq!(response.status, 500);
     assert_closed_once(&record);
 }
 
 #[test]
 fn close_runs_once_for_head() {
     let server = server();
-    let record = RecordFile::new("head");
-    let response = server.request("HEAD", "/tracked?n=3", &[record.header()], b"");
-    assert_eq!(response.status(), 200);
+    let record = Record::new();
+    let target = format!("/tracked?n=3&{}", record.query());
+    let response = server.request("HEAD", &target, &[], b"");
+    assert_eq!(response.status, 200);
     assert!(response.body.is_empty());
     assert_closed_once(&record);
 }
@@ -70,28 +77,21 @@ fn close_runs_once_for_head() {
 #[test]
 fn close_runs_once_after_exc_info_reraise() {
     let server = server();
-    let record = RecordFile::new("exc-info");
-    server.get_aborted("/exc_info_after", &[record.header()], Framing::Chunked);
+    let record = Record::new();
+    server.get_aborted(
+        &format!("/exc_info_after?{}", record.query()),
+        &[],
+        Framing::Chunked,
+    );
     assert_closed_once(&record);
 }
 
 #[test]
 fn close_runs_promptly_when_the_client_disconnects() {
     let server = server();
-    let record = RecordFile::new("disconnect");
-    let mut client = server.client();
-    // About 100 s of body at 10 ms per 1 KiB chunk: it only ends early if the
-    // server notices the client leaving.
-    client.send(&request_bytes(
-        &server.host(),
-        "GET",
-        "/big?chunks=10000&size=1024&sleep=0.01",
-        &[record.header()],
-        b"",
-        true,
-    ));
-    assert_eq!(client.read_head().status, 200);
-    assert!(matches!(client.read_chunk(), Chunk::Data(_)));
+    let record = Record::new();
+    // About 100 s of body: it only ends early if the server notices the client leaving.
+    let client = start_a_long_stream(&server, &record);
     let left = Instant::now();
     drop(client);
     let lines = assert_closed_once(&record);
@@ -108,17 +108,11 @@ fn close_runs_promptly_when_the_client_disconnects() {
 #[test]
 fn close_runs_when_the_client_disconnects_while_the_generator_is_parked() {
     let server = server();
-    let record = RecordFile::new("parked");
+    let record = Record::new();
     let mut client = server.client();
     // 64 GiB: far more than any buffer, so the generator must be parked.
-    client.send(&request_bytes(
-        &server.host(),
-        "GET",
-        "/big?chunks=1048576&size=65536",
-        &[record.header()],
-        b"",
-        true,
-    ));
+    let target = format!("/big?chunks=1048576&size=65536&{}", record.query());
+    client.send(&request("GET", &target, &[], b"").to_bytes(server.addr));
     // Wait until production stalls: the generator is parked on backpressure.
     let mut last = 0;
     record.wait_until("the generator to stall", |lines| {

@@ -4,7 +4,8 @@ mod common;
 
 use std::sync::Once;
 
-use common::{Client, Environ, TestServer, app_path, start};
+use common::{Environ, TestServer, app_path, start};
+use test_support::wire::Conn;
 
 /// Puts variables in this process's environment before any interpreter starts,
 /// so a server that copies `os.environ` into the WSGI environ gets caught.
@@ -78,12 +79,7 @@ fn paths_outside_the_mount_are_404_without_running_the_app() {
     let server = server("/py");
     for target in ["/pyx", "/pyx/a", "/other", "/"] {
         let response = server.get(target);
-        assert_eq!(
-            response.status(),
-            404,
-            "target {target}: {}",
-            response.text()
-        );
+        assert_eq!(response.status, 404, "target {target}: {}", response.text());
         // The environ app would have answered 200 with its dump.
         assert!(!response.text().contains('\t'), "the app ran for {target}");
     }
@@ -225,8 +221,8 @@ fn server_protocol_is_the_version_sent() {
 #[test]
 fn remote_addr_and_port_are_the_client() {
     let server = server("");
-    let mut client = Client::connect(server.addr);
-    let local = client.stream.local_addr().expect("client address");
+    let mut client = Conn::connect(server.addr);
+    let local = client.local_addr();
     client.send(
         format!(
             "GET / HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",

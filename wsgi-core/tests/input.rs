@@ -6,7 +6,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Client, RecordFile, Response, Rng, TestServer, app_path, start};
+use common::{TestServer, app_path, start};
+use test_support::gate::Record;
+use test_support::rng::Rng;
+use test_support::wire::{Conn, Response};
 
 fn server() -> TestServer {
     start(&app_path("input_app.py"), |b| b, "")
@@ -37,7 +40,7 @@ fn body_with_lines(rng: &mut Rng, len: usize) -> Vec<u8> {
     body
 }
 
-fn send_in(client: &mut Client, bytes: &[u8], delivery: Delivery) {
+fn send_in(client: &mut Conn, bytes: &[u8], delivery: Delivery) {
     match delivery {
         Delivery::Whole => client.send(bytes),
         Delivery::ByteByByte => {
@@ -82,22 +85,18 @@ fn post(server: &TestServer, target: &str, body: &[u8], delivery: Delivery) -> R
 }
 
 fn assert_echo(response: &Response, sent: &[u8], what: &str, content_length: Option<usize>) {
-    assert_eq!(response.status(), 200, "{what}: {}", response.text());
+    assert_eq!(response.status, 200, "{what}: {}", response.text());
     assert!(response.complete, "{what}: incomplete response");
+    assert_eq!(response.header("x-violations"), Some("none"), "{what}");
     assert_eq!(
-        response.header("x-violations").as_deref(),
-        Some("none"),
-        "{what}"
-    );
-    assert_eq!(
-        response.header("x-eof").as_deref(),
+        response.header("x-eof"),
         Some("ok"),
         "{what}: reads after the end"
     );
     let expected_cl = content_length.map_or("None".to_owned(), |n| format!("'{n}'"));
     assert_eq!(
         response.header("x-content-length"),
-        Some(expected_cl),
+        Some(expected_cl.as_str()),
         "{what}"
     );
     assert_eq!(response.body.len(), sent.len(), "{what}: body length");
@@ -182,13 +181,13 @@ fn bodies_at_and_just_over_the_buffering_limit_read_the_same() {
 }
 
 /// Sends the head of an upload of `len` bytes and the first `sent` of them.
-fn start_upload(server: &TestServer, record: &RecordFile, len: usize, sent: usize) -> Client {
+fn start_upload(server: &TestServer, record: &Record, len: usize, sent: usize) -> Conn {
     let mut client = server.client();
     client.send(
         format!(
-            "POST /?mode=upload HTTP/1.1\r\nHost: {}\r\nContent-Length: {len}\r\nX-Record-File: {}\r\nConnection: close\r\n\r\n",
-            server.host(),
-            record.path_str()
+            "POST /?mode=upload&{} HTTP/1.1\r\nHost: {}\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n",
+            record.query(),
+            server.host()
         )
         .as_bytes(),
     );
@@ -196,11 +195,11 @@ fn start_upload(server: &TestServer, record: &RecordFile, len: usize, sent: usiz
     client
 }
 
-#[test]
-fn a_small_body_arrives_whole_before_the_app_is_called() {
-    let server = server();
-    let record = RecordFile::new("buffered");
-    let mut client = start_upload(&server, &record, 1000, 500);
+/// Sends half of a 1000-byte upload, checks that the app has not started, then sends the
+/// rest and checks that the app read all of it.
+fn assert_the_body_arrives_whole_first(server: &TestServer) {
+    let record = Record::new();
+    let mut client = start_upload(server, &record, 1000, 500);
     // The negative half of this test: nothing may start while the body is incomplete.
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(
@@ -211,39 +210,35 @@ fn a_small_body_arrives_whole_before_the_app_is_called() {
     assert_eq!(server.engine.metrics().threads_busy, 0);
     client.send(&[b'u'; 500]);
     let response = client.read_final_response("POST");
-    assert_eq!(response.status(), 200, "{}", response.text());
+    assert_eq!(response.status, 200, "{}", response.text());
     assert_eq!(record.lines(), vec!["started", "eof:1000"]);
+}
+
+#[test]
+fn a_small_body_arrives_whole_before_the_app_is_called() {
+    assert_the_body_arrives_whole_first(&server());
 }
 
 /// Over the buffering limit the body goes to a temporary file, and the app still waits
 /// for all of it (nginx and Passenger buffer whole bodies the same way).
 #[test]
 fn a_larger_body_is_spooled_and_arrives_whole_before_the_app_is_called() {
-    let server = start(&app_path("input_app.py"), |b| b.buffer_body(999), "");
-    let record = RecordFile::new("spooled");
-    let mut client = start_upload(&server, &record, 1000, 500);
-    // The negative half of this test: nothing may start while the body is incomplete.
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(
-        record.lines(),
-        Vec::<String>::new(),
-        "the app ran before its body arrived"
-    );
-    client.send(&[b'u'; 500]);
-    let response = client.read_final_response("POST");
-    assert_eq!(response.status(), 200, "{}", response.text());
-    assert_eq!(record.lines(), vec!["started", "eof:1000"]);
+    assert_the_body_arrives_whole_first(&start(
+        &app_path("input_app.py"),
+        |b| b.buffer_body(999),
+        "",
+    ));
 }
 
 #[test]
 fn with_buffering_off_a_body_is_streamed_while_the_app_runs() {
     let server = streaming_server();
-    let record = RecordFile::new("streamed");
+    let record = Record::new();
     let mut client = start_upload(&server, &record, 1000, 500);
-    record.wait_for_line("started");
+    record.wait_for("started");
     client.send(&[b'u'; 500]);
     let response = client.read_final_response("POST");
-    assert_eq!(response.status(), 200, "{}", response.text());
+    assert_eq!(response.status, 200, "{}", response.text());
     assert_eq!(record.lines(), vec!["started", "eof:1000"]);
 }
 
@@ -366,24 +361,24 @@ fn expect_100_continue_is_not_sent_when_the_app_does_not_read() {
         head.status, 200,
         "the app never read, so no 100 Continue was due"
     );
-    assert_eq!(head.header("x-mode").as_deref(), Some("none"));
+    assert_eq!(head.header("x-mode"), Some("none"));
 }
 
 #[test]
 fn client_vanishing_mid_upload_raises_oserror_in_the_app() {
     let server = streaming_server();
-    let record = RecordFile::new("vanish");
+    let record = Record::new();
     let mut client = server.client();
     client.send(
         format!(
-            "POST /?mode=upload HTTP/1.1\r\nHost: {}\r\nContent-Length: 100000\r\nX-Record-File: {}\r\n\r\n",
-            server.host(),
-            record.path_str()
+            "POST /?mode=upload&{} HTTP/1.1\r\nHost: {}\r\nContent-Length: 100000\r\n\r\n",
+            record.query(),
+            server.host()
         )
         .as_bytes(),
     );
     client.send(&[b'u'; 1000]);
-    record.wait_for_line("started");
+    record.wait_for("started");
     drop(client);
     let lines = record.wait_until("the upload outcome", |lines| lines.len() >= 2);
     assert!(
@@ -407,20 +402,15 @@ fn an_unread_body_does_not_corrupt_the_next_request() {
     );
     client.send(first.as_bytes());
     let response = client.read_response("POST");
-    assert_eq!(response.status(), 200);
-    assert_eq!(response.header("x-mode").as_deref(), Some("none"));
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("x-mode"), Some("none"));
 
     let second = format!(
         "POST /?mode=read&size=7 HTTP/1.1\r\nHost: {host}\r\nContent-Length: 4\r\n\r\nnext"
     );
     client.send(second.as_bytes());
     let response = client.read_response("POST");
-    assert_eq!(
-        response.header("x-mode").as_deref(),
-        Some("read"),
-        "{:?}",
-        response.head
-    );
+    assert_eq!(response.header("x-mode"), Some("read"), "{response:?}");
     assert_echo(&response, b"next", "request after an unread body", Some(4));
 }
 
@@ -433,7 +423,7 @@ fn max_body_rejects_a_larger_content_length_with_413() {
         &[b'a'; 5000],
         Delivery::Whole,
     );
-    assert_eq!(response.status(), 413, "{}", response.text());
+    assert_eq!(response.status, 413, "{}", response.text());
     let response = post(&server, "/?mode=read&size=7", &[b'a'; 500], Delivery::Whole);
     assert_echo(&response, &[b'a'; 500], "body under max_body", Some(500));
 }

@@ -3,11 +3,12 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{RecordFile, app_path, eventually, start};
+use common::{app_path, start};
+use test_support::eventually;
+use test_support::gate::Record;
+use test_support::wire::Conn;
 use wsgi_core::EngineBuilder;
 
 fn app() -> String {
@@ -21,17 +22,17 @@ fn a_request_past_its_timeout_gets_504_and_frees_its_thread() {
         |b| b.threads(1).timeout(Duration::from_millis(300)),
         "",
     );
-    let record = RecordFile::new("timeout");
+    let record = Record::new();
     let started = Instant::now();
-    let response = server.request("GET", "/busy?secs=60", &[record.header()], b"");
-    assert_eq!(response.status(), 504, "{}", response.text());
+    let response = server.get(&format!("/busy?secs=60&{}", record.query()));
+    assert_eq!(response.status, 504, "{}", response.text());
     assert!(
         started.elapsed() < Duration::from_secs(20),
         "the timeout did not fire"
     );
     // The view was interrupted and its iterable closed, so the only thread serves again.
-    record.wait_for_line("interrupted");
-    record.wait_for_line("closed");
+    record.wait_for("interrupted");
+    record.wait_for("closed");
     assert_eq!(server.get("/fast").text(), "fast");
     let metrics = server.engine.metrics();
     assert_eq!(metrics.timeouts, 1);
@@ -46,21 +47,14 @@ fn a_request_that_waited_too_long_in_the_queue_gets_503() {
         "",
     );
     let addr = server.addr;
-    let busy = std::thread::spawn(move || {
-        let mut s = TcpStream::connect(addr).unwrap();
-        s.write_all(b"GET /busy?secs=1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-            .unwrap();
-        let mut out = Vec::new();
-        let _ = s.read_to_end(&mut out);
-        out
-    });
+    let busy = std::thread::spawn(move || test_support::wire::get(addr, "/busy?secs=1"));
     eventually("the busy request to occupy the thread", || {
         (server.engine.metrics().threads_busy == 1).then_some(())
     });
     let queued = server.get("/fast");
-    assert_eq!(queued.status(), 503, "{}", queued.text());
+    assert_eq!(queued.status, 503, "{}", queued.text());
     assert!(queued.header("retry-after").is_some());
-    assert!(String::from_utf8_lossy(&busy.join().unwrap()).contains("finished"));
+    assert!(busy.join().unwrap().text().contains("finished"));
     assert!(server.engine.metrics().rejected_overload >= 1);
 }
 
@@ -88,13 +82,14 @@ fn stops_mid_upload(configure: fn(EngineBuilder) -> EngineBuilder) {
         |b| configure(b.threads(1).body_timeout(Duration::from_millis(300))),
         "",
     );
-    let mut s = TcpStream::connect(server.addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    s.write_all(b"POST /read HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n0123456789")
-        .unwrap();
-    let mut head = [0u8; 12];
-    s.read_exact(&mut head).unwrap();
-    assert_eq!(&head, b"HTTP/1.1 408", "{}", String::from_utf8_lossy(&head));
+    let mut conn = Conn::connect(server.addr);
+    conn.send(b"POST /read HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n0123456789");
+    let head = conn.read_head();
+    assert_eq!(
+        (head.version.as_str(), head.status),
+        ("HTTP/1.1", 408),
+        "{head:?}"
+    );
     assert_eq!(server.get("/fast").text(), "fast");
 }
 
@@ -102,7 +97,7 @@ fn stops_mid_upload(configure: fn(EngineBuilder) -> EngineBuilder) {
 fn metrics_count_responses() {
     let server = start(&app(), |b| b.threads(2), "");
     for _ in 0..3 {
-        assert_eq!(server.get("/fast").status(), 200);
+        assert_eq!(server.get("/fast").status, 200);
     }
     let metrics = eventually("three 2xx responses to be counted", || {
         let m = server.engine.metrics();

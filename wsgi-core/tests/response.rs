@@ -6,7 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Chunk, Framing, Gate, RecordFile, TestServer, app_path, request_bytes, start};
+use common::{TestServer, app_path, assert_no_bytes_past_the_length, request, start};
+use test_support::gate::{Gate, Record};
+use test_support::wire::{Chunk, Framing};
 
 fn server() -> TestServer {
     start(&app_path("response_app.py"), |b| b, "")
@@ -16,7 +18,7 @@ fn server() -> TestServer {
 fn list_and_tuple_results_get_a_content_length() {
     let server = server();
     let response = server.get("/hello");
-    assert_eq!(response.status(), 200);
+    assert_eq!(response.status, 200);
     assert_eq!(response.framing, Framing::Length(5));
     assert_eq!(response.text(), "hello");
     let response = server.get("/tuple");
@@ -27,35 +29,29 @@ fn list_and_tuple_results_get_a_content_length() {
 #[test]
 fn streaming_sends_the_first_chunk_before_the_generator_finishes() {
     let server = server();
-    let gate = Gate::new("stream");
+    let gate = Gate::new();
     let mut client = server.client();
-    client.send(&request_bytes(
-        &server.host(),
-        "GET",
-        "/gate",
-        &[gate.header()],
-        b"",
-        true,
-    ));
+    let target = format!("/gate?{}", gate.query());
+    client.send(&request("GET", &target, &[], b"").to_bytes(server.addr));
     let head = client.read_head();
     assert_eq!(head.status, 200);
     // The generator does not go on until the gate opens, which happens only
     // after this client has seen the first chunk.
     assert_eq!(
-        client.read_chunk(),
+        client.next_chunk(),
         Chunk::Data(b"first".to_vec()),
         "the first chunk did not arrive while the generator was still running"
     );
     gate.open();
-    assert_eq!(client.read_chunk(), Chunk::Data(b"second".to_vec()));
-    assert_eq!(client.read_chunk(), Chunk::End);
+    assert_eq!(client.next_chunk(), Chunk::Data(b"second".to_vec()));
+    assert_eq!(client.next_chunk(), Chunk::End);
 }
 
 #[test]
 fn write_output_goes_out_before_the_iterable() {
     let server = server();
     let response = server.get("/write");
-    assert_eq!(response.status(), 200);
+    assert_eq!(response.status, 200);
     assert!(response.complete);
     assert_eq!(response.text(), "from-write;again;from-iter");
 }
@@ -64,8 +60,8 @@ fn write_output_goes_out_before_the_iterable() {
 fn exc_info_before_headers_are_sent_replaces_status_and_headers() {
     let server = server();
     let response = server.get("/exc_info_before");
-    assert_eq!(response.status(), 418);
-    assert_eq!(response.header("x-replaced").as_deref(), Some("yes"));
+    assert_eq!(response.status, 418);
+    assert_eq!(response.header("x-replaced"), Some("yes"));
     assert_eq!(response.header("x-original"), None);
     assert_eq!(response.text(), "replaced");
 }
@@ -74,7 +70,7 @@ fn exc_info_before_headers_are_sent_replaces_status_and_headers() {
 fn a_second_start_response_without_exc_info_raises() {
     let server = server();
     let response = server.get("/second_call");
-    assert_eq!(response.status(), 200, "the first call's status stays");
+    assert_eq!(response.status, 200, "the first call's status stays");
     assert!(
         response.text().starts_with("raised:"),
         "got {:?}",
@@ -85,18 +81,17 @@ fn a_second_start_response_without_exc_info_raises() {
 #[test]
 fn exc_info_after_the_body_started_reraises_and_aborts_the_response() {
     let server = server();
-    let record = RecordFile::new("exc-after");
-    if let Some(response) =
-        server.get_aborted("/exc_info_after", &[record.header()], Framing::Chunked)
-    {
-        assert_eq!(response.status(), 200);
+    let record = Record::new();
+    let target = format!("/exc_info_after?{}", record.query());
+    if let Some(response) = server.get_aborted(&target, &[], Framing::Chunked) {
+        assert_eq!(response.status, 200);
         assert!(
             b"part1".starts_with(&response.body),
             "got {:?}",
             response.text()
         );
     }
-    let lines = record.wait_for_line("close");
+    let lines = record.wait_for("close");
     assert!(lines.contains(&"reraised:True".to_owned()), "{lines:?}");
 }
 
@@ -142,7 +137,7 @@ fn start_response_raises_on_invalid_status_and_headers() {
     for case in INVALID_CALLS {
         let response = server.get(&format!("/start_response?case={case}"));
         assert_eq!(
-            response.status(),
+            response.status,
             200,
             "{case}: the corrected call failed: {}",
             response.text()
@@ -167,33 +162,33 @@ fn start_response_accepts_valid_edge_cases() {
     let server = server();
     let response = server.get("/start_response?case=ok_tab");
     assert_eq!(response.text(), "accepted");
-    assert_eq!(response.head.header_bytes("x-tab"), Some(&b"a\tb"[..]));
+    assert_eq!(response.header_bytes("x-tab"), Some(&b"a\tb"[..]));
 
     let response = server.get("/start_response?case=ok_latin1");
     assert_eq!(response.text(), "accepted");
     assert_eq!(
-        response.head.header_bytes("x-latin"),
+        response.header_bytes("x-latin"),
         Some(&b"caf\xe9"[..]),
         "latin-1 bytes on the wire"
     );
 
     let response = server.get("/start_response?case=ok_reason_spaces");
     assert_eq!(response.text(), "accepted");
-    assert_eq!(response.status(), 299);
+    assert_eq!(response.status, 299);
 }
 
 #[test]
 fn a_generator_may_call_start_response_lazily() {
     let server = server();
     let response = server.get("/lazy");
-    assert_eq!(response.status(), 200);
-    assert_eq!(response.header("x-lazy").as_deref(), Some("yes"));
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("x-lazy"), Some("yes"));
     assert_eq!(response.text(), "lazy-body");
     assert!(response.complete);
 
     let response = server.get("/lazy_empty");
-    assert_eq!(response.status(), 200);
-    assert_eq!(response.header("x-lazy").as_deref(), Some("empty"));
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("x-lazy"), Some("empty"));
     assert_eq!(response.text(), "");
     assert!(response.complete);
 }
@@ -211,14 +206,14 @@ fn failures_before_anything_is_sent_become_500_and_the_server_keeps_serving() {
         "/no_start_response",
     ] {
         let response = server.get(target);
-        assert_eq!(response.status(), 500, "{target}: {}", response.text());
+        assert_eq!(response.status, 500, "{target}: {}", response.text());
         assert!(
             response.complete,
             "{target}: the 500 itself must be complete"
         );
         let next = server.get("/hello");
         assert_eq!(
-            (next.status(), next.text().as_str()),
+            (next.status, next.text().as_str()),
             (200, "hello"),
             "after {target}"
         );
@@ -229,7 +224,7 @@ fn failures_before_anything_is_sent_become_500_and_the_server_keeps_serving() {
 fn an_exception_mid_stream_aborts_the_chunked_response() {
     let server = server();
     if let Some(response) = server.get_aborted("/raise_midstream", &[], Framing::Chunked) {
-        assert_eq!(response.status(), 200);
+        assert_eq!(response.status, 200);
         assert!(response.body.iter().all(|&b| b == b'x') && response.body.len() <= 1000);
     }
 }
@@ -237,55 +232,37 @@ fn an_exception_mid_stream_aborts_the_chunked_response() {
 #[test]
 fn an_exception_after_data_was_sent_leaves_the_chunked_stream_unterminated() {
     let server = server();
-    let gate = Gate::new("raise-after-gate");
+    let gate = Gate::new();
     let mut client = server.client();
-    client.send(&request_bytes(
-        &server.host(),
-        "GET",
-        "/raise_after_gate",
-        &[gate.header()],
-        b"",
-        true,
-    ));
+    let target = format!("/raise_after_gate?{}", gate.query());
+    client.send(&request("GET", &target, &[], b"").to_bytes(server.addr));
     let head = client.read_head();
     assert_eq!(head.status, 200);
-    assert_eq!(client.read_chunk(), Chunk::Data(vec![b'x'; 1000]));
+    assert_eq!(client.next_chunk(), Chunk::Data(vec![b'x'; 1000]));
     gate.open();
     assert_eq!(
-        client.read_chunk(),
+        client.next_chunk(),
         Chunk::Truncated(Vec::new()),
-        "no terminating chunk may follow"
-    );
-    assert!(
-        !client.timed_out(),
-        "the server hung instead of closing the connection"
+        "no terminating chunk may follow (a server that hangs instead of closing the \
+         connection fails the read)"
     );
 }
 
 #[test]
 fn fewer_bytes_than_content_length_after_data_was_sent_closes_early() {
     let server = server();
-    let gate = Gate::new("short-cl");
+    let gate = Gate::new();
     let mut client = server.client();
-    client.send(&request_bytes(
-        &server.host(),
-        "GET",
-        "/content_length?declared=100&send=10",
-        &[gate.header()],
-        b"",
-        true,
-    ));
+    let target = format!("/content_length?declared=100&send=10&{}", gate.query());
+    client.send(&request("GET", &target, &[], b"").to_bytes(server.addr));
     let head = client.read_head();
-    assert_eq!(head.header("content-length").as_deref(), Some("100"));
+    assert_eq!(head.header("content-length"), Some("100"));
     gate.open();
-    let response = client.read_body(&head, "GET");
+    // A server that hangs instead of closing the connection fails the read.
+    let response = client.read_body(head, "GET");
     assert!(
         !response.complete,
         "the connection must close before 100 bytes"
-    );
-    assert!(
-        !response.timed_out,
-        "the server hung instead of closing the connection"
     );
     assert!(response.body.len() <= 10, "{:?}", response.text());
 }
@@ -298,7 +275,7 @@ fn fewer_bytes_than_content_length_aborts_the_response() {
         &[],
         Framing::Length(100),
     ) {
-        assert_eq!(response.status(), 200);
+        assert_eq!(response.status, 200);
         assert!(response.body.len() <= 10);
     }
 }
@@ -306,28 +283,17 @@ fn fewer_bytes_than_content_length_aborts_the_response() {
 #[test]
 fn never_more_than_content_length_bytes_are_sent() {
     let server = server();
-    let host = server.host();
     let mut client = server.client();
-    client.send(&request_bytes(
-        &host,
-        "GET",
-        "/content_length?declared=5&send=10",
-        &[],
-        b"",
-        false,
-    ));
+    client.send(
+        &request("GET", "/content_length?declared=5&send=10", &[], b"")
+            .keep_alive()
+            .to_bytes(server.addr),
+    );
     let response = client.read_response("GET");
     assert_eq!(response.framing, Framing::Length(5));
     assert_eq!(response.text(), "01234");
-    // Whatever follows on this connection must be a new response (or nothing,
-    // if the server closed it), never the 5 excess bytes.
-    let _ = client.try_send(&request_bytes(&host, "GET", "/hello", &[], b"", true));
-    let rest = client.read_to_end();
-    assert!(
-        rest.is_empty() || rest.starts_with(b"HTTP/1.1 200"),
-        "stray bytes after the declared length: {:?}",
-        String::from_utf8_lossy(&rest[..rest.len().min(60)])
-    );
+    // Never the 5 excess bytes.
+    assert_no_bytes_past_the_length(&server, &mut client);
 }
 
 /// Sends `method target` on a keep-alive connection, then GET /hello on the
@@ -339,13 +305,16 @@ fn assert_no_body_then_next_request_ok(
     target: &str,
     status: u16,
 ) {
-    let host = server.host();
     let mut client = server.client();
-    client.send(&request_bytes(&host, method, target, &[], b"", false));
+    client.send(
+        &request(method, target, &[], b"")
+            .keep_alive()
+            .to_bytes(server.addr),
+    );
     let response = client.read_response(method);
-    assert_eq!(response.status(), status, "{method} {target}");
+    assert_eq!(response.status, status, "{method} {target}");
     assert!(response.body.is_empty());
-    client.send(&request_bytes(&host, "GET", "/hello", &[], b"", true));
+    client.send(&request("GET", "/hello", &[], b"").to_bytes(server.addr));
     let next = client.read_response("GET");
     assert_eq!(next.text(), "hello", "after {method} {target}");
     assert!(
@@ -381,10 +350,10 @@ fn repeated_headers_stay_separate_lines() {
     let server = server();
     let response = server.get("/cookies");
     assert_eq!(
-        response.head.header_all("set-cookie"),
+        response.header_all("set-cookie"),
         ["a=1; Path=/", "b=2; Path=/"]
     );
-    let multi = response.head.header_all("x-multi").join(",");
+    let multi = response.header_all("x-multi").join(",");
     assert_eq!(multi.replace(' ', ""), "one,two");
 }
 
@@ -402,17 +371,11 @@ fn a_slow_reader_pauses_the_generator() {
     const CHUNKS: usize = 1024;
     const SIZE: usize = 65536;
     let server = server();
-    let record = RecordFile::new("backpressure");
+    let record = Record::new();
     let mut client = server.client();
-    client.send(&request_bytes(
-        &server.host(),
-        "GET",
-        &format!("/big?chunks={CHUNKS}&size={SIZE}"),
-        &[record.header()],
-        b"",
-        true,
-    ));
-    record.wait_for_line("p");
+    let target = format!("/big?chunks={CHUNKS}&size={SIZE}&{}", record.query());
+    client.send(&request("GET", &target, &[], b"").to_bytes(server.addr));
+    record.wait_for("p");
     // Read nothing for a while: socket buffers fill, then the generator must stop.
     std::thread::sleep(Duration::from_millis(1500));
     let produced = record.count("p");
@@ -423,7 +386,7 @@ fn a_slow_reader_pauses_the_generator() {
     let response = client.read_response("GET");
     assert!(response.complete);
     assert_eq!(response.body.len(), CHUNKS * SIZE);
-    let lines = record.wait_for_line("close");
+    let lines = record.wait_for("close");
     assert_eq!(lines.iter().filter(|l| *l == "p").count(), CHUNKS);
     assert!(lines.contains(&"end".to_owned()));
 }

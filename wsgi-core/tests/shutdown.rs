@@ -5,7 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Client, Gate, RecordFile, TestServer, app_path, request_bytes, start};
+use common::{TestServer, app_path, start};
+use test_support::gate::{Gate, Record};
+use test_support::wire::{Request, Response, send};
 use wsgi_core::ShutdownReport;
 
 fn server() -> TestServer {
@@ -15,25 +17,14 @@ fn server() -> TestServer {
 /// Starts a gated request in the background and waits until the app runs it.
 fn start_slow(
     server: &TestServer,
-    record: &RecordFile,
+    record: &Record,
     gate: &Gate,
     target: &str,
-) -> std::thread::JoinHandle<common::Response> {
-    let bytes = request_bytes(
-        &server.host(),
-        "GET",
-        target,
-        &[record.header(), gate.header()],
-        b"",
-        true,
-    );
+) -> std::thread::JoinHandle<Response> {
+    let request = Request::get(&format!("{target}&{}&{}", record.query(), gate.query()));
     let addr = server.addr;
-    let handle = std::thread::spawn(move || {
-        let mut client = Client::connect(addr);
-        client.send(&bytes);
-        client.read_response("GET")
-    });
-    record.wait_for_line("start A");
+    let handle = std::thread::spawn(move || send(addr, &request));
+    record.wait_for("start A");
     handle
 }
 
@@ -42,7 +33,7 @@ fn wait_report(
     handle: tokio::task::JoinHandle<ShutdownReport>,
 ) -> ShutdownReport {
     server
-        .block_on(async { tokio::time::timeout(common::DEADLINE, handle).await })
+        .block_on(async { tokio::time::timeout(test_support::DEADLINE, handle).await })
         .expect("shutdown did not finish in time")
         .expect("shutdown task")
 }
@@ -50,17 +41,17 @@ fn wait_report(
 #[test]
 fn in_flight_requests_finish_within_grace_and_new_ones_get_503() {
     let server = server();
-    let record = RecordFile::new("shutdown-grace");
-    let gate = Gate::new("shutdown-grace");
+    let record = Record::new();
+    let gate = Gate::new();
     let in_flight = start_slow(&server, &record, &gate, "/?tag=A");
 
     let shutdown = server.spawn(server.engine.shutdown(Duration::from_secs(30)));
     // Shutdown has begun once the engine refuses work; poll instead of sleeping.
-    let refused = common::eventually("new requests to be refused", || {
+    let refused = test_support::eventually("new requests to be refused", || {
         let response = server.get("/?tag=probe");
-        (response.status() == 503).then_some(response)
+        (response.status == 503).then_some(response)
     });
-    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.status, 503);
     assert!(
         !shutdown.is_finished(),
         "shutdown must wait for the in-flight request"
@@ -68,10 +59,7 @@ fn in_flight_requests_finish_within_grace_and_new_ones_get_503() {
 
     gate.open();
     let response = in_flight.join().expect("in-flight request");
-    assert_eq!(
-        (response.status(), response.text().as_str()),
-        (200, "done A")
-    );
+    assert_eq!((response.status, response.text().as_str()), (200, "done A"));
     let report = wait_report(&server, shutdown);
     assert!(report.completed >= 1, "{report:?}");
     assert_eq!(report.aborted, 0, "{report:?}");
@@ -80,8 +68,8 @@ fn in_flight_requests_finish_within_grace_and_new_ones_get_503() {
 #[test]
 fn requests_still_running_after_the_grace_are_reported_aborted() {
     let server = server();
-    let record = RecordFile::new("shutdown-abort");
-    let gate = Gate::new("shutdown-abort");
+    let record = Record::new();
+    let gate = Gate::new();
     let _in_flight = start_slow(&server, &record, &gate, "/?tag=A&max=30");
     let shutdown = server.spawn(server.engine.shutdown(Duration::from_millis(500)));
     let report = wait_report(&server, shutdown);
@@ -92,10 +80,10 @@ fn requests_still_running_after_the_grace_are_reported_aborted() {
 #[test]
 fn an_idle_engine_shuts_down_at_once_and_then_refuses_requests() {
     let server = server();
-    assert_eq!(server.get("/?tag=warmup").status(), 200);
+    assert_eq!(server.get("/?tag=warmup").status, 200);
     let shutdown = server.spawn(server.engine.shutdown(Duration::from_secs(30)));
     let report = wait_report(&server, shutdown);
     assert_eq!(report.aborted, 0, "{report:?}");
     let response = server.get("/?tag=late");
-    assert_eq!(response.status(), 503);
+    assert_eq!(response.status, 503);
 }

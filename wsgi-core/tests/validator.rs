@@ -6,9 +6,10 @@
 
 mod common;
 
-use common::{
-    Chunk, Environ, Framing, Gate, RecordFile, TempFile, TestServer, app_path, request_bytes, start,
-};
+use common::{Environ, TestServer, app_path, start, start_a_long_stream};
+use test_support::gate::{Gate, Record};
+use test_support::temp::{path_str, temp_file};
+use test_support::wire::Framing;
 
 type Headers<'a> = &'a [(&'a str, &'a str)];
 
@@ -18,7 +19,7 @@ fn validated(callable: &str, mount: &str) -> TestServer {
 
 fn assert_no_failures(server: &TestServer) {
     let response = server.get("/__failures");
-    assert_eq!(response.status(), 200);
+    assert_eq!(response.status, 200);
     assert_eq!(response.text(), "", "wsgiref.validate found problems");
 }
 
@@ -34,7 +35,7 @@ fn environ_app_passes_the_validator() {
     ] {
         let response = server.request(method, target, &[("X-A", "1")], body);
         assert_eq!(
-            response.status(),
+            response.status,
             200,
             "{method} {target}: {}",
             response.text()
@@ -44,7 +45,7 @@ fn environ_app_passes_the_validator() {
     let mounted = validated("validated_environ", "/py");
     for target in ["/py", "/py/", "/py/a"] {
         let response = mounted.get(target);
-        assert_eq!(response.status(), 200, "{target}: {}", response.text());
+        assert_eq!(response.status, 200, "{target}: {}", response.text());
     }
     assert_no_failures(&server);
 }
@@ -74,7 +75,7 @@ fn input_app_passes_the_validator() {
         "/?mode=none",
     ] {
         let response = server.post(target, &body);
-        assert_eq!(response.status(), 200, "{target}: {}", response.text());
+        assert_eq!(response.status, 200, "{target}: {}", response.text());
         if target != "/?mode=none" {
             assert!(response.body == body, "{target}: body differs");
         }
@@ -85,9 +86,10 @@ fn input_app_passes_the_validator() {
 #[test]
 fn response_app_passes_the_validator() {
     let server = validated("validated_response", "");
-    let file = TempFile::with_content("validated-file", &[b'f'; 100_000]);
-    let open_gate = Gate::new("validated");
+    let file = temp_file(&[b'f'; 100_000]);
+    let open_gate = Gate::new();
     open_gate.open();
+    let gate_target = format!("/gate?{}", open_gate.query());
     let cases: &[(&str, &str, Headers)] = &[
         ("GET", "/hello", &[]),
         ("HEAD", "/hello", &[]),
@@ -108,24 +110,28 @@ fn response_app_passes_the_validator() {
         (
             "GET",
             "/file?offset=10&cl=1000",
-            &[("X-File", file.path_str())],
+            &[("X-File", path_str(&file))],
         ),
-        ("GET", "/gate", &[open_gate.header()]),
+        ("GET", &gate_target, &[]),
     ];
     for &(method, target, headers) in cases {
         let response = server.request(method, target, headers, b"");
         assert!(
-            response.status() < 500 && response.complete,
+            response.status < 500 && response.complete,
             "{method} {target}: {} {}",
-            response.status(),
+            response.status,
             response.text()
         );
     }
     // Aborted responses must close the iterable too.
     for target in ["/raise_midstream", "/exc_info_after"] {
-        let record = RecordFile::new("validated-abort");
-        server.get_aborted(target, &[record.header()], Framing::Chunked);
-        record.wait_for_line("close");
+        let record = Record::new();
+        server.get_aborted(
+            &format!("{target}?{}", record.query()),
+            &[],
+            Framing::Chunked,
+        );
+        record.wait_for("close");
     }
     assert_no_failures(&server);
 }
@@ -133,20 +139,9 @@ fn response_app_passes_the_validator() {
 #[test]
 fn a_disconnect_mid_stream_still_closes_the_validated_iterable() {
     let server = validated("validated_response", "");
-    let record = RecordFile::new("validated-disconnect");
-    let mut client = server.client();
-    client.send(&request_bytes(
-        &server.host(),
-        "GET",
-        "/big?chunks=10000&size=1024&sleep=0.01",
-        &[record.header()],
-        b"",
-        true,
-    ));
-    assert_eq!(client.read_head().status, 200);
-    assert!(matches!(client.read_chunk(), Chunk::Data(_)));
-    drop(client);
-    record.wait_for_line("close");
+    let record = Record::new();
+    drop(start_a_long_stream(&server, &record));
+    record.wait_for("close");
     assert_no_failures(&server);
 }
 
@@ -154,9 +149,6 @@ fn a_disconnect_mid_stream_still_closes_the_validated_iterable() {
 fn slow_app_passes_the_validator() {
     let server = validated("validated_slow", "");
     let response = server.get("/?tag=v&sleep=0");
-    assert_eq!(
-        (response.status(), response.text().as_str()),
-        (200, "done v")
-    );
+    assert_eq!((response.status, response.text().as_str()), (200, "done v"));
     assert_no_failures(&server);
 }

@@ -14,9 +14,14 @@ Routed on PATH_INFO, so it answers the same mounted or not:
 
 import hashlib
 import json
+import os
+import sys
 from urllib.parse import parse_qs
 
-from wsgi_test_support import record, wait_for_gate
+# The helpers the test apps of every crate share live in test-support/python.
+_SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../../test-support/python")
+sys.path.insert(0, os.path.normpath(_SHARED))
+from wsgi_test_support import record, wait_for_gate  # noqa: E402
 
 KEYS = (
     "REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "REQUEST_URI",
@@ -73,9 +78,8 @@ class Chunks:
     """The /stream body: an iterator with close() and no finaliser, so a "closed" record
     proves that the server called close(), not that the object was collected."""
 
-    def __init__(self, gate, record_token):
-        self.gate = gate
-        self.record_token = record_token
+    def __init__(self, environ):
+        self.environ = environ
         self.sent = 0
 
     def __iter__(self):
@@ -86,18 +90,16 @@ class Chunks:
         if self.sent == 1:
             return b"first\n"
         if self.sent == 2:
-            return b"second\n" if wait_for_gate(self.gate) else b"gate never opened\n"
+            return b"second\n" if wait_for_gate(self.environ) else b"gate never opened\n"
         raise StopIteration
 
     def close(self):
-        if self.record_token:
-            record(self.record_token, "closed")
+        record(self.environ, "closed")
 
 
 def stream(environ, start_response):
-    query = parse_qs(environ.get("QUERY_STRING", ""))
     start_response("200 OK", [("Content-Type", "text/plain")])
-    return Chunks(query.get("gate", [""])[0], query.get("record", [""])[0])
+    return Chunks(environ)
 
 
 PATTERN = bytes(i % 251 for i in range(251 * 262))  # a whole number of cycles, ~64 KiB

@@ -16,6 +16,9 @@ sys.path.insert(
 
 from djdemo.wsgi import application as django_application  # noqa: E402
 
+# The helpers the test apps of every crate share live in test-support/python.
+_SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../../test-support/python")
+sys.path.insert(0, os.path.normpath(_SHARED))
 from wsgi_test_support import report_iterable  # noqa: E402
 
 application = report_iterable(django_application)

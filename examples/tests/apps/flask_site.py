@@ -14,13 +14,17 @@
 
 import hashlib
 import os
+import sys
 import tempfile
 
 from flask import (
     Flask, jsonify, redirect, request, send_file, session, stream_with_context, url_for,
 )
 
-from wsgi_test_support import report_iterable, wait_for_gate
+# The helpers the test apps of every crate share live in test-support/python.
+_SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../../test-support/python")
+sys.path.insert(0, os.path.normpath(_SHARED))
+from wsgi_test_support import report_iterable, wait_for_gate  # noqa: E402
 
 # The test computes the same bytes: i % 251 for i in range(DOWNLOAD_SIZE). One file for
 # every run, written whole under a temporary name so a concurrent run never sees it half done.
@@ -96,13 +100,13 @@ def upload():
 
 @app.get("/stream")
 def stream():
-    token = request.args.get("gate", "")
+    environ = request.environ
 
     @stream_with_context
     def generate():
         # `request` is only usable here because stream_with_context keeps its context.
         yield f"hello {request.args.get('name', 'nobody')}\n"
-        if not wait_for_gate(token):
+        if not wait_for_gate(environ):
             yield "gate never opened\n"
             return
         yield f"from {request.script_root}{request.path}\n"

@@ -1,14 +1,21 @@
 """An app for the operational options of `serve`.
 
 ``/busy``: keeps working in Python until interrupted (the request timeout's
-``TimeoutError``). ``/slow?secs=S&mark=PATH``: creates PATH, takes S seconds, then answers (an
-in-flight request during shutdown). ``/where``: answers
+``TimeoutError``). ``/slow?secs=S&record=TOKEN``: records ``running``, takes S seconds, then
+answers (an in-flight request during shutdown). ``/where``: answers
 ``SCRIPT_NAME|PATH_INFO|REMOTE_ADDR|wsgi.url_scheme``. ``/note?text=T``: writes T to
 ``wsgi.errors`` (a WARN line in the log). Anything else answers at once.
 """
 
+import os
+import sys
 import time
 from urllib.parse import parse_qs
+
+# The helpers the test apps of every crate share live in test-support/python.
+_SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../../test-support/python")
+sys.path.insert(0, os.path.normpath(_SHARED))
+from wsgi_test_support import record  # noqa: E402
 
 
 def application(environ, start_response):
@@ -19,8 +26,7 @@ def application(environ, start_response):
         while time.monotonic() < end:
             time.sleep(0.005)
     elif path == "/slow":
-        if "mark" in query:
-            open(query["mark"], "w").close()
+        record(environ, "running")
         time.sleep(float(query.get("secs", "1")))
     elif path == "/where":
         keys = ("SCRIPT_NAME", "PATH_INFO", "REMOTE_ADDR", "wsgi.url_scheme")

@@ -5,10 +5,14 @@ app behind it. `report_iterable` shows which object carries each body.
 """
 
 import os
+import sys
 
 from whitenoise import WhiteNoise
 
-from wsgi_test_support import report_iterable
+# The helpers the test apps of every crate share live in test-support/python.
+_SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../../test-support/python")
+sys.path.insert(0, os.path.normpath(_SHARED))
+from wsgi_test_support import report_iterable  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

@@ -19,9 +19,14 @@ Routed on PATH_INFO:
 """
 
 import json
+import os
+import sys
 from urllib.parse import parse_qs
 
-from wsgi_test_support import record
+# The helpers the test apps of every crate share live in test-support/python.
+_SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../../test-support/python")
+sys.path.insert(0, os.path.normpath(_SHARED))
+from wsgi_test_support import record  # noqa: E402
 
 
 def query(environ, name, default=""):
@@ -116,9 +121,7 @@ def digest(environ, start_response):
 
 
 def recorded(environ, start_response):
-    token = query(environ, "record")
-    if token:
-        record(token, environ["REQUEST_METHOD"] + " " + environ.get("PATH_INFO", ""))
+    record(environ, environ["REQUEST_METHOD"] + " " + environ.get("PATH_INFO", ""))
     body = b"recorded\n"
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]

@@ -12,19 +12,18 @@ Headers report what a byte comparison cannot show:
 * ``X-Eof``: ``ok`` when every read after the end returns ``b''``;
 * ``X-Content-Length``: ``repr(environ.get("CONTENT_LENGTH"))``.
 
-``mode=upload`` appends ``started`` to the file named by the ``X-Record-File``
-request header, reads until the end or an error, then appends the outcome
+``mode=upload`` appends ``started`` to the record file (``record=TOKEN``), reads until the end or an error, then appends the outcome
 (``eof:N``, ``oserror:Type:N`` or ``other:Type:N``).
 """
 
+import os
+import sys
 from urllib.parse import parse_qs
 
-
-def record(environ, line):
-    path = environ.get("HTTP_X_RECORD_FILE")
-    if path:
-        with open(path, "a", encoding="utf-8") as out:
-            out.write(line + "\n")
+# The helpers the test apps of every crate share live in test-support/python.
+_SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../../test-support/python")
+sys.path.insert(0, os.path.normpath(_SHARED))
+from wsgi_test_support import record  # noqa: E402
 
 
 def _size_args(query):

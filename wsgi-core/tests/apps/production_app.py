@@ -2,19 +2,19 @@
 
 ``/busy?secs=S``: a view that keeps working for S seconds in Python (so an injected
 ``TimeoutError`` can stop it); records ``interrupted`` and ``closed`` in the file named by
-the ``X-Record-File`` header. ``/read``: reads the whole request body. ``/fast``: answers
+the record file (``?record=TOKEN``). ``/read``: reads the whole request body. ``/fast``: answers
 at once.
 """
 
+import os
+import sys
 import time
 from urllib.parse import parse_qs
 
-
-def record(environ, line):
-    path = environ.get("HTTP_X_RECORD_FILE")
-    if path:
-        with open(path, "a", encoding="utf-8") as out:
-            out.write(line + "\n")
+# The helpers the test apps of every crate share live in test-support/python.
+_SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../../test-support/python")
+sys.path.insert(0, os.path.normpath(_SHARED))
+from wsgi_test_support import record  # noqa: E402
 
 
 class Busy:

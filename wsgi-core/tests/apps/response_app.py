@@ -1,14 +1,15 @@
 """Response behaviours selected by PATH_INFO, one per spec point the tests check.
 
-Request headers the fixtures understand:
+What the fixtures understand besides their own query parameters:
 
-* ``X-Record-File``: a file the app appends one line per event to (``close``,
+* ``?record=TOKEN``: a file the app appends one line per event to (``close``,
   ``end``, ``p`` per produced chunk, ...). The Rust test reads it to see what
   happened inside Python, e.g. that ``close()`` ran exactly once.
-* ``X-Gate-File``: a file the app waits for before continuing. The test creates
+* ``?gate=TOKEN``: a file the app waits for before continuing. The test creates
   it once it has observed what it wanted (e.g. the first chunk), which keeps
   the streaming tests free of timing guesses.
-* ``X-File``: the real file that ``/file`` serves through ``wsgi.file_wrapper``.
+* the ``X-File`` header: the real file that ``/file`` serves through
+  ``wsgi.file_wrapper``.
 """
 
 import io
@@ -17,25 +18,12 @@ import sys
 import time
 from urllib.parse import parse_qs
 
+# The helpers the test apps of every crate share live in test-support/python.
+_SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../../test-support/python")
+sys.path.insert(0, os.path.normpath(_SHARED))
+from wsgi_test_support import record, wait_for_gate  # noqa: E402
+
 CT = ("Content-Type", "text/plain")
-
-
-def record(environ, line):
-    path = environ.get("HTTP_X_RECORD_FILE")
-    if path:
-        with open(path, "a", encoding="utf-8") as out:
-            out.write(line + "\n")
-
-
-def wait_for_gate(environ, limit=20.0):
-    """True once the gate file exists; False if it never appeared within ``limit``."""
-    path = environ.get("HTTP_X_GATE_FILE")
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if path and os.path.exists(path):
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def query(environ):
@@ -291,8 +279,7 @@ def content_length(environ, start_response):
     def body():
         half = send // 2
         yield payload[:half]
-        if "HTTP_X_GATE_FILE" in environ:
-            wait_for_gate(environ)
+        wait_for_gate(environ)
         yield payload[half:]
         record(environ, "end")
 
@@ -347,14 +334,11 @@ def big(environ, start_response):
     chunk = b"z" * size
 
     def body():
-        path = environ.get("HTTP_X_RECORD_FILE")
-        with open(path, "a", encoding="utf-8") if path else open(os.devnull, "w") as progress:
-            for _ in range(chunks):
-                progress.write("p\n")
-                progress.flush()
-                yield chunk
-                if pause:
-                    time.sleep(pause)
+        for _ in range(chunks):
+            record(environ, "p")
+            yield chunk
+            if pause:
+                time.sleep(pause)
         record(environ, "end")
 
     return Tracked(environ, body())

@@ -1,42 +1,32 @@
-//! Runs the real `serve` binary as a child process, for the start-up and virtualenv tests.
+//! Runs the `serve` program as a child process, for the tests of start-up, virtualenvs, TLS,
+//! worker processes and operations.
 //!
-//! The child's environment is cleaned of the variables that would let a test pass for the
-//! wrong reason (`PYTHONPATH`, `PYTHONHOME`, `VIRTUAL_ENV`, which `scripts/test` sets), and
-//! every child is killed when its guard drops, whatever the test's outcome.
+//! The binary's path comes from the test crate (`env!("CARGO_BIN_EXE_serve")`, which cargo
+//! sets only for the tests of the package that has the binary). The child's environment is
+//! cleaned of the variables that would let a test pass for the wrong reason (`PYTHONPATH`,
+//! `PYTHONHOME`, `VIRTUAL_ENV`, which `scripts/test` sets), and every child is killed when its
+//! guard drops, whatever the test's outcome.
 
-// Each test binary compiles this module but uses a different part of it.
-#![allow(dead_code)]
-
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::ffi::OsStr;
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// How long a child may take to start or to fail; generous, for loaded CI machines.
-pub(crate) const DEADLINE: Duration = Duration::from_secs(90);
+use crate::DEADLINE;
+use crate::wire;
 
-/// The `serve` binary of this package, which cargo builds before the tests that use it.
-pub(crate) fn serve_binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_serve"))
-}
-
-/// The fixture directory `examples/tests/apps/startup`.
-pub(crate) fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/apps/startup")
-}
-
-/// A `serve` command with a clean Python environment, run from the fixture directory.
-pub(crate) fn serve_command() -> Command {
-    let mut command = Command::new(serve_binary());
+/// A command for `binary` with a clean Python environment, run in `dir`, its output piped.
+pub fn command(binary: impl AsRef<OsStr>, dir: &Path) -> Command {
+    let mut command = Command::new(binary);
     command
         .env_remove("PYTHONPATH")
         .env_remove("PYTHONHOME")
         .env_remove("VIRTUAL_ENV")
-        .current_dir(fixtures())
+        .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -44,117 +34,75 @@ pub(crate) fn serve_command() -> Command {
 }
 
 /// What `serve --version` says about the embedded Python.
-pub(crate) struct PythonFacts {
+pub struct PythonFacts {
     /// `major.minor`, e.g. `3.11`.
-    pub(crate) major_minor: String,
+    pub major_minor: String,
     /// The interpreter's own program, to create virtualenvs with.
-    pub(crate) program: PathBuf,
+    pub program: PathBuf,
     /// The whole `--version` output.
-    pub(crate) text: String,
+    pub text: String,
 }
 
-/// The embedded Python, from `serve --version` (run once per test binary).
-pub(crate) fn python() -> &'static PythonFacts {
-    static FACTS: OnceLock<PythonFacts> = OnceLock::new();
-    FACTS.get_or_init(|| {
-        let output = serve_command()
-            .arg("--version")
-            .output()
-            .expect("run serve --version");
-        let text = String::from_utf8_lossy(&output.stdout).into_owned();
-        assert!(output.status.success(), "serve --version failed: {text}");
-        let field = |prefix: &str| {
-            text.lines()
-                .find_map(|line| line.trim().strip_prefix(prefix))
-                .map(|v| v.trim().to_owned())
-                .unwrap_or_else(|| panic!("no {prefix:?} in serve --version:\n{text}"))
-        };
-        let version = field("Python ");
-        let major_minor = version.split('.').take(2).collect::<Vec<_>>().join(".");
-        let program = PathBuf::from(field("program:"));
-        assert!(
-            program.is_file(),
-            "serve --version names {} as its Python, which does not exist:\n{text}",
-            program.display()
-        );
-        PythonFacts {
-            major_minor,
-            program,
-            text,
-        }
-    })
-}
-
-/// A directory under the system's temporary directory, removed when dropped.
-pub(crate) struct TempDir(PathBuf);
-
-impl TempDir {
-    /// Creates an empty directory whose name starts with `label`.
-    pub(crate) fn new(label: &str) -> Self {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "wsgi-{label}-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("create a temporary directory");
-        // Canonical, so it compares equal to the paths Python reports (e.g. /tmp may be a link).
-        TempDir(path.canonicalize().expect("canonical temporary directory"))
-    }
-
-    /// The directory.
-    pub(crate) fn path(&self) -> &Path {
-        &self.0
+/// Runs `command` (a `serve` command) with `--version` and reads what it says.
+pub fn python_facts(mut command: Command) -> PythonFacts {
+    let output = command
+        .arg("--version")
+        .output()
+        .expect("run serve --version");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "serve --version failed: {text}");
+    let field = |prefix: &str| {
+        text.lines()
+            .find_map(|line| line.trim().strip_prefix(prefix))
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_else(|| panic!("no {prefix:?} in serve --version:\n{text}"))
+    };
+    let version = field("Python ");
+    let major_minor = version.split('.').take(2).collect::<Vec<_>>().join(".");
+    let program = PathBuf::from(field("program:"));
+    assert!(
+        program.is_file(),
+        "serve --version names {} as its Python, which does not exist:\n{text}",
+        program.display()
+    );
+    PythonFacts {
+        major_minor,
+        program,
+        text,
     }
 }
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A port of 127.0.0.1 that was free a moment ago, for an address `serve` must be told
+/// (`--metrics-bind`).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
 }
 
 /// A running `serve`, killed on drop.
-pub(crate) struct Server {
+pub struct Server {
     child: Child,
     /// The address from its `listening on http://ADDR` (or `https://`) line.
-    pub(crate) addr: SocketAddr,
+    pub addr: SocketAddr,
     stderr: Arc<Mutex<String>>,
 }
 
 impl Server {
     /// The process id.
-    pub(crate) fn pid(&self) -> u32 {
+    pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    /// Sends `GET path` and returns the status code and the body.
-    pub(crate) fn get(&self, path: &str) -> (u16, String) {
-        let mut stream = TcpStream::connect(self.addr).expect("connect to serve");
-        stream.set_read_timeout(Some(DEADLINE)).ok();
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            self.addr
-        )
-        .expect("send the request");
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).expect("read the response");
-        let text = String::from_utf8_lossy(&raw).into_owned();
-        let (head, body) = text
-            .split_once("\r\n\r\n")
-            .unwrap_or_else(|| panic!("no end of headers in {text:?}"));
-        let status = head
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("no status in {head:?}"));
-        (status, body.to_owned())
+    /// Sends `GET path` on a fresh connection and returns the status code and the body.
+    pub fn get(&self, path: &str) -> (u16, String) {
+        let response = wire::get(self.addr, path);
+        (response.status, response.text())
     }
 
     /// Sends a signal (`"TERM"`, `"INT"`) to the child, as an operator would.
-    pub(crate) fn signal(&self, name: &str) {
+    pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
             .args([format!("-{name}"), self.child.id().to_string()])
             .status()
@@ -163,7 +111,7 @@ impl Server {
     }
 
     /// Waits up to `limit` for the child to exit.
-    pub(crate) fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
         let started = Instant::now();
         while started.elapsed() < limit {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -175,15 +123,15 @@ impl Server {
     }
 
     /// What the child has written to stderr so far (its log).
-    pub(crate) fn stderr(&self) -> String {
+    pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
 
-    /// The log once it contains `needle`, or as it is after 10 s. Lines the child wrote
-    /// before it printed its address may still be on their way through the stderr
+    /// The log once it contains `needle`, or as it is after [`DEADLINE`]. Lines the child
+    /// wrote before it printed its address may still be on their way through the stderr
     /// collector when the test looks, so a test that expects a line waits for it.
-    pub(crate) fn stderr_with(&self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
+    pub fn stderr_with(&self, needle: &str) -> String {
+        let deadline = Instant::now() + DEADLINE;
         loop {
             let log = self.stderr();
             if log.contains(needle) || Instant::now() >= deadline {
@@ -223,8 +171,9 @@ fn collect_stderr(child: &mut Child) -> Arc<Mutex<String>> {
     collected
 }
 
-/// Starts `command` (from [`serve_command`]) on a free port and waits until it listens.
-pub(crate) fn start(mut command: Command) -> Server {
+/// Starts `command` (from [`command`]) on a free port with two Python threads and waits
+/// until it listens.
+pub fn start(mut command: Command) -> Server {
     command.args(["--bind", "127.0.0.1:0", "--threads", "2"]);
     let mut child = command.spawn().expect("spawn serve");
     let stderr = collect_stderr(&mut child);
@@ -280,9 +229,9 @@ pub(crate) fn start(mut command: Command) -> Server {
     }
 }
 
-/// Runs `command` (from [`serve_command`]), which is expected to fail at start-up, and
-/// returns its exit status and stderr. Panics if it starts listening instead.
-pub(crate) fn fail(mut command: Command) -> (ExitStatus, String) {
+/// Runs `command` (from [`command`]), which is expected to fail at start-up, and returns
+/// its exit status and stderr. Panics if it starts listening instead.
+pub fn fail(mut command: Command) -> (ExitStatus, String) {
     if !command.get_args().any(|a| a == "--bind") {
         command.args(["--bind", "127.0.0.1:0"]);
     }
@@ -316,7 +265,7 @@ pub(crate) fn fail(mut command: Command) -> (ExitStatus, String) {
         stderr.lock().unwrap()
     );
     // The collector thread ends with the pipe; give it a moment to store the last bytes.
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + DEADLINE;
     while Arc::strong_count(&stderr) > 1 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -326,7 +275,7 @@ pub(crate) fn fail(mut command: Command) -> (ExitStatus, String) {
 
 /// Asserts a failed start-up: exit status 1, one `error:` message (as the README promises)
 /// and every one of `words` in stderr.
-pub(crate) fn assert_fails_with(command: Command, words: &[&str]) -> String {
+pub fn assert_fails_with(command: Command, words: &[&str]) -> String {
     let (status, stderr) = fail(command);
     assert_eq!(
         status.code(),

@@ -1,0 +1,45 @@
+//! The `serve` binary of this package as a child process (`test_support::serve`), for the
+//! tests of start-up, virtualenvs, TLS, worker processes and operations. Only this
+//! package's tests know where cargo built it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use test_support::serve::{PythonFacts, command, python_facts};
+
+/// The fixture directory `examples/tests/apps/startup`.
+pub(crate) fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/apps/startup")
+}
+
+/// The directory of the test apps, `examples/tests/apps`.
+pub(crate) fn apps() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/apps")
+}
+
+/// A `serve` command with a clean Python environment, run from the fixture directory.
+pub(crate) fn serve_command() -> Command {
+    command(env!("CARGO_BIN_EXE_serve"), &fixtures())
+}
+
+/// A `serve` command running `app` (a file under `examples/tests/apps`) on `server` (axum
+/// or actix) with `extra` options, run from that directory.
+pub(crate) fn serve_app(server: &str, extra: &[&str], app: &str) -> Command {
+    let mut command = command(env!("CARGO_BIN_EXE_serve"), &apps());
+    command.args(["--server", server]).args(extra).arg(app);
+    command
+}
+
+/// The embedded Python, from `serve --version` (run once per test binary).
+pub(crate) fn python() -> &'static PythonFacts {
+    static FACTS: OnceLock<PythonFacts> = OnceLock::new();
+    FACTS.get_or_init(|| python_facts(serve_command()))
+}
+
+/// Runs `test` once on each of `serve`'s servers.
+pub(crate) fn each_server(test: impl Fn(&str)) {
+    for server in ["axum", "actix"] {
+        test(server);
+    }
+}
