@@ -11,11 +11,11 @@ this times, per request, what no server can avoid:
 
 and prints ns per request for each, and floor = call + environ, the figure to divide the
 criterion time by (overhead ratio = engine ns / floor ns). Run it with the interpreter the
-benchmarks embed, from the load benchmark's venv so that Flask is importable:
+benchmarks embed, from the load benchmark's venv so that Flask and Django are importable:
 
     benches/load/.venv/bin/python benches/floor.py [APP ...]
 
-APP is any of hello, stream, echo, flask (default: all). Each figure is the median of
+APP is any of hello, stream, echo, flask, django (default: all). Each figure is the median of
 REPEAT runs (default 7, env FLOOR_REPEAT) of a loop that lasts at least 0.2 s.
 """
 
@@ -114,6 +114,7 @@ def cases():
         ("stream", "stream", "GET", "/stream", b""),
         ("echo", "echo", "POST", "/echo", ECHO_BODY),
         ("flask", "flask_app", "GET", "/json", b""),
+        ("django", "django_app", "GET", "/plain", b""),
     ]
 
 
