@@ -17,6 +17,11 @@ benchmarks embed, from the load benchmark's venv so that Flask and Django are im
 
 APP is any of hello, stream, echo, flask, django (default: all). Each figure is the median of
 REPEAT runs (default 7, env FLOOR_REPEAT) of a loop that lasts at least 0.2 s.
+
+    python benches/floor.py --count N APP
+
+times nothing: it serves N requests of APP (environ built, then the call) and exits, for an
+instruction counter (load/instructions.sh runs it under callgrind).
 """
 
 import io
@@ -118,7 +123,23 @@ def cases():
     ]
 
 
+def count(n, wanted):
+    """Serves `n` requests of the app named `wanted`, environ and call, untimed."""
+    for name, module, method, target, body in cases():
+        if name != wanted:
+            continue
+        app = __import__(module).application
+        length = len(body) if body else None
+        for _ in range(n):
+            call(app, build_environ(method, target, HEADERS, length), body)
+        return
+    sys.exit(f"floor.py: no app named {wanted!r}")
+
+
 def main(argv):
+    if argv[:1] == ["--count"]:
+        count(int(argv[1]), argv[2])
+        return
     wanted = set(argv) or {name for name, *_ in cases()}
     repeat = int(os.environ.get("FLOOR_REPEAT", "7"))
     print(f"# Python {sys.version.split()[0]} ({sys.executable}); ns per request, "
