@@ -161,10 +161,11 @@ fn bodies_stream_both_ways_and_the_workers_log_reaches_the_host() {
         }
         let (status, _) = server.get("/note?text=written-in-a-worker");
         assert_eq!(status, 200);
-        let log = server.stderr_with("written-in-a-worker");
+        // The access line names the text too, and may come first: wait for the worker's.
+        let log = server.stderr_with("written-in-a-worker worker_pid=");
         let line = log
             .lines()
-            .find(|l| l.contains("written-in-a-worker"))
+            .find(|l| l.contains("written-in-a-worker") && !l.contains(wsgi_core::ACCESS_TARGET))
             .unwrap_or_else(|| panic!("{kind}: wsgi.errors did not reach the log\n{log}"));
         assert!(line.contains("worker_pid="), "{kind}: {line}");
     });
