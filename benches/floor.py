@@ -11,12 +11,17 @@ this times, per request, what no server can avoid:
 
 and prints ns per request for each, and floor = call + environ, the figure to divide the
 criterion time by (overhead ratio = engine ns / floor ns). Run it with the interpreter the
-benchmarks embed, from the load benchmark's venv so that Flask is importable:
+benchmarks embed, from the load benchmark's venv so that Flask and Django are importable:
 
     benches/load/.venv/bin/python benches/floor.py [APP ...]
 
-APP is any of hello, stream, echo, flask (default: all). Each figure is the median of
+APP is any of hello, stream, echo, flask, django (default: all). Each figure is the median of
 REPEAT runs (default 7, env FLOOR_REPEAT) of a loop that lasts at least 0.2 s.
+
+    python benches/floor.py --count N APP
+
+times nothing: it serves N requests of APP (environ built, then the call) and exits, for an
+instruction counter (load/instructions.sh runs it under callgrind).
 """
 
 import io
@@ -114,10 +119,27 @@ def cases():
         ("stream", "stream", "GET", "/stream", b""),
         ("echo", "echo", "POST", "/echo", ECHO_BODY),
         ("flask", "flask_app", "GET", "/json", b""),
+        ("django", "django_app", "GET", "/plain", b""),
     ]
 
 
+def count(n, wanted):
+    """Serves `n` requests of the app named `wanted`, environ and call, untimed."""
+    for name, module, method, target, body in cases():
+        if name != wanted:
+            continue
+        app = __import__(module).application
+        length = len(body) if body else None
+        for _ in range(n):
+            call(app, build_environ(method, target, HEADERS, length), body)
+        return
+    sys.exit(f"floor.py: no app named {wanted!r}")
+
+
 def main(argv):
+    if argv[:1] == ["--count"]:
+        count(int(argv[1]), argv[2])
+        return
     wanted = set(argv) or {name for name, *_ in cases()}
     repeat = int(os.environ.get("FLOOR_REPEAT", "7"))
     print(f"# Python {sys.version.split()[0]} ({sys.executable}); ns per request, "

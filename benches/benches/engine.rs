@@ -10,9 +10,10 @@
 //! thread. `benches/floor.py` times the same Python work called directly from Python, the
 //! floor these figures are compared with (see `benches/README.md`).
 //!
-//! Flask's `/json` is benchmarked only when `flask` is importable: from `$VIRTUAL_ENV` if set,
-//! otherwise from `benches/load/.venv` if `load/run.sh` made it. Otherwise it is skipped
-//! with a note on stderr.
+//! Flask's `/json` and Django's `/plain` (a view returning a plain `HttpResponse`) are
+//! benchmarked only when the framework is importable: from `$VIRTUAL_ENV` if set, otherwise
+//! from `benches/load/.venv` if `load/run.sh` made it. Otherwise each is skipped with a note
+//! on stderr.
 
 use std::convert::Infallible;
 use std::hint::black_box;
@@ -170,23 +171,32 @@ fn echo(c: &mut Criterion) {
     group.finish();
 }
 
-fn flask(c: &mut Criterion) {
-    let engine = match engine("flask_app.py") {
+/// A framework's view, benchmarked only if its app loads (the framework is importable).
+fn framework(c: &mut Criterion, name: &str, file: &str, uri: &'static str) {
+    let engine = match engine(file) {
         Ok(engine) => engine,
         Err(e) => {
             let why = e.to_string();
             let why = why.lines().next().unwrap_or_default();
-            eprintln!("engine/flask_json: skipped, the Flask app does not load ({why})");
+            eprintln!("engine/{name}: skipped, {file} does not load ({why})");
             return;
         }
     };
-    let get = || request(Method::GET, "/json", Vec::new());
+    let get = || request(Method::GET, uri, Vec::new());
     let (status, length) = call(&engine, get());
-    assert_eq!(status, StatusCode::OK, "flask /json: status");
-    assert!(length > 0, "flask /json: empty body");
-    c.bench_function("engine/flask_json", |b| {
+    assert_eq!(status, StatusCode::OK, "{name}: status");
+    assert!(length > 0, "{name}: empty body");
+    c.bench_function(&format!("engine/{name}"), |b| {
         b.iter_batched(get, |req| call(&engine, req), BatchSize::SmallInput);
     });
+}
+
+fn flask(c: &mut Criterion) {
+    framework(c, "flask_json", "flask_app.py", "/json");
+}
+
+fn django(c: &mut Criterion) {
+    framework(c, "django_plain", "django_app.py", "/plain");
 }
 
 fn config() -> Criterion {
@@ -199,6 +209,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = hello, stream, echo, flask
+    targets = hello, stream, echo, flask, django
 }
 criterion_main!(benches);

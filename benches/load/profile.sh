@@ -10,6 +10,8 @@
 # Settings (environment): SERVE_BIN (default: target/release/serve, built if
 # missing), SECONDS_PROFILED=5, FREQ=1999 (samples/s), CALL_GRAPH=0 (1: also record DWARF
 # call graphs and print the heaviest call chains; much larger data), OUR_THREADS=8,
+# SERVE_ARGS (more options for serve, which otherwise runs with its defaults, the access log
+# on, as run.sh's serve-axum row does; SERVE_ARGS="--log-level warn" turns the log off),
 # SERVER_CPU=1, WRK_CPU=0, PORT=18999, VENV (default benches/load/.venv, made by run.sh),
 # OUT_DIR (default: a new temporary directory; perf.data and the reports stay there).
 set -euo pipefail
@@ -29,6 +31,7 @@ PORT=${PORT:-18999}
 VENV=${VENV:-$LOAD_DIR/.venv}
 OUT_DIR=${OUT_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/wsgi-profile.XXXXXX")}
 SERVE_BIN=${SERVE_BIN:-$ROOT/target/release/serve}
+read -ra SERVE_EXTRA <<<"${SERVE_ARGS:-}"
 mkdir -p "$OUT_DIR"
 
 die() {
@@ -40,9 +43,10 @@ case $SCENARIO in
 hello-c64) MOD=hello URL_PATH=/ CONNS=64 LUA="" ;;
 hello-c1) MOD=hello URL_PATH=/ CONNS=1 LUA="" ;;
 flask-c64) MOD=flask_app URL_PATH=/json CONNS=64 LUA="" ;;
+django-c64) MOD=django_app URL_PATH=/plain CONNS=64 LUA="" ;;
 stream-c64) MOD=stream URL_PATH=/stream CONNS=64 LUA="" ;;
 echo-c64) MOD=echo URL_PATH=/echo CONNS=64 LUA=$LOAD_DIR/post64k.lua ;;
-*) die "unknown scenario '$SCENARIO' (hello-c64 hello-c1 flask-c64 stream-c64 echo-c64)" ;;
+*) die "unknown scenario '$SCENARIO' (hello-c64 hello-c1 flask-c64 django-c64 stream-c64 echo-c64)" ;;
 esac
 command -v perf >/dev/null || die "perf is missing (apt-get install -y linux-perf)"
 command -v wrk >/dev/null || die "wrk is missing (run.sh installs it)"
@@ -64,7 +68,7 @@ trap 'exit 130' INT TERM
 
 py_lib=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')
 (cd "$APPS" && exec taskset -c "$SERVER_CPU" env "LD_LIBRARY_PATH=$py_lib" "$SERVE_BIN" \
-    --bind "$HOST:$PORT" --threads "$OUR_THREADS" --venv "$VENV" --log-level warn \
+    --bind "$HOST:$PORT" --threads "$OUR_THREADS" --venv "$VENV" ${SERVE_EXTRA[@]+"${SERVE_EXTRA[@]}"} \
     "$APPS/$MOD.py") >"$OUT_DIR/server.log" 2>&1 &
 SERVER_PID=$!
 for _ in $(seq 300); do

@@ -14,11 +14,16 @@
 #
 # Settings (environment):
 #   DURATION=8 WARMUP=2         seconds of each measured run and of its warm-up
-#   SERVERS="..."               any of: serve-axum serve-actix axum-ceiling granian gunicorn
-#                               uwsgi bjoern waitress (default: all)
-#   SCENARIOS="..."             any of: hello-c1 hello-c64 flask-c64 stream-c64 echo-c64
-#                               sleepy-c256 (default: all)
+#   SERVERS="..."               any of: serve-axum serve-axum-warn serve-actix serve-procs
+#                               axum-ceiling granian gunicorn uwsgi bjoern waitress (default:
+#                               all). serve-* run serve with its defaults, the access log on,
+#                               except serve-axum-warn (--log-level warn: no access log);
+#                               serve-procs is worker mode (--processes, axum)
+#   SCENARIOS="..."             any of: hello-c1 hello-c64 flask-c64 django-c64 stream-c64
+#                               echo-c64 sleepy-c256 (default: all)
 #   OUR_THREADS=8               serve's --threads (sleepy-c256: SLEEPY_THREADS)
+#   OUR_PROCESSES=2 PROC_THREADS=4  serve-procs: --processes and --threads per process
+#                               (sleepy-c256: SLEEPY_THREADS shared out between the processes)
 #   SLEEPY_THREADS=64           every threaded server's threads for sleepy-c256
 #   SERVER_CPU=1 WRK_CPU=0      the CPUs the server and wrk are pinned to
 #   PORT_BASE=18080             ports used: PORT_BASE+1, +2, ... (one per server start)
@@ -50,11 +55,13 @@ HOST=127.0.0.1 # the only address this script ever sends traffic to
 
 DURATION=${DURATION:-8}
 WARMUP=${WARMUP:-2}
-ALL_SERVERS="serve-axum serve-actix axum-ceiling granian gunicorn uwsgi bjoern waitress"
-ALL_SCENARIOS="hello-c1 hello-c64 flask-c64 stream-c64 echo-c64 sleepy-c256"
+ALL_SERVERS="serve-axum serve-axum-warn serve-actix serve-procs axum-ceiling granian gunicorn uwsgi bjoern waitress"
+ALL_SCENARIOS="hello-c1 hello-c64 flask-c64 django-c64 stream-c64 echo-c64 sleepy-c256"
 SERVERS=${SERVERS:-$ALL_SERVERS}
 SCENARIOS=${SCENARIOS:-$ALL_SCENARIOS}
 OUR_THREADS=${OUR_THREADS:-8}
+OUR_PROCESSES=${OUR_PROCESSES:-2}
+PROC_THREADS=${PROC_THREADS:-4}
 SLEEPY_THREADS=${SLEEPY_THREADS:-64}
 SERVER_CPU=${SERVER_CPU:-1}
 WRK_CPU=${WRK_CPU:-0}
@@ -80,8 +87,8 @@ die() {
     exit 1
 }
 
-for n in DURATION WARMUP OUR_THREADS SLEEPY_THREADS SERVER_CPU WRK_CPU PORT START_TIMEOUT \
-    QUIET_MAX QUIET_TRIES OTHER_MAX RETRIES; do
+for n in DURATION WARMUP OUR_THREADS OUR_PROCESSES PROC_THREADS SLEEPY_THREADS SERVER_CPU \
+    WRK_CPU PORT START_TIMEOUT QUIET_MAX QUIET_TRIES OTHER_MAX RETRIES; do
     [[ ${!n} =~ ^[0-9]+$ ]] || die "$n must be a whole number, not '${!n}'"
 done
 for s in $SERVERS; do
@@ -277,6 +284,7 @@ scenario() {
     hello-c1) MOD=hello URL_PATH=/ CONNS=1 EXPECT_BODY="Hello, World!" ;;
     hello-c64) MOD=hello URL_PATH=/ CONNS=64 EXPECT_BODY="Hello, World!" ;;
     flask-c64) MOD=flask_app URL_PATH=/json CONNS=64 ;;
+    django-c64) MOD=django_app URL_PATH=/plain CONNS=64 EXPECT_BODY="Hello, World!" ;;
     stream-c64) MOD=stream URL_PATH=/stream CONNS=64 EXPECT_LEN=1024000 ;;
     echo-c64) MOD=echo URL_PATH=/echo CONNS=64 LUA=$LOAD_DIR/post64k.lua EXPECT_BODY=65536 ;;
     sleepy-c256) MOD=sleepy URL_PATH=/ CONNS=256 EXPECT_BODY="Hello, World!" ;;
@@ -285,8 +293,10 @@ scenario() {
 
 label() {
     case $1 in
-    serve-axum) echo "serve --server axum (wsgi-rs)" ;;
-    serve-actix) echo "serve --server actix (wsgi-rs)" ;;
+    serve-axum) echo "serve --server axum (wsgi-rs), defaults: access log on" ;;
+    serve-axum-warn) echo "serve --server axum --log-level warn (no access log)" ;;
+    serve-actix) echo "serve --server actix (wsgi-rs), access log on" ;;
+    serve-procs) echo "serve --server axum --processes $OUR_PROCESSES (worker mode), access log on" ;;
     axum-ceiling) echo "axum hello, no Python (ceiling)" ;;
     granian) echo "granian wsgi, 1 worker" ;;
     gunicorn) echo "gunicorn gthread, 1 worker" ;;
@@ -300,16 +310,30 @@ label() {
 # does not run this scenario.
 server_cmd() {
     local sleepy=0 py_lib
+    local -a opts=()
     [[ $MOD == sleepy ]] && sleepy=1
     case $1 in
-    serve-axum | serve-actix)
+    serve-*)
+        # serve as users run it: its defaults (the access log on, to stderr, which goes to
+        # a file here), the options a benchmark must set, and one change per extra row.
         THREADS_USED=$OUR_THREADS
         ((sleepy)) && THREADS_USED=$SLEEPY_THREADS
+        case $1 in
+        serve-axum) opts=(--server axum) ;;
+        serve-axum-warn) opts=(--server axum --log-level warn) ;;
+        serve-actix) opts=(--server actix) ;;
+        serve-procs)
+            THREADS_USED=$PROC_THREADS
+            ((sleepy)) && THREADS_USED=$(((SLEEPY_THREADS + OUR_PROCESSES - 1) / OUR_PROCESSES))
+            opts=(--server axum --processes "$OUR_PROCESSES")
+            ;;
+        esac
+        opts+=(--threads "$THREADS_USED")
+        [[ $1 == serve-procs ]] && THREADS_USED="$OUR_PROCESSES x $THREADS_USED"
         # The same libpython as the peers' interpreter, whatever the loader would pick.
         py_lib=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')
         CMD=(env "LD_LIBRARY_PATH=$py_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$SERVE_BIN"
-            --bind "$HOST:$PORT" --server "${1#serve-}" --threads "$THREADS_USED"
-            --venv "$VENV" --log-level warn "$APPS/$MOD.py")
+            --bind "$HOST:$PORT" "${opts[@]}" --venv "$VENV" "$APPS/$MOD.py")
         ;;
     axum-ceiling)
         [[ $MOD == hello ]] || return 1
@@ -506,7 +530,7 @@ describe_run() {
     echo "- Run $STAMP; machine: $(nproc) CPUs ($cpu_model), $(awk '/^MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), Linux $(uname -r)"
     echo "- Python $("$VENV/bin/python" -c 'import sys; print(sys.version.split()[0])'), $(wrk --version 2>&1 | head -n 1 | cut -d' ' -f1-2)"
     echo "- serve: $SERVE_DESC"
-    echo "- Settings: DURATION=$DURATION WARMUP=$WARMUP OUR_THREADS=$OUR_THREADS SLEEPY_THREADS=$SLEEPY_THREADS RETRIES=$RETRIES OTHER_MAX=$OTHER_MAX; server on CPU $SERVER_CPU, wrk on CPU $WRK_CPU (\`wrk -t1 -cN -d${DURATION}s --latency\`)"
+    echo "- Settings: DURATION=$DURATION WARMUP=$WARMUP OUR_THREADS=$OUR_THREADS OUR_PROCESSES=$OUR_PROCESSES PROC_THREADS=$PROC_THREADS SLEEPY_THREADS=$SLEEPY_THREADS RETRIES=$RETRIES OTHER_MAX=$OTHER_MAX; server on CPU $SERVER_CPU, wrk on CPU $WRK_CPU (\`wrk -t1 -cN -d${DURATION}s --latency\`)"
 }
 
 # REPORT_FROM: fills $TSV with each scenario's rows from the least disturbed earlier run.

@@ -6,7 +6,7 @@
 
 use std::borrow::Cow;
 
-use http::{HeaderMap, HeaderName, Method, Version, header};
+use http::{HeaderName, Method, Version, header};
 use percent_encoding::percent_decode_str;
 
 use crate::host::{ConnInfo, Scheme};
@@ -67,10 +67,17 @@ impl CgiVars {
             p => p,
         };
         let rest = split_mount(&conn.mount, path).ok_or(Reject::NotMounted)?;
-        let path_info: Vec<u8> = percent_decode_str(rest).collect();
+        // Through `Cow`: one allocation of the right size (a collected iterator grows).
+        let path_info = Cow::from(percent_decode_str(rest)).into_owned();
         let query_string = uri.query().unwrap_or("").to_owned();
         let request_uri = match uri.query() {
-            Some(q) => format!("{path}?{q}"),
+            Some(q) => {
+                let mut uri = String::with_capacity(path.len() + 1 + q.len());
+                uri.push_str(path);
+                uri.push('?');
+                uri.push_str(q);
+                uri
+            }
             None => path.to_owned(),
         };
 
@@ -96,21 +103,47 @@ impl CgiVars {
         let (server_name, server_port) = server_name_port(host, scheme, conn);
         let mut headers: Vec<(Cow<'static, str>, Vec<u8>)> =
             Vec::with_capacity(parts.headers.keys_len());
-        let mut content_type = None;
-        let mut content_length = None;
-        for name in parts.headers.keys() {
-            if name == header::CONTENT_TYPE {
-                content_type = Some(joined(&parts.headers, name, LIST_SEPARATOR));
+        let mut content_type: Option<Vec<u8>> = None;
+        let mut content_length: Option<Vec<u8>> = None;
+        // One pass over the lines, no lookup by name: `HeaderMap` yields the lines of one
+        // name one after the other (as its `into_iter` documents), so a line whose name is
+        // the previous line's joins the variable that line started.
+        let mut current: Option<(&HeaderName, Joining)> = None;
+        for (name, value) in &parts.headers {
+            let value = value.as_bytes();
+            if let Some((previous, joining)) = &current
+                && *previous == name
+            {
+                let (var, sep) = match *joining {
+                    Joining::ContentType => (content_type.as_mut(), LIST_SEPARATOR),
+                    Joining::ContentLength => (content_length.as_mut(), LIST_SEPARATOR),
+                    Joining::Header(i, sep) => (headers.get_mut(i).map(|(_, v)| v), sep),
+                    Joining::Dropped => (None, LIST_SEPARATOR),
+                };
+                if let Some(var) = var {
+                    var.extend_from_slice(sep);
+                    var.extend_from_slice(value);
+                }
+                continue;
+            }
+            let joining = if name == header::CONTENT_TYPE {
+                content_type = Some(value.to_vec());
+                Joining::ContentType
             } else if name == header::CONTENT_LENGTH {
-                content_length = Some(joined(&parts.headers, name, LIST_SEPARATOR));
+                content_length = Some(value.to_vec());
+                Joining::ContentLength
             } else if let Some(key) = cgi_header_name(name) {
-                let sep: &[u8] = if name == header::COOKIE {
+                let sep: &'static [u8] = if name == header::COOKIE {
                     b"; "
                 } else {
                     LIST_SEPARATOR
                 };
-                headers.push((key, joined(&parts.headers, name, sep)));
-            }
+                headers.push((key, value.to_vec()));
+                Joining::Header(headers.len() - 1, sep)
+            } else {
+                Joining::Dropped
+            };
+            current = Some((name, joining));
         }
         if let Some(host) = &forwarded.host {
             headers.retain(|(k, _)| k != "HTTP_HOST");
@@ -160,15 +193,15 @@ impl CgiVars {
 /// the separator of pairs within one line.
 const LIST_SEPARATOR: &[u8] = b", ";
 
-fn joined(headers: &HeaderMap, name: &HeaderName, sep: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (i, value) in headers.get_all(name).iter().enumerate() {
-        if i > 0 {
-            out.extend_from_slice(sep);
-        }
-        out.extend_from_slice(value.as_bytes());
-    }
-    out
+/// The variable that further lines of the current header name are joined to.
+#[derive(Clone, Copy)]
+enum Joining {
+    ContentType,
+    ContentLength,
+    /// `headers[i]`, with this separator.
+    Header(usize, &'static [u8]),
+    /// A name that makes no variable.
+    Dropped,
 }
 
 /// `user-agent` -> `HTTP_USER_AGENT`. A name that already contains `_` is dropped: after the
@@ -217,7 +250,7 @@ fn known_header(name: &HeaderName) -> Option<&'static str> {
 }
 
 fn server_name_port(host: Option<&[u8]>, scheme: Scheme, conn: &ConnInfo) -> (Vec<u8>, String) {
-    let default_port = scheme.default_port().to_string();
+    let default_port = || scheme.default_port().to_string();
     if let Some(host) = host.filter(|h| !h.is_empty()) {
         // `[::1]:8080`, `example.com:8080`, `example.com`, `[::1]`.
         let (name, port) = match host.iter().rposition(|&b| b == b':') {
@@ -228,13 +261,12 @@ fn server_name_port(host: Option<&[u8]>, scheme: Scheme, conn: &ConnInfo) -> (Ve
         };
         let port = port
             .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-            .map(str::to_owned)
-            .unwrap_or(default_port);
+            .map_or_else(default_port, str::to_owned);
         return (name.to_vec(), port);
     }
     match conn.local_addr {
         Some(addr) => (addr.ip().to_string().into_bytes(), addr.port().to_string()),
-        None => (b"localhost".to_vec(), default_port),
+        None => (b"localhost".to_vec(), default_port()),
     }
 }
 
@@ -303,6 +335,29 @@ mod tests {
         assert_eq!(get("HTTP_CONTENT_TYPE"), None);
         assert_eq!(v.content_type.as_deref(), Some(&b"text/plain"[..]));
         assert_eq!(v.content_length, None);
+    }
+
+    #[test]
+    fn repeated_lines_join_whatever_comes_between() {
+        let v = vars(
+            "/",
+            &[
+                ("x-a", b"1"),
+                ("content-length", b"5"),
+                ("x-b", b"2"),
+                ("x_c", b"dropped"),
+                ("x-a", b"3"),
+                ("content-length", b"5"),
+                ("x_c", b"dropped too"),
+            ],
+            "",
+        )
+        .unwrap();
+        let names: Vec<&str> = v.headers.iter().map(|(n, _)| n.as_ref()).collect();
+        assert_eq!(names, ["HTTP_X_A", "HTTP_X_B"]);
+        assert_eq!(v.headers[0].1, b"1, 3");
+        assert_eq!(v.headers[1].1, b"2");
+        assert_eq!(v.content_length.as_deref(), Some(&b"5, 5"[..]));
     }
 
     #[test]

@@ -144,24 +144,31 @@ pub(crate) fn parse_header(name: &str, value: &str) -> Result<(HeaderName, Heade
              the server manages the connection"
         ));
     }
-    let mut bytes = Vec::with_capacity(value.len());
-    for c in value.chars() {
-        match c {
-            '\r' | '\n' | '\0' => {
-                return Err(format!(
-                    "header {name:?} has a CR, LF or NUL in its value {value:?}"
-                ));
-            }
-            c if (c as u32) < 256 => bytes.push(c as u32 as u8),
-            c => {
-                return Err(format!(
-                    "header {name:?} value has {c:?}, which is not latin-1; encode it \
-                     (e.g. RFC 8187 or percent-encoding) before passing it to start_response"
-                ));
+    let forbidden = || format!("header {name:?} has a CR, LF or NUL in its value {value:?}");
+    let bytes = if value.is_ascii() {
+        // Most values: the UTF-8 is the latin-1, and only the three bytes need a look.
+        if value.bytes().any(|b| matches!(b, b'\r' | b'\n' | b'\0')) {
+            return Err(forbidden());
+        }
+        value.as_bytes().to_vec()
+    } else {
+        let mut bytes = Vec::with_capacity(value.len());
+        for c in value.chars() {
+            match c {
+                '\r' | '\n' | '\0' => return Err(forbidden()),
+                c if (c as u32) < 256 => bytes.push(c as u32 as u8),
+                c => {
+                    return Err(format!(
+                        "header {name:?} value has {c:?}, which is not latin-1; encode it \
+                         (e.g. RFC 8187 or percent-encoding) before passing it to start_response"
+                    ));
+                }
             }
         }
-    }
-    let header_value = HeaderValue::from_bytes(&bytes)
+        bytes
+    };
+    // The value takes over the buffer rather than copying it.
+    let header_value = HeaderValue::from_maybe_shared(Bytes::from(bytes))
         .map_err(|_| format!("header {name:?} has an invalid value {value:?}"))?;
     Ok((header_name, header_value))
 }

@@ -164,6 +164,31 @@ fn other_headers_become_http_variables() {
     assert!(!env.has("HTTP_X_ONLY_UNDERSCORE"));
 }
 
+/// One Python thread keeps the `HTTP_*` keys it has made for the next requests (up to a
+/// limit): each environ still has its own request's variables and no other's, past the
+/// limit too.
+#[test]
+fn each_request_has_its_own_http_variables_on_a_thread_that_keeps_keys() {
+    plant_process_env_canaries();
+    let server = start(&app_path("environ_app.py"), |b| b.threads(1), "");
+    for round in 0..100 {
+        let name = format!("X-Name-{round}");
+        let accept = format!("text/{round}");
+        let mut headers = vec![(name.as_str(), "custom"), ("Accept", accept.as_str())];
+        if round % 2 == 0 {
+            headers.push(("X-Even", "yes"));
+        }
+        let env = environ(&server, "GET", "/k", &headers);
+        assert_eq!(env.str(&format!("HTTP_X_NAME_{round}")), "custom");
+        assert_eq!(env.str("HTTP_ACCEPT"), accept);
+        assert_eq!(env.has("HTTP_X_EVEN"), round % 2 == 0, "round {round}");
+        if round > 0 {
+            let previous = format!("HTTP_X_NAME_{}", round - 1);
+            assert!(!env.has(&previous), "round {round} has {previous}");
+        }
+    }
+}
+
 #[test]
 fn obs_text_header_bytes_decode_as_latin1() {
     let server = server("");

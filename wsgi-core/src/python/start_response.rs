@@ -235,7 +235,8 @@ impl StartResponse {
             this.declared = declared_length(&parsed).map_err(PyValueErrorExt::value_error)?;
             this.pending = Some((status, reason, parsed));
         }
-        slf.getattr("write")
+        // An interned name: a &str would be made into a new Python string on every call.
+        slf.getattr(pyo3::intern!(slf.py(), "write"))
     }
 
     /// The `write()` callable: sends `data` now, before anything the iterable yields.
