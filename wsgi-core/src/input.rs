@@ -126,13 +126,37 @@ where
     )
 }
 
+/// The body timeout of a body the host receives: fires when the client has sent nothing
+/// for that long.
+#[derive(Debug)]
+pub(crate) struct IdleTimer(Option<(futures_timer::Delay, Duration)>);
+
+impl IdleTimer {
+    pub(crate) fn new(timeout: Option<Duration>) -> Self {
+        IdleTimer(timeout.map(|t| (futures_timer::Delay::new(t), t)))
+    }
+
+    /// Data arrived (or the host itself held the client back): the wait starts over.
+    pub(crate) fn reset(&mut self) {
+        if let Some((delay, timeout)) = &mut self.0 {
+            delay.reset(*timeout);
+        }
+    }
+
+    /// The timeout, once it has passed without data.
+    pub(crate) fn expired(&mut self, cx: &mut Context<'_>) -> Option<Duration> {
+        let (delay, timeout) = self.0.as_mut()?;
+        Pin::new(delay).poll(cx).is_ready().then_some(*timeout)
+    }
+}
+
 /// Reads a whole, small request body on the host before the request is queued, so that
 /// a Python thread never waits for it: one hand-off per request instead of one per
 /// read-ahead window, and no Python thread held by a slow upload.
 pub(crate) struct BodyBuffer {
     body: BodyStream,
     /// With a body timeout: fires when the client has sent nothing for that long.
-    idle: Option<(futures_timer::Delay, Duration)>,
+    idle: IdleTimer,
     chunks: VecDeque<Bytes>,
     /// The declared `Content-Length`: more than this is not kept.
     expected: u64,
@@ -170,7 +194,7 @@ impl BodyBuffer {
     {
         BodyBuffer {
             body: Box::pin(body),
-            idle: idle_timeout.map(|t| (futures_timer::Delay::new(t), t)),
+            idle: IdleTimer::new(idle_timeout),
             chunks: VecDeque::new(),
             expected,
             received: 0,
@@ -182,17 +206,13 @@ impl BodyBuffer {
         loop {
             match self.body.as_mut().poll_next(cx) {
                 Poll::Pending => {
-                    if let Some((delay, timeout)) = &mut self.idle
-                        && Pin::new(delay).poll(cx).is_ready()
-                    {
-                        return Poll::Ready(Err(Unread::TimedOut(*timeout)));
+                    if let Some(timeout) = self.idle.expired(cx) {
+                        return Poll::Ready(Err(Unread::TimedOut(timeout)));
                     }
                     return Poll::Pending;
                 }
                 Poll::Ready(Some(Ok(mut bytes))) => {
-                    if let Some((delay, timeout)) = &mut self.idle {
-                        delay.reset(*timeout);
-                    }
+                    self.idle.reset();
                     // A host may not cut the body at Content-Length; the app must not see more.
                     let room = self.expected - self.received;
                     bytes.truncate(usize::try_from(room).unwrap_or(usize::MAX));

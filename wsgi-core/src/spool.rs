@@ -29,7 +29,7 @@ use futures::Stream;
 use futures::channel::oneshot;
 
 use crate::host::BoxError;
-use crate::input::{Chunk, InputSource, Unread};
+use crate::input::{Chunk, IdleTimer, InputSource, Unread};
 
 /// Bytes gathered in memory before they are handed to the writer: large enough that a
 /// slow client sending a few hundred bytes at a time costs one write per 64 KiB, small
@@ -118,7 +118,7 @@ enum Store {
 pub(crate) struct BodySpool {
     body: Option<BodyStream>,
     /// With a body timeout: fires when the client has sent nothing for that long.
-    idle: Option<(futures_timer::Delay, Duration)>,
+    idle: IdleTimer,
     /// The declared `Content-Length`: more than this is not kept.
     expected: Option<u64>,
     /// Bodies longer than this are refused with 413.
@@ -160,7 +160,7 @@ impl BodySpool {
     {
         BodySpool {
             body: Some(Box::pin(body)),
-            idle: idle_timeout.map(|t| (futures_timer::Delay::new(t), t)),
+            idle: IdleTimer::new(idle_timeout),
             expected,
             max_body,
             memory_limit,
@@ -182,9 +182,7 @@ impl BodySpool {
                     Poll::Ready(Ok(Ok(file))) => {
                         self.store = Store::File(file);
                         // A client held back by the disk has not been idle.
-                        if let Some((delay, timeout)) = &mut self.idle {
-                            delay.reset(*timeout);
-                        }
+                        self.idle.reset();
                     }
                     Poll::Ready(Ok(Err(e))) => return Poll::Ready(Err(Unread::Spool(e))),
                     Poll::Ready(Err(oneshot::Canceled)) => {
@@ -226,17 +224,13 @@ impl BodySpool {
             };
             match body.as_mut().poll_next(cx) {
                 Poll::Pending => {
-                    if let Some((delay, timeout)) = &mut self.idle
-                        && Pin::new(delay).poll(cx).is_ready()
-                    {
-                        return Poll::Ready(Err(Unread::TimedOut(*timeout)));
+                    if let Some(timeout) = self.idle.expired(cx) {
+                        return Poll::Ready(Err(Unread::TimedOut(timeout)));
                     }
                     return Poll::Pending;
                 }
                 Poll::Ready(Some(Ok(mut bytes))) => {
-                    if let Some((delay, timeout)) = &mut self.idle {
-                        delay.reset(*timeout);
-                    }
+                    self.idle.reset();
                     if let Some(expected) = self.expected {
                         // A host may not cut the body at Content-Length; the app must not
                         // see more.
