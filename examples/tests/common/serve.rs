@@ -43,3 +43,12 @@ pub(crate) fn each_server(test: impl Fn(&str)) {
         test(server);
     }
 }
+
+/// What `serve`'s report of `missing_import.py` must hold, wherever Python runs.
+pub(crate) const MISSING_IMPORT_REPORT: [&str; 5] = [
+    "could not import",
+    "Traceback",
+    "ModuleNotFoundError",
+    "wsgi_startup_missing_dependency",
+    "sys.path searched",
+];
