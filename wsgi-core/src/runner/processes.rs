@@ -387,23 +387,24 @@ impl Runner for Processes {
                 } else {
                     Phase::Starting
                 };
-                let current = usize::from(pid.is_some());
-                (index, w, ready, pid, state, current)
-            })
-            .map(|(index, w, ready, pid, state, current)| WorkerSnapshot {
-                index,
-                pid,
-                ready,
-                state,
-                draining: w.live.load(Ordering::Relaxed).saturating_sub(current),
-                requests: w.requests.load(Ordering::Relaxed),
-                restarts: RestartReason::ALL
-                    .iter()
-                    .zip(&w.restarts)
-                    .map(|(reason, n)| (reason.as_str(), n.load(Ordering::Relaxed)))
-                    .collect(),
-                rss_bytes: Some(w.rss.load(Ordering::Relaxed)).filter(|&n| n != 0),
-                age: lock(&w.ready_at).map(|at| at.elapsed()),
+                WorkerSnapshot {
+                    index,
+                    pid,
+                    ready,
+                    state,
+                    draining: w
+                        .live
+                        .load(Ordering::Relaxed)
+                        .saturating_sub(usize::from(pid.is_some())),
+                    requests: w.requests.load(Ordering::Relaxed),
+                    restarts: RestartReason::ALL
+                        .iter()
+                        .zip(&w.restarts)
+                        .map(|(reason, n)| (reason.as_str(), n.load(Ordering::Relaxed)))
+                        .collect(),
+                    rss_bytes: Some(w.rss.load(Ordering::Relaxed)).filter(|&n| n != 0),
+                    age: lock(&w.ready_at).map(|at| at.elapsed()),
+                }
             })
             .collect()
     }
@@ -547,46 +548,43 @@ impl Supervisor {
                     }
                 }
                 Some(Event::Rss(bytes)) => {
-                    let state = self.state();
-                    state.rss.store(bytes, Ordering::Relaxed);
-                    let served = state.served.load(Ordering::Relaxed);
-                    if !self.pool.queue.is_closed()
-                        && let Some(reason) =
-                            process
-                                .budget
-                                .due(served, process.ready_at.elapsed(), Some(bytes))
-                    {
-                        self.replace(&mut process, reason, rng);
-                    }
+                    self.check_budget(&mut process, Some(bytes), false, rng);
                 }
-                Some(Event::Check) | None => {
-                    if self.pool.queue.is_closed() {
-                        continue;
-                    }
-                    let state = self.state();
-                    let rss = match self.pool.lifecycle.recycle.max_rss {
-                        Some(_) => match rss_bytes(process.pid) {
-                            Ok(bytes) => {
-                                state.rss.store(bytes, Ordering::Relaxed);
-                                Some(bytes)
-                            }
-                            Err(_) => None,
-                        },
-                        None => None,
-                    };
-                    let served = state.served.load(Ordering::Relaxed);
-                    match process.budget.due(served, process.ready_at.elapsed(), rss) {
-                        Some(reason) => self.replace(&mut process, reason, rng),
-                        // Paused by a slot at its budget, but too young to replace yet (the
-                        // minimum lifetime): a later tick replaces it.
-                        None if matches!(event, Some(Event::Check)) => {
-                            self.pool.queue.pause(process.group, false);
-                        }
-                        None => {}
-                    }
+                Some(Event::Check) => {
+                    let rss = self.sample_rss(&process);
+                    self.check_budget(&mut process, rss, true, rng);
+                }
+                None => {
+                    let rss = self.sample_rss(&process);
+                    self.check_budget(&mut process, rss, false, rng);
                 }
             }
             *group = process.group;
+        }
+    }
+
+    /// The process's resident memory, when a limit needs it.
+    fn sample_rss(&self, process: &Process) -> Option<u64> {
+        self.pool.lifecycle.recycle.max_rss?;
+        rss_bytes(process.pid).ok()
+    }
+
+    /// Replaces `process` if its budget is spent (`rss`: its memory, when measured). A
+    /// worker a slot paused at its request budget (`paused`) but too young to replace yet
+    /// (the minimum lifetime) is resumed; a later tick replaces it.
+    fn check_budget(&self, process: &mut Process, rss: Option<u64>, paused: bool, rng: &mut Rng) {
+        if self.pool.queue.is_closed() {
+            return;
+        }
+        let state = self.state();
+        if let Some(bytes) = rss {
+            state.rss.store(bytes, Ordering::Relaxed);
+        }
+        let served = state.served.load(Ordering::Relaxed);
+        match process.budget.due(served, process.ready_at.elapsed(), rss) {
+            Some(reason) => self.replace(process, reason, rng),
+            None if paused => self.pool.queue.pause(process.group, false),
+            None => {}
         }
     }
 
