@@ -105,6 +105,63 @@ fn requests_queued_behind_a_crash_are_served_by_the_replacement() {
     });
 }
 
+/// Sends `signal` (a name `kill` knows) to process `pid`.
+fn kill(signal: &str, pid: u32) {
+    let status = Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal} {pid} failed");
+}
+
+/// Whether every thread of process `pid` is stopped (state `T` in `/proc`).
+fn stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().all(|task| {
+        std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
+            // The state follows the command name, which is in parentheses.
+            stat.rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('T'))
+        })
+    })
+}
+
+#[test]
+fn a_request_handed_to_a_worker_that_dies_before_reading_it_is_served_by_the_replacement() {
+    each_server(|kind| {
+        let server = start(serve_app(kind, &["--processes", "1"], "worker_app.py"));
+        let before = worker_pid(&server);
+        // A stopped worker reads nothing: the request the host hands it stays unread in its
+        // socket until it is killed. No frame tells the host that; the socket's end does.
+        kill("STOP", before);
+        // The signal stops each thread as it next runs: wait until all have stopped.
+        let deadline = Instant::now() + DEADLINE;
+        while !stopped(before) {
+            assert!(
+                Instant::now() < deadline,
+                "{kind}: worker {before} never stopped"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let addr = server.addr;
+        let answer = std::thread::spawn(move || request(addr, "GET", "/pid", b""));
+        std::thread::sleep(Duration::from_millis(300));
+        kill("KILL", before);
+        let (status, body) = answer.join().unwrap();
+        let body = String::from_utf8_lossy(&body);
+        assert_eq!(status, 200, "{kind}: the unread request was lost: {body}");
+        let after: u32 = body.split(' ').next().unwrap().parse().unwrap();
+        let log = server.stderr_with("killed by signal 9");
+        assert_ne!(
+            after, before,
+            "{kind}: served by the worker that was killed?\n{log}"
+        );
+        assert!(!log.contains("died while running it"), "{kind}: {log}");
+    });
+}
+
 #[test]
 fn bodies_stream_both_ways_and_the_workers_log_reaches_the_host() {
     each_server(|kind| {

@@ -288,9 +288,6 @@ impl Feed for SocketFeed {
             }
         };
         let request = *request;
-        lock(&self.writer)
-            .send(&FromWorker::Started { id: request.id })
-            .ok()?;
         let input = match request.body {
             RequestBody::None => InputSource::empty(),
             RequestBody::Inline(body) => InputSource::Buffered(VecDeque::from([body])),

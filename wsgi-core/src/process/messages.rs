@@ -4,8 +4,10 @@
 //!
 //! - one **data socket per worker thread** (a "slot"): the host sends a [`ToWorker::Request`]
 //!   only when the slot is idle, then body pieces as the worker asks for them
-//!   ([`FromWorker::Want`]); the worker answers [`FromWorker::Started`], a
-//!   [`FromWorker::Head`], body pieces, and [`FromWorker::End`] or [`FromWorker::Abort`].
+//!   ([`FromWorker::Want`]); the worker answers a [`FromWorker::Head`], body pieces, and
+//!   [`FromWorker::End`] or [`FromWorker::Abort`]. Nothing says that the worker took the
+//!   request: a worker that dies leaves the host's socket at `ECONNRESET` if a request was
+//!   still unread, at end of stream if not (see [`crate::runner`]'s worker-process runner).
 //!   Body frames the host sent before it learnt the request was over may still be queued
 //!   when the next request starts: the worker skips body frames until a `Request`.
 //! - one **control socket per worker**: [`ControlToWorker`] and [`ControlFromWorker`].
@@ -36,7 +38,6 @@ const BODY_FAILED: u8 = 0x04;
 const BODY_TOO_LARGE: u8 = 0x05;
 const BODY_TIMED_OUT: u8 = 0x06;
 // Data socket, worker → host.
-const STARTED: u8 = 0x11;
 const WANT: u8 = 0x12;
 const HEAD: u8 = 0x13;
 const DATA: u8 = 0x14;
@@ -57,8 +58,8 @@ const STATS: u8 = 0x34;
 /// A request handed to a worker thread.
 #[derive(Debug)]
 pub(crate) struct Request {
-    /// The host's id for the request, echoed in [`FromWorker::Started`] and used by
-    /// [`ControlToWorker::Interrupt`] and [`ControlToWorker::Cancel`].
+    /// The host's id for the request, used by [`ControlToWorker::Interrupt`] and
+    /// [`ControlToWorker::Cancel`].
     pub(crate) id: u64,
     /// The CGI variables, computed by the host.
     pub(crate) vars: CgiVars,
@@ -101,11 +102,6 @@ pub(crate) enum ToWorker {
 /// Data socket, worker → host.
 #[derive(Debug)]
 pub(crate) enum FromWorker {
-    /// The application's thread took the request with this id.
-    Started {
-        /// The request's id.
-        id: u64,
-    },
     /// `wsgi.input` needs this many more body bytes; `u64::MAX` for the rest.
     Want(u64),
     /// The response head, sent when PEP 3333 commits it.
@@ -291,10 +287,6 @@ impl Message for ToWorker {
 impl Message for FromWorker {
     fn encode(&self, out: &mut BytesMut) -> Encoded {
         match self {
-            FromWorker::Started { id } => {
-                out.put_u64_le(*id);
-                Encoded::fields(STARTED)
-            }
             FromWorker::Want(n) => {
                 out.put_u64_le(*n);
                 Encoded::fields(WANT)
@@ -341,9 +333,6 @@ impl Message for FromWorker {
     fn decode(frame: Frame) -> io::Result<Self> {
         let mut f = Fields::new(frame.payload);
         let msg = match frame.kind {
-            STARTED => FromWorker::Started {
-                id: f.u64("request id")?,
-            },
             WANT => FromWorker::Want(f.u64("wanted bytes")?),
             HEAD => {
                 let code = f.u16("status")?;
@@ -759,7 +748,6 @@ mod tests {
         headers.append("x-custom", HeaderValue::from_bytes(b"\xe9t\xe9").unwrap());
         headers.append("content-type", HeaderValue::from_static("text/html"));
         let cases = [
-            FromWorker::Started { id: 42 },
             FromWorker::Want(u64::MAX),
             FromWorker::Want(8192),
             FromWorker::Head(Head {

@@ -631,4 +631,32 @@ mod tests {
         let mut f = Fields::new(out.freeze());
         assert!(f.count("headers", 8).is_err());
     }
+
+    /// The worker-process runner tells a request the worker never read from one it may have
+    /// run by how the worker's death ends the stream: `ECONNRESET` when bytes of ours were
+    /// still unread in its socket, a plain end of stream when not.
+    #[test]
+    fn a_peer_that_closes_with_our_bytes_unread_resets_the_stream() {
+        use std::os::unix::net::UnixStream;
+        let probe = || Probe {
+            n: 7,
+            tail: Bytes::from_static(b"request"),
+            splittable: false,
+        };
+
+        let (host, worker) = UnixStream::pair().unwrap();
+        FrameWriter::new(&host).send(&probe()).unwrap();
+        drop(worker);
+        let err = FrameReader::new(&host).read_frame().unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
+
+        let (host, worker) = UnixStream::pair().unwrap();
+        FrameWriter::new(&host).send(&probe()).unwrap();
+        assert_eq!(
+            FrameReader::new(&worker).recv::<Probe>().unwrap(),
+            Some(probe())
+        );
+        drop(worker);
+        assert!(FrameReader::new(&host).read_frame().unwrap().is_none());
+    }
 }

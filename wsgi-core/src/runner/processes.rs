@@ -20,6 +20,7 @@
 //! aborted body after), puts back what it never started, and is started again in its
 //! group, at once if it had lived a while, after a growing pause if it keeps dying young.
 
+use std::io;
 use std::os::unix::net::UnixStream;
 use std::process::Child;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -998,17 +999,24 @@ impl Slot {
             return lost(false, false);
         }
         let shared = &self.pool.shared;
+        // Set by any frame from the worker: it has read the request.
         let (mut started, mut head_sent, mut cancelled) = (false, false, false);
         loop {
             let frame = match reader.recv::<FromWorker>() {
                 Ok(Some(frame)) => frame,
-                Ok(None) | Err(_) => return lost(started, head_sent),
-            };
-            let delivered = match frame {
-                FromWorker::Started { .. } => {
-                    started = true;
-                    Ok(())
+                // No frame says that the worker took the request (it would cost a wake-up
+                // of this thread per request); the kernel tells instead. A worker that dies
+                // with bytes of ours unread in its socket leaves ours at `ECONNRESET`
+                // (Linux's `unix_release_sock`): it never read the whole request, so it
+                // never started it. At a plain end of stream it had read everything: it
+                // may have run the application, so the request is not run again.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset && !started => {
+                    return lost(false, false);
                 }
+                Ok(None) | Err(_) => return lost(true, head_sent),
+            };
+            started = true;
+            let delivered = match frame {
                 FromWorker::Want(want) => {
                     let chunk = job.input.next_chunk(want, shared.body_timeout);
                     let answer = match chunk {
