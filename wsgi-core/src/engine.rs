@@ -272,7 +272,7 @@ impl Engine {
 
     fn dispatch<B>(
         &self,
-        parts: http::request::Parts,
+        mut parts: http::request::Parts,
         body: B,
         conn: &crate::host::ConnInfo,
     ) -> ResponseFuture
@@ -283,7 +283,9 @@ impl Engine {
         if inner.shared.closing.load(Ordering::Acquire) {
             return ResponseFuture::ready(self.unavailable("the server is shutting down"));
         }
-        let vars = match CgiVars::new(&parts, conn, &inner.proxies) {
+        // The variables keep the URI (nothing below reads it): its text is theirs to share.
+        let uri = std::mem::take(&mut parts.uri);
+        let vars = match CgiVars::new(uri, &parts, conn, &inner.proxies) {
             Ok(vars) => vars,
             Err(Reject::NotMounted) => {
                 return ResponseFuture::ready(Head::plain(StatusCode::NOT_FOUND, "Not Found\n"));

@@ -27,10 +27,11 @@ impl Scheme {
         }
     }
 
-    pub(crate) fn default_port(self) -> u16 {
+    /// The port a URL of this scheme means when it names none, as `SERVER_PORT` text.
+    pub(crate) fn default_port(self) -> &'static str {
         match self {
-            Scheme::Http => 80,
-            Scheme::Https => 443,
+            Scheme::Http => "80",
+            Scheme::Https => "443",
         }
     }
 }

@@ -19,15 +19,17 @@
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::io;
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use tracing::Level;
 use tracing::level_filters::LevelFilter;
 
 use super::wire::{Encoded, Fields, Frame, Message, invalid, put_bytes, put_opt_bytes};
-use crate::environ::CgiVars;
+use crate::environ::{CgiVars, PathInfo, Value};
 use crate::response::{Head, HeadBody, ReasonPhrase};
 
 // Data socket, host → worker.
@@ -511,31 +513,45 @@ fn unexpected(kind: u8, channel: &str) -> io::Error {
 fn put_cgi_vars(out: &mut BytesMut, v: &CgiVars) {
     put_bytes(out, v.method.as_str().as_bytes());
     put_bytes(out, v.script_name.as_bytes());
-    put_bytes(out, &v.path_info);
-    put_bytes(out, v.query_string.as_bytes());
-    put_bytes(out, v.request_uri.as_bytes());
+    // The target as it is held (`REQUEST_URI` and `QUERY_STRING` are read from it), and
+    // `PATH_INFO` beside it, decoded.
+    put_bytes(out, v.target.as_str().as_bytes());
+    put_bytes(out, v.path_info());
     put_bytes(out, v.protocol.as_bytes());
     put_bytes(out, v.url_scheme.as_bytes());
-    put_bytes(out, &v.server_name);
+    put_bytes(out, v.server_name.as_bytes());
     put_bytes(out, v.server_port.as_bytes());
-    put_opt_bytes(out, v.remote_addr.as_deref().map(str::as_bytes));
-    put_opt_bytes(out, v.remote_port.as_deref().map(str::as_bytes));
-    put_opt_bytes(out, v.content_type.as_deref());
-    put_opt_bytes(out, v.content_length.as_deref());
+    // An address as its 4 or 16 bytes.
+    let addr = v.remote_addr.map(|ip| match ip {
+        IpAddr::V4(ip) => ip.octets().to_vec(),
+        IpAddr::V6(ip) => ip.octets().to_vec(),
+    });
+    put_opt_bytes(out, addr.as_deref());
+    match v.remote_port {
+        Some(port) => {
+            out.put_u8(1);
+            out.put_u16_le(port);
+        }
+        None => out.put_u8(0),
+    }
+    put_opt_bytes(out, v.content_type.as_ref().map(Value::as_bytes));
+    put_opt_bytes(out, v.content_length.as_ref().map(Value::as_bytes));
     let count = u32::try_from(v.headers.len()).expect("header count fits u32");
     out.put_u32_le(count);
     for (name, value) in &v.headers {
         put_bytes(out, name.as_bytes());
-        put_bytes(out, value);
+        put_bytes(out, value.as_bytes());
     }
 }
 
+/// The variables [`put_cgi_vars`] wrote; the byte strings are slices of the frame, not
+/// copies.
 fn get_cgi_vars(f: &mut Fields) -> io::Result<CgiVars> {
     let method = Method::from_bytes(&f.bytes("method")?).map_err(|_| invalid("bad method"))?;
     let script_name = f.string("SCRIPT_NAME")?;
-    let path_info = f.vec("PATH_INFO")?;
-    let query_string = f.string("QUERY_STRING")?;
-    let request_uri = f.string("REQUEST_URI")?;
+    let target = PathAndQuery::from_maybe_shared(f.bytes("REQUEST_URI")?)
+        .map_err(|e| invalid(format!("bad request target: {e}")))?;
+    let path = PathInfo::Own(f.bytes("PATH_INFO")?);
     let protocol = match &f.bytes("SERVER_PROTOCOL")?[..] {
         b"HTTP/0.9" => "HTTP/0.9",
         b"HTTP/1.0" => "HTTP/1.0",
@@ -559,32 +575,38 @@ fn get_cgi_vars(f: &mut Fields) -> io::Result<CgiVars> {
             )));
         }
     };
-    let server_name = f.vec("SERVER_NAME")?;
-    let server_port = f.string("SERVER_PORT")?;
-    let remote_addr = f.opt_string("REMOTE_ADDR")?;
-    let remote_port = f.opt_string("REMOTE_PORT")?;
-    let content_type = f.opt_vec("CONTENT_TYPE")?;
-    let content_length = f.opt_vec("CONTENT_LENGTH")?;
+    let server_name = f.bytes("SERVER_NAME")?.into();
+    let server_port = f.bytes("SERVER_PORT")?.into();
+    let remote_addr = match f.opt_bytes("REMOTE_ADDR")? {
+        None => None,
+        Some(octets) => Some(match octets.len() {
+            4 => IpAddr::from(<[u8; 4]>::try_from(&octets[..]).expect("4 bytes")),
+            16 => IpAddr::from(<[u8; 16]>::try_from(&octets[..]).expect("16 bytes")),
+            n => return Err(invalid(format!("REMOTE_ADDR of {n} bytes"))),
+        }),
+    };
+    let remote_port = f.option("REMOTE_PORT", |f| f.u16("REMOTE_PORT"))?;
+    let content_type = f.opt_bytes("CONTENT_TYPE")?;
+    let content_length = f.opt_bytes("CONTENT_LENGTH")?;
     let count = f.count("HTTP_ variables", 8)?;
     let mut headers = Vec::with_capacity(count);
     for _ in 0..count {
         let name = Cow::Owned(f.string("HTTP_ name")?);
-        headers.push((name, f.vec("HTTP_ value")?));
+        headers.push((name, f.bytes("HTTP_ value")?.into()));
     }
     Ok(CgiVars {
         method,
         script_name,
-        path_info,
-        query_string,
-        request_uri,
+        target,
+        path,
         protocol,
         url_scheme,
         server_name,
         server_port,
         remote_addr,
         remote_port,
-        content_type,
-        content_length,
+        content_type: content_type.map(Value::from),
+        content_length: content_length.map(Value::from),
         headers,
     })
 }
@@ -675,23 +697,52 @@ mod tests {
         CgiVars {
             method: Method::from_bytes(b"PROPFIND").unwrap(),
             script_name: "/py".into(),
-            path_info: b"/caf\xe9 bar".to_vec(),
-            query_string: "a=1&b=%20".into(),
-            request_uri: "/py/caf%E9%20bar?a=1&b=%20".into(),
+            target: PathAndQuery::from_static("/py/caf%E9%20bar?a=1&b=%20"),
+            path: PathInfo::Own(Bytes::from_static(b"/caf\xe9 bar")),
             protocol: "HTTP/2",
             url_scheme: "https",
-            server_name: b"example.org".to_vec(),
-            server_port: "8443".into(),
-            remote_addr: Some("::1".into()),
+            server_name: Bytes::from_static(b"example.org").into(),
+            server_port: Bytes::from_static(b"8443").into(),
+            remote_addr: Some("::1".parse().unwrap()),
             remote_port: None,
-            content_type: Some(b"text/plain".to_vec()),
+            content_type: Some(HeaderValue::from_static("text/plain").into()),
             content_length: None,
             headers: vec![
-                (Cow::Borrowed("HTTP_HOST"), b"example.org:8443".to_vec()),
-                (Cow::Borrowed("HTTP_X_BIN"), vec![0xff, 0x00, 0x7f]),
-                (Cow::Owned("HTTP_COOKIE".into()), b"a=1; b=2".to_vec()),
+                (
+                    Cow::Borrowed("HTTP_HOST"),
+                    HeaderValue::from_static("example.org:8443").into(),
+                ),
+                (
+                    Cow::Borrowed("HTTP_X_BIN"),
+                    Bytes::from_static(&[0xff, 0x00, 0x7f]).into(),
+                ),
+                (
+                    Cow::Owned("HTTP_COOKIE".into()),
+                    Bytes::from_static(b"a=1; b=2").into(),
+                ),
             ],
         }
+    }
+
+    /// Variables as the host computes them from a request: values shared with the head,
+    /// `PATH_INFO` read from the target, lines joined.
+    fn computed_vars() -> CgiVars {
+        let req = http::Request::get("/app/a/b?x=%41")
+            .header("host", "example.org:8080")
+            .header("accept", "*/*")
+            .header("x-a", "1")
+            .header("x-a", "2")
+            .header("content-length", "3")
+            .body(())
+            .unwrap();
+        let (mut parts, ()) = req.into_parts();
+        let conn = crate::host::ConnInfo::new(
+            Some("192.0.2.7:40001".parse().unwrap()),
+            Some("127.0.0.1:8000".parse().unwrap()),
+        )
+        .with_mount("/app");
+        let uri = std::mem::take(&mut parts.uri);
+        CgiVars::new(uri, &parts, &conn, &crate::proxy::TrustedProxies::default()).unwrap()
     }
 
     fn assert_same_vars(a: &CgiVars, b: &CgiVars) {
@@ -722,6 +773,56 @@ mod tests {
             assert_same_vars(&back.vars, &sample_vars());
             assert!(matches!(back.vars.headers[0].0, Cow::Owned(_)));
         }
+    }
+
+    #[test]
+    fn computed_vars_round_trip_as_slices_of_the_frame() {
+        let vars = computed_vars();
+        assert!(matches!(vars.path, PathInfo::InTarget(_)));
+        let sent = ToWorker::Request(Box::new(Request {
+            id: 1,
+            vars: computed_vars(),
+            content_length: Some(3),
+            body: RequestBody::Inline(Bytes::from_static(b"abc")),
+        }));
+        let ToWorker::Request(back) = round_trip(&sent) else {
+            panic!("not a request")
+        };
+        assert_same_vars(&back.vars, &vars);
+        assert_eq!(back.vars.path_info(), b"/a/b");
+        assert_eq!(back.vars.query_string(), "x=%41");
+        assert_eq!(back.vars.request_uri(), "/app/a/b?x=%41");
+        assert_eq!(back.vars.remote_port, Some(40001));
+        assert_eq!(back.vars.remote_addr, Some("192.0.2.7".parse().unwrap()));
+        let joined = back.vars.headers.iter().find(|(n, _)| n == "HTTP_X_A");
+        assert_eq!(joined.map(|(_, v)| v.as_bytes()), Some(&b"1, 2"[..]));
+        // Each byte string is a slice of the received payload, not a copy.
+        let mut out = BytesMut::new();
+        put_cgi_vars(&mut out, &vars);
+        let payload = out.freeze();
+        let back = get_cgi_vars(&mut Fields::new(payload.clone())).unwrap();
+        let within = |bytes: &[u8]| {
+            let (range, whole) = (bytes.as_ptr_range(), payload.as_ptr_range());
+            whole.start <= range.start && range.end <= whole.end
+        };
+        assert!(within(back.path_info()) && within(back.request_uri().as_bytes()));
+        assert!(within(back.server_name.as_bytes()) && within(back.server_port.as_bytes()));
+        for (_, value) in &back.headers {
+            assert!(within(value.as_bytes()), "{value:?}");
+        }
+    }
+
+    #[test]
+    fn a_target_that_is_not_one_is_refused() {
+        let mut out = BytesMut::new();
+        let mut vars = sample_vars();
+        // What no `PathAndQuery` holds, written as one would be.
+        vars.target = PathAndQuery::from_static("/ok");
+        put_cgi_vars(&mut out, &vars);
+        let at = out.windows(3).position(|w| w == b"/ok").unwrap();
+        out[at] = b'x';
+        let err = get_cgi_vars(&mut Fields::new(out.freeze())).unwrap_err();
+        assert!(err.to_string().contains("bad request target"), "{err}");
     }
 
     #[test]

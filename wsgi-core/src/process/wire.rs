@@ -380,14 +380,9 @@ impl Fields {
         String::from_utf8(self.vec(what)?).map_err(|_| invalid(format!("{what} is not UTF-8")))
     }
 
-    /// An optional byte string written by [`put_opt_bytes`].
-    pub(crate) fn opt_vec(&mut self, what: &str) -> io::Result<Option<Vec<u8>>> {
-        self.option(what, |f| f.vec(what))
-    }
-
-    /// An optional string written by [`put_opt_bytes`].
-    pub(crate) fn opt_string(&mut self, what: &str) -> io::Result<Option<String>> {
-        self.option(what, |f| f.string(what))
+    /// An optional byte string written by [`put_opt_bytes`], as a slice of the payload.
+    pub(crate) fn opt_bytes(&mut self, what: &str) -> io::Result<Option<Bytes>> {
+        self.option(what, |f| f.bytes(what))
     }
 
     /// A presence byte, then `read` if present.

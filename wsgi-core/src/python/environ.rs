@@ -1,8 +1,10 @@
 //! Turning [`CgiVars`] into the environ `dict`.
 
-use std::borrow::Cow;
+use std::borrow::{Borrow, Cow};
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
 
 use http::Method;
 use pyo3::intern;
@@ -22,9 +24,10 @@ pub(crate) struct Template {
     /// making and interning a key cost about as much as all the rest of a header's trip
     /// into the environ.
     keys: RefCell<Keys>,
-    server_name: Recent,
-    server_port: Recent,
-    remote_addr: Recent,
+    server_name: Recent<Vec<u8>>,
+    server_port: Recent<Vec<u8>>,
+    remote_addr: Recent<IpAddr>,
+    remote_port: Recent<u16>,
 }
 
 /// The `HTTP_*` keys made so far: those of the well-known headers by the address of their
@@ -41,22 +44,53 @@ struct Keys {
 const MAX_KEYS: usize = 64;
 
 /// The last value of one variable and its Python string, reused while the value repeats
-/// (a server's name and port, a client's or a proxy's address).
-#[derive(Default)]
-struct Recent(RefCell<Option<(Vec<u8>, Py<PyString>)>>);
+/// (a server's name and port, a client's or a proxy's address, a keep-alive connection's
+/// client port).
+struct Recent<K>(RefCell<Option<(K, Py<PyString>)>>);
 
-impl Recent {
-    fn get<'py>(&self, py: Python<'py>, value: &[u8]) -> PyResult<Bound<'py, PyString>> {
+impl<K> Default for Recent<K> {
+    fn default() -> Self {
+        Recent(RefCell::new(None))
+    }
+}
+
+impl<K> Recent<K> {
+    /// The string of `value`, made by `make` unless it is the last one's.
+    fn get<'py, Q>(
+        &self,
+        py: Python<'py>,
+        value: &Q,
+        make: impl FnOnce(Python<'py>, &Q) -> PyResult<Bound<'py, PyString>>,
+    ) -> PyResult<Bound<'py, PyString>>
+    where
+        K: Borrow<Q>,
+        Q: PartialEq + ToOwned<Owned = K> + ?Sized,
+    {
         let mut last = self.0.borrow_mut();
-        if let Some((bytes, string)) = &*last
-            && bytes == value
+        if let Some((key, string)) = &*last
+            && key.borrow() == value
         {
             return Ok(string.bind(py).clone());
         }
-        let string = latin1(py, value)?;
-        *last = Some((value.to_vec(), string.clone().unbind()));
+        let string = make(py, value)?;
+        *last = Some((value.to_owned(), string.clone().unbind()));
         Ok(string)
     }
+}
+
+/// The `str` of `value`'s `Display` text (an address, a port), written on the stack rather
+/// than into a `String`.
+fn displayed<'py>(py: Python<'py>, value: &impl fmt::Display) -> PyResult<Bound<'py, PyString>> {
+    use std::io::Write as _;
+    // An IPv6 address takes at most 45 characters.
+    const ROOM: usize = 64;
+    let mut buf = [0u8; ROOM];
+    let mut rest = &mut buf[..];
+    if write!(rest, "{value}").is_ok() {
+        let len = ROOM - rest.len();
+        return latin1(py, &buf[..len]);
+    }
+    Ok(PyString::new(py, &value.to_string()))
 }
 
 impl Template {
@@ -100,6 +134,7 @@ impl Template {
             server_name: Recent::default(),
             server_port: Recent::default(),
             remote_addr: Recent::default(),
+            remote_port: Recent::default(),
         })
     }
 
@@ -212,40 +247,47 @@ pub(crate) fn build<'py>(
         intern!(py, "SCRIPT_NAME"),
         latin1(py, vars.script_name.as_bytes())?,
     )?;
-    env.set_item(intern!(py, "PATH_INFO"), latin1(py, &vars.path_info)?)?;
+    env.set_item(intern!(py, "PATH_INFO"), latin1(py, vars.path_info())?)?;
     env.set_item(
         intern!(py, "QUERY_STRING"),
-        latin1(py, vars.query_string.as_bytes())?,
+        latin1(py, vars.query_string().as_bytes())?,
     )?;
-    let uri = latin1(py, vars.request_uri.as_bytes())?;
+    let uri = latin1(py, vars.request_uri().as_bytes())?;
     env.set_item(intern!(py, "REQUEST_URI"), &uri)?;
     env.set_item(intern!(py, "RAW_URI"), uri)?;
     env.set_item(intern!(py, "SERVER_PROTOCOL"), constant(py, vars.protocol))?;
     env.set_item(
         intern!(py, "SERVER_NAME"),
-        template.server_name.get(py, &vars.server_name)?,
+        template
+            .server_name
+            .get(py, vars.server_name.as_bytes(), latin1)?,
     )?;
     env.set_item(
         intern!(py, "SERVER_PORT"),
-        template.server_port.get(py, vars.server_port.as_bytes())?,
+        template
+            .server_port
+            .get(py, vars.server_port.as_bytes(), latin1)?,
     )?;
     if let Some(addr) = &vars.remote_addr {
         env.set_item(
             intern!(py, "REMOTE_ADDR"),
-            template.remote_addr.get(py, addr.as_bytes())?,
+            template.remote_addr.get(py, addr, displayed)?,
         )?;
     }
     if let Some(port) = &vars.remote_port {
-        env.set_item(intern!(py, "REMOTE_PORT"), port.as_str())?;
+        env.set_item(
+            intern!(py, "REMOTE_PORT"),
+            template.remote_port.get(py, port, displayed)?,
+        )?;
     }
     if let Some(ct) = &vars.content_type {
-        env.set_item(intern!(py, "CONTENT_TYPE"), latin1(py, ct)?)?;
+        env.set_item(intern!(py, "CONTENT_TYPE"), latin1(py, ct.as_bytes())?)?;
     }
     if let Some(cl) = &vars.content_length {
-        env.set_item(intern!(py, "CONTENT_LENGTH"), latin1(py, cl)?)?;
+        env.set_item(intern!(py, "CONTENT_LENGTH"), latin1(py, cl.as_bytes())?)?;
     }
     for (name, value) in &vars.headers {
-        env.set_item(template.key(py, name), latin1(py, value)?)?;
+        env.set_item(template.key(py, name), latin1(py, value.as_bytes())?)?;
     }
     env.set_item(
         intern!(py, "wsgi.url_scheme"),

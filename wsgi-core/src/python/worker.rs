@@ -230,7 +230,7 @@ fn run(
             } else if let Ok(wrapper) = iterable.cast::<FileWrapper>()
                 && let Some(plan) = file_plan(py, wrapper)
             {
-                let path = vars.request_uri.clone();
+                let path = vars.request_uri().into_owned();
                 match stream_file(
                     py,
                     &sr,
@@ -246,12 +246,12 @@ fn run(
                     }
                     Err(err) => fail(py, &sr, &input, &vars, &err),
                 }
-                close(py, &iterable, &vars.request_uri);
+                close(py, &iterable, &vars.request_uri());
                 return;
             } else if let Err(err) = respond(py, &sr, &iterable) {
                 fail(py, &sr, &input, &vars, &err);
             }
-            close(py, &iterable, &vars.request_uri);
+            close(py, &iterable, &vars.request_uri());
         }
     }
     errors.borrow_mut().flush();
@@ -336,7 +336,7 @@ fn fail(
     tracing::error!(
         target: "wsgi_core::app",
         method = %vars.method,
-        path = %vars.request_uri,
+        path = %vars.request_uri(),
         "application error:\n{traceback}"
     );
     let input = input.borrow();

@@ -868,7 +868,7 @@ fn describe(job: &Job) -> String {
         "{} {}{}",
         job.vars.method,
         job.vars.script_name,
-        String::from_utf8_lossy(&job.vars.path_info)
+        String::from_utf8_lossy(job.vars.path_info())
     )
 }
 
