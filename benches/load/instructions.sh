@@ -101,6 +101,9 @@ measure_serve() {
     out=$OUT_DIR/$app.$config.cg
     log=$OUT_DIR/$app.$config.server.log
     rm -f "$out" "$out".*
+    # Emptied here, not by the background job's redirection, which may come after the
+    # first look for `listening on`: a reused OUT_DIR would hold the last run's line.
+    : >"$OUT_DIR/$app.$config.stdout"
     (cd "$APPS" && exec valgrind --tool=callgrind --callgrind-out-file="$out" \
         "$SERVE_BIN" "${args[@]}") >"$OUT_DIR/$app.$config.stdout" 2>"$log" &
     SERVER_PID=$!
