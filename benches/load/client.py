@@ -1,11 +1,14 @@
-"""A fixed number of keep-alive GET requests over one connection, one at a time.
+"""A fixed number of keep-alive requests over one connection, one at a time.
 
-    python benches/load/client.py PORT PATH N
+    python benches/load/client.py PORT PATH N [BODY_BYTES]
 
 Sends N requests to 127.0.0.1:PORT with the ten browser headers of floor.py (and of the
-criterion benchmarks), reads each response whole and checks that it is a 200. It is the load
-of `instructions.sh`, where the count of requests, not a duration, must be fixed: the server's
-instruction count divided by N is then a cost per request.
+criterion benchmarks), reads each response whole and checks that it is a 200. Without
+BODY_BYTES each is a GET; with it, a POST of that many bytes with Content-Length (the echo
+app's request, as load/post64k.lua sends it), whose answer must be the body's length, so a
+server that did not read the whole body fails. It is the load of `instructions.sh`, where
+the count of requests, not a duration, must be fixed: the server's instruction count
+divided by N is then a cost per request.
 """
 
 import os
@@ -18,13 +21,19 @@ from floor import HEADERS  # noqa: E402  (the same request as the floor's enviro
 HOST = "127.0.0.1"  # the only address this client ever connects to
 
 
-def request(path):
-    lines = [f"GET {path} HTTP/1.1"] + [f"{name}: {value}" for name, value in HEADERS]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+def request(path, body_bytes):
+    """The bytes of one request; a POST of `body_bytes` bytes unless that is None."""
+    method = "GET" if body_bytes is None else "POST"
+    lines = [f"{method} {path} HTTP/1.1"] + [f"{name}: {value}" for name, value in HEADERS]
+    body = b""
+    if body_bytes is not None:
+        lines += ["content-type: application/octet-stream", f"content-length: {body_bytes}"]
+        body = b"x" * body_bytes
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
-def main(port, path, n):
-    req = request(path)
+def main(port, path, n, body_bytes=None):
+    req = request(path, body_bytes)
     with socket.create_connection((HOST, port), timeout=60) as s:
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         buf = b""
@@ -51,8 +60,11 @@ def main(port, path, n):
                 if not more:
                     sys.exit("client.py: the server closed the connection mid-body")
                 buf += more
+            if body_bytes is not None and buf[:length] != str(body_bytes).encode():
+                sys.exit(f"client.py: the echo answered {buf[:length]!r}, not {body_bytes}")
             buf = buf[length:]
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), sys.argv[2], int(sys.argv[3]))
+    main(int(sys.argv[1]), sys.argv[2], int(sys.argv[3]),
+         int(sys.argv[4]) if len(sys.argv) > 4 else None)

@@ -5,18 +5,23 @@
 #
 #   benches/load/instructions.sh                 # hello flask django, each: log on, log off, floor
 #   N=500 CONFIGS="log-on floor" benches/load/instructions.sh flask
+#   CONFIGS="log-off floor" benches/load/instructions.sh echo
 #
-# For each APP and configuration:
+# APP is hello (GET / of hello.py), flask (GET /json), django (GET /plain) or echo (POST
+# /echo of echo.py with a 65,536-byte body and Content-Length, the load benchmark's echo
+# request). For each APP and configuration:
 #   log-on   serve with its defaults (the access log on; stderr goes to a file)
 #   log-off  the same with --log-level warn
 #   floor    no server: floor.py --count builds the environ and calls the app N times in
-#            plain Python, what a pure-Python server cannot avoid
+#            plain Python, what a pure-Python server cannot avoid (echo: its wsgi.input
+#            is a BytesIO of the 64 KiB body, which the app reads)
 # serve runs under `valgrind --tool=callgrind`; client.py sends WARMUP_REQUESTS keep-alive
-# requests (the ten headers of floor.py), the counters are zeroed (callgrind_control -z), it
-# sends N more, one at a time, and the counters are dumped (callgrind_control -d): the
-# instructions of every thread of serve (I/O, Python, log writer) over N requests, divided
-# by N. The floor is the difference of two runs, WARMUP_REQUESTS+N and WARMUP_REQUESTS
-# requests, divided by N. PYTHONHASHSEED=0 makes both repeatable to a few tenths of a percent.
+# requests (the ten headers of floor.py, and echo's body), the counters are zeroed
+# (callgrind_control -z), it sends N more, one at a time, and the counters are dumped
+# (callgrind_control -d): the instructions of every thread of serve (I/O, Python, log
+# writer) over N requests, divided by N. The floor is the difference of two runs,
+# WARMUP_REQUESTS+N and WARMUP_REQUESTS requests, divided by N. PYTHONHASHSEED=0 makes both
+# repeatable to a few tenths of a percent.
 #
 # Prints a table of instructions per request and, per run, the top functions by inclusive
 # cost into OUT_DIR/APP.CONFIG.top.txt (the callgrind files stay there for
@@ -73,12 +78,13 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-app_of() { # APP -> "FILE PATH NAME" (NAME: floor.py's)
+app_of() { # APP -> "FILE PATH NAME [BODY_BYTES]" (NAME: floor.py's; BODY_BYTES: a POST)
     case $1 in
     hello) echo "hello.py / hello" ;;
     flask) echo "flask_app.py /json flask" ;;
     django) echo "django_app.py /plain django" ;;
-    *) die "unknown app '$1' (hello flask django)" ;;
+    echo) echo "echo.py /echo echo 65536" ;;
+    *) die "unknown app '$1' (hello flask django echo)" ;;
     esac
 }
 
@@ -88,13 +94,16 @@ summary() { # callgrind file -> its instruction count
 
 # serve under callgrind: sets IR to the instructions of N requests.
 measure_serve() {
-    local app=$1 config=$2 file=$3 path=$4 out log i
+    local app=$1 config=$2 file=$3 path=$4 body=${5:-} out log i
     local -a args=(--bind "$HOST:$PORT" --venv "$VENV")
     [[ $config == log-off ]] && args+=(--log-level warn)
     args+=(${SERVE_EXTRA[@]+"${SERVE_EXTRA[@]}"} "$APPS/$file")
     out=$OUT_DIR/$app.$config.cg
     log=$OUT_DIR/$app.$config.server.log
     rm -f "$out" "$out".*
+    # Emptied here, not by the background job's redirection, which may come after the
+    # first look for `listening on`: a reused OUT_DIR would hold the last run's line.
+    : >"$OUT_DIR/$app.$config.stdout"
     (cd "$APPS" && exec valgrind --tool=callgrind --callgrind-out-file="$out" \
         "$SERVE_BIN" "${args[@]}") >"$OUT_DIR/$app.$config.stdout" 2>"$log" &
     SERVER_PID=$!
@@ -103,9 +112,9 @@ measure_serve() {
         kill -0 "$SERVER_PID" 2>/dev/null || die "serve did not start: $(tail -n 3 "$log")"
         sleep 0.5
     done
-    "$PYTHON" "$LOAD_DIR/client.py" "$PORT" "$path" "$WARMUP_REQUESTS"
+    "$PYTHON" "$LOAD_DIR/client.py" "$PORT" "$path" "$WARMUP_REQUESTS" ${body:+"$body"}
     callgrind_control -z "$SERVER_PID" >/dev/null 2>&1
-    "$PYTHON" "$LOAD_DIR/client.py" "$PORT" "$path" "$N"
+    "$PYTHON" "$LOAD_DIR/client.py" "$PORT" "$path" "$N" ${body:+"$body"}
     callgrind_control -d "$SERVER_PID" >/dev/null 2>&1
     kill -TERM "$SERVER_PID"
     wait "$SERVER_PID" || true
@@ -136,10 +145,10 @@ measure_floor() {
     printf '%-8s %-8s %14s %12s\n' app config instructions "per request"
 } | tee "$OUT_DIR/table.txt"
 for app in "${APP_LIST[@]}"; do
-    read -r file path name <<<"$(app_of "$app")"
+    read -r file path name body <<<"$(app_of "$app")"
     for config in $CONFIGS; do
         case $config in
-        log-on | log-off) measure_serve "$app" "$config" "$file" "$path" ;;
+        log-on | log-off) measure_serve "$app" "$config" "$file" "$path" "$body" ;;
         floor) measure_floor "$app" "$name" ;;
         *) die "unknown configuration '$config' (log-on log-off floor)" ;;
         esac

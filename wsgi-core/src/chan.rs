@@ -15,6 +15,10 @@ struct State<T> {
     queue: VecDeque<T>,
     senders: usize,
     receivers: usize,
+    /// Receivers waiting on `ready`. std's `Condvar` makes a system call for every
+    /// notify, waiter or not, and a reader that finds a chunk queued never waits: notify
+    /// only when one does.
+    waiting: usize,
 }
 
 #[derive(Debug)]
@@ -37,6 +41,7 @@ pub(crate) fn bounded<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
             queue: VecDeque::with_capacity(capacity.min(64)),
             senders: 1,
             receivers: 1,
+            waiting: 0,
         }),
         ready: Condvar::new(),
         capacity,
@@ -74,16 +79,24 @@ impl<T> Sender<T> {
             return Err(TrySendError::Full(item));
         }
         st.queue.push_back(item);
+        let wake = st.waiting > 0;
         drop(st);
-        self.0.ready.notify_one();
+        if wake {
+            self.0.ready.notify_one();
+        }
         Ok(())
     }
 }
 
 impl<T> Drop for Sender<T> {
     fn drop(&mut self) {
-        self.0.lock().senders -= 1;
-        self.0.ready.notify_all();
+        let mut st = self.0.lock();
+        st.senders -= 1;
+        let wake = st.waiting > 0;
+        drop(st);
+        if wake {
+            self.0.ready.notify_all();
+        }
     }
 }
 
@@ -118,20 +131,28 @@ impl<T> Receiver<T> {
             if st.senders == 0 {
                 return Err(RecvError::Disconnected);
             }
-            st = match deadline {
-                None => self.0.ready.wait(st).unwrap_or_else(|e| e.into_inner()),
+            let wait = match deadline {
+                None => None,
                 Some(deadline) => {
                     let now = Instant::now();
                     if now >= deadline {
                         return Err(RecvError::Empty);
                     }
+                    Some(deadline - now)
+                }
+            };
+            st.waiting += 1;
+            st = match wait {
+                None => self.0.ready.wait(st).unwrap_or_else(|e| e.into_inner()),
+                Some(wait) => {
                     self.0
                         .ready
-                        .wait_timeout(st, deadline - now)
+                        .wait_timeout(st, wait)
                         .unwrap_or_else(|e| e.into_inner())
                         .0
                 }
             };
+            st.waiting -= 1;
         }
     }
 }
@@ -139,6 +160,7 @@ impl<T> Receiver<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dispatch::tests::eventually;
 
     #[test]
     fn bounded_and_disconnecting() {
@@ -151,13 +173,21 @@ mod tests {
             rx.recv_timeout(Some(Duration::from_millis(10))),
             Err(RecvError::Empty)
         );
+        let shared = tx.0.clone();
+        let waiting = || shared.lock().waiting == 1;
         let waiter = std::thread::spawn(move || (rx.recv_timeout(None), rx));
-        std::thread::sleep(Duration::from_millis(20));
+        eventually("the receiver to wait", waiting);
         tx.try_send(3).unwrap();
+        eventually("the receiver to wake", || waiter.is_finished());
         let (got, rx) = waiter.join().unwrap();
         assert_eq!(got, Ok(3));
+        assert_eq!(shared.lock().waiting, 0);
+        // The last sender going wakes a waiting receiver.
+        let waiter = std::thread::spawn(move || rx.recv_timeout(None));
+        eventually("the receiver to wait", waiting);
         drop(tx);
-        assert_eq!(rx.recv_timeout(None), Err(RecvError::Disconnected));
+        eventually("the receiver to wake", || waiter.is_finished());
+        assert_eq!(waiter.join().unwrap(), Err(RecvError::Disconnected));
         let (tx, rx) = bounded::<u8>(1);
         drop(rx);
         assert!(matches!(tx.try_send(1), Err(TrySendError::Disconnected(1))));

@@ -327,16 +327,6 @@ impl InputSource {
         }
     }
 
-    /// The bytes of a buffered body not yet taken (`None` for a streamed body).
-    pub(crate) fn buffered_len(&self) -> Option<usize> {
-        match self {
-            InputSource::Buffered(chunks) => Some(chunks.iter().map(Bytes::len).sum()),
-            InputSource::Streamed { .. } | InputSource::Pulled { .. } | InputSource::Spooled(_) => {
-                None
-            }
-        }
-    }
-
     /// The next chunk, waiting up to `timeout` (if given) for the host to deliver it.
     /// `want` is how many bytes the reader needs in all (`u64::MAX`: the rest of the body),
     /// so the host can read ahead that far. Blocks on a streamed body and reads the file of

@@ -56,6 +56,11 @@ struct State {
     /// The engine answered for the application (timeout): its further sends go nowhere.
     overridden: bool,
     head_sent: bool,
+    /// Senders waiting on `space`. std's `Condvar` makes a system call for every notify,
+    /// waiter or not, and almost every response is taken without its sender ever
+    /// waiting: notifying only when one waits saves a futex call per response (and per
+    /// body chunk taken).
+    parked: usize,
 }
 
 impl State {
@@ -97,6 +102,7 @@ pub(crate) fn pipe(limit: usize, force_close: Arc<AtomicBool>) -> (PipeTx, PipeR
             tx_gone: false,
             overridden: false,
             head_sent: false,
+            parked: 0,
         }),
         space: Condvar::new(),
         rx_waker: AtomicWaker::new(),
@@ -178,11 +184,13 @@ impl PipeTx {
                 break;
             }
             // The timeout only serves `force_close`, which is set without notifying.
+            st.parked += 1;
             st = shared
                 .space
                 .wait_timeout(st, Duration::from_millis(200))
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
+            st.parked -= 1;
         }
         st.push(msg);
         drop(st);
@@ -217,8 +225,11 @@ impl PipeTx {
         } else {
             st.push(Msg::Head(head()));
         }
+        let parked = st.parked > 0;
         drop(st);
-        shared.space.notify_all();
+        if parked {
+            shared.space.notify_all();
+        }
         shared.rx_waker.wake();
     }
 }
@@ -261,8 +272,9 @@ impl PipeRx {
             Msg::Data(first) => Msg::Data(coalesce(&mut st, first)),
             other => other,
         };
+        let wake = msg.weight() > 0 && st.parked > 0;
         drop(st);
-        if msg.weight() > 0 {
+        if wake {
             self.0.space.notify_one();
         }
         Poll::Ready(Some(msg))
@@ -301,14 +313,18 @@ impl Drop for PipeRx {
         let mut st = self.0.lock();
         st.rx_gone = true;
         st.queue.clear();
+        let parked = st.parked > 0;
         drop(st);
-        self.0.space.notify_all();
+        if parked {
+            self.0.space.notify_all();
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dispatch::tests::eventually;
     use futures::task::noop_waker_ref;
 
     fn recv(rx: &mut PipeRx) -> Poll<Option<Msg>> {
@@ -369,5 +385,23 @@ mod tests {
         std::thread::sleep(Duration::from_millis(50));
         drop(rx);
         assert_eq!(parked.join().unwrap(), Err(Gone));
+    }
+
+    #[test]
+    fn taking_data_wakes_a_parked_sender_and_only_a_parked_one_is_counted() {
+        let (tx, mut rx) = pipe(1, Arc::default());
+        let shared = rx.0.clone();
+        tx.send(Msg::Data(Bytes::from_static(b"fill"))).unwrap();
+        assert_eq!(shared.lock().parked, 0, "a sender that did not wait");
+        let sender = std::thread::spawn(move || {
+            let sent = tx.send(Msg::Data(Bytes::from_static(b"more")));
+            (sent, tx)
+        });
+        eventually("the sender to park", || shared.lock().parked == 1);
+        assert!(matches!(recv(&mut rx), Poll::Ready(Some(Msg::Data(b))) if b == "fill"));
+        let (sent, _tx) = sender.join().unwrap();
+        assert_eq!(sent, Ok(()));
+        assert_eq!(shared.lock().parked, 0);
+        assert!(matches!(recv(&mut rx), Poll::Ready(Some(Msg::Data(b))) if b == "more"));
     }
 }

@@ -328,9 +328,14 @@ impl SpooledBody {
                 file.rewind()?;
             }
             let size = usize::try_from(size).unwrap_or(usize::MAX);
-            let mut buf = BytesMut::zeroed(size);
-            file.read_exact(&mut buf)?;
-            Ok::<_, io::Error>(buf.freeze())
+            // `read_to_end` reads into the spare capacity as it is; a zeroed buffer would
+            // cost one more pass over every byte.
+            let mut buf = Vec::with_capacity(size);
+            file.take(size as u64).read_to_end(&mut buf)?;
+            if buf.len() < size {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            Ok::<_, io::Error>(Bytes::from(buf))
         })();
         match result {
             Ok(bytes) => {

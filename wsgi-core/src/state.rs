@@ -19,7 +19,8 @@ pub(crate) struct Shared {
     pub(crate) closing: AtomicBool,
     /// Set when shutdown's grace period ran out, to free senders parked on backpressure.
     pub(crate) force_close: Arc<AtomicBool>,
-    in_flight: Mutex<usize>,
+    in_flight: Mutex<Counted>,
+    /// Notified when the count falls to zero while someone waits for that.
     idle: Condvar,
     completed: AtomicUsize,
     pub(crate) metrics: Arc<Metrics>,
@@ -30,6 +31,16 @@ pub(crate) struct Shared {
     pub(crate) max_queue_wait: Option<Duration>,
     pub(crate) body_timeout: Option<Duration>,
     pub(crate) retry_after: u32,
+}
+
+/// The requests in flight, and how many callers of [`Shared::wait_idle`] wait for none.
+#[derive(Debug, Default)]
+struct Counted {
+    n: usize,
+    /// std's `Condvar` makes a system call for every notify, waiter or not; requests fall
+    /// to zero in flight after nearly every request at low load, while shutdown is the only
+    /// waiter: notify only when it waits.
+    waiters: usize,
 }
 
 /// The limits that [`Shared`] carries for the runners.
@@ -46,7 +57,7 @@ impl Shared {
         Shared {
             closing: AtomicBool::new(false),
             force_close: Arc::new(AtomicBool::new(false)),
-            in_flight: Mutex::new(0),
+            in_flight: Mutex::new(Counted::default()),
             idle: Condvar::new(),
             completed: AtomicUsize::new(0),
             metrics: Arc::new(Metrics::default()),
@@ -100,13 +111,13 @@ impl Shared {
         true
     }
 
-    fn lock_in_flight(&self) -> MutexGuard<'_, usize> {
+    fn lock_in_flight(&self) -> MutexGuard<'_, Counted> {
         self.in_flight.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Requests queued or running, including responses still streaming.
     pub(crate) fn in_flight(&self) -> usize {
-        *self.lock_in_flight()
+        self.lock_in_flight().n
     }
 
     /// Requests finished since the engine started.
@@ -117,19 +128,21 @@ impl Shared {
     /// Waits until nothing is in flight or `grace` has passed; returns what is left.
     pub(crate) fn wait_idle(&self, grace: Duration) -> usize {
         let deadline = std::time::Instant::now() + grace;
-        let mut n = self.lock_in_flight();
-        while *n > 0 {
+        let mut count = self.lock_in_flight();
+        while count.n > 0 {
             let now = std::time::Instant::now();
             if now >= deadline {
                 break;
             }
-            n = self
+            count.waiters += 1;
+            count = self
                 .idle
-                .wait_timeout(n, deadline - now)
+                .wait_timeout(count, deadline - now)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
+            count.waiters -= 1;
         }
-        *n
+        count.n
     }
 }
 
@@ -140,18 +153,57 @@ pub(crate) struct InFlight(Arc<Shared>);
 
 impl InFlight {
     pub(crate) fn new(shared: &Arc<Shared>) -> Self {
-        *shared.lock_in_flight() += 1;
+        shared.lock_in_flight().n += 1;
         InFlight(shared.clone())
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let mut n = self.0.lock_in_flight();
-        *n -= 1;
+        let mut count = self.0.lock_in_flight();
+        count.n -= 1;
         self.0.completed.fetch_add(1, Ordering::Relaxed);
-        if *n == 0 {
+        let wake = count.n == 0 && count.waiters > 0;
+        drop(count);
+        if wake {
             self.0.idle.notify_all();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dispatch::tests::eventually;
+
+    fn shared() -> Arc<Shared> {
+        Arc::new(Shared::new(
+            1,
+            Limits {
+                timeout: None,
+                max_queue_wait: None,
+                body_timeout: None,
+                retry_after: 1,
+            },
+        ))
+    }
+
+    #[test]
+    fn the_last_request_out_wakes_a_waiting_shutdown_and_nobody_else() {
+        let shared = shared();
+        // Nobody waits: nothing to wake when the count falls to zero.
+        drop(InFlight::new(&shared));
+        assert_eq!((shared.in_flight(), shared.completed()), (0, 1));
+        let request = InFlight::new(&shared);
+        let waiter = {
+            let shared = shared.clone();
+            // Far longer than the test may take: only the wake-up can end it in time.
+            std::thread::spawn(move || shared.wait_idle(Duration::from_secs(3600)))
+        };
+        eventually("shutdown to wait", || shared.lock_in_flight().waiters == 1);
+        drop(request);
+        eventually("shutdown to wake", || waiter.is_finished());
+        assert_eq!(waiter.join().unwrap(), 0);
+        assert_eq!(shared.lock_in_flight().waiters, 0);
     }
 }

@@ -125,6 +125,7 @@ const CASES: &[(&str, Option<&str>)] = &[
     ("readlines", Some("-1")),
     ("readlines", None),
     ("iter", None),
+    ("mixed", None),
 ];
 
 fn run_matrix(server: &TestServer, delivery: Delivery, small: usize, large: usize) {

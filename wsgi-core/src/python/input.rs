@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use pyo3::exceptions::{PyOSError, PyStopIteration};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
@@ -53,14 +53,14 @@ impl WsgiInput {
         self.source.timed_out()
     }
 
-    /// Fetches one more chunk into the buffer; `false` at the end of the body.
+    /// Fetches the next piece of the body, cut at `Content-Length`; `None` at its end.
     /// `want`: the bytes the caller needs in all, which the host may read ahead.
-    fn fill(&mut self, py: Python<'_>, want: u64) -> PyResult<bool> {
+    fn next_piece(&mut self, py: Python<'_>, want: u64) -> PyResult<Option<Bytes>> {
         if let Some(failure) = &self.failure {
             return Err(PyOSError::new_err(failure.clone()));
         }
         if self.eof {
-            return Ok(false);
+            return Ok(None);
         }
         let chunk = match self.source.next_buffered() {
             Some(chunk) => chunk,
@@ -77,8 +77,7 @@ impl WsgiInput {
                     *left -= bytes.len() as u64;
                     self.eof = *left == 0;
                 }
-                self.buf.extend_from_slice(&bytes);
-                Ok(true)
+                Ok(Some(bytes))
             }
             Chunk::Eof => match self.remaining {
                 Some(left) if left > 0 => self.fail(format!(
@@ -86,7 +85,7 @@ impl WsgiInput {
                 )),
                 _ => {
                     self.eof = true;
-                    Ok(false)
+                    Ok(None)
                 }
             },
             Chunk::Failed(why) => self.fail(format!("error reading the request body: {why}")),
@@ -94,55 +93,64 @@ impl WsgiInput {
         }
     }
 
-    fn fail(&mut self, why: String) -> PyResult<bool> {
+    /// Fetches one more piece into the buffer (for line reads); `false` at the end of
+    /// the body.
+    fn fill(&mut self, py: Python<'_>, want: u64) -> PyResult<bool> {
+        let Some(piece) = self.next_piece(py, want)? else {
+            return Ok(false);
+        };
+        self.buf.extend_from_slice(&piece);
+        Ok(true)
+    }
+
+    fn fail<T>(&mut self, why: String) -> PyResult<T> {
         self.failure = Some(why.clone());
         Err(PyOSError::new_err(why))
     }
 
-    /// All of a buffered body as one `bytes`, copied once; `None` for a streamed body.
-    fn take_buffered<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
-        let Some(len) = self.source.buffered_len() else {
-            return Ok(None);
-        };
-        let len = self.remaining.map_or(len, |left| {
-            len.min(usize::try_from(left).unwrap_or(usize::MAX))
-        });
-        let mut chunks = Vec::new();
-        let mut total = 0;
-        while total < len {
-            match self.source.next_buffered() {
-                Some(Chunk::Data(mut bytes)) => {
-                    bytes.truncate(len - total);
-                    total += bytes.len();
-                    chunks.push(bytes);
+    /// `read(n)`, or the whole rest for `None`. The pieces the host delivered are copied
+    /// once, straight into the `bytes` returned (not through `buf`, which would copy every
+    /// byte twice); what the last piece holds beyond `n` waits in `buf`.
+    fn read_pieces<'py>(
+        &mut self,
+        py: Python<'py>,
+        limit: Option<usize>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let mut have = self.buf.len();
+        if let Some(n) = limit
+            && have >= n
+        {
+            return Ok(self.take(py, n));
+        }
+        let mut pieces = Vec::new();
+        if have > 0 {
+            pieces.push(self.buf.split().freeze());
+        }
+        while limit.is_none_or(|n| have < n) {
+            let want = limit.map_or(u64::MAX, |n| (n - have) as u64);
+            match self.next_piece(py, want) {
+                Ok(Some(piece)) => {
+                    have += piece.len();
+                    pieces.push(piece);
                 }
-                _ => break,
-            }
-        }
-        if let Some(left) = &mut self.remaining {
-            *left -= total as u64;
-            if *left > 0 {
-                // Short of Content-Length: let the ordinary path report it.
-                for chunk in &chunks {
-                    self.buf.extend_from_slice(chunk);
+                Ok(None) => break,
+                Err(e) => {
+                    // What arrived before the error stays readable, as it was before.
+                    for piece in &pieces {
+                        self.buf.extend_from_slice(piece);
+                    }
+                    return Err(e);
                 }
-                return Ok(None);
             }
         }
-        self.eof = true;
-        if let [only] = chunks.as_slice() {
-            // `new_with` zeroes its buffer first; a single piece is copied straight in.
-            return Ok(Some(PyBytes::new(py, only)));
+        let n = limit.map_or(have, |n| n.min(have));
+        let out = joined(py, &pieces, n)?;
+        if have > n
+            && let Some(last) = pieces.last()
+        {
+            self.buf.extend_from_slice(&last[last.len() - (have - n)..]);
         }
-        let whole = PyBytes::new_with(py, total, |out| {
-            let mut at = 0;
-            for chunk in &chunks {
-                out[at..at + chunk.len()].copy_from_slice(chunk);
-                at += chunk.len();
-            }
-            Ok(())
-        })?;
-        Ok(Some(whole))
+        Ok(out)
     }
 
     fn take<'py>(&mut self, py: Python<'py>, n: usize) -> Bound<'py, PyBytes> {
@@ -176,6 +184,24 @@ impl WsgiInput {
     }
 }
 
+/// The first `len` bytes of `pieces` as one `bytes`, copied once. (`PyBytes::new_with`
+/// would zero its buffer first: a second pass over every byte.)
+fn joined<'py>(py: Python<'py>, pieces: &[Bytes], len: usize) -> PyResult<Bound<'py, PyBytes>> {
+    match pieces {
+        [] => Ok(PyBytes::new(py, b"")),
+        [one] => Ok(PyBytes::new(py, &one[..len])),
+        _ => PyBytes::new_with_writer(py, len, |out| {
+            let mut left = len;
+            for piece in pieces {
+                let take = piece.len().min(left);
+                out.write_bytes(&piece[..take])?;
+                left -= take;
+            }
+            Ok(())
+        }),
+    }
+}
+
 /// `None` or a negative size mean "no limit", as in `io`.
 fn limit(size: Option<isize>) -> Option<usize> {
     size.and_then(|s| usize::try_from(s).ok())
@@ -185,26 +211,7 @@ fn limit(size: Option<isize>) -> Option<usize> {
 impl WsgiInput {
     #[pyo3(signature = (size = None))]
     fn read<'py>(&mut self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
-        match limit(size) {
-            Some(n) => {
-                while self.buf.len() < n && self.fill(py, (n - self.buf.len()) as u64)? {}
-                Ok(self.take(py, n))
-            }
-            None => {
-                if self.buf.is_empty()
-                    && self.failure.is_none()
-                    && let Some(whole) = self.take_buffered(py)?
-                {
-                    return Ok(whole);
-                }
-                if let Some(left) = self.remaining {
-                    self.buf
-                        .reserve(usize::try_from(left).unwrap_or(0).min(64 << 20));
-                }
-                while self.fill(py, u64::MAX)? {}
-                Ok(self.take(py, self.buf.len()))
-            }
-        }
+        self.read_pieces(py, limit(size))
     }
 
     #[pyo3(signature = (size = None))]

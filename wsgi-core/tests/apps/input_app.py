@@ -1,14 +1,15 @@
 """Reads ``wsgi.input`` in the way the query string asks and echoes what it got.
 
-Query: ``mode`` (read, readall, read_none, readline, readlines, iter, none,
-upload) and ``size`` (the argument of read/readline/readlines; absent means
-"call without an argument"). The response body is the concatenation of all
-pieces read, so the test can compare it byte for byte with what it sent.
-Headers report what a byte comparison cannot show:
+Query: ``mode`` (read, readall, read_none, readline, readlines, iter, mixed
+(readline and read(n) in turn), none, upload) and ``size`` (the argument of
+read/readline/readlines; absent means "call without an argument"). The response
+body is the concatenation of all pieces read, so the test can compare it byte
+for byte with what it sent. Headers report what a byte comparison cannot show:
 
 * ``X-Reads``: number of non-empty pieces;
-* ``X-Violations``: broken stream contracts (``read(n)`` longer than ``n``,
-  a line with a newline in its middle, a non-bytes piece), or ``none``;
+* ``X-Violations``: broken stream contracts (``read(n)`` longer than ``n``, or
+  shorter than ``n`` before the end, a line with a newline in its middle, a
+  non-bytes piece), or ``none``;
 * ``X-Eof``: ``ok`` when every read after the end returns ``b''``;
 * ``X-Content-Length``: ``repr(environ.get("CONTENT_LENGTH"))``.
 
@@ -49,6 +50,7 @@ def _read_all(stream, mode, args, violations):
     pieces = []
     size = args[0] if args else None
     if mode == "read":
+        short = False
         while True:
             piece = stream.read(*args)
             if type(piece) is not bytes:
@@ -58,6 +60,28 @@ def _read_all(stream, mode, args, violations):
                 violations.append(f"read({size})-returned-{len(piece)}")
             if not piece:
                 break
+            if short:
+                violations.append(f"read({size})-short-before-the-end")
+            short = size is not None and size >= 0 and len(piece) < size
+            pieces.append(piece)
+    elif mode == "mixed":
+        # readline() and read(n) in turn: a line leaves bytes behind that the next read(n)
+        # must return first, and read(n) returns exactly n bytes until the end.
+        sizes = [7, 65536, 1, 1000, 3]
+        ended = False
+        for turn in range(1_000_000):
+            if turn % 2:
+                piece = stream.readline()
+            else:
+                n = sizes[(turn // 2) % len(sizes)]
+                piece = stream.read(n)
+                if len(piece) > n:
+                    violations.append(f"read({n})-returned-{len(piece)}")
+            if not piece:
+                break
+            if ended:
+                violations.append(f"data-after-a-short-read-{turn}")
+            ended = turn % 2 == 0 and len(piece) < n
             pieces.append(piece)
     elif mode == "readall":
         pieces.append(stream.read())
