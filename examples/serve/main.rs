@@ -128,10 +128,6 @@ async fn run(mut args: Args, dropped: DroppedLines) -> Result<(), String> {
         .build()
         .map_err(|e| hints::describe(&e))?;
     tracing::info!(app = %args.engine.app(), processes = engine.processes(), threads = engine.threads(), server = ?args.server, "application loaded");
-    // From here on, request buffers are reused rather than returned to the OS after every
-    // request and faulted in again for the next. Not before: what the import freed is
-    // still returned as usual.
-    wsgi_core::keep_freed_memory();
     signals.restart_on_hangup(engine.clone());
     let mount = args.mount.as_deref().unwrap_or_default();
 

@@ -66,7 +66,6 @@ mod watchdog;
 // Runners: where the application runs.
 mod dispatch;
 mod lifecycle;
-mod memory;
 mod python;
 mod runner;
 mod sched;
@@ -83,7 +82,6 @@ pub use config::{
 pub use engine::{Engine, ResponseFuture, ShutdownFuture, ShutdownReport};
 pub use error::{Error, MissingModule, PythonException};
 pub use host::{BoxError, ConnInfo, HostRequest, MapErrBody, Scheme};
-pub use memory::keep_freed_memory;
 pub use metrics::{MetricsSnapshot, WorkerSnapshot, WorkerState};
 pub use process::run_if_worker;
 pub use python::{PythonInfo, activate_venv, python_info};
