@@ -103,12 +103,14 @@ async fn run(mut args: Args, dropped: DroppedLines) -> Result<(), String> {
         .map_err(|e| format!("cannot read the address bound for {}: {e}", args.bind))?;
 
     args.engine.enter_directory()?;
-    // Before the import, so that whatever goes wrong is logged next to the Python it ran on,
-    // with the virtualenv the engine is about to activate.
+    let builder = args
+        .engine
+        .builder(args.venv_origin == VenvOrigin::Environment)
+        .drain_grace(args.grace.0);
+    // Before the import, so that whatever goes wrong is logged next to the Python it ran on.
     // With worker processes, Python starts in them only; each reports its version.
     if args.engine.processes == 0 {
-        let mut python = wsgi_core::python_info();
-        python.venv.clone_from(&args.engine.venv);
+        let python = builder.start_python().map_err(|e| hints::describe(&e))?;
         tracing::info!(
             "serve {} embedding {python}{}",
             env!("CARGO_PKG_VERSION"),
@@ -121,12 +123,7 @@ async fn run(mut args: Args, dropped: DroppedLines) -> Result<(), String> {
             env!("CARGO_PKG_VERSION")
         );
     }
-    let engine = args
-        .engine
-        .builder(args.venv_origin == VenvOrigin::Environment)
-        .drain_grace(args.grace.0)
-        .build()
-        .map_err(|e| hints::describe(&e))?;
+    let engine = builder.build().map_err(|e| hints::describe(&e))?;
     tracing::info!(app = %args.engine.app(), processes = engine.processes(), threads = engine.threads(), server = ?args.server, "application loaded");
     signals.restart_on_hangup(engine.clone());
     let mount = args.mount.as_deref().unwrap_or_default();

@@ -8,6 +8,15 @@ use crate::cli::Args;
 
 /// Writes the report to `out`.
 pub(crate) fn write(args: &Args, out: &mut impl Write) -> std::io::Result<()> {
+    // Activated first, so that Python starts as the virtualenv's own, as it will to serve,
+    // and a virtualenv this Python cannot use is reported here already.
+    let venv = args.engine.venv.as_deref().map(|dir| {
+        let origin = args.venv_origin.suffix();
+        match wsgi_core::activate_venv(dir) {
+            Ok(()) => format!("{}{origin}", dir.display()),
+            Err(e) => format!("{}{origin}\n  unusable:   {e}", dir.display()),
+        }
+    });
     let python = wsgi_core::python_info();
     let show = |path: Option<&Path>| {
         path.map_or_else(|| "unknown".to_owned(), |p| p.display().to_string())
@@ -21,17 +30,7 @@ pub(crate) fn write(args: &Args, out: &mut impl Write) -> std::io::Result<()> {
     )?;
     writeln!(out, "  library:    {}", show(python.library.as_deref()))?;
     writeln!(out, "  prefix:     {}", python.base_prefix.display())?;
-    let venv = match &args.engine.venv {
-        None => "none".to_owned(),
-        // Activated, so that a venv this Python cannot use is reported here already.
-        Some(dir) => {
-            let origin = args.venv_origin.suffix();
-            match wsgi_core::activate_venv(dir) {
-                Ok(()) => format!("{}{origin}", dir.display()),
-                Err(e) => format!("{}{origin}\n  unusable:   {e}", dir.display()),
-            }
-        }
-    };
+    let venv = venv.unwrap_or_else(|| "none".to_owned());
     writeln!(out, "  virtualenv: {venv}")?;
     out.flush()
 }

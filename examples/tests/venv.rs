@@ -162,6 +162,51 @@ fn without_a_venv_its_packages_are_not_importable() {
     assert_eq!(facts["prefix"], facts["base_prefix"], "{facts:?}");
 }
 
+/// A user base (`PYTHONUSERBASE`) whose site-packages holds a `.pth` file with an `import`
+/// line, as `pip install --user` of a package with such a hook leaves.
+fn user_base_with_a_pth() -> test_support::temp::TempDir {
+    let dir = temp_dir("user-base");
+    let site_packages = dir
+        .path()
+        .join(format!("lib/python{}/site-packages", python().major_minor));
+    std::fs::create_dir_all(&site_packages).unwrap();
+    std::fs::write(
+        site_packages.join("wsgi_test_user.pth"),
+        "import os; os.environ['WSGI_TEST_USER_PTH_RAN'] = 'yes'\n",
+    )
+    .unwrap();
+    dir
+}
+
+/// The venv's own `python` never runs the `.pth` files of the user's (or the base
+/// installation's) site-packages when the venv excludes them: neither does the embedded
+/// interpreter, which starts as that `python`. The control run without a venv shows the
+/// file would run.
+#[test]
+fn a_venv_runs_no_pth_file_from_outside_it() {
+    let user_base = user_base_with_a_pth();
+    let serve = |venv: Option<&Path>, args: &[&str]| {
+        let mut command = serve_command();
+        command.env("PYTHONUSERBASE", user_base.path()).args(args);
+        if let Some(venv) = venv {
+            command.arg("--venv").arg(venv);
+        }
+        start({
+            command.arg("probe.py");
+            command
+        })
+    };
+    let without = probe(&serve(None, &[]));
+    assert_eq!(without["user_pth_ran"], "yes", "{without:?}");
+    let venv = venv();
+    let with = probe(&serve(Some(&venv.root), &[]));
+    assert_runs_in(&with, &venv.root);
+    assert_eq!(with["user_pth_ran"], "", "{with:?}");
+    let in_a_worker = probe(&serve(Some(&venv.root), &["--processes", "1"]));
+    assert_runs_in(&in_a_worker, &venv.root);
+    assert_eq!(in_a_worker["user_pth_ran"], "", "{in_a_worker:?}");
+}
+
 #[test]
 fn version_reports_the_venv() {
     let venv = venv();

@@ -449,6 +449,41 @@ impl EngineBuilder {
         Engine::start(resolved)
     }
 
+    /// Starts the embedded interpreter the engine will run on, in its virtualenv, and
+    /// describes it, without importing the application: for a program that logs which
+    /// Python it serves with before a slow import. [`build`](Self::build) does the same
+    /// itself, so calling this first is optional; calling it after Python has started
+    /// without the virtualenv activates the virtualenv then.
+    ///
+    /// With [`processes`](Self::processes), Python runs in the worker processes and this
+    /// would start an interpreter in the host that it does not otherwise need.
+    ///
+    /// ```no_run
+    /// let builder = wsgi_core::Engine::builder("app:application").venv(".venv");
+    /// let python = builder.start_python()?;
+    /// println!("serving with {python}");
+    /// let engine = builder.build()?;
+    /// # Ok::<(), wsgi_core::Error>(())
+    /// ```
+    pub fn start_python(&self) -> Result<crate::PythonInfo, Error> {
+        let (venv, origin) = self.resolved_venv();
+        crate::python::start(venv.as_deref(), origin)
+    }
+
+    /// The virtualenv to activate, absolute, and where it came from (for messages).
+    fn resolved_venv(&self) -> (Option<PathBuf>, &'static str) {
+        let (venv, origin) = match &self.venv {
+            Some(dir) => (Some(dir.clone()), ""),
+            None => (
+                std::env::var_os("VIRTUAL_ENV")
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from),
+                " (from $VIRTUAL_ENV)",
+            ),
+        };
+        (venv.map(|v| std::path::absolute(&v).unwrap_or(v)), origin)
+    }
+
     /// Checks every option and resolves paths, before anything starts.
     fn resolve(self) -> Result<Resolved, Error> {
         if self.threads == 0 {
@@ -469,16 +504,7 @@ impl EngineBuilder {
         if self.processes > 0 && !cfg!(target_os = "linux") {
             return Err(Error::ProcessesUnsupported);
         }
-        let (venv, venv_origin) = match &self.venv {
-            Some(dir) => (Some(dir.clone()), ""),
-            None => (
-                std::env::var_os("VIRTUAL_ENV")
-                    .filter(|v| !v.is_empty())
-                    .map(PathBuf::from),
-                " (from $VIRTUAL_ENV)",
-            ),
-        };
-        let venv = venv.map(|v| std::path::absolute(&v).unwrap_or(v));
+        let (venv, venv_origin) = self.resolved_venv();
         let spool_dir = (self.buffer_body > 0).then(|| {
             let dir = self.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
             std::path::absolute(&dir).unwrap_or(dir)

@@ -180,25 +180,85 @@ fn library_version() -> Option<(u32, u32)> {
 /// that `sys.prefix`, the standard library and `sys.executable` are its own. Must run
 /// before the interpreter is initialised; does nothing when the program cannot be found
 /// (Python then guesses as usual).
+///
+/// With `venv` (a directory holding a `pyvenv.cfg` made for this Python), the interpreter
+/// starts as that venv's `bin/python` would: the program name is the venv's, and the home
+/// is the libpython's own installation, which keeps its standard library even when the
+/// venv was made by another installation of the same version. `site` then finds the
+/// venv at start-up and processes only the venv's site-packages; activating it after
+/// start-up instead would have run the base installation's and the user's `.pth` files
+/// first, and left what they import in `sys.modules`.
 #[cfg(unix)]
-pub(crate) fn set_program_name() {
-    let Some(program) = library_path()
-        .zip(library_version())
-        .and_then(|(library, (major, minor))| program_for_library(&library, major, minor))
+pub(crate) fn set_program_name(venv: Option<&Path>) {
+    let Some(((major, minor), program)) =
+        library_path()
+            .zip(library_version())
+            .and_then(|(library, (major, minor))| {
+                Some(((major, minor), program_for_library(&library, major, minor)?))
+            })
     else {
         return;
     };
-    let Some(text) = program.to_str() else {
-        return;
-    };
-    // `wchar_t` is UTF-32 on the Unix platforms CPython supports.
-    let wide: Vec<libc::wchar_t> = text
+    let home = program.parent().and_then(Path::parent).filter(|home| {
+        home.join(format!("lib/python{major}.{minor}/os.py"))
+            .is_file()
+    });
+    let venv_program = venv
+        .zip(home)
+        .and_then(|(venv, home)| venv_program(venv, (major, minor)).map(|p| (p, home)));
+    if let Some((venv_program, home)) = venv_program {
+        // A home the user set (`PYTHONHOME`) is theirs to keep.
+        if std::env::var_os("PYTHONHOME").is_none() {
+            let home = leak_wide(home);
+            // SAFETY: called before initialisation, with a NUL-terminated wide string that
+            // is never freed.
+            #[allow(deprecated)]
+            unsafe {
+                pyo3::ffi::Py_SetPythonHome(home.as_ptr());
+            }
+        }
+        set_program(&venv_program);
+    } else {
+        set_program(&program);
+    }
+}
+
+/// `venv/bin/python` if `venv` is a virtualenv made for `version` (or says no version);
+/// anything else is left to the activation after start-up, which explains what is wrong.
+fn venv_program(venv: &Path, version: (u32, u32)) -> Option<PathBuf> {
+    let root = venv.canonicalize().ok()?;
+    let cfg = std::fs::read_to_string(root.join("pyvenv.cfg")).ok()?;
+    if super::venv::cfg_version(&cfg).is_some_and(|made_for| made_for != version) {
+        return None;
+    }
+    let site_packages = root.join(format!(
+        "lib/python{}.{}/site-packages",
+        version.0, version.1
+    ));
+    site_packages
+        .is_dir()
+        .then(|| root.join("bin").join("python"))
+}
+
+/// `path` as a NUL-terminated wide string that lives for the rest of the process, as
+/// CPython keeps the pointers it is given before initialisation.
+fn leak_wide(path: &Path) -> &'static [libc::wchar_t] {
+    use std::os::unix::ffi::OsStrExt;
+    // `wchar_t` is UTF-32 on the Unix platforms CPython supports; CPython decodes paths
+    // with surrogateescape, and so does this.
+    let wide: Vec<libc::wchar_t> = String::from_utf8_lossy(path.as_os_str().as_bytes())
         .chars()
         .map(|c| c as libc::wchar_t)
         .chain(std::iter::once(0))
         .collect();
-    // CPython keeps the pointer, so the string must live for the rest of the process.
-    let wide: &'static [libc::wchar_t] = Box::leak(wide.into_boxed_slice());
+    Box::leak(wide.into_boxed_slice())
+}
+
+fn set_program(program: &Path) {
+    if program.to_str().is_none() {
+        return;
+    }
+    let wide = leak_wide(program);
     // The deprecated setter is used instead of `PyConfig` on purpose: it keeps the
     // initialisation that pyo3's `Py_InitializeEx` performs (its locale and signal settings)
     // and only fills in the program name.
@@ -212,7 +272,7 @@ pub(crate) fn set_program_name() {
 }
 
 #[cfg(not(unix))]
-pub(crate) fn set_program_name() {}
+pub(crate) fn set_program_name(_venv: Option<&Path>) {}
 
 #[cfg(all(test, unix))]
 mod tests {

@@ -7,7 +7,7 @@ use pyo3::exceptions::{PyModuleNotFoundError, PySyntaxError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
-use super::ensure_initialized;
+use super::ensure_initialized_in;
 use crate::config::AppConfig;
 use crate::error::{Error, MissingModule, PythonException};
 use crate::spec::{Source, parse_spec};
@@ -29,7 +29,7 @@ pub(crate) fn load_app(options: &AppConfig) -> Result<Py<PyAny>, Error> {
     let _loading = LOADING.lock().unwrap_or_else(|e| e.into_inner());
     let located = spec.locate(&base)?;
     let (module_dir, label) = (located.module_dir, located.label);
-    ensure_initialized();
+    ensure_initialized_in(options.venv.as_deref());
     Python::attach(|py| {
         if let Some(venv) = &options.venv {
             super::venv::activate(py, venv, &options.venv_origin)?;

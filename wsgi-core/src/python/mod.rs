@@ -41,14 +41,33 @@ pub(crate) use loader::load_app;
 pub use venv::activate_venv;
 pub(crate) use worker::{Feed, Jobs, spawn_workers};
 
+/// Starts the interpreter as `venv`'s own `python` (unless it is running already) and
+/// activates `venv`; `origin` says where its path came from, for messages.
+pub(crate) fn start(
+    venv: Option<&std::path::Path>,
+    origin: &str,
+) -> Result<PythonInfo, crate::error::Error> {
+    ensure_initialized_in(venv);
+    if let Some(venv) = venv {
+        Python::attach(|py| venv::activate(py, venv, origin))?;
+    }
+    Ok(python_info())
+}
+
 /// Initialises CPython once per process. Signal handlers are left to the host, which
 /// owns SIGINT/SIGTERM for graceful shutdown.
 pub(crate) fn ensure_initialized() {
+    ensure_initialized_in(None);
+}
+
+/// Initialises CPython once per process, as the `python` of the virtualenv `venv` if this
+/// call is the one that starts it.
+pub(crate) fn ensure_initialized_in(venv: Option<&std::path::Path>) {
     static START: std::sync::Once = std::sync::Once::new();
     START.call_once(|| {
         // SAFETY: `Py_IsInitialized` may be called at any time.
         if unsafe { pyo3::ffi::Py_IsInitialized() } == 0 {
-            info::set_program_name();
+            info::set_program_name(venv);
         }
         Python::initialize();
         Python::attach(|py| {

@@ -6,6 +6,11 @@
 //! `sys.executable` point into the venv, the base installation's site-packages leave
 //! `sys.path` (unless the venv includes them), and the venv's site-packages, with its
 //! `.pth` files, take their place after the standard library.
+//!
+//! Best of all, the interpreter starts as the venv's `python` in the first place
+//! (`info::set_program_name`), and `site` does all of that itself; activation after
+//! start-up is for a process whose interpreter was already running, as the base
+//! installation's and the user's `.pth` files have run by then.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -32,7 +37,7 @@ pub(crate) fn active() -> Option<PathBuf> {
 /// activating a second, different venv is an error, as is a venv made for another Python
 /// `major.minor` than the embedded one.
 pub fn activate_venv(dir: impl AsRef<Path>) -> Result<(), Error> {
-    super::ensure_initialized();
+    super::ensure_initialized_in(Some(dir.as_ref()));
     Python::attach(|py| activate(py, dir.as_ref(), ""))
 }
 
@@ -51,7 +56,7 @@ fn major_minor(text: &str) -> Option<(u32, u32)> {
 }
 
 /// The `major.minor` a venv was made for, from its `pyvenv.cfg`.
-fn venv_version(cfg: &str) -> Option<(u32, u32)> {
+pub(super) fn cfg_version(cfg: &str) -> Option<(u32, u32)> {
     cfg_value(cfg, "version")
         .or_else(|| cfg_value(cfg, "version_info"))
         .and_then(major_minor)
@@ -166,7 +171,7 @@ pub(crate) fn activate(py: Python<'_>, root: &Path, origin: &str) -> Result<(), 
             running: running.clone(),
         }
     };
-    if let Some(made_for) = venv_version(&cfg)
+    if let Some(made_for) = cfg_version(&cfg)
         && made_for != (major, minor)
     {
         return Err(version_mismatch(made_for));
@@ -199,6 +204,9 @@ pub(crate) fn activate(py: Python<'_>, root: &Path, origin: &str) -> Result<(), 
     }
     let include_system = cfg_value(&cfg, "include-system-site-packages") == Some("true");
     let run = || -> PyResult<()> {
+        if started_in(py, &root)? {
+            return Ok(());
+        }
         let (code, file) = python_source!("venv_activate.py");
         let module = PyModule::from_code(py, code, file, c"wsgi_core_venv")?;
         module.getattr("_activate")?.call1((
@@ -220,6 +228,13 @@ pub(crate) fn activate(py: Python<'_>, root: &Path, origin: &str) -> Result<(), 
     Ok(())
 }
 
+/// Whether the interpreter started as `root`'s own `python` (see `info::set_program_name`),
+/// in which case `site` has already done at start-up what activation does.
+fn started_in(py: Python<'_>, root: &Path) -> PyResult<bool> {
+    let prefix: PathBuf = py.import("sys")?.getattr("prefix")?.extract()?;
+    Ok(prefix.canonicalize().is_ok_and(|prefix| prefix == root))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,11 +242,11 @@ mod tests {
     #[test]
     fn reads_the_version_from_pyvenv_cfg() {
         assert_eq!(
-            venv_version("home = /usr/bin\nversion = 3.11.7\n"),
+            cfg_version("home = /usr/bin\nversion = 3.11.7\n"),
             Some((3, 11))
         );
-        assert_eq!(venv_version("version_info = 3.12.1.final.0"), Some((3, 12)));
-        assert_eq!(venv_version("home = /usr/bin"), None);
+        assert_eq!(cfg_version("version_info = 3.12.1.final.0"), Some((3, 12)));
+        assert_eq!(cfg_version("home = /usr/bin"), None);
         assert_eq!(
             cfg_value(
                 "include-system-site-packages = true\n",

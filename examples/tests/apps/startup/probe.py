@@ -20,6 +20,7 @@ def application(environ, start_response):
         "package": _optional("wsgitestpkg", "VALUE"),
         "pth_module": _optional("wsgipthmod", "VALUE"),
         "pth_ran": os.environ.get("WSGI_TEST_PTH_RAN", ""),
+        "user_pth_ran": os.environ.get("WSGI_TEST_USER_PTH_RAN", ""),
         "pythonpath": os.environ.get("PYTHONPATH", ""),
     }
     body = "".join(f"{key}={value}\n" for key, value in facts.items()).encode()
