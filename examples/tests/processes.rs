@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::serve::{MISSING_IMPORT_REPORT, apps, each_server, serve_app, serve_command};
 use test_support::DEADLINE;
+use test_support::gate::{Gate, Record};
 use test_support::serve::{Server, assert_fails_with, free_port, start};
 use test_support::temp::{TempDir, temp_dir};
 use test_support::wire::{Request, send};
@@ -159,6 +160,109 @@ fn a_request_handed_to_a_worker_that_dies_before_reading_it_is_served_by_the_rep
             "{kind}: served by the worker that was killed?\n{log}"
         );
         assert!(!log.contains("died while running it"), "{kind}: {log}");
+    });
+}
+
+/// A response is complete before its iterable's `close()` is called, and a worker must
+/// not hold it back for that call (a generator's `finally:` cleaning up, a framework closing
+/// its database connections): in-process, the host has it at once. close() here waits for
+/// a gate the test opens only once it has the whole response; a worker that waited for
+/// close() would let the test see the response only after the app's gate timed out.
+#[test]
+fn a_complete_response_does_not_wait_for_its_iterables_close() {
+    let file = std::fs::read(apps().join("worker_app.py")).unwrap();
+    each_server(|kind| {
+        let server = start(serve_app(kind, &["--processes", "1"], "worker_app.py"));
+        for (variant, status, body) in [
+            ("", 200, b"complete body".as_slice()),
+            // The application's error: the server's 500, then close().
+            ("&raise=1", 500, b"Internal Server Error\n".as_slice()),
+            // wsgi.file_wrapper: the file is sent, then its close() called.
+            ("&file=1", 200, file.as_slice()),
+        ] {
+            let gate = Gate::new();
+            let record = Record::new();
+            let target = format!("/slow-close?{}&{}{variant}", gate.query(), record.query());
+            let (got, received) = request(server.addr, "GET", &target, b"");
+            assert_eq!(got, status, "{kind} {variant}");
+            assert!(received == body, "{kind} {variant}: the body differs");
+            // close() has not returned: it waits for the gate.
+            let lines = record.lines();
+            assert!(
+                lines.iter().all(|l| l == "closing"),
+                "{kind} {variant}: {lines:?}"
+            );
+            gate.open();
+            record.wait_for("closed");
+        }
+    });
+}
+
+/// A worker that dies in the iterable's `close()` (a C extension crashing in cleanup) has
+/// already handed over the complete response: the client gets it whole, the log blames no
+/// response for the death, and a request handed meanwhile to that thread, which is still in
+/// close(), is left unread in its socket and served by the replacement.
+#[test]
+fn a_worker_dying_in_close_leaves_its_complete_response_whole() {
+    each_server(|kind| {
+        let server = start(serve_app(kind, &["--processes", "1"], "worker_app.py"));
+        let addr = server.addr;
+        for (round, (variant, status, body)) in [
+            ("", 200, "complete body"),
+            ("&raise=1", 500, "Internal Server Error\n"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let before = worker_pid(&server);
+            // One of the worker's two threads is kept busy, so what follows goes to the other.
+            let hold = Gate::new();
+            let holding = Record::new();
+            let target = format!("/hold?{}&{}", hold.query(), holding.query());
+            let held = std::thread::spawn(move || request(addr, "GET", &target, b""));
+            holding.wait_for("holding");
+            let dies = Gate::new();
+            let target = format!("/die-in-close?{}{variant}", dies.query());
+            let (got, received) = request(addr, "GET", &target, b"");
+            assert_eq!(got, status, "{kind} {variant}");
+            assert_eq!(String::from_utf8_lossy(&received), body, "{kind} {variant}");
+            // The host hands this to the thread still in close(); give it time to get there
+            // (if it does not, the replacement serves it all the same).
+            let next = std::thread::spawn(move || request(addr, "GET", "/pid", b""));
+            std::thread::sleep(Duration::from_millis(300));
+            dies.open();
+            let (got, answered) = next.join().unwrap();
+            let answered = String::from_utf8_lossy(&answered);
+            assert_eq!(got, 200, "{kind} {variant}: {answered}");
+            let after: u32 = answered.split(' ').next().unwrap().parse().unwrap();
+            assert_ne!(
+                after, before,
+                "{kind} {variant}: served by the worker that died?"
+            );
+            // The held request was running when its worker died.
+            assert_eq!(held.join().unwrap().0, 502, "{kind} {variant}");
+            // The replacement starts once the dead worker's slots have ended, so whatever
+            // they logged is in the log by then.
+            assert!(
+                wait_for_lines(&server, "worker process ready", round + 2),
+                "{kind} {variant}\n{}",
+                server.stderr()
+            );
+            let log = server.stderr();
+            assert!(
+                log.contains("GET /hold: the worker process died while running it"),
+                "{kind} {variant}\n{log}"
+            );
+            assert!(
+                !log.contains("GET /die-in-close: the worker process died"),
+                "{kind} {variant}: the complete response was reported cut or 502\n{log}"
+            );
+            assert_eq!(
+                count(&log, "worker process died: exit status 7"),
+                round + 1,
+                "{kind} {variant}\n{log}"
+            );
+        }
     });
 }
 

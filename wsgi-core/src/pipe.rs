@@ -138,6 +138,9 @@ pub(crate) trait RemoteSink: Send + Sync + std::fmt::Debug {
     fn send(&self, msg: Msg) -> Result<(), Gone>;
     /// Whether the host said the client has gone.
     fn is_gone(&self) -> bool;
+    /// Hands what `try_send` gathered to the host as far as that needs no waiting, and
+    /// keeps the rest for later; may be called with the GIL held.
+    fn try_flush(&self);
 }
 
 /// Outcome of a send that must not block.
@@ -205,6 +208,17 @@ impl PipeTx {
             Tx::Remote(sink) => return sink.is_gone(),
         };
         shared.lock().closed() || shared.force_close.load(Ordering::Relaxed)
+    }
+
+    /// Hands what the application has sent so far to the host now, as far as that needs
+    /// no waiting; may be called with the GIL held. Called before the response iterable's
+    /// `close()`, which may be slow or may end the worker process: a response that is
+    /// complete must not wait for it. A local pipe hands each message over as it is sent,
+    /// so there is nothing to do.
+    pub(crate) fn try_flush(&self) {
+        if let Tx::Remote(sink) = &self.0 {
+            sink.try_flush();
+        }
     }
 
     /// Answers in the application's place: `head` if it has sent no head yet, else an

@@ -362,7 +362,9 @@ impl Pull for SocketPull {
 
 /// The response's way to the host. Everything but body data is gathered in the writer and
 /// goes out with the next data or when the thread finishes the request (without the GIL),
-/// so a hello-world response is one write.
+/// so a hello-world response is one write; a response whose iterable has a `close()` goes
+/// out before that call (`try_flush`), so neither a slow `close()` nor a worker dying in it
+/// holds back or cuts a complete response.
 #[derive(Debug)]
 struct SocketSink {
     writer: Writer,
@@ -415,6 +417,12 @@ impl RemoteSink for SocketSink {
 
     fn is_gone(&self) -> bool {
         self.cancelled.load(Ordering::Acquire)
+    }
+
+    fn try_flush(&self) {
+        // An error means the socket is broken (the host has gone): nobody to tell, and the
+        // queue is dropped, so `finish` has nothing left to write.
+        let _ = lock(&self.writer).try_flush();
     }
 }
 

@@ -253,6 +253,92 @@ impl<W: Write> FrameWriter<W> {
     }
 }
 
+impl<W: TryWrite> FrameWriter<W> {
+    /// Writes as much of what is queued as the stream takes without waiting, and keeps the
+    /// rest queued, in order, for the next [`flush`](Self::flush) or `try_flush`: a frame
+    /// cut by a partial write goes on where it stopped, so frames stay whole on the stream.
+    /// Nothing queued is no system call. Safe to call where blocking is not (a thread
+    /// holding the GIL). On an error the queue is dropped, as in `flush`.
+    pub(crate) fn try_flush(&mut self) -> io::Result<()> {
+        if !self.scratch.is_empty() {
+            self.pending.push(self.scratch.split().freeze());
+        }
+        loop {
+            let slices: Vec<IoSlice<'_>> = self
+                .pending
+                .iter()
+                .filter(|s| !s.is_empty())
+                .map(|s| IoSlice::new(s))
+                .collect();
+            if slices.is_empty() {
+                self.pending.clear();
+                return Ok(());
+            }
+            match self.inner.try_write_vectored(&slices) {
+                Ok(0) => {
+                    self.pending.clear();
+                    return Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "the peer accepted no bytes",
+                    ));
+                }
+                Ok(n) => consume(&mut self.pending, n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.pending.clear();
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
+/// Drops the first `n` bytes of `segments`: the segments written whole, and the start of
+/// the one a partial write cut (a `Bytes` slice, no copy).
+fn consume(segments: &mut Vec<Bytes>, mut n: usize) {
+    let mut done = 0;
+    for segment in segments.iter_mut() {
+        if n < segment.len() {
+            segment.advance(n);
+            break;
+        }
+        n -= segment.len();
+        done += 1;
+    }
+    segments.drain(..done);
+}
+
+/// A stream that can be written without waiting for room.
+pub(crate) trait TryWrite {
+    /// Writes as much of `bufs` as the stream takes right now; an
+    /// [`io::ErrorKind::WouldBlock`] error when it takes nothing.
+    fn try_write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
+}
+
+/// The most slices one `sendmsg` takes (`UIO_MAXIOV` on Linux, `IOV_MAX` on the BSDs).
+#[cfg(unix)]
+const MAX_IOV: usize = 1024;
+
+#[cfg(unix)]
+impl TryWrite for std::os::unix::net::UnixStream {
+    fn try_write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        // `MSG_DONTWAIT` makes this one call non-blocking without switching the socket,
+        // which its other handles (the reader) share, to non-blocking mode and back.
+        // SAFETY: an all-zero `msghdr` is valid (no address, no control data); `IoSlice` is
+        // ABI-compatible with `iovec` on Unix (std documents it), and the slices outlive
+        // the call, which only reads them.
+        let sent = unsafe {
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_iov = bufs.as_ptr().cast_mut().cast::<libc::iovec>();
+            msg.msg_iovlen = bufs.len().min(MAX_IOV) as _;
+            libc::sendmsg(self.as_raw_fd(), &msg, libc::MSG_DONTWAIT)
+        };
+        usize::try_from(sent).map_err(|_| io::Error::last_os_error())
+    }
+}
+
 fn write_all_vectored(out: &mut impl Write, segments: &[Bytes]) -> io::Result<()> {
     let mut slices: Vec<IoSlice<'_>> = segments
         .iter()
@@ -538,13 +624,7 @@ mod tests {
 
     #[test]
     fn queued_frames_coalesce_and_survive_partial_writes_and_reads() {
-        let msgs: Vec<Probe> = (0..50)
-            .map(|i| Probe {
-                n: i,
-                tail: Bytes::from(vec![i as u8; (i as usize) * 37]),
-                splittable: false,
-            })
-            .collect();
+        let msgs = probes(0..50);
         let mut w = FrameWriter::new(Recorder {
             limit: Some(13),
             ..Recorder::default()
@@ -561,6 +641,166 @@ mod tests {
             }
             assert!(r.recv::<Probe>().unwrap().is_none());
         }
+    }
+
+    /// A stream with `room` bytes of buffer for writes that must not wait:
+    /// `try_write_vectored` takes at most `step` bytes a call and fails with `WouldBlock`
+    /// once the room is used up; a blocking write takes everything.
+    #[derive(Default)]
+    struct Cramped {
+        out: Vec<u8>,
+        room: usize,
+        step: usize,
+        tries: usize,
+    }
+
+    impl Write for Cramped {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.out.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl TryWrite for Cramped {
+        fn try_write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            self.tries += 1;
+            let mut budget = self.room.min(self.step);
+            if budget == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let mut written = 0;
+            for b in bufs {
+                let n = b.len().min(budget);
+                self.out.extend_from_slice(&b[..n]);
+                written += n;
+                budget -= n;
+                if budget == 0 {
+                    break;
+                }
+            }
+            self.room -= written;
+            Ok(written)
+        }
+    }
+
+    fn probes(range: std::ops::Range<u64>) -> Vec<Probe> {
+        range
+            .map(|i| Probe {
+                n: i,
+                tail: Bytes::from(vec![i as u8; (i as usize) * 37]),
+                splittable: false,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn try_flush_writes_what_fits_and_keeps_the_rest_whole_and_in_order() {
+        let first = probes(0..50);
+        let mut w = FrameWriter::new(Cramped {
+            room: 1000,
+            step: 13,
+            ..Cramped::default()
+        });
+        for m in &first {
+            w.queue(m).unwrap();
+        }
+        w.try_flush().unwrap();
+        // Cut inside a frame, not at a frame's end.
+        assert_eq!(w.get_ref().out.len(), 1000);
+        assert!(!w.pending.is_empty());
+        let tries = w.get_ref().tries;
+        // A full stream: one try, nothing written, nothing lost.
+        w.try_flush().unwrap();
+        assert_eq!(w.get_ref().tries, tries + 1);
+        assert_eq!(w.get_ref().out.len(), 1000);
+        // Frames queued after a partial write go after the rest of the cut one.
+        let second = probes(50..60);
+        for m in &second {
+            w.queue(m).unwrap();
+        }
+        w.flush().unwrap();
+        let out = &w.get_ref().out;
+        for step in [1, 7, 4096] {
+            let mut r = FrameReader::new(Trickle { data: out, step });
+            for m in first.iter().chain(&second) {
+                assert_eq!(r.recv::<Probe>().unwrap().as_ref(), Some(m), "step {step}");
+            }
+            assert!(r.recv::<Probe>().unwrap().is_none());
+        }
+    }
+
+    #[test]
+    fn try_flush_with_nothing_queued_makes_no_call() {
+        let mut w = FrameWriter::new(Cramped {
+            room: 100,
+            step: 100,
+            ..Cramped::default()
+        });
+        w.try_flush().unwrap();
+        w.send(&Probe {
+            n: 1,
+            tail: Bytes::new(),
+            splittable: false,
+        })
+        .unwrap();
+        w.try_flush().unwrap();
+        assert_eq!(w.get_ref().tries, 0);
+    }
+
+    /// The socket's own non-blocking write: a body larger than the socket's buffer leaves
+    /// `try_flush` at once, partly written (a blocking write would wait here for ever, as
+    /// nobody reads yet), and a later `flush` completes the frames.
+    #[test]
+    fn try_flush_on_a_full_socket_returns_without_waiting() {
+        use std::os::unix::net::UnixStream;
+        let (host, worker) = UnixStream::pair().unwrap();
+        let big = Bytes::from((0..8 << 20).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
+        let mut w = FrameWriter::new(worker);
+        w.queue(&Probe {
+            n: 0,
+            tail: big.clone(),
+            splittable: true,
+        })
+        .unwrap();
+        w.queue(&Probe {
+            n: 9,
+            tail: Bytes::from_static(b"end"),
+            splittable: false,
+        })
+        .unwrap();
+        let (done, tried) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let result = w.try_flush();
+            let _ = done.send((result, w));
+        });
+        let (result, mut w) = tried
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("try_flush waited for the reader");
+        result.unwrap();
+        assert!(
+            !w.pending.is_empty(),
+            "8 MiB fitted in the socket's buffer?"
+        );
+        let reader = std::thread::spawn(move || {
+            let mut r = FrameReader::new(host);
+            let mut body = Vec::new();
+            loop {
+                let probe = r.recv::<Probe>().unwrap().expect("a frame");
+                if !probe.splittable {
+                    return (body, probe);
+                }
+                body.extend_from_slice(&probe.tail);
+            }
+        });
+        w.flush().unwrap();
+        let (body, last) = reader.join().unwrap();
+        assert!(body == big[..], "the body arrived whole and in order");
+        assert_eq!(last.n, 9);
+        assert_eq!(last.tail, "end");
     }
 
     #[test]

@@ -246,12 +246,12 @@ fn run(
                     }
                     Err(err) => fail(py, &sr, &input, &vars, &err),
                 }
-                close(py, &iterable, &vars.request_uri());
+                close(py, &iterable, &tx, &vars.request_uri());
                 return;
             } else if let Err(err) = respond(py, &sr, &iterable) {
                 fail(py, &sr, &input, &vars, &err);
             }
-            close(py, &iterable, &vars.request_uri());
+            close(py, &iterable, &tx, &vars.request_uri());
         }
     }
     errors.borrow_mut().flush();
@@ -352,16 +352,26 @@ fn fail(
         .fail(fallback, format!("the application raised {summary}"));
 }
 
-/// Calls `close()` on the iterable, which PEP 3333 requires on every path.
-fn close(py: Python<'_>, iterable: &Bound<'_, PyAny>, path: &str) {
+/// Calls `close()` on the iterable, which PEP 3333 requires on every path. What the
+/// response sent is handed to the host first: the response is complete (or failed) by now,
+/// and a `close()` that takes its time (cleanup in a generator's `finally:`) or ends the
+/// worker process must neither hold it back nor cut it.
+fn close(py: Python<'_>, iterable: &Bound<'_, PyAny>, tx: &PipeTx, path: &str) {
     // Lists and tuples have no close(); before 3.13 a failed lookup builds and discards an
-    // AttributeError, which is a measurable cost on every hello-world request.
+    // AttributeError, which is a measurable cost on every hello-world request. Their
+    // response leaves when the thread finishes the request, without the GIL.
     if iterable.is_exact_instance_of::<PyList>() || iterable.is_exact_instance_of::<PyTuple>() {
         return;
     }
     let result = iterable
         .getattr_opt(pyo3::intern!(py, "close"))
-        .and_then(|c| c.map(|c| c.call0().map(drop)).transpose());
+        .and_then(|close| {
+            let Some(close) = close else {
+                return Ok(());
+            };
+            tx.try_flush();
+            close.call0().map(drop)
+        });
     if let Err(err) = result {
         tracing::error!(
             target: "wsgi_core::app",
@@ -431,7 +441,7 @@ fn stream_file(
 ) -> PyResult<()> {
     let Some(length) = sr.borrow_mut().commit_file(plan.available)? else {
         // The client has gone already: nothing to stream, but close() is still owed.
-        close(py, wrapper.bind(py).as_any(), &path);
+        close(py, wrapper.bind(py).as_any(), &tx, &path);
         return Ok(());
     };
     let spawned = std::thread::Builder::new()
@@ -443,8 +453,9 @@ fn stream_file(
                 Ok(sent) => Msg::Abort(format!("the file ended after {sent} of {length} bytes")),
                 Err(e) => Msg::Abort(e),
             };
+            // `send` writes at once (a worker's socket too): the end is out before close().
             let _ = tx.send(message);
-            Python::attach(|py| close(py, wrapper.bind(py).as_any(), &path));
+            Python::attach(|py| close(py, wrapper.bind(py).as_any(), &tx, &path));
             drop(in_flight);
         });
     spawned.map(drop).map_err(|e| {
