@@ -564,6 +564,21 @@ mod tests {
         limit: Option<usize>,
     }
 
+    /// Appends the first `budget` bytes of `bufs` to `out`, as a short write would take them.
+    fn append_up_to(out: &mut Vec<u8>, bufs: &[IoSlice<'_>], mut budget: usize) -> usize {
+        let mut written = 0;
+        for b in bufs {
+            let n = b.len().min(budget);
+            out.extend_from_slice(&b[..n]);
+            written += n;
+            budget -= n;
+            if budget == 0 {
+                break;
+            }
+        }
+        written
+    }
+
     impl Write for Recorder {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
             self.write_vectored(&[IoSlice::new(buf)])
@@ -571,18 +586,11 @@ mod tests {
 
         fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
             self.calls.push(bufs.len());
-            let mut budget = self.limit.unwrap_or(usize::MAX);
-            let mut written = 0;
-            for b in bufs {
-                let n = b.len().min(budget);
-                self.out.extend_from_slice(&b[..n]);
-                written += n;
-                budget -= n;
-                if budget == 0 {
-                    break;
-                }
-            }
-            Ok(written)
+            Ok(append_up_to(
+                &mut self.out,
+                bufs,
+                self.limit.unwrap_or(usize::MAX),
+            ))
         }
 
         fn flush(&mut self) -> io::Result<()> {
@@ -668,20 +676,11 @@ mod tests {
     impl TryWrite for Cramped {
         fn try_write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
             self.tries += 1;
-            let mut budget = self.room.min(self.step);
+            let budget = self.room.min(self.step);
             if budget == 0 {
                 return Err(io::ErrorKind::WouldBlock.into());
             }
-            let mut written = 0;
-            for b in bufs {
-                let n = b.len().min(budget);
-                self.out.extend_from_slice(&b[..n]);
-                written += n;
-                budget -= n;
-                if budget == 0 {
-                    break;
-                }
-            }
+            let written = append_up_to(&mut self.out, bufs, budget);
             self.room -= written;
             Ok(written)
         }
