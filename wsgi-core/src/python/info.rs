@@ -206,20 +206,22 @@ pub(crate) fn set_program_name(venv: Option<&Path>) {
     let venv_program = venv
         .zip(home)
         .and_then(|(venv, home)| venv_program(venv, (major, minor)).map(|p| (p, home)));
-    if let Some((venv_program, home)) = venv_program {
-        // A home the user set (`PYTHONHOME`) is theirs to keep.
-        if std::env::var_os("PYTHONHOME").is_none() {
-            let home = leak_wide(home);
-            // SAFETY: called before initialisation, with a NUL-terminated wide string that
-            // is never freed.
-            #[allow(deprecated)]
-            unsafe {
-                pyo3::ffi::Py_SetPythonHome(home.as_ptr());
+    match venv_program {
+        Some((venv_program, home)) if venv_program.to_str().is_some() => {
+            // A home the user set (`PYTHONHOME`) is theirs to keep.
+            if std::env::var_os("PYTHONHOME").is_none()
+                && let Some(home) = leak_wide(home)
+            {
+                // SAFETY: called before initialisation, with a NUL-terminated wide string
+                // that is never freed.
+                #[allow(deprecated)]
+                unsafe {
+                    pyo3::ffi::Py_SetPythonHome(home.as_ptr());
+                }
             }
+            set_program(&venv_program);
         }
-        set_program(&venv_program);
-    } else {
-        set_program(&program);
+        _ => set_program(&program),
     }
 }
 
@@ -241,24 +243,23 @@ fn venv_program(venv: &Path, version: (u32, u32)) -> Option<PathBuf> {
 }
 
 /// `path` as a NUL-terminated wide string that lives for the rest of the process, as
-/// CPython keeps the pointers it is given before initialisation.
-fn leak_wide(path: &Path) -> &'static [libc::wchar_t] {
-    use std::os::unix::ffi::OsStrExt;
-    // `wchar_t` is UTF-32 on the Unix platforms CPython supports; CPython decodes paths
-    // with surrogateescape, and so does this.
-    let wide: Vec<libc::wchar_t> = String::from_utf8_lossy(path.as_os_str().as_bytes())
+/// CPython keeps the pointers it is given before initialisation; `None` for a path that is
+/// not UTF-8, which is left for CPython to find by itself.
+fn leak_wide(path: &Path) -> Option<&'static [libc::wchar_t]> {
+    // `wchar_t` is UTF-32 on the Unix platforms CPython supports.
+    let wide: Vec<libc::wchar_t> = path
+        .to_str()?
         .chars()
         .map(|c| c as libc::wchar_t)
         .chain(std::iter::once(0))
         .collect();
-    Box::leak(wide.into_boxed_slice())
+    Some(Box::leak(wide.into_boxed_slice()))
 }
 
 fn set_program(program: &Path) {
-    if program.to_str().is_none() {
+    let Some(wide) = leak_wide(program) else {
         return;
-    }
-    let wide = leak_wide(program);
+    };
     // The deprecated setter is used instead of `PyConfig` on purpose: it keeps the
     // initialisation that pyo3's `Py_InitializeEx` performs (its locale and signal settings)
     // and only fills in the program name.
