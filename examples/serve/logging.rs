@@ -1,34 +1,34 @@
 //! The log on stderr, written off the threads that serve requests.
 //!
 //! Every event, the access line of each request among them, is formatted on the thread that
-//! emits it and handed to a writer thread through a bounded queue (`tracing-appender`'s
-//! non-blocking writer), so an I/O thread never waits for stderr (a slow terminal, a full
-//! pipe to a log collector). If the writer falls behind until the queue is full, new lines
-//! are dropped rather than stalling requests; the count is reported in the log as soon as
-//! the writer catches up, at exit, and in the metrics (`wsgi_log_lines_dropped_total`).
+//! emits it and handed to a writer thread through a bounded batch ([`log_writer`]), so an
+//! I/O thread never waits for stderr (a slow terminal, a full pipe to a log collector). If
+//! the writer falls behind until the batch is full, new lines are dropped rather than
+//! stalling requests; the count is reported in the log as soon as the writer catches up, at
+//! exit, and in the metrics (`wsgi_log_lines_dropped_total`).
 //! Timestamps come from [`Clock`], which formats the date and time of day once a second,
 //! and in the text format the access line is written by [`TextFormat`] without the general
 //! formatter's field-by-field machinery.
 
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
-use std::io::{BufWriter, IsTerminal};
+use std::io::IsTerminal;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
-use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::fmt::FmtContext;
 use tracing_subscriber::fmt::format::{Format, FormatEvent, FormatFields, Full, Writer};
 use tracing_subscriber::fmt::time::FormatTime;
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::cli::LogFormat;
+pub(crate) use crate::log_writer::DroppedLines;
+use crate::log_writer::{self, Guard};
 use crate::values::LogFilter;
 
-/// Lines the log queue holds for the writer thread unless told otherwise: at 80,000
-/// requests a second, a fifth of a second of stalled stderr; the queue's slots take about
-/// 32 bytes each whether used or not.
+/// Lines the log's batch holds for the writer thread unless told otherwise: at 80,000
+/// requests a second, a fifth of a second of stalled stderr; only lines queued take memory.
 pub(crate) const DEFAULT_LOG_BUFFER: usize = 16 * 1024;
 
 /// How often a count of dropped lines is looked for.
@@ -36,34 +36,19 @@ const REPORT_EVERY: Duration = Duration::from_secs(1);
 
 /// The installed log: keep it until the end of `main`, whose last lines it flushes.
 pub(crate) struct Log {
-    _writer: WorkerGuard,
+    _writer: Guard,
     dropped: DroppedLines,
-}
-
-/// The count of log lines dropped because the writer thread could not keep up.
-#[derive(Debug, Clone)]
-pub(crate) struct DroppedLines(ErrorCounter);
-
-impl DroppedLines {
-    /// Lines dropped since start-up.
-    pub(crate) fn get(&self) -> u64 {
-        u64::try_from(self.0.dropped_lines()).unwrap_or(u64::MAX)
-    }
 }
 
 /// Installs the global subscriber: `filter`ed events in `format`, with up to `buffer` lines
 /// queued for the writer thread. Call it after the process's scheduling policy is set, so
 /// the writer thread gets it too.
-pub(crate) fn init(format: LogFormat, filter: &LogFilter, buffer: usize) -> Log {
-    // Lines are gathered into one write(2) per batch: the writer flushes when the queue is
-    // empty, so nothing waits in the buffer.
-    let stderr = BufWriter::with_capacity(64 * 1024, std::io::stderr());
-    let (writer, guard) = NonBlockingBuilder::default()
-        .lossy(true)
-        .buffered_lines_limit(buffer)
-        .thread_name("serve-log")
-        .finish(stderr);
-    let dropped = DroppedLines(writer.error_counter());
+///
+/// Fails if the writer thread cannot be started.
+pub(crate) fn init(format: LogFormat, filter: &LogFilter, buffer: usize) -> std::io::Result<Log> {
+    let (writer, guard) =
+        log_writer::start(std::io::stderr(), buffer, log_writer::GATHER, "serve-log")?;
+    let dropped = writer.dropped();
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter.to_filter())
         .with_timer(Clock)
@@ -75,10 +60,10 @@ pub(crate) fn init(format: LogFormat, filter: &LogFilter, buffer: usize) -> Log 
             .init(),
         LogFormat::Json => logs.json().init(),
     }
-    Log {
+    Ok(Log {
         _writer: guard,
         dropped,
-    }
+    })
 }
 
 impl Log {

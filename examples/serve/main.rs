@@ -18,8 +18,8 @@
 //!
 //! One module per concern: [`cli`] (the options), [`config`] (options to an
 //! `EngineBuilder`), [`hints`] (the flags that fix an engine error), [`hosts`] (axum and
-//! actix-web), [`signals`], [`metrics`] (the Prometheus endpoint), [`logging`] (the log,
-//! written off the request threads), [`version`] (`--version`), [`listen`] (sockets),
+//! actix-web), [`signals`], [`metrics`] (the Prometheus endpoint), [`logging`] (the log's
+//! format), [`log_writer`] (the log, written off the request threads), [`version`] (`--version`), [`listen`] (sockets),
 //! [`tls`] (certificates and the rustls configuration) and [`values`] (the types of option
 //! values).
 
@@ -28,6 +28,7 @@ mod config;
 mod hints;
 mod hosts;
 mod listen;
+mod log_writer;
 mod logging;
 mod metrics;
 mod signals;
@@ -62,7 +63,13 @@ fn main() -> ExitCode {
     // Before any other thread exists, the log's writer among them, so that every thread
     // inherits it.
     let sched = (args.sched == Sched::Batch).then(wsgi_core::batch_scheduling);
-    let log = logging::init(args.log_format, &args.log_level, args.log_buffer.get());
+    let log = match logging::init(args.log_format, &args.log_level, args.log_buffer.get()) {
+        Ok(log) => log,
+        Err(e) => {
+            eprintln!("error: cannot start the log's writer thread: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     if let Some(Err(e)) = sched {
         tracing::warn!("cannot use SCHED_BATCH ({e}); running with the default policy");
     }
