@@ -129,7 +129,7 @@ impl<T: FormatTime + Clone> TextFormat<T> {
 }
 
 thread_local! {
-    /// The message of the access line being written, kept for its allocation.
+    /// A message that is not a `str`, formatted, kept for its allocation.
     static MESSAGE: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
@@ -161,28 +161,37 @@ where
         writer.write_str("  INFO ")?;
         writer.write_str(meta.target())?;
         writer.write_str(": ")?;
-        MESSAGE.with_borrow_mut(|message| {
-            message.clear();
-            event.record(&mut Message(message));
-            write_sanitized(&mut writer, message)
-        })?;
+        let mut message = Message {
+            writer: &mut writer,
+            written: Ok(()),
+        };
+        event.record(&mut message);
+        message.written?;
         writer.write_char('\n')
     }
 }
 
-/// Collects an event's `message` field.
-struct Message<'a>(&'a mut String);
+/// Writes an event's `message` field, sanitized: a `str` (as `wsgi-core` passes the access
+/// line) straight from the event, anything else formatted into a buffer first.
+struct Message<'a, 'w> {
+    writer: &'a mut Writer<'w>,
+    written: fmt::Result,
+}
 
-impl Visit for Message<'_> {
+impl Visit for Message<'_, '_> {
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() == "message" {
-            self.0.push_str(value);
+            self.written = write_sanitized(self.writer, value);
         }
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         if field.name() == "message" {
-            let _ = write!(self.0, "{value:?}");
+            self.written = MESSAGE.with_borrow_mut(|message| {
+                message.clear();
+                write!(message, "{value:?}")?;
+                write_sanitized(self.writer, message)
+            });
         }
     }
 }
@@ -342,6 +351,7 @@ mod tests {
                 "GET /\x1b[31mred\x07\x08\x0c\x7f\u{85}\u{9f}\u{a0} 200 0 bytes 0.0 ms -",
             ] {
                 tracing::info!(target: wsgi_core::ACCESS_TARGET, "{line}");
+                tracing::info!(target: wsgi_core::ACCESS_TARGET, message = line);
             }
             // Not access lines: handed to `Full`.
             tracing::warn!(target: wsgi_core::ACCESS_TARGET, "GET / 200");
@@ -369,7 +379,7 @@ mod tests {
             emit,
         );
         assert_eq!(ours, full);
-        assert_eq!(full.lines().count(), 6, "{full}");
+        assert_eq!(full.lines().count(), 9, "{full}");
         assert!(full.contains("\\x1b[31mred\\x07\\x08\\x0c\\x7f\\u{85}\\u{9f}\u{a0} "));
     }
 

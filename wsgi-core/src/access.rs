@@ -91,7 +91,9 @@ impl AccessLine {
             line.push_str(" ms ");
             push_peer(line, *peer);
             line.push_str(note);
-            tracing::info!(target: ACCESS_TARGET, "{line}");
+            // A `str` message, not `"{line}"`: a subscriber then takes it as it is rather
+            // than through a round of `fmt` (the same text in tracing-subscriber's formats).
+            tracing::info!(target: ACCESS_TARGET, message = line.as_str());
         });
     }
 }
@@ -114,9 +116,8 @@ fn push_decimal(out: &mut String, mut n: u64) {
             break;
         }
     }
-    for &d in &digits[start..] {
-        out.push(char::from(d));
-    }
+    // ASCII digits: always UTF-8, and pushed as one piece rather than char by char.
+    out.push_str(std::str::from_utf8(&digits[start..]).unwrap_or_default());
 }
 
 /// Appends a duration in milliseconds with one decimal, rounded half up: `12.3`.
