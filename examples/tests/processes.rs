@@ -199,6 +199,35 @@ fn a_complete_response_does_not_wait_for_its_iterables_close() {
     });
 }
 
+/// A thread still in its iterable's `close()` gets no new request while its worker has idle
+/// threads: the host waits for the worker to say the thread is free, not only for the
+/// response's end. close() here waits for a gate the test opens only after the other
+/// requests are answered; handed to that thread, they would wait until the app's gate timed
+/// out, which the record would show.
+#[test]
+fn a_thread_in_close_takes_no_request_while_others_are_idle() {
+    each_server(|kind| {
+        let server = start(serve_app(kind, &["--processes", "1"], "worker_app.py"));
+        let gate = Gate::new();
+        let record = Record::new();
+        let target = format!("/slow-close?{}&{}", gate.query(), record.query());
+        let (status, body) = request(server.addr, "GET", &target, b"");
+        assert_eq!(status, 200, "{kind}: {}", String::from_utf8_lossy(&body));
+        record.wait_for("closing");
+        // The thread that answered last is the one the host would pick first.
+        for _ in 0..4 {
+            worker_pid(&server);
+        }
+        assert_eq!(record.lines(), ["closing"], "{kind}: close() ended early");
+        gate.open();
+        record.wait_for("closed");
+        // Free again, the thread serves as before.
+        for _ in 0..4 {
+            worker_pid(&server);
+        }
+    });
+}
+
 /// A worker that dies in the iterable's `close()` (a C extension crashing in cleanup) has
 /// already handed over the complete response: the client gets it whole, the log blames no
 /// response for the death, and a request handed meanwhile to that thread, which is still in

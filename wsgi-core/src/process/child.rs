@@ -10,7 +10,7 @@
 
 use std::collections::VecDeque;
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
@@ -226,6 +226,26 @@ struct SocketFeed {
     current: Arc<[Current]>,
     shared: Arc<Shared>,
     rss: Option<Arc<RssCheck>>,
+    /// The running request's end, shared with its sink.
+    done: Arc<JobDone>,
+}
+
+/// Who has finished with a request: the worker thread that ran it ([`Feed::finish`]) and
+/// its response sink (dropped when the last holder of the response lets go: the thread, or
+/// the thread streaming a `wsgi.file_wrapper` file after it). Whichever is last sends
+/// [`FromWorker::Done`]: the host then knows the thread is free and the response's frames
+/// are all out.
+#[derive(Debug, Default)]
+struct JobDone(AtomicU8);
+
+const THREAD_DONE: u8 = 1;
+const SINK_DONE: u8 = 2;
+
+impl JobDone {
+    /// Records `who` as finished; true if the other had finished already.
+    fn finish(&self, who: u8) -> bool {
+        (self.0.fetch_or(who, Ordering::AcqRel) | who) == (THREAD_DONE | SINK_DONE)
+    }
 }
 
 impl SocketFeed {
@@ -243,6 +263,7 @@ impl SocketFeed {
             current,
             shared,
             rss,
+            done: Arc::default(),
         })
     }
 }
@@ -301,10 +322,12 @@ impl Feed for SocketFeed {
             },
         };
         let cancelled = self.current[self.slot].start(request.id);
+        self.done = Arc::default();
         let sink = SocketSink {
             writer: self.writer.clone(),
             cancelled,
             ended: AtomicBool::new(false),
+            done: self.done.clone(),
         };
         Some(Job {
             id: request.id,
@@ -318,7 +341,13 @@ impl Feed for SocketFeed {
     }
 
     fn finish(&mut self) {
-        let _ = lock(&self.writer).flush();
+        let mut writer = lock(&self.writer);
+        if self.done.finish(THREAD_DONE) {
+            // After the response's last frame, in the same write.
+            let _ = writer.queue(&FromWorker::Done);
+        }
+        let _ = writer.flush();
+        drop(writer);
         if let Some(rss) = &self.rss {
             rss.after_request();
         }
@@ -369,7 +398,9 @@ impl Pull for SocketPull {
 struct SocketSink {
     writer: Writer,
     cancelled: Arc<AtomicBool>,
+    /// The response's last frame has been sent.
     ended: AtomicBool,
+    done: Arc<JobDone>,
 }
 
 impl SocketSink {
@@ -394,7 +425,7 @@ impl SocketSink {
 
 impl RemoteSink for SocketSink {
     fn try_send(&self, msg: Msg) -> TrySend {
-        if self.cancelled.load(Ordering::Acquire) {
+        if self.is_gone() {
             return TrySend::Gone;
         }
         if matches!(msg, Msg::Data(_)) {
@@ -408,7 +439,7 @@ impl RemoteSink for SocketSink {
     }
 
     fn send(&self, msg: Msg) -> Result<(), Gone> {
-        if self.cancelled.load(Ordering::Acquire) {
+        if self.is_gone() {
             return Err(Gone);
         }
         self.note_end(&msg);
@@ -428,15 +459,22 @@ impl RemoteSink for SocketSink {
 
 impl Drop for SocketSink {
     fn drop(&mut self) {
-        // Whatever happened (a cancelled client, a bug), the host must learn the request
-        // is over before it sends the next one.
+        let mut writer = lock(&self.writer);
         if !self.ended.load(Ordering::Acquire) {
+            // Whatever happened (a cancelled client, a bug), the response needs an end.
             let why = if self.cancelled.load(Ordering::Acquire) {
                 "the client went away"
             } else {
                 "the worker ended the request without finishing its response"
             };
-            let _ = lock(&self.writer).send(&FromWorker::Abort(why.into()));
+            let _ = writer.queue(&FromWorker::Abort(why.into()));
         }
+        if self.done.finish(SINK_DONE) {
+            // The thread finished first (a file streamed after it returned): nothing else
+            // will write for this request, so it all goes out from here.
+            let _ = writer.queue(&FromWorker::Done);
+            let _ = writer.flush();
+        }
+        // Otherwise the thread's `finish` writes it, without the GIL.
     }
 }

@@ -5,7 +5,9 @@
 //! - one **data socket per worker thread** (a "slot"): the host sends a [`ToWorker::Request`]
 //!   only when the slot is idle, then body pieces as the worker asks for them
 //!   ([`FromWorker::Want`]); the worker answers a [`FromWorker::Head`], body pieces, and
-//!   [`FromWorker::End`] or [`FromWorker::Abort`]. Nothing says that the worker took the
+//!   [`FromWorker::End`] or [`FromWorker::Abort`], then [`FromWorker::Done`] once its thread
+//!   is free again (after the iterable's `close()`, which may take its time after the
+//!   response is complete): the slot is idle from then on. Nothing says that the worker took the
 //!   request: a worker that dies leaves the host's socket at `ECONNRESET` if a request was
 //!   still unread, at end of stream if not (see [`crate::runner`]'s worker-process runner).
 //!   Body frames the host sent before it learnt the request was over may still be queued
@@ -46,6 +48,7 @@ const DATA: u8 = 0x14;
 const END: u8 = 0x15;
 const ABORT: u8 = 0x16;
 const SHORT: u8 = 0x17;
+const DONE: u8 = 0x18;
 // Control socket, host → worker.
 const CONFIG: u8 = 0x21;
 const INTERRUPT: u8 = 0x22;
@@ -116,6 +119,10 @@ pub(crate) enum FromWorker {
     Abort(String),
     /// The application ended its body short of its `Content-Length` (the host logs why).
     Short(String),
+    /// The worker thread has finished the request, `close()` included, and reads the next.
+    /// Comes after the response's last frame; alone, it means the response was left
+    /// unfinished.
+    Done,
 }
 
 /// What a worker process needs to load the application, sent first on the control socket.
@@ -321,6 +328,7 @@ impl Message for FromWorker {
             }
             FromWorker::Data(data) => Encoded::body(DATA, data.clone()),
             FromWorker::End => Encoded::fields(END),
+            FromWorker::Done => Encoded::fields(DONE),
             FromWorker::Abort(why) => {
                 put_bytes(out, why.as_bytes());
                 Encoded::fields(ABORT)
@@ -366,6 +374,7 @@ impl Message for FromWorker {
             }
             DATA => FromWorker::Data(f.rest()),
             END => FromWorker::End,
+            DONE => FromWorker::Done,
             ABORT => FromWorker::Abort(f.string("abort reason")?),
             SHORT => FromWorker::Short(f.string("short body reason")?),
             k => return Err(unexpected(k, "a worker-to-host data")),
@@ -866,6 +875,7 @@ mod tests {
             FromWorker::Head(Head::plain(StatusCode::OK, "")),
             FromWorker::Data(Bytes::from_static(b"piece")),
             FromWorker::End,
+            FromWorker::Done,
             FromWorker::Abort("ValueError: boom".into()),
             FromWorker::Short("sent 3 of 10 bytes".into()),
         ];

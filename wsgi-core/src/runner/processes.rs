@@ -856,8 +856,11 @@ struct Slot {
 
 /// How relaying a request ended.
 enum Relayed {
-    /// The worker sent the response's end; what to tell its supervisor, if anything.
+    /// The worker sent the response's end, and its thread is free; what to tell its
+    /// supervisor, if anything.
     Done(Option<Event>),
+    /// The worker sent the response's end, then died (in the iterable's `close()`).
+    DoneThenLost(Option<Event>),
     /// The connection broke; whether the worker had started the request.
     Lost { started: bool, head_sent: bool },
 }
@@ -931,14 +934,11 @@ impl Slot {
             metrics.busy_threads.fetch_sub(1, Ordering::Relaxed);
             let worker = self.pool.groups[self.group].worker.load(Ordering::Acquire);
             match relayed {
-                Relayed::Done(due) => {
-                    if let Some(state) = self.worker() {
-                        state.requests.fetch_add(1, Ordering::Relaxed);
-                        state.served.fetch_add(1, Ordering::Relaxed);
-                        if let Some(event) = due {
-                            state.send(event);
-                        }
-                    }
+                Relayed::Done(due) => self.count_served(due),
+                Relayed::DoneThenLost(due) => {
+                    self.count_served(due);
+                    // Its supervisor reports the death and starts a replacement.
+                    return;
                 }
                 Relayed::Lost { started: false, .. } => {
                     // The application never saw it: another worker gets it.
@@ -962,6 +962,17 @@ impl Slot {
                         .try_send(Msg::Abort("the application's worker process died".into()));
                     return;
                 }
+            }
+        }
+    }
+
+    /// Counts a request the worker answered, and tells its supervisor `due`.
+    fn count_served(&self, due: Option<Event>) {
+        if let Some(state) = self.worker() {
+            state.requests.fetch_add(1, Ordering::Relaxed);
+            state.served.fetch_add(1, Ordering::Relaxed);
+            if let Some(event) = due {
+                state.send(event);
             }
         }
     }
@@ -1001,6 +1012,11 @@ impl Slot {
         let shared = &self.pool.shared;
         // Set by any frame from the worker: it has read the request.
         let (mut started, mut head_sent, mut cancelled) = (false, false, false);
+        // Set when the response is complete: the client has it, and the slot waits for
+        // `Done` (the worker thread may still be in the iterable's `close()`) before it
+        // sends that thread another request, which would wait behind the `close()` while
+        // other threads may be idle.
+        let mut finished: Option<Option<Event>> = None;
         loop {
             let frame = match reader.recv::<FromWorker>() {
                 Ok(Some(frame)) => frame,
@@ -1013,9 +1029,21 @@ impl Slot {
                 Err(e) if e.kind() == io::ErrorKind::ConnectionReset && !started => {
                     return lost(false, false);
                 }
+                // Died after the response was complete (in `close()`): the client has its
+                // answer, and this slot's worker is gone.
+                Ok(None) | Err(_) if finished.is_some() => {
+                    return Relayed::DoneThenLost(finished.flatten());
+                }
                 Ok(None) | Err(_) => return lost(true, head_sent),
             };
             started = true;
+            if finished.is_some() {
+                // Nothing but `Done` follows the response's end.
+                if matches!(frame, FromWorker::Done) {
+                    return Relayed::Done(finished.flatten());
+                }
+                continue;
+            }
             let delivered = match frame {
                 FromWorker::Want(want) => {
                     let chunk = job.input.next_chunk(want, shared.body_timeout);
@@ -1033,31 +1061,37 @@ impl Slot {
                 }
                 FromWorker::Head(head) => {
                     head_sent = true;
-                    let full = matches!(head.body, crate::response::HeadBody::Full(_));
-                    if full {
-                        let due = self.pause_if_due();
-                        let _ = job.tx.send(Msg::Head(head));
-                        return Relayed::Done(due);
+                    if matches!(head.body, crate::response::HeadBody::Full(_)) {
+                        finished = Some(self.pause_if_due());
                     }
                     job.tx.send(Msg::Head(head))
                 }
                 FromWorker::Data(bytes) => job.tx.send(Msg::Data(bytes)),
                 FromWorker::End => {
-                    let due = self.pause_if_due();
-                    let _ = job.tx.send(Msg::End);
-                    return Relayed::Done(due);
+                    finished = Some(self.pause_if_due());
+                    job.tx.send(Msg::End)
                 }
                 FromWorker::Short(why) => {
-                    let due = self.pause_if_due();
-                    let _ = job.tx.send(Msg::Short(why));
-                    return Relayed::Done(due);
+                    finished = Some(self.pause_if_due());
+                    job.tx.send(Msg::Short(why))
                 }
                 FromWorker::Abort(why) => {
+                    finished = Some(self.pause_if_due());
+                    job.tx.send(Msg::Abort(why))
+                }
+                FromWorker::Done => {
+                    // The worker's side of the request ended without its response's end.
                     let due = self.pause_if_due();
-                    let _ = job.tx.send(Msg::Abort(why));
+                    let _ = job.tx.send(Msg::Abort(
+                        "the worker ended the request without finishing its response".into(),
+                    ));
                     return Relayed::Done(due);
                 }
             };
+            if finished.is_some() {
+                // Delivered or not (the client may have gone), the response is over.
+                continue;
+            }
             if delivered.is_err() && !cancelled {
                 // The client has gone (or the watchdog answered): the application should
                 // stop; what it still sends is read and dropped until its end.
