@@ -242,17 +242,19 @@ mod tests {
         }
     }
 
+    /// A recorder behind `gate`, if any, and what it receives.
+    fn recorder(gate: Option<mpsc::Receiver<()>>) -> (Recorder, mpsc::Receiver<Vec<u8>>) {
+        let (tx, writes) = mpsc::channel();
+        (Recorder { writes: tx, gate }, writes)
+    }
+
     fn line(writer: &LogWriter, text: &str) {
         writer.make_writer().write_all(text.as_bytes()).unwrap();
     }
 
     #[test]
     fn a_burst_of_lines_is_written_at_once_and_in_order() {
-        let (tx, writes) = mpsc::channel();
-        let recorder = Recorder {
-            writes: tx,
-            gate: None,
-        };
+        let (recorder, writes) = recorder(None);
         // Long enough that the loop below cannot take longer on a loaded machine.
         let (writer, guard) = start(recorder, 100, Duration::from_millis(300), "test-log").unwrap();
         for n in 0..50 {
@@ -271,12 +273,8 @@ mod tests {
 
     #[test]
     fn lines_beyond_the_limit_are_dropped_and_counted_not_waited_for() {
-        let (tx, writes) = mpsc::channel();
         let (open, gate) = mpsc::channel();
-        let recorder = Recorder {
-            writes: tx,
-            gate: Some(gate),
-        };
+        let (recorder, writes) = recorder(Some(gate));
         let (writer, guard) = start(recorder, 3, GATHER, "test-log").unwrap();
         // The first line is taken by the writer, which then waits on the closed gate: the
         // batch fills up behind it.
@@ -300,11 +298,7 @@ mod tests {
 
     #[test]
     fn stopping_writes_what_is_queued_without_waiting_for_the_gathering_time() {
-        let (tx, writes) = mpsc::channel();
-        let recorder = Recorder {
-            writes: tx,
-            gate: None,
-        };
+        let (recorder, writes) = recorder(None);
         // A stop right after the lines, long before the gathering time is over.
         let (writer, guard) = start(recorder, 1_000, Duration::from_secs(60), "test-log").unwrap();
         line(&writer, "a\n");
