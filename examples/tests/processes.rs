@@ -230,8 +230,8 @@ fn a_thread_in_close_takes_no_request_while_others_are_idle() {
 
 /// A worker that dies in the iterable's `close()` (a C extension crashing in cleanup) has
 /// already handed over the complete response: the client gets it whole, the log blames no
-/// response for the death, and a request handed meanwhile to that thread, which is still in
-/// close(), is left unread in its socket and served by the replacement.
+/// response for the death, and a request sent meanwhile, while that thread is still in
+/// close() and the other is busy, waits in the host's queue and is served by the replacement.
 #[test]
 fn a_worker_dying_in_close_leaves_its_complete_response_whole() {
     each_server(|kind| {
@@ -256,8 +256,8 @@ fn a_worker_dying_in_close_leaves_its_complete_response_whole() {
             let (got, received) = request(addr, "GET", &target, b"");
             assert_eq!(got, status, "{kind} {variant}");
             assert_eq!(String::from_utf8_lossy(&received), body, "{kind} {variant}");
-            // The host hands this to the thread still in close(); give it time to get there
-            // (if it does not, the replacement serves it all the same).
+            // Both threads are busy (one held, one in close()): this waits in the host's
+            // queue; give it time to get there.
             let next = std::thread::spawn(move || request(addr, "GET", "/pid", b""));
             std::thread::sleep(Duration::from_millis(300));
             dies.open();
