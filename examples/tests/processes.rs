@@ -460,6 +460,102 @@ fn metrics_count_each_workers_requests_and_restarts() {
     assert!(requests >= 1, "{text}");
 }
 
+/// Sends SIGTERM to `server` and asserts that it exits, cleanly, within `limit`.
+fn assert_stops_within(mut server: Server, limit: Duration, what: &str) {
+    server.signal("TERM");
+    let signalled = Instant::now();
+    let status = server.wait_exit(DEADLINE);
+    let took = signalled.elapsed();
+    assert!(
+        status.is_some_and(|s| s.success()) && took < limit,
+        "{what}: exit {status:?} {took:?} after SIGTERM\n{}",
+        server.stderr()
+    );
+}
+
+/// The value of the unlabelled gauge `name` in a Prometheus scrape of `bind`.
+fn gauge(bind: &str, name: &str) -> u64 {
+    let (status, body) = request(bind.parse().unwrap(), "GET", "/metrics", b"");
+    assert_eq!(status, 200);
+    let text = String::from_utf8(body).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
+/// Django leaves a reference cycle through `start_response` whenever it handles an
+/// exception inside a request (a 404 page), and the cycle lives until a garbage collection
+/// that an idle worker may never run. A worker thread is free when its response is complete
+/// and `close()` has returned, whatever the application keeps alive.
+#[test]
+fn a_reference_cycle_holding_start_response_does_not_hold_its_thread() {
+    each_server(|kind| {
+        let bind = format!("127.0.0.1:{}", free_port());
+        // Two threads each (`start`'s default).
+        let options = ["--processes", "2", "--metrics-bind", &bind];
+        let server = start(serve_app(kind, &options, "cycle_app.py"));
+        for i in 0..50 {
+            let (status, body) = server.get("/cycle");
+            assert_eq!(status, 200, "{kind}: request {i}: {body}");
+        }
+        test_support::eventually("wsgi_in_flight 0", || {
+            (gauge(&bind, "wsgi_in_flight") == 0).then_some(())
+        });
+        assert_stops_within(server, Duration::from_secs(1), kind);
+    });
+}
+
+/// The same with Django itself: its 404 page is an exception handled inside the request.
+#[test]
+fn django_404_pages_do_not_hold_their_threads() {
+    let Some(venv) = common::framework_venv("django") else {
+        return;
+    };
+    let venv = venv.to_str().expect("a UTF-8 VIRTUAL_ENV");
+    each_server(|kind| {
+        let bind = format!("127.0.0.1:{}", free_port());
+        let options = ["--processes", "2", "--metrics-bind", &bind, "--venv", venv];
+        let server = start(serve_app(kind, &options, "django_site.py"));
+        for i in 0..50 {
+            let (status, body) = server.get(&format!("/no-such-page-{i}/"));
+            assert_eq!(status, 404, "{kind}: request {i}: {body}");
+        }
+        test_support::eventually("wsgi_in_flight 0", || {
+            (gauge(&bind, "wsgi_in_flight") == 0).then_some(())
+        });
+        assert_stops_within(server, Duration::from_secs(1), kind);
+    });
+}
+
+/// A `start_response`, `write` or `wsgi.input` that the application keeps past its request
+/// raises when called: the response it belonged to is over, and in a worker process the
+/// socket it would use carries the next request.
+#[test]
+fn start_response_write_and_input_kept_past_their_request_raise() {
+    for processes in ["0", "1"] {
+        let options = ["--processes", processes];
+        let server = start(serve_app("axum", &options, "cycle_app.py"));
+        assert_eq!(server.get("/keep").0, 200);
+        let (status, body) = server.get("/call-kept");
+        assert_eq!(status, 200, "--processes {processes}: {body}");
+        for call in ["start_response", "write"] {
+            let expected = format!(
+                "{call} RuntimeError: start_response() or write() called after the request ended"
+            );
+            assert!(
+                body.contains(&expected),
+                "--processes {processes}: {expected:?} in\n{body}"
+            );
+        }
+        assert!(
+            body.contains("read OSError: wsgi.input read after the request ended"),
+            "--processes {processes}:\n{body}"
+        );
+        // The calls reached nothing: the next request is answered as usual.
+        assert_eq!(server.get("/cycle").0, 200);
+    }
+}
+
 // Replacement: restart.txt, SIGHUP, --max-requests, --max-rss, shutdown. Every replacement
 // starts the new worker, waits until it is ready, and only then retires the old one, so a
 // client sending requests all along sees no failure (gunicorn's SIGHUP and Passenger's

@@ -38,6 +38,29 @@ fn frameworks_required() -> bool {
     std::env::var_os("WSGI_REQUIRE_FRAMEWORKS").is_some_and(|v| !v.is_empty() && v != "0")
 }
 
+/// The virtualenv named by `VIRTUAL_ENV` if it has the Python package `package`, for a
+/// `serve --venv` that runs a framework's app. `None` (after saying why on stderr) when it
+/// has not and frameworks are not required; panics when they are.
+pub(crate) fn framework_venv(package: &str) -> Option<std::path::PathBuf> {
+    let venv = std::env::var_os("VIRTUAL_ENV").map(std::path::PathBuf::from);
+    let has = venv.as_ref().is_some_and(|venv| {
+        std::process::Command::new(venv.join("bin/python"))
+            .args(["-c", &format!("import {package}")])
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    if has {
+        return venv;
+    }
+    let why = format!(
+        "the Python package {package:?} is not in the virtualenv named by VIRTUAL_ENV \
+         ({venv:?}); install requirements-test.txt into it (scripts/test does)"
+    );
+    assert!(!frameworks_required(), "{why}");
+    eprintln!("SKIPPED: {why}, or set WSGI_REQUIRE_FRAMEWORKS=1 to make this a failure.");
+    None
+}
+
 /// Loads `app`, which needs the Python package `package`. `None` (after saying why on
 /// stderr) when that package cannot be imported and frameworks are not required; any
 /// other failure panics.

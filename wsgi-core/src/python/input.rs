@@ -45,6 +45,15 @@ impl WsgiInput {
         }
     }
 
+    /// Lets go of the body once its request has ended: in a worker process the source reads
+    /// the thread's socket, which carries the next request, and elsewhere it may hold a
+    /// spooled file. A read afterwards raises.
+    pub(crate) fn release(&mut self) {
+        self.source = InputSource::empty();
+        self.buf = BytesMut::new();
+        self.failure = Some("wsgi.input read after the request ended".into());
+    }
+
     pub(crate) fn too_large(&self) -> bool {
         self.source.too_large()
     }

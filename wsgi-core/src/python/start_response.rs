@@ -33,7 +33,9 @@ pub(crate) fn to_bytes(b: &Bound<'_, PyBytes>) -> Bytes {
 /// callable that `start_response` returns.
 #[pyclass(module = "wsgi_core", name = "StartResponse")]
 pub(crate) struct StartResponse {
-    tx: Arc<PipeTx>,
+    /// The response's way to the host; `None` once the request has ended
+    /// ([`StartResponse::release`]).
+    tx: Option<Arc<PipeTx>>,
     pending: Option<(StatusCode, Option<ReasonPhrase>, HeaderMap)>,
     committed: bool,
     /// The application's `Content-Length`, which the body may not exceed.
@@ -44,7 +46,7 @@ pub(crate) struct StartResponse {
 impl StartResponse {
     pub(crate) fn new(tx: Arc<PipeTx>) -> Self {
         StartResponse {
-            tx,
+            tx: Some(tx),
             pending: None,
             committed: false,
             declared: None,
@@ -54,6 +56,20 @@ impl StartResponse {
 
     pub(crate) fn committed(&self) -> bool {
         self.committed
+    }
+
+    /// Lets go of the response once its request has ended, so that whatever the application
+    /// keeps alive afterwards (Django leaves a reference cycle through `start_response`
+    /// whenever it handles an exception, collected at the next GC, if ever) holds nothing of
+    /// the request: a worker process's sink tells the host the thread is free only when it
+    /// is dropped. A call after this raises.
+    pub(crate) fn release(&mut self) {
+        self.tx = None;
+        self.pending = None;
+    }
+
+    fn ended() -> PyErr {
+        PyRuntimeError::new_err("start_response() or write() called after the request ended")
     }
 
     /// Sends the head, with the body either complete (`Full`) or to follow (`Stream`).
@@ -73,11 +89,14 @@ impl StartResponse {
     }
 
     fn push(&self, msg: Msg) -> Result<(), Gone> {
-        match self.tx.try_send(msg) {
+        let Some(tx) = &self.tx else {
+            return Err(Gone);
+        };
+        match tx.try_send(msg) {
             TrySend::Sent => Ok(()),
             TrySend::Gone => Err(Gone),
             // Sending a head never fills the pipe (it weighs nothing).
-            TrySend::Full(msg) => self.tx.send(msg),
+            TrySend::Full(msg) => tx.send(msg),
         }
     }
 
@@ -113,7 +132,9 @@ impl StartResponse {
             return Ok(Ok(()));
         }
         self.sent += data.len() as u64;
-        let tx = &self.tx;
+        let Some(tx) = &self.tx else {
+            return Ok(Err(Gone));
+        };
         Ok(match tx.try_send(Msg::Data(data)) {
             TrySend::Sent => Ok(()),
             TrySend::Gone => Err(Gone),
@@ -209,6 +230,9 @@ impl StartResponse {
         let exc_info = exc_info.filter(|e| !e.is_none());
         {
             let mut this = slf.borrow_mut();
+            if this.tx.is_none() {
+                return Err(Self::ended());
+            }
             if let Some(exc_info) = exc_info {
                 if this.committed {
                     // PEP 3333: too late to change the status; re-raise the original error.
@@ -250,6 +274,9 @@ impl StartResponse {
                     .unwrap_or_default()
             ))
         })?;
+        if self.tx.is_none() {
+            return Err(Self::ended());
+        }
         if self.pending.is_none() && !self.committed {
             return Err(PyRuntimeError::new_err(
                 "write() called before start_response()",

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::StatusCode;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
 use super::environ::{self, Template};
 use super::errors::WsgiErrors;
@@ -221,41 +221,70 @@ fn run(
             return;
         }
     };
-    match app.bind(py).call1((environ, &sr)) {
-        Err(err) => fail(py, &sr, &input, &vars, &err),
-        Ok(iterable) => {
-            if input.borrow().too_large() && !sr.borrow().committed() {
-                sr.borrow_mut()
-                    .fail(too_large(), "request body too large".into());
-            } else if let Ok(wrapper) = iterable.cast::<FileWrapper>()
-                && let Some(plan) = file_plan(py, wrapper)
-            {
-                let path = vars.request_uri().into_owned();
-                match stream_file(
-                    py,
-                    &sr,
-                    wrapper.clone().unbind(),
-                    plan,
-                    tx.clone(),
-                    path,
-                    in_flight,
-                ) {
-                    Ok(()) => {
-                        errors.borrow_mut().flush();
-                        return;
-                    }
-                    Err(err) => fail(py, &sr, &input, &vars, &err),
-                }
-                close(py, &iterable, &tx, &vars.request_uri());
-                return;
-            } else if let Err(err) = respond(py, &sr, &iterable) {
-                fail(py, &sr, &input, &vars, &err);
-            }
-            close(py, &iterable, &tx, &vars.request_uri());
-        }
-    }
+    let in_flight = call(py, app, environ, &sr, &input, &vars, &tx, in_flight);
     errors.borrow_mut().flush();
     drop(in_flight);
+    // Whatever the application keeps alive now (a reference cycle through the environ, a
+    // thread it started) holds nothing of the request: no way to the response nor to the
+    // body. Borrowed only if another thread is inside one of their methods right now.
+    if let Ok(mut sr) = sr.try_borrow_mut() {
+        sr.release();
+    }
+    if let Ok(mut input) = input.try_borrow_mut() {
+        input.release();
+    }
+}
+
+/// Calls the application and sends its response; `close()` is called on every path, by
+/// this thread or by the one streaming a file (which then owns `in_flight`; otherwise it is
+/// handed back).
+#[allow(clippy::too_many_arguments)]
+fn call(
+    py: Python<'_>,
+    app: &Py<PyAny>,
+    environ: Bound<'_, PyDict>,
+    sr: &Bound<'_, StartResponse>,
+    input: &Bound<'_, WsgiInput>,
+    vars: &CgiVars,
+    tx: &Arc<PipeTx>,
+    in_flight: InFlight,
+) -> Option<InFlight> {
+    let iterable = match app.bind(py).call1((environ, sr)) {
+        Ok(iterable) => iterable,
+        Err(err) => {
+            fail(py, sr, input, vars, &err);
+            return Some(in_flight);
+        }
+    };
+    if input.borrow().too_large() && !sr.borrow().committed() {
+        sr.borrow_mut()
+            .fail(too_large(), "request body too large".into());
+    } else if let Ok(wrapper) = iterable.cast::<FileWrapper>()
+        && let Some(plan) = file_plan(py, wrapper)
+    {
+        let path = vars.request_uri().into_owned();
+        match stream_file(
+            py,
+            sr,
+            wrapper.clone().unbind(),
+            plan,
+            tx.clone(),
+            path,
+            in_flight,
+        ) {
+            // The file's thread calls close().
+            Ok(()) => return None,
+            Err(err) => {
+                fail(py, sr, input, vars, &err);
+                close(py, &iterable, tx, &vars.request_uri());
+                return None;
+            }
+        }
+    } else if let Err(err) = respond(py, sr, &iterable) {
+        fail(py, sr, input, vars, &err);
+    }
+    close(py, &iterable, tx, &vars.request_uri());
+    Some(in_flight)
 }
 
 fn too_large() -> Head {
