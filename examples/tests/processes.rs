@@ -829,6 +829,59 @@ fn a_replacement_that_fails_to_import_leaves_the_old_worker_serving() {
     }
 }
 
+/// A stop is not a failed start: SIGTERM while a SIGHUP's replacement still imports the
+/// application stops the replacement at once, says so without an ERROR, and exits.
+#[test]
+fn sigterm_during_a_roll_stops_it_without_an_error() {
+    let mut command = serve_app("axum", &["--processes", "2"], "slow_import_app.py");
+    command.env("SLOW_IMPORT_SECS", "3");
+    let server = start(command);
+    server.signal("HUP");
+    server.stderr_with("replacing the worker process");
+    // Well inside the replacement's import.
+    std::thread::sleep(Duration::from_millis(300));
+    let log = server.stderr();
+    assert_stops_within(server, Duration::from_secs(1), "a roll under way");
+    assert!(!log.contains(" ERROR "), "{log}");
+}
+
+/// With `--grace` shorter than a request, the request is abandoned at the end of the grace
+/// period as in-process: the client has its answer then (a 503: the server stopped before
+/// the application answered), not when the application would have finished, and serve
+/// exits without waiting for it. Nothing is logged as an application or worker failure.
+#[test]
+fn a_request_longer_than_the_grace_is_abandoned_at_its_end() {
+    each_server(|kind| {
+        let mut server = workers(kind, &["--grace", "1s"]);
+        let addr = server.addr;
+        std::thread::scope(|s| {
+            let client = s.spawn(move || {
+                let sent = Instant::now();
+                let outcome =
+                    std::panic::catch_unwind(|| request(addr, "GET", "/block?secs=6", b"").0);
+                (outcome.ok(), sent.elapsed())
+            });
+            // Time for the request to reach its worker.
+            std::thread::sleep(Duration::from_millis(500));
+            server.signal("TERM");
+            let signalled = Instant::now();
+            let status = server.wait_exit(DEADLINE);
+            let took = signalled.elapsed();
+            let (status_code, answered) = client.join().unwrap();
+            let log = server.stderr();
+            assert!(
+                status.is_some_and(|s| s.success()) && took < Duration::from_secs(3),
+                "{kind}: exit {status:?} {took:?} after SIGTERM\n{log}"
+            );
+            assert!(
+                matches!(status_code, None | Some(503)) && answered < Duration::from_secs(4),
+                "{kind}: the client got {status_code:?} after {answered:?}\n{log}"
+            );
+            assert!(!log.contains(" ERROR "), "{kind}:\n{log}");
+        });
+    });
+}
+
 #[test]
 fn workers_run_their_atexit_handlers_when_serve_stops() {
     let dir = recycle_dir();

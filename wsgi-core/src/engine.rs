@@ -467,6 +467,7 @@ impl Engine {
                 if aborted > 0 {
                     tracing::warn!(target: "wsgi_core", aborted, "grace period over; aborting in-flight requests");
                     shared.force_close.store(true, Ordering::Release);
+                    runner.abort();
                 }
                 // Worker processes leave through their `atexit` handlers before the program
                 // exits (and takes them with it).
@@ -661,6 +662,12 @@ impl Future for ResponseFuture {
                 let head = match rx.poll_recv(cx) {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(Some(Msg::Head(head))) => head,
+                    // Abandoned at the end of a shutdown's grace period, which the engine
+                    // logged: no application fault.
+                    Poll::Ready(_) if rx.force_closed() => Head::plain(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "Service Unavailable: the server stopped before the application answered\n",
+                    ),
                     Poll::Ready(_) => {
                         tracing::error!(target: "wsgi_core", "Python worker ended a request without a response");
                         Head::plain(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n")

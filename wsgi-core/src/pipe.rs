@@ -272,6 +272,12 @@ impl PipeRx {
         self.pop()
     }
 
+    /// Whether the engine's shutdown has abandoned what is still running (its grace
+    /// period is over): a sender that went without a word was stopped, not faulty.
+    pub(crate) fn force_closed(&self) -> bool {
+        self.0.force_close.load(Ordering::Relaxed)
+    }
+
     fn pop(&mut self) -> Poll<Option<Msg>> {
         let mut st = self.0.lock();
         let Some(msg) = st.queue.pop_front() else {

@@ -44,6 +44,11 @@ pub(crate) trait Runner: Send + Sync + std::fmt::Debug {
         let _ = wait;
     }
 
+    /// A shutdown's grace period is over, and the requests still running are abandoned:
+    /// whatever holds them back from ending (a worker process busy with one) may be
+    /// stopped by force. In-process, nothing: a Python thread cannot be stopped.
+    fn abort(&self) {}
+
     /// Stops the request `id` running in watchdog slot `slot`, which overran its timeout
     /// and has been answered already. Must not hit another request of that slot.
     fn interrupt(&self, slot: usize, id: u64);

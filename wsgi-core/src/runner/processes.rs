@@ -21,6 +21,7 @@
 //! group, at once if it had lived a while, after a growing pause if it keeps dying young.
 
 use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::process::Child;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -87,6 +88,9 @@ struct Pool {
     lifecycle: Lifecycle,
     /// `tmp/always_restart.txt` exists: every request gets a fresh worker (development).
     always_restart: AtomicBool,
+    /// A shutdown's grace period is over: what still runs is abandoned, and the processes
+    /// running it are killed.
+    aborting: AtomicBool,
 }
 
 /// One group of slots: the sockets of one worker process's threads.
@@ -98,6 +102,52 @@ struct Group {
     worker: AtomicUsize,
     /// Slot threads still running for this group.
     live_slots: AtomicUsize,
+    /// Slot threads of this group relaying a request now.
+    busy: AtomicUsize,
+    /// A process loading the application here, so that a shutdown can end its start-up at
+    /// once instead of waiting for the import.
+    starting: Mutex<Option<Starting>>,
+}
+
+/// A worker process that has not reported ready yet.
+#[derive(Debug)]
+struct Starting {
+    /// A handle of its control socket, on which its supervisor waits.
+    control: UnixStream,
+    /// The process itself, to kill without the risk of hitting a reused pid (the
+    /// supervisor reaps it); `None` where the kernel has no pidfds (before Linux 5.3).
+    pidfd: Option<OwnedFd>,
+}
+
+impl Starting {
+    /// Kills the process and wakes its supervisor.
+    fn stop(self) {
+        if let Some(pidfd) = &self.pidfd {
+            // SAFETY: `pidfd` is an open pidfd owned by `self`; the call reads no memory of
+            // ours (no siginfo) and has no other side effect than sending the signal.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    pidfd.as_raw_fd(),
+                    libc::SIGKILL,
+                    std::ptr::null::<libc::siginfo_t>(),
+                    0,
+                );
+            }
+        }
+        let _ = self.control.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// A pidfd for `child`, which must not have been reaped yet.
+fn pidfd(child: &Child) -> Option<OwnedFd> {
+    let pid = libc::pid_t::try_from(child.id()).ok()?;
+    // SAFETY: `pidfd_open` takes a pid and flags and returns a new descriptor or -1; no
+    // memory is passed.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let fd = i32::try_from(fd).ok().filter(|&fd| fd >= 0)?;
+    // SAFETY: the kernel just returned this descriptor to us, and nothing else owns it.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// What the metrics and the triggers know of one worker index.
@@ -149,6 +199,8 @@ enum Event {
     Rss(u64),
     /// The worker reached its request budget: check it now rather than at the next tick.
     Check,
+    /// A shutdown's grace period is over: kill the process if it still runs a request.
+    Abort,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -176,6 +228,8 @@ impl Processes {
                     control: Mutex::new(None),
                     worker: AtomicUsize::new(group),
                     live_slots: AtomicUsize::new(0),
+                    busy: AtomicUsize::new(0),
+                    starting: Mutex::new(None),
                 })
                 .collect(),
             workers: (0..processes).map(|_| WorkerState::default()).collect(),
@@ -185,6 +239,7 @@ impl Processes {
             shared,
             lifecycle,
             always_restart: AtomicBool::new(false),
+            aborting: AtomicBool::new(false),
         });
         let (started_tx, started_rx) = mpsc::channel();
         for index in 0..processes {
@@ -318,9 +373,25 @@ impl Runner for Processes {
         // and the worker then sees its sockets close; `Shutdown` makes it exit (through its
         // `atexit` handlers) when all its threads have.
         self.pool.queue.close();
-        for group in 0..self.pool.groups.len() {
+        for (index, group) in self.pool.groups.iter().enumerate() {
+            // A process still importing the application would hold a supervisor (and the
+            // stop) until its import ends; it has nothing to finish, so it is stopped now.
+            if let Some(starting) = lock(&group.starting).take() {
+                starting.stop();
+            }
             self.pool
-                .control(group, &ControlToWorker::Shutdown { grace_ms: 0 });
+                .control(index, &ControlToWorker::Shutdown { grace_ms: 0 });
+        }
+    }
+
+    fn abort(&self) {
+        // A process with a request still running would exit only when it ends; its client
+        // is abandoned as in-process (the host cuts the connection when it exits), so the
+        // process is killed, as gunicorn does at its graceful timeout. Idle ones go on to
+        // exit through their `atexit` handlers.
+        self.pool.aborting.store(true, Ordering::Release);
+        for worker in self.pool.workers.iter() {
+            worker.send(Event::Abort);
         }
     }
 
@@ -516,8 +587,10 @@ impl Supervisor {
         backoff: &mut Backoff,
         group: &mut usize,
     ) -> Option<Duration> {
+        // An event taken while coalescing repeated recycles, handled next.
+        let mut next = None;
         loop {
-            let event = match events.recv_timeout(TICK) {
+            let event = match next.take().map_or_else(|| events.recv_timeout(TICK), Ok) {
                 Ok(event) => Some(event),
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => return None,
@@ -540,12 +613,18 @@ impl Supervisor {
                         backoff.reset();
                     }
                     self.replace(&mut process, reason, rng);
-                    // Requests for the same thing while it was under way are served by it.
-                    while let Ok(Event::Recycle(again)) = events.try_recv() {
-                        if again != reason {
-                            let _ = self.events_tx.send(Event::Recycle(again));
+                    // Requests for the same thing while it was under way are served by it;
+                    // anything else (the process's exit above all) is handled next.
+                    while let Ok(event) = events.try_recv() {
+                        if !matches!(event, Event::Recycle(again) if again == reason) {
+                            next = Some(event);
                             break;
                         }
+                    }
+                }
+                Some(Event::Abort) => {
+                    if self.pool.groups[process.group].busy.load(Ordering::Acquire) > 0 {
+                        let _ = process.child.kill();
                     }
                 }
                 Some(Event::Rss(bytes)) => {
@@ -606,11 +685,29 @@ impl Supervisor {
         if let Err(e) = writer.send(&ControlToWorker::Config(self.config.clone())) {
             return Err(fail(&mut child, Error::WorkerChannel(e)));
         }
+        {
+            // Under the lock `close` takes, so that either it sees this socket or this sees
+            // the engine closed.
+            let mut starting = lock(&self.pool.groups[group].starting);
+            if self.pool.queue.is_closed() {
+                drop(starting);
+                return Err(fail(
+                    &mut child,
+                    Error::WorkerStartup("the engine closed".into()),
+                ));
+            }
+            *starting = timer.try_clone().ok().map(|control| Starting {
+                control,
+                pidfd: pidfd(&child),
+            });
+        }
         // A worker hung in its import must not hold the start-up (or a replacement's spare)
         // for ever: Passenger's `passenger_start_timeout`.
         let limit = self.pool.lifecycle.start_timeout;
         let _ = timer.set_read_timeout(Some(limit));
-        let (pid, python) = match wait_ready(&mut child, &mut reader) {
+        let ready = wait_ready(&mut child, &mut reader);
+        lock(&self.pool.groups[group].starting).take();
+        let (pid, python) = match ready {
             Ok(ready) => ready,
             Err(Error::WorkerChannel(e))
                 if matches!(
@@ -730,7 +827,12 @@ impl Supervisor {
                     self.pool.queue.pause(process.group, false);
                 }
                 self.pool.give_back(spare);
-                tracing::error!(target: "wsgi_core", worker = self.index, reason = reason.as_str(), "the replacement worker process failed to start; the old one keeps serving: {e}");
+                if self.pool.queue.is_closed() {
+                    // Stopped by the shutdown, not failed: the old one finishes and exits.
+                    tracing::info!(target: "wsgi_core", worker = self.index, reason = reason.as_str(), "the engine is stopping: the replacement worker process was stopped before it was ready");
+                } else {
+                    tracing::error!(target: "wsgi_core", worker = self.index, reason = reason.as_str(), "the replacement worker process failed to start; the old one keeps serving: {e}");
+                }
                 return;
             }
         };
@@ -823,6 +925,13 @@ fn drain(pool: Arc<Pool>, mut old: Process, worker: usize) {
     let status = loop {
         match old.child.try_wait() {
             Ok(Some(status)) => break Ok(status),
+            Ok(None)
+                if pool.aborting.load(Ordering::Acquire)
+                    && pool.groups[old.group].busy.load(Ordering::Acquire) > 0 =>
+            {
+                let _ = old.child.kill();
+                break old.child.wait();
+            }
             Ok(None) if Instant::now() >= deadline => {
                 tracing::warn!(target: "wsgi_core", worker, pid = old.pid, grace_s = pool.lifecycle.drain_grace.as_secs(), "a replaced worker process did not finish within the grace period; killing it");
                 let _ = old.child.kill();
@@ -929,15 +1038,24 @@ impl Slot {
                     stage: Stage::Running,
                 });
             }
+            let group = &self.pool.groups[self.group];
+            group.busy.fetch_add(1, Ordering::AcqRel);
             let relayed = self.relay(&mut job, &mut reader, &mut writer);
+            group.busy.fetch_sub(1, Ordering::AcqRel);
             shared.slots[self.index].lock().take();
             metrics.busy_threads.fetch_sub(1, Ordering::Relaxed);
-            let worker = self.pool.groups[self.group].worker.load(Ordering::Acquire);
+            let worker = group.worker.load(Ordering::Acquire);
             match relayed {
                 Relayed::Done(due) => self.count_served(due),
                 Relayed::DoneThenLost(due) => {
                     self.count_served(due);
                     // Its supervisor reports the death and starts a replacement.
+                    return;
+                }
+                Relayed::Lost { .. } if self.pool.aborting.load(Ordering::Acquire) => {
+                    // Killed at the end of a shutdown's grace period, which the engine has
+                    // logged: the request is abandoned, as it is in-process.
+                    tracing::debug!(target: "wsgi_core", worker, "{}: abandoned at the end of the grace period", describe(&job));
                     return;
                 }
                 Relayed::Lost { started: false, .. } => {
