@@ -1,5 +1,6 @@
 //! `serve` end to end: the ways of naming an application, and the start-up errors a user can
-//! act on, each with exit status 1 and a message saying what is wrong.
+//! act on, each with exit status 1 and a message saying what is wrong, the same whether
+//! Python runs in `serve`'s process or in a worker process.
 
 mod common;
 
@@ -74,19 +75,48 @@ fn a_factory_is_called_with_literal_arguments() {
     );
 }
 
+/// Where Python runs, as `--processes` says: in `serve`'s own process, or in one worker.
+const MODES: [&str; 2] = ["0", "1"];
+
+/// Runs `serve` with `args` once in each of the [`MODES`], and checks that each run fails as
+/// [`assert_fails_with`] requires, mentioning `words`, with the same report in both: the
+/// `error:` line and all after it, the `hint:` line included. Returns the in-process run's
+/// stderr.
+fn assert_fails_alike(args: &[&str], words: &[&str]) -> String {
+    let runs: Vec<String> = MODES
+        .iter()
+        .map(|processes| {
+            let mut command = serve_command();
+            command.args(["--processes", processes]).args(args);
+            assert_fails_with(command, words)
+        })
+        .collect();
+    let report = |stderr: &str| {
+        let lines = stderr.lines().skip_while(|l| !l.starts_with("error: "));
+        lines.collect::<Vec<_>>().join("\n")
+    };
+    assert_eq!(
+        report(&runs[1]),
+        report(&runs[0]),
+        "serve {args:?} should report the same error with a worker process as without; \
+         stderr with one:\n{}",
+        runs[1]
+    );
+    runs.into_iter().next().expect("one run per mode")
+}
+
 #[test]
 fn a_factory_with_code_in_its_arguments_is_refused() {
-    let mut command = serve_command();
-    command.arg("factory_app:create_app(__import__('os').getcwd())");
-    assert_fails_with(command, &["invalid application", "literals"]);
+    assert_fails_alike(
+        &["factory_app:create_app(__import__('os').getcwd())"],
+        &["invalid application", "literals"],
+    );
 }
 
 #[test]
 fn a_factory_that_raises_shows_its_traceback() {
-    let mut command = serve_command();
-    command.arg("factory_app:failing_factory()");
-    assert_fails_with(
-        command,
+    assert_fails_alike(
+        &["factory_app:failing_factory()"],
         &[
             "failing_factory()",
             "raised",
@@ -98,19 +128,18 @@ fn a_factory_that_raises_shows_its_traceback() {
 
 #[test]
 fn a_factory_that_returns_nothing_is_named() {
-    let mut command = serve_command();
-    command.arg("factory_app:forgetful_factory()");
-    assert_fails_with(
-        command,
+    assert_fails_alike(
+        &["factory_app:forgetful_factory()"],
         &["forgetful_factory()", "returned a NoneType", "return app"],
     );
 }
 
 #[test]
 fn a_missing_file_is_named_with_the_directory_searched() {
-    let mut command = serve_command();
-    command.arg("no_such_app.py");
-    let stderr = assert_fails_with(command, &["no_such_app.py", "not found", "hint: "]);
+    let stderr = assert_fails_alike(
+        &["no_such_app.py"],
+        &["no_such_app.py", "not found", "hint: "],
+    );
     assert!(
         stderr.contains(fixtures().to_str().unwrap()),
         "the working directory should be named:\n{stderr}"
@@ -124,32 +153,26 @@ fn a_missing_file_is_named_with_the_directory_searched() {
 
 #[test]
 fn a_directory_without_passenger_wsgi_says_what_to_name() {
-    let mut command = serve_command();
-    command.arg("chdir_site");
-    assert_fails_with(
-        command,
+    assert_fails_alike(
+        &["chdir_site"],
         &["chdir_site", "passenger_wsgi.py", "module:callable"],
     );
 }
 
 #[test]
 fn a_syntax_error_names_the_file_and_line() {
-    let mut command = serve_command();
-    command.arg("bad_syntax.py");
-    assert_fails_with(
-        command,
+    assert_fails_alike(
+        &["bad_syntax.py"],
         &["SyntaxError", "bad_syntax.py", "line 4", "def application"],
     );
 }
 
 #[test]
 fn an_import_error_shows_the_traceback_and_sys_path() {
-    let mut command = serve_command();
-    command.arg("missing_import.py");
     let mut words = MISSING_IMPORT_REPORT.to_vec();
-    // In-process, `serve` knows the error and adds the flag that may fix it.
-    words.push("--venv");
-    let stderr = assert_fails_with(command, &words);
+    // `serve` knows the error, from a worker process too, and adds the flag that may fix it.
+    words.extend(["hint: ", "--venv"]);
+    let stderr = assert_fails_alike(&["missing_import.py"], &words);
     // The application's own directory was searched first.
     let first_entry = stderr
         .lines()
@@ -161,13 +184,12 @@ fn an_import_error_shows_the_traceback_and_sys_path() {
 
 #[test]
 fn a_module_not_on_sys_path_suggests_chdir() {
-    let mut command = serve_command();
-    command.arg("wsgi_startup_no_such_module:application");
-    assert_fails_with(
-        command,
+    assert_fails_alike(
+        &["wsgi_startup_no_such_module:application"],
         &[
             "could not import",
             "wsgi_startup_no_such_module",
+            "hint: ",
             "--chdir",
             "sys.path searched",
         ],
@@ -176,19 +198,18 @@ fn a_module_not_on_sys_path_suggests_chdir() {
 
 #[test]
 fn a_missing_attribute_lists_the_callables() {
-    let mut command = serve_command();
-    command.arg("hello.py:aplication");
-    assert_fails_with(
-        command,
+    assert_fails_alike(
+        &["hello.py:aplication"],
         &["has no attribute", "aplication", "application", "helper"],
     );
 }
 
 #[test]
 fn an_attribute_that_is_not_callable_is_named_with_its_type() {
-    let mut command = serve_command();
-    command.arg("hello.py:CONFIG");
-    assert_fails_with(command, &["CONFIG", "is a dict", "not a callable"]);
+    assert_fails_alike(
+        &["hello.py:CONFIG"],
+        &["CONFIG", "is a dict", "not a callable"],
+    );
 }
 
 #[test]
@@ -215,16 +236,18 @@ fn a_taken_metrics_port_is_reported_before_the_app_loads() {
 
 #[test]
 fn an_unusable_spool_directory_is_named() {
-    let mut command = serve_command();
-    command.args(["--spool-dir", "/nonexistent/wsgi-spool-dir", "hello.py"]);
-    assert_fails_with(command, &["/nonexistent/wsgi-spool-dir", "--spool-dir"]);
+    assert_fails_alike(
+        &["--spool-dir", "/nonexistent/wsgi-spool-dir", "hello.py"],
+        &["/nonexistent/wsgi-spool-dir", "--spool-dir"],
+    );
 }
 
 #[test]
 fn a_missing_chdir_directory_is_named() {
-    let mut command = serve_command();
-    command.args(["--chdir", "/nonexistent/wsgi-startup-dir", "hello.py"]);
-    assert_fails_with(command, &["/nonexistent/wsgi-startup-dir", "--chdir"]);
+    assert_fails_alike(
+        &["--chdir", "/nonexistent/wsgi-startup-dir", "hello.py"],
+        &["/nonexistent/wsgi-startup-dir", "--chdir"],
+    );
 }
 
 /// A copy of `hello.py` in a temporary directory with a `.python-version` naming `version`.
@@ -259,17 +282,15 @@ fn a_python_version_file_for_another_python_warns() {
 fn a_python_version_file_for_another_python_is_refused_when_strict() {
     let other = another_python_version();
     let dir = app_with_python_version(&other);
-    let mut command = serve_command();
-    command
-        .arg("--strict-python-version")
-        .arg(dir.path().join("hello.py"));
-    assert_fails_with(
-        command,
+    let app = dir.path().join("hello.py");
+    assert_fails_alike(
+        &["--strict-python-version", app.to_str().unwrap()],
         &[
             ".python-version",
             &other,
             &python().major_minor,
             "PYO3_PYTHON=",
+            "hint: leave out --strict-python-version",
         ],
     );
 }

@@ -264,8 +264,10 @@ pub enum Error {
         /// The start timeout, in seconds.
         secs: f64,
     },
-    /// A worker process could not load the application; the message is the error the
-    /// worker met, worded as when Python runs in this process.
+    /// A worker process could not start for a reason that has no variant of its own.
+    ///
+    /// A worker that cannot load the application reports the same variant as when Python
+    /// runs in this process ([`Error::AppImport`], [`Error::AppFileNotFound`], ...).
     #[error("{0}")]
     WorkerStartup(String),
     /// The control channel to a worker process broke or carried something unreadable.

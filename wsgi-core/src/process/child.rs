@@ -20,6 +20,7 @@ use super::log::{
 use super::messages::{ControlFromWorker, ControlToWorker, FromWorker, RequestBody, ToWorker};
 use super::wire::{FrameReader, FrameWriter};
 use crate::config::AppConfig;
+use crate::error::Error;
 use crate::input::{Chunk, InputSource, Pull, Pulled};
 use crate::job::Job;
 use crate::lifecycle::rss::self_rss;
@@ -59,15 +60,15 @@ pub(crate) fn run(control: UnixStream, slots: Vec<UnixStream>) -> i32 {
         strict_python_version: config.strict_python_version,
         multiprocess: config.multiprocess,
     };
-    // The host reports the failure; the writer ends after sending it.
-    let fail = |message: String| {
-        let _ = sender.send(ControlFromWorker::StartupFailed { message });
+    // The host reports the failure, as the error itself; the writer ends after sending it.
+    let fail = |error: Error| {
+        let _ = sender.send(ControlFromWorker::StartupFailed(Box::new(error)));
         let _ = writer.join();
         1
     };
     let callable = match python::load_app(&app) {
         Ok(callable) => callable,
-        Err(e) => return fail(e.to_string()),
+        Err(e) => return fail(e),
     };
     let shared = Arc::new(Shared::new(
         slots.len(),
@@ -92,7 +93,11 @@ pub(crate) fn run(control: UnixStream, slots: Vec<UnixStream>) -> i32 {
     for (slot, socket) in slots.into_iter().enumerate() {
         match SocketFeed::new(socket, slot, current.clone(), shared.clone(), rss.clone()) {
             Ok(feed) => feeds.push(Jobs::Fed(Box::new(feed))),
-            Err(e) => return fail(format!("cannot use the worker's sockets: {e}")),
+            Err(e) => {
+                return fail(Error::WorkerStartup(format!(
+                    "cannot use the worker's sockets: {e}"
+                )));
+            }
         }
     }
     let threads = match python::spawn_workers(
@@ -103,7 +108,7 @@ pub(crate) fn run(control: UnixStream, slots: Vec<UnixStream>) -> i32 {
         config.multiprocess,
     ) {
         Ok(threads) => threads,
-        Err(e) => return fail(e.to_string()),
+        Err(e) => return fail(e),
     };
     let mut threads = Some(threads);
     let _ = sender.send(ControlFromWorker::Ready {

@@ -98,11 +98,11 @@ pub(crate) fn spawn_control_writer<W: Write + Send + 'static>(
         .spawn(move || {
             let mut writer = FrameWriter::new(control);
             while let Ok(first) = rx.recv() {
-                let mut last = matches!(first, ControlFromWorker::StartupFailed { .. });
+                let mut last = matches!(first, ControlFromWorker::StartupFailed(_));
                 writer.queue(&first)?;
                 if !last {
                     for msg in rx.try_iter().take(COALESCE - 1) {
-                        last = matches!(msg, ControlFromWorker::StartupFailed { .. });
+                        last = matches!(msg, ControlFromWorker::StartupFailed(_));
                         writer.queue(&msg)?;
                         if last {
                             break;
@@ -249,14 +249,15 @@ mod tests {
         ];
         assert_eq!(records.len(), expected.len(), "{records:?}");
         for (got, (level, target, message)) in records.iter().zip(expected) {
-            assert_eq!(
-                got,
-                &ControlFromWorker::Log(LogRecord {
-                    level,
-                    target: target.into(),
-                    message: message.into(),
-                })
-            );
+            let ControlFromWorker::Log(got) = got else {
+                panic!("not a log record: {got:?}")
+            };
+            let want = LogRecord {
+                level,
+                target: target.into(),
+                message: message.into(),
+            };
+            assert_eq!(got, &want);
         }
     }
 
@@ -320,18 +321,16 @@ mod tests {
         writer.join().unwrap().unwrap();
         let bytes = out.0.lock().unwrap().clone();
         let mut reader = FrameReader::new(&bytes[..]);
-        assert_eq!(
-            reader.recv::<ControlFromWorker>().unwrap(),
-            Some(ControlFromWorker::Log(record("one")))
-        );
-        assert_eq!(
-            reader.recv::<ControlFromWorker>().unwrap(),
+        let mut next = || reader.recv::<ControlFromWorker>().unwrap();
+        assert!(matches!(next(), Some(ControlFromWorker::Log(r)) if r == record("one")));
+        assert!(matches!(
+            next(),
             Some(ControlFromWorker::Stats {
                 rss_bytes: 1,
                 requests: 2
             })
-        );
-        assert_eq!(reader.recv::<ControlFromWorker>().unwrap(), None);
+        ));
+        assert!(next().is_none());
     }
 
     /// What the host-side test subscriber saw of one event.

@@ -17,6 +17,11 @@
 //! Kinds are disjoint across the four message types, so a frame sent the wrong way is an
 //! error rather than a misreading. Integers are little-endian; strings and byte strings are
 //! a `u32` length then the bytes; an optional value is a presence byte then the value.
+//!
+//! A worker's start-up error ([`ControlFromWorker::StartupFailed`]) travels as the [`Error`]
+//! itself, variant and fields, so the host returns what an in-process engine would, and a
+//! program can match on it (`serve` adds the flag that fixes it). Variants only the host
+//! produces go as their message, in an [`Error::WorkerStartup`].
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
@@ -32,6 +37,8 @@ use tracing::level_filters::LevelFilter;
 
 use super::wire::{Encoded, Fields, Frame, Message, invalid, put_bytes, put_opt_bytes};
 use crate::environ::{CgiVars, PathInfo, Value};
+use crate::error::{Error, MissingModule, PythonException};
+use crate::python;
 use crate::response::{Head, HeadBody, ReasonPhrase};
 
 // Data socket, host → worker.
@@ -59,6 +66,29 @@ const READY: u8 = 0x31;
 const STARTUP_FAILED: u8 = 0x32;
 const LOG: u8 = 0x33;
 const STATS: u8 = 0x34;
+
+/// The first field of a [`STARTUP_FAILED`] frame: which [`Error`] variant its fields are.
+mod error_code {
+    /// [`Error::WorkerStartup`](crate::Error::WorkerStartup): a message, which is also how
+    /// every variant without a code of its own travels.
+    pub(super) const MESSAGE: u8 = 0;
+    pub(super) const INVALID_APP_SPEC: u8 = 1;
+    pub(super) const APP_FILE_NOT_FOUND: u8 = 2;
+    pub(super) const NO_PASSENGER_FILE: u8 = 3;
+    pub(super) const APP_SYNTAX: u8 = 4;
+    pub(super) const APP_IMPORT: u8 = 5;
+    pub(super) const APP_ATTRIBUTE_MISSING: u8 = 6;
+    pub(super) const APP_NOT_CALLABLE: u8 = 7;
+    pub(super) const APP_FACTORY: u8 = 8;
+    pub(super) const APP_FACTORY_RESULT: u8 = 9;
+    pub(super) const BASE_DIR: u8 = 10;
+    pub(super) const VENV: u8 = 11;
+    pub(super) const VENV_VERSION: u8 = 12;
+    pub(super) const PYTHON_VERSION_FILE: u8 = 13;
+    pub(super) const PYTHON: u8 = 14;
+    pub(super) const THREAD: u8 = 15;
+    pub(super) const NESTED_WORKER: u8 = 16;
+}
 
 /// A request handed to a worker thread.
 #[derive(Debug)]
@@ -191,7 +221,7 @@ pub(crate) struct LogRecord {
 }
 
 /// Control socket, worker → host.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) enum ControlFromWorker {
     /// The application is loaded; the worker takes requests.
     Ready {
@@ -200,11 +230,9 @@ pub(crate) enum ControlFromWorker {
         /// The embedded Python's version.
         python: String,
     },
-    /// Loading failed; the message is the error as the in-process engine would show it.
-    StartupFailed {
-        /// The error, ready for the user.
-        message: String,
-    },
+    /// Loading failed, with the error an in-process engine would have returned (boxed: it
+    /// dwarfs the other variants).
+    StartupFailed(Box<Error>),
     /// A log event.
     Log(LogRecord),
     /// Periodic figures for the supervisor.
@@ -468,8 +496,8 @@ impl Message for ControlFromWorker {
                 put_bytes(out, python.as_bytes());
                 Encoded::fields(READY)
             }
-            ControlFromWorker::StartupFailed { message } => {
-                put_bytes(out, message.as_bytes());
+            ControlFromWorker::StartupFailed(error) => {
+                put_error(out, error);
                 Encoded::fields(STARTUP_FAILED)
             }
             ControlFromWorker::Log(record) => {
@@ -496,9 +524,7 @@ impl Message for ControlFromWorker {
                 pid: f.u32("pid")?,
                 python: f.string("python version")?,
             },
-            STARTUP_FAILED => ControlFromWorker::StartupFailed {
-                message: f.string("startup error")?,
-            },
+            STARTUP_FAILED => ControlFromWorker::StartupFailed(Box::new(get_error(&mut f)?)),
             LOG => ControlFromWorker::Log(LogRecord {
                 level: level_from(f.u8("log level")?)?,
                 target: f.string("log target")?,
@@ -512,6 +538,371 @@ impl Message for ControlFromWorker {
         };
         f.finish("a worker-to-host control frame")?;
         Ok(msg)
+    }
+}
+
+/// Writes `error`: its [`error_code`], then its fields. Variants only the host produces are
+/// written as their message, as an [`Error::WorkerStartup`].
+fn put_error(out: &mut BytesMut, error: &Error) {
+    use error_code as code;
+    let put_str = |out: &mut BytesMut, s: &str| put_bytes(out, s.as_bytes());
+    let put_path = |out: &mut BytesMut, p: &std::path::Path| put_bytes(out, &path_bytes(p));
+    match error {
+        Error::InvalidAppSpec { spec, reason } => {
+            out.put_u8(code::INVALID_APP_SPEC);
+            put_str(out, spec);
+            put_str(out, reason);
+        }
+        Error::AppFileNotFound { path, base_dir } => {
+            out.put_u8(code::APP_FILE_NOT_FOUND);
+            put_path(out, path);
+            put_path(out, base_dir);
+        }
+        Error::NoPassengerFile { dir } => {
+            out.put_u8(code::NO_PASSENGER_FILE);
+            put_path(out, dir);
+        }
+        Error::AppSyntax {
+            file,
+            line,
+            message,
+            context,
+        } => {
+            out.put_u8(code::APP_SYNTAX);
+            put_str(out, file);
+            out.put_u32_le(*line);
+            put_str(out, message);
+            put_str(out, context);
+        }
+        Error::AppImport {
+            module,
+            sys_path,
+            missing,
+            venv,
+            exception,
+        } => {
+            out.put_u8(code::APP_IMPORT);
+            put_str(out, module);
+            let count = u32::try_from(sys_path.len()).expect("sys.path length fits u32");
+            out.put_u32_le(count);
+            for entry in sys_path {
+                put_str(out, entry);
+            }
+            match missing {
+                None => out.put_u8(0),
+                Some(MissingModule::App(name)) => {
+                    out.put_u8(1);
+                    put_str(out, name);
+                }
+                Some(MissingModule::Dependency(name)) => {
+                    out.put_u8(2);
+                    put_str(out, name);
+                }
+            }
+            put_opt_bytes(out, venv.as_deref().map(path_bytes).as_deref());
+            put_exception(out, exception);
+        }
+        Error::AppAttributeMissing {
+            module,
+            callable,
+            candidates,
+        } => {
+            out.put_u8(code::APP_ATTRIBUTE_MISSING);
+            put_str(out, module);
+            put_str(out, callable);
+            put_str(out, candidates);
+        }
+        Error::AppNotCallable {
+            module,
+            callable,
+            type_name,
+        } => {
+            out.put_u8(code::APP_NOT_CALLABLE);
+            put_str(out, module);
+            put_str(out, callable);
+            put_str(out, type_name);
+        }
+        Error::AppFactory {
+            module,
+            call,
+            exception,
+        } => {
+            out.put_u8(code::APP_FACTORY);
+            put_str(out, module);
+            put_str(out, call);
+            put_exception(out, exception);
+        }
+        Error::AppFactoryResult {
+            module,
+            call,
+            type_name,
+        } => {
+            out.put_u8(code::APP_FACTORY_RESULT);
+            put_str(out, module);
+            put_str(out, call);
+            put_str(out, type_name);
+        }
+        Error::BaseDir { path, source } => {
+            out.put_u8(code::BASE_DIR);
+            put_path(out, path);
+            put_io_error(out, source);
+        }
+        Error::Venv {
+            path,
+            origin,
+            reason,
+        } => {
+            out.put_u8(code::VENV);
+            put_path(out, path);
+            put_str(out, origin);
+            put_str(out, reason);
+        }
+        Error::VenvVersion {
+            path,
+            venv,
+            running,
+            remedy,
+        } => {
+            out.put_u8(code::VENV_VERSION);
+            put_path(out, path);
+            put_str(out, venv);
+            put_str(out, running);
+            put_str(out, remedy);
+        }
+        Error::PythonVersionFile {
+            file,
+            wanted,
+            running,
+            remedy,
+        } => {
+            out.put_u8(code::PYTHON_VERSION_FILE);
+            put_path(out, file);
+            put_str(out, wanted);
+            put_str(out, running);
+            put_str(out, remedy);
+        }
+        Error::Python { action, source } => {
+            out.put_u8(code::PYTHON);
+            put_str(out, action);
+            put_exception(out, source);
+        }
+        Error::Thread(source) => {
+            out.put_u8(code::THREAD);
+            put_io_error(out, source);
+        }
+        Error::NestedWorker => out.put_u8(code::NESTED_WORKER),
+        Error::WorkerStartup(message) => {
+            out.put_u8(code::MESSAGE);
+            put_str(out, message);
+        }
+        // The host's own errors: no worker meets them while loading the application. A new
+        // variant a worker can meet gets a code of its own instead.
+        Error::SpoolDir { .. }
+        | Error::Config { .. }
+        | Error::TrustedProxy { .. }
+        | Error::RestartUnsupported
+        | Error::ProcessesUnsupported
+        | Error::WorkerSpawn(_)
+        | Error::WorkerExitedEarly { .. }
+        | Error::WorkerCrashed { .. }
+        | Error::WorkerStartTimeout { .. }
+        | Error::WorkerChannel(_) => {
+            out.put_u8(code::MESSAGE);
+            put_str(out, &error.to_string());
+        }
+    }
+}
+
+/// The error [`put_error`] wrote.
+fn get_error(f: &mut Fields) -> io::Result<Error> {
+    use error_code as code;
+    let path = |f: &mut Fields, what: &str| f.vec(what).map(path_from);
+    Ok(match f.u8("error variant")? {
+        code::MESSAGE => Error::WorkerStartup(f.string("start-up error")?),
+        code::INVALID_APP_SPEC => Error::InvalidAppSpec {
+            spec: f.string("application spec")?,
+            reason: f.string("reason")?,
+        },
+        code::APP_FILE_NOT_FOUND => Error::AppFileNotFound {
+            path: path(f, "application file")?,
+            base_dir: path(f, "base directory")?,
+        },
+        code::NO_PASSENGER_FILE => Error::NoPassengerFile {
+            dir: path(f, "application directory")?,
+        },
+        code::APP_SYNTAX => Error::AppSyntax {
+            file: f.string("file")?,
+            line: f.u32("line")?,
+            message: f.string("message")?,
+            context: f.string("context")?,
+        },
+        code::APP_IMPORT => {
+            let module = f.string("module")?;
+            let count = f.count("sys.path", 4)?;
+            let mut sys_path = Vec::with_capacity(count);
+            for _ in 0..count {
+                sys_path.push(f.string("sys.path entry")?);
+            }
+            let missing = match f.u8("missing module kind")? {
+                0 => None,
+                1 => Some(MissingModule::App(f.string("missing module")?)),
+                2 => Some(MissingModule::Dependency(f.string("missing module")?)),
+                k => return Err(invalid(format!("unknown missing module kind {k}"))),
+            };
+            Error::AppImport {
+                module,
+                sys_path,
+                missing,
+                venv: f.option("venv", |f| path(f, "venv"))?,
+                exception: Box::new(get_exception(f)?),
+            }
+        }
+        code::APP_ATTRIBUTE_MISSING => Error::AppAttributeMissing {
+            module: f.string("module")?,
+            callable: f.string("callable")?,
+            candidates: f.string("candidates")?,
+        },
+        code::APP_NOT_CALLABLE => Error::AppNotCallable {
+            module: f.string("module")?,
+            callable: f.string("callable")?,
+            type_name: f.string("type name")?,
+        },
+        code::APP_FACTORY => Error::AppFactory {
+            module: f.string("module")?,
+            call: f.string("call")?,
+            exception: Box::new(get_exception(f)?),
+        },
+        code::APP_FACTORY_RESULT => Error::AppFactoryResult {
+            module: f.string("module")?,
+            call: f.string("call")?,
+            type_name: f.string("type name")?,
+        },
+        code::BASE_DIR => Error::BaseDir {
+            path: path(f, "base directory")?,
+            source: get_io_error(f)?,
+        },
+        code::VENV => Error::Venv {
+            path: path(f, "venv")?,
+            origin: f.string("venv origin")?,
+            reason: f.string("reason")?,
+        },
+        code::VENV_VERSION => Error::VenvVersion {
+            path: path(f, "venv")?,
+            venv: f.string("venv version")?,
+            running: f.string("running version")?,
+            remedy: f.string("remedy")?,
+        },
+        code::PYTHON_VERSION_FILE => Error::PythonVersionFile {
+            file: path(f, ".python-version file")?,
+            wanted: f.string("wanted version")?,
+            running: f.string("running version")?,
+            remedy: f.string("remedy")?,
+        },
+        code::PYTHON => {
+            let action = f.string("action")?;
+            python_error(&action, get_exception(f)?)
+        }
+        code::THREAD => Error::Thread(get_io_error(f)?),
+        code::NESTED_WORKER => Error::NestedWorker,
+        k => return Err(invalid(format!("unknown start-up error variant {k}"))),
+    })
+}
+
+fn put_exception(out: &mut BytesMut, exception: &PythonException) {
+    put_bytes(out, exception.type_name.as_bytes());
+    put_bytes(out, exception.message.as_bytes());
+    put_bytes(out, exception.traceback.as_bytes());
+}
+
+fn get_exception(f: &mut Fields) -> io::Result<PythonException> {
+    Ok(PythonException {
+        type_name: f.string("exception type")?,
+        message: f.string("exception message")?,
+        traceback: f.string("traceback")?,
+    })
+}
+
+/// Writes an operating-system error as its `errno`, which the host turns back into the same
+/// error; any other as its kind and, unless it is the kind's own, its message.
+fn put_io_error(out: &mut BytesMut, error: &io::Error) {
+    if let Some(errno) = error.raw_os_error() {
+        out.put_u8(0);
+        out.put_i32_le(errno);
+        return;
+    }
+    let kind = error.kind();
+    let code = IO_ERROR_KINDS.iter().position(|&k| k == kind);
+    let message = error.to_string();
+    match code {
+        Some(code) if error.get_ref().is_none() && message == io::Error::from(kind).to_string() => {
+            out.put_u8(1);
+            out.put_u8(code as u8);
+        }
+        _ => {
+            out.put_u8(2);
+            out.put_u8(code.unwrap_or(0) as u8);
+            put_bytes(out, message.as_bytes());
+        }
+    }
+}
+
+/// The error [`put_io_error`] wrote.
+fn get_io_error(f: &mut Fields) -> io::Result<io::Error> {
+    let form = f.u8("I/O error form")?;
+    if form == 0 {
+        return Ok(io::Error::from_raw_os_error(f.i32("errno")?));
+    }
+    let code = usize::from(f.u8("I/O error kind")?);
+    let kind = *IO_ERROR_KINDS
+        .get(code)
+        .ok_or_else(|| invalid(format!("unknown I/O error kind {code}")))?;
+    match form {
+        1 => Ok(io::Error::from(kind)),
+        2 => Ok(io::Error::new(kind, f.string("I/O error message")?)),
+        k => Err(invalid(format!("unknown I/O error form {k}"))),
+    }
+}
+
+/// The kinds of I/O error that travel as themselves (by their index); any other arrives as
+/// `Other`, the first, with its message. Only errors that are not the operating system's
+/// use this: those travel as their `errno`.
+const IO_ERROR_KINDS: [io::ErrorKind; 24] = {
+    use io::ErrorKind::*;
+    [
+        Other,
+        NotFound,
+        PermissionDenied,
+        ConnectionRefused,
+        ConnectionReset,
+        ConnectionAborted,
+        NotConnected,
+        AddrInUse,
+        AddrNotAvailable,
+        BrokenPipe,
+        AlreadyExists,
+        WouldBlock,
+        InvalidInput,
+        InvalidData,
+        TimedOut,
+        WriteZero,
+        Interrupted,
+        Unsupported,
+        UnexpectedEof,
+        OutOfMemory,
+        NotADirectory,
+        IsADirectory,
+        DirectoryNotEmpty,
+        ResourceBusy,
+    ]
+};
+
+/// [`Error::Python`] from a worker: the action it names is one of this binary's
+/// ([`python::action::ALL`]); one that is not (a list that fell behind) keeps its message, in
+/// an [`Error::WorkerStartup`].
+fn python_error(action: &str, source: PythonException) -> Error {
+    match python::action::ALL.iter().find(|known| **known == action) {
+        Some(action) => Error::Python { action, source },
+        None => Error::WorkerStartup(format!("Python interpreter error while {action}: {source}")),
     }
 }
 
@@ -943,9 +1334,9 @@ mod tests {
                 pid: 1234,
                 python: "3.12.3".into(),
             },
-            ControlFromWorker::StartupFailed {
-                message: "could not import app:\nTraceback ...".into(),
-            },
+            ControlFromWorker::StartupFailed(Box::new(Error::WorkerStartup(
+                "could not import app:\nTraceback ...".into(),
+            ))),
             ControlFromWorker::Log(LogRecord {
                 level: Level::WARN,
                 target: "python.logging".into(),
@@ -956,8 +1347,256 @@ mod tests {
                 requests: 5,
             },
         ] {
-            assert_eq!(round_trip(&msg), msg);
+            assert_eq!(format!("{:?}", round_trip(&msg)), format!("{msg:?}"));
         }
+    }
+
+    fn exception(type_name: &str, message: &str) -> PythonException {
+        PythonException {
+            type_name: type_name.into(),
+            message: message.into(),
+            traceback: format!(
+                "Traceback (most recent call last):\n  File \"/srv/app.py\", line 3, in <module>\n    \
+                 import flask\n{type_name}: {message}"
+            ),
+        }
+    }
+
+    /// One of each variant a worker sends as itself.
+    fn worker_errors() -> Vec<Error> {
+        let import = |missing, venv: Option<&str>| Error::AppImport {
+            module: "app".into(),
+            sys_path: vec!["/srv".into(), String::new(), "/usr/lib/python3.12".into()],
+            missing,
+            venv: venv.map(PathBuf::from),
+            exception: Box::new(exception("ModuleNotFoundError", "No module named 'flask'")),
+        };
+        vec![
+            Error::WorkerStartup("cannot use the worker's sockets: gone".into()),
+            Error::InvalidAppSpec {
+                spec: "app:create_app(os.getcwd())".into(),
+                reason: "arguments must be literals".into(),
+            },
+            Error::AppFileNotFound {
+                path: "no_such_app.py".into(),
+                base_dir: "/srv/caf\u{e9}".into(),
+            },
+            Error::NoPassengerFile {
+                dir: "/srv/site".into(),
+            },
+            Error::AppSyntax {
+                file: "/srv/app.py".into(),
+                line: 4,
+                message: "invalid syntax".into(),
+                context: "\n    def application(:\n                    ^".into(),
+            },
+            import(Some(MissingModule::Dependency("flask".into())), None),
+            import(
+                Some(MissingModule::Dependency("flask".into())),
+                Some("/srv/.venv"),
+            ),
+            import(Some(MissingModule::App("app".into())), Some("/srv/.venv")),
+            import(None, None),
+            Error::AppAttributeMissing {
+                module: "app".into(),
+                callable: "aplication".into(),
+                candidates: " (it has: application, helper)".into(),
+            },
+            Error::AppNotCallable {
+                module: "app".into(),
+                callable: "CONFIG".into(),
+                type_name: "dict".into(),
+            },
+            Error::AppFactory {
+                module: "app".into(),
+                call: "create_app('prod')".into(),
+                exception: Box::new(exception("KeyError", "'SECRET'")),
+            },
+            Error::AppFactoryResult {
+                module: "app".into(),
+                call: "create_app()".into(),
+                type_name: "NoneType".into(),
+            },
+            Error::BaseDir {
+                path: "/nonexistent".into(),
+                source: io::Error::from_raw_os_error(libc::ENOENT),
+            },
+            Error::BaseDir {
+                path: "/etc/hosts".into(),
+                source: io::ErrorKind::NotADirectory.into(),
+            },
+            Error::Venv {
+                path: "/srv/.venv".into(),
+                origin: " (from $VIRTUAL_ENV)".into(),
+                reason: "it has no pyvenv.cfg".into(),
+            },
+            Error::VenvVersion {
+                path: "/srv/.venv".into(),
+                venv: "3.11".into(),
+                running: "3.12".into(),
+                remedy: "recreate it".into(),
+            },
+            Error::PythonVersionFile {
+                file: "/srv/.python-version".into(),
+                wanted: "3.13.0".into(),
+                running: "3.12.3 (/usr/bin/python3.12)".into(),
+                remedy: "PYO3_PYTHON=python3.13 cargo build".into(),
+            },
+            Error::Python {
+                action: python::action::APP_DIR_ON_SYS_PATH,
+                source: exception("MemoryError", ""),
+            },
+            Error::Thread(io::Error::from_raw_os_error(libc::EAGAIN)),
+            Error::Thread(io::Error::new(io::ErrorKind::OutOfMemory, "no stack")),
+            Error::Thread(io::Error::other("odd")),
+            Error::NestedWorker,
+        ]
+    }
+
+    fn startup_round_trip(error: Error) -> Error {
+        match round_trip(&ControlFromWorker::StartupFailed(Box::new(error))) {
+            ControlFromWorker::StartupFailed(back) => *back,
+            other => panic!("not a start-up failure: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn startup_errors_round_trip_field_for_field() {
+        for error in worker_errors() {
+            let (debug, message) = (format!("{error:?}"), error.to_string());
+            let source = std::error::Error::source(&error).map(ToString::to_string);
+            let back = startup_round_trip(error);
+            assert_eq!(format!("{back:?}"), debug);
+            assert_eq!(back.to_string(), message);
+            let back_source = std::error::Error::source(&back).map(ToString::to_string);
+            assert_eq!(back_source, source, "{debug}");
+        }
+        // The fields a program matches on, as themselves.
+        let back = startup_round_trip(worker_errors().swap_remove(6));
+        let Error::AppImport {
+            missing: Some(MissingModule::Dependency(name)),
+            venv: Some(venv),
+            exception,
+            ..
+        } = back
+        else {
+            panic!("{back:?}")
+        };
+        assert_eq!(
+            (name.as_str(), venv.to_str()),
+            ("flask", Some("/srv/.venv"))
+        );
+        assert_eq!(
+            *exception,
+            self::exception("ModuleNotFoundError", "No module named 'flask'")
+        );
+        let Error::BaseDir { source, .. } = startup_round_trip(Error::BaseDir {
+            path: "/x".into(),
+            source: io::Error::from_raw_os_error(libc::EACCES),
+        }) else {
+            panic!("not a base directory error")
+        };
+        assert_eq!(source.kind(), io::ErrorKind::PermissionDenied);
+        assert_eq!(source.raw_os_error(), Some(libc::EACCES));
+        // A kind the host cannot name keeps its message.
+        let error = Error::Thread(io::ErrorKind::StorageFull.into());
+        let message = error.to_string();
+        assert_eq!(startup_round_trip(error).to_string(), message);
+    }
+
+    #[test]
+    fn every_action_arrives_as_itself_and_an_unknown_one_as_its_message() {
+        for known in python::action::ALL {
+            let back = startup_round_trip(Error::Python {
+                action: known,
+                source: exception("SystemError", "bad"),
+            });
+            assert!(
+                matches!(back, Error::Python { action, .. } if action == known),
+                "{back:?}"
+            );
+        }
+        let unknown = Error::Python {
+            action: "doing what this host has never heard of",
+            source: exception("SystemError", "bad"),
+        };
+        let message = unknown.to_string();
+        match startup_round_trip(unknown) {
+            Error::WorkerStartup(back) => assert_eq!(back, message),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// The host's own errors, which no worker meets, still arrive with their message.
+    #[test]
+    fn other_errors_travel_as_their_message() {
+        for error in [
+            Error::Config {
+                option: "threads",
+                value: "0".into(),
+                expected: "at least 1",
+            },
+            Error::WorkerStartTimeout { secs: 2.5 },
+            Error::SpoolDir {
+                path: "/nonexistent".into(),
+                source: io::Error::from_raw_os_error(libc::ENOENT),
+            },
+        ] {
+            let message = error.to_string();
+            match startup_round_trip(error) {
+                Error::WorkerStartup(back) => assert_eq!(back, message),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_malformed_startup_error_is_refused() {
+        let payload = |error: &Error| {
+            let mut out = BytesMut::new();
+            put_error(&mut out, error);
+            out.to_vec()
+        };
+        let decode = |payload: Vec<u8>| {
+            ControlFromWorker::decode(Frame {
+                kind: STARTUP_FAILED,
+                payload: Bytes::from(payload),
+            })
+        };
+        let refused = |payload: Vec<u8>, why: &str| {
+            let err = decode(payload).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+            assert!(err.to_string().contains(why), "{err}");
+        };
+        refused(vec![], "error variant");
+        refused(vec![0xee], "unknown start-up error variant 238");
+        // A missing-module kind that does not exist.
+        let import = payload(&worker_errors()[5]);
+        let mut bad = import.clone();
+        let at = import.windows(5).position(|w| w == b"flask").unwrap() - 5;
+        assert_eq!(bad[at], 2, "the kind byte of MissingModule::Dependency");
+        bad[at] = 7;
+        refused(bad, "unknown missing module kind 7");
+        // Cut short, or followed by bytes the host does not expect.
+        refused(import[..import.len() - 1].to_vec(), "truncated frame");
+        let mut longer = import.clone();
+        longer.push(0);
+        refused(longer, "unexpected bytes");
+        // A string that is not UTF-8.
+        let mut bad = payload(&Error::WorkerStartup("ok".into()));
+        let last = bad.len() - 1;
+        bad[last] = 0xff;
+        refused(bad, "not UTF-8");
+        // An I/O error of an unknown form or kind.
+        let thread = payload(&Error::Thread(io::Error::other("x")));
+        assert_eq!(&thread[..3], &[error_code::THREAD, 2, 0]);
+        let mut bad = thread.clone();
+        bad[1] = 9;
+        refused(bad, "unknown I/O error form 9");
+        let mut bad = thread;
+        bad[2] = 200;
+        refused(bad, "unknown I/O error kind 200");
+        assert!(decode(import).is_ok());
     }
 
     #[test]
@@ -1014,7 +1653,24 @@ mod tests {
             seed ^= seed << 17;
             seed
         };
-        for frame in [w.get_ref(), w2.get_ref(), w3.get_ref()] {
+        let mut w4 = FrameWriter::new(Vec::new());
+        for error in worker_errors() {
+            w4.send(&ControlFromWorker::StartupFailed(Box::new(error)))
+                .unwrap();
+        }
+        let mut frames = vec![
+            w.get_ref().clone(),
+            w2.get_ref().clone(),
+            w3.get_ref().clone(),
+        ];
+        let mut rest = &w4.get_ref()[..];
+        while !rest.is_empty() {
+            let len = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
+            let (frame, after) = rest.split_at(HEADER_LEN + len);
+            frames.push(frame.to_vec());
+            rest = after;
+        }
+        for frame in &frames {
             let kind = frame[4];
             let payload = &frame[HEADER_LEN..];
             let decode = |p: &[u8]| {

@@ -282,8 +282,9 @@ mod linux {
     }
 
     /// Waits for a new worker's verdict on loading the application: its pid and Python
-    /// version once ready, or the error to report. Log records that come first are emitted
-    /// into the host's `tracing`.
+    /// version once ready, or the error it met, the same [`Error`] as in-process (an
+    /// [`Error::AppImport`] stays one). Log records that come first are emitted into the
+    /// host's `tracing`.
     ///
     /// A worker that exits without a word is reported as [`Error::WorkerExitedEarly`], whose
     /// message names [`run_if_worker`](crate::run_if_worker): that is what happens when the
@@ -298,9 +299,7 @@ mod linux {
         loop {
             match control.recv::<ControlFromWorker>() {
                 Ok(Some(ControlFromWorker::Ready { pid, python })) => return Ok((pid, python)),
-                Ok(Some(ControlFromWorker::StartupFailed { message })) => {
-                    return Err(Error::WorkerStartup(message));
-                }
+                Ok(Some(ControlFromWorker::StartupFailed(error))) => return Err(*error),
                 Ok(Some(ControlFromWorker::Log(record))) => log::emit(&record, pid),
                 Ok(Some(ControlFromWorker::Stats { .. })) => {}
                 Ok(None) => {

@@ -436,6 +436,11 @@ impl Fields {
         Ok(self.buf.get_u32_le())
     }
 
+    pub(crate) fn i32(&mut self, what: &str) -> io::Result<i32> {
+        self.need(4, what)?;
+        Ok(self.buf.get_i32_le())
+    }
+
     pub(crate) fn u64(&mut self, what: &str) -> io::Result<u64> {
         self.need(8, what)?;
         Ok(self.buf.get_u64_le())

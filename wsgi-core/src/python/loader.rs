@@ -38,12 +38,11 @@ pub(crate) fn load_app(options: &AppConfig) -> Result<Py<PyAny>, Error> {
         // The base directory goes on `sys.path` too, as gunicorn's `--chdir` directory does.
         if let Some(base) = &options.base_dir {
             add_to_sys_path(py, base).map_err(|e| {
-                super::interpreter_error(py, "putting the base directory on sys.path", &e)
+                super::interpreter_error(py, super::action::BASE_DIR_ON_SYS_PATH, &e)
             })?;
         }
-        add_to_sys_path(py, &module_dir).map_err(|e| {
-            super::interpreter_error(py, "putting the application's directory on sys.path", &e)
-        })?;
+        add_to_sys_path(py, &module_dir)
+            .map_err(|e| super::interpreter_error(py, super::action::APP_DIR_ON_SYS_PATH, &e))?;
         // Checked before the import, so a typo in the arguments does not wait for a slow one.
         let call = spec
             .call_args

@@ -114,7 +114,20 @@ pub(crate) fn exception(py: Python<'_>, err: &PyErr) -> crate::error::PythonExce
     }
 }
 
-/// An interpreter failure while the engine was doing `action`.
+/// What the engine may be doing when the interpreter fails: [`Error::Python`]'s `action`.
+///
+/// [`Error::Python`]: crate::Error::Python
+pub(crate) mod action {
+    pub(crate) const BASE_DIR_ON_SYS_PATH: &str = "putting the base directory on sys.path";
+    pub(crate) const APP_DIR_ON_SYS_PATH: &str = "putting the application's directory on sys.path";
+    pub(crate) const VERSION_INFO: &str = "reading sys.version_info";
+    /// Every action above: a worker process's error names its action as text, and the host
+    /// finds it here to return the same `Error::Python` (one missing from the list keeps only
+    /// its message).
+    pub(crate) const ALL: [&str; 3] = [BASE_DIR_ON_SYS_PATH, APP_DIR_ON_SYS_PATH, VERSION_INFO];
+}
+
+/// An interpreter failure while the engine was doing `action`, one of [`action`]'s.
 pub(crate) fn interpreter_error(
     py: Python<'_>,
     action: &'static str,

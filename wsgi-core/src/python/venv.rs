@@ -100,7 +100,7 @@ pub(crate) fn activate(py: Python<'_>, root: &Path, origin: &str) -> Result<(), 
         .import("sys")
         .and_then(|sys| sys.getattr("version_info"))
         .and_then(|v| Ok((v.get_item(0)?.extract()?, v.get_item(1)?.extract()?)))
-        .map_err(|e| super::interpreter_error(py, "reading sys.version_info", &e))?;
+        .map_err(|e| super::interpreter_error(py, super::action::VERSION_INFO, &e))?;
     let running = format!("{major}.{minor}");
     let program = running_program(py, major, minor);
     let recreate = format!("{program} -m venv --clear {}", root.display());

@@ -13,6 +13,7 @@ use tracing::level_filters::LevelFilter;
 
 use super::linux::testing::{become_worker, spawn_worker_with};
 use super::*;
+use crate::error::MissingModule;
 use crate::process::messages::{
     ControlFromWorker, ControlToWorker, FromWorker, ToWorker, WorkerConfig,
 };
@@ -123,12 +124,12 @@ fn worker_calls_the_hook() {
     }
 }
 
-#[test]
-fn the_hook_hands_the_sockets_to_the_worker_code() {
+/// Starts a worker that runs the real worker code on `app`, and returns what it reports.
+fn start_worker_code(app: &str) -> Result<(u32, String), Error> {
     let (mut child, control, _slots) = spawn_running(2, "worker_calls_the_hook");
     FrameWriter::new(&control)
         .send(&ControlToWorker::Config(WorkerConfig {
-            app: "/nonexistent/app.py".into(),
+            app: app.into(),
             threads: 2,
             venv: None,
             venv_origin: String::new(),
@@ -140,12 +141,49 @@ fn the_hook_hands_the_sockets_to_the_worker_code() {
             max_rss: None,
         }))
         .unwrap();
-    // The app does not exist, so the worker code refuses it however far along it is.
-    match wait_ready(&mut child, &mut FrameReader::new(&control)) {
-        Err(Error::WorkerStartup(message)) => assert!(!message.is_empty()),
+    let verdict = wait_ready(&mut child, &mut FrameReader::new(&control));
+    if verdict.is_err() {
+        assert!(!child.wait().unwrap().success());
+    }
+    verdict
+}
+
+#[test]
+fn the_hook_hands_the_sockets_to_the_worker_code() {
+    // The app does not exist, so the worker code refuses it, with the error Python in this
+    // process would have met: the same variant, not a message.
+    match start_worker_code("/nonexistent/app.py") {
+        Err(Error::AppFileNotFound { path, .. }) => {
+            assert_eq!(path, std::path::Path::new("/nonexistent/app.py"));
+        }
         other => panic!("expected a start-up failure, got {other:?}"),
     }
-    assert!(!child.wait().unwrap().success());
+}
+
+#[test]
+fn a_missing_dependency_reaches_the_host_as_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("app.py");
+    std::fs::write(
+        &app,
+        "import wsgi_core_spawn_test_missing_dependency\n\ndef application(environ, start_response):\n    pass\n",
+    )
+    .unwrap();
+    match start_worker_code(app.to_str().unwrap()) {
+        Err(Error::AppImport {
+            missing: Some(MissingModule::Dependency(name)),
+            venv: None,
+            sys_path,
+            exception,
+            ..
+        }) => {
+            assert_eq!(name, "wsgi_core_spawn_test_missing_dependency");
+            assert_eq!(exception.type_name, "ModuleNotFoundError");
+            assert!(exception.traceback.contains("Traceback"), "{exception:?}");
+            assert_eq!(sys_path.first().map(String::as_str), dir.path().to_str());
+        }
+        other => panic!("expected the import error, got {other:?}"),
+    }
 }
 
 /// Worker side of `a_worker_running_main_again_cannot_spawn_workers`: a `main` without the
@@ -163,7 +201,9 @@ fn worker_without_the_hook_tries_to_spawn() {
         Err(e) => e.to_string(),
     };
     FrameWriter::new(&control)
-        .send(&ControlFromWorker::StartupFailed { message })
+        .send(&ControlFromWorker::StartupFailed(Box::new(
+            Error::WorkerStartup(message),
+        )))
         .unwrap();
     std::process::exit(0);
 }
