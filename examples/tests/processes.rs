@@ -700,6 +700,73 @@ fn a_leaking_app_stays_bounded_under_max_requests() {
     assert!(count(&server.stderr(), "reason=\"max_requests\"") >= 4);
 }
 
+/// The sum of `wsgi_worker_restarts_total` for `reason` in a `/metrics` text.
+fn restarts(metrics: &str, reason: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("wsgi_worker_restarts_total{")
+                && l.contains(&format!("reason=\"{reason}\""))
+        })
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
+#[test]
+fn max_requests_replaces_a_leaking_worker_in_its_first_seconds_with_the_default_min_lifetime() {
+    // Issue 21: 500 requests at 100/s to one worker with `--max-requests 100` all went to
+    // one pid (+502 MiB), the 10 s minimum lifetime holding the request limit back; gunicorn
+    // used six pids (+9.5 MiB). Here at 200/s, so the whole run fits in a worker's first 10 s.
+    let dir = recycle_dir();
+    let metrics_bind = format!("127.0.0.1:{}", free_port());
+    let mut command = serve_command();
+    command
+        .args(["--processes", "1", "--max-requests", "100"])
+        .args(["--metrics-bind", &metrics_bind])
+        .arg("recycle_app.py")
+        .current_dir(dir.path());
+    let server = start(command);
+    let first = children(server.pid());
+    assert_eq!(first.len(), 1, "{first:?}");
+    let baseline = rss_mib(*first.first().unwrap());
+    assert!(baseline > 0);
+    let (mut pids, mut failures, mut peak) = (BTreeSet::new(), Vec::new(), 0);
+    let started = Instant::now();
+    for i in 0..500 {
+        // Paced: a request waits for its turn, and after a replacement the next ones catch up.
+        let turn = started + Duration::from_millis(5) * i;
+        std::thread::sleep(turn.saturating_duration_since(Instant::now()));
+        let (status, body) = request(server.addr, "GET", "/leak", b"");
+        let body = String::from_utf8_lossy(&body);
+        match body.parse::<u32>() {
+            Ok(pid) if status == 200 => {
+                pids.insert(pid);
+                peak = peak.max(rss_mib(pid));
+            }
+            _ => failures.push(format!("request {i}: {status} {body}")),
+        }
+    }
+    let elapsed = started.elapsed();
+    let (status, metrics) = request(metrics_bind.parse().unwrap(), "GET", "/metrics", b"");
+    assert_eq!(status, 200);
+    let metrics = String::from_utf8(metrics).unwrap();
+    assert_eq!(failures, Vec::<String>::new(), "{}", server.stderr());
+    // Requests 1-100 on the first worker, 101-200 on the second, ...: five pids.
+    assert!(
+        pids.len() >= 5,
+        "{} pids in {elapsed:?}: {pids:?}\n{}",
+        pids.len(),
+        server.stderr()
+    );
+    assert!(restarts(&metrics, "max_requests") >= 4, "{metrics}");
+    // A worker keeps at most its 100 MiB, not the run's 500.
+    let growth = peak.saturating_sub(baseline);
+    assert!(
+        growth < 150,
+        "a worker grew by {growth} MiB ({baseline} -> {peak}) in {elapsed:?}"
+    );
+}
+
 #[test]
 fn a_replacement_that_fails_to_import_leaves_the_old_worker_serving() {
     let dir = recycle_dir();

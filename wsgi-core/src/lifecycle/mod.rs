@@ -6,8 +6,9 @@
 //! - [`policy`]: the operator's recycling settings ([`policy::Recycle`]) and each worker's
 //!   own limits drawn from them at spawn ([`policy::Budget`]): requests served, age and
 //!   resident memory, with jitter so workers do not all restart together, and a minimum
-//!   lifetime before any of these recycles (gunicorn's `max_requests`/`max_requests_jitter`,
-//!   Granian's `--workers-lifetime`/`--workers-max-rss`, uWSGI's `min-worker-lifetime`);
+//!   lifetime before a memory recycle, so a worker over the limit right after start-up is
+//!   not replaced in a loop (gunicorn's `max_requests`/`max_requests_jitter`, Granian's
+//!   `--workers-lifetime`/`--workers-max-rss`, uWSGI's `min-worker-lifetime`);
 //! - [`restart_file`]: Passenger's `tmp/restart.txt` and `tmp/always_restart.txt`;
 //! - [`rss`]: a process's resident memory, read from `/proc`;
 //! - [`backoff`]: how long to wait before replacing a worker that crashed, so a crash loop

@@ -571,8 +571,8 @@ impl Supervisor {
     }
 
     /// Replaces `process` if its budget is spent (`rss`: its memory, when measured). A
-    /// worker a slot paused at its request budget (`paused`) but too young to replace yet
-    /// (the minimum lifetime) is resumed; a later tick replaces it.
+    /// worker a slot paused at its request budget (`paused`) is replaced at once, whatever
+    /// its age; should its budget not be due after all, it is resumed.
     fn check_budget(&self, process: &mut Process, rss: Option<u64>, paused: bool, rng: &mut Rng) {
         if self.pool.queue.is_closed() {
             return;
@@ -886,8 +886,7 @@ impl Slot {
     /// Called just before a response's last message reaches the client: if this request
     /// spends the worker's request budget (or every request gets a fresh worker), the
     /// worker takes no next request, even one the client sends the moment it has this
-    /// response; its supervisor then replaces it (or resumes it, if it may not be replaced
-    /// yet).
+    /// response; its supervisor then replaces it.
     fn pause_if_due(&self) -> Option<Event> {
         let state = self.worker()?;
         let event = if self.pool.always_restart.load(Ordering::Relaxed) {
