@@ -169,6 +169,13 @@ impl EngineBuilder {
     /// is drained, never killed mid-request.
     /// Default: no limit. Needs [`processes`](Self::processes).
     ///
+    /// A worker is not replaced for memory before [`min_lifetime`](Self::min_lifetime). When
+    /// a worker is over the limit right after start-up after one that was too (the
+    /// application needs more than the limit just to start, so replacing it cannot help),
+    /// an error says so once, and each next worker is replaced for memory only after a
+    /// wait that doubles from twice `min_lifetime` (at least 2 s) to 5 minutes, until one
+    /// starts under the limit.
+    ///
     /// ```
     /// let builder = wsgi_core::Engine::builder("app.py").processes(2).max_rss(512 << 20);
     /// ```

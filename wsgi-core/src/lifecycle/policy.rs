@@ -28,8 +28,9 @@
 //!   starts at 0), so `max_requests` means N from a worker's first request, as in gunicorn
 //!   and Passenger; uWSGI holds its max-requests back too (`core/utils.c`), so a worker
 //!   there keeps whatever it leaks in its first 10 seconds. The age limit needs no guard:
-//!   [`Recycle::validate`] keeps it at or above the minimum. Granian has no such setting
-//!   but refuses a `--workers-lifetime` below 60 seconds; gunicorn has neither.
+//!   [`Recycle::validate`] keeps it at or above the minimum. When workers keep starting over
+//!   the memory limit anyway, [`super::rss_loop`] holds memory back longer. Granian has no
+//!   such setting but refuses a `--workers-lifetime` below 60 seconds; gunicorn has neither.
 //! - **Memory** is compared with `>=` as uWSGI and Granian do (`granian/server/mp.py`:
 //!   `wmem >= self.workers_rss`): the limit is the size at which a worker goes.
 //! - **All off by default**, as in each of them: recycling is a remedy the operator opts
@@ -157,7 +158,8 @@ pub(crate) struct Budget {
     max_requests: Option<u64>,
     max_lifetime: Option<Duration>,
     max_rss: Option<u64>,
-    /// Age before which `max_rss` does not replace this worker (the minimum lifetime).
+    /// Age before which `max_rss` does not replace this worker: the minimum lifetime, or
+    /// longer ([`Budget::hold_rss`]).
     rss_min_age: Duration,
 }
 
@@ -180,6 +182,13 @@ impl Budget {
         }
     }
 
+    /// Keeps `max_rss` from replacing this worker before it is `age` old, if that is longer
+    /// than the minimum lifetime (a worker that started over the limit, see
+    /// [`super::rss_loop`]).
+    pub(crate) fn hold_rss(&mut self, age: Duration) {
+        self.rss_min_age = self.rss_min_age.max(age);
+    }
+
     /// This worker's request limit, jitter included (for logs and metrics).
     pub(crate) fn max_requests(&self) -> Option<u64> {
         self.max_requests
@@ -193,10 +202,10 @@ impl Budget {
     /// Whether a worker that has `served` requests, is `age` old and has `rss` resident
     /// bytes (`None`: not measured yet) should be recycled, and why.
     ///
-    /// Memory is not due before the minimum lifetime; requests are due at their limit
-    /// whatever the age, and age at its limit, which is never under the minimum. When
-    /// several limits are reached at once, memory wins (the most urgent, and the one an
-    /// operator most wants to see in the metrics), then requests, then age.
+    /// Memory is not due before the minimum lifetime (or [`Budget::hold_rss`]); requests
+    /// are due at their limit whatever the age, and age at its limit, which is never under
+    /// the minimum. When several limits are reached at once, memory wins (the most urgent,
+    /// and the one an operator most wants to see in the metrics), then requests, then age.
     pub(crate) fn due(
         &self,
         served: u64,
@@ -451,6 +460,24 @@ mod tests {
         let b = guarded();
         assert_eq!(b.due(0, 10 * SEC - Duration::from_nanos(1), None), None);
         assert_eq!(b.due(0, 10 * SEC, None), Some(RestartReason::Lifetime));
+    }
+
+    #[test]
+    fn holding_memory_back_stretches_only_memory_and_never_shortens() {
+        let mut b = guarded();
+        b.hold_rss(40 * SEC);
+        assert_eq!(
+            b.due(0, 39 * SEC, Some(u64::MAX)),
+            Some(RestartReason::Lifetime)
+        );
+        assert_eq!(b.due(0, 40 * SEC, Some(u64::MAX)), Some(RestartReason::Rss));
+        assert_eq!(
+            b.due(100, SEC, Some(u64::MAX)),
+            Some(RestartReason::MaxRequests)
+        );
+        let mut b = guarded();
+        b.hold_rss(SEC);
+        assert_eq!(b.due(0, 5 * SEC, Some(u64::MAX)), None);
     }
 
     #[test]

@@ -20,6 +20,7 @@
 //! aborted body after), puts back what it never started, and is started again in its
 //! group, at once if it had lived a while, after a growing pause if it keeps dying young.
 
+use std::cell::RefCell;
 use std::io;
 use std::os::unix::net::UnixStream;
 use std::process::Child;
@@ -42,6 +43,7 @@ use crate::lifecycle::random::Rng;
 use crate::lifecycle::reason::RestartReason;
 use crate::lifecycle::restart_file::RestartWatch;
 use crate::lifecycle::rss::rss_bytes;
+use crate::lifecycle::rss_loop::{RssLoop, Startup};
 use crate::metrics::{WorkerSnapshot, WorkerState as Phase};
 use crate::pipe::Msg;
 use crate::process::log;
@@ -206,6 +208,7 @@ impl Processes {
                 },
                 pool: pool.clone(),
                 events_tx,
+                rss_loop: RefCell::new(RssLoop::new(pool.lifecycle.recycle.min_lifetime)),
             };
             let started = started_tx.clone();
             std::thread::Builder::new()
@@ -426,6 +429,8 @@ struct Supervisor {
     config: WorkerConfig,
     pool: Arc<Pool>,
     events_tx: mpsc::Sender<Event>,
+    /// Its workers' starts over `max_rss`, which space out memory recycles.
+    rss_loop: RefCell<RssLoop>,
 }
 
 impl Supervisor {
@@ -656,7 +661,7 @@ impl Supervisor {
         state.rss.store(0, Ordering::Relaxed);
         let ready_at = Instant::now();
         *lock(&state.ready_at) = Some(ready_at);
-        let budget = Budget::draw(&self.pool.lifecycle.recycle, rng);
+        let mut budget = Budget::draw(&self.pool.lifecycle.recycle, rng);
         state
             .max_requests
             .store(budget.max_requests().unwrap_or(0), Ordering::Relaxed);
@@ -683,6 +688,11 @@ impl Supervisor {
             }
         }
         tracing::info!(target: "wsgi_core", worker = self.index, pid, max_requests = budget.max_requests(), max_lifetime_s = budget.max_lifetime().map(|d| d.as_secs()), "worker process ready (Python {python})");
+        if let Some(max_rss) = self.pool.lifecycle.recycle.max_rss {
+            let rss = rss_bytes(pid).ok();
+            state.rss.store(rss.unwrap_or(0), Ordering::Relaxed);
+            self.startup_rss(rss, max_rss, &mut budget);
+        }
         Ok(Process {
             child,
             pid,
@@ -690,6 +700,36 @@ impl Supervisor {
             ready_at,
             budget,
         })
+    }
+
+    /// Holds memory recycles of a worker that started with `rss` bytes back while workers
+    /// keep starting over `max_rss` (see [`crate::lifecycle::rss_loop`]), and says so once.
+    fn startup_rss(&self, rss: Option<u64>, max_rss: u64, budget: &mut Budget) {
+        let mib = |bytes: u64| (bytes + (1 << 19)) >> 20;
+        let rss_bytes = rss.unwrap_or(0);
+        match self.rss_loop.borrow_mut().on_start(rss, max_rss) {
+            Startup::Over { hold, report } => {
+                budget.hold_rss(hold);
+                if report {
+                    tracing::error!(
+                        target: "wsgi_core",
+                        worker = self.index,
+                        rss_bytes,
+                        max_rss,
+                        hold_s = hold.as_secs(),
+                        "worker process uses {} MiB right after start-up, over max_rss {} MiB, as did the one before it: the application needs more than the limit just to start, so replacing it cannot help; raise max_rss. Until a worker starts under it, memory replaces one only after {} s, doubling to at most {} s",
+                        mib(rss_bytes),
+                        mib(max_rss),
+                        hold.as_secs(),
+                        crate::lifecycle::rss_loop::MAX_HOLD.max(hold).as_secs(),
+                    );
+                }
+            }
+            Startup::Fits { recovered: true } => {
+                tracing::info!(target: "wsgi_core", worker = self.index, rss_bytes, max_rss, "worker process uses {} MiB right after start-up, under max_rss {} MiB again: memory replaces workers after the minimum lifetime again", mib(rss_bytes), mib(max_rss));
+            }
+            Startup::Fits { recovered: false } => {}
+        }
     }
 
     /// Replaces `process` with a new one started in the spare group; the old one drains
