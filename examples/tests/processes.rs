@@ -768,6 +768,52 @@ fn max_requests_replaces_a_leaking_worker_in_its_first_seconds_with_the_default_
 }
 
 #[test]
+fn a_worker_over_max_rss_right_after_start_up_is_not_replaced_in_a_loop() {
+    // The app keeps 64 MiB from its import; each new worker is over 40 MiB at once. With no
+    // minimum lifetime it was replaced at every check, a few times a second; now the second
+    // start over the limit is reported and the next replacements wait 2 s, then 4 s, ...
+    let metrics_bind = format!("127.0.0.1:{}", free_port());
+    let options = [
+        "--processes",
+        "1",
+        "--max-rss",
+        "40",
+        "--min-lifetime",
+        "0",
+        "--metrics-bind",
+        &metrics_bind,
+    ];
+    let server = start(serve_app("axum", &options, "big_start_app.py"));
+    let (mut pids, mut failures) = (BTreeSet::new(), Vec::new());
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(6) {
+        let (status, body) = request(server.addr, "GET", "/", b"");
+        let body = String::from_utf8_lossy(&body);
+        match body.parse::<u32>() {
+            Ok(pid) if status == 200 => {
+                pids.insert(pid);
+            }
+            _ => failures.push(format!("{status} {body}")),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, metrics) = request(metrics_bind.parse().unwrap(), "GET", "/metrics", b"");
+    assert_eq!(status, 200);
+    let metrics = String::from_utf8(metrics).unwrap();
+    let log = server.stderr();
+    assert_eq!(failures, Vec::<String>::new(), "{log}");
+    // The first worker at once, the second after 2 s, the third after 4 s more.
+    let replaced = restarts(&metrics, "rss");
+    assert!((1..=3).contains(&replaced), "{replaced} in 6 s\n{log}");
+    assert!(pids.len() >= 2, "{pids:?}");
+    assert_eq!(
+        count(&log, "right after start-up, over max_rss 40 MiB"),
+        1,
+        "reported once\n{log}"
+    );
+}
+
+#[test]
 fn a_replacement_that_fails_to_import_leaves_the_old_worker_serving() {
     let dir = recycle_dir();
     let server = recycling("axum", &dir, &[]);
