@@ -36,7 +36,8 @@ pub(crate) struct EngineOptions {
     pub(crate) processes: usize,
 
     /// Replace each worker process after it has answered N requests, plus a random part of
-    /// --max-requests-jitter (a cure for leaks; gunicorn's option) [default: never].
+    /// --max-requests-jitter, however young it is (a cure for leaks; gunicorn's option)
+    /// [default: never].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..),
           help_heading = "Worker processes")]
     max_requests: Option<u64>,
@@ -71,8 +72,9 @@ pub(crate) struct EngineOptions {
     #[arg(long, value_name = "SIZE", value_parser = mebibytes, help_heading = "Worker processes")]
     max_rss: Option<Bytes>,
 
-    /// No --max-requests, --max-lifetime or --max-rss replacement before a worker has been
-    /// ready this long.
+    /// No --max-rss replacement before a worker has been ready this long, so a worker over
+    /// the limit right after start-up is not replaced in a loop (--max-requests does not
+    /// wait for it; --max-lifetime must be at least this long).
     #[arg(long, value_name = "DURATION", default_value_t = Secs(DEFAULT_MIN_LIFETIME),
           help_heading = "Worker processes")]
     min_lifetime: Secs,

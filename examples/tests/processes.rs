@@ -796,6 +796,119 @@ fn a_leaking_app_stays_bounded_under_max_requests() {
     assert!(count(&server.stderr(), "reason=\"max_requests\"") >= 4);
 }
 
+/// The sum of `wsgi_worker_restarts_total` for `reason` in a `/metrics` text.
+fn restarts(metrics: &str, reason: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("wsgi_worker_restarts_total{")
+                && l.contains(&format!("reason=\"{reason}\""))
+        })
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
+#[test]
+fn max_requests_replaces_a_leaking_worker_in_its_first_seconds_with_the_default_min_lifetime() {
+    // Issue 21: 500 requests at 100/s to one worker with `--max-requests 100` all went to
+    // one pid (+502 MiB), the 10 s minimum lifetime holding the request limit back; gunicorn
+    // used six pids (+9.5 MiB). Here at 200/s, so the whole run fits in a worker's first 10 s.
+    let dir = recycle_dir();
+    let metrics_bind = format!("127.0.0.1:{}", free_port());
+    let mut command = serve_command();
+    command
+        .args(["--processes", "1", "--max-requests", "100"])
+        .args(["--metrics-bind", &metrics_bind])
+        .arg("recycle_app.py")
+        .current_dir(dir.path());
+    let server = start(command);
+    let first = children(server.pid());
+    assert_eq!(first.len(), 1, "{first:?}");
+    let baseline = rss_mib(*first.first().unwrap());
+    assert!(baseline > 0);
+    let (mut pids, mut failures, mut peak) = (BTreeSet::new(), Vec::new(), 0);
+    let started = Instant::now();
+    for i in 0..500 {
+        // Paced: a request waits for its turn, and after a replacement the next ones catch up.
+        let turn = started + Duration::from_millis(5) * i;
+        std::thread::sleep(turn.saturating_duration_since(Instant::now()));
+        let (status, body) = request(server.addr, "GET", "/leak", b"");
+        let body = String::from_utf8_lossy(&body);
+        match body.parse::<u32>() {
+            Ok(pid) if status == 200 => {
+                pids.insert(pid);
+                peak = peak.max(rss_mib(pid));
+            }
+            _ => failures.push(format!("request {i}: {status} {body}")),
+        }
+    }
+    let elapsed = started.elapsed();
+    let (status, metrics) = request(metrics_bind.parse().unwrap(), "GET", "/metrics", b"");
+    assert_eq!(status, 200);
+    let metrics = String::from_utf8(metrics).unwrap();
+    assert_eq!(failures, Vec::<String>::new(), "{}", server.stderr());
+    // Requests 1-100 on the first worker, 101-200 on the second, ...: five pids.
+    assert!(
+        pids.len() >= 5,
+        "{} pids in {elapsed:?}: {pids:?}\n{}",
+        pids.len(),
+        server.stderr()
+    );
+    assert!(restarts(&metrics, "max_requests") >= 4, "{metrics}");
+    // A worker keeps at most its 100 MiB, not the run's 500.
+    let growth = peak.saturating_sub(baseline);
+    assert!(
+        growth < 150,
+        "a worker grew by {growth} MiB ({baseline} -> {peak}) in {elapsed:?}"
+    );
+}
+
+#[test]
+fn a_worker_over_max_rss_right_after_start_up_is_not_replaced_in_a_loop() {
+    // The app keeps 64 MiB from its import; each new worker is over 40 MiB at once. With no
+    // minimum lifetime it was replaced at every check, a few times a second; now the second
+    // start over the limit is reported and the next replacements wait 2 s, then 4 s, ...
+    let metrics_bind = format!("127.0.0.1:{}", free_port());
+    let options = [
+        "--processes",
+        "1",
+        "--max-rss",
+        "40",
+        "--min-lifetime",
+        "0",
+        "--metrics-bind",
+        &metrics_bind,
+    ];
+    let server = start(serve_app("axum", &options, "big_start_app.py"));
+    let (mut pids, mut failures) = (BTreeSet::new(), Vec::new());
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(6) {
+        let (status, body) = request(server.addr, "GET", "/", b"");
+        let body = String::from_utf8_lossy(&body);
+        match body.parse::<u32>() {
+            Ok(pid) if status == 200 => {
+                pids.insert(pid);
+            }
+            _ => failures.push(format!("{status} {body}")),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, metrics) = request(metrics_bind.parse().unwrap(), "GET", "/metrics", b"");
+    assert_eq!(status, 200);
+    let metrics = String::from_utf8(metrics).unwrap();
+    let log = server.stderr();
+    assert_eq!(failures, Vec::<String>::new(), "{log}");
+    // The first worker at once, the second after 2 s, the third after 4 s more.
+    let replaced = restarts(&metrics, "rss");
+    assert!((1..=3).contains(&replaced), "{replaced} in 6 s\n{log}");
+    assert!(pids.len() >= 2, "{pids:?}");
+    assert_eq!(
+        count(&log, "right after start-up, over max_rss 40 MiB"),
+        1,
+        "reported once\n{log}"
+    );
+}
+
 #[test]
 fn a_replacement_that_fails_to_import_leaves_the_old_worker_serving() {
     let dir = recycle_dir();

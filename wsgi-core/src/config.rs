@@ -38,7 +38,7 @@ pub const DEFAULT_DRAIN_GRACE: Duration = Duration::from_secs(30);
 /// `passenger_start_timeout` default).
 pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// How long a worker process must have been ready before a recycling limit may replace it
+/// How long a worker process must have been ready before its memory may get it replaced
 /// (see [`EngineBuilder::min_lifetime`]).
 pub const DEFAULT_MIN_LIFETIME: Duration = crate::lifecycle::policy::DEFAULT_MIN_LIFETIME;
 
@@ -110,6 +110,10 @@ impl EngineBuilder {
     /// `max_requests`, Passenger's `passenger_max_requests`): the cure for an application
     /// that leaks. Default: never. Needs [`processes`](Self::processes).
     ///
+    /// `n` means `n` from a worker's first request, however young it is: a request count
+    /// cannot make workers restart in a loop, so [`min_lifetime`](Self::min_lifetime) does
+    /// not hold it back.
+    ///
     /// No request is lost: the worker takes no new request once its budget is spent (they
     /// wait in the queue or go to other workers, so a leak stays bounded), a new worker
     /// loads the application and gets requests once it is ready, and the old one finishes
@@ -165,6 +169,13 @@ impl EngineBuilder {
     /// is drained, never killed mid-request.
     /// Default: no limit. Needs [`processes`](Self::processes).
     ///
+    /// A worker is not replaced for memory before [`min_lifetime`](Self::min_lifetime). When
+    /// a worker is over the limit right after start-up after one that was too (the
+    /// application needs more than the limit just to start, so replacing it cannot help),
+    /// an error says so once, and each next worker is replaced for memory only after a
+    /// wait that doubles from twice `min_lifetime` (at least 2 s) to 5 minutes, until one
+    /// starts under the limit.
+    ///
     /// ```
     /// let builder = wsgi_core::Engine::builder("app.py").processes(2).max_rss(512 << 20);
     /// ```
@@ -173,17 +184,18 @@ impl EngineBuilder {
         self
     }
 
-    /// How long a worker process must have been ready before
-    /// [`max_requests`](Self::max_requests), [`max_lifetime`](Self::max_lifetime) or
-    /// [`max_rss`](Self::max_rss) may replace it (uWSGI's `min-worker-lifetime`; default
-    /// 10 s), so a limit set too low cannot make workers restart without end.
+    /// How long a worker process must have been ready before [`max_rss`](Self::max_rss)
+    /// may replace it (uWSGI's `min-worker-lifetime`; default 10 s), so that a worker over
+    /// the limit right after start-up (a large import) is not replaced in a loop that serves
+    /// nothing. [`max_lifetime`](Self::max_lifetime) must be at least this long.
+    /// [`max_requests`](Self::max_requests) is not held back: a request count cannot loop.
     ///
     /// ```
     /// use std::time::Duration;
     ///
     /// let builder = wsgi_core::Engine::builder("app.py")
     ///     .processes(2)
-    ///     .max_requests(1_000)
+    ///     .max_rss(512 << 20)
     ///     .min_lifetime(Duration::from_secs(60));
     /// ```
     pub fn min_lifetime(mut self, age: Duration) -> Self {

@@ -6,10 +6,13 @@
 //! - [`policy`]: the operator's recycling settings ([`policy::Recycle`]) and each worker's
 //!   own limits drawn from them at spawn ([`policy::Budget`]): requests served, age and
 //!   resident memory, with jitter so workers do not all restart together, and a minimum
-//!   lifetime before any of these recycles (gunicorn's `max_requests`/`max_requests_jitter`,
-//!   Granian's `--workers-lifetime`/`--workers-max-rss`, uWSGI's `min-worker-lifetime`);
+//!   lifetime before a memory recycle, so a worker over the limit right after start-up is
+//!   not replaced in a loop (gunicorn's `max_requests`/`max_requests_jitter`, Granian's
+//!   `--workers-lifetime`/`--workers-max-rss`, uWSGI's `min-worker-lifetime`);
 //! - [`restart_file`]: Passenger's `tmp/restart.txt` and `tmp/always_restart.txt`;
 //! - [`rss`]: a process's resident memory, read from `/proc`;
+//! - [`rss_loop`]: workers over the memory limit as soon as they start, an application that
+//!   cannot meet it: said once, and memory recycles spaced out by a growing hold;
 //! - [`backoff`]: how long to wait before replacing a worker that crashed, so a crash loop
 //!   costs little CPU and never stops the host;
 //! - [`reason`]: why a worker was replaced, as a stable metric label and log word;
@@ -25,3 +28,4 @@ pub(crate) mod random;
 pub(crate) mod reason;
 pub(crate) mod restart_file;
 pub(crate) mod rss;
+pub(crate) mod rss_loop;

@@ -20,13 +20,17 @@
 //!   same way; Granian has none and instead respawns every worker whose age is within 95%
 //!   of the lifetime in one sweep (`granian/server/common.py`), uWSGI staggers by worker
 //!   index (`worker_id * delta`).
-//! - **Minimum lifetime** as uWSGI's `min-worker-lifetime`, which holds back its
-//!   max-requests, `reload-on-as` and `reload-on-rss` recycles (`core/utils.c`) and
-//!   defaults to 10 seconds (`core/uwsgi.c`: "a worker should be running for at least 10
-//!   seconds"); [`DEFAULT_MIN_LIFETIME`] takes the same value. It stops a worker whose
-//!   memory is over the limit right after start-up (a large import) from being replaced
-//!   in a loop that serves nothing. Granian has no such setting but refuses a
-//!   `--workers-lifetime` below 60 seconds; gunicorn has neither.
+//! - **Minimum lifetime** as uWSGI's `min-worker-lifetime` (default 10 seconds,
+//!   `core/uwsgi.c`: "a worker should be running for at least 10 seconds";
+//!   [`DEFAULT_MIN_LIFETIME`] takes the same value), but for memory only. A worker whose
+//!   memory is over the limit right after start-up (a large import) would otherwise be
+//!   replaced in a loop that serves nothing. A request count cannot loop (a new worker
+//!   starts at 0), so `max_requests` means N from a worker's first request, as in gunicorn
+//!   and Passenger; uWSGI holds its max-requests back too (`core/utils.c`), so a worker
+//!   there keeps whatever it leaks in its first 10 seconds. The age limit needs no guard:
+//!   [`Recycle::validate`] keeps it at or above the minimum. When workers keep starting over
+//!   the memory limit anyway, [`super::rss_loop`] holds memory back longer. Granian has no
+//!   such setting but refuses a `--workers-lifetime` below 60 seconds; gunicorn has neither.
 //! - **Memory** is compared with `>=` as uWSGI and Granian do (`granian/server/mp.py`:
 //!   `wmem >= self.workers_rss`): the limit is the size at which a worker goes.
 //! - **All off by default**, as in each of them: recycling is a remedy the operator opts
@@ -37,7 +41,7 @@ use std::time::Duration;
 use super::random::Rng;
 use super::reason::RestartReason;
 
-/// How long a worker serves before any recycle may replace it, unless configured
+/// How long a worker serves before its memory may get it replaced, unless configured
 /// (uWSGI's `min-worker-lifetime` default).
 pub(crate) const DEFAULT_MIN_LIFETIME: Duration = Duration::from_secs(10);
 
@@ -54,7 +58,8 @@ pub(crate) struct Recycle {
     pub(crate) max_lifetime_jitter: Duration,
     /// Resident memory, in bytes, at which a worker is replaced (`None`: no limit).
     pub(crate) max_rss: Option<u64>,
-    /// Age before which none of the limits above replaces a worker.
+    /// Age before which `max_rss` does not replace a worker (the one limit a new worker
+    /// can be over at once); `max_lifetime` is kept at or above it.
     pub(crate) min_lifetime: Duration,
 }
 
@@ -153,7 +158,9 @@ pub(crate) struct Budget {
     max_requests: Option<u64>,
     max_lifetime: Option<Duration>,
     max_rss: Option<u64>,
-    min_lifetime: Duration,
+    /// Age before which `max_rss` does not replace this worker: the minimum lifetime, or
+    /// longer ([`Budget::hold_rss`]).
+    rss_min_age: Duration,
 }
 
 impl Budget {
@@ -171,8 +178,15 @@ impl Budget {
             max_requests,
             max_lifetime,
             max_rss: recycle.max_rss,
-            min_lifetime: recycle.min_lifetime,
+            rss_min_age: recycle.min_lifetime,
         }
+    }
+
+    /// Keeps `max_rss` from replacing this worker before it is `age` old, if that is longer
+    /// than the minimum lifetime (a worker that started over the limit, see
+    /// [`super::rss_loop`]).
+    pub(crate) fn hold_rss(&mut self, age: Duration) {
+        self.rss_min_age = self.rss_min_age.max(age);
     }
 
     /// This worker's request limit, jitter included (for logs and metrics).
@@ -188,20 +202,19 @@ impl Budget {
     /// Whether a worker that has `served` requests, is `age` old and has `rss` resident
     /// bytes (`None`: not measured yet) should be recycled, and why.
     ///
-    /// Nothing is due before the minimum lifetime. When several limits are reached at
-    /// once, memory wins (the most urgent, and the one an operator most wants to see in
-    /// the metrics), then requests, then age.
+    /// Memory is not due before the minimum lifetime (or [`Budget::hold_rss`]); requests
+    /// are due at their limit whatever the age, and age at its limit, which is never under
+    /// the minimum. When several limits are reached at once, memory wins (the most urgent,
+    /// and the one an operator most wants to see in the metrics), then requests, then age.
     pub(crate) fn due(
         &self,
         served: u64,
         age: Duration,
         rss: Option<u64>,
     ) -> Option<RestartReason> {
-        if age < self.min_lifetime {
-            return None;
-        }
         if let (Some(limit), Some(rss)) = (self.max_rss, rss)
             && rss >= limit
+            && age >= self.rss_min_age
         {
             return Some(RestartReason::Rss);
         }
@@ -401,22 +414,70 @@ mod tests {
         assert_eq!(b.max_lifetime(), Some(Duration::MAX));
     }
 
-    #[test]
-    fn the_minimum_lifetime_holds_every_recycle_back() {
+    fn guarded() -> Budget {
         let r = Recycle {
-            max_requests: Some(1),
+            max_requests: Some(100),
             max_lifetime: Some(10 * SEC),
-            max_rss: Some(1),
+            max_rss: Some(1 << 20),
             min_lifetime: 10 * SEC,
             ..Recycle::default()
         };
-        let b = Budget::draw(&r, &mut Rng::with_seed(1));
-        let just_before = 10 * SEC - Duration::from_nanos(1);
-        assert_eq!(b.due(1_000_000, just_before, Some(u64::MAX)), None);
+        assert_eq!(r.validate(), Ok(()));
+        Budget::draw(&r, &mut Rng::with_seed(1))
+    }
+
+    #[test]
+    fn requests_are_due_at_their_limit_before_the_minimum_lifetime() {
+        let b = guarded();
+        // gunicorn's N: the 100th request in the worker's first second replaces it.
+        assert_eq!(b.due(99, SEC, None), None);
+        assert_eq!(b.due(100, SEC, None), Some(RestartReason::MaxRequests));
         assert_eq!(
-            b.due(1_000_000, 10 * SEC, Some(u64::MAX)),
+            b.due(100, Duration::ZERO, None),
+            Some(RestartReason::MaxRequests)
+        );
+    }
+
+    #[test]
+    fn memory_is_not_due_before_the_minimum_lifetime() {
+        let b = guarded();
+        let just_before = 10 * SEC - Duration::from_nanos(1);
+        assert_eq!(b.due(0, just_before, Some(u64::MAX)), None);
+        assert_eq!(b.due(0, 10 * SEC, Some(u64::MAX)), Some(RestartReason::Rss));
+        // Requests do not wait for memory's minimum; memory still wins once due.
+        assert_eq!(
+            b.due(100, just_before, Some(u64::MAX)),
+            Some(RestartReason::MaxRequests)
+        );
+        assert_eq!(
+            b.due(100, 10 * SEC, Some(u64::MAX)),
             Some(RestartReason::Rss)
         );
+    }
+
+    #[test]
+    fn the_lifetime_is_due_at_its_limit_as_before() {
+        let b = guarded();
+        assert_eq!(b.due(0, 10 * SEC - Duration::from_nanos(1), None), None);
+        assert_eq!(b.due(0, 10 * SEC, None), Some(RestartReason::Lifetime));
+    }
+
+    #[test]
+    fn holding_memory_back_stretches_only_memory_and_never_shortens() {
+        let mut b = guarded();
+        b.hold_rss(40 * SEC);
+        assert_eq!(
+            b.due(0, 39 * SEC, Some(u64::MAX)),
+            Some(RestartReason::Lifetime)
+        );
+        assert_eq!(b.due(0, 40 * SEC, Some(u64::MAX)), Some(RestartReason::Rss));
+        assert_eq!(
+            b.due(100, SEC, Some(u64::MAX)),
+            Some(RestartReason::MaxRequests)
+        );
+        let mut b = guarded();
+        b.hold_rss(SEC);
+        assert_eq!(b.due(0, 5 * SEC, Some(u64::MAX)), None);
     }
 
     #[test]

@@ -20,6 +20,7 @@
 //! aborted body after), puts back what it never started, and is started again in its
 //! group, at once if it had lived a while, after a growing pause if it keeps dying young.
 
+use std::cell::RefCell;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
@@ -43,6 +44,7 @@ use crate::lifecycle::random::Rng;
 use crate::lifecycle::reason::RestartReason;
 use crate::lifecycle::restart_file::RestartWatch;
 use crate::lifecycle::rss::rss_bytes;
+use crate::lifecycle::rss_loop::{RssLoop, Startup};
 use crate::metrics::{WorkerSnapshot, WorkerState as Phase};
 use crate::pipe::Msg;
 use crate::process::log;
@@ -261,6 +263,7 @@ impl Processes {
                 },
                 pool: pool.clone(),
                 events_tx,
+                rss_loop: RefCell::new(RssLoop::new(pool.lifecycle.recycle.min_lifetime)),
             };
             let started = started_tx.clone();
             std::thread::Builder::new()
@@ -497,6 +500,8 @@ struct Supervisor {
     config: WorkerConfig,
     pool: Arc<Pool>,
     events_tx: mpsc::Sender<Event>,
+    /// Its workers' starts over `max_rss`, which space out memory recycles.
+    rss_loop: RefCell<RssLoop>,
 }
 
 impl Supervisor {
@@ -650,8 +655,8 @@ impl Supervisor {
     }
 
     /// Replaces `process` if its budget is spent (`rss`: its memory, when measured). A
-    /// worker a slot paused at its request budget (`paused`) but too young to replace yet
-    /// (the minimum lifetime) is resumed; a later tick replaces it.
+    /// worker a slot paused at its request budget (`paused`) is replaced at once, whatever
+    /// its age; should its budget not be due after all, it is resumed.
     fn check_budget(&self, process: &mut Process, rss: Option<u64>, paused: bool, rng: &mut Rng) {
         if self.pool.queue.is_closed() {
             return;
@@ -753,7 +758,7 @@ impl Supervisor {
         state.rss.store(0, Ordering::Relaxed);
         let ready_at = Instant::now();
         *lock(&state.ready_at) = Some(ready_at);
-        let budget = Budget::draw(&self.pool.lifecycle.recycle, rng);
+        let mut budget = Budget::draw(&self.pool.lifecycle.recycle, rng);
         state
             .max_requests
             .store(budget.max_requests().unwrap_or(0), Ordering::Relaxed);
@@ -780,6 +785,11 @@ impl Supervisor {
             }
         }
         tracing::info!(target: "wsgi_core", worker = self.index, pid, max_requests = budget.max_requests(), max_lifetime_s = budget.max_lifetime().map(|d| d.as_secs()), "worker process ready (Python {python})");
+        if let Some(max_rss) = self.pool.lifecycle.recycle.max_rss {
+            let rss = rss_bytes(pid).ok();
+            state.rss.store(rss.unwrap_or(0), Ordering::Relaxed);
+            self.startup_rss(rss, max_rss, &mut budget);
+        }
         Ok(Process {
             child,
             pid,
@@ -787,6 +797,36 @@ impl Supervisor {
             ready_at,
             budget,
         })
+    }
+
+    /// Holds memory recycles of a worker that started with `rss` bytes back while workers
+    /// keep starting over `max_rss` (see [`crate::lifecycle::rss_loop`]), and says so once.
+    fn startup_rss(&self, rss: Option<u64>, max_rss: u64, budget: &mut Budget) {
+        let mib = |bytes: u64| (bytes + (1 << 19)) >> 20;
+        let rss_bytes = rss.unwrap_or(0);
+        match self.rss_loop.borrow_mut().on_start(rss, max_rss) {
+            Startup::Over { hold, report } => {
+                budget.hold_rss(hold);
+                if report {
+                    tracing::error!(
+                        target: "wsgi_core",
+                        worker = self.index,
+                        rss_bytes,
+                        max_rss,
+                        hold_s = hold.as_secs(),
+                        "worker process uses {} MiB right after start-up, over max_rss {} MiB, as did the one before it: the application needs more than the limit just to start, so replacing it cannot help; raise max_rss. Until a worker starts under it, memory replaces one only after {} s, doubling to at most {} s",
+                        mib(rss_bytes),
+                        mib(max_rss),
+                        hold.as_secs(),
+                        crate::lifecycle::rss_loop::MAX_HOLD.max(hold).as_secs(),
+                    );
+                }
+            }
+            Startup::Fits { recovered: true } => {
+                tracing::info!(target: "wsgi_core", worker = self.index, rss_bytes, max_rss, "worker process uses {} MiB right after start-up, under max_rss {} MiB again: memory replaces workers after the minimum lifetime again", mib(rss_bytes), mib(max_rss));
+            }
+            Startup::Fits { recovered: false } => {}
+        }
     }
 
     /// Replaces `process` with a new one started in the spare group; the old one drains
@@ -995,8 +1035,7 @@ impl Slot {
     /// Called just before a response's last message reaches the client: if this request
     /// spends the worker's request budget (or every request gets a fresh worker), the
     /// worker takes no next request, even one the client sends the moment it has this
-    /// response; its supervisor then replaces it (or resumes it, if it may not be replaced
-    /// yet).
+    /// response; its supervisor then replaces it.
     fn pause_if_due(&self) -> Option<Event> {
         let state = self.worker()?;
         let event = if self.pool.always_restart.load(Ordering::Relaxed) {
