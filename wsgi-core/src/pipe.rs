@@ -80,6 +80,8 @@ struct Shared {
     state: Mutex<State>,
     space: Condvar,
     rx_waker: AtomicWaker,
+    /// A sender that does not park (the worker-process relay) waiting for room.
+    tx_waker: AtomicWaker,
     limit: usize,
     /// Engine-wide: set when shutdown's grace period ran out, to free parked senders.
     force_close: Arc<AtomicBool>,
@@ -106,6 +108,7 @@ pub(crate) fn pipe(limit: usize, force_close: Arc<AtomicBool>) -> (PipeTx, PipeR
         }),
         space: Condvar::new(),
         rx_waker: AtomicWaker::new(),
+        tx_waker: AtomicWaker::new(),
         limit,
         force_close,
     });
@@ -201,6 +204,23 @@ impl PipeTx {
         Ok(())
     }
 
+    /// Queues `msg` if there is room, as [`try_send`](Self::try_send); when there is not,
+    /// `waker` is woken once there is (or once the host side has gone). For a sender that
+    /// must never block, and cannot park either: the worker-process relay.
+    pub(crate) fn try_send_or_wake(&self, msg: Msg, waker: &std::task::Waker) -> TrySend {
+        let Tx::Local(shared) = &self.0 else {
+            return self.try_send(msg);
+        };
+        match self.try_send(msg) {
+            TrySend::Full(msg) => {
+                shared.tx_waker.register(waker);
+                // Room made between the two calls would have woken nobody.
+                self.try_send(msg)
+            }
+            other => other,
+        }
+    }
+
     /// Whether the host side has gone (the client left, or the response was dropped).
     pub(crate) fn is_gone(&self) -> bool {
         let shared = match &self.0 {
@@ -292,10 +312,14 @@ impl PipeRx {
             Msg::Data(first) => Msg::Data(coalesce(&mut st, first)),
             other => other,
         };
-        let wake = msg.weight() > 0 && st.parked > 0;
+        let room = msg.weight() > 0;
+        let wake = room && st.parked > 0;
         drop(st);
         if wake {
             self.0.space.notify_one();
+        }
+        if room {
+            self.0.tx_waker.wake();
         }
         Poll::Ready(Some(msg))
     }
@@ -338,6 +362,7 @@ impl Drop for PipeRx {
         if parked {
             self.0.space.notify_all();
         }
+        self.0.tx_waker.wake();
     }
 }
 

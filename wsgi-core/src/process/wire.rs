@@ -110,37 +110,11 @@ impl<R: Read> FrameReader<R> {
     /// ends inside a frame is [`io::ErrorKind::UnexpectedEof`].
     pub(crate) fn read_frame(&mut self) -> io::Result<Option<Frame>> {
         loop {
-            let needed = if self.buf.len() >= HEADER_LEN {
-                let len = u32::from_le_bytes(self.buf[..4].try_into().expect("4 bytes")) as usize;
-                if len > MAX_FRAME {
-                    return Err(invalid(format!(
-                        "frame of {len} bytes exceeds the {MAX_FRAME}-byte limit"
-                    )));
-                }
-                let total = HEADER_LEN + len;
-                if self.buf.len() >= total {
-                    let mut frame = self.buf.split_to(total);
-                    // Byte 5, the flags, has no meaning yet.
-                    let kind = frame[4];
-                    frame.advance(HEADER_LEN);
-                    return Ok(Some(Frame {
-                        kind,
-                        payload: frame.freeze(),
-                    }));
-                }
-                total - self.buf.len()
-            } else {
-                HEADER_LEN - self.buf.len()
-            };
-            if self.fill(needed)? == 0 {
-                return if self.buf.is_empty() {
-                    Ok(None)
-                } else {
-                    Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "the peer closed the stream inside a frame",
-                    ))
-                };
+            if let Some(frame) = self.split_frame()? {
+                return Ok(Some(frame));
+            }
+            if self.fill(self.needed())? == 0 {
+                return self.at_end();
             }
         }
     }
@@ -152,18 +126,124 @@ impl<R: Read> FrameReader<R> {
 
     /// One `read` of at least `needed` bytes' room; returns what it read (0 at end of stream).
     fn fill(&mut self, needed: usize) -> io::Result<usize> {
-        let start = self.buf.len();
-        // Zero-filled rather than read into uninitialised memory: a memset of the room is
-        // cheap next to the syscall, and keeps this free of `unsafe`.
-        self.buf.resize(start + needed.max(READ_AHEAD), 0);
-        let read = loop {
-            match self.inner.read(&mut self.buf[start..]) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                other => break other,
+        fill_with(&mut self.buf, needed, |buf| self.inner.read(buf))
+    }
+}
+
+impl<R: TryRead> FrameReader<R> {
+    /// The next frame if the bytes for it have arrived, without waiting: an
+    /// [`io::ErrorKind::WouldBlock`] error when they have not (what did arrive is kept for
+    /// the next call); otherwise as [`read_frame`](Self::read_frame).
+    pub(crate) fn try_read_frame(&mut self) -> io::Result<Option<Frame>> {
+        loop {
+            if let Some(frame) = self.split_frame()? {
+                return Ok(Some(frame));
             }
+            let needed = self.needed();
+            let inner = &mut self.inner;
+            if fill_with(&mut self.buf, needed, |buf| inner.try_read(buf))? == 0 {
+                return self.at_end();
+            }
+        }
+    }
+
+    /// The next frame as a message of type `M`, without waiting.
+    pub(crate) fn try_recv<M: Message>(&mut self) -> io::Result<Option<M>> {
+        self.try_read_frame()?.map(M::decode).transpose()
+    }
+}
+
+impl<R> FrameReader<R> {
+    /// The frame at the front of the buffer, if it is all there.
+    fn split_frame(&mut self) -> io::Result<Option<Frame>> {
+        if self.buf.len() < HEADER_LEN {
+            return Ok(None);
+        }
+        let len = u32::from_le_bytes(self.buf[..4].try_into().expect("4 bytes")) as usize;
+        if len > MAX_FRAME {
+            return Err(invalid(format!(
+                "frame of {len} bytes exceeds the {MAX_FRAME}-byte limit"
+            )));
+        }
+        if self.buf.len() < HEADER_LEN + len {
+            return Ok(None);
+        }
+        let mut frame = self.buf.split_to(HEADER_LEN + len);
+        // Byte 5, the flags, has no meaning yet.
+        let kind = frame[4];
+        frame.advance(HEADER_LEN);
+        Ok(Some(Frame {
+            kind,
+            payload: frame.freeze(),
+        }))
+    }
+
+    /// Bytes still missing from the frame at the front of the buffer (its header first).
+    fn needed(&self) -> usize {
+        if self.buf.len() >= HEADER_LEN {
+            let len = u32::from_le_bytes(self.buf[..4].try_into().expect("4 bytes")) as usize;
+            (HEADER_LEN + len).saturating_sub(self.buf.len())
+        } else {
+            HEADER_LEN - self.buf.len()
+        }
+    }
+
+    /// The stream ended: cleanly between frames, or inside one.
+    fn at_end(&self) -> io::Result<Option<Frame>> {
+        if self.buf.is_empty() {
+            Ok(None)
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the peer closed the stream inside a frame",
+            ))
+        }
+    }
+}
+
+/// One read by `read` into `buf`'s room of at least `needed` bytes; returns what it read (0
+/// at end of stream), and keeps what was there on an error.
+fn fill_with(
+    buf: &mut BytesMut,
+    needed: usize,
+    mut read: impl FnMut(&mut [u8]) -> io::Result<usize>,
+) -> io::Result<usize> {
+    let start = buf.len();
+    // Zero-filled rather than read into uninitialised memory: a memset of the room is
+    // cheap next to the syscall, and keeps this free of `unsafe`.
+    buf.resize(start + needed.max(READ_AHEAD), 0);
+    let result = loop {
+        match read(&mut buf[start..]) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => break other,
+        }
+    };
+    buf.truncate(start + *result.as_ref().unwrap_or(&0));
+    result
+}
+
+/// A stream that can be read without waiting for bytes.
+pub(crate) trait TryRead {
+    /// Reads what has arrived into `buf`; an [`io::ErrorKind::WouldBlock`] error when
+    /// nothing has, 0 at the end of the stream.
+    fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+}
+
+#[cfg(unix)]
+impl<S: std::os::fd::AsRawFd> TryRead for S {
+    fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // As `try_write_vectored`: one call that does not wait, the socket left blocking
+        // for the handles that do.
+        // SAFETY: `buf` is valid for writes of its length for the duration of the call.
+        let read = unsafe {
+            libc::recv(
+                self.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+            )
         };
-        self.buf.truncate(start + *read.as_ref().unwrap_or(&0));
-        read
+        usize::try_from(read).map_err(|_| io::Error::last_os_error())
     }
 }
 

@@ -6,6 +6,8 @@
 
 #[cfg(target_os = "linux")]
 pub(crate) mod processes;
+#[cfg(unix)]
+mod reactor;
 pub(crate) mod slots;
 pub(crate) mod threads;
 

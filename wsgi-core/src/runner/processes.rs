@@ -32,7 +32,8 @@ use std::time::{Duration, Instant};
 
 use http::StatusCode;
 
-use super::slots::SlotQueue;
+use super::reactor::{Handler, Reactor, note_waker};
+use super::slots::{Next, SlotQueue};
 use super::{Refused, Runner};
 use crate::config::{AppConfig, Lifecycle};
 use crate::error::Error;
@@ -46,7 +47,7 @@ use crate::lifecycle::restart_file::RestartWatch;
 use crate::lifecycle::rss::rss_bytes;
 use crate::lifecycle::rss_loop::{RssLoop, Startup};
 use crate::metrics::{WorkerSnapshot, WorkerState as Phase};
-use crate::pipe::Msg;
+use crate::pipe::{Msg, TrySend};
 use crate::process::log;
 use crate::process::messages::{
     ControlFromWorker, ControlToWorker, FromWorker, Request, RequestBody, ToWorker, WorkerConfig,
@@ -73,6 +74,9 @@ const RESTART_FILE_POLL: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub(crate) struct Processes {
     pool: Arc<Pool>,
+    /// Kept here so that the reactor lives as long as the runner; its thread ends once
+    /// the engine is closed and every socket is.
+    _reactor: Arc<Reactor<Note>>,
 }
 
 /// Everything the supervisors, slots and the engine share.
@@ -93,6 +97,12 @@ struct Pool {
     /// A shutdown's grace period is over: what still runs is abandoned, and the processes
     /// running it are killed.
     aborting: AtomicBool,
+    /// The host's end of every slot's socket, by slot (group × threads + thread).
+    conns: Box<[Mutex<Option<Conn>>]>,
+    /// The thread that waits on those sockets.
+    reactor: Weak<Reactor<Note>>,
+    /// The engine is closing (the queue's own flag, without its lock).
+    closing: AtomicBool,
 }
 
 /// One group of slots: the sockets of one worker process's threads.
@@ -191,7 +201,7 @@ impl WorkerState {
 }
 
 /// What a supervisor is told.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Event {
     /// A process's control socket closed: it exited (or is about to).
     Exited(u32),
@@ -223,26 +233,34 @@ impl Processes {
         crate::process::spawn::forbid_nested()?;
         // Before the first worker starts, so that a touch during start-up is seen.
         let watch = lifecycle.restart_dir.as_deref().map(RestartWatch::new);
-        let pool = Arc::new(Pool {
-            queue: SlotQueue::new(queue_depth, processes + 1, threads),
-            groups: (0..=processes)
-                .map(|group| Group {
-                    control: Mutex::new(None),
-                    worker: AtomicUsize::new(group),
-                    live_slots: AtomicUsize::new(0),
-                    busy: AtomicUsize::new(0),
-                    starting: Mutex::new(None),
-                })
-                .collect(),
-            workers: (0..processes).map(|_| WorkerState::default()).collect(),
-            spare: Mutex::new(Some(processes)),
-            spare_back: Condvar::new(),
-            threads,
-            shared,
-            lifecycle,
-            always_restart: AtomicBool::new(false),
-            aborting: AtomicBool::new(false),
+        let started = Reactor::start("wsgi-relay".into(), |reactor| {
+            Arc::new(Pool {
+                queue: SlotQueue::new(queue_depth, processes + 1, threads),
+                groups: (0..=processes)
+                    .map(|group| Group {
+                        control: Mutex::new(None),
+                        worker: AtomicUsize::new(group),
+                        live_slots: AtomicUsize::new(0),
+                        busy: AtomicUsize::new(0),
+                        starting: Mutex::new(None),
+                    })
+                    .collect(),
+                workers: (0..processes).map(|_| WorkerState::default()).collect(),
+                spare: Mutex::new(Some(processes)),
+                spare_back: Condvar::new(),
+                threads,
+                shared,
+                lifecycle,
+                always_restart: AtomicBool::new(false),
+                aborting: AtomicBool::new(false),
+                conns: (0..(processes + 1) * threads)
+                    .map(|_| Mutex::new(None))
+                    .collect(),
+                reactor,
+                closing: AtomicBool::new(false),
+            })
         });
+        let (reactor, pool) = started.map_err(Error::Thread)?;
         let (started_tx, started_rx) = mpsc::channel();
         for index in 0..processes {
             let (events_tx, events) = mpsc::channel();
@@ -272,7 +290,10 @@ impl Processes {
                 .map_err(Error::Thread)?;
         }
         drop(started_tx);
-        let runner = Processes { pool };
+        let runner = Processes {
+            pool,
+            _reactor: reactor,
+        };
         for _ in 0..processes {
             let failed = match started_rx.recv() {
                 Ok(Ok(())) => None,
@@ -364,7 +385,10 @@ impl Pool {
 
 impl Runner for Processes {
     fn submit(&self, job: Job) -> Result<(), Refused> {
-        self.pool.queue.try_send(job)
+        if let Some((slot, job)) = self.pool.queue.try_send(job)? {
+            self.pool.start(slot, job);
+        }
+        Ok(())
     }
 
     fn queued(&self) -> usize {
@@ -376,6 +400,8 @@ impl Runner for Processes {
         // and the worker then sees its sockets close; `Shutdown` makes it exit (through its
         // `atexit` handlers) when all its threads have.
         self.pool.queue.close();
+        self.pool.closing.store(true, Ordering::Release);
+        self.pool.close_idle(self.pool.queue.idle_to_close());
         for (index, group) in self.pool.groups.iter().enumerate() {
             // A process still importing the application would hold a supervisor (and the
             // stop) until its import ends; it has nothing to finish, so it is stopped now.
@@ -668,7 +694,7 @@ impl Supervisor {
         let served = state.served.load(Ordering::Relaxed);
         match process.budget.due(served, process.ready_at.elapsed(), rss) {
             Some(reason) => self.replace(process, reason, rng),
-            None if paused => self.pool.queue.pause(process.group, false),
+            None if paused => self.pool.pause_group(process.group, false),
             None => {}
         }
     }
@@ -765,25 +791,9 @@ impl Supervisor {
         state.live.fetch_add(1, Ordering::AcqRel);
         let g = &self.pool.groups[group];
         g.worker.store(self.index, Ordering::Release);
-        // Ready before its slot threads start: a slot of a group that is not ready ends at
-        // once. Jobs wait in the queue until the threads take them.
-        self.pool.queue.set_ready(group, true);
-        for (local, socket) in slots.into_iter().enumerate() {
-            let slot = Slot {
-                index: group * threads + local,
-                local: u32::try_from(local).unwrap_or(u32::MAX),
-                group,
-                pool: self.pool.clone(),
-            };
-            g.live_slots.fetch_add(1, Ordering::AcqRel);
-            let spawned = std::thread::Builder::new()
-                .name(format!("wsgi-slot-{group}-{local}"))
-                .spawn(move || slot.serve(socket));
-            if let Err(e) = spawned {
-                g.live_slots.fetch_sub(1, Ordering::AcqRel);
-                tracing::error!(target: "wsgi_core", worker = self.index, "cannot start a thread for a worker's socket: {e}");
-            }
-        }
+        // Ready before its slots take jobs: a slot of a group that is not ready closes.
+        self.pool.set_ready(group, true);
+        self.pool.attach(group, slots);
         tracing::info!(target: "wsgi_core", worker = self.index, pid, max_requests = budget.max_requests(), max_lifetime_s = budget.max_lifetime().map(|d| d.as_secs()), "worker process ready (Python {python})");
         if let Some(max_rss) = self.pool.lifecycle.recycle.max_rss {
             let rss = rss_bytes(pid).ok();
@@ -841,7 +851,7 @@ impl Supervisor {
             RestartReason::Rss | RestartReason::MaxRequests | RestartReason::AlwaysRestart
         );
         if stop_first {
-            self.pool.queue.pause(process.group, true);
+            self.pool.pause_group(process.group, true);
         }
         self.state().replacing.store(true, Ordering::Relaxed);
         self.replace_with_spare(process, reason, rng, stop_first);
@@ -864,7 +874,7 @@ impl Supervisor {
             Ok(new) => new,
             Err(e) => {
                 if stop_first {
-                    self.pool.queue.pause(process.group, false);
+                    self.pool.pause_group(process.group, false);
                 }
                 self.pool.give_back(spare);
                 if self.pool.queue.is_closed() {
@@ -879,7 +889,7 @@ impl Supervisor {
         let old = std::mem::replace(process, new);
         // From here the new process takes every new request; the old one's idle slots stop
         // and its busy ones finish their request first.
-        self.pool.queue.set_ready(old.group, false);
+        self.pool.set_ready(old.group, false);
         self.pool.control(
             old.group,
             &ControlToWorker::Shutdown {
@@ -911,7 +921,7 @@ impl Supervisor {
     /// closing (the process ended because it was asked to).
     fn reap(&self, mut process: Process) -> Option<Duration> {
         let pool = &self.pool;
-        pool.queue.set_ready(process.group, false);
+        pool.set_ready(process.group, false);
         *lock(&pool.groups[process.group].control) = None;
         let state = self.state();
         state.pid.store(0, Ordering::Relaxed);
@@ -995,12 +1005,51 @@ fn drain(pool: Arc<Pool>, mut old: Process, worker: usize) {
     pool.give_back(old.group);
 }
 
-/// The host's end of one worker thread.
-struct Slot {
-    index: usize,
-    local: u32,
-    group: usize,
-    pool: Arc<Pool>,
+/// What the reactor's thread is told by other threads.
+#[derive(Debug)]
+enum Note {
+    /// The response pipe of `slot`'s request has room again (or its client has gone).
+    Space(usize),
+    /// The answer to a request for body bytes, from the thread that waited for them.
+    Body {
+        slot: usize,
+        id: u64,
+        answer: ToWorker,
+    },
+}
+
+/// The host's end of one worker thread's socket, while its process serves.
+#[derive(Debug)]
+struct Conn {
+    socket: UnixStream,
+    reader: FrameReader<UnixStream>,
+    writer: FrameWriter<UnixStream>,
+    /// The request being relayed.
+    current: Option<Current>,
+    /// Woken when the pipe of a request that had no room has some again.
+    space: std::task::Waker,
+}
+
+/// A request relayed on a slot.
+#[derive(Debug)]
+struct Current {
+    job: Job,
+    /// The worker has read it (any frame from it says so).
+    started: bool,
+    head_sent: bool,
+    /// The client has gone (or the watchdog answered): the worker was told to stop.
+    cancelled: bool,
+    /// The response is complete: the client has it, and the slot waits for `Done` (the
+    /// worker thread may still be in the iterable's `close()`) before it takes another
+    /// request, which would wait behind the `close()` while other threads may be idle.
+    /// What to tell the supervisor then.
+    finished: Option<Option<Event>>,
+    /// A message the response pipe had no room for: nothing more is read from the socket
+    /// until it has, so a slow client stalls the worker (backpressure).
+    stalled: Option<Msg>,
+    /// The thread waiting for the request body for the worker, when the body is not all
+    /// here yet: it is given the sizes the worker asks for.
+    feeder: Option<mpsc::Sender<u64>>,
 }
 
 /// How relaying a request ended.
@@ -1024,123 +1073,112 @@ fn describe(job: &Job) -> String {
     )
 }
 
-impl Slot {
-    fn serve(self, socket: UnixStream) {
-        self.relay_jobs(socket);
-        self.pool.groups[self.group]
-            .live_slots
-            .fetch_sub(1, Ordering::AcqRel);
+impl Pool {
+    fn reactor(&self) -> Option<Arc<Reactor<Note>>> {
+        self.reactor.upgrade()
     }
 
-    /// Called just before a response's last message reaches the client: if this request
-    /// spends the worker's request budget (or every request gets a fresh worker), the
-    /// worker takes no next request, even one the client sends the moment it has this
-    /// response; its supervisor then replaces it.
-    fn pause_if_due(&self) -> Option<Event> {
-        let state = self.worker()?;
-        let event = if self.pool.always_restart.load(Ordering::Relaxed) {
-            Event::Recycle(RestartReason::AlwaysRestart)
-        } else if state.served.load(Ordering::Relaxed) + 1
-            == state.max_requests.load(Ordering::Relaxed)
-        {
-            Event::Check
-        } else {
-            return None;
-        };
-        self.pool.queue.pause(self.group, true);
-        Some(event)
+    fn conn(&self, slot: usize) -> MutexGuard<'_, Option<Conn>> {
+        lock(&self.conns[slot])
     }
 
-    fn worker(&self) -> Option<&WorkerState> {
-        let worker = self.pool.groups[self.group].worker.load(Ordering::Acquire);
-        self.pool.workers.get(worker)
-    }
-
-    fn relay_jobs(&self, socket: UnixStream) {
-        let Ok(read_half) = socket.try_clone() else {
+    /// Adopts the sockets of a process that has just become ready in `group`, and gives
+    /// each slot a queued job or marks it idle.
+    fn attach(&self, group: usize, sockets: Vec<UnixStream>) {
+        let Some(reactor) = self.reactor() else {
             return;
         };
-        let mut reader = FrameReader::new(read_half);
-        let mut writer = FrameWriter::new(socket);
-        let shared = &self.pool.shared;
-        while let Some(mut job) = self.pool.queue.take(self.index) {
-            if !shared.admit(&job) {
+        let g = &self.groups[group];
+        for (local, socket) in sockets.into_iter().enumerate() {
+            let slot = group * self.threads + local;
+            let (Ok(read_half), Ok(write_half)) = (socket.try_clone(), socket.try_clone()) else {
+                continue;
+            };
+            let space = note_waker(Arc::downgrade(&reactor), move || Note::Space(slot));
+            *self.conn(slot) = Some(Conn {
+                socket,
+                reader: FrameReader::new(read_half),
+                writer: FrameWriter::new(write_half),
+                current: None,
+                space,
+            });
+            g.live_slots.fetch_add(1, Ordering::AcqRel);
+            let fd = self.conn(slot).as_ref().map(|c| c.socket.as_raw_fd());
+            if let Some(fd) = fd
+                && let Err(e) = reactor.register(slot, fd)
+            {
+                tracing::error!(target: "wsgi_core", "cannot watch a worker's socket: {e}");
+                self.close_slot(slot);
                 continue;
             }
-            let metrics = &shared.metrics;
-            metrics.busy_threads.fetch_add(1, Ordering::Relaxed);
-            if let Some(timeout) = shared.timeout {
-                *shared.slots[self.index].lock() = Some(Running {
-                    id: job.id,
-                    deadline: Instant::now() + timeout,
-                    tx: job.tx.clone(),
-                    stage: Stage::Running,
-                });
-            }
-            let group = &self.pool.groups[self.group];
-            group.busy.fetch_add(1, Ordering::AcqRel);
-            let relayed = self.relay(&mut job, &mut reader, &mut writer);
-            group.busy.fetch_sub(1, Ordering::AcqRel);
-            shared.slots[self.index].lock().take();
-            metrics.busy_threads.fetch_sub(1, Ordering::Relaxed);
-            let worker = group.worker.load(Ordering::Acquire);
-            match relayed {
-                Relayed::Done(due) => self.count_served(due),
-                Relayed::DoneThenLost(due) => {
-                    self.count_served(due);
-                    // Its supervisor reports the death and starts a replacement.
-                    return;
+            self.next(slot);
+        }
+    }
+
+    /// Sends `job` on `slot`, which the queue gave it; if the slot has closed meanwhile
+    /// (its worker died), the job goes back to the queue.
+    fn start(&self, mut slot: usize, mut job: Job) {
+        loop {
+            let mut conn = self.conn(slot);
+            let unsent = match conn.as_mut() {
+                Some(c) if c.current.is_none() => match self.send_request(slot, c, job) {
+                    Ok(()) => return,
+                    // The worker is gone (it has not been reaped yet): it never had the
+                    // request, and its slots take no other.
+                    Err(job) => {
+                        drop(conn);
+                        self.close_slot(slot);
+                        job
+                    }
+                },
+                _ => {
+                    drop(conn);
+                    job
                 }
-                Relayed::Lost { .. } if self.pool.aborting.load(Ordering::Acquire) => {
-                    // Killed at the end of a shutdown's grace period, which the engine has
-                    // logged: the request is abandoned, as it is in-process.
-                    tracing::debug!(target: "wsgi_core", worker, "{}: abandoned at the end of the grace period", describe(&job));
-                    return;
-                }
-                Relayed::Lost { started: false, .. } => {
-                    // The application never saw it: another worker gets it.
-                    self.pool.queue.retry(job);
-                    return;
-                }
-                Relayed::Lost {
-                    head_sent: false, ..
-                } => {
-                    tracing::error!(target: "wsgi_core", worker, "{}: the worker process died while running it; answered 502", describe(&job));
-                    let _ = job.tx.try_send(Msg::Head(Head::plain(
-                        StatusCode::BAD_GATEWAY,
-                        "Bad Gateway: the application's worker process died\n",
-                    )));
-                    return;
-                }
-                Relayed::Lost { .. } => {
-                    tracing::error!(target: "wsgi_core", worker, "{}: the worker process died during the response; it was cut", describe(&job));
-                    let _ = job
-                        .tx
-                        .try_send(Msg::Abort("the application's worker process died".into()));
-                    return;
-                }
+            };
+            match self.queue.retry(unsent) {
+                Some((other, back)) => (slot, job) = (other, back),
+                None => return,
             }
         }
     }
 
-    /// Counts a request the worker answered, and tells its supervisor `due`.
-    fn count_served(&self, due: Option<Event>) {
-        if let Some(state) = self.worker() {
-            state.requests.fetch_add(1, Ordering::Relaxed);
-            state.served.fetch_add(1, Ordering::Relaxed);
-            if let Some(event) = due {
-                state.send(event);
-            }
+    /// Writes `job`'s request on `conn` and makes it the slot's current request; gives the
+    /// job back if the socket is broken (the worker died).
+    fn send_request(&self, slot: usize, conn: &mut Conn, mut job: Job) -> Result<(), Job> {
+        let queued = Self::queue_request(conn, &mut job);
+        // What the socket does not take now goes when it is writable again.
+        if queued.and_then(|()| conn.writer.try_flush()).is_err() {
+            return Err(job);
         }
+        let shared = &self.shared;
+        shared.metrics.busy_threads.fetch_add(1, Ordering::Relaxed);
+        self.groups[slot / self.threads]
+            .busy
+            .fetch_add(1, Ordering::AcqRel);
+        if let Some(timeout) = shared.timeout {
+            *shared.slots[slot].lock() = Some(Running {
+                id: job.id,
+                deadline: Instant::now() + timeout,
+                tx: job.tx.clone(),
+                stage: Stage::Running,
+            });
+        }
+        conn.current = Some(Current {
+            job,
+            started: false,
+            head_sent: false,
+            cancelled: false,
+            finished: None,
+            stalled: None,
+            feeder: None,
+        });
+        Ok(())
     }
 
-    fn relay(
-        &self,
-        job: &mut Job,
-        reader: &mut FrameReader<UnixStream>,
-        writer: &mut FrameWriter<UnixStream>,
-    ) -> Relayed {
-        let lost = |started, head_sent| Relayed::Lost { started, head_sent };
+    /// Queues `job`'s request on `conn`'s writer, keeping in `job` what was sent, in case
+    /// another worker has to run it.
+    fn queue_request(conn: &mut Conn, job: &mut Job) -> io::Result<()> {
         let body = match &mut job.input {
             InputSource::Buffered(chunks) if chunks.is_empty() => RequestBody::None,
             InputSource::Buffered(chunks) => {
@@ -1154,8 +1192,7 @@ impl Slot {
             content_length: job.content_length,
             body,
         }));
-        let sent = writer.send(&request);
-        // Keep what was sent, in case another worker has to run it.
+        let queued = conn.writer.queue(&request);
         if let ToWorker::Request(request) = request {
             let Request { vars, body, .. } = *request;
             job.vars = vars;
@@ -1163,104 +1200,401 @@ impl Slot {
                 job.input = InputSource::Buffered([bytes].into());
             }
         }
-        if sent.is_err() {
-            return lost(false, false);
-        }
-        let shared = &self.pool.shared;
-        // Set by any frame from the worker: it has read the request.
-        let (mut started, mut head_sent, mut cancelled) = (false, false, false);
-        // Set when the response is complete: the client has it, and the slot waits for
-        // `Done` (the worker thread may still be in the iterable's `close()`) before it
-        // sends that thread another request, which would wait behind the `close()` while
-        // other threads may be idle.
-        let mut finished: Option<Option<Event>> = None;
+        queued
+    }
+
+    /// Gives `slot`, which has no request, the next queued one, or marks it idle, or
+    /// closes it.
+    fn next(&self, slot: usize) {
         loop {
-            let frame = match reader.recv::<FromWorker>() {
+            match self.queue.next_for(slot) {
+                Next::Job(job) => {
+                    if !self.shared.admit(&job) {
+                        continue;
+                    }
+                    self.start(slot, job);
+                }
+                Next::Idle => {}
+                Next::Retire => {
+                    self.close_slot(slot);
+                    self.close_idle(self.queue.idle_to_close());
+                }
+            }
+            return;
+        }
+    }
+
+    /// Closes `slots` that have no request (a busy one closes after its request).
+    fn close_idle(&self, slots: Vec<usize>) {
+        for slot in slots {
+            let idle = self.conn(slot).as_ref().is_some_and(|c| c.current.is_none());
+            if idle {
+                self.close_slot(slot);
+            }
+        }
+    }
+
+    /// Stops watching `slot`'s socket and closes it: the worker thread on the other end
+    /// then ends.
+    fn close_slot(&self, slot: usize) {
+        let Some(conn) = self.conn(slot).take() else {
+            return;
+        };
+        if let Some(reactor) = self.reactor() {
+            reactor.deregister(conn.socket.as_raw_fd());
+        }
+        drop(conn);
+        self.groups[slot / self.threads]
+            .live_slots
+            .fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Reads what `slot`'s worker sent, until it would block.
+    fn read_slot(&self, slot: usize) {
+        let mut guard = self.conn(slot);
+        let Some(conn) = guard.as_mut() else {
+            return;
+        };
+        let relayed = loop {
+            if conn.current.as_ref().is_some_and(|c| c.stalled.is_some()) {
+                return;
+            }
+            let frame = match conn.reader.try_recv::<FromWorker>() {
                 Ok(Some(frame)) => frame,
-                // No frame says that the worker took the request (it would cost a wake-up
-                // of this thread per request); the kernel tells instead. A worker that dies
-                // with bytes of ours unread in its socket leaves ours at `ECONNRESET`
-                // (Linux's `unix_release_sock`): it never read the whole request, so it
-                // never started it. At a plain end of stream it had read everything: it
-                // may have run the application, so the request is not run again.
-                Err(e) if e.kind() == io::ErrorKind::ConnectionReset && !started => {
-                    return lost(false, false);
-                }
-                // Died after the response was complete (in `close()`): the client has its
-                // answer, and this slot's worker is gone.
-                Ok(None) | Err(_) if finished.is_some() => {
-                    return Relayed::DoneThenLost(finished.flatten());
-                }
-                Ok(None) | Err(_) => return lost(true, head_sent),
-            };
-            started = true;
-            if finished.is_some() {
-                // Nothing but `Done` follows the response's end.
-                if matches!(frame, FromWorker::Done) {
-                    return Relayed::Done(finished.flatten());
-                }
-                continue;
-            }
-            let delivered = match frame {
-                FromWorker::Want(want) => {
-                    let chunk = job.input.next_chunk(want, shared.body_timeout);
-                    let answer = match chunk {
-                        Chunk::Data(bytes) => ToWorker::Body(bytes),
-                        Chunk::Eof => ToWorker::BodyEnd,
-                        Chunk::TooLarge(max) => ToWorker::BodyTooLarge(max),
-                        Chunk::Failed(why) if job.input.timed_out() => ToWorker::BodyTimedOut(why),
-                        Chunk::Failed(why) => ToWorker::BodyFailed(why),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                result => {
+                    let Some(current) = &conn.current else {
+                        // An idle slot's worker ended (it died, or retired): nothing of
+                        // ours was lost. Its supervisor reports the death.
+                        drop(guard);
+                        self.close_slot(slot);
+                        return;
                     };
-                    if writer.send(&answer).is_err() {
-                        return lost(started, head_sent);
-                    }
-                    Ok(())
-                }
-                FromWorker::Head(head) => {
-                    head_sent = true;
-                    if matches!(head.body, crate::response::HeadBody::Full(_)) {
-                        finished = Some(self.pause_if_due());
-                    }
-                    job.tx.send(Msg::Head(head))
-                }
-                FromWorker::Data(bytes) => job.tx.send(Msg::Data(bytes)),
-                FromWorker::End => {
-                    finished = Some(self.pause_if_due());
-                    job.tx.send(Msg::End)
-                }
-                FromWorker::Short(why) => {
-                    finished = Some(self.pause_if_due());
-                    job.tx.send(Msg::Short(why))
-                }
-                FromWorker::Abort(why) => {
-                    finished = Some(self.pause_if_due());
-                    job.tx.send(Msg::Abort(why))
-                }
-                FromWorker::Done => {
-                    // The worker's side of the request ended without its response's end.
-                    let due = self.pause_if_due();
-                    let _ = job.tx.send(Msg::Abort(
-                        "the worker ended the request without finishing its response".into(),
-                    ));
-                    return Relayed::Done(due);
+                    break match result {
+                        // A worker that dies with bytes of ours unread in its socket leaves
+                        // ours at `ECONNRESET` (Linux's `unix_release_sock`): it never read
+                        // the whole request, so it never started it. At a plain end of
+                        // stream it had read everything: it may have run the application,
+                        // so the request is not run again.
+                        Err(e)
+                            if e.kind() == io::ErrorKind::ConnectionReset && !current.started =>
+                        {
+                            Relayed::Lost {
+                                started: false,
+                                head_sent: false,
+                            }
+                        }
+                        // Died after the response was complete (in `close()`): the client
+                        // has its answer, and this slot's worker is gone.
+                        _ if current.finished.is_some() => {
+                            Relayed::DoneThenLost(current.finished.clone().flatten())
+                        }
+                        _ => Relayed::Lost {
+                            started: true,
+                            head_sent: current.head_sent,
+                        },
+                    };
                 }
             };
-            if finished.is_some() {
-                // Delivered or not (the client may have gone), the response is over.
-                continue;
+            if conn.current.is_none() {
+                // A frame with no request: the worker broke the protocol.
+                tracing::error!(target: "wsgi_core", "a worker process sent a frame while idle; closing its socket");
+                drop(guard);
+                self.close_slot(slot);
+                return;
             }
-            if delivered.is_err() && !cancelled {
+            if let Some(relayed) = self.on_frame(slot, conn, frame) {
+                break relayed;
+            }
+        };
+        let current = conn.current.take().expect("a request was relayed");
+        let ended = matches!(relayed, Relayed::Done(_));
+        drop(guard);
+        self.end_request(slot, current, relayed);
+        if ended {
+            self.next(slot);
+        } else {
+            self.close_slot(slot);
+        }
+    }
+
+    /// Handles one frame of `conn`'s current request; `Some` when the request is over.
+    fn on_frame(&self, slot: usize, conn: &mut Conn, frame: FromWorker) -> Option<Relayed> {
+        let current = conn.current.as_mut().expect("checked by the caller");
+        current.started = true;
+        if current.finished.is_some() {
+            // Nothing but `Done` follows the response's end.
+            return matches!(frame, FromWorker::Done)
+                .then(|| Relayed::Done(current.finished.clone().flatten()));
+        }
+        let msg = match frame {
+            FromWorker::Want(want) => {
+                self.want(slot, conn, want);
+                return None;
+            }
+            FromWorker::Head(head) => {
+                current.head_sent = true;
+                if matches!(head.body, crate::response::HeadBody::Full(_)) {
+                    current.finished = Some(self.pause_if_due(slot));
+                }
+                Msg::Head(head)
+            }
+            FromWorker::Data(bytes) => Msg::Data(bytes),
+            FromWorker::End => {
+                current.finished = Some(self.pause_if_due(slot));
+                Msg::End
+            }
+            FromWorker::Short(why) => {
+                current.finished = Some(self.pause_if_due(slot));
+                Msg::Short(why)
+            }
+            FromWorker::Abort(why) => {
+                current.finished = Some(self.pause_if_due(slot));
+                Msg::Abort(why)
+            }
+            FromWorker::Done => {
+                // The worker's side of the request ended without its response's end.
+                let due = self.pause_if_due(slot);
+                let _ = current.job.tx.try_send(Msg::Abort(
+                    "the worker ended the request without finishing its response".into(),
+                ));
+                return Some(Relayed::Done(due));
+            }
+        };
+        self.deliver(slot, conn, msg);
+        None
+    }
+
+    /// Hands `msg` to the client's pipe; with no room, keeps it and stops reading.
+    fn deliver(&self, slot: usize, conn: &mut Conn, msg: Msg) {
+        let current = conn.current.as_mut().expect("a request is relayed");
+        if current.cancelled {
+            // What the application still sends after the client went is dropped.
+            return;
+        }
+        match current.job.tx.try_send_or_wake(msg, &conn.space) {
+            TrySend::Sent => {}
+            TrySend::Full(msg) => current.stalled = Some(msg),
+            TrySend::Gone if current.finished.is_some() => {}
+            TrySend::Gone => {
                 // The client has gone (or the watchdog answered): the application should
                 // stop; what it still sends is read and dropped until its end.
-                cancelled = true;
-                self.pool.control(
-                    self.group,
+                current.cancelled = true;
+                self.control(
+                    slot / self.threads,
                     &ControlToWorker::Cancel {
-                        slot: self.local,
-                        id: job.id,
+                        slot: u32::try_from(slot % self.threads).unwrap_or(u32::MAX),
+                        id: current.job.id,
                     },
                 );
             }
         }
+    }
+
+    /// Answers a worker's request for `want` more body bytes: at once from a body that is
+    /// all here, else through a thread that waits for the client.
+    fn want(&self, slot: usize, conn: &mut Conn, want: u64) {
+        let current = conn.current.as_mut().expect("a request is relayed");
+        if let InputSource::Buffered(_) = current.job.input {
+            let answer = body_answer(&mut current.job.input, want, self.shared.body_timeout);
+            let _ = conn
+                .writer
+                .queue(&answer)
+                .and_then(|()| conn.writer.try_flush());
+            return;
+        }
+        if current.feeder.is_none() {
+            let input = std::mem::replace(&mut current.job.input, InputSource::empty());
+            current.feeder = self.spawn_feeder(slot, current.job.id, input);
+        }
+        if let Some(feeder) = &current.feeder {
+            let _ = feeder.send(want);
+        }
+    }
+
+    /// A thread that waits for the body `input` of request `id` on `slot`, one piece per
+    /// size it is given, and leaves each answer with the reactor.
+    fn spawn_feeder(
+        &self,
+        slot: usize,
+        id: u64,
+        mut input: InputSource,
+    ) -> Option<mpsc::Sender<u64>> {
+        let reactor = self.reactor.clone();
+        let timeout = self.shared.body_timeout;
+        let (wants, asked) = mpsc::channel::<u64>();
+        let spawned = std::thread::Builder::new()
+            .name("wsgi-body".into())
+            .spawn(move || {
+                while let Ok(want) = asked.recv() {
+                    let answer = body_answer(&mut input, want, timeout);
+                    let last = !matches!(answer, ToWorker::Body(_));
+                    let Some(reactor) = reactor.upgrade() else {
+                        return;
+                    };
+                    reactor.notify(Note::Body { slot, id, answer });
+                    if last {
+                        return;
+                    }
+                }
+            });
+        match spawned {
+            Ok(_) => Some(wants),
+            Err(e) => {
+                tracing::error!(target: "wsgi_core", "cannot start a thread for a request body: {e}");
+                None
+            }
+        }
+    }
+
+    /// Settles a request whose relaying is over.
+    fn end_request(&self, slot: usize, current: Current, relayed: Relayed) {
+        let shared = &self.shared;
+        shared.slots[slot].lock().take();
+        shared.metrics.busy_threads.fetch_sub(1, Ordering::Relaxed);
+        let group = &self.groups[slot / self.threads];
+        group.busy.fetch_sub(1, Ordering::AcqRel);
+        let worker = group.worker.load(Ordering::Acquire);
+        let job = current.job;
+        match relayed {
+            Relayed::Done(due) | Relayed::DoneThenLost(due) => self.count_served(slot, due),
+            Relayed::Lost { .. } if self.aborting.load(Ordering::Acquire) => {
+                // Killed at the end of a shutdown's grace period, which the engine has
+                // logged: the request is abandoned, as it is in-process.
+                tracing::debug!(target: "wsgi_core", worker, "{}: abandoned at the end of the grace period", describe(&job));
+            }
+            Relayed::Lost { started: false, .. } => {
+                // The application never saw it: another worker gets it.
+                if let Some((other, job)) = self.queue.retry(job) {
+                    self.start(other, job);
+                }
+            }
+            Relayed::Lost {
+                head_sent: false, ..
+            } => {
+                tracing::error!(target: "wsgi_core", worker, "{}: the worker process died while running it; answered 502", describe(&job));
+                let _ = job.tx.try_send(Msg::Head(Head::plain(
+                    StatusCode::BAD_GATEWAY,
+                    "Bad Gateway: the application's worker process died\n",
+                )));
+            }
+            Relayed::Lost { .. } => {
+                tracing::error!(target: "wsgi_core", worker, "{}: the worker process died during the response; it was cut", describe(&job));
+                let _ = job
+                    .tx
+                    .try_send(Msg::Abort("the application's worker process died".into()));
+            }
+        }
+    }
+
+    /// Called just before a response's last message reaches the client: if this request
+    /// spends the worker's request budget (or every request gets a fresh worker), the
+    /// worker takes no next request, even one the client sends the moment it has this
+    /// response; its supervisor then replaces it.
+    fn pause_if_due(&self, slot: usize) -> Option<Event> {
+        let group = slot / self.threads;
+        let state = self.worker_of_group(group)?;
+        let event = if self.always_restart.load(Ordering::Relaxed) {
+            Event::Recycle(RestartReason::AlwaysRestart)
+        } else if state.served.load(Ordering::Relaxed) + 1
+            == state.max_requests.load(Ordering::Relaxed)
+        {
+            Event::Check
+        } else {
+            return None;
+        };
+        self.queue.pause(group, true);
+        Some(event)
+    }
+
+    fn worker_of_group(&self, group: usize) -> Option<&WorkerState> {
+        let worker = self.groups[group].worker.load(Ordering::Acquire);
+        self.workers.get(worker)
+    }
+
+    /// Counts a request the worker answered, and tells its supervisor `due`.
+    fn count_served(&self, slot: usize, due: Option<Event>) {
+        if let Some(state) = self.worker_of_group(slot / self.threads) {
+            state.requests.fetch_add(1, Ordering::Relaxed);
+            state.served.fetch_add(1, Ordering::Relaxed);
+            if let Some(event) = due {
+                state.send(event);
+            }
+        }
+    }
+
+    /// Resumes or pauses `group`; jobs the resumed group takes at once are sent.
+    fn pause_group(&self, group: usize, paused: bool) {
+        for (slot, job) in self.queue.pause(group, paused) {
+            self.start(slot, job);
+        }
+    }
+
+    /// Marks `group` ready or not; a group no longer ready closes its idle slots.
+    fn set_ready(&self, group: usize, ready: bool) {
+        let idle = self.queue.set_ready(group, ready);
+        self.close_idle(idle);
+    }
+}
+
+/// The answer to a request for `want` body bytes from `input`, waiting up to `timeout` for
+/// the client.
+fn body_answer(input: &mut InputSource, want: u64, timeout: Option<Duration>) -> ToWorker {
+    match input.next_chunk(want, timeout) {
+        Chunk::Data(bytes) => ToWorker::Body(bytes),
+        Chunk::Eof => ToWorker::BodyEnd,
+        Chunk::TooLarge(max) => ToWorker::BodyTooLarge(max),
+        Chunk::Failed(why) if input.timed_out() => ToWorker::BodyTimedOut(why),
+        Chunk::Failed(why) => ToWorker::BodyFailed(why),
+    }
+}
+
+impl Handler<Note> for Pool {
+    fn readable(&self, slot: usize) {
+        self.read_slot(slot);
+    }
+
+    fn writable(&self, slot: usize) {
+        if let Some(conn) = self.conn(slot).as_mut() {
+            // A failure shows on the read side.
+            let _ = conn.writer.try_flush();
+        }
+    }
+
+    fn notified(&self, note: Note) {
+        match note {
+            Note::Space(slot) => {
+                {
+                    let mut guard = self.conn(slot);
+                    let Some(conn) = guard.as_mut() else {
+                        return;
+                    };
+                    let Some(msg) = conn.current.as_mut().and_then(|c| c.stalled.take()) else {
+                        return;
+                    };
+                    self.deliver(slot, conn, msg);
+                    if conn.current.as_ref().is_some_and(|c| c.stalled.is_some()) {
+                        return;
+                    }
+                }
+                // What arrived while the pipe was full.
+                self.read_slot(slot);
+            }
+            Note::Body { slot, id, answer } => {
+                let mut guard = self.conn(slot);
+                if let Some(conn) = guard.as_mut()
+                    && conn.current.as_ref().is_some_and(|c| c.job.id == id)
+                {
+                    let _ = conn
+                        .writer
+                        .queue(&answer)
+                        .and_then(|()| conn.writer.try_flush());
+                }
+            }
+        }
+    }
+
+    fn finished(&self) -> bool {
+        self.closing.load(Ordering::Acquire) && self.conns.iter().all(|c| lock(c).is_none())
     }
 }

@@ -1,15 +1,19 @@
 //! The host's queue in worker-process mode: jobs wait here, in the host, until a worker
 //! process has a free thread, so a worker that hangs or dies never holds queued requests
-//! (Passenger's model). Each thread of each worker is a slot, served by one host thread
-//! that owns that thread's socket.
+//! (Passenger's model). Each thread of each worker is a slot; the relay
+//! ([`super::relay`]) owns the slots' sockets.
 //!
 //! Unlike the in-process queue ([`crate::dispatch`]), where one GIL makes every thread the
 //! same, slots of different workers run in parallel: a job goes straight to an idle slot
 //! of the worker with the most idle slots, so load spreads over the processes (and their
 //! GILs) before it doubles up inside one.
+//!
+//! Nothing here waits: a job handed to an idle slot comes back to the caller with the
+//! slot's index, to be sent on that slot's socket; a slot that finished its job asks for
+//! the next one ([`SlotQueue::next_for`]).
 
 use std::collections::VecDeque;
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
 use super::Refused;
 
@@ -22,8 +26,6 @@ struct State<T> {
     ready: Vec<bool>,
     /// Per worker: ready, but taking no new job for now (its replacement is starting).
     paused: Vec<bool>,
-    /// Per slot: a job handed to it directly.
-    mailbox: Vec<Option<T>>,
     /// False after a worker failed to start while none was ready: new jobs get 503 until
     /// one is ready again. Jobs are queued while a worker is only being replaced.
     available: bool,
@@ -34,10 +36,20 @@ struct State<T> {
 #[derive(Debug)]
 pub(crate) struct SlotQueue<T> {
     state: Mutex<State<T>>,
-    /// One per slot, all waiting on `state`.
-    bells: Box<[Condvar]>,
     threads: usize,
     capacity: usize,
+}
+
+/// What a slot that has finished its job does next.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Next<T> {
+    /// Run this job.
+    Job(T),
+    /// Wait, idle, until a job is handed to it.
+    Idle,
+    /// Close: its worker takes no more jobs (it died or is retiring), or the queue is
+    /// closed and drained.
+    Retire,
 }
 
 impl<T> SlotQueue<T> {
@@ -49,11 +61,9 @@ impl<T> SlotQueue<T> {
                 idle: vec![Vec::with_capacity(threads); workers],
                 ready: vec![false; workers],
                 paused: vec![false; workers],
-                mailbox: (0..workers * threads).map(|_| None).collect(),
                 available: false,
                 closed: false,
             }),
-            bells: (0..workers * threads).map(|_| Condvar::new()).collect(),
             threads,
             capacity,
         }
@@ -68,8 +78,10 @@ impl<T> SlotQueue<T> {
         slot / self.threads
     }
 
-    /// Hands `job` to an idle slot of the least busy ready worker, or queues it.
-    pub(crate) fn try_send(&self, job: T) -> Result<(), Refused> {
+    /// Takes an idle slot of the least busy ready worker for `job`, or queues it. `Some`:
+    /// the slot and the job, for the caller to send.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn try_send(&self, job: T) -> Result<Option<(usize, T)>, Refused> {
         let mut st = self.lock();
         if st.closed {
             return Err(Refused::Closed);
@@ -80,35 +92,34 @@ impl<T> SlotQueue<T> {
         if st.queue.len() >= self.capacity {
             return Err(Refused::Full);
         }
-        if let Some(job) = self.hand_over(&mut st, job) {
-            st.queue.push_back(job);
+        match Self::idle_slot(&mut st) {
+            Some(slot) => Ok(Some((slot, job))),
+            None => {
+                st.queue.push_back(job);
+                Ok(None)
+            }
         }
-        Ok(())
     }
 
     /// Puts `job` back at the head of the queue: its worker died before the application
-    /// received it, so it goes to another worker first.
-    pub(crate) fn retry(&self, job: T) {
+    /// received it, so it goes to another worker first. `Some`: an idle slot took it.
+    pub(crate) fn retry(&self, job: T) -> Option<(usize, T)> {
         let mut st = self.lock();
-        if let Some(job) = self.hand_over(&mut st, job) {
-            st.queue.push_front(job);
+        match Self::idle_slot(&mut st) {
+            Some(slot) => Some((slot, job)),
+            None => {
+                st.queue.push_front(job);
+                None
+            }
         }
     }
 
-    /// Gives `job` to an idle slot of the ready worker with the most idle slots; gives it
-    /// back if there is none.
-    fn hand_over(&self, st: &mut State<T>, job: T) -> Option<T> {
+    /// An idle slot of the ready worker with the most idle slots, no longer idle.
+    fn idle_slot(st: &mut State<T>) -> Option<usize> {
         let worker = (0..st.idle.len())
             .filter(|&w| st.ready[w] && !st.paused[w] && !st.idle[w].is_empty())
-            .max_by_key(|&w| (st.idle[w].len(), std::cmp::Reverse(w)));
-        match worker.and_then(|w| st.idle[w].pop()) {
-            Some(slot) => {
-                st.mailbox[slot] = Some(job);
-                self.bells[slot].notify_one();
-                None
-            }
-            None => Some(job),
-        }
+            .max_by_key(|&w| (st.idle[w].len(), std::cmp::Reverse(w)))?;
+        st.idle[worker].pop()
     }
 
     /// Jobs waiting for a slot.
@@ -116,76 +127,67 @@ impl<T> SlotQueue<T> {
         self.lock().queue.len()
     }
 
-    /// The next job for `slot`, waiting while there is none; `None` once its worker is no
-    /// longer ready (it died or is retiring) or the queue is closed and drained.
-    pub(crate) fn take(&self, slot: usize) -> Option<T> {
+    /// What `slot`, which has no job, does next: the next queued job, idle, or close.
+    pub(crate) fn next_for(&self, slot: usize) -> Next<T> {
         let worker = self.worker_of(slot);
         let mut st = self.lock();
-        loop {
-            if let Some(job) = st.mailbox[slot].take() {
-                return Some(job);
-            }
-            if !st.ready[worker] {
-                return None;
-            }
-            if !st.paused[worker]
-                && let Some(job) = st.queue.pop_front()
-            {
-                return Some(job);
-            }
-            if st.closed {
-                return None;
-            }
-            if !st.idle[worker].contains(&slot) {
-                st.idle[worker].push(slot);
-            }
-            st = self.bells[slot].wait(st).unwrap_or_else(|e| e.into_inner());
+        if !st.ready[worker] {
+            return Next::Retire;
         }
+        if !st.paused[worker]
+            && let Some(job) = st.queue.pop_front()
+        {
+            return Next::Job(job);
+        }
+        if st.closed {
+            return Next::Retire;
+        }
+        if !st.idle[worker].contains(&slot) {
+            st.idle[worker].push(slot);
+        }
+        Next::Idle
     }
 
-    /// Marks a worker ready (its slots start taking jobs) or not (its waiting slots stop).
-    pub(crate) fn set_ready(&self, worker: usize, ready: bool) {
+    /// Marks `worker` ready or not. A worker no longer ready takes no job; its idle slots
+    /// are returned, for the caller to close.
+    pub(crate) fn set_ready(&self, worker: usize, ready: bool) -> Vec<usize> {
         let mut st = self.lock();
         st.ready[worker] = ready;
         st.paused[worker] = false;
         st.available |= ready;
-        if !ready {
-            for slot in std::mem::take(&mut st.idle[worker]) {
-                self.bells[slot].notify_one();
-            }
+        if ready {
+            Vec::new()
+        } else {
+            std::mem::take(&mut st.idle[worker])
         }
     }
 
-    /// Pauses a ready worker (its slots finish what they run and then wait, taking nothing)
-    /// or resumes it.
-    pub(crate) fn pause(&self, worker: usize, paused: bool) {
+    /// Pauses or resumes `worker`. Resuming hands queued jobs to its idle slots: returned,
+    /// with their slots, for the caller to send.
+    pub(crate) fn pause(&self, worker: usize, paused: bool) -> Vec<(usize, T)> {
         let mut st = self.lock();
         st.paused[worker] = paused;
+        let mut handed = Vec::new();
         if !paused {
-            // Its slots may have jobs to take from the queue.
-            let threads = self.threads;
-            for slot in worker * threads..(worker + 1) * threads {
-                self.bells[slot].notify_one();
-            }
             while !st.queue.is_empty() {
-                let Some(job) = st.queue.pop_front() else {
+                let Some(slot) = Self::idle_slot(&mut st) else {
                     break;
                 };
-                if let Some(job) = self.hand_over(&mut st, job) {
-                    st.queue.push_front(job);
-                    break;
+                if let Some(job) = st.queue.pop_front() {
+                    handed.push((slot, job));
                 }
             }
         }
+        handed
     }
 
-    /// Which workers are ready.
+    /// Per worker: whether it is ready.
     pub(crate) fn ready(&self) -> Vec<bool> {
         self.lock().ready.clone()
     }
 
-    /// When no worker is ready: refuses new jobs and takes every queued one out, for
-    /// answering them, since no worker can. Nothing when a worker is ready.
+    /// When no worker is ready: stops taking jobs and returns the queued ones, for the
+    /// caller to answer.
     pub(crate) fn unavailable(&self) -> Vec<T> {
         let mut st = self.lock();
         if st.ready.iter().any(|&r| r) {
@@ -195,19 +197,23 @@ impl<T> SlotQueue<T> {
         st.queue.drain(..).collect()
     }
 
-    /// Whether [`SlotQueue::close`] was called.
     pub(crate) fn is_closed(&self) -> bool {
         self.lock().closed
     }
 
-    /// Stops taking jobs; what is queued is still served.
+    /// Takes no new job; what is queued is still served.
     pub(crate) fn close(&self) {
+        self.lock().closed = true;
+    }
+
+    /// Once the queue is closed and empty, the idle slots, no longer needed: for the caller
+    /// to close (their workers then exit).
+    pub(crate) fn idle_to_close(&self) -> Vec<usize> {
         let mut st = self.lock();
-        st.closed = true;
-        for idle in st.idle.iter_mut() {
-            for slot in idle.drain(..) {
-                self.bells[slot].notify_one();
-            }
+        if st.closed && st.queue.is_empty() {
+            st.idle.iter_mut().flat_map(std::mem::take).collect()
+        } else {
+            Vec::new()
         }
     }
 }
@@ -215,8 +221,6 @@ impl<T> SlotQueue<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dispatch::tests::eventually;
-    use std::sync::Arc;
 
     fn idle(q: &SlotQueue<u32>, worker: usize) -> usize {
         q.lock().idle[worker].len()
@@ -227,44 +231,26 @@ mod tests {
         let q = SlotQueue::<u32>::new(4, 2, 1);
         assert!(matches!(q.try_send(1), Err(Refused::NotReady)));
         q.set_ready(0, true);
-        q.try_send(1).unwrap();
-        assert_eq!(q.take(0), Some(1));
-        // A slot of a worker that is not ready gets nothing.
+        // No slot has said it is idle yet: queued.
+        assert_eq!(q.try_send(1).unwrap(), None);
+        assert_eq!(q.next_for(0), Next::Job(1));
         q.try_send(2).unwrap();
-        assert_eq!(q.take(1), None);
+        assert_eq!(q.next_for(1), Next::Retire, "worker 1 is not ready");
         assert_eq!(q.len(), 1);
     }
 
     #[test]
     fn jobs_go_to_the_worker_with_the_most_idle_slots() {
-        let q = Arc::new(SlotQueue::<u32>::new(8, 2, 2));
+        let q = SlotQueue::<u32>::new(8, 2, 2);
         q.set_ready(0, true);
         q.set_ready(1, true);
-        let takers: Vec<_> = (0..4)
-            .map(|slot| {
-                let q = q.clone();
-                std::thread::spawn(move || (slot, q.take(slot)))
-            })
-            .collect();
-        eventually("all four slots idle", || {
-            idle(&q, 0) == 2 && idle(&q, 1) == 2
-        });
-        q.try_send(10).unwrap();
-        q.try_send(11).unwrap();
-        eventually("two slots to take their jobs", || {
-            idle(&q, 0) + idle(&q, 1) == 2
-        });
-        // One job per worker, not two for one of them.
+        for slot in 0..4 {
+            assert_eq!(q.next_for(slot), Next::Idle);
+        }
+        let (a, _) = q.try_send(10).unwrap().unwrap();
+        let (b, _) = q.try_send(11).unwrap().unwrap();
         assert_eq!((idle(&q, 0), idle(&q, 1)), (1, 1));
-        q.close();
-        let got: Vec<_> = takers.into_iter().map(|t| t.join().unwrap()).collect();
-        let workers_used: Vec<usize> = got
-            .iter()
-            .filter(|(_, job)| job.is_some())
-            .map(|(slot, _)| slot / 2)
-            .collect();
-        assert_eq!(workers_used.len(), 2);
-        assert_ne!(workers_used[0], workers_used[1]);
+        assert_ne!(a / 2, b / 2, "both jobs went to one worker");
     }
 
     #[test]
@@ -274,38 +260,64 @@ mod tests {
         q.try_send(1).unwrap();
         q.try_send(2).unwrap();
         assert!(matches!(q.try_send(3), Err(Refused::Full)));
-        q.retry(0);
-        assert_eq!(q.take(0), Some(0));
-        assert_eq!(q.take(0), Some(1));
-    }
-
-    #[test]
-    fn a_worker_that_stops_being_ready_releases_its_waiting_slots() {
-        let q = Arc::new(SlotQueue::<u32>::new(2, 1, 1));
-        q.set_ready(0, true);
-        let taker = {
-            let q = q.clone();
-            std::thread::spawn(move || q.take(0))
-        };
-        eventually("the slot to wait", || idle(&q, 0) == 1);
-        q.set_ready(0, false);
-        assert_eq!(taker.join().unwrap(), None);
+        assert_eq!(q.retry(0), None);
+        assert_eq!(q.next_for(0), Next::Job(0));
+        assert_eq!(q.next_for(0), Next::Job(1));
+        assert_eq!(q.next_for(0), Next::Job(2));
+        assert_eq!(q.next_for(0), Next::Idle);
+        assert_eq!(q.retry(5), Some((0, 5)), "an idle slot takes a retry at once");
     }
 
     #[test]
     fn a_paused_worker_takes_nothing_until_resumed() {
-        let q = Arc::new(SlotQueue::<u32>::new(4, 1, 1));
+        let q = SlotQueue::<u32>::new(4, 1, 1);
         q.set_ready(0, true);
+        assert_eq!(q.next_for(0), Next::Idle);
+        assert!(q.pause(0, true).is_empty());
+        assert_eq!(q.try_send(7).unwrap(), None, "a paused worker took a job");
+        assert_eq!(q.next_for(0), Next::Idle);
+        assert_eq!(q.pause(0, false), vec![(0, 7)]);
+    }
+
+    #[test]
+    fn a_worker_no_longer_ready_gives_back_its_idle_slots() {
+        let q = SlotQueue::<u32>::new(4, 1, 2);
+        q.set_ready(0, true);
+        assert_eq!(q.next_for(0), Next::Idle);
+        assert_eq!(q.next_for(1), Next::Idle);
+        assert_eq!(q.set_ready(0, false), vec![0, 1]);
+        assert_eq!(q.next_for(0), Next::Retire);
+    }
+
+    #[test]
+    fn closing_serves_what_is_queued_then_retires_every_slot() {
+        let q = SlotQueue::<u32>::new(4, 1, 2);
+        q.set_ready(0, true);
+        assert_eq!(q.next_for(0), Next::Idle);
+        assert_eq!(q.try_send(1).unwrap(), Some((0, 1)));
+        q.try_send(2).unwrap();
+        q.close();
+        assert!(matches!(q.try_send(3), Err(Refused::Closed)));
+        assert!(q.idle_to_close().is_empty());
+        // Slot 1 becomes free and takes what waits; then nothing is left for anyone.
+        assert_eq!(q.next_for(1), Next::Job(2));
+        assert_eq!(q.next_for(0), Next::Retire);
+        assert_eq!(q.next_for(1), Next::Retire);
+    }
+
+    #[test]
+    fn idle_slots_are_closed_once_the_closed_queue_is_empty() {
+        let q = SlotQueue::<u32>::new(4, 1, 2);
+        q.set_ready(0, true);
+        assert_eq!(q.next_for(0), Next::Idle);
+        assert_eq!(q.next_for(1), Next::Idle);
         q.pause(0, true);
-        let taker = {
-            let q = q.clone();
-            std::thread::spawn(move || q.take(0))
-        };
-        q.try_send(7).unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        assert_eq!(q.len(), 1, "a paused worker took a job");
-        q.pause(0, false);
-        assert_eq!(taker.join().unwrap(), Some(7));
+        q.try_send(1).unwrap();
+        q.close();
+        assert!(q.idle_to_close().is_empty(), "a job still waits");
+        assert_eq!(q.pause(0, false), vec![(1, 1)]);
+        assert_eq!(q.idle_to_close(), vec![0]);
+        assert_eq!(q.next_for(1), Next::Retire);
     }
 
     #[test]
@@ -322,6 +334,6 @@ mod tests {
         q.set_ready(0, true);
         q.try_send(3).unwrap();
         assert_eq!(q.unavailable(), Vec::<u32>::new());
-        assert_eq!(q.take(0), Some(3));
+        assert_eq!(q.next_for(0), Next::Job(3));
     }
 }
