@@ -321,6 +321,11 @@ impl<W: Write> FrameWriter<W> {
         Ok(())
     }
 
+    /// Whether queued bytes wait to be written.
+    pub(crate) fn has_pending(&self) -> bool {
+        !self.scratch.is_empty() || !self.pending.is_empty()
+    }
+
     /// Writes every queued frame, in as few `writev` calls as the kernel allows. On an error
     /// the queue is dropped: the stream is then broken mid-frame and must not be reused.
     pub(crate) fn flush(&mut self) -> io::Result<()> {

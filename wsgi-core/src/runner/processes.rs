@@ -1028,6 +1028,8 @@ struct Conn {
     current: Option<Current>,
     /// Woken when the pipe of a request that had no room has some again.
     space: std::task::Waker,
+    /// The reactor watches the socket for room to write.
+    watching_writable: bool,
 }
 
 /// A request relayed on a slot.
@@ -1101,6 +1103,7 @@ impl Pool {
                 writer: FrameWriter::new(write_half),
                 current: None,
                 space,
+                watching_writable: false,
             });
             g.live_slots.fetch_add(1, Ordering::AcqRel);
             let fd = self.conn(slot).as_ref().map(|c| c.socket.as_raw_fd());
@@ -1148,7 +1151,7 @@ impl Pool {
     fn send_request(&self, slot: usize, conn: &mut Conn, mut job: Job) -> Result<(), Job> {
         let queued = Self::queue_request(conn, &mut job);
         // What the socket does not take now goes when it is writable again.
-        if queued.and_then(|()| conn.writer.try_flush()).is_err() {
+        if queued.and_then(|()| self.flush(slot, conn)).is_err() {
             return Err(job);
         }
         let shared = &self.shared;
@@ -1201,6 +1204,20 @@ impl Pool {
             }
         }
         queued
+    }
+
+    /// Writes what `conn` has queued, as far as its socket takes it now; what is left goes
+    /// when the reactor sees room.
+    fn flush(&self, slot: usize, conn: &mut Conn) -> io::Result<()> {
+        conn.writer.try_flush()?;
+        let pending = conn.writer.has_pending();
+        if pending != conn.watching_writable
+            && let Some(reactor) = self.reactor()
+        {
+            reactor.watch_writable(slot, conn.socket.as_raw_fd(), pending)?;
+            conn.watching_writable = pending;
+        }
+        Ok(())
     }
 
     /// Gives `slot`, which has no request, the next queued one, or marks it idle, or
@@ -1400,7 +1417,7 @@ impl Pool {
             let _ = conn
                 .writer
                 .queue(&answer)
-                .and_then(|()| conn.writer.try_flush());
+                .and_then(|()| self.flush(slot, conn));
             return;
         }
         if current.feeder.is_none() {
@@ -1557,7 +1574,7 @@ impl Handler<Note> for Pool {
     fn writable(&self, slot: usize) {
         if let Some(conn) = self.conn(slot).as_mut() {
             // A failure shows on the read side.
-            let _ = conn.writer.try_flush();
+            let _ = self.flush(slot, conn);
         }
     }
 
@@ -1588,7 +1605,7 @@ impl Handler<Note> for Pool {
                     let _ = conn
                         .writer
                         .queue(&answer)
-                        .and_then(|()| conn.writer.try_flush());
+                        .and_then(|()| self.flush(slot, conn));
                 }
             }
         }

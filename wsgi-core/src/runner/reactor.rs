@@ -95,13 +95,23 @@ impl<N: Send + 'static> Reactor<N> {
         }
     }
 
-    /// Watches `fd` for `slot` (edge-triggered: the handler reads until it would block).
+    /// Watches `fd` for `slot` to become readable (edge-triggered: the handler reads until
+    /// it would block).
     pub(crate) fn register(&self, slot: usize, fd: RawFd) -> io::Result<()> {
-        self.registry.register(
-            &mut SourceFd(&fd),
-            Token(slot),
-            Interest::READABLE | Interest::WRITABLE,
-        )
+        self.registry
+            .register(&mut SourceFd(&fd), Token(slot), Interest::READABLE)
+    }
+
+    /// Watches `fd` of `slot` for room to write too, or no longer: only while bytes wait,
+    /// since a socket becomes writable each time its peer reads.
+    pub(crate) fn watch_writable(&self, slot: usize, fd: RawFd, writable: bool) -> io::Result<()> {
+        let interest = if writable {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        self.registry
+            .reregister(&mut SourceFd(&fd), Token(slot), interest)
     }
 
     /// Stops watching `fd`.
