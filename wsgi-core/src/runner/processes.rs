@@ -33,9 +33,10 @@ use http::StatusCode;
 
 use super::slots::SlotQueue;
 use super::{Refused, Runner};
+use crate::chunk::Chunk;
 use crate::config::{AppConfig, Lifecycle};
 use crate::error::Error;
-use crate::input::{Chunk, InputSource};
+use crate::input::InputSource;
 use crate::job::Job;
 use crate::lifecycle::backoff::Backoff;
 use crate::lifecycle::policy::Budget;
