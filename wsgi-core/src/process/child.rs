@@ -127,7 +127,7 @@ pub(crate) fn run(control: UnixStream, slots: Vec<UnixStream>) -> i32 {
                     if let Some(running) = published.lock().as_mut()
                         && running.id == id
                     {
-                        running.stage = crate::watchdog::Stage::TimedOut;
+                        running.stage = crate::state::Stage::TimedOut;
                     }
                     python::interrupt(*thread, || {
                         published.lock().as_ref().is_some_and(|r| r.id == id)

@@ -53,8 +53,7 @@ use crate::process::messages::{
 use crate::process::spawn::{describe_exit, spawn_worker, wait_ready};
 use crate::process::wire::{FrameReader, FrameWriter};
 use crate::response::Head;
-use crate::state::Shared;
-use crate::watchdog::{Running, Stage};
+use crate::state::{Running, Shared, Stage};
 
 /// First wait before starting a worker that keeps dying young; doubles up to 30 s.
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
