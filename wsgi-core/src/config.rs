@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::engine::Engine;
 use crate::error::Error;
 use crate::lifecycle::policy::{Recycle, RecycleError};
 use crate::proxy::TrustedProxies;
@@ -42,7 +41,7 @@ pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(90);
 /// (see [`EngineBuilder::min_lifetime`]).
 pub const DEFAULT_MIN_LIFETIME: Duration = crate::lifecycle::policy::DEFAULT_MIN_LIFETIME;
 
-/// Builds an [`Engine`]: see [`Engine::builder`].
+/// Builds an [`Engine`](crate::Engine): see [`Engine::builder`](crate::Engine::builder).
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct EngineBuilder {
@@ -435,55 +434,8 @@ impl EngineBuilder {
         self
     }
 
-    /// Starts the interpreter if needed, loads the application and starts the threads.
-    ///
-    /// The errors say what went wrong in the application's terms, with Python's exception
-    /// kept as their [`source`](std::error::Error::source):
-    ///
-    /// ```
-    /// use wsgi_core::{Engine, Error, MissingModule};
-    ///
-    /// // `wsgiref`'s demo application ships with Python.
-    /// let engine = Engine::builder("wsgiref.simple_server:demo_app").threads(2).build()?;
-    /// assert_eq!(engine.threads(), 2);
-    ///
-    /// match Engine::builder("no_such_module:application").build() {
-    ///     Err(Error::AppImport { missing: Some(MissingModule::App(name)), exception, .. }) => {
-    ///         assert_eq!(name, "no_such_module");
-    ///         assert_eq!(exception.type_name, "ModuleNotFoundError");
-    ///     }
-    ///     other => panic!("{other:?}"),
-    /// }
-    /// # Ok::<(), Error>(())
-    /// ```
-    pub fn build(self) -> Result<Engine, Error> {
-        let resolved = self.resolve()?;
-        Engine::start(resolved)
-    }
-
-    /// Starts the embedded interpreter the engine will run on, in its virtualenv, and
-    /// describes it, without importing the application: for a program that logs which
-    /// Python it serves with before a slow import. [`build`](Self::build) does the same
-    /// itself, so calling this first is optional; calling it after Python has started
-    /// without the virtualenv activates the virtualenv then.
-    ///
-    /// With [`processes`](Self::processes), Python runs in the worker processes and this
-    /// would start an interpreter in the host that it does not otherwise need.
-    ///
-    /// ```no_run
-    /// let builder = wsgi_core::Engine::builder("app:application").venv(".venv");
-    /// let python = builder.start_python()?;
-    /// println!("serving with {python}");
-    /// let engine = builder.build()?;
-    /// # Ok::<(), wsgi_core::Error>(())
-    /// ```
-    pub fn start_python(&self) -> Result<crate::PythonInfo, Error> {
-        let (venv, origin) = self.resolved_venv();
-        crate::python::start(venv.as_deref(), origin)
-    }
-
     /// The virtualenv to activate, absolute, and where it came from (for messages).
-    fn resolved_venv(&self) -> (Option<PathBuf>, &'static str) {
+    pub(crate) fn resolved_venv(&self) -> (Option<PathBuf>, &'static str) {
         let (venv, origin) = match &self.venv {
             Some(dir) => (Some(dir.clone()), ""),
             None => (
@@ -497,7 +449,7 @@ impl EngineBuilder {
     }
 
     /// Checks every option and resolves paths, before anything starts.
-    fn resolve(self) -> Result<Resolved, Error> {
+    pub(crate) fn resolve(self) -> Result<Resolved, Error> {
         if self.threads == 0 {
             return Err(Error::Config {
                 option: "threads",
@@ -649,7 +601,7 @@ fn base_dir(dir: &std::path::Path) -> Result<PathBuf, Error> {
     std::path::absolute(dir).map_err(error)
 }
 
-/// A checked configuration: everything [`Engine::start`] needs.
+/// A checked configuration: everything [`Engine::start`](crate::Engine::start) needs.
 #[derive(Debug)]
 pub(crate) struct Resolved {
     pub(crate) app: AppConfig,
@@ -664,7 +616,7 @@ pub(crate) struct Resolved {
 }
 
 impl EngineBuilder {
-    /// The defaults, for `app`: see [`Engine::builder`].
+    /// The defaults, for `app`: see [`Engine::builder`](crate::Engine::builder).
     pub(crate) fn new(app: String) -> Self {
         EngineBuilder {
             app,

@@ -23,6 +23,7 @@ use crate::lifecycle::reason::RestartReason;
 use crate::metrics::MetricsSnapshot;
 use crate::pipe::{self, Msg, PipeRx};
 use crate::proxy::TrustedProxies;
+use crate::python::{self, PythonInfo};
 use crate::response::{Head, HeadBody, status_forbids_body};
 use crate::runner::threads::Threads;
 use crate::runner::{Refused, Runner};
@@ -106,6 +107,56 @@ impl Engine {
                 config: builder,
             }),
         })
+    }
+}
+
+// What starts things lives here; `crate::config` only describes them.
+impl EngineBuilder {
+    /// Starts the interpreter if needed, loads the application and starts the threads.
+    ///
+    /// The errors say what went wrong in the application's terms, with Python's exception
+    /// kept as their [`source`](std::error::Error::source):
+    ///
+    /// ```
+    /// use wsgi_core::{Engine, Error, MissingModule};
+    ///
+    /// // `wsgiref`'s demo application ships with Python.
+    /// let engine = Engine::builder("wsgiref.simple_server:demo_app").threads(2).build()?;
+    /// assert_eq!(engine.threads(), 2);
+    ///
+    /// match Engine::builder("no_such_module:application").build() {
+    ///     Err(Error::AppImport { missing: Some(MissingModule::App(name)), exception, .. }) => {
+    ///         assert_eq!(name, "no_such_module");
+    ///         assert_eq!(exception.type_name, "ModuleNotFoundError");
+    ///     }
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn build(self) -> Result<Engine, Error> {
+        let resolved = self.resolve()?;
+        Engine::start(resolved)
+    }
+
+    /// Starts the embedded interpreter the engine will run on, in its virtualenv, and
+    /// describes it, without importing the application: for a program that logs which
+    /// Python it serves with before a slow import. [`build`](Self::build) does the same
+    /// itself, so calling this first is optional; calling it after Python has started
+    /// without the virtualenv activates the virtualenv then.
+    ///
+    /// With [`processes`](Self::processes), Python runs in the worker processes and this
+    /// would start an interpreter in the host that it does not otherwise need.
+    ///
+    /// ```no_run
+    /// let builder = wsgi_core::Engine::builder("app:application").venv(".venv");
+    /// let python = builder.start_python()?;
+    /// println!("serving with {python}");
+    /// let engine = builder.build()?;
+    /// # Ok::<(), wsgi_core::Error>(())
+    /// ```
+    pub fn start_python(&self) -> Result<PythonInfo, Error> {
+        let (venv, origin) = self.resolved_venv();
+        python::start(venv.as_deref(), origin)
     }
 }
 

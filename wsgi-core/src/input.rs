@@ -18,19 +18,9 @@ use futures::Stream;
 use futures::task::AtomicWaker;
 
 use crate::chan;
+use crate::chunk::Chunk;
 use crate::host::BoxError;
-use crate::spool::SpooledBody;
-
-/// One answer to a request for body bytes.
-#[derive(Debug)]
-pub(crate) enum Chunk {
-    Data(Bytes),
-    Eof,
-    /// The body could not be read (client vanished, malformed chunking, ...).
-    Failed(String),
-    /// The body grew past the configured maximum.
-    TooLarge(u64),
-}
+use crate::spooled::SpooledBody;
 
 /// Chunks the host may deliver ahead of the reader, so `read()` of a large body is not one
 /// thread hand-off per chunk; bounds the memory of a request body to a few chunks.
@@ -80,7 +70,7 @@ pub(crate) enum InputSource {
         rx: chan::Receiver<Chunk>,
     },
     /// The whole body, received by the host into a temporary file before the request was
-    /// queued ([`crate::spool`]); reads touch the file, so they are made without the GIL.
+    /// queued ([`crate::spool`], [`crate::spooled`]); reads touch the file, so they are made without the GIL.
     Spooled(SpooledBody),
     /// A body pulled from another process (the host, for a worker process), which
     /// enforces the limits and timeouts and says when one was crossed.

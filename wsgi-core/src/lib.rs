@@ -44,6 +44,7 @@
 // Data: requests, responses and bodies as plain Rust.
 mod body;
 mod chan;
+mod chunk;
 mod environ;
 mod host;
 mod input;
@@ -54,6 +55,7 @@ mod proxy;
 mod response;
 mod spec;
 mod spool;
+mod spooled;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod untrusted;

@@ -6,7 +6,7 @@
 //! So, as nginx's `proxy_request_buffering` and Passenger do, the host receives the whole
 //! body first, in memory up to the buffering limit and in a temporary file beyond it, and
 //! the request reaches a Python thread only once the body is complete; `wsgi.input` then
-//! reads from memory or from the file.
+//! reads from memory or from the file ([`crate::spooled`]).
 //!
 //! The file is written on a thread of its own (one per engine, [`Spooler`]), never on the
 //! host's I/O thread, where a slow disk would stall every connection, nor on a Python
@@ -17,7 +17,7 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::future::Future;
-use std::io::{self, Read, Seek, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::mpsc;
@@ -29,7 +29,8 @@ use futures::Stream;
 use futures::channel::oneshot;
 
 use crate::host::BoxError;
-use crate::input::{Chunk, IdleTimer, InputSource, Unread};
+use crate::input::{IdleTimer, InputSource, Unread};
+use crate::spooled::SpooledBody;
 
 /// Bytes gathered in memory before they are handed to the writer: large enough that a
 /// slow client sending a few hundred bytes at a time costs one write per 64 KiB, small
@@ -39,13 +40,6 @@ const WRITE_BATCH: usize = 64 * 1024;
 /// Bytes received but not yet written after which the body is no longer read until the
 /// writer catches up, so a disk slower than the network pushes back on the client.
 const MAX_UNWRITTEN: usize = 4 * WRITE_BATCH;
-
-/// Most bytes one read of a spooled body returns, whatever the reader asked for.
-const READ_MAX: u64 = 1024 * 1024;
-
-/// Fewest bytes one read of a spooled body asks the file for, so that `read(1)` in a loop
-/// costs a system call per 64 KiB, not per byte.
-const READ_MIN: u64 = 64 * 1024;
 
 /// Work for the writer thread: append `data` to `file` (created first if `None`).
 struct WriteJob {
@@ -297,69 +291,10 @@ impl BodySpool {
     }
 }
 
-/// A complete request body in an unlinked temporary file, read by `wsgi.input`.
-#[derive(Debug)]
-pub(crate) struct SpooledBody {
-    /// Closed (and so freed) as soon as the body has been read to its end.
-    file: Option<File>,
-    len: u64,
-    read: u64,
-}
-
-impl SpooledBody {
-    fn new(file: File, len: u64) -> Self {
-        SpooledBody {
-            file: Some(file),
-            len,
-            read: 0,
-        }
-    }
-
-    /// The next piece of the body, of about `want` bytes (`u64::MAX`: as much as suits).
-    /// Reads the file: call without the GIL.
-    pub(crate) fn next_chunk(&mut self, want: u64) -> Chunk {
-        let Some(file) = &mut self.file else {
-            return Chunk::Eof;
-        };
-        let size = want.clamp(READ_MIN, READ_MAX).min(self.len - self.read);
-        let result = (|| {
-            if self.read == 0 {
-                // The writer left the file at its end.
-                file.rewind()?;
-            }
-            let size = usize::try_from(size).unwrap_or(usize::MAX);
-            // `read_to_end` reads into the spare capacity as it is; a zeroed buffer would
-            // cost one more pass over every byte.
-            let mut buf = Vec::with_capacity(size);
-            file.take(size as u64).read_to_end(&mut buf)?;
-            if buf.len() < size {
-                return Err(io::ErrorKind::UnexpectedEof.into());
-            }
-            Ok::<_, io::Error>(Bytes::from(buf))
-        })();
-        match result {
-            Ok(bytes) => {
-                self.read += bytes.len() as u64;
-                if self.read == self.len {
-                    self.file = None;
-                }
-                if bytes.is_empty() {
-                    Chunk::Eof
-                } else {
-                    Chunk::Data(bytes)
-                }
-            }
-            Err(e) => {
-                self.file = None;
-                Chunk::Failed(format!("cannot read the spooled request body: {e}"))
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chunk::Chunk;
     use futures::StreamExt;
 
     fn spool(

@@ -4,15 +4,13 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::{HeaderValue, StatusCode, header};
 
-use crate::job::Job;
 use crate::metrics::Metrics;
-use crate::pipe::Msg;
+use crate::pipe::PipeTx;
 use crate::response::Head;
-use crate::watchdog::Slot;
 
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -86,31 +84,6 @@ impl Shared {
         head
     }
 
-    /// Decides, as a runner takes `job` from the queue, whether it still runs: a request
-    /// whose client has gone is dropped, one that waited past `max_queue_wait` is answered
-    /// 503. Either way the job is consumed and `false` returned.
-    pub(crate) fn admit(&self, job: &Job) -> bool {
-        if job.tx.is_gone() {
-            tracing::debug!(target: "wsgi_core", "client left while the request was queued; not run");
-            return false;
-        }
-        let waited = job.enqueued.elapsed();
-        let metrics = &self.metrics;
-        metrics.queue_wait_nanos.fetch_add(
-            u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX),
-            Ordering::Relaxed,
-        );
-        if self.max_queue_wait.is_some_and(|max| waited > max) {
-            metrics.rejected_overload.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(target: "wsgi_core", waited_ms = waited.as_millis() as u64, "request waited too long in the queue; answered 503");
-            let _ = job.tx.try_send(Msg::Head(
-                self.unavailable("the request waited too long for a Python thread"),
-            ));
-            return false;
-        }
-        true
-    }
-
     fn lock_in_flight(&self) -> MutexGuard<'_, Counted> {
         self.in_flight.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -168,6 +141,33 @@ impl Drop for InFlight {
         if wake {
             self.0.idle.notify_all();
         }
+    }
+}
+
+/// What one worker thread is running, for the watchdog ([`crate::watchdog`]).
+#[derive(Debug, Default)]
+pub(crate) struct Slot(Mutex<Option<Running>>);
+
+#[derive(Debug)]
+pub(crate) struct Running {
+    pub(crate) id: u64,
+    pub(crate) deadline: Instant,
+    pub(crate) tx: Arc<PipeTx>,
+    pub(crate) stage: Stage,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stage {
+    Running,
+    /// Answered and interrupted; waiting for the thread to come back.
+    TimedOut,
+    /// Did not come back within the grace period: reported once.
+    Stuck,
+}
+
+impl Slot {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Option<Running>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

@@ -1,6 +1,6 @@
 //! Request timeouts that free the thread.
 //!
-//! Whatever runs a request publishes it in a [`Slot`]. A watchdog thread answers a
+//! Whatever runs a request publishes it in a [`Slot`](crate::state::Slot). A watchdog thread answers a
 //! request that overran (504, or an aborted body if its head went out) and then asks the
 //! runner to stop it ([`Runner::interrupt`]: in-process, `TimeoutError` raised inside the
 //! Python thread with `PyThreadState_SetAsyncExc`, as mod_wsgi's `request-timeout` does),
@@ -8,44 +8,16 @@
 //! runs. A thread blocked in C code cannot be interrupted that way; it is reported (log
 //! and metrics) and the rest of the pool keeps serving.
 
+use std::sync::Weak;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
 
 use crate::error::Error;
-use crate::pipe::PipeTx;
 use crate::response::Head;
 use crate::runner::Runner;
-use crate::state::Shared;
-
-/// What one worker thread is running.
-#[derive(Debug, Default)]
-pub(crate) struct Slot(Mutex<Option<Running>>);
-
-#[derive(Debug)]
-pub(crate) struct Running {
-    pub(crate) id: u64,
-    pub(crate) deadline: Instant,
-    pub(crate) tx: Arc<PipeTx>,
-    pub(crate) stage: Stage,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Stage {
-    Running,
-    /// Answered and interrupted; waiting for the thread to come back.
-    TimedOut,
-    /// Did not come back within the grace period: reported once.
-    Stuck,
-}
-
-impl Slot {
-    pub(crate) fn lock(&self) -> MutexGuard<'_, Option<Running>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
+use crate::state::{Shared, Stage};
 
 /// How long a timed-out thread gets to unwind before it counts as stuck.
 fn stuck_after(timeout: Duration) -> Duration {

@@ -19,9 +19,10 @@ use super::log::{
 };
 use super::messages::{ControlFromWorker, ControlToWorker, FromWorker, RequestBody, ToWorker};
 use super::wire::{FrameReader, FrameWriter};
+use crate::chunk::Chunk;
 use crate::config::AppConfig;
 use crate::error::Error;
-use crate::input::{Chunk, InputSource, Pull, Pulled};
+use crate::input::{InputSource, Pull, Pulled};
 use crate::job::Job;
 use crate::lifecycle::rss::self_rss;
 use crate::pipe::{Gone, Msg, PipeTx, RemoteSink, TrySend};
@@ -126,7 +127,7 @@ pub(crate) fn run(control: UnixStream, slots: Vec<UnixStream>) -> i32 {
                     if let Some(running) = published.lock().as_mut()
                         && running.id == id
                     {
-                        running.stage = crate::watchdog::Stage::TimedOut;
+                        running.stage = crate::state::Stage::TimedOut;
                     }
                     python::interrupt(*thread, || {
                         published.lock().as_ref().is_some_and(|r| r.id == id)

@@ -7,7 +7,8 @@ use pyo3::exceptions::{PyOSError, PyStopIteration};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
-use crate::input::{Chunk, InputSource};
+use crate::chunk::Chunk;
+use crate::input::InputSource;
 
 /// How far ahead of a line reader the host may read: lines are short, but a reader of
 /// lines usually goes on to the next one.

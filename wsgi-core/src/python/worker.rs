@@ -25,8 +25,7 @@ use crate::error::Error;
 use crate::job::Job;
 use crate::pipe::{Msg, PipeTx};
 use crate::response::Head;
-use crate::state::{InFlight, Shared};
-use crate::watchdog::{Running, Slot, Stage};
+use crate::state::{InFlight, Running, Shared, Slot, Stage};
 
 /// Where a Python thread gets its jobs.
 pub(crate) enum Jobs {

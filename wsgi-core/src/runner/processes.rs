@@ -35,9 +35,10 @@ use http::StatusCode;
 use super::reactor::{Handler, Reactor, note_waker};
 use super::slots::{Next, SlotQueue};
 use super::{Refused, Runner};
+use crate::chunk::Chunk;
 use crate::config::{AppConfig, Lifecycle};
 use crate::error::Error;
-use crate::input::{Chunk, InputSource};
+use crate::input::InputSource;
 use crate::job::Job;
 use crate::lifecycle::backoff::Backoff;
 use crate::lifecycle::policy::Budget;
@@ -55,8 +56,7 @@ use crate::process::messages::{
 use crate::process::spawn::{describe_exit, spawn_worker, wait_ready};
 use crate::process::wire::{FrameReader, FrameWriter};
 use crate::response::Head;
-use crate::state::Shared;
-use crate::watchdog::{Running, Stage};
+use crate::state::{Running, Shared, Stage};
 
 /// First wait before starting a worker that keeps dying young; doubles up to 30 s.
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
