@@ -121,13 +121,21 @@ impl Worker {
             let _ = self.idents[self.index].set(thread);
             match jobs {
                 Jobs::Queue(queue) => self.serve_queue(py, &template, thread, &queue),
-                Jobs::Fed(mut feed) => loop {
-                    let Some(job) = super::detached(py, || feed.next()) else {
-                        break;
-                    };
-                    self.guarded(py, &template, thread, job);
-                    super::detached(py, || feed.finish());
-                },
+                Jobs::Fed(mut feed) => {
+                    let mut ran = false;
+                    // One release of the GIL per request: the end of one and the wait for
+                    // the next go together, as each release may hand the GIL to another
+                    // thread and wait to get it back.
+                    while let Some(job) = super::detached(py, || {
+                        if std::mem::take(&mut ran) {
+                            feed.finish();
+                        }
+                        feed.next()
+                    }) {
+                        self.guarded(py, &template, thread, job);
+                        ran = true;
+                    }
+                }
             }
         });
     }

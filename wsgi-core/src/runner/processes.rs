@@ -1244,7 +1244,10 @@ impl Pool {
     /// Closes `slots` that have no request (a busy one closes after its request).
     fn close_idle(&self, slots: Vec<usize>) {
         for slot in slots {
-            let idle = self.conn(slot).as_ref().is_some_and(|c| c.current.is_none());
+            let idle = self
+                .conn(slot)
+                .as_ref()
+                .is_some_and(|c| c.current.is_none());
             if idle {
                 self.close_slot(slot);
             }

@@ -265,7 +265,11 @@ mod tests {
         assert_eq!(q.next_for(0), Next::Job(1));
         assert_eq!(q.next_for(0), Next::Job(2));
         assert_eq!(q.next_for(0), Next::Idle);
-        assert_eq!(q.retry(5), Some((0, 5)), "an idle slot takes a retry at once");
+        assert_eq!(
+            q.retry(5),
+            Some((0, 5)),
+            "an idle slot takes a retry at once"
+        );
     }
 
     #[test]
