@@ -2,10 +2,13 @@
 //! again, see [`crate::process`]), each with its own pool of threads; this process never
 //! starts an interpreter.
 //!
-//! Requests wait in the host's queue ([`SlotQueue`]) until a worker thread is free. Each
-//! worker thread has a socket and a host thread ("slot") that relays one request at a time
-//! over it: the request, body pieces as `wsgi.input` asks for them, and the response back
-//! into the request's pipe, so backpressure reaches the worker through the socket.
+//! Requests wait in the host's queue ([`SlotQueue`]) until a worker thread ("slot") is
+//! free. Each slot has a socket, over which one request at a time is relayed: the request
+//! (written by the thread that submits it, when a slot is idle), body pieces as `wsgi.input`
+//! asks for them, and the response back into the request's pipe. One host thread, the
+//! relay, waits on every slot's socket at once ([`super::reactor`]) and does the relaying
+//! without blocking; it stops reading a socket while the response's pipe is full, so
+//! backpressure reaches the worker through the socket.
 //!
 //! One supervisor thread per worker starts it, waits until it reports ready, and replaces
 //! it, always in the same order so that no request is lost: the new process starts in a
@@ -112,9 +115,9 @@ struct Group {
     control: Mutex<Option<FrameWriter<UnixStream>>>,
     /// The worker (index) whose process runs here.
     worker: AtomicUsize,
-    /// Slot threads still running for this group.
+    /// Slots of this group whose socket is still open.
     live_slots: AtomicUsize,
-    /// Slot threads of this group relaying a request now.
+    /// Slots of this group relaying a request now.
     busy: AtomicUsize,
     /// A process loading the application here, so that a shutdown can end its start-up at
     /// once instead of waiting for the import.
@@ -374,7 +377,7 @@ impl Pool {
         self.spare_back.notify_all();
     }
 
-    /// Waits until every slot thread of `group` has ended, so that new ones can take its
+    /// Waits until every slot of `group` has closed, so that new ones can take its
     /// slots.
     fn wait_slots_ended(&self, group: usize) {
         while self.groups[group].live_slots.load(Ordering::Acquire) > 0 {
@@ -566,7 +569,7 @@ impl Supervisor {
             else {
                 return;
             };
-            // It died: its group is started again once its slot threads are gone.
+            // It died: its group is started again once its slots are closed.
             self.pool.wait_slots_ended(group);
             let wait = if uptime >= STABLE_AFTER {
                 backoff.reset();
@@ -969,7 +972,7 @@ fn forward_log(mut reader: FrameReader<UnixStream>, pid: u32, events: mpsc::Send
 }
 
 /// Retires a replaced process: waits for it to finish its requests and exit, kills it
-/// after the drain grace, and gives its group back once its slot threads are gone.
+/// after the drain grace, and gives its group back once its slots are closed.
 fn drain(pool: Arc<Pool>, mut old: Process, worker: usize) {
     let deadline = Instant::now() + pool.lifecycle.drain_grace;
     let status = loop {
