@@ -236,34 +236,8 @@ impl Processes {
         crate::process::spawn::forbid_nested()?;
         // Before the first worker starts, so that a touch during start-up is seen.
         let watch = lifecycle.restart_dir.as_deref().map(RestartWatch::new);
-        let started = Reactor::start("wsgi-relay".into(), |reactor| {
-            Arc::new(Pool {
-                queue: SlotQueue::new(queue_depth, processes + 1, threads),
-                groups: (0..=processes)
-                    .map(|group| Group {
-                        control: Mutex::new(None),
-                        worker: AtomicUsize::new(group),
-                        live_slots: AtomicUsize::new(0),
-                        busy: AtomicUsize::new(0),
-                        starting: Mutex::new(None),
-                    })
-                    .collect(),
-                workers: (0..processes).map(|_| WorkerState::default()).collect(),
-                spare: Mutex::new(Some(processes)),
-                spare_back: Condvar::new(),
-                threads,
-                shared,
-                lifecycle,
-                always_restart: AtomicBool::new(false),
-                aborting: AtomicBool::new(false),
-                conns: (0..(processes + 1) * threads)
-                    .map(|_| Mutex::new(None))
-                    .collect(),
-                reactor,
-                closing: AtomicBool::new(false),
-            })
-        });
-        let (reactor, pool) = started.map_err(Error::Thread)?;
+        let (reactor, pool) =
+            Pool::new(processes, threads, queue_depth, shared, lifecycle).map_err(Error::Thread)?;
         let (started_tx, started_rx) = mpsc::channel();
         for index in 0..processes {
             let (events_tx, events) = mpsc::channel();
@@ -318,6 +292,46 @@ impl Processes {
                 .map_err(Error::Thread)?;
         }
         Ok(runner)
+    }
+}
+
+impl Pool {
+    /// A pool for `processes` workers of `threads` threads (and a spare group), with the
+    /// relay's thread waiting on its sockets; no worker is started.
+    fn new(
+        processes: usize,
+        threads: usize,
+        queue_depth: usize,
+        shared: Arc<Shared>,
+        lifecycle: Lifecycle,
+    ) -> io::Result<(Arc<Reactor<Note>>, Arc<Pool>)> {
+        Reactor::start("wsgi-relay".into(), |reactor| {
+            Arc::new(Pool {
+                queue: SlotQueue::new(queue_depth, processes + 1, threads),
+                groups: (0..=processes)
+                    .map(|group| Group {
+                        control: Mutex::new(None),
+                        worker: AtomicUsize::new(group),
+                        live_slots: AtomicUsize::new(0),
+                        busy: AtomicUsize::new(0),
+                        starting: Mutex::new(None),
+                    })
+                    .collect(),
+                workers: (0..processes).map(|_| WorkerState::default()).collect(),
+                spare: Mutex::new(Some(processes)),
+                spare_back: Condvar::new(),
+                threads,
+                shared,
+                lifecycle,
+                always_restart: AtomicBool::new(false),
+                aborting: AtomicBool::new(false),
+                conns: (0..(processes + 1) * threads)
+                    .map(|_| Mutex::new(None))
+                    .collect(),
+                reactor,
+                closing: AtomicBool::new(false),
+            })
+        })
     }
 }
 
@@ -1128,13 +1142,13 @@ impl Pool {
             let mut conn = self.conn(slot);
             let unsent = match conn.as_mut() {
                 Some(c) if c.current.is_none() => match self.send_request(slot, c, job) {
-                    Ok(()) => return,
+                    None => return,
                     // The worker is gone (it has not been reaped yet): it never had the
                     // request, and its slots take no other.
-                    Err(job) => {
+                    Some(unsent) => {
                         drop(conn);
                         self.close_slot(slot);
-                        job
+                        unsent
                     }
                 },
                 _ => {
@@ -1150,12 +1164,12 @@ impl Pool {
     }
 
     /// Writes `job`'s request on `conn` and makes it the slot's current request; gives the
-    /// job back if the socket is broken (the worker died).
-    fn send_request(&self, slot: usize, conn: &mut Conn, mut job: Job) -> Result<(), Job> {
+    /// job back, unsent, if the socket is broken (the worker died).
+    fn send_request(&self, slot: usize, conn: &mut Conn, mut job: Job) -> Option<Job> {
         let queued = Self::queue_request(conn, &mut job);
         // What the socket does not take now goes when it is writable again.
         if queued.and_then(|()| self.flush(slot, conn)).is_err() {
-            return Err(job);
+            return Some(job);
         }
         let shared = &self.shared;
         shared.metrics.busy_threads.fetch_add(1, Ordering::Relaxed);
@@ -1179,7 +1193,7 @@ impl Pool {
             stalled: None,
             feeder: None,
         });
-        Ok(())
+        None
     }
 
     /// Queues `job`'s request on `conn`'s writer, keeping in `job` what was sent, in case
@@ -1621,3 +1635,6 @@ impl Handler<Note> for Pool {
         self.closing.load(Ordering::Acquire) && self.conns.iter().all(|c| lock(c).is_none())
     }
 }
+
+#[cfg(test)]
+mod tests;
