@@ -8,9 +8,18 @@
 # For each server x scenario: start the server pinned to CPU $SERVER_CPU (taskset), wait
 # until its port accepts, check one response, warm up with wrk for $WARMUP s, then
 # `wrk -t1 -cN -d$DURATION --latency` pinned to CPU $WRK_CPU, read the server's RSS
-# (VmRSS of it and its children) and CPU time, and stop it by PID. The Markdown table
-# (req/s, its ratio to Granian in the same run, p50, p99, errors, RSS, CPU) goes to stdout
-# and to benches/results/<UTC date>.md; wrk's and the servers' own output to $RAW_DIR.
+# (VmRSS of its processes) and CPU time, and stop it by PID. The Markdown table
+# (req/s, its ratio to Granian in the same run, p50, p99, errors, RSS, CPU, CPU µs per
+# request) goes to stdout and to benches/results/<UTC date>.md; wrk's and the servers' own
+# output to $RAW_DIR.
+#
+# The server's CPU time counts every process the server runs, workers replaced during the
+# run and workers forked by any of its threads included. With cgroup v2 (the default when
+# it is mounted and writable, as for root) each server start runs in a cgroup of its own,
+# entered before the server is exec'd; the figure is the difference of that cgroup's
+# cpu.stat usage_usec across the measured run. Without it: utime+stime+cutime+cstime from
+# /proc/PID/stat of the server and of its live descendants (cutime/cstime: the children it
+# reaped). "CPU µs/req" is that difference over the requests wrk completed in the run.
 #
 # Settings (environment):
 #   DURATION=8 WARMUP=2         seconds of each measured run and of its warm-up
@@ -34,6 +43,8 @@
 #                               server's or wrk's CPU is done again (a fresh server), up to RETRIES
 #                               more times; the least disturbed run is reported (marked †
 #                               if still over OTHER_MAX)
+#   CPU_ACCT=auto               the server's CPU time from: cgroup (die if cgroup v2 cannot be
+#                               used), proc (/proc/PID/stat), auto (cgroup if possible)
 #   SERVE_REV=<commit>          build serve from that commit (a clean copy, cached in
 #                               $BUILD_CACHE, default $TMPDIR/wsgi-load-build) instead of
 #                               from the work tree
@@ -71,6 +82,7 @@ QUIET_MAX=${QUIET_MAX:-15}
 QUIET_TRIES=${QUIET_TRIES:-20}
 OTHER_MAX=${OTHER_MAX:-5}
 RETRIES=${RETRIES:-2}
+CPU_ACCT=${CPU_ACCT:-auto}
 VENV=${VENV:-$LOAD_DIR/.venv}
 STAMP=$(date -u +%Y-%m-%dT%H%M%SZ)
 OUT=${OUT:-$BENCH_DIR/results/$(date -u +%Y-%m-%d).md}
@@ -91,6 +103,7 @@ for n in DURATION WARMUP OUR_THREADS OUR_PROCESSES PROC_THREADS SLEEPY_THREADS S
     WRK_CPU PORT START_TIMEOUT QUIET_MAX QUIET_TRIES OTHER_MAX RETRIES; do
     [[ ${!n} =~ ^[0-9]+$ ]] || die "$n must be a whole number, not '${!n}'"
 done
+[[ $CPU_ACCT =~ ^(auto|cgroup|proc)$ ]] || die "CPU_ACCT must be auto, cgroup or proc, not '$CPU_ACCT'"
 for s in $SERVERS; do
     [[ " $ALL_SERVERS " == *" $s "* ]] || die "unknown server '$s' (known: $ALL_SERVERS)"
 done
@@ -120,9 +133,9 @@ alive() { # PID -> running (a zombie, exited but not yet reaped, is not)
     [[ -n $state && $state != Z ]]
 }
 
-stop_server() { # PID: SIGTERM, up to 10 s, then SIGKILL for it and its descendants
+stop_server() { # PID: SIGTERM, up to 10 s, then SIGKILL for its processes (`server_pids`)
     local pid=$1 pids i
-    pids=$(tree "$pid" | tr '\n' ' ')
+    pids=$(server_pids "$pid" | tr '\n' ' ')
     kill -TERM "$pid" 2>/dev/null || true
     for ((i = 0; i < 100; i++)); do
         alive "$pid" || break
@@ -131,6 +144,7 @@ stop_server() { # PID: SIGTERM, up to 10 s, then SIGKILL for it and its descenda
     # shellcheck disable=SC2086 # a list of PIDs
     kill -KILL $pids 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
+    drop_cgroup
     CURRENT_PID=""
 }
 
@@ -142,25 +156,95 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-rss_kib() { # PID -> VmRSS of it and its descendants, in KiB
+rss_kib() { # PID -> VmRSS of the server's processes (`server_pids`), in KiB
     local total=0 p kb
-    for p in $(tree "$1"); do
+    for p in $(server_pids "$1"); do
         kb=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null || true)
         total=$((total + ${kb:-0}))
     done
     echo "$total"
 }
 
-cpu_ticks() { # PID -> user+system clock ticks of it and its descendants (all threads)
+# CPU time of a server: every process it ever ran, during the measured run. Two sources:
+#  - cgroup (CPU_ACCT=cgroup, or auto when cgroup v2 is mounted and we may make a cgroup
+#    in ours): each server start gets a cgroup of its own, entered before the server is
+#    exec'd, so every process it forks, from any thread, however often workers are replaced,
+#    and even one that outlives its parent, is in it; usage_usec of its cpu.stat is their
+#    CPU time (user+system, the scheduler's exact figure), the dead ones' included.
+#  - proc (the fallback): utime+stime+cutime+cstime of the server and of each live
+#    descendant (/proc/PID/stat). cutime/cstime hold the children a process has reaped
+#    (with their own reaped children), so workers that exited and were waited for still
+#    count; only a process orphaned to init (a double fork) would be lost.
+CG_BASE=""    # where each server start's cgroup is made (cgroup mode)
+CG=""         # the cgroup of the server now running, if any
+CPU_METHOD="" # what the report says about the source
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
+
+setup_cpu_acct() {
+    local mnt path probe
+    if [[ $CPU_ACCT != proc ]]; then
+        mnt=$(awk '$3 == "cgroup2" {print $2; exit}' /proc/self/mounts)
+        path=$(awk -F: '$1 == "0" {print $3; exit}' /proc/self/cgroup)
+        probe=$mnt${path%/}/wsgi-load-$$.probe
+        if [[ -n $mnt && -n $path ]] && mkdir "$probe" 2>/dev/null; then
+            if [[ -r $probe/cpu.stat ]] && grep -q '^usage_usec ' "$probe/cpu.stat"; then
+                CG_BASE=$mnt${path%/}
+            fi
+            rmdir "$probe"
+        fi
+        [[ -n $CG_BASE || $CPU_ACCT == auto ]] ||
+            die "CPU_ACCT=cgroup: cannot make a cgroup v2 with cpu.stat under ${mnt:-(no cgroup2 mount)}${path}"
+    fi
+    if [[ -n $CG_BASE ]]; then
+        CPU_METHOD="cgroup v2 cpu.stat usage_usec of a cgroup per server start (under $CG_BASE)"
+    else
+        CPU_METHOD="/proc/PID/stat utime+stime+cutime+cstime of the server and its live descendants"
+    fi
+}
+
+new_cgroup() { # NAME -> sets CG: a fresh cgroup for the next server start (cgroup mode)
+    CG=""
+    [[ -n $CG_BASE ]] || return 0
+    CG=$CG_BASE/wsgi-load-$$.$1
+    mkdir "$CG" || die "cannot make the cgroup $CG"
+}
+
+drop_cgroup() { # kill what is left in the server's cgroup (our processes only), remove it
+    local i pids
+    [[ -n $CG && -d $CG ]] || return 0
+    for ((i = 0; i < 50; i++)); do
+        pids=$(tr '\n' ' ' <"$CG/cgroup.procs" 2>/dev/null || true)
+        [[ -z ${pids// /} ]] && break
+        # shellcheck disable=SC2086 # a list of PIDs
+        kill -KILL $pids 2>/dev/null || true
+        sleep 0.1
+    done
+    rmdir "$CG" 2>/dev/null || log "could not remove the cgroup $CG"
+    CG=""
+}
+
+server_pids() { # PID -> the server's processes: its cgroup's, or it and its descendants
+    if [[ -n $CG && -r $CG/cgroup.procs ]]; then
+        cat "$CG/cgroup.procs"
+    else
+        tree "$1"
+    fi
+}
+
+server_cpu_us() { # PID -> CPU µs (user+system) of the server's processes, dead ones included
     local total=0 p stat rest
     local -a f
+    if [[ -n $CG ]]; then
+        awk '$1 == "usage_usec" {print $2}' "$CG/cpu.stat"
+        return
+    fi
     for p in $(tree "$1"); do
         stat=$(cat "/proc/$p/stat" 2>/dev/null) || continue
         rest=${stat##*) }
         read -ra f <<<"$rest"
-        total=$((total + f[11] + f[12]))
+        total=$((total + f[11] + f[12] + f[13] + f[14]))
     done
-    echo "$total"
+    echo $((total * TICK_US))
 }
 
 cpu_busy() { # CPU -> "busy total" ticks of that CPU (busy: user+nice+system, no irq)
@@ -175,11 +259,11 @@ wait_quiet() { # PID of the (idle) server: wait until the rest of the machine is
     local pid=$1 i b0 t0 b1 t1 s0 s1 busy
     for ((i = 0; i < QUIET_TRIES; i++)); do
         read -r b0 t0 < <(all_busy)
-        s0=$(cpu_ticks "$pid")
+        s0=$(server_cpu_us "$pid")
         sleep 1
         read -r b1 t1 < <(all_busy)
-        s1=$(cpu_ticks "$pid")
-        busy=$(((b1 - b0 - (s1 - s0)) * 100 / (t1 - t0 > 0 ? t1 - t0 : 1)))
+        s1=$(server_cpu_us "$pid")
+        busy=$((((b1 - b0) * TICK_US - (s1 - s0)) * 100 / ((t1 - t0 > 0 ? t1 - t0 : 1) * TICK_US)))
         if ((busy < QUIET_MAX)); then
             return 0
         fi
@@ -409,7 +493,8 @@ to_ms() {
 }
 
 record() { # server scenario rps p50 p99 errors rss cpu_server cpu_wrk other threads note
-    # other_split (the report reads these by position; other = the larger of other_split)
+    # other_split cpu_us_per_request (the report reads these by position; other = the
+    # larger of other_split; runs from before cpu_us_per_request have 13 fields)
     local IFS=$'\t'
     echo "$*" >>"$TSV"
 }
@@ -427,7 +512,12 @@ attempt() {
     logf=$RAW_DIR/$name.server.log
     OTHER=0
     log "$server / $scen: ${CMD[*]}"
-    (cd "$APPS" && exec taskset -c "$SERVER_CPU" "${CMD[@]}") >"$logf" 2>&1 &
+    new_cgroup "$name"
+    (
+        # Into the server's cgroup first, so that everything it starts is in it too.
+        if [[ -n $CG ]]; then echo "$BASHPID" >"$CG/cgroup.procs"; fi
+        cd "$APPS" && exec taskset -c "$SERVER_CPU" "${CMD[@]}"
+    ) >"$logf" 2>&1 &
     pid=$!
     CURRENT_PID=$pid
     t0=$SECONDS
@@ -436,7 +526,7 @@ attempt() {
             log "$server did not start; skipped (its output: $logf)"
             tail -n 5 "$logf" >&2 || true
             stop_server "$pid"
-            ROW=("$server" "$scen" "" "" "" "" "" "" "" "" "$THREADS_USED" "did not start" "")
+            ROW=("$server" "$scen" "" "" "" "" "" "" "" "" "$THREADS_USED" "did not start" "" "")
             return 1
         fi
         sleep 0.1
@@ -444,14 +534,14 @@ attempt() {
     if ! check_response "$url"; then
         log "$server answered $url wrongly; skipped"
         stop_server "$pid"
-        ROW=("$server" "$scen" "" "" "" "" "" "" "" "" "$THREADS_USED" "wrong response" "")
+        ROW=("$server" "$scen" "" "" "" "" "" "" "" "" "$THREADS_USED" "wrong response" "" "")
         return 1
     fi
     wait_quiet "$pid"
     wrk_run "$WARMUP" "$url" >"$RAW_DIR/$name.warmup" 2>&1 || true
 
     local s0 s1 cb0 ct0 cb1 ct1 wb0 wt0 wb1 wt1 k0 k1 rss
-    s0=$(cpu_ticks "$pid")
+    s0=$(server_cpu_us "$pid")
     read -r cb0 ct0 < <(cpu_busy "$SERVER_CPU")
     read -r wb0 wt0 < <(cpu_busy "$WRK_CPU")
     out=$RAW_DIR/$name.wrk
@@ -462,19 +552,19 @@ attempt() {
     fi
     children_secs
     k1=$SECS
-    s1=$(cpu_ticks "$pid")
+    s1=$(server_cpu_us "$pid")
     read -r cb1 ct1 < <(cpu_busy "$SERVER_CPU")
     read -r wb1 wt1 < <(cpu_busy "$WRK_CPU")
     rss=$(rss_kib "$pid")
     alive "$pid" || log "$server died during the run"
     stop_server "$pid"
 
-    # CPU, in % of one CPU over the run (ticks of 1/100 s): the server's own time (all its
-    # processes and threads); wrk's own; and what other processes took on each of the two
-    # CPUs (that CPU's busy time less the server's, or wrk's).
+    # CPU, in % of one CPU over the run (/proc/stat counts ticks of 1/100 s): the server's
+    # own time (all its processes and threads, see server_cpu_us); wrk's own; and what other
+    # processes took on each of the two CPUs (that CPU's busy time less the server's, or wrk's).
     local span=$((ct1 - ct0 > 0 ? ct1 - ct0 : 1)) wspan=$((wt1 - wt0 > 0 ? wt1 - wt0 : 1))
     local cpu_server cpu_wrk other_s other_w
-    cpu_server=$(((s1 - s0) * 100 / span))
+    cpu_server=$(((s1 - s0) * 100 / (span * TICK_US)))
     cpu_wrk=$(awk -v a="$k0" -v b="$k1" -v span="$wspan" 'BEGIN {printf "%d", (b - a) * 10000 / span}')
     other_s=$(((cb1 - cb0) * 100 / span - cpu_server))
     other_w=$(((wb1 - wb0) * 100 / wspan - cpu_wrk))
@@ -482,8 +572,13 @@ attempt() {
     ((other_w < 0)) && other_w=0
     OTHER=$((other_s > other_w ? other_s : other_w))
 
-    local rps p50 p99 errors
+    local rps p50 p99 errors reqs us_req=""
     rps=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$out")
+    # The server's CPU time over the measured run per request completed in it.
+    reqs=$(awk '$2 == "requests" && $3 == "in" {print $1}' "$out")
+    if [[ ${reqs:-0} -gt 0 ]]; then
+        us_req=$(awk -v us="$((s1 - s0))" -v n="$reqs" 'BEGIN {printf "%.1f", us / n}')
+    fi
     p50=$(awk '$1 == "50%" {print $2}' "$out")
     p99=$(awk '$1 == "99%" {print $2}' "$out")
     errors=$(awk '
@@ -493,8 +588,8 @@ attempt() {
     [[ -n $p50 ]] && p50=$(to_ms "$p50")
     [[ -n $p99 ]] && p99=$(to_ms "$p99")
     ROW=("$server" "$scen" "${rps:-}" "${p50:-}" "${p99:-}" "$errors" "$rss" "$cpu_server"
-        "$cpu_wrk" "$OTHER" "$THREADS_USED" "" "$other_s/$other_w")
-    log "$server / $scen: ${rps:-?} req/s, p50 ${p50:-?} ms, p99 ${p99:-?} ms, errors $errors, RSS $rss KiB, CPU: server ${cpu_server}% wrk ${cpu_wrk}% others ${other_s}%/${other_w}%"
+        "$cpu_wrk" "$OTHER" "$THREADS_USED" "" "$other_s/$other_w" "$us_req")
+    log "$server / $scen: ${rps:-?} req/s, p50 ${p50:-?} ms, p99 ${p99:-?} ms, errors $errors, RSS $rss KiB, CPU: server ${cpu_server}% (${us_req:-?} µs/req) wrk ${cpu_wrk}% others ${other_s}%/${other_w}%"
 }
 
 # Measures server $1 in scenario $2 and records the result. A run in which other processes
@@ -530,6 +625,7 @@ describe_run() {
     echo "- Run $STAMP; machine: $(nproc) CPUs ($cpu_model), $(awk '/^MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), Linux $(uname -r)"
     echo "- Python $("$VENV/bin/python" -c 'import sys; print(sys.version.split()[0])'), $(wrk --version 2>&1 | head -n 1 | cut -d' ' -f1-2)"
     echo "- serve: $SERVE_DESC"
+    echo "- Server CPU time: $CPU_METHOD"
     echo "- Settings: DURATION=$DURATION WARMUP=$WARMUP OUR_THREADS=$OUR_THREADS OUR_PROCESSES=$OUR_PROCESSES PROC_THREADS=$PROC_THREADS SLEEPY_THREADS=$SLEEPY_THREADS RETRIES=$RETRIES OTHER_MAX=$OTHER_MAX; server on CPU $SERVER_CPU, wrk on CPU $WRK_CPU (\`wrk -t1 -cN -d${DURATION}s --latency\`)"
 }
 
@@ -579,10 +675,12 @@ report() {
     echo "CPU columns, in % of one CPU over the measured run: *server* = the server's processes and"
     echo "threads; *wrk* = the load generator; *others* = what other processes took on the server's"
     echo "CPU / on wrk's CPU († marks a run over $OTHER_MAX% on either even after $RETRIES retries:"
-    echo "contaminated). RSS is VmRSS of the server and its child processes after the run."
+    echo "contaminated). *CPU µs/req* = the server's CPU time over the measured run (every process"
+    echo "of it, see \"Server CPU time\" above) / the requests wrk completed in it. RSS is VmRSS of"
+    echo "the server's processes after the run."
     echo
-    echo "| scenario | server | threads | req/s | x Granian | p50 ms | p99 ms | errors | RSS MiB | server CPU% | wrk CPU% | others % |"
-    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| scenario | server | threads | req/s | x Granian | p50 ms | p99 ms | errors | RSS MiB | server CPU% | CPU µs/req | wrk CPU% | others % |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     local scen server
     for scen in $SCENARIOS; do
         for server in $SERVERS; do
@@ -598,15 +696,15 @@ report() {
                     if (row == "") exit
                     split(row, f, "\t")
                     if (f[12] != "") {
-                        printf "| %s | %s | %s | %s | | | | | | | | |\n", scen, label, f[11], f[12]
+                        printf "| %s | %s | %s | %s | | | | | | | | | |\n", scen, label, f[11], f[12]
                         exit
                     }
                     ratio = (g > 0 && f[3] != "") ? sprintf("%.2f", f[3] / g) : "n/a"
                     rss = f[7] != "" ? sprintf("%.1f", f[7] / 1024) : ""
                     rps = f[3] != "" ? commas(f[3]) : "-"
                     mark = f[10] > max ? " †" : ""
-                    printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s%s |\n",
-                        scen, label, f[11], rps, ratio, f[4], f[5], f[6], rss, f[8], f[9], f[13], mark
+                    printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s%s |\n",
+                        scen, label, f[11], rps, ratio, f[4], f[5], f[6], rss, f[8], f[14], f[9], f[13], mark
                 }' "$TSV"
         done
     done
@@ -626,7 +724,8 @@ main() {
     setup_venv
     setup_wrk
     setup_binaries
-    log "raw outputs in $RAW_DIR"
+    setup_cpu_acct
+    log "raw outputs in $RAW_DIR; server CPU from $CPU_METHOD"
     describe_run >"$RAW_DIR/meta.md"
     local scen server
     for scen in $SCENARIOS; do
