@@ -7,7 +7,8 @@
 #
 # For each server x scenario: start the server pinned to CPU $SERVER_CPU (taskset), wait
 # until its port accepts, check one response, warm up with wrk for $WARMUP s, then
-# `wrk -t1 -cN -d$DURATION --latency` pinned to CPU $WRK_CPU, read the server's RSS
+# `wrk -t1 -cN -d$DURATION --latency` pinned to CPU $WRK_CPU (with PIN=0 neither is pinned:
+# both run on any CPU, as users run servers), read the server's RSS
 # (VmRSS of its processes) and CPU time, and stop it by PID. The Markdown table
 # (req/s, its ratio to Granian in the same run, p50, p99, errors, RSS, CPU, CPU µs per
 # request) goes to stdout and to benches/results/<UTC date>.md; wrk's and the servers' own
@@ -34,13 +35,18 @@
 #   OUR_PROCESSES=2 PROC_THREADS=4  serve-procs: --processes and --threads per process
 #                               (sleepy-c256: SLEEPY_THREADS shared out between the processes)
 #   SLEEPY_THREADS=64           every threaded server's threads for sleepy-c256
-#   SERVER_CPU=1 WRK_CPU=0      the CPUs the server and wrk are pinned to
+#   PIN=1                       1: pinned (the default, comparable with earlier figures);
+#                               0: unpinned, neither the server nor wrk is pinned, and the
+#                               disturbance check takes the whole machine's busy time less
+#                               the server's and wrk's (the report says which mode ran)
+#   SERVER_CPU=1 WRK_CPU=0      the CPUs the server and wrk are pinned to (PIN=1)
 #   PORT_BASE=18080             ports used: PORT_BASE+1, +2, ... (one per server start)
 #   START_TIMEOUT=30            seconds a server may take to accept connections
 #   QUIET_MAX=15 QUIET_TRIES=20 before each run, wait (1 s at a time, at most QUIET_TRIES
 #                               times) until other processes use < QUIET_MAX% of the CPUs
 #   OTHER_MAX=5 RETRIES=2       a run during which other processes took > OTHER_MAX% of the
-#                               server's or wrk's CPU is done again (a fresh server), up to RETRIES
+#                               server's or wrk's CPU (PIN=0: > OTHER_MAX% of one CPU on the
+#                               whole machine) is done again (a fresh server), up to RETRIES
 #                               more times; the least disturbed run is reported (marked †
 #                               if still over OTHER_MAX)
 #   CPU_ACCT=auto               the server's CPU time from: cgroup (die if cgroup v2 cannot be
@@ -83,6 +89,8 @@ QUIET_TRIES=${QUIET_TRIES:-20}
 OTHER_MAX=${OTHER_MAX:-5}
 RETRIES=${RETRIES:-2}
 CPU_ACCT=${CPU_ACCT:-auto}
+PIN=${PIN:-1}
+NCPU=$(grep -c '^cpu[0-9]' /proc/stat)
 VENV=${VENV:-$LOAD_DIR/.venv}
 STAMP=$(date -u +%Y-%m-%dT%H%M%SZ)
 OUT=${OUT:-$BENCH_DIR/results/$(date -u +%Y-%m-%d).md}
@@ -103,6 +111,9 @@ for n in DURATION WARMUP OUR_THREADS OUR_PROCESSES PROC_THREADS SLEEPY_THREADS S
     WRK_CPU PORT START_TIMEOUT QUIET_MAX QUIET_TRIES OTHER_MAX RETRIES; do
     [[ ${!n} =~ ^[0-9]+$ ]] || die "$n must be a whole number, not '${!n}'"
 done
+[[ $PIN =~ ^[01]$ ]] || die "PIN must be 1 (pinned) or 0 (unpinned), not '$PIN'"
+SERVER_PIN=(taskset -c "$SERVER_CPU") WRK_PIN=(taskset -c "$WRK_CPU")
+if ((!PIN)); then SERVER_PIN=() WRK_PIN=(); fi
 [[ $CPU_ACCT =~ ^(auto|cgroup|proc)$ ]] || die "CPU_ACCT must be auto, cgroup or proc, not '$CPU_ACCT'"
 for s in $SERVERS; do
     [[ " $ALL_SERVERS " == *" $s "* ]] || die "unknown server '$s' (known: $ALL_SERVERS)"
@@ -247,13 +258,11 @@ server_cpu_us() { # PID -> CPU µs (user+system) of the server's processes, dead
     echo $((total * TICK_US))
 }
 
-cpu_busy() { # CPU -> "busy total" ticks of that CPU (busy: user+nice+system, no irq)
+cpu_busy() { # CPU (empty: all) -> "busy total" ticks of it (busy: user+nice+system, no irq)
     awk -v cpu="cpu$1" '$1 == cpu {print $2 + $3 + $4, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat
 }
 
-all_busy() { # -> "busy total" ticks of all CPUs
-    awk '$1 == "cpu" {print $2 + $3 + $4, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat
-}
+all_busy() { cpu_busy ""; } # -> "busy total" ticks of all CPUs
 
 wait_quiet() { # PID of the (idle) server: wait until the rest of the machine is quiet
     local pid=$1 i b0 t0 b1 t1 s0 s1 busy
@@ -479,7 +488,7 @@ wrk_run() { # SECONDS URL [--latency] -> wrk's output on stdout
     shift 2
     local -a args=(-t1 "-c$CONNS" "-d${secs}s" "$@")
     [[ -n $LUA ]] && args+=(-s "$LUA")
-    timeout --kill-after=5 $((secs + 30)) taskset -c "$WRK_CPU" wrk "${args[@]}" "$url"
+    timeout --kill-after=5 $((secs + 30)) "${WRK_PIN[@]}" wrk "${args[@]}" "$url"
 }
 
 # Latency "330.00us" / "1.07ms" / "2.01s" -> milliseconds.
@@ -516,7 +525,7 @@ attempt() {
     (
         # Into the server's cgroup first, so that everything it starts is in it too.
         if [[ -n $CG ]]; then echo "$BASHPID" >"$CG/cgroup.procs"; fi
-        cd "$APPS" && exec taskset -c "$SERVER_CPU" "${CMD[@]}"
+        cd "$APPS" && exec "${SERVER_PIN[@]}" "${CMD[@]}"
     ) >"$logf" 2>&1 &
     pid=$!
     CURRENT_PID=$pid
@@ -540,10 +549,12 @@ attempt() {
     wait_quiet "$pid"
     wrk_run "$WARMUP" "$url" >"$RAW_DIR/$name.warmup" 2>&1 || true
 
-    local s0 s1 cb0 ct0 cb1 ct1 wb0 wt0 wb1 wt1 k0 k1 rss
+    # Busy time: of the server's CPU and of wrk's (pinned), or of the whole machine (PIN=0).
+    local s0 s1 cb0 ct0 cb1 ct1 wb0=0 wt0=0 wb1=0 wt1=1 k0 k1 rss busy_cpu=$SERVER_CPU
+    ((PIN)) || busy_cpu=""
     s0=$(server_cpu_us "$pid")
-    read -r cb0 ct0 < <(cpu_busy "$SERVER_CPU")
-    read -r wb0 wt0 < <(cpu_busy "$WRK_CPU")
+    read -r cb0 ct0 < <(cpu_busy "$busy_cpu")
+    ((PIN)) && read -r wb0 wt0 < <(cpu_busy "$WRK_CPU")
     out=$RAW_DIR/$name.wrk
     children_secs
     k0=$SECS
@@ -553,24 +564,35 @@ attempt() {
     children_secs
     k1=$SECS
     s1=$(server_cpu_us "$pid")
-    read -r cb1 ct1 < <(cpu_busy "$SERVER_CPU")
-    read -r wb1 wt1 < <(cpu_busy "$WRK_CPU")
+    read -r cb1 ct1 < <(cpu_busy "$busy_cpu")
+    ((PIN)) && read -r wb1 wt1 < <(cpu_busy "$WRK_CPU")
     rss=$(rss_kib "$pid")
     alive "$pid" || log "$server died during the run"
     stop_server "$pid"
 
-    # CPU, in % of one CPU over the run (/proc/stat counts ticks of 1/100 s): the server's
-    # own time (all its processes and threads, see server_cpu_us); wrk's own; and what other
-    # processes took on each of the two CPUs (that CPU's busy time less the server's, or wrk's).
-    local span=$((ct1 - ct0 > 0 ? ct1 - ct0 : 1)) wspan=$((wt1 - wt0 > 0 ? wt1 - wt0 : 1))
-    local cpu_server cpu_wrk other_s other_w
+    # CPU, in % of one CPU over the run (/proc/stat counts ticks of 1/CLK_TCK s): the
+    # server's own time (all its processes and threads, see server_cpu_us); wrk's own; and
+    # what other processes took. Pinned: on each of the two CPUs (that CPU's busy time less
+    # the server's, or wrk's). Unpinned: on the whole machine (the busy time of all CPUs
+    # less the server's and wrk's), still in % of one CPU.
+    local span wspan=$((wt1 - wt0 > 0 ? wt1 - wt0 : 1)) split
+    local cpu_server cpu_wrk other_s other_w=0
+    span=$((ct1 - ct0 > 0 ? ct1 - ct0 : 1))
+    ((PIN)) || span=$(((span + NCPU - 1) / NCPU)) # all CPUs' ticks -> one CPU's: the wall time
+    ((PIN)) || wspan=$span
     cpu_server=$(((s1 - s0) * 100 / (span * TICK_US)))
-    cpu_wrk=$(awk -v a="$k0" -v b="$k1" -v span="$wspan" 'BEGIN {printf "%d", (b - a) * 10000 / span}')
-    other_s=$(((cb1 - cb0) * 100 / span - cpu_server))
-    other_w=$(((wb1 - wb0) * 100 / wspan - cpu_wrk))
+    cpu_wrk=$(awk -v a="$k0" -v b="$k1" -v us="$((wspan * TICK_US))" 'BEGIN {printf "%d", (b - a) * 1e8 / us}')
+    if ((PIN)); then
+        other_s=$(((cb1 - cb0) * 100 / span - cpu_server))
+        other_w=$(((wb1 - wb0) * 100 / wspan - cpu_wrk))
+    else
+        other_s=$(((cb1 - cb0) * 100 / span - cpu_server - cpu_wrk))
+    fi
     ((other_s < 0)) && other_s=0
     ((other_w < 0)) && other_w=0
     OTHER=$((other_s > other_w ? other_s : other_w))
+    split=$other_s/$other_w
+    ((PIN)) || split=$other_s
 
     local rps p50 p99 errors reqs us_req=""
     rps=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$out")
@@ -588,15 +610,15 @@ attempt() {
     [[ -n $p50 ]] && p50=$(to_ms "$p50")
     [[ -n $p99 ]] && p99=$(to_ms "$p99")
     ROW=("$server" "$scen" "${rps:-}" "${p50:-}" "${p99:-}" "$errors" "$rss" "$cpu_server"
-        "$cpu_wrk" "$OTHER" "$THREADS_USED" "" "$other_s/$other_w" "$us_req")
-    log "$server / $scen: ${rps:-?} req/s, p50 ${p50:-?} ms, p99 ${p99:-?} ms, errors $errors, RSS $rss KiB, CPU: server ${cpu_server}% (${us_req:-?} µs/req) wrk ${cpu_wrk}% others ${other_s}%/${other_w}%"
+        "$cpu_wrk" "$OTHER" "$THREADS_USED" "" "$split" "$us_req")
+    log "$server / $scen: ${rps:-?} req/s, p50 ${p50:-?} ms, p99 ${p99:-?} ms, errors $errors, RSS $rss KiB, CPU: server ${cpu_server}% (${us_req:-?} µs/req) wrk ${cpu_wrk}% others ${split}%"
 }
 
 # Measures server $1 in scenario $2 and records the result. A run in which other processes
 # took more than OTHER_MAX% of the server's CPU is repeated, up to RETRIES more times, and
 # the least disturbed run is kept.
 run_one() {
-    local server=$1 scen=$2 try best_other=101
+    local server=$1 scen=$2 try best_other=0
     local -a best=()
     scenario "$scen"
     server_cmd "$server" || return 0
@@ -605,12 +627,13 @@ run_one() {
             record "${ROW[@]}"
             return 0
         fi
-        if ((OTHER < best_other)); then
+        # (Unpinned, OTHER is of the whole machine: it may exceed 100%.)
+        if ((${#best[@]} == 0 || OTHER < best_other)); then
             best=("${ROW[@]}")
             best_other=$OTHER
         fi
         ((best_other <= OTHER_MAX)) && break
-        ((try <= RETRIES)) && log "disturbed run (other processes: ${OTHER}% of the server's CPU); again"
+        ((try <= RETRIES)) && log "disturbed run (other processes: ${OTHER}% of a CPU); again"
     done
     record "${best[@]}"
 }
@@ -626,7 +649,12 @@ describe_run() {
     echo "- Python $("$VENV/bin/python" -c 'import sys; print(sys.version.split()[0])'), $(wrk --version 2>&1 | head -n 1 | cut -d' ' -f1-2)"
     echo "- serve: $SERVE_DESC"
     echo "- Server CPU time: $CPU_METHOD"
-    echo "- Settings: DURATION=$DURATION WARMUP=$WARMUP OUR_THREADS=$OUR_THREADS OUR_PROCESSES=$OUR_PROCESSES PROC_THREADS=$PROC_THREADS SLEEPY_THREADS=$SLEEPY_THREADS RETRIES=$RETRIES OTHER_MAX=$OTHER_MAX; server on CPU $SERVER_CPU, wrk on CPU $WRK_CPU (\`wrk -t1 -cN -d${DURATION}s --latency\`)"
+    echo "- Settings: DURATION=$DURATION WARMUP=$WARMUP OUR_THREADS=$OUR_THREADS OUR_PROCESSES=$OUR_PROCESSES PROC_THREADS=$PROC_THREADS SLEEPY_THREADS=$SLEEPY_THREADS RETRIES=$RETRIES OTHER_MAX=$OTHER_MAX PIN=$PIN (\`wrk -t1 -cN -d${DURATION}s --latency\`)"
+    if ((PIN)); then
+        echo "- Mode: **pinned**: the server (all its processes) on CPU $SERVER_CPU, wrk on CPU $WRK_CPU (\`taskset\`); *others* = other processes' share of the server's CPU / of wrk's CPU"
+    else
+        echo "- Mode: **unpinned** (PIN=0): the server and wrk free to run on any of the $NCPU CPUs, as users run servers; *others* = the busy time of all CPUs less the server's and wrk's, in % of one CPU"
+    fi
 }
 
 # REPORT_FROM: fills $TSV with each scenario's rows from the least disturbed earlier run.
@@ -673,11 +701,11 @@ report() {
         echo
     fi
     echo "CPU columns, in % of one CPU over the measured run: *server* = the server's processes and"
-    echo "threads; *wrk* = the load generator; *others* = what other processes took on the server's"
-    echo "CPU / on wrk's CPU († marks a run over $OTHER_MAX% on either even after $RETRIES retries:"
-    echo "contaminated). *CPU µs/req* = the server's CPU time over the measured run (every process"
-    echo "of it, see \"Server CPU time\" above) / the requests wrk completed in it. RSS is VmRSS of"
-    echo "the server's processes after the run."
+    echo "threads; *wrk* = the load generator; *others* = what other processes took: pinned, on the"
+    echo "server's CPU / on wrk's CPU; unpinned, on the whole machine (see \"Mode\" above; † marks a"
+    echo "run over $OTHER_MAX% even after $RETRIES retries: contaminated). *CPU µs/req* = the server's"
+    echo "CPU time over the measured run (every process of it, see \"Server CPU time\" above) / the"
+    echo "requests wrk completed in it. RSS is VmRSS of the server's processes after the run."
     echo
     echo "| scenario | server | threads | req/s | x Granian | p50 ms | p99 ms | errors | RSS MiB | server CPU% | CPU µs/req | wrk CPU% | others % |"
     echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
