@@ -24,11 +24,18 @@
 #
 # Settings (environment):
 #   DURATION=8 WARMUP=2         seconds of each measured run and of its warm-up
-#   SERVERS="..."               any of: serve-axum serve-axum-warn serve-actix serve-procs
-#                               axum-ceiling granian gunicorn uwsgi bjoern waitress (default:
-#                               all). serve-* run serve with its defaults, the access log on,
-#                               except serve-axum-warn (--log-level warn: no access log);
-#                               serve-procs is worker mode (--processes, axum)
+#   SERVERS="..."               any of: serve-axum serve-axum-warn serve-actix serve-p1
+#                               serve-p2 axum-ceiling granian granian-w2 gunicorn gunicorn-w2
+#                               uwsgi bjoern waitress (default: these), or serve-procs, or
+#                               serve-pN granian-wN gunicorn-wN for any N. serve-* run serve
+#                               with its defaults, the access log on, except serve-axum-warn
+#                               (--log-level warn: no access log). Worker mode: serve-pN is
+#                               --server axum --processes N, OUR_THREADS shared out (p1: 1 x 8,
+#                               p2: 2 x 4); serve-procs is --processes OUR_PROCESSES --threads
+#                               PROC_THREADS. granian-wN: --workers N, 4 blocking threads each
+#                               (as granian's 1); gunicorn-wN: --workers N, its 8 threads
+#                               shared out (2 x 4). serve's axum I/O runs on one tokio
+#                               thread per CPU it may use: 1 pinned, all of them unpinned.
 #   SCENARIOS="..."             any of: hello-c1 hello-c64 flask-c64 django-c64 stream-c64
 #                               echo-c64 sleepy-c256 (default: all)
 #   OUR_THREADS=8               serve's --threads (sleepy-c256: SLEEPY_THREADS)
@@ -72,7 +79,7 @@ HOST=127.0.0.1 # the only address this script ever sends traffic to
 
 DURATION=${DURATION:-8}
 WARMUP=${WARMUP:-2}
-ALL_SERVERS="serve-axum serve-axum-warn serve-actix serve-procs axum-ceiling granian gunicorn uwsgi bjoern waitress"
+ALL_SERVERS="serve-axum serve-axum-warn serve-actix serve-p1 serve-p2 axum-ceiling granian granian-w2 gunicorn gunicorn-w2 uwsgi bjoern waitress"
 ALL_SCENARIOS="hello-c1 hello-c64 flask-c64 django-c64 stream-c64 echo-c64 sleepy-c256"
 SERVERS=${SERVERS:-$ALL_SERVERS}
 SCENARIOS=${SCENARIOS:-$ALL_SCENARIOS}
@@ -115,8 +122,11 @@ done
 SERVER_PIN=(taskset -c "$SERVER_CPU") WRK_PIN=(taskset -c "$WRK_CPU")
 if ((!PIN)); then SERVER_PIN=() WRK_PIN=(); fi
 [[ $CPU_ACCT =~ ^(auto|cgroup|proc)$ ]] || die "CPU_ACCT must be auto, cgroup or proc, not '$CPU_ACCT'"
+known_server() { # NAME -> 0 if this script can run that server
+    [[ " $ALL_SERVERS serve-procs " == *" $1 "* || $1 =~ ^(serve-p|granian-w|gunicorn-w)[1-9][0-9]*$ ]]
+}
 for s in $SERVERS; do
-    [[ " $ALL_SERVERS " == *" $s "* ]] || die "unknown server '$s' (known: $ALL_SERVERS)"
+    known_server "$s" || die "unknown server '$s' (known: $ALL_SERVERS serve-procs, and serve-pN granian-wN gunicorn-wN for any N)"
 done
 for s in $SCENARIOS; do
     [[ " $ALL_SCENARIOS " == *" $s "* ]] || die "unknown scenario '$s' (known: $ALL_SCENARIOS)"
@@ -390,19 +400,33 @@ label() {
     serve-axum-warn) echo "serve --server axum --log-level warn (no access log)" ;;
     serve-actix) echo "serve --server actix (wsgi-rs), access log on" ;;
     serve-procs) echo "serve --server axum --processes $OUR_PROCESSES (worker mode), access log on" ;;
+    serve-p[0-9]*) echo "serve --server axum --processes ${1#serve-p} (worker mode), access log on" ;;
     axum-ceiling) echo "axum hello, no Python (ceiling)" ;;
     granian) echo "granian wsgi, 1 worker" ;;
+    granian-w*) echo "granian wsgi, ${1#granian-w} workers" ;;
     gunicorn) echo "gunicorn gthread, 1 worker" ;;
+    gunicorn-w*) echo "gunicorn gthread, ${1#gunicorn-w} workers" ;;
     uwsgi) echo "uWSGI --http-socket, 1 process" ;;
     bjoern) echo "bjoern" ;;
     waitress) echo "waitress" ;;
     esac
 }
 
+shared_out() { # THREADS PROCESSES -> threads per process, rounded up
+    echo $((($1 + $2 - 1) / $2))
+}
+
 # Sets CMD (an array) and THREADS_USED for server $1 serving app $MOD; fails if the server
 # does not run this scenario.
+#
+# Servers with worker processes (serve-pN, granian-wN, gunicorn-wN): N processes with
+# threads per process; THREADS_USED reads "N x T". serve and gunicorn share their thread
+# count out (OUR_THREADS=8 -> serve-p1 8, serve-p2 and gunicorn-w2 2 x 4), so that a row
+# differs from the in-process one in where Python runs, not in how many threads it has;
+# Granian keeps its tuned 4 blocking threads per worker (2 x 4 as well). In sleepy-c256
+# every one of them shares SLEEPY_THREADS out between its processes.
 server_cmd() {
-    local sleepy=0 py_lib
+    local sleepy=0 py_lib workers
     local -a opts=()
     [[ $MOD == sleepy ]] && sleepy=1
     case $1 in
@@ -417,12 +441,20 @@ server_cmd() {
         serve-actix) opts=(--server actix) ;;
         serve-procs)
             THREADS_USED=$PROC_THREADS
-            ((sleepy)) && THREADS_USED=$(((SLEEPY_THREADS + OUR_PROCESSES - 1) / OUR_PROCESSES))
+            ((sleepy)) && THREADS_USED=$(shared_out "$SLEEPY_THREADS" "$OUR_PROCESSES")
             opts=(--server axum --processes "$OUR_PROCESSES")
+            ;;
+        serve-p[0-9]*)
+            workers=${1#serve-p}
+            THREADS_USED=$(shared_out "$THREADS_USED" "$workers")
+            opts=(--server axum --processes "$workers")
             ;;
         esac
         opts+=(--threads "$THREADS_USED")
-        [[ $1 == serve-procs ]] && THREADS_USED="$OUR_PROCESSES x $THREADS_USED"
+        case $1 in
+        serve-procs) THREADS_USED="$OUR_PROCESSES x $THREADS_USED" ;;
+        serve-p[0-9]*) THREADS_USED="$workers x $THREADS_USED" ;;
+        esac
         # The same libpython as the peers' interpreter, whatever the loader would pick.
         py_lib=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')
         CMD=(env "LD_LIBRARY_PATH=$py_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$SERVE_BIN"
@@ -433,17 +465,23 @@ server_cmd() {
         THREADS_USED=0
         CMD=("$AXUM_BIN" --bind "$HOST:$PORT")
         ;;
-    granian)
-        THREADS_USED=4
-        ((sleepy)) && THREADS_USED=$SLEEPY_THREADS
-        CMD=("$VENV/bin/granian" --interface wsgi --workers 1 --blocking-threads "$THREADS_USED"
-            --host "$HOST" --port "$PORT" "$MOD:application")
+    granian | granian-w*)
+        workers=1
+        [[ $1 == granian-w* ]] && workers=${1#granian-w}
+        THREADS_USED=4 # per worker
+        ((sleepy)) && THREADS_USED=$(shared_out "$SLEEPY_THREADS" "$workers")
+        CMD=("$VENV/bin/granian" --interface wsgi --workers "$workers"
+            --blocking-threads "$THREADS_USED" --host "$HOST" --port "$PORT" "$MOD:application")
+        ((workers > 1)) && THREADS_USED="$workers x $THREADS_USED"
         ;;
-    gunicorn)
-        THREADS_USED=8
-        ((sleepy)) && THREADS_USED=$SLEEPY_THREADS
-        CMD=("$VENV/bin/gunicorn" --workers 1 --worker-class gthread --threads "$THREADS_USED"
-            --bind "$HOST:$PORT" "$MOD:application")
+    gunicorn | gunicorn-w*)
+        workers=1
+        [[ $1 == gunicorn-w* ]] && workers=${1#gunicorn-w}
+        THREADS_USED=$(shared_out 8 "$workers")
+        ((sleepy)) && THREADS_USED=$(shared_out "$SLEEPY_THREADS" "$workers")
+        CMD=("$VENV/bin/gunicorn" --workers "$workers" --worker-class gthread
+            --threads "$THREADS_USED" --bind "$HOST:$PORT" "$MOD:application")
+        ((workers > 1)) && THREADS_USED="$workers x $THREADS_USED"
         ;;
     uwsgi)
         THREADS_USED=8
