@@ -11,8 +11,10 @@
 # both run on any CPU, as users run servers), read the server's RSS
 # (VmRSS of its processes) and CPU time, and stop it by PID. The Markdown table
 # (req/s, its ratio to Granian in the same run, p50, p99, errors, RSS, CPU, CPU µs per
-# request) goes to stdout and to benches/results/<UTC date>.md; wrk's and the servers' own
-# output to $RAW_DIR.
+# request) goes to stdout and to benches/results/<UTC date>.md, followed, when worker-mode
+# serve rows ran, by their ratios to in-process serve (req/s, CPU µs/req) and to Granian
+# with as many workers, and the worker-mode targets of issue 21 in those ratios; wrk's and
+# the servers' own output goes to $RAW_DIR.
 #
 # The server's CPU time counts every process the server runs, workers replaced during the
 # run and workers forked by any of its threads included. With cgroup v2 (the default when
@@ -774,6 +776,71 @@ report() {
                 }' "$TSV"
         done
     done
+    worker_report
+}
+
+# Worker mode (serve-procs, serve-pN) against in-process serve (serve-axum) and Granian with
+# as many workers, each ratio within one scenario (so within one run), and issue 21's targets
+# for worker mode, which are meant for unpinned runs (PIN=0).
+worker_report() {
+    awk -F'\t' -v scens="$SCENARIOS" -v servers="$SERVERS" -v procs="$OUR_PROCESSES" '
+        function worker(s) { return s == "serve-procs" || s ~ /^serve-p[0-9]+$/ }
+        function nproc(s) { if (s == "serve-procs") return procs; sub(/^serve-p/, "", s); return s }
+        function ratio(a, b) { return (a != "" && b != "" && b + 0 > 0) ? sprintf("%.2f", a / b) : "" }
+        function commas(n, s) {
+            s = sprintf("%d", n)
+            while (s ~ /[0-9][0-9][0-9][0-9]/) sub(/[0-9][0-9][0-9]($|,)/, ",&", s)
+            return s
+        }
+        function verdict(r, min, max) {
+            if (r == "") return ""
+            return ((min != "" && r + 0 < min) || (max != "" && r + 0 > max)) ? " (missed)" : " (met)"
+        }
+        $3 != "" { rps[$1, $2] = $3; us[$1, $2] = $14 }
+        END {
+            ns = split(scens, sc, " ")
+            nv = split(servers, sv, " ")
+            for (i = 1; i <= ns; i++) for (j = 1; j <= nv; j++) {
+                c = sc[i]; s = sv[j]
+                if (!worker(s) || !((s, c) in rps)) continue
+                if (!rows++) {
+                    print ""
+                    print "### Worker mode against in-process serve, same run"
+                    print ""
+                    print "In-process = `serve-axum` (`serve --server axum`, no --processes). CPU/req counts every"
+                    print "process of each server."
+                    print ""
+                    print "| scenario | server | req/s | x in-process | CPU µs/req | CPU/req x in-process | x Granian, as many workers |"
+                    print "|---|---|---:|---:|---:|---:|---:|"
+                }
+                g = "granian-w" nproc(s)
+                if (nproc(s) == 1) g = "granian"
+                printf "| %s | %s | %s | %s | %s | %s | %s |\n", c, s, commas(rps[s, c]),
+                    ratio(rps[s, c], rps["serve-axum", c]), us[s, c],
+                    ratio(us[s, c], us["serve-axum", c]), ratio(rps[s, c], rps[g, c])
+            }
+            if (!rows) exit
+            # Issue 21, worker mode: the ratios its targets are stated in.
+            t = ""
+            for (j = 1; j <= nv; j++) {
+                s = sv[j]
+                r = ratio(us[s, "hello-c64"], us["serve-axum", "hello-c64"])
+                if (worker(s) && r != "") t = t sep s " " r verdict(r, "", 1.3)
+                if (worker(s) && r != "") sep = ", "
+            }
+            print ""
+            print "Worker-mode targets (issue 21; meant for PIN=0):"
+            print ""
+            if (t != "") print "- hello-c64 CPU µs/req, worker mode / in-process (≤ 1.3): " t
+            r = ratio(rps["serve-p1", "hello-c64"], rps["serve-axum", "hello-c64"])
+            if (r != "") print "- hello-c64 req/s, `--processes 1` / in-process (≥ 0.8): " r verdict(r, 0.8, "")
+            r = ratio(rps["serve-p2", "flask-c64"], rps["granian-w2", "flask-c64"])
+            q = ratio(rps["serve-p2", "flask-c64"], rps["serve-axum", "flask-c64"])
+            if (r != "" || q != "") {
+                printf "- flask-c64 req/s, `--processes 2` / Granian `--workers 2` (≥ 1.0): %s%s;", (r == "" ? "n/a" : r), verdict(r, 1.0, "")
+                printf " / in-process (≥ 1.5): %s%s\n", (q == "" ? "n/a" : q), verdict(q, 1.5, "")
+            }
+        }' "$TSV"
 }
 
 # ---------------------------------------------------------------------------------------
