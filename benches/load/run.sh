@@ -474,7 +474,7 @@ server_cmd() {
         ((sleepy)) && THREADS_USED=$(shared_out "$SLEEPY_THREADS" "$workers")
         CMD=("$VENV/bin/granian" --interface wsgi --workers "$workers"
             --blocking-threads "$THREADS_USED" --host "$HOST" --port "$PORT" "$MOD:application")
-        ((workers > 1)) && THREADS_USED="$workers x $THREADS_USED"
+        if ((workers > 1)); then THREADS_USED="$workers x $THREADS_USED"; fi
         ;;
     gunicorn | gunicorn-w*)
         workers=1
@@ -483,7 +483,7 @@ server_cmd() {
         ((sleepy)) && THREADS_USED=$(shared_out "$SLEEPY_THREADS" "$workers")
         CMD=("$VENV/bin/gunicorn" --workers "$workers" --worker-class gthread
             --threads "$THREADS_USED" --bind "$HOST:$PORT" "$MOD:application")
-        ((workers > 1)) && THREADS_USED="$workers x $THREADS_USED"
+        if ((workers > 1)); then THREADS_USED="$workers x $THREADS_USED"; fi
         ;;
     uwsgi)
         THREADS_USED=8
