@@ -397,8 +397,9 @@ impl Pull for SocketPull {
 
 /// The response's way to the host. Everything but body data is gathered in the writer and
 /// goes out with the next data or when the thread finishes the request (without the GIL),
-/// so a hello-world response is one write; a response whose iterable has a `close()` goes
-/// out before that call (`try_flush`), so neither a slow `close()` nor a worker dying in it
+/// so a hello-world response is one write; body data goes out as it comes, as far as the
+/// socket takes it without waiting; a response whose iterable has a `close()` goes out
+/// before that call (`try_flush`), so neither a slow `close()` nor a worker dying in it
 /// holds back or cuts a complete response.
 #[derive(Debug)]
 struct SocketSink {
@@ -434,11 +435,26 @@ impl RemoteSink for SocketSink {
         if self.is_gone() {
             return TrySend::Gone;
         }
+        let mut writer = lock(&self.writer);
         if matches!(msg, Msg::Data(_)) {
-            return TrySend::Full(msg);
+            // Body data goes out now, as far as the socket takes it without waiting, so
+            // that a chunk does not wait for the next one, and the thread keeps the GIL
+            // (each release may hand it to another thread and wait to get it back). Only
+            // when bytes the socket did not take are still queued does the caller wait,
+            // without the GIL: that is the backpressure of a slow client.
+            if writer.is_stalled() {
+                return TrySend::Full(msg);
+            }
+            return match writer
+                .queue(&Self::frame(msg))
+                .and_then(|()| writer.try_flush())
+            {
+                Ok(()) => TrySend::Sent,
+                Err(_) => TrySend::Gone,
+            };
         }
         self.note_end(&msg);
-        match lock(&self.writer).queue(&Self::frame(msg)) {
+        match writer.queue(&Self::frame(msg)) {
             Ok(()) => TrySend::Sent,
             Err(_) => TrySend::Gone,
         }

@@ -255,6 +255,8 @@ pub(crate) struct FrameWriter<W> {
     scratch: BytesMut,
     /// Segments to write, in order.
     pending: Vec<Bytes>,
+    /// The last `try_flush` left bytes the stream did not take.
+    stalled: bool,
 }
 
 impl<W: Write> FrameWriter<W> {
@@ -264,6 +266,7 @@ impl<W: Write> FrameWriter<W> {
             inner,
             scratch: BytesMut::with_capacity(4096),
             pending: Vec::new(),
+            stalled: false,
         }
     }
 
@@ -326,6 +329,12 @@ impl<W: Write> FrameWriter<W> {
         !self.scratch.is_empty() || !self.pending.is_empty()
     }
 
+    /// Whether the last [`try_flush`](FrameWriter::try_flush) left bytes the stream did
+    /// not take (its reader is behind), rather than frames merely queued since.
+    pub(crate) fn is_stalled(&self) -> bool {
+        self.stalled
+    }
+
     /// Writes every queued frame, in as few `writev` calls as the kernel allows. On an error
     /// the queue is dropped: the stream is then broken mid-frame and must not be reused.
     pub(crate) fn flush(&mut self) -> io::Result<()> {
@@ -334,6 +343,7 @@ impl<W: Write> FrameWriter<W> {
         }
         let result = write_all_vectored(&mut self.inner, &self.pending);
         self.pending.clear();
+        self.stalled = false;
         result
     }
 }
@@ -357,6 +367,7 @@ impl<W: TryWrite> FrameWriter<W> {
                 .collect();
             if slices.is_empty() {
                 self.pending.clear();
+                self.stalled = false;
                 return Ok(());
             }
             match self.inner.try_write_vectored(&slices) {
@@ -368,7 +379,10 @@ impl<W: TryWrite> FrameWriter<W> {
                     ));
                 }
                 Ok(n) => consume(&mut self.pending, n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.stalled = true;
+                    return Ok(());
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     self.pending.clear();
@@ -797,10 +811,12 @@ mod tests {
         for m in &first {
             w.queue(m).unwrap();
         }
+        assert!(!w.is_stalled(), "queued is not stalled");
         w.try_flush().unwrap();
         // Cut inside a frame, not at a frame's end.
         assert_eq!(w.get_ref().out.len(), 1000);
         assert!(!w.pending.is_empty());
+        assert!(w.is_stalled());
         let tries = w.get_ref().tries;
         // A full stream: one try, nothing written, nothing lost.
         w.try_flush().unwrap();
@@ -812,6 +828,7 @@ mod tests {
             w.queue(m).unwrap();
         }
         w.flush().unwrap();
+        assert!(!w.is_stalled());
         let out = &w.get_ref().out;
         for step in [1, 7, 4096] {
             let mut r = FrameReader::new(Trickle { data: out, step });
