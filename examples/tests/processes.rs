@@ -300,11 +300,21 @@ fn a_worker_dying_in_close_leaves_its_complete_response_whole() {
 fn bodies_stream_both_ways_and_the_workers_log_reaches_the_host() {
     each_server(|kind| {
         let server = workers(kind, &[]);
-        // Larger than --buffer-body, so it reaches the worker piece by piece.
-        let upload: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        // Larger than --buffer-body, and than one piece of the spooled body, so it reaches
+        // the worker piece by piece; then the same chunked, streamed as it arrives.
+        let upload: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
         let (status, echoed) = request(server.addr, "POST", "/echo", &upload);
         assert_eq!(status, 200);
         assert!(echoed == upload, "{kind}: the echo differs");
+        let chunked = Request::new("POST", "/echo")
+            .body(&upload[..200_000])
+            .chunked(7000);
+        let response = send(server.addr, &chunked);
+        assert_eq!(response.status, 200);
+        assert!(
+            response.body == upload[..200_000],
+            "{kind}: the chunked echo differs"
+        );
         let (status, body) = server.get("/stream");
         assert_eq!(status, 200);
         // Streamed: the pieces, in order.

@@ -1432,7 +1432,10 @@ impl Pool {
     /// all here, else through a thread that waits for the client.
     fn want(&self, slot: usize, conn: &mut Conn, want: u64) {
         let current = conn.current.as_mut().expect("a request is relayed");
-        if let InputSource::Buffered(_) = current.job.input {
+        // Once a feeder has the body, the job's own source is an empty stand-in.
+        if current.feeder.is_none()
+            && let InputSource::Buffered(_) = current.job.input
+        {
             let answer = body_answer(&mut current.job.input, want, self.shared.body_timeout);
             let _ = conn
                 .writer
@@ -1444,9 +1447,17 @@ impl Pool {
             let input = std::mem::replace(&mut current.job.input, InputSource::empty());
             current.feeder = self.spawn_feeder(slot, current.job.id, input);
         }
-        if let Some(feeder) = &current.feeder {
-            let _ = feeder.send(want);
-        }
+        // The worker waits for an answer: without a feeder (none could start, or it ended
+        // after the body's last answer), it gets one here.
+        let answer = match &current.feeder {
+            Some(feeder) if feeder.send(want).is_ok() => return,
+            Some(_) => ToWorker::BodyEnd,
+            None => ToWorker::BodyFailed("cannot start a thread for the request body".into()),
+        };
+        let _ = conn
+            .writer
+            .queue(&answer)
+            .and_then(|()| self.flush(slot, conn));
     }
 
     /// A thread that waits for the body `input` of request `id` on `slot`, one piece per
