@@ -17,7 +17,7 @@ use test_support::DEADLINE;
 use test_support::gate::{Gate, Record};
 use test_support::serve::{Server, assert_fails_with, free_port, start};
 use test_support::temp::{TempDir, temp_dir};
-use test_support::wire::{Request, send};
+use test_support::wire::{Conn, Request, send};
 
 /// `serve --processes 2` (of two threads each) on `worker_app.py`.
 fn workers(server: &str, extra: &[&str]) -> Server {
@@ -169,6 +169,51 @@ fn a_request_handed_to_a_worker_that_dies_before_reading_it_is_served_by_the_rep
 /// its database connections): in-process, the host has it at once. close() here waits for
 /// a gate the test opens only once it has the whole response; a worker that waited for
 /// close() would let the test see the response only after the app's gate timed out.
+/// A slow client stalls the application in its worker, as in-process: what the host holds
+/// for a response is bounded, so a generator blocks in its worker once the client stops
+/// reading, and goes on, with nothing lost, once it reads again.
+#[test]
+fn a_slow_client_stalls_the_generator_in_its_worker() {
+    each_server(|kind| {
+        let server = workers(kind, &[]);
+        let record = Record::new();
+        let chunks = 1000;
+        let mut conn = Conn::connect(server.addr);
+        let request = Request::get(&format!("/many?n={chunks}&{}", record.query()));
+        conn.send(&request.to_bytes(server.addr));
+        let head = conn.read_head();
+        assert_eq!(head.status, 200, "{kind}");
+        // The client reads nothing more: the generator must stop, far before its end.
+        let yielded = || {
+            record
+                .lines()
+                .iter()
+                .filter_map(|l| l.strip_prefix("yielded ")?.parse::<usize>().ok())
+                .max()
+                .unwrap_or(0)
+        };
+        let stalled_at = test_support::eventually("the generator to stall", || {
+            let before = yielded();
+            std::thread::sleep(Duration::from_millis(500));
+            let after = yielded();
+            (after > 0 && after == before).then_some(after)
+        });
+        assert!(
+            stalled_at < chunks / 2 && record.count("yielded all") == 0,
+            "{kind}: the generator ran on to chunk {stalled_at} of {chunks} with nobody reading"
+        );
+        let body = conn.read_chunked_to_end();
+        assert_eq!(body.len(), chunks * 65536, "{kind}");
+        assert!(
+            body.chunks(65536)
+                .enumerate()
+                .all(|(i, c)| c.iter().all(|&b| b == (i % 256) as u8)),
+            "{kind}: the body arrived out of order"
+        );
+        record.wait_for("yielded all");
+    });
+}
+
 #[test]
 fn a_complete_response_does_not_wait_for_its_iterables_close() {
     let file = std::fs::read(apps().join("worker_app.py")).unwrap();

@@ -5,7 +5,8 @@
 S seconds, then segfaults (a request in flight when its worker dies). ``/busy``: works in
 Python until interrupted (the request timeout's ``TimeoutError``). ``/block?secs=S``: sleeps
 in C, where that exception cannot reach. ``/echo``: answers the request
-body. ``/stream``: five pieces, each after a short pause. ``/note?text=T``: writes T to
+body. ``/stream``: five pieces, each after a short pause. ``/many?n=N&record=R``: N chunks
+of 64 KiB, recording ``yielded I`` every 16th and ``yielded all`` at the end. ``/note?text=T``: writes T to
 ``wsgi.errors`` and answers.
 
 Bodies with a ``close()`` of their own, for what happens after a complete response
@@ -131,6 +132,19 @@ def application(environ, start_response):
                 time.sleep(0.02)
 
         return pieces()
+    elif path == "/many":
+        # A large streamed body, recording its progress: a slow client must stall it.
+        count = int(query.get("n", "1000"))
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+
+        def chunks():
+            for i in range(count):
+                if i % 16 == 0:
+                    record(environ, "yielded %d" % i)
+                yield bytes([i % 256]) * 65536
+            record(environ, "yielded all")
+
+        return chunks()
     elif path == "/note":
         environ["wsgi.errors"].write(query.get("text", "") + "\n")
     body = f"{os.getpid()} {environ['wsgi.multiprocess']}".encode()
