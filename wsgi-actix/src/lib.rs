@@ -1,4 +1,4 @@
-//! Serve a Python WSGI application from [actix-web] 4, in-process.
+//! Serve a Python WSGI application from [actix-web] 4.
 //!
 //! [`WsgiApp`] plugs into an actix-web application the way `actix-files` does: give it a
 //! mount path and a [`wsgi_core::Engine`], then register it with `App::service`, inside a
