@@ -144,6 +144,11 @@ pub(crate) trait RemoteSink: Send + Sync + std::fmt::Debug {
     /// Hands what `try_send` gathered to the host as far as that needs no waiting, and
     /// keeps the rest for later; may be called with the GIL held.
     fn try_flush(&self);
+    /// As `try_send`, for the last piece of a body, whose end follows at once: it may be
+    /// held back to go out with the end.
+    fn try_send_last(&self, msg: Msg) -> TrySend {
+        self.try_send(msg)
+    }
 }
 
 /// Outcome of a send that must not block.
@@ -172,6 +177,15 @@ impl PipeTx {
         drop(st);
         shared.rx_waker.wake();
         TrySend::Sent
+    }
+
+    /// As [`try_send`](Self::try_send), for the last piece of a body, whose end the caller
+    /// sends at once: a worker's sink sends both in one write.
+    pub(crate) fn try_send_last(&self, msg: Msg) -> TrySend {
+        match &self.0 {
+            Tx::Local(_) => self.try_send(msg),
+            Tx::Remote(sink) => sink.try_send_last(msg),
+        }
     }
 
     /// Queues `msg`, waiting for room. Call it with the GIL released.

@@ -460,6 +460,22 @@ impl RemoteSink for SocketSink {
         }
     }
 
+    fn try_send_last(&self, msg: Msg) -> TrySend {
+        if self.is_gone() {
+            return TrySend::Gone;
+        }
+        let mut writer = lock(&self.writer);
+        if writer.is_stalled() {
+            return TrySend::Full(msg);
+        }
+        // Queued only: the end follows at once and goes with it, in one write, by the
+        // `try_flush` before `close()` or the thread's `finish`.
+        match writer.queue(&Self::frame(msg)) {
+            Ok(()) => TrySend::Sent,
+            Err(_) => TrySend::Gone,
+        }
+    }
+
     fn send(&self, msg: Msg) -> Result<(), Gone> {
         if self.is_gone() {
             return Err(Gone);

@@ -102,10 +102,13 @@ impl StartResponse {
 
     /// Sends one chunk, committing the head first if needed; waits without the GIL
     /// while the client is slow. Bytes beyond the declared `Content-Length` are dropped.
+    /// `ends_body`: the caller ends the body at once if this chunk reaches the declared
+    /// length (the iterable's loop does; `write()` does not know what follows).
     pub(crate) fn send_chunk(
         &mut self,
         py: Python<'_>,
         chunk: &Bound<'_, PyBytes>,
+        ends_body: bool,
     ) -> PyResult<Result<(), Gone>> {
         let len = chunk.as_bytes().len() as u64;
         if len == 0 {
@@ -135,7 +138,12 @@ impl StartResponse {
         let Some(tx) = &self.tx else {
             return Ok(Err(Gone));
         };
-        Ok(match tx.try_send(Msg::Data(data)) {
+        let sent = if ends_body && self.length_reached() {
+            tx.try_send_last(Msg::Data(data))
+        } else {
+            tx.try_send(Msg::Data(data))
+        };
+        Ok(match sent {
             TrySend::Sent => Ok(()),
             TrySend::Gone => Err(Gone),
             TrySend::Full(msg) => super::detached(py, || tx.send(msg)),
@@ -282,7 +290,7 @@ impl StartResponse {
                 "write() called before start_response()",
             ));
         }
-        match self.send_chunk(py, chunk)? {
+        match self.send_chunk(py, chunk, false)? {
             Ok(()) => Ok(()),
             Err(Gone) => Err(PyOSError::new_err("client disconnected")),
         }

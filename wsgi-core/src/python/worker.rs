@@ -320,7 +320,7 @@ fn respond(
         let item = item?;
         let chunk = as_chunk(&item)?;
         let mut state = sr.borrow_mut();
-        if state.send_chunk(py, chunk)?.is_err() {
+        if state.send_chunk(py, chunk, true)?.is_err() {
             tracing::debug!(target: "wsgi_core", "client disconnected; stopping the response");
             return Ok(());
         }
