@@ -116,7 +116,9 @@ struct Group {
     /// The worker (index) whose process runs here.
     worker: AtomicUsize,
     /// Slots of this group whose socket is still open.
-    live_slots: AtomicUsize,
+    open_slots: Mutex<usize>,
+    /// Notified when the last of them closes.
+    slots_closed: Condvar,
     /// Slots of this group relaying a request now.
     busy: AtomicUsize,
     /// A process loading the application here, so that a shutdown can end its start-up at
@@ -312,7 +314,8 @@ impl Pool {
                     .map(|group| Group {
                         control: Mutex::new(None),
                         worker: AtomicUsize::new(group),
-                        live_slots: AtomicUsize::new(0),
+                        open_slots: Mutex::new(0),
+                        slots_closed: Condvar::new(),
                         busy: AtomicUsize::new(0),
                         starting: Mutex::new(None),
                     })
@@ -394,8 +397,10 @@ impl Pool {
     /// Waits until every slot of `group` has closed, so that new ones can take its
     /// slots.
     fn wait_slots_ended(&self, group: usize) {
-        while self.groups[group].live_slots.load(Ordering::Acquire) > 0 {
-            std::thread::sleep(Duration::from_millis(5));
+        let g = &self.groups[group];
+        let mut open = lock(&g.open_slots);
+        while *open > 0 {
+            open = g.slots_closed.wait(open).unwrap_or_else(|e| e.into_inner());
         }
     }
 }
@@ -1122,7 +1127,7 @@ impl Pool {
                 space,
                 watching_writable: false,
             });
-            g.live_slots.fetch_add(1, Ordering::AcqRel);
+            *lock(&g.open_slots) += 1;
             let fd = self.conn(slot).as_ref().map(|c| c.socket.as_raw_fd());
             if let Some(fd) = fd
                 && let Err(e) = reactor.register(slot, fd)
@@ -1281,9 +1286,12 @@ impl Pool {
             reactor.deregister(conn.socket.as_raw_fd());
         }
         drop(conn);
-        self.groups[slot / self.threads]
-            .live_slots
-            .fetch_sub(1, Ordering::AcqRel);
+        let g = &self.groups[slot / self.threads];
+        let mut open = lock(&g.open_slots);
+        *open = open.saturating_sub(1);
+        if *open == 0 {
+            g.slots_closed.notify_all();
+        }
     }
 
     /// Reads what `slot`'s worker sent, until it would block.
