@@ -1115,9 +1115,15 @@ impl Pool {
         let g = &self.groups[group];
         for (local, socket) in sockets.into_iter().enumerate() {
             let slot = group * self.threads + local;
-            let (Ok(read_half), Ok(write_half)) = (socket.try_clone(), socket.try_clone()) else {
-                continue;
+            let (read_half, write_half) = match (socket.try_clone(), socket.try_clone()) {
+                (Ok(read_half), Ok(write_half)) => (read_half, write_half),
+                // The socket is dropped: that worker thread ends.
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::error!(target: "wsgi_core", "cannot use a worker's socket: {e}");
+                    continue;
+                }
             };
+            let fd = socket.as_raw_fd();
             let space = note_waker(Arc::downgrade(&reactor), move || Note::Space(slot));
             *self.conn(slot) = Some(Conn {
                 socket,
@@ -1128,10 +1134,7 @@ impl Pool {
                 watching_writable: false,
             });
             *lock(&g.open_slots) += 1;
-            let fd = self.conn(slot).as_ref().map(|c| c.socket.as_raw_fd());
-            if let Some(fd) = fd
-                && let Err(e) = reactor.register(slot, fd)
-            {
+            if let Err(e) = reactor.register(slot, fd) {
                 tracing::error!(target: "wsgi_core", "cannot watch a worker's socket: {e}");
                 self.close_slot(slot);
                 continue;
@@ -1247,19 +1250,16 @@ impl Pool {
     fn next(&self, slot: usize) {
         loop {
             match self.queue.next_for(slot) {
-                Next::Job(job) => {
-                    if !self.shared.admit(&job) {
-                        continue;
-                    }
-                    self.start(slot, job);
-                }
+                // Answered (503) or dropped (its client left) by `admit`: the next one.
+                Next::Job(job) if !self.shared.admit(&job) => continue,
+                Next::Job(job) => self.start(slot, job),
                 Next::Idle => {}
                 Next::Retire => {
                     self.close_slot(slot);
                     self.close_idle(self.queue.idle_to_close());
                 }
             }
-            return;
+            break;
         }
     }
 
