@@ -373,6 +373,8 @@ impl Engine {
             content_length,
             tx: Arc::new(tx),
             in_flight: InFlight::new(&inner.shared),
+            slot: None,
+            remote: None,
         };
         if !has_body(&parts, content_length) {
             return self.inner.enqueue(job, rx, None, head_only);

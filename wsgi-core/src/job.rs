@@ -21,6 +21,26 @@ pub(crate) struct Job {
     pub(crate) content_length: Option<u64>,
     pub(crate) tx: Arc<PipeTx>,
     pub(crate) in_flight: InFlight,
+    /// Where the running request is published for timeouts: the host's slot in a worker
+    /// process; `None` in-process, where it is the Python thread's own.
+    pub(crate) slot: Option<usize>,
+    /// In a worker process, what the thread owes the host around the request.
+    pub(crate) remote: Option<Box<dyn RemoteJob>>,
+}
+
+/// A worker process's side of a request the host sent it: what the Python thread that
+/// takes it owes the host besides the response.
+pub(crate) trait RemoteJob: Send + std::fmt::Debug {
+    /// The application is about to see the request: recorded where the host finds it if
+    /// this process dies, so the request is not run again elsewhere.
+    fn starting(&self);
+
+    /// The thread is done with the request: says so and sends what is buffered, without
+    /// waiting (the GIL is held). True when something is left for [`RemoteJob::finish`].
+    fn try_finish(&mut self) -> bool;
+
+    /// Sends what `try_finish` left, waiting for the socket (called without the GIL).
+    fn finish(&mut self);
 }
 
 impl Shared {

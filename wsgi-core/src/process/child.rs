@@ -1,9 +1,12 @@
-//! The worker process's side: load the application, then serve the host's requests, one
-//! socket per Python thread.
+//! The worker process's side: load the application, then serve the host's requests.
 //!
-//! Each Python thread reads its own socket (with the GIL released) and runs the request
-//! with the same code as in-process ([`crate::python`]): the request body is pulled from the
-//! host as `wsgi.input` reads, and the response goes back as frames, the head and small
+//! Requests arrive on the intake socket, at most one per slot. The `wsgi-intake` thread
+//! reads them (without the GIL) into the same queue the in-process engine uses
+//! ([`crate::dispatch`]), so the Python threads take them the same way: the thread that
+//! holds the GIL takes the next request without letting go of it, and a sleeping thread is
+//! woken only to stand by. The request runs with the same code as in-process
+//! ([`crate::python`]): its body is pulled from the host on its slot's socket as
+//! `wsgi.input` reads, and the response goes back there as frames, the head and small
 //! final pieces gathered into one write. A control thread (this process's main thread)
 //! takes the host's interrupts (timeouts) and cancellations (clients gone); when the host
 //! goes away, the worker exits at once.
@@ -11,32 +14,42 @@
 use std::collections::VecDeque;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::log::{
     CONTROL_QUEUE, ControlSender, WorkerSubscriber, control_channel, spawn_control_writer,
 };
-use super::messages::{ControlFromWorker, ControlToWorker, FromWorker, RequestBody, ToWorker};
+use super::messages::{
+    ControlFromWorker, ControlToWorker, FromWorker, Request, RequestBody, ToWorker,
+};
+use super::spawn::Channels;
+use super::started::StartedPage;
 use super::wire::{FrameReader, FrameWriter};
 use crate::chunk::Chunk;
 use crate::config::AppConfig;
+use crate::dispatch::Dispatch;
 use crate::error::Error;
 use crate::input::{InputSource, Pull, Pulled};
-use crate::job::Job;
+use crate::job::{Job, RemoteJob};
 use crate::lifecycle::rss::self_rss;
 use crate::pipe::{Gone, Msg, PipeTx, RemoteSink, TrySend};
-use crate::python::{self, Feed, Jobs};
+use crate::python;
 use crate::state::{InFlight, Limits, Shared};
 
 /// A timeout long enough never to fire: the host keeps the real one. The worker still
 /// publishes each request in its slot, which is what makes an interrupt safe.
 const NO_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
 
-/// Serves as a worker process over `control` and one data socket per thread (`slots`);
-/// returns the process's exit code.
-pub(crate) fn run(control: UnixStream, slots: Vec<UnixStream>) -> i32 {
+/// Serves as a worker process over `channels`; returns the process's exit code.
+pub(crate) fn run(channels: Channels) -> i32 {
     ignore_stop_signals();
+    let Channels {
+        control,
+        intake: intake_socket,
+        slots,
+        started,
+    } = channels;
     let Ok(read_half) = control.try_clone() else {
         return 1;
     };
@@ -71,8 +84,9 @@ pub(crate) fn run(control: UnixStream, slots: Vec<UnixStream>) -> i32 {
         Ok(callable) => callable,
         Err(e) => return fail(e),
     };
+    let threads = slots.len();
     let shared = Arc::new(Shared::new(
-        slots.len(),
+        threads,
         Limits {
             timeout: Some(NO_TIMEOUT),
             max_queue_wait: None,
@@ -80,9 +94,7 @@ pub(crate) fn run(control: UnixStream, slots: Vec<UnixStream>) -> i32 {
             retry_after: 1,
         },
     ));
-    let current: Arc<[Current]> = (0..slots.len()).map(|_| Current::default()).collect();
-    let idents: Arc<[OnceLock<u64>]> = (0..slots.len()).map(|_| OnceLock::new()).collect();
-    let mut feeds = Vec::with_capacity(slots.len());
+    let idents: Arc<[AtomicU64]> = (0..threads).map(|_| AtomicU64::new(0)).collect();
     let rss = config.max_rss.map(|limit| {
         Arc::new(RssCheck {
             limit,
@@ -91,19 +103,33 @@ pub(crate) fn run(control: UnixStream, slots: Vec<UnixStream>) -> i32 {
             reported: AtomicBool::new(false),
         })
     });
-    for (slot, socket) in slots.into_iter().enumerate() {
-        match SocketFeed::new(socket, slot, current.clone(), shared.clone(), rss.clone()) {
-            Ok(feed) => feeds.push(Jobs::Fed(Box::new(feed))),
-            Err(e) => {
-                return fail(Error::WorkerStartup(format!(
-                    "cannot use the worker's sockets: {e}"
-                )));
-            }
+    let slots: Arc<[SlotSocket]> = match slots.into_iter().map(SlotSocket::new).collect() {
+        Ok(slots) => slots,
+        Err(e) => {
+            return fail(Error::WorkerStartup(format!(
+                "cannot use the worker's sockets: {e}"
+            )));
         }
+    };
+    // The host sends at most one request per slot: the queue never holds more.
+    let queue = Arc::new(Dispatch::new(threads, threads));
+    let intake = Intake {
+        queue: queue.clone(),
+        slots: slots.clone(),
+        shared: shared.clone(),
+        started: Arc::new(started),
+        rss,
+    };
+    if let Err(e) = std::thread::Builder::new()
+        .name("wsgi-intake".into())
+        .spawn(move || intake.run(FrameReader::new(intake_socket)))
+    {
+        return fail(Error::Thread(e));
     }
     let threads = match python::spawn_workers(
         callable,
-        feeds,
+        queue,
+        threads,
         shared.clone(),
         idents.clone(),
         config.multiprocess,
@@ -121,7 +147,7 @@ pub(crate) fn run(control: UnixStream, slots: Vec<UnixStream>) -> i32 {
             Ok(Some(ControlToWorker::Interrupt { slot, id })) => {
                 let slot = slot as usize;
                 if let (Some(thread), Some(published)) = (
-                    idents.get(slot).and_then(OnceLock::get),
+                    idents.get(slot).map(|t| t.load(Ordering::Acquire)),
                     shared.slots.get(slot),
                 ) {
                     if let Some(running) = published.lock().as_mut()
@@ -129,18 +155,18 @@ pub(crate) fn run(control: UnixStream, slots: Vec<UnixStream>) -> i32 {
                     {
                         running.stage = crate::state::Stage::TimedOut;
                     }
-                    python::interrupt(*thread, || {
+                    python::interrupt(thread, || {
                         published.lock().as_ref().is_some_and(|r| r.id == id)
                     });
                 }
             }
             Ok(Some(ControlToWorker::Cancel { slot, id })) => {
-                if let Some(current) = current.get(slot as usize) {
-                    current.cancel(id);
+                if let Some(slot) = slots.get(slot as usize) {
+                    slot.current.cancel(id);
                 }
             }
-            // The host serves what it queued, then closes the data sockets: each Python
-            // thread ends after its last request, and the worker with the last of them.
+            // The host serves what it queued, then closes the intake socket: the Python
+            // threads end once they have run what it held, and the worker with the last.
             // The control socket stays read meanwhile, for timeouts.
             Ok(Some(ControlToWorker::Shutdown { .. })) => {
                 if let Some(threads) = threads.take() {
@@ -224,21 +250,151 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// One Python thread's socket to the host.
-struct SocketFeed {
+/// One slot's socket to the host: used by the thread running the slot's request, one
+/// request at a time (the host sends the next only after `Done`).
+#[derive(Debug)]
+struct SlotSocket {
     reader: Reader,
     writer: Writer,
-    slot: usize,
-    current: Arc<[Current]>,
-    shared: Arc<Shared>,
-    rss: Option<Arc<RssCheck>>,
-    /// The running request's end, shared with its sink.
-    done: Arc<JobDone>,
+    current: Current,
 }
 
-/// Who has finished with a request: the worker thread that ran it ([`Feed::finish`]) and
-/// its response sink (dropped when the last holder of the response lets go: the thread, or
-/// the thread streaming a `wsgi.file_wrapper` file after it). Whichever is last sends
+impl SlotSocket {
+    fn new(socket: UnixStream) -> std::io::Result<Self> {
+        Ok(SlotSocket {
+            reader: Arc::new(Mutex::new(FrameReader::new(socket.try_clone()?))),
+            writer: Arc::new(Mutex::new(FrameWriter::new(socket))),
+            current: Current::default(),
+        })
+    }
+}
+
+/// The `wsgi-intake` thread: turns the host's requests into jobs for the Python threads.
+struct Intake {
+    queue: Arc<Dispatch<Job>>,
+    slots: Arc<[SlotSocket]>,
+    shared: Arc<Shared>,
+    started: Arc<StartedPage>,
+    rss: Option<Arc<RssCheck>>,
+}
+
+impl Intake {
+    /// Reads requests until the host closes the socket (or breaks the protocol), then
+    /// closes the queue: the threads end once they have run what it holds.
+    fn run(self, mut reader: FrameReader<UnixStream>) {
+        loop {
+            let request = match reader.recv::<ToWorker>() {
+                Ok(Some(ToWorker::Request(request))) => request,
+                Ok(Some(_)) => {
+                    tracing::error!(target: "wsgi_core", "the host sent a body frame on the intake socket; stopping");
+                    break;
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::error!(target: "wsgi_core", "cannot read the host's requests: {e}");
+                    break;
+                }
+            };
+            let Some(job) = self.job(*request) else {
+                break;
+            };
+            if self.queue.try_send(job).is_err() {
+                // Only a host sending more than one request per slot gets here.
+                tracing::error!(target: "wsgi_core", "more requests than slots arrived; stopping");
+                break;
+            }
+        }
+        self.queue.close();
+    }
+
+    fn job(&self, request: Request) -> Option<Job> {
+        let index = request.slot as usize;
+        let Some(slot) = self.slots.get(index) else {
+            tracing::error!(target: "wsgi_core", slot = index, "the host sent a request for a slot this worker does not have");
+            return None;
+        };
+        let input = match request.body {
+            RequestBody::None => InputSource::empty(),
+            RequestBody::Inline(body) => InputSource::Buffered(VecDeque::from([body])),
+            RequestBody::Streamed => InputSource::Pulled {
+                from: Box::new(SocketPull {
+                    reader: slot.reader.clone(),
+                    writer: slot.writer.clone(),
+                }),
+                too_large: false,
+                timed_out: false,
+            },
+        };
+        let cancelled = slot.current.start(request.id);
+        let done = Arc::new(JobDone::default());
+        let sink = SocketSink {
+            writer: slot.writer.clone(),
+            cancelled,
+            ended: AtomicBool::new(false),
+            done: done.clone(),
+        };
+        Some(Job {
+            id: request.id,
+            enqueued: std::time::Instant::now(),
+            vars: request.vars,
+            input,
+            content_length: request.content_length,
+            tx: Arc::new(PipeTx::remote(Box::new(sink))),
+            in_flight: InFlight::new(&self.shared),
+            slot: Some(index),
+            remote: Some(Box::new(SlotJob {
+                slot: index,
+                id: request.id,
+                writer: slot.writer.clone(),
+                done,
+                started: self.started.clone(),
+                rss: self.rss.clone(),
+            })),
+        })
+    }
+}
+
+/// What the thread running a request owes the host besides the response (see
+/// [`RemoteJob`]).
+#[derive(Debug)]
+struct SlotJob {
+    slot: usize,
+    id: u64,
+    writer: Writer,
+    done: Arc<JobDone>,
+    started: Arc<StartedPage>,
+    rss: Option<Arc<RssCheck>>,
+}
+
+impl RemoteJob for SlotJob {
+    fn starting(&self) {
+        self.started.mark(self.slot, self.id);
+    }
+
+    fn try_finish(&mut self) -> bool {
+        let mut writer = lock(&self.writer);
+        if self.done.finish(THREAD_DONE) {
+            // After the response's last frame, in the same write.
+            let _ = writer.queue(&FromWorker::Done);
+        }
+        // An error means the host has gone: nobody to tell, and nothing is left queued.
+        let _ = writer.try_flush();
+        let left = writer.has_pending();
+        drop(writer);
+        if let Some(rss) = &self.rss {
+            rss.after_request();
+        }
+        left
+    }
+
+    fn finish(&mut self) {
+        let _ = lock(&self.writer).flush();
+    }
+}
+
+/// Who has finished with a request: the worker thread that ran it ([`RemoteJob`]) and its
+/// response sink (dropped when the last holder of the response lets go: the thread, or the
+/// thread streaming a `wsgi.file_wrapper` file after it). Whichever is last sends
 /// [`FromWorker::Done`]: the host then knows the thread is free and the response's frames
 /// are all out.
 #[derive(Debug, Default)]
@@ -251,26 +407,6 @@ impl JobDone {
     /// Records `who` as finished; true if the other had finished already.
     fn finish(&self, who: u8) -> bool {
         (self.0.fetch_or(who, Ordering::AcqRel) | who) == (THREAD_DONE | SINK_DONE)
-    }
-}
-
-impl SocketFeed {
-    fn new(
-        socket: UnixStream,
-        slot: usize,
-        current: Arc<[Current]>,
-        shared: Arc<Shared>,
-        rss: Option<Arc<RssCheck>>,
-    ) -> std::io::Result<Self> {
-        Ok(SocketFeed {
-            reader: Arc::new(Mutex::new(FrameReader::new(socket.try_clone()?))),
-            writer: Arc::new(Mutex::new(FrameWriter::new(socket))),
-            slot,
-            current,
-            shared,
-            rss,
-            done: Arc::default(),
-        })
     }
 }
 
@@ -303,76 +439,11 @@ impl RssCheck {
     }
 }
 
-impl Feed for SocketFeed {
-    fn next(&mut self) -> Option<Job> {
-        let request = loop {
-            match lock(&self.reader).recv::<ToWorker>() {
-                Ok(Some(ToWorker::Request(request))) => break request,
-                // The rest of a body the application did not read, sent before the host
-                // learnt the response was over.
-                Ok(Some(_)) => continue,
-                Ok(None) | Err(_) => return None,
-            }
-        };
-        let request = *request;
-        let input = match request.body {
-            RequestBody::None => InputSource::empty(),
-            RequestBody::Inline(body) => InputSource::Buffered(VecDeque::from([body])),
-            RequestBody::Streamed => InputSource::Pulled {
-                from: Box::new(SocketPull {
-                    reader: self.reader.clone(),
-                    writer: self.writer.clone(),
-                }),
-                too_large: false,
-                timed_out: false,
-            },
-        };
-        let cancelled = self.current[self.slot].start(request.id);
-        self.done = Arc::default();
-        let sink = SocketSink {
-            writer: self.writer.clone(),
-            cancelled,
-            ended: AtomicBool::new(false),
-            done: self.done.clone(),
-        };
-        Some(Job {
-            id: request.id,
-            enqueued: std::time::Instant::now(),
-            vars: request.vars,
-            input,
-            content_length: request.content_length,
-            tx: Arc::new(PipeTx::remote(Box::new(sink))),
-            in_flight: InFlight::new(&self.shared),
-        })
-    }
-
-    fn finish(&mut self) {
-        let mut writer = lock(&self.writer);
-        if self.done.finish(THREAD_DONE) {
-            // After the response's last frame, in the same write.
-            let _ = writer.queue(&FromWorker::Done);
-        }
-        let _ = writer.flush();
-        drop(writer);
-        if let Some(rss) = &self.rss {
-            rss.after_request();
-        }
-    }
-}
-
 /// `wsgi.input`'s way to the host: ask for `want` bytes, wait for the next piece.
 #[derive(Debug)]
 struct SocketPull {
     reader: Reader,
     writer: Writer,
-}
-
-impl std::fmt::Debug for SocketFeed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SocketFeed")
-            .field("slot", &self.slot)
-            .finish()
-    }
 }
 
 impl Pull for SocketPull {
@@ -388,7 +459,7 @@ impl Pull for SocketPull {
             Ok(Some(ToWorker::BodyTooLarge(max))) => Pulled::Chunk(Chunk::TooLarge(max)),
             Ok(Some(ToWorker::BodyTimedOut(why))) => Pulled::TimedOut(why),
             Ok(Some(ToWorker::Request(_))) => Pulled::Chunk(Chunk::Failed(
-                "the host sent a new request in the middle of a body".into(),
+                "the host sent a request on a slot's socket".into(),
             )),
             Ok(None) | Err(_) => gone(),
         }

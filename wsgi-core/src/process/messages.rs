@@ -1,17 +1,17 @@
 //! The messages between the host and a worker process, and their payload layouts.
 //!
-//! Two kinds of socket join a host to a worker:
+//! Three kinds of socket join a host to a worker:
 //!
-//! - one **data socket per worker thread** (a "slot"): the host sends a [`ToWorker::Request`]
-//!   only when the slot is idle, then body pieces as the worker asks for them
-//!   ([`FromWorker::Want`]); the worker answers a [`FromWorker::Head`], body pieces, and
-//!   [`FromWorker::End`] or [`FromWorker::Abort`], then [`FromWorker::Done`] once its thread
-//!   is free again (after the iterable's `close()`, which may take its time after the
-//!   response is complete): the slot is idle from then on. Nothing says that the worker took the
-//!   request: a worker that dies leaves the host's socket at `ECONNRESET` if a request was
-//!   still unread, at end of stream if not (see [`crate::runner`]'s worker-process runner).
-//!   Body frames the host sent before it learnt the request was over may still be queued
-//!   when the next request starts: the worker skips body frames until a `Request`.
+//! - one **intake socket**, host to worker: a [`ToWorker::Request`] for one of the worker's
+//!   slots, sent only when that slot is idle (so a worker holds at most one request per
+//!   thread); whichever of its threads is free takes it.
+//! - one **slot socket per slot** (as many as the worker has threads): the thread running
+//!   the slot's request asks for body pieces ([`FromWorker::Want`]; each is answered by one
+//!   body frame), and answers a [`FromWorker::Head`], body pieces, and [`FromWorker::End`] or
+//!   [`FromWorker::Abort`], then [`FromWorker::Done`] once its thread is free again (after the
+//!   iterable's `close()`, which may take its time after the response is complete): the slot
+//!   is idle from then on. Which requests a thread had handed to the application when its
+//!   worker died is in the [started page](super::started), not on a socket.
 //! - one **control socket per worker**: [`ControlToWorker`] and [`ControlFromWorker`].
 //!
 //! Kinds are disjoint across the four message types, so a frame sent the wrong way is an
@@ -96,6 +96,8 @@ pub(crate) struct Request {
     /// The host's id for the request, used by [`ControlToWorker::Interrupt`] and
     /// [`ControlToWorker::Cancel`].
     pub(crate) id: u64,
+    /// The slot whose socket carries the request's body and response.
+    pub(crate) slot: u32,
     /// The CGI variables, computed by the host.
     pub(crate) vars: CgiVars,
     /// The declared body length, when the request has one.
@@ -117,10 +119,11 @@ pub(crate) enum RequestBody {
     Streamed,
 }
 
-/// Data socket, host → worker.
+/// Intake and slot sockets, host → worker.
 #[derive(Debug)]
 pub(crate) enum ToWorker {
-    /// A new request for this slot (boxed: the CGI variables dwarf the other variants).
+    /// A new request, on the intake socket (boxed: the CGI variables dwarf the other
+    /// variants).
     Request(Box<Request>),
     /// A piece of the request body.
     Body(Bytes),
@@ -249,6 +252,7 @@ impl Message for ToWorker {
         match self {
             ToWorker::Request(req) => {
                 out.put_u64_le(req.id);
+                out.put_u32_le(req.slot);
                 match req.content_length {
                     Some(n) => {
                         out.put_u8(1);
@@ -294,6 +298,7 @@ impl Message for ToWorker {
         let msg = match frame.kind {
             REQUEST => {
                 let id = f.u64("request id")?;
+                let slot = f.u32("slot")?;
                 let content_length = f.option("content length", |f| f.u64("content length"))?;
                 let vars = get_cgi_vars(&mut f)?;
                 let body = match f.u8("body kind")? {
@@ -304,6 +309,7 @@ impl Message for ToWorker {
                 };
                 ToWorker::Request(Box::new(Request {
                     id,
+                    slot,
                     vars,
                     content_length,
                     body,
@@ -1160,6 +1166,7 @@ mod tests {
         ] {
             let sent = ToWorker::Request(Box::new(Request {
                 id: u64::MAX - 3,
+                slot: 7,
                 vars: sample_vars(),
                 content_length: Some(7),
                 body: body.clone(),
@@ -1168,6 +1175,7 @@ mod tests {
                 panic!("not a request")
             };
             assert_eq!(back.id, u64::MAX - 3);
+            assert_eq!(back.slot, 7);
             assert_eq!(back.content_length, Some(7));
             assert_eq!(back.body, body);
             assert_same_vars(&back.vars, &sample_vars());
@@ -1181,6 +1189,7 @@ mod tests {
         assert!(matches!(vars.path, PathInfo::InTarget(_)));
         let sent = ToWorker::Request(Box::new(Request {
             id: 1,
+            slot: 0,
             vars: computed_vars(),
             content_length: Some(3),
             body: RequestBody::Inline(Bytes::from_static(b"abc")),
@@ -1616,6 +1625,7 @@ mod tests {
         let mut w = FrameWriter::new(Vec::new());
         w.send(&ToWorker::Request(Box::new(Request {
             id: 1,
+            slot: 0,
             vars: sample_vars(),
             content_length: None,
             body: RequestBody::Inline(Bytes::from_static(b"body")),

@@ -15,15 +15,31 @@
 #[cfg(target_os = "linux")]
 pub(crate) use linux::{describe_exit, spawn_worker, wait_ready};
 
+use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::started::StartedPage;
 use crate::error::Error;
 
 /// The environment variable that marks a worker process: `<descriptors>:<parent pid>`.
 pub(crate) const MARKER: &str = "WSGI_CORE_WORKER";
 
-/// The descriptor of the control socket in a worker; data sockets follow it.
+/// The descriptor of the control socket in a worker; the intake socket, the slots' sockets
+/// and the started page's memory file follow it.
 pub(crate) const FIRST_FD: i32 = 3;
+
+/// One side's ends of what joins the host and a worker process.
+#[derive(Debug)]
+pub(crate) struct Channels {
+    /// Configuration, logs, readiness, interrupts and cancellations.
+    pub(crate) control: UnixStream,
+    /// Requests, host to worker, for whichever of the worker's threads is free.
+    pub(crate) intake: UnixStream,
+    /// One socket per slot: a request's body (asked for and sent) and its response.
+    pub(crate) slots: Vec<UnixStream>,
+    /// Which request each slot's thread has handed to the application.
+    pub(crate) started: StartedPage,
+}
 
 /// Set once this process became a worker, for [`forbid_nested`].
 static IS_WORKER: AtomicBool = AtomicBool::new(false);
@@ -90,14 +106,15 @@ mod linux {
     use std::process::{Child, Command, ExitStatus, Stdio};
     use std::sync::atomic::Ordering;
 
-    use super::{FIRST_FD, IS_WORKER, MARKER, forbid_nested};
+    use super::{Channels, FIRST_FD, IS_WORKER, MARKER, forbid_nested};
     use crate::error::Error;
     use crate::process::log;
     use crate::process::messages::ControlFromWorker;
+    use crate::process::started::StartedPage;
     use crate::process::wire::FrameReader;
 
-    /// Starts a worker process with `threads` data sockets; returns the child, the host's end
-    /// of the control socket and the host's ends of the data sockets, in slot order.
+    /// Starts a worker process with `threads` slots; returns the child and the host's ends of
+    /// its channels.
     ///
     /// The worker is killed (`SIGKILL`) when its parent goes away, so a host killed with
     /// `SIGKILL` leaves no worker behind. Linux ties that signal to the **thread** that
@@ -106,7 +123,7 @@ mod linux {
     /// runtime's blocking pool, or the worker dies when that thread ends.
     ///
     /// Fails with an error wrapping [`Error::NestedWorker`] in a worker process.
-    pub(crate) fn spawn_worker(threads: usize) -> io::Result<(Child, UnixStream, Vec<UnixStream>)> {
+    pub(crate) fn spawn_worker(threads: usize) -> io::Result<(Child, Channels)> {
         spawn_worker_with(threads, &[])
     }
 
@@ -114,7 +131,7 @@ mod linux {
     pub(super) fn spawn_worker_with(
         threads: usize,
         args: &[&str],
-    ) -> io::Result<(Child, UnixStream, Vec<UnixStream>)> {
+    ) -> io::Result<(Child, Channels)> {
         forbid_nested().map_err(io::Error::other)?;
         if threads == 0 {
             return Err(io::Error::new(
@@ -122,8 +139,9 @@ mod linux {
                 "a worker process needs at least one thread",
             ));
         }
-        let count = threads + 1;
-        let first_free = i32::try_from(count)
+        // Control, intake, the slots; the started page's file goes after them.
+        let count = threads + 2;
+        let first_free = i32::try_from(count + 1)
             .ok()
             .and_then(|n| n.checked_add(FIRST_FD))
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "too many threads"))?;
@@ -137,6 +155,8 @@ mod linux {
             // Above the target range, so no `dup2` onto a target can close another source.
             child_ends.push(dup_above(theirs.as_fd(), first_free)?);
         }
+        let started = StartedPage::create(threads)?;
+        child_ends.push(dup_above(started.file(), first_free)?);
         let sources: Vec<RawFd> = child_ends.iter().map(AsRawFd::as_raw_fd).collect();
         let parent = std::process::id();
 
@@ -159,8 +179,19 @@ mod linux {
         }
         let child = command.spawn()?;
         drop(child_ends);
-        let control = host_ends.remove(0);
-        Ok((child, control, host_ends))
+        let mut ends = host_ends.into_iter();
+        let (Some(control), Some(intake)) = (ends.next(), ends.next()) else {
+            unreachable!("`count` is at least 3");
+        };
+        Ok((
+            child,
+            Channels {
+                control,
+                intake,
+                slots: ends.collect(),
+                started,
+            },
+        ))
     }
 
     /// A close-on-exec duplicate of `fd` numbered `min` or higher.
@@ -207,7 +238,7 @@ mod linux {
     /// adopted, `run` serves, and the process exits with its code.
     pub(in crate::process) fn become_worker(
         marker: OsString,
-        run: impl FnOnce(UnixStream, Vec<UnixStream>) -> i32,
+        run: impl FnOnce(Channels) -> i32,
     ) -> ! {
         // SAFETY: called from `run_if_worker`, documented as the first line of `main`, before
         // the program starts threads, so nothing reads the environment concurrently. The
@@ -215,7 +246,7 @@ mod linux {
         unsafe { std::env::remove_var(MARKER) };
         IS_WORKER.store(true, Ordering::Relaxed);
         let code = match adopt(&marker) {
-            Ok((control, slots)) => run(control, slots),
+            Ok(channels) => run(channels),
             Err(message) => {
                 eprintln!("wsgi-core: {message}");
                 2
@@ -225,7 +256,7 @@ mod linux {
     }
 
     /// Checks the marker and takes ownership of the sockets it announces.
-    fn adopt(marker: &OsString) -> Result<(UnixStream, Vec<UnixStream>), String> {
+    fn adopt(marker: &OsString) -> Result<Channels, String> {
         let malformed = || {
             format!(
                 "{MARKER}={marker:?} is malformed; the variable is reserved for the worker \
@@ -236,7 +267,7 @@ mod linux {
             .to_str()
             .and_then(|m| m.split_once(':'))
             .and_then(|(n, p)| Some((n.parse::<i32>().ok()?, p.parse::<u32>().ok()?)))
-            .filter(|&(n, _)| (2..=65_536).contains(&n))
+            .filter(|&(n, _)| (3..=65_536).contains(&n))
             .ok_or_else(malformed)?;
         // Armed before `exec` already; again here, the call is cheap and the check matters.
         if arm_death_signal(parent).is_err() {
@@ -253,8 +284,25 @@ mod linux {
             set_cloexec(stream.as_fd()).map_err(|e| format!("fd {fd}: {e}"))?;
             streams.push(stream);
         }
-        let control = streams.remove(0);
-        Ok((control, streams))
+        let page = FIRST_FD + count;
+        // SAFETY: as for the sockets; `StartedPage::open` checks that it is a memory file
+        // big enough for the slots.
+        let page = unsafe { OwnedFd::from_raw_fd(page) };
+        set_cloexec(page.as_fd())
+            .map_err(|e| format!("the started page: {e} ({})", malformed()))?;
+        let slots = streams.len() - 2;
+        let started = StartedPage::open(page, slots)
+            .map_err(|e| format!("the started page: {e} ({})", malformed()))?;
+        let mut streams = streams.into_iter();
+        let (Some(control), Some(intake)) = (streams.next(), streams.next()) else {
+            unreachable!("`count` is at least 3");
+        };
+        Ok(Channels {
+            control,
+            intake,
+            slots: streams.collect(),
+            started,
+        })
     }
 
     fn check_socket(fd: RawFd) -> Result<(), String> {

@@ -39,7 +39,7 @@ use pyo3::prelude::*;
 pub use info::{PythonInfo, python_info};
 pub(crate) use loader::load_app;
 pub use venv::activate_venv;
-pub(crate) use worker::{Feed, Jobs, spawn_workers};
+pub(crate) use worker::spawn_workers;
 
 /// Starts the interpreter as `venv`'s own `python` (unless it is running already) and
 /// activates `venv`; `origin` says where its path came from, for messages.

@@ -2,8 +2,8 @@
 
 use std::fs::File;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -27,37 +27,19 @@ use crate::pipe::{Msg, PipeTx};
 use crate::response::Head;
 use crate::state::{InFlight, Running, Shared, Slot, Stage};
 
-/// Where a Python thread gets its jobs.
-pub(crate) enum Jobs {
-    /// The engine's queue, shared by every thread of the pool.
-    Queue(Arc<Dispatch<Job>>),
-    /// One connection per thread (a worker process's socket to the host).
-    Fed(Box<dyn Feed>),
-}
-
-/// A thread's own supply of jobs, in a worker process.
-pub(crate) trait Feed: Send {
-    /// The next job, waiting for it (called without the GIL); `None` when there will be
-    /// no more.
-    fn next(&mut self) -> Option<Job>;
-
-    /// Called without the GIL after each job, to send what is still buffered.
-    fn finish(&mut self);
-}
-
-/// Starts one Python thread per slot of `shared`, each taking jobs from its entry of
-/// `jobs` and recording its Python thread id in `idents[slot]`, for interrupting it.
+/// Starts `threads` Python threads taking jobs from `queue`, each recording its Python
+/// thread id in `idents` under the slot of the request it runs, for interrupting it.
 pub(crate) fn spawn_workers(
     app: Py<PyAny>,
-    jobs: Vec<Jobs>,
+    queue: Arc<Dispatch<Job>>,
+    threads: usize,
     shared: Arc<Shared>,
-    idents: Arc<[OnceLock<u64>]>,
+    idents: Arc<[AtomicU64]>,
     multiprocess: bool,
 ) -> Result<Vec<JoinHandle<()>>, Error> {
     let app = Arc::new(app);
-    jobs.into_iter()
-        .enumerate()
-        .map(|(index, jobs)| {
+    (0..threads)
+        .map(|index| {
             let worker = Worker {
                 app: app.clone(),
                 shared: shared.clone(),
@@ -65,9 +47,10 @@ pub(crate) fn spawn_workers(
                 multiprocess,
                 index,
             };
+            let queue = queue.clone();
             std::thread::Builder::new()
                 .name(format!("wsgi-python-{index}"))
-                .spawn(move || worker.serve(jobs))
+                .spawn(move || worker.serve(&queue))
                 .map_err(Error::Thread)
         })
         .collect()
@@ -76,7 +59,7 @@ pub(crate) fn spawn_workers(
 struct Worker {
     app: Arc<Py<PyAny>>,
     shared: Arc<Shared>,
-    idents: Arc<[OnceLock<u64>]>,
+    idents: Arc<[AtomicU64]>,
     multiprocess: bool,
     index: usize,
 }
@@ -102,7 +85,7 @@ impl Drop for Published<'_, '_> {
 
 impl Worker {
     /// Attaches once for the thread's life; detaches while waiting for work.
-    fn serve(self, jobs: Jobs) {
+    fn serve(self, queue: &Dispatch<Job>) {
         // See `batch_scheduling` for why; a thread that stays SCHED_OTHER still works.
         if let Err(e) = crate::sched::batch_scheduling() {
             tracing::debug!(target: "wsgi_core", "cannot make a Python thread SCHED_BATCH: {e}");
@@ -118,25 +101,7 @@ impl Worker {
                     return;
                 }
             };
-            let _ = self.idents[self.index].set(thread);
-            match jobs {
-                Jobs::Queue(queue) => self.serve_queue(py, &template, thread, &queue),
-                Jobs::Fed(mut feed) => {
-                    let mut ran = false;
-                    // One release of the GIL per request: the end of one and the wait for
-                    // the next go together, as each release may hand the GIL to another
-                    // thread and wait to get it back.
-                    while let Some(job) = super::detached(py, || {
-                        if std::mem::take(&mut ran) {
-                            feed.finish();
-                        }
-                        feed.next()
-                    }) {
-                        self.guarded(py, &template, thread, job);
-                        ran = true;
-                    }
-                }
-            }
+            self.serve_queue(py, &template, thread, queue);
         });
     }
 
@@ -146,7 +111,7 @@ impl Worker {
         loop {
             // Jobs are taken with the GIL held, and the next queued one without letting
             // go of it: see `dispatch`.
-            let Some(job) = queue.take(std::mem::take(&mut woken)) else {
+            let Some(mut job) = queue.take(std::mem::take(&mut woken)) else {
                 match super::detached(py, || queue.park(self.index)) {
                     Park::Woken => woken = true,
                     Park::Retry => {}
@@ -154,8 +119,23 @@ impl Worker {
                 }
                 continue;
             };
+            let remote = job.remote.take();
             if self.shared.admit(&job) {
+                if let Some(remote) = &remote {
+                    remote.starting();
+                }
                 self.guarded(py, template, thread, job);
+            } else {
+                // Its end goes out before the thread says it is done.
+                drop(job);
+            }
+            // In a worker process the response leaves now, without letting go of the GIL
+            // unless the socket is full: each release may hand the GIL to another thread
+            // and wait to get it back.
+            if let Some(mut remote) = remote
+                && remote.try_finish()
+            {
+                super::detached(py, || remote.finish());
             }
         }
     }
@@ -174,7 +154,12 @@ impl Worker {
     }
 
     fn run(&self, py: Python<'_>, template: &Template, thread: u64, job: Job) {
-        let slot = &self.shared.slots[self.index];
+        let index = job.slot.unwrap_or(self.index);
+        let Some(slot) = self.shared.slots.get(index) else {
+            tracing::error!(target: "wsgi_core", slot = index, "a request for a slot that does not exist; dropped");
+            return;
+        };
+        self.idents[index].store(thread, Ordering::Release);
         let _published = self.shared.timeout.map(|timeout| {
             *slot.lock() = Some(Running {
                 id: job.id,

@@ -2,13 +2,15 @@
 //! again, see [`crate::process`]), each with its own pool of threads; this process never
 //! starts an interpreter.
 //!
-//! Requests wait in the host's queue ([`SlotQueue`]) until a worker thread ("slot") is
-//! free. Each slot has a socket, over which one request at a time is relayed: the request
-//! (written by the thread that submits it, when a slot is idle), body pieces as `wsgi.input`
-//! asks for them, and the response back into the request's pipe. One host thread, the
-//! relay, waits on every slot's socket at once ([`super::reactor`]) and does the relaying
-//! without blocking; it stops reading a socket while the response's pipe is full, so
-//! backpressure reaches the worker through the socket.
+//! Requests wait in the host's queue ([`SlotQueue`]) until a slot of a worker is free: a
+//! worker has one slot per thread, so it never holds more requests than it has threads. A
+//! request given a slot is written on its worker's intake socket (by the thread that
+//! submits it, when a slot is idle), where whichever of its threads is free takes it; the
+//! rest of the request goes over the slot's own socket: body pieces as `wsgi.input` asks for
+//! them, and the response back into the request's pipe. One host thread, the relay, waits
+//! on every slot's socket at once ([`super::reactor`]) and does the relaying without
+//! blocking; it stops reading a socket while the response's pipe is full, so backpressure
+//! reaches the worker through the socket.
 //!
 //! One supervisor thread per worker starts it, waits until it reports ready, and replaces
 //! it, always in the same order so that no request is lost: the new process starts in a
@@ -56,7 +58,8 @@ use crate::process::log;
 use crate::process::messages::{
     ControlFromWorker, ControlToWorker, FromWorker, Request, RequestBody, ToWorker, WorkerConfig,
 };
-use crate::process::spawn::{describe_exit, spawn_worker, wait_ready};
+use crate::process::spawn::{Channels, describe_exit, spawn_worker, wait_ready};
+use crate::process::started::StartedPage;
 use crate::process::wire::{FrameReader, FrameWriter};
 use crate::response::Head;
 use crate::state::{Running, Shared, Stage};
@@ -124,6 +127,19 @@ struct Group {
     /// A process loading the application here, so that a shutdown can end its start-up at
     /// once instead of waiting for the import.
     starting: Mutex<Option<Starting>>,
+    /// Where requests go to the process running here: any of its threads takes them.
+    intake: Mutex<Option<Intake>>,
+    /// Which request each of its slots handed to the application, read when it dies.
+    started: Mutex<Option<Arc<StartedPage>>>,
+}
+
+/// The host's end of a worker process's intake socket.
+#[derive(Debug)]
+struct Intake {
+    socket: UnixStream,
+    writer: FrameWriter<UnixStream>,
+    /// The reactor watches the socket for room to write.
+    watching_writable: bool,
 }
 
 /// A worker process that has not reported ready yet.
@@ -318,6 +334,8 @@ impl Pool {
                         slots_closed: Condvar::new(),
                         busy: AtomicUsize::new(0),
                         starting: Mutex::new(None),
+                        intake: Mutex::new(None),
+                        started: Mutex::new(None),
                     })
                     .collect(),
                 workers: (0..processes).map(|_| WorkerState::default()).collect(),
@@ -725,7 +743,13 @@ impl Supervisor {
     /// requests.
     fn launch(&self, group: usize, rng: &mut Rng) -> Result<Process, Error> {
         let threads = self.pool.threads;
-        let (mut child, control, slots) = spawn_worker(threads).map_err(Error::WorkerChannel)?;
+        let (mut child, channels) = spawn_worker(threads).map_err(Error::WorkerChannel)?;
+        let Channels {
+            control,
+            intake,
+            slots,
+            started,
+        } = channels;
         let mut writer = FrameWriter::new(control.try_clone().map_err(Error::WorkerChannel)?);
         // The socket option is shared by every handle of the socket: this one sets it.
         let timer = control.try_clone().map_err(Error::WorkerChannel)?;
@@ -815,7 +839,7 @@ impl Supervisor {
         g.worker.store(self.index, Ordering::Release);
         // Ready before its slots take jobs: a slot of a group that is not ready closes.
         self.pool.set_ready(group, true);
-        self.pool.attach(group, slots);
+        self.pool.attach(group, intake, slots, started);
         tracing::info!(target: "wsgi_core", worker = self.index, pid, max_requests = budget.max_requests(), max_lifetime_s = budget.max_lifetime().map(|d| d.as_secs()), "worker process ready (Python {python})");
         if let Some(max_rss) = self.pool.lifecycle.recycle.max_rss {
             let rss = rss_bytes(pid).ok();
@@ -1106,18 +1130,45 @@ impl Pool {
         lock(&self.conns[slot])
     }
 
-    /// Adopts the sockets of a process that has just become ready in `group`, and gives
+    /// Adopts the channels of a process that has just become ready in `group`, and gives
     /// each slot a queued job or marks it idle.
-    fn attach(&self, group: usize, sockets: Vec<UnixStream>) {
+    fn attach(
+        &self,
+        group: usize,
+        intake: UnixStream,
+        sockets: Vec<UnixStream>,
+        started: StartedPage,
+    ) {
         let Some(reactor) = self.reactor() else {
             return;
         };
         let g = &self.groups[group];
+        *lock(&g.started) = Some(Arc::new(started));
+        let token = self.intake_token(group);
+        match intake.try_clone() {
+            // Watched for room to write only; a dead worker shows on its slots' sockets.
+            Ok(write_half) => match reactor.register(token, intake.as_raw_fd()) {
+                Ok(()) => {
+                    *lock(&g.intake) = Some(Intake {
+                        socket: intake,
+                        writer: FrameWriter::new(write_half),
+                        watching_writable: false,
+                    });
+                }
+                Err(e) => {
+                    tracing::error!(target: "wsgi_core", "cannot watch a worker's socket: {e}")
+                }
+            },
+            Err(e) => tracing::error!(target: "wsgi_core", "cannot use a worker's socket: {e}"),
+        }
+        // Every slot is open before any takes a job: a slot that closes at once (the engine
+        // is closing) must not close the intake under the others.
+        let mut attached = Vec::with_capacity(sockets.len());
         for (local, socket) in sockets.into_iter().enumerate() {
             let slot = group * self.threads + local;
             let (read_half, write_half) = match (socket.try_clone(), socket.try_clone()) {
                 (Ok(read_half), Ok(write_half)) => (read_half, write_half),
-                // The socket is dropped: that worker thread ends.
+                // Dropped: a request for this slot would have no way back.
                 (Err(e), _) | (_, Err(e)) => {
                     tracing::error!(target: "wsgi_core", "cannot use a worker's socket: {e}");
                     continue;
@@ -1134,12 +1185,19 @@ impl Pool {
                 watching_writable: false,
             });
             *lock(&g.open_slots) += 1;
+            attached.push((slot, fd));
+        }
+        for (slot, fd) in attached {
             if let Err(e) = reactor.register(slot, fd) {
                 tracing::error!(target: "wsgi_core", "cannot watch a worker's socket: {e}");
                 self.close_slot(slot);
                 continue;
             }
             self.next(slot);
+        }
+        // None could be used: nothing will close the intake otherwise.
+        if *lock(&g.open_slots) == 0 {
+            lock(&g.intake).take();
         }
     }
 
@@ -1171,13 +1229,24 @@ impl Pool {
         }
     }
 
-    /// Writes `job`'s request on `conn` and makes it the slot's current request; gives the
-    /// job back, unsent, if the socket is broken (the worker died).
+    /// Writes `job`'s request on its worker's intake and makes it `slot`'s current request;
+    /// gives the job back, unsent, if the socket is broken (the worker died).
     fn send_request(&self, slot: usize, conn: &mut Conn, mut job: Job) -> Option<Job> {
-        let queued = Self::queue_request(conn, &mut job);
-        // What the socket does not take now goes when it is writable again.
-        if queued.and_then(|()| self.flush(slot, conn)).is_err() {
-            return Some(job);
+        let group = slot / self.threads;
+        {
+            let mut intake = lock(&self.groups[group].intake);
+            let Some(intake) = intake.as_mut() else {
+                return Some(job);
+            };
+            let local = u32::try_from(slot % self.threads).expect("threads fit u32");
+            let queued = Self::queue_request(&mut intake.writer, local, &mut job);
+            // What the socket does not take now goes when it is writable again.
+            if queued
+                .and_then(|()| self.flush_intake(group, intake))
+                .is_err()
+            {
+                return Some(job);
+            }
         }
         let shared = &self.shared;
         shared.metrics.busy_threads.fetch_add(1, Ordering::Relaxed);
@@ -1204,9 +1273,13 @@ impl Pool {
         None
     }
 
-    /// Queues `job`'s request on `conn`'s writer, keeping in `job` what was sent, in case
-    /// another worker has to run it.
-    fn queue_request(conn: &mut Conn, job: &mut Job) -> io::Result<()> {
+    /// Queues `job`'s request for `slot` on `writer`, keeping in `job` what was sent, in
+    /// case another worker has to run it.
+    fn queue_request(
+        writer: &mut FrameWriter<UnixStream>,
+        slot: u32,
+        job: &mut Job,
+    ) -> io::Result<()> {
         let body = match &mut job.input {
             InputSource::Buffered(chunks) if chunks.is_empty() => RequestBody::None,
             InputSource::Buffered(chunks) => {
@@ -1216,11 +1289,12 @@ impl Pool {
         };
         let request = ToWorker::Request(Box::new(Request {
             id: job.id,
+            slot,
             vars: std::mem::take(&mut job.vars),
             content_length: job.content_length,
             body,
         }));
-        let queued = conn.writer.queue(&request);
+        let queued = writer.queue(&request);
         if let ToWorker::Request(request) = request {
             let Request { vars, body, .. } = *request;
             job.vars = vars;
@@ -1241,6 +1315,24 @@ impl Pool {
         {
             reactor.watch_writable(slot, conn.socket.as_raw_fd(), pending)?;
             conn.watching_writable = pending;
+        }
+        Ok(())
+    }
+
+    /// The reactor's token for `group`'s intake socket (after every slot's).
+    fn intake_token(&self, group: usize) -> usize {
+        self.conns.len() + group
+    }
+
+    /// Writes what `group`'s intake has queued, as far as its socket takes it now.
+    fn flush_intake(&self, group: usize, intake: &mut Intake) -> io::Result<()> {
+        intake.writer.try_flush()?;
+        let pending = intake.writer.has_pending();
+        if pending != intake.watching_writable
+            && let Some(reactor) = self.reactor()
+        {
+            reactor.watch_writable(self.intake_token(group), intake.socket.as_raw_fd(), pending)?;
+            intake.watching_writable = pending;
         }
         Ok(())
     }
@@ -1286,10 +1378,18 @@ impl Pool {
             reactor.deregister(conn.socket.as_raw_fd());
         }
         drop(conn);
-        let g = &self.groups[slot / self.threads];
+        let group = slot / self.threads;
+        let g = &self.groups[group];
         let mut open = lock(&g.open_slots);
         *open = open.saturating_sub(1);
         if *open == 0 {
+            // No request will go to this worker again: its threads end once they have run
+            // what it holds.
+            if let Some(intake) = lock(&g.intake).take()
+                && let Some(reactor) = self.reactor()
+            {
+                reactor.deregister(intake.socket.as_raw_fd());
+            }
             g.slots_closed.notify_all();
         }
     }
@@ -1316,13 +1416,15 @@ impl Pool {
                         return;
                     };
                     break match result {
-                        // A worker that dies with bytes of ours unread in its socket leaves
-                        // ours at `ECONNRESET` (Linux's `unix_release_sock`): it never read
-                        // the whole request, so it never started it. At a plain end of
-                        // stream it had read everything: it may have run the application,
-                        // so the request is not run again.
-                        Err(e)
-                            if e.kind() == io::ErrorKind::ConnectionReset && !current.started =>
+                        // Nothing came back, and no thread marked it as handed to the
+                        // application: it may have waited in the worker's queue, or not
+                        // even been read. Either way the application never saw it.
+                        _ if !current.started
+                            && !lock(&self.groups[slot / self.threads].started)
+                                .as_ref()
+                                .is_some_and(|page| {
+                                    page.started(slot % self.threads, current.job.id)
+                                }) =>
                         {
                             Relayed::Lost {
                                 started: false,
@@ -1606,14 +1708,28 @@ fn body_answer(input: &mut InputSource, want: u64, timeout: Option<Duration>) ->
 }
 
 impl Handler<Note> for Pool {
-    fn readable(&self, slot: usize) {
-        self.read_slot(slot);
+    fn readable(&self, token: usize) {
+        // An intake socket is readable only once its worker has gone, which its slots'
+        // sockets tell.
+        if token < self.conns.len() {
+            self.read_slot(token);
+        }
     }
 
-    fn writable(&self, slot: usize) {
-        if let Some(conn) = self.conn(slot).as_mut() {
-            // A failure shows on the read side.
-            let _ = self.flush(slot, conn);
+    fn writable(&self, token: usize) {
+        if let Some(slot) = (token < self.conns.len()).then_some(token) {
+            if let Some(conn) = self.conn(slot).as_mut() {
+                // A failure shows on the read side.
+                let _ = self.flush(slot, conn);
+            }
+            return;
+        }
+        let group = token - self.conns.len();
+        if let Some(g) = self.groups.get(group)
+            && let Some(intake) = lock(&g.intake).as_mut()
+        {
+            // A failure shows on the slots' sockets.
+            let _ = self.flush_intake(group, intake);
         }
     }
 
@@ -1651,7 +1767,9 @@ impl Handler<Note> for Pool {
     }
 
     fn finished(&self) -> bool {
-        self.closing.load(Ordering::Acquire) && self.conns.iter().all(|c| lock(c).is_none())
+        self.closing.load(Ordering::Acquire)
+            && self.conns.iter().all(|c| lock(c).is_none())
+            && self.groups.iter().all(|g| lock(&g.intake).is_none())
     }
 }
 

@@ -1,7 +1,7 @@
 //! The host's queue in worker-process mode: jobs wait here, in the host, until a worker
 //! process has a free thread, so a worker that hangs or dies never holds queued requests
-//! (Passenger's model). Each thread of each worker is a slot; the relay
-//! ([`super::relay`]) owns the slots' sockets.
+//! (Passenger's model). A worker has one slot per thread: a slot stands for a request the
+//! worker holds, whichever of its threads runs it. The relay owns the slots' sockets.
 //!
 //! Unlike the in-process queue ([`crate::dispatch`]), where one GIL makes every thread the
 //! same, slots of different workers run in parallel: a job goes straight to an idle slot

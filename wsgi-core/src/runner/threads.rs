@@ -1,7 +1,8 @@
 //! The in-process runner: the application runs on a pool of Python threads inside the
 //! host process, fed from the GIL-aware queue in [`crate::dispatch`].
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
 use super::{Refused, Runner};
@@ -9,7 +10,7 @@ use crate::config::AppConfig;
 use crate::dispatch::{Dispatch, TrySendError};
 use crate::error::Error;
 use crate::job::Job;
-use crate::python::{self, Jobs};
+use crate::python;
 use crate::state::Shared;
 
 /// Python threads in this process, one per watchdog slot of `shared`.
@@ -17,8 +18,8 @@ use crate::state::Shared;
 pub(crate) struct Threads {
     queue: Arc<Dispatch<Job>>,
     shared: Arc<Shared>,
-    /// Each slot's Python thread id, for interrupting it; set when the thread starts.
-    idents: Arc<[OnceLock<u64>]>,
+    /// Each slot's Python thread id, for interrupting it; set as the thread runs a request.
+    idents: Arc<[AtomicU64]>,
     /// Detached rather than joined on drop, so dropping an engine never blocks the host.
     _handles: Vec<JoinHandle<()>>,
 }
@@ -33,10 +34,11 @@ impl Threads {
         let callable = python::load_app(app)?;
         let threads = shared.slots.len();
         let queue = Arc::new(Dispatch::new(queue_depth, threads));
-        let idents: Arc<[OnceLock<u64>]> = (0..threads).map(|_| OnceLock::new()).collect();
+        let idents: Arc<[AtomicU64]> = (0..threads).map(|_| AtomicU64::new(0)).collect();
         let handles = python::spawn_workers(
             callable,
-            (0..threads).map(|_| Jobs::Queue(queue.clone())).collect(),
+            queue.clone(),
+            threads,
             shared.clone(),
             idents.clone(),
             app.multiprocess,
@@ -67,7 +69,7 @@ impl Runner for Threads {
     }
 
     fn interrupt(&self, slot: usize, id: u64) {
-        let Some(&thread) = self.idents.get(slot).and_then(OnceLock::get) else {
+        let Some(thread) = self.idents.get(slot).map(|t| t.load(Ordering::Acquire)) else {
             return;
         };
         let slot = &self.shared.slots[slot];

@@ -35,15 +35,16 @@ fn only(name: &str) -> Vec<String> {
     ]
 }
 
-fn spawn_running(threads: usize, test: &str) -> (std::process::Child, UnixStream, Vec<UnixStream>) {
+fn spawn_running(threads: usize, test: &str) -> (std::process::Child, Channels) {
     let args = only(test);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (child, control, slots) = spawn_worker_with(threads, &args).expect("spawn");
+    let (child, channels) = spawn_worker_with(threads, &args).expect("spawn");
     // A broken child must fail the test, not hang it.
-    control
+    channels
+        .control
         .set_read_timeout(Some(Duration::from_secs(60)))
         .unwrap();
-    (child, control, slots)
+    (child, channels)
 }
 
 fn cloexec(fd: i32) -> bool {
@@ -58,12 +59,24 @@ fn worker_reports_its_descriptors() {
     let Some(marker) = std::env::var_os(MARKER) else {
         return;
     };
-    become_worker(marker, |control, slots| {
+    become_worker(marker, |channels| {
+        let Channels {
+            control,
+            intake,
+            slots,
+            started,
+        } = channels;
         let fds: Vec<i32> = slots.iter().map(AsRawFd::as_raw_fd).collect();
-        let all_cloexec = cloexec(control.as_raw_fd()) && fds.iter().all(|&fd| cloexec(fd));
+        let all_cloexec = [control.as_raw_fd(), intake.as_raw_fd()]
+            .iter()
+            .chain(&fds)
+            .all(|&fd| cloexec(fd));
+        // The host sees this through its own mapping.
+        started.mark(1, 42);
         let report = format!(
-            "control={} slots={fds:?} marker={} worker={} nested_refused={} cloexec={all_cloexec}",
+            "control={} intake={} slots={fds:?} marker={} worker={} nested_refused={} cloexec={all_cloexec}",
             control.as_raw_fd(),
+            intake.as_raw_fd(),
             std::env::var_os(MARKER).is_some(),
             is_worker(),
             forbid_nested().is_err(),
@@ -90,14 +103,15 @@ fn worker_reports_its_descriptors() {
 
 #[test]
 fn descriptors_arrive_at_3_and_the_marker_is_gone() {
-    let (mut child, control, slots) = spawn_running(3, "worker_reports_its_descriptors");
-    let (pid, report) = wait_ready(&mut child, &mut FrameReader::new(&control)).unwrap();
+    let (mut child, channels) = spawn_running(3, "worker_reports_its_descriptors");
+    let (pid, report) = wait_ready(&mut child, &mut FrameReader::new(&channels.control)).unwrap();
     assert_eq!(pid, child.id());
     assert_eq!(
         report,
-        "control=3 slots=[4, 5, 6] marker=false worker=true nested_refused=true cloexec=true"
+        "control=3 intake=4 slots=[5, 6, 7] marker=false worker=true nested_refused=true cloexec=true"
     );
-    for (i, slot) in slots.iter().enumerate() {
+    assert!(channels.started.started(1, 42));
+    for (i, slot) in channels.slots.iter().enumerate() {
         slot.set_read_timeout(Some(Duration::from_secs(60)))
             .unwrap();
         FrameWriter::new(slot)
@@ -126,8 +140,9 @@ fn worker_calls_the_hook() {
 
 /// Starts a worker that runs the real worker code on `app`, and returns what it reports.
 fn start_worker_code(app: &str) -> Result<(u32, String), Error> {
-    let (mut child, control, _slots) = spawn_running(2, "worker_calls_the_hook");
-    FrameWriter::new(&control)
+    let (mut child, channels) = spawn_running(2, "worker_calls_the_hook");
+    let control = &channels.control;
+    FrameWriter::new(control)
         .send(&ControlToWorker::Config(WorkerConfig {
             app: app.into(),
             threads: 2,
@@ -141,7 +156,7 @@ fn start_worker_code(app: &str) -> Result<(u32, String), Error> {
             max_rss: None,
         }))
         .unwrap();
-    let verdict = wait_ready(&mut child, &mut FrameReader::new(&control));
+    let verdict = wait_ready(&mut child, &mut FrameReader::new(control));
     if verdict.is_err() {
         assert!(!child.wait().unwrap().success());
     }
@@ -210,8 +225,8 @@ fn worker_without_the_hook_tries_to_spawn() {
 
 #[test]
 fn a_worker_running_main_again_cannot_spawn_workers() {
-    let (mut child, control, _slots) = spawn_running(1, "worker_without_the_hook_tries_to_spawn");
-    match wait_ready(&mut child, &mut FrameReader::new(&control)) {
+    let (mut child, channels) = spawn_running(1, "worker_without_the_hook_tries_to_spawn");
+    match wait_ready(&mut child, &mut FrameReader::new(&channels.control)) {
         Err(Error::WorkerStartup(message)) => assert!(
             message.contains("add `wsgi_core::run_if_worker();` as the first line of main()"),
             "{message}"
@@ -225,8 +240,9 @@ fn a_worker_running_main_again_cannot_spawn_workers() {
 fn a_worker_that_never_reports_is_blamed_on_the_missing_hook() {
     // The child runs the test harness's main and no test: like a main without the hook, it
     // ends without a word on the control socket.
-    let (mut child, control, _slots) =
+    let (mut child, channels) =
         spawn_worker_with(1, &["--list", "--exact", "no_such_test"]).unwrap();
+    let control = channels.control;
     control
         .set_read_timeout(Some(Duration::from_secs(60)))
         .unwrap();
@@ -249,7 +265,7 @@ fn middle_process_starts_a_worker() {
     }
     let args = only("worker_that_ignores_its_control_socket");
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (child, _control, _slots) = spawn_worker_with(1, &args).unwrap();
+    let (child, _channels) = spawn_worker_with(1, &args).unwrap();
     let mut out = std::io::stdout().lock();
     writeln!(out, "worker pid {}", child.id()).unwrap();
     out.flush().unwrap();
@@ -264,7 +280,7 @@ fn worker_that_ignores_its_control_socket() {
     let Some(marker) = std::env::var_os(MARKER) else {
         return;
     };
-    become_worker(marker, |_control, _slots| {
+    become_worker(marker, |_channels| {
         std::thread::sleep(Duration::from_secs(30));
         0
     });

@@ -18,14 +18,15 @@ use crate::job::Job;
 use crate::lifecycle::policy::Recycle;
 use crate::pipe::{Msg, PipeRx, pipe};
 use crate::process::messages::{FromWorker, ToWorker};
+use crate::process::started::StartedPage;
 use crate::process::wire::{FrameReader, FrameWriter};
 use crate::response::{Head, HeadBody};
 use crate::runner::Runner;
 use crate::runner::reactor::Reactor;
 use crate::state::{Limits, Shared};
 
-/// A runner of `workers` groups of `threads` slots, every group ready, each slot's socket
-/// attached, and the fake workers' ends, by slot.
+/// A runner of `workers` groups of `threads` slots, every group ready and attached, and a
+/// fake worker at the other end of each group's channels.
 fn relay(workers: usize, threads: usize) -> (Processes, Vec<FakeWorker>) {
     let shared = Arc::new(Shared::new(
         (workers + 1) * threads,
@@ -46,12 +47,16 @@ fn relay(workers: usize, threads: usize) -> (Processes, Vec<FakeWorker>) {
         Pool::new(workers, threads, 16, shared, lifecycle).expect("a reactor");
     let mut fakes = Vec::new();
     for group in 0..workers {
+        let (host_intake, intake) = UnixStream::pair().expect("a socketpair");
         let (hosts, ends): (Vec<_>, Vec<_>) = (0..threads)
             .map(|_| UnixStream::pair().expect("a socketpair"))
             .unzip();
+        let page = StartedPage::create(threads).expect("a started page");
+        let started = StartedPage::open(page.file().try_clone_to_owned().unwrap(), threads)
+            .expect("the worker's mapping");
         pool.set_ready(group, true);
-        pool.attach(group, hosts);
-        fakes.extend(ends.into_iter().map(FakeWorker::new));
+        pool.attach(group, host_intake, hosts, page);
+        fakes.push(FakeWorker::new(intake, ends, started));
     }
     let runner = Processes {
         pool,
@@ -60,47 +65,86 @@ fn relay(workers: usize, threads: usize) -> (Processes, Vec<FakeWorker>) {
     (runner, fakes)
 }
 
-/// The worker's end of one slot.
+/// The worker's ends of one group: its intake, its slots' sockets, its started page.
 struct FakeWorker {
+    intake: FrameReader<UnixStream>,
+    /// The intake again, for its read timeout.
+    intake_socket: UnixStream,
+    slots: Vec<FakeSlot>,
+    started: StartedPage,
+}
+
+struct FakeSlot {
     reader: FrameReader<UnixStream>,
     writer: FrameWriter<UnixStream>,
 }
 
+fn timed(socket: UnixStream) -> UnixStream {
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("a timeout");
+    socket
+}
+
 impl FakeWorker {
-    fn new(socket: UnixStream) -> Self {
-        socket
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("a timeout");
+    fn new(intake: UnixStream, slots: Vec<UnixStream>, started: StartedPage) -> Self {
+        let intake = timed(intake);
         FakeWorker {
-            reader: FrameReader::new(socket.try_clone().expect("a clone")),
-            writer: FrameWriter::new(socket),
+            intake_socket: intake.try_clone().expect("a clone"),
+            intake: FrameReader::new(intake),
+            slots: slots
+                .into_iter()
+                .map(|socket| {
+                    let socket = timed(socket);
+                    FakeSlot {
+                        reader: FrameReader::new(socket.try_clone().expect("a clone")),
+                        writer: FrameWriter::new(socket),
+                    }
+                })
+                .collect(),
+            started,
         }
     }
 
-    /// The id of the request the host sent.
-    fn request(&mut self) -> u64 {
-        match self.reader.recv::<ToWorker>() {
-            Ok(Some(ToWorker::Request(request))) => request.id,
+    /// Reads the next request from the intake: its id and slot, not handed to the
+    /// application yet.
+    fn read(&mut self) -> (u64, usize) {
+        match self.intake.recv::<ToWorker>() {
+            Ok(Some(ToWorker::Request(request))) => (request.id, request.slot as usize),
             other => panic!("expected a request, got {other:?}"),
         }
     }
 
-    /// Whether a frame arrives within `wait`.
+    /// Reads the next request and hands it to the application, as a worker thread does;
+    /// its id (the slot is the first, in tests of one-thread workers).
+    fn request(&mut self) -> u64 {
+        let (id, slot) = self.read();
+        self.started.mark(slot, id);
+        id
+    }
+
+    /// Whether a request arrives within `wait`.
     fn hears_within(&mut self, wait: Duration) -> bool {
-        let socket = self.writer.get_ref();
+        let socket = &self.intake_socket;
         socket.set_read_timeout(Some(wait)).expect("a timeout");
-        let heard = self.reader.read_frame().is_ok();
+        let heard = self.intake.read_frame().is_ok();
         socket
             .set_read_timeout(Some(Duration::from_secs(10)))
             .expect("a timeout");
         heard
     }
 
+    /// Sends `frames` on slot 0's socket.
     fn send(&mut self, frames: impl IntoIterator<Item = FromWorker>) {
+        self.send_on(0, frames);
+    }
+
+    fn send_on(&mut self, slot: usize, frames: impl IntoIterator<Item = FromWorker>) {
+        let writer = &mut self.slots[slot].writer;
         for frame in frames {
-            self.writer.queue(&frame).expect("a frame");
+            writer.queue(&frame).expect("a frame");
         }
-        self.writer.flush().expect("sent");
+        writer.flush().expect("sent");
     }
 }
 
@@ -123,6 +167,8 @@ fn job_with_limit(runner: &Processes, id: u64, limit: usize) -> (Job, PipeRx) {
         content_length: None,
         tx: Arc::new(tx),
         in_flight: crate::state::InFlight::new(&runner.pool.shared),
+        slot: None,
+        remote: None,
     };
     (job, rx)
 }
@@ -215,8 +261,8 @@ fn a_request_its_worker_never_read_goes_to_another_worker() {
     runner.submit(seven).unwrap();
     runner.submit(eight).unwrap();
     assert_eq!(first.request(), 7);
-    // The second worker dies with request 8 unread in its socket: the host sees
-    // ECONNRESET, so the application never had it, and it waits for the first worker.
+    // The second worker dies with request 8 unread in its intake: the application never
+    // had it, and it waits for the first worker.
     drop(second);
     first.send([full(b"seven"), FromWorker::Done]);
     assert_eq!(status(next(&mut seven_rx)), StatusCode::OK);
@@ -268,6 +314,52 @@ fn closing_serves_what_is_queued_then_closes_every_socket() {
     worker.send([full(b"two"), FromWorker::Done]);
     assert_eq!(status(next(&mut first_rx)), StatusCode::OK);
     assert_eq!(status(next(&mut second_rx)), StatusCode::OK);
-    // Then the host closes the slot: the worker thread sees the end of its socket.
-    assert!(matches!(worker.reader.read_frame(), Ok(None)));
+    // Then the host closes the slot and the intake: the worker's threads end.
+    assert!(matches!(worker.slots[0].reader.read_frame(), Ok(None)));
+    assert!(matches!(worker.intake.read_frame(), Ok(None)));
+}
+
+#[test]
+fn a_request_read_but_not_yet_started_goes_to_another_worker() {
+    let (runner, fakes) = relay(2, 1);
+    let [mut first, mut second]: [FakeWorker; 2] = fakes.try_into().ok().unwrap();
+    let (seven, mut seven_rx) = job(&runner, 7);
+    let (eight, mut eight_rx) = job(&runner, 8);
+    runner.submit(seven).unwrap();
+    runner.submit(eight).unwrap();
+    assert_eq!(first.request(), 7);
+    // Read from the intake (it waited in the worker's queue), never marked started.
+    assert_eq!(second.read().0, 8);
+    drop(second);
+    first.send([full(b"seven"), FromWorker::Done]);
+    assert_eq!(status(next(&mut seven_rx)), StatusCode::OK);
+    assert_eq!(first.request(), 8, "request 8 was not run again");
+    first.send([full(b"eight"), FromWorker::Done]);
+    assert_eq!(status(next(&mut eight_rx)), StatusCode::OK);
+}
+
+#[test]
+fn the_response_comes_back_on_its_slot_whichever_thread_took_it() {
+    let (runner, mut fakes) = relay(1, 2);
+    let worker = &mut fakes[0];
+    let (a, mut a_rx) = job(&runner, 1);
+    let (b, mut b_rx) = job(&runner, 2);
+    runner.submit(a).unwrap();
+    runner.submit(b).unwrap();
+    let (first, first_slot) = worker.read();
+    let (second, second_slot) = worker.read();
+    assert_eq!((first, second), (1, 2));
+    assert_ne!(first_slot, second_slot, "two requests on one slot");
+    // Answered in the other order, each on its slot.
+    worker.send_on(second_slot, [full(b"two"), FromWorker::Done]);
+    worker.send_on(first_slot, [full(b"one"), FromWorker::Done]);
+    for (rx, expected) in [(&mut a_rx, "one"), (&mut b_rx, "two")] {
+        match next(rx) {
+            Some(Msg::Head(Head {
+                body: HeadBody::Full(body),
+                ..
+            })) => assert_eq!(body, expected),
+            other => panic!("expected a full head, got {other:?}"),
+        }
+    }
 }
