@@ -30,6 +30,9 @@ pub(crate) fn serve(
             app.service(WsgiApp::new(mount.clone(), engine.clone()))
         }
     })
+    // A client's malformed request is logged at DEBUG with its peer, not as actix-http's
+    // ERROR.
+    .on_connect(super::client_errors::on_connect)
     // This command handles the signals, the same way for both servers.
     .disable_signals()
     // Whole seconds, rounded up: actix-web counts no finer.

@@ -2,6 +2,7 @@
 
 pub(crate) mod actix;
 pub(crate) mod axum;
+pub(crate) mod client_errors;
 mod tls_listener;
 
 use std::future::Future;
