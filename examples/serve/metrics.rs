@@ -16,14 +16,12 @@ use prometheus_client::registry::Registry;
 use wsgi_core::{Engine, MetricsSnapshot, WorkerSnapshot};
 
 use crate::logging::DroppedLines;
-use crate::values::ListenAddr;
 
-/// Serves `GET /metrics` on `listener` (bound to `addr`, before the application loaded), its
-/// own address apart from the application's, so it can stay private while the application
-/// is public.
+/// Serves `GET /metrics` on `listener` (bound before the application loaded, or passed by
+/// systemd), its own address apart from the application's, so it can stay private while
+/// the application is public.
 pub(crate) fn serve(
     listener: std::net::TcpListener,
-    addr: &ListenAddr,
     engine: Engine,
     dropped: DroppedLines,
 ) -> Result<(), String> {
@@ -43,7 +41,10 @@ pub(crate) fn serve(
             }
         }),
     );
-    tracing::info!("metrics on http://{addr}/metrics");
+    match listener.local_addr() {
+        Ok(addr) => tracing::info!("metrics on http://{addr}/metrics"),
+        Err(e) => tracing::warn!("metrics on a socket whose address is unknown: {e}"),
+    }
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, router).await {
             tracing::error!("the metrics server stopped: {e}");

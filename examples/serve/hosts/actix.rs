@@ -9,19 +9,21 @@ use wsgi_actix::WsgiApp;
 use wsgi_core::Engine;
 
 use super::Running;
+use crate::listen::Listener;
 
-/// Serves `engine` on `listener` (under `mount`, if not empty) until stopped; after a
-/// graceful stop, in-flight requests get up to `grace`. With `tls`, over HTTPS: actix-web
-/// offers HTTP/2 and HTTP/1.1 by ALPN itself, and tells the application `https`.
+/// Serves `engine` on `listeners` (under `mount`, if not empty) until stopped; after a
+/// graceful stop, in-flight requests get up to `grace`. With `tls`, TCP listeners speak
+/// HTTPS: actix-web offers HTTP/2 and HTTP/1.1 by ALPN itself, and tells the application
+/// `https`; UNIX sockets stay plain HTTP/1.1 (actix-web serves them so).
 pub(crate) fn serve(
-    listener: std::net::TcpListener,
+    listeners: Vec<Listener>,
     engine: Engine,
     mount: &str,
     grace: Duration,
     tls: Option<Arc<ServerConfig>>,
 ) -> Result<Running, String> {
     let mount = mount.to_owned();
-    let server = HttpServer::new(move || {
+    let mut server = HttpServer::new(move || {
         let app = App::new();
         if mount.is_empty() {
             app.default_service(WsgiApp::new("", engine.clone()))
@@ -38,13 +40,18 @@ pub(crate) fn serve(
     // Whole seconds, rounded up: actix-web counts no finer.
     .shutdown_timeout(grace.as_secs() + u64::from(grace.subsec_nanos() > 0))
     .tls_handshake_timeout(crate::tls::HANDSHAKE_TIMEOUT);
-    let server = match tls {
-        // HTTP/1.1 and, like axum's server, HTTP/2 with prior knowledge (h2c) on one port.
-        None => server.listen_auto_h2c(listener),
-        Some(config) => server.listen_rustls_0_23(listener, Arc::unwrap_or_clone(config)),
+    for listener in listeners {
+        server = match (listener, &tls) {
+            // HTTP/1.1 and, like axum's server, HTTP/2 with prior knowledge (h2c) on one port.
+            (Listener::Tcp(tcp), None) => server.listen_auto_h2c(tcp),
+            (Listener::Tcp(tcp), Some(config)) => {
+                server.listen_rustls_0_23(tcp, ServerConfig::clone(config))
+            }
+            (Listener::Unix(unix), _) => server.listen_uds(unix),
+        }
+        .map_err(|e| format!("cannot serve on the socket: {e}"))?;
     }
-    .map_err(|e| format!("cannot serve on the socket: {e}"))?
-    .run();
+    let server = server.run();
     let handle = server.handle();
     let task = actix_web::rt::spawn(server);
     Ok(Running {
