@@ -73,7 +73,20 @@ pub(crate) struct Args {
     #[arg(long, value_name = "DURATION", default_value_t = Secs(DEFAULT_GRACE))]
     pub(crate) grace: Secs,
 
-    /// Serve Prometheus metrics at http://ADDR/metrics [default: off].
+    /// How long, after SIGTERM or Ctrl-C, to go on accepting and serving requests with
+    /// `/readyz` answering 503 (and HTTP/1 responses saying `Connection: close`), so that
+    /// load balancers take this server out before it stops accepting; then the drain of
+    /// --grace begins.
+    #[arg(long, value_name = "DURATION", default_value_t = Secs(std::time::Duration::ZERO))]
+    pub(crate) shutdown_delay: Secs,
+
+    /// Also answer PREFIX/livez and PREFIX/readyz on the application's listeners, ahead of
+    /// the application (`/` for /livez and /readyz) [default: on --metrics-bind only].
+    #[arg(long, value_name = "PREFIX", value_parser = crate::values::health_prefix)]
+    pub(crate) health_path: Option<String>,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics, and /livez and /readyz
+    /// [default: off].
     #[arg(long, value_name = "ADDR")]
     pub(crate) metrics_bind: Option<ListenAddr>,
 

@@ -20,11 +20,13 @@
 //! `EngineBuilder`), [`hints`] (the flags that fix an engine error), [`hosts`] (axum and
 //! actix-web), [`signals`], [`metrics`] (the Prometheus endpoint), [`logging`] (the log's
 //! format), [`log_writer`] (the log, written off the request threads), [`version`] (`--version`), [`listen`] (sockets), [`unix_socket`] (UNIX socket files), [`systemd`] (socket activation, `sd_notify`),
+//! [`health`] (`/livez`, `/readyz`, the drain's state),
 //! [`tls`] (certificates and the rustls configuration) and [`values`] (the types of option
 //! values).
 
 mod cli;
 mod config;
+mod health;
 mod hints;
 mod hosts;
 mod listen;
@@ -43,6 +45,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use cli::{Args, Sched, ServerKind, VenvOrigin};
+use health::Health;
 use listen::Listener;
 use logging::DroppedLines;
 use signals::Signals;
@@ -177,14 +180,21 @@ async fn run(
     signals.restart_on_hangup(engine.clone());
     let mount = args.mount.as_deref().unwrap_or_default();
 
+    let health = Health::new(engine.clone());
     if let Some(Listener::Tcp(listener)) = metrics_listener {
-        metrics::serve(listener, engine.clone(), dropped)?;
+        metrics::serve(listener, engine.clone(), dropped, health.clone())?;
     }
+    let front = hosts::Front {
+        health: health.clone(),
+        health_path: args.health_path.clone(),
+        drains: !args.shutdown_delay.0.is_zero(),
+    };
     let grace = args.grace.0;
+    let tls = args.tls.clone();
     let mut server = match args.server {
-        ServerKind::Axum => hosts::axum::serve(listeners, engine.clone(), mount, args.tls.clone())?,
+        ServerKind::Axum => hosts::axum::serve(listeners, engine.clone(), mount, tls, &front)?,
         ServerKind::Actix => {
-            hosts::actix::serve(listeners, engine.clone(), mount, grace, args.tls.clone())?
+            hosts::actix::serve(listeners, engine.clone(), mount, grace, tls, &front)?
         }
     };
 
@@ -199,13 +209,37 @@ async fn run(
     notifier.ready(&engine);
     notifier.spawn(engine.clone());
 
+    let delay = args.shutdown_delay.0;
     tokio::select! {
-        name = signals.next() => tracing::info!("{name} received: draining in-flight requests"),
+        name = signals.next() => if delay.is_zero() {
+            tracing::info!("{name} received: draining in-flight requests");
+        } else {
+            tracing::info!(shutdown_delay = %args.shutdown_delay, "{name} received: /readyz answers 503; serving on until the delay ends, then draining");
+        },
         ended = &mut server.done => return Err(format!("the server stopped unexpectedly: {ended:?}")),
     }
+    // Readiness fails at once, so load balancers stop sending new requests here while the
+    // listeners still take what they send until they notice.
+    health.start_draining();
     notifier.stopping();
+    let mut cut = false;
+    if !delay.is_zero() {
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => tracing::info!("shutdown delay over: draining in-flight requests"),
+            name = signals.next() => {
+                tracing::warn!("{name} received again: cutting the remaining requests");
+                cut = true;
+            }
+            ended = &mut server.done => return Err(format!("the server stopped unexpectedly: {ended:?}")),
+        }
+    }
     (server.stop)(true);
-    let mut deadline = Instant::now() + grace;
+    let mut deadline = Instant::now()
+        + if cut {
+            std::time::Duration::ZERO
+        } else {
+            grace
+        };
     tokio::select! {
         _ = &mut server.done => {}
         _ = tokio::time::sleep_until(deadline.into()) => {

@@ -88,6 +88,16 @@ impl fmt::Display for BindAddr {
     }
 }
 
+/// The prefix of the health paths: `/` (for `/livez`) or a path such as `/-` (for
+/// `/-/livez`), without a trailing slash.
+pub(crate) fn health_prefix(text: &str) -> Result<String, String> {
+    let prefix = text.trim_end_matches('/');
+    if !text.starts_with('/') || prefix.contains(['?', '#', ' ']) {
+        return Err(format!("expected a path such as / or /-, got {text:?}"));
+    }
+    Ok(prefix.to_owned())
+}
+
 /// A file mode in octal, as `chmod` takes it: `660`, `0660`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Mode(pub(crate) u32);

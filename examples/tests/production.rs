@@ -280,3 +280,130 @@ fn the_service_manager_hears_ready_status_watchdog_and_stopping() {
         );
     });
 }
+
+/// `GET target` on a fresh connection, and how long the answer took.
+fn timed_get(addr: std::net::SocketAddr, target: &str) -> (u16, String, Duration) {
+    let started = Instant::now();
+    let response = test_support::wire::get(addr, target);
+    (response.status, response.text(), started.elapsed())
+}
+
+/// `/livez` and `/readyz` are answered by the host, on the metrics listener and (with
+/// `--health-path`) on the application's, while every Python thread is busy with a 5 s
+/// request: a health check queued behind Python would time out and take a healthy, busy
+/// server out of its load balancer.
+#[test]
+fn health_is_answered_by_the_host_while_every_python_thread_is_busy() {
+    each_server(|kind| {
+        let metrics: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let server = start(serve_app(
+            kind,
+            &[
+                "--metrics-bind",
+                &metrics.to_string(),
+                "--health-path",
+                "/-",
+            ],
+            "ops_app.py",
+        ));
+        // `start` gives the server two Python threads; both are kept busy.
+        let record = test_support::gate::Record::new();
+        let busy: Vec<_> = (0..2)
+            .map(|_| {
+                let (addr, query) = (server.addr, record.query());
+                std::thread::spawn(move || {
+                    test_support::wire::get(addr, &format!("/slow?secs=5&{query}")).status
+                })
+            })
+            .collect();
+        record.wait_until("both threads busy", |lines| lines.len() >= 2);
+        for (addr, prefix) in [(metrics, ""), (server.addr, "/-")] {
+            let (status, body, took) = timed_get(addr, &format!("{prefix}/livez"));
+            assert_eq!(
+                (status, body.as_str()),
+                (200, "ok\n"),
+                "{kind} {prefix}/livez"
+            );
+            assert!(
+                took < Duration::from_secs(1),
+                "{kind}: /livez took {took:?}"
+            );
+            let (status, body, took) = timed_get(addr, &format!("{prefix}/readyz"));
+            assert_eq!(
+                (status, body.as_str()),
+                (200, "ready\n"),
+                "{kind} {prefix}/readyz"
+            );
+            assert!(
+                took < Duration::from_secs(1),
+                "{kind}: /readyz took {took:?}"
+            );
+        }
+        // Without --health-path, those paths are the application's.
+        for request in busy {
+            assert_eq!(request.join().unwrap(), 200, "{kind}");
+        }
+        assert_eq!(server.get("/livez"), (200, "done /livez".into()), "{kind}");
+    });
+}
+
+/// `--shutdown-delay`: after SIGTERM, `/readyz` answers 503 at once, yet for the delay new
+/// connections are still accepted and served, and an idle keep-alive connection still takes
+/// a request; every HTTP/1.1 response then says `Connection: close`. After the delay the
+/// listener closes and `serve` drains and exits 0.
+#[test]
+fn during_the_shutdown_delay_requests_are_served_with_connection_close_and_readyz_is_503() {
+    each_server(|kind| {
+        let mut server = start(serve_app(
+            kind,
+            &["--shutdown-delay", "2", "--health-path", "/-"],
+            "ops_app.py",
+        ));
+        let addr = server.addr;
+        let keep_alive = test_support::wire::Request::get("/fast").keep_alive();
+        let mut idle = test_support::wire::Conn::connect(addr);
+        idle.send(&keep_alive.to_bytes(addr));
+        let first = idle.read_response("GET");
+        assert_eq!(first.status, 200, "{kind}");
+        assert_eq!(
+            first.header("connection"),
+            None,
+            "{kind}: closing before any stop"
+        );
+
+        let signalled = Instant::now();
+        server.signal("TERM");
+        // The signal arrives a moment after `kill` returns.
+        let body = test_support::eventually("/readyz to answer 503", || {
+            let (status, body, _) = timed_get(addr, "/-/readyz");
+            (status == 503).then_some(body)
+        });
+        assert_eq!(body, "draining\n", "{kind}");
+        let response = test_support::wire::send(addr, &keep_alive);
+        assert_eq!(
+            response.status, 200,
+            "{kind}: a new connection during the delay"
+        );
+        assert_eq!(response.header("connection"), Some("close"), "{kind}");
+        idle.send(&keep_alive.to_bytes(addr));
+        let again = idle.read_response("GET");
+        assert_eq!(
+            again.status, 200,
+            "{kind}: the idle connection during the delay"
+        );
+        assert_eq!(again.header("connection"), Some("close"), "{kind}");
+        assert!(
+            signalled.elapsed() < Duration::from_secs(2),
+            "{kind}: the checks outlasted the delay"
+        );
+
+        let status = server
+            .wait_exit(DEADLINE)
+            .expect("serve exits after the delay");
+        assert!(status.success(), "{kind}: {status:?}");
+        assert!(
+            signalled.elapsed() >= Duration::from_secs(2),
+            "{kind}: exited before the delay was over"
+        );
+    });
+}

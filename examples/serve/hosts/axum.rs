@@ -10,8 +10,9 @@ use tokio::net::TcpStream;
 use wsgi_axum::WsgiService;
 use wsgi_core::{Engine, Scheme};
 
-use super::Running;
+use super::axum_front;
 use super::tls_listener::TlsListener;
+use super::{Front, Running};
 use crate::listen::Listener;
 
 /// Serves `engine` on `listeners` (under `mount`, if not empty) until stopped; with `tls`,
@@ -22,6 +23,7 @@ pub(crate) fn serve(
     engine: Engine,
     mount: &str,
     tls: Option<Arc<ServerConfig>>,
+    front: &Front,
 ) -> Result<Running, String> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = Vec::with_capacity(listeners.len());
@@ -41,7 +43,11 @@ pub(crate) fn serve(
                 let service = service.local_addr(local);
                 // Small streamed chunks must not wait for Nagle's algorithm.
                 match &tls {
-                    None => spawn(tcp.tap_io(|tcp| nodelay(tcp)), service, stop_rx.clone()),
+                    None => spawn(
+                        tcp.tap_io(|tcp| nodelay(tcp)),
+                        App::new(service, front),
+                        stop_rx.clone(),
+                    ),
                     Some(config) => {
                         let mut config = ServerConfig::clone(config);
                         config.alpn_protocols =
@@ -49,14 +55,15 @@ pub(crate) fn serve(
                         let listener = TlsListener::new(tcp, Arc::new(config))
                             .map_err(|e| format!("cannot use the socket: {e}"))?
                             .tap_io(|tls| nodelay(tls.get_ref().0));
-                        spawn(listener, service.scheme(Scheme::Https), stop_rx.clone())
+                        let service = service.scheme(Scheme::Https);
+                        spawn(listener, App::new(service, front), stop_rx.clone())
                     }
                 }
             }
             Listener::Unix(unix) => {
                 let unix = tokio::net::UnixListener::from_std(unix)
                     .map_err(|e| format!("cannot use the socket: {e}"))?;
-                spawn_unix(unix, service, stop_rx.clone())
+                spawn_unix(unix, App::new(service, front), stop_rx.clone())
             }
         };
         servers.push(server);
@@ -91,45 +98,93 @@ pub(crate) fn serve(
 /// `REMOTE_ADDR` but the one a trusted proxy forwards.
 fn spawn_unix(
     listener: tokio::net::UnixListener,
-    service: WsgiService,
+    app: App,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<std::io::Result<()>> {
-    tokio::spawn(
-        axum::serve(
-            listener,
-            axum::ServiceExt::<axum::extract::Request>::into_make_service(service),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|stop| *stop).await;
-        })
-        .into_future(),
-    )
+    use axum::ServiceExt;
+    let stopped = async move {
+        let _ = stop.wait_for(|stop| *stop).await;
+    };
+    match app {
+        App::Bare(service) => tokio::spawn(
+            axum::serve(
+                listener,
+                ServiceExt::<axum::extract::Request>::into_make_service(service),
+            )
+            .with_graceful_shutdown(stopped)
+            .into_future(),
+        ),
+        App::Front(service) => tokio::spawn(
+            axum::serve(
+                listener,
+                ServiceExt::<axum::extract::Request>::into_make_service(service),
+            )
+            .with_graceful_shutdown(stopped)
+            .into_future(),
+        ),
+    }
 }
 
-/// Runs axum on `listener` with `service` as the whole application, until `stop` turns true.
+/// The service a listener serves: the application's alone, or behind [`axum_front::Front`].
+enum App {
+    Bare(WsgiService),
+    Front(axum_front::Front),
+}
+
+impl App {
+    /// `service`, behind the front when `front` asks for anything.
+    fn new(service: WsgiService, front: &Front) -> App {
+        if front.is_needed() {
+            let health_path = front.health_path.clone();
+            App::Front(axum_front::Front::new(
+                service,
+                front.health.clone(),
+                health_path,
+            ))
+        } else {
+            App::Bare(service)
+        }
+    }
+}
+
+/// Runs axum on `listener` with `app` as the whole application, until `stop` turns true.
 fn spawn<L>(
     listener: L,
-    service: WsgiService,
+    app: App,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<std::io::Result<()>>
 where
     L: axum::serve::Listener<Addr = SocketAddr>,
     for<'a> SocketAddr: Connected<IncomingStream<'a, L>>,
 {
+    use axum::ServiceExt;
+    let stopped = async move {
+        let _ = stop.wait_for(|stop| *stop).await;
+    };
     // The service is the whole application, so it is served without a Router: no route
     // lookup and no boxing of its responses on every request.
-    tokio::spawn(
-        axum::serve(
-            listener,
-            axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
-                SocketAddr,
-            >(service),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|stop| *stop).await;
-        })
-        .into_future(),
-    )
+    match app {
+        App::Bare(service) => tokio::spawn(
+            axum::serve(
+                listener,
+                ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
+                    SocketAddr,
+                >(service),
+            )
+            .with_graceful_shutdown(stopped)
+            .into_future(),
+        ),
+        App::Front(service) => tokio::spawn(
+            axum::serve(
+                listener,
+                ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
+                    SocketAddr,
+                >(service),
+            )
+            .with_graceful_shutdown(stopped)
+            .into_future(),
+        ),
+    }
 }
 
 /// Sets `TCP_NODELAY` on a connection, logging (not failing) if it cannot be.
