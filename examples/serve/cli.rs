@@ -15,7 +15,8 @@ use rustls::ServerConfig;
 use crate::config::EngineOptions;
 use crate::logging::DEFAULT_LOG_BUFFER;
 use crate::tls::{self, CertChain, PrivateKey};
-use crate::values::{ListenAddr, LogFilter, Secs, at_least_one};
+use crate::unix_socket::FileOptions;
+use crate::values::{BindAddr, ListenAddr, LogFilter, Mode, Owner, Secs, at_least_one};
 
 /// Where `serve` listens unless told otherwise.
 const DEFAULT_BIND: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 8000);
@@ -33,9 +34,22 @@ pub(crate) struct Args {
     #[arg(short = 'V', long)]
     pub(crate) version: bool,
 
-    /// Address to listen on (`HOST:PORT`).
-    #[arg(long, value_name = "ADDR", default_value_t = ListenAddr::from(DEFAULT_BIND))]
-    pub(crate) bind: ListenAddr,
+    /// Address to listen on: `HOST:PORT`, or `unix:PATH` for a UNIX socket (a stale socket
+    /// file is replaced; the file is removed at exit). Repeat to listen on several. Sockets
+    /// passed by systemd (socket activation, `LISTEN_FDS`) replace it.
+    #[arg(long, value_name = "ADDR", action = clap::ArgAction::Append,
+          default_values_t = [BindAddr::Tcp(ListenAddr::from(DEFAULT_BIND))])]
+    pub(crate) bind: Vec<BindAddr>,
+
+    /// Mode of the socket files of `--bind unix:PATH`, in octal (`660`: the owner and its
+    /// group may connect) [default: from the umask].
+    #[arg(long, value_name = "MODE")]
+    pub(crate) unix_mode: Option<Mode>,
+
+    /// Owner of the socket files of `--bind unix:PATH`: `UID`, `UID:GID` or `:GID` (numbers;
+    /// giving a file to another user needs root) [default: this process's].
+    #[arg(long, value_name = "UID:GID")]
+    pub(crate) unix_owner: Option<Owner>,
 
     /// PEM certificate chain (the server's certificate first) to serve HTTPS with, HTTP/2
     /// and HTTP/1.1 negotiated by ALPN; needs --keyfile [default: plain HTTP].
@@ -59,7 +73,20 @@ pub(crate) struct Args {
     #[arg(long, value_name = "DURATION", default_value_t = Secs(DEFAULT_GRACE))]
     pub(crate) grace: Secs,
 
-    /// Serve Prometheus metrics at http://ADDR/metrics [default: off].
+    /// How long, after SIGTERM or Ctrl-C, to go on accepting and serving requests with
+    /// `/readyz` answering 503 (and HTTP/1 responses saying `Connection: close`), so that
+    /// load balancers take this server out before it stops accepting; then the drain of
+    /// --grace begins.
+    #[arg(long, value_name = "DURATION", default_value_t = Secs(std::time::Duration::ZERO))]
+    pub(crate) shutdown_delay: Secs,
+
+    /// Also answer PREFIX/livez and PREFIX/readyz on the application's listeners, ahead of
+    /// the application (`/` for /livez and /readyz) [default: on --metrics-bind only].
+    #[arg(long, value_name = "PREFIX", value_parser = crate::values::health_prefix)]
+    pub(crate) health_path: Option<String>,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics, and /livez and /readyz
+    /// [default: off].
     #[arg(long, value_name = "ADDR")]
     pub(crate) metrics_bind: Option<ListenAddr>,
 
@@ -91,9 +118,23 @@ pub(crate) struct Args {
     #[arg(skip)]
     pub(crate) venv_origin: VenvOrigin,
 
+    /// Whether `--bind` was given rather than defaulted; set by [`parse`].
+    #[arg(skip)]
+    pub(crate) bind_given: bool,
+
     /// The TLS configuration of `certfile` and `keyfile`, checked by [`parse`].
     #[arg(skip)]
     pub(crate) tls: Option<Arc<ServerConfig>>,
+}
+
+impl Args {
+    /// How to make the socket files of `--bind unix:PATH`.
+    pub(crate) fn unix_files(&self) -> FileOptions {
+        FileOptions {
+            mode: self.unix_mode,
+            owner: self.unix_owner,
+        }
+    }
 }
 
 /// Where the virtualenv setting came from, for the messages that name it.
@@ -140,6 +181,7 @@ where
     {
         args.engine.venv = None;
     }
+    args.bind_given = matches.value_source("bind") == Some(ValueSource::CommandLine);
     args.venv_origin = match matches.value_source("venv") {
         _ if args.engine.venv.is_none() => VenvOrigin::None,
         Some(ValueSource::EnvVariable) => VenvOrigin::Environment,
@@ -252,6 +294,9 @@ mod tests {
             &["--max-body", "1TB"],
             &["--trusted-proxy", "10.0.0.0/99"],
             &["--bind", "nowhere"],
+            &["--bind", "unix:"],
+            &["--unix-mode", "999"],
+            &["--unix-owner", "www-data"],
             &["--metrics-bind", "127.0.0.1"],
             &["--log-level", "wsgi_core=loud"],
             &["--mount", "/a?b"],

@@ -20,9 +20,12 @@ use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::FmtContext;
 use tracing_subscriber::fmt::format::{Format, FormatEvent, FormatFields, Full, Writer};
 use tracing_subscriber::fmt::time::FormatTime;
+use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::cli::LogFormat;
+use crate::hosts::client_errors::ClientErrors;
 pub(crate) use crate::log_writer::DroppedLines;
 use crate::log_writer::{self, Guard};
 use crate::values::LogFilter;
@@ -53,12 +56,16 @@ pub(crate) fn init(format: LogFormat, filter: &LogFilter, buffer: usize) -> std:
         .with_env_filter(filter.to_filter())
         .with_timer(Clock)
         .with_writer(writer);
+    // The actix host's client errors go through `ClientErrors`, whichever server runs: it
+    // looks at one target only.
     match format {
         LogFormat::Text => logs
             .with_ansi(std::io::stderr().is_terminal())
             .event_format(TextFormat::new(Clock))
+            .finish()
+            .with(ClientErrors)
             .init(),
-        LogFormat::Json => logs.json().init(),
+        LogFormat::Json => logs.json().finish().with(ClientErrors).init(),
     }
     Ok(Log {
         _writer: guard,

@@ -19,12 +19,14 @@
 //! One module per concern: [`cli`] (the options), [`config`] (options to an
 //! `EngineBuilder`), [`hints`] (the flags that fix an engine error), [`hosts`] (axum and
 //! actix-web), [`signals`], [`metrics`] (the Prometheus endpoint), [`logging`] (the log's
-//! format), [`log_writer`] (the log, written off the request threads), [`version`] (`--version`), [`listen`] (sockets),
+//! format), [`log_writer`] (the log, written off the request threads), [`version`] (`--version`), [`listen`] (sockets), [`unix_socket`] (UNIX socket files), [`systemd`] (socket activation, `sd_notify`),
+//! [`health`] (`/livez`, `/readyz`, the drain's state),
 //! [`tls`] (certificates and the rustls configuration) and [`values`] (the types of option
 //! values).
 
 mod cli;
 mod config;
+mod health;
 mod hints;
 mod hosts;
 mod listen;
@@ -32,7 +34,9 @@ mod log_writer;
 mod logging;
 mod metrics;
 mod signals;
+mod systemd;
 mod tls;
+mod unix_socket;
 mod values;
 mod version;
 
@@ -41,6 +45,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use cli::{Args, Sched, ServerKind, VenvOrigin};
+use health::Health;
+use listen::Listener;
 use logging::DroppedLines;
 use signals::Signals;
 
@@ -60,6 +66,14 @@ fn main() -> ExitCode {
             }
         };
     }
+    // SAFETY: one thread so far; the environment changes before any other reads it.
+    let systemd = match unsafe { systemd::Environment::take() } {
+        Ok(systemd) => systemd,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     // Before any other thread exists, the log's writer among them, so that every thread
     // inherits it.
     let sched = (args.sched == Sched::Batch).then(wsgi_core::batch_scheduling);
@@ -79,9 +93,9 @@ fn main() -> ExitCode {
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start the tokio runtime: {e}"))
-            .and_then(|rt| rt.block_on(run(args, dropped))),
+            .and_then(|rt| rt.block_on(run(args, dropped, systemd))),
         // actix-web runs on its own single-threaded system per worker.
-        ServerKind::Actix => actix_web::rt::System::new().block_on(run(args, dropped)),
+        ServerKind::Actix => actix_web::rt::System::new().block_on(run(args, dropped, systemd)),
     };
     // The log's last lines first, so that the error comes after them.
     log.close();
@@ -94,20 +108,51 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(mut args: Args, dropped: DroppedLines) -> Result<(), String> {
+async fn run(
+    mut args: Args,
+    dropped: DroppedLines,
+    mut systemd: systemd::Environment,
+) -> Result<(), String> {
     tokio::spawn(logging::report_dropped(dropped.clone()));
     // Installed first, so that a signal during start-up is a clean stop, not a default kill.
     let mut signals = Signals::new().map_err(|e| format!("cannot install signal handlers: {e}"))?;
-    // Bound before the (possibly slow) application import, so a taken port fails at once.
-    let listener = listen::bind(&args.bind, "--bind")?;
-    let metrics_listener = args
-        .metrics_bind
-        .as_ref()
-        .map(|addr| listen::bind(addr, "--metrics-bind").map(|l| (l, addr)))
-        .transpose()?;
-    let local = listener
-        .local_addr()
-        .map_err(|e| format!("cannot read the address bound for {}: {e}", args.bind))?;
+    // Bound before the (possibly slow) application import, so a taken port fails at once;
+    // the socket files are removed when `socket_files` drops, at the end of this function.
+    let mut socket_files = Vec::new();
+    let (listeners, metrics_listener) = if systemd.has_sockets() {
+        let (app, metrics) = systemd.listeners()?;
+        if args.bind_given {
+            tracing::warn!(
+                "listening on the sockets systemd passed (LISTEN_FDS); --bind is ignored"
+            );
+        }
+        let metrics = match (metrics, &args.metrics_bind) {
+            (Some(listener), _) => Some(listener),
+            (None, Some(addr)) => Some(Listener::Tcp(listen::bind_tcp(addr, "--metrics-bind")?)),
+            (None, None) => None,
+        };
+        (app, metrics)
+    } else {
+        let mut listeners = Vec::with_capacity(args.bind.len());
+        for addr in &args.bind {
+            let (listener, file) = listen::bind(addr, args.unix_files(), "--bind")?;
+            listeners.push(listener);
+            socket_files.extend(file);
+        }
+        let metrics = args
+            .metrics_bind
+            .as_ref()
+            .map(|addr| listen::bind_tcp(addr, "--metrics-bind").map(Listener::Tcp))
+            .transpose()?;
+        (listeners, metrics)
+    };
+    if listeners.is_empty() {
+        return Err(
+            "systemd passed no socket for the application (only one named \"metrics\")".into(),
+        );
+    }
+    let scheme = if args.tls.is_some() { "https" } else { "http" };
+    let described: Vec<String> = listeners.iter().map(|l| l.describe(scheme)).collect();
 
     args.engine.enter_directory()?;
     let builder = args
@@ -135,32 +180,66 @@ async fn run(mut args: Args, dropped: DroppedLines) -> Result<(), String> {
     signals.restart_on_hangup(engine.clone());
     let mount = args.mount.as_deref().unwrap_or_default();
 
-    if let Some((listener, addr)) = metrics_listener {
-        metrics::serve(listener, addr, engine.clone(), dropped)?;
+    let health = Health::new(engine.clone());
+    if let Some(Listener::Tcp(listener)) = metrics_listener {
+        metrics::serve(listener, engine.clone(), dropped, health.clone())?;
     }
+    let front = hosts::Front {
+        health: health.clone(),
+        health_path: args.health_path.clone(),
+        drains: !args.shutdown_delay.0.is_zero(),
+    };
     let grace = args.grace.0;
+    let tls = args.tls.clone();
     let mut server = match args.server {
-        ServerKind::Axum => {
-            hosts::axum::serve(listener, local, engine.clone(), mount, args.tls.clone())?
-        }
+        ServerKind::Axum => hosts::axum::serve(listeners, engine.clone(), mount, tls, &front)?,
         ServerKind::Actix => {
-            hosts::actix::serve(listener, engine.clone(), mount, grace, args.tls.clone())?
+            hosts::actix::serve(listeners, engine.clone(), mount, grace, tls, &front)?
         }
     };
 
     let mut stdout = std::io::stdout().lock();
-    let scheme = if args.tls.is_some() { "https" } else { "http" };
-    writeln!(stdout, "listening on {scheme}://{local}")
+    described
+        .iter()
+        .try_for_each(|listener| writeln!(stdout, "listening on {listener}"))
         .and_then(|()| stdout.flush())
         .map_err(|e| format!("cannot write to stdout: {e}"))?;
     drop(stdout);
+    let notifier = systemd.notifier();
+    notifier.ready(&engine);
+    notifier.spawn(engine.clone());
 
+    let delay = args.shutdown_delay.0;
     tokio::select! {
-        name = signals.next() => tracing::info!("{name} received: draining in-flight requests"),
+        name = signals.next() => if delay.is_zero() {
+            tracing::info!("{name} received: draining in-flight requests");
+        } else {
+            tracing::info!(shutdown_delay = %args.shutdown_delay, "{name} received: /readyz answers 503; serving on until the delay ends, then draining");
+        },
         ended = &mut server.done => return Err(format!("the server stopped unexpectedly: {ended:?}")),
     }
+    // Readiness fails at once, so load balancers stop sending new requests here while the
+    // listeners still take what they send until they notice.
+    health.start_draining();
+    notifier.stopping();
+    let mut cut = false;
+    if !delay.is_zero() {
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => tracing::info!("shutdown delay over: draining in-flight requests"),
+            name = signals.next() => {
+                tracing::warn!("{name} received again: cutting the remaining requests");
+                cut = true;
+            }
+            ended = &mut server.done => return Err(format!("the server stopped unexpectedly: {ended:?}")),
+        }
+    }
     (server.stop)(true);
-    let mut deadline = Instant::now() + grace;
+    let mut deadline = Instant::now()
+        + if cut {
+            std::time::Duration::ZERO
+        } else {
+            grace
+        };
     tokio::select! {
         _ = &mut server.done => {}
         _ = tokio::time::sleep_until(deadline.into()) => {
@@ -180,5 +259,6 @@ async fn run(mut args: Args, dropped: DroppedLines) -> Result<(), String> {
         aborted = report.aborted,
         "stopped"
     );
+    drop(socket_files);
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! The metrics endpoint: `GET /metrics` in the Prometheus text format (version 0.0.4),
 //! rendered by `prometheus-client` from the engine's [`MetricsSnapshot`] and serve's own
-//! count of dropped log lines, read afresh on each scrape.
+//! count of dropped log lines, read afresh on each scrape; and, next to it, `/livez` and
+//! `/readyz` ([`crate::health`]).
 
 use std::fmt;
 use std::sync::Arc;
@@ -15,22 +16,26 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use wsgi_core::{Engine, MetricsSnapshot, WorkerSnapshot};
 
+use crate::health::{Answer, Health, LIVEZ, READYZ};
 use crate::logging::DroppedLines;
-use crate::values::ListenAddr;
 
-/// Serves `GET /metrics` on `listener` (bound to `addr`, before the application loaded), its
-/// own address apart from the application's, so it can stay private while the application
-/// is public.
+/// Serves `GET /metrics` on `listener` (bound before the application loaded, or passed by
+/// systemd), its own address apart from the application's, so it can stay private while
+/// the application is public.
 pub(crate) fn serve(
     listener: std::net::TcpListener,
-    addr: &ListenAddr,
     engine: Engine,
     dropped: DroppedLines,
+    health: Health,
 ) -> Result<(), String> {
     let listener = tokio::net::TcpListener::from_std(listener)
         .map_err(|e| format!("cannot use the metrics socket: {e}"))?;
     let registry = Arc::new(registry(engine, dropped));
-    let router = Router::new().route(
+    let (live, ready) = (health.clone(), health);
+    let router = Router::new()
+        .route(LIVEZ, axum::routing::get(move || answer(live.livez())))
+        .route(READYZ, axum::routing::get(move || answer(ready.readyz())));
+    let router = router.route(
         "/metrics",
         axum::routing::get(move || {
             let registry = registry.clone();
@@ -43,13 +48,25 @@ pub(crate) fn serve(
             }
         }),
     );
-    tracing::info!("metrics on http://{addr}/metrics");
+    match listener.local_addr() {
+        Ok(addr) => tracing::info!("metrics on http://{addr}/metrics"),
+        Err(e) => tracing::warn!("metrics on a socket whose address is unknown: {e}"),
+    }
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, router).await {
             tracing::error!("the metrics server stopped: {e}");
         }
     });
     Ok(())
+}
+
+/// A health answer as an axum response.
+async fn answer((status, text): Answer) -> impl axum::response::IntoResponse {
+    (
+        axum::http::StatusCode::from_u16(status).unwrap_or_default(),
+        [("content-type", "text/plain; charset=utf-8")],
+        text,
+    )
 }
 
 /// A registry whose one collector reads `engine` and `dropped` on each scrape.

@@ -57,6 +57,100 @@ impl fmt::Display for ListenAddr {
     }
 }
 
+/// Where to listen: `HOST:PORT`, or `unix:PATH` for a UNIX socket (gunicorn's and
+/// Granian's spelling).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum BindAddr {
+    /// A TCP address.
+    Tcp(ListenAddr),
+    /// The path of a UNIX socket.
+    Unix(std::path::PathBuf),
+}
+
+impl FromStr for BindAddr {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.strip_prefix("unix:") {
+            Some("") => Err("expected unix:PATH, e.g. unix:/run/app/http.sock".into()),
+            Some(path) => Ok(BindAddr::Unix(path.into())),
+            None => text.parse().map(BindAddr::Tcp),
+        }
+    }
+}
+
+impl fmt::Display for BindAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BindAddr::Tcp(addr) => addr.fmt(f),
+            BindAddr::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// The prefix of the health paths: `/` (for `/livez`) or a path such as `/-` (for
+/// `/-/livez`), without a trailing slash.
+pub(crate) fn health_prefix(text: &str) -> Result<String, String> {
+    let prefix = text.trim_end_matches('/');
+    if !text.starts_with('/') || prefix.contains(['?', '#', ' ']) {
+        return Err(format!("expected a path such as / or /-, got {text:?}"));
+    }
+    Ok(prefix.to_owned())
+}
+
+/// A file mode in octal, as `chmod` takes it: `660`, `0660`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Mode(pub(crate) u32);
+
+impl FromStr for Mode {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        u32::from_str_radix(text, 8)
+            .ok()
+            .filter(|&mode| mode <= 0o7777)
+            .map(Mode)
+            .ok_or_else(|| format!("expected an octal mode such as 660 or 0600, got {text:?}"))
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04o}", self.0)
+    }
+}
+
+/// The owner to give a UNIX socket: `UID`, `UID:GID` or `:GID`, as numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Owner {
+    /// The user, if it changes.
+    pub(crate) uid: Option<u32>,
+    /// The group, if it changes.
+    pub(crate) gid: Option<u32>,
+}
+
+impl FromStr for Owner {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let bad = || format!("expected UID, UID:GID or :GID as numbers (see `id`), got {text:?}");
+        let (uid, gid) = text.split_once(':').unwrap_or((text, ""));
+        let number = |s: &str| -> Result<Option<u32>, String> {
+            (!s.is_empty())
+                .then(|| s.parse().map_err(|_| bad()))
+                .transpose()
+        };
+        let owner = Owner {
+            uid: number(uid)?,
+            gid: number(gid)?,
+        };
+        if owner.uid.is_none() && owner.gid.is_none() {
+            return Err(bad());
+        }
+        Ok(owner)
+    }
+}
+
 /// A span of time: a number of seconds (`30`, `0.25`) or a number with a unit (`250ms`,
 /// `30s`, `2m`, `1h`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -515,3 +515,42 @@ fn a_second_signal_cuts_the_wait_short() {
         );
     });
 }
+
+/// A client's malformed request line, URI or header gets 400 from actix-web, which used to
+/// log `ERROR actix_http::h1::dispatcher: stream error: ...` without the peer: the client's
+/// mistake read as the server's. It is a DEBUG line under `serve::client` now, naming the
+/// peer, and the server goes on serving.
+#[test]
+fn a_malformed_request_to_actix_is_logged_at_debug_with_its_peer_never_as_an_error() {
+    let server = ops("actix", &["--log-level", "info,serve::client=debug"]);
+    let malformed: [&[u8]; 3] = [
+        b"GET /a b c HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /\x01 HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /fast HTTP/1.1\r\nHost: x\r\nNo Colon Here\r\n\r\n",
+    ];
+    let mut peers = Vec::new();
+    for request in malformed {
+        let mut conn = Conn::connect(server.addr);
+        peers.push(conn.local_addr().to_string());
+        conn.send(request);
+        assert_eq!(
+            conn.read_head().status,
+            400,
+            "{:?}",
+            String::from_utf8_lossy(request)
+        );
+    }
+    assert_eq!(server.get("/fast"), (200, "done /fast".into()));
+    for peer in &peers {
+        let log = server.stderr_with(peer);
+        assert!(
+            has_line(&log, &["DEBUG", "serve::client", "client error", peer]),
+            "no DEBUG line naming {peer}:\n{log}"
+        );
+    }
+    let log = server.stderr();
+    assert!(
+        !log.lines().any(|l| l.contains(" ERROR ")),
+        "a client's mistake logged as an ERROR:\n{log}"
+    );
+}

@@ -33,6 +33,7 @@ host_cases!(wire, "/py";
     head_with_the_declared_length_and_no_body_is_no_error,
     no_content_length_is_made_up_for_responses_without_a_body,
     the_status_line_carries_the_applications_reason_phrase,
+    headers_rfc_2616_called_hop_by_hop_reach_the_client,
     what_the_app_sent_before_failing_arrives_and_the_response_is_cut,
 );
 
@@ -263,6 +264,28 @@ fn the_status_line_carries_the_applications_reason_phrase(site: &Site) {
         let line = status_line(site, &format!("/status?line={sent}"));
         assert_eq!(line, format!("HTTP/1.1 {expected}"), "the app sent {sent}");
     }
+}
+
+/// An application that is an authenticating gateway answers `407` with `Proxy-Authenticate`
+/// (RFC 9110 §11.7.1). RFC 2616 listed it, `Proxy-Authorization` and `Trailer(s)` as
+/// hop-by-hop, and PEP 3333 cites 2616, so these used to be refused and the client got a
+/// 500; RFC 9110 §7.6.1 makes them end-to-end, and both hosts pass them on untouched.
+fn headers_rfc_2616_called_hop_by_hop_reach_the_client(site: &Site) {
+    let response = site.get(
+        "/status?line=407%20Proxy%20Authentication%20Required\
+         &header=Proxy-Authenticate:Basic%20realm%3D%22gateway%22\
+         &header=Proxy-Authorization:Basic%20eDp5&header=Trailer:X-A",
+    );
+    assert_eq!(response.status, 407, "{}", response.text());
+    assert_eq!(
+        response.header("proxy-authenticate"),
+        Some("Basic realm=\"gateway\"")
+    );
+    assert_eq!(response.header("proxy-authorization"), Some("Basic eDp5"));
+    assert_eq!(response.header("trailer"), Some("X-A"));
+    // The connection's own headers are still the server's alone.
+    let response = site.get("/status?header=Connection:close");
+    assert_eq!(response.status, 500, "{}", response.text());
 }
 
 /// When the iterable raises (or yields a `str`) right after its first chunk, the client gets

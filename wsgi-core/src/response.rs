@@ -116,20 +116,21 @@ pub(crate) fn parse_status(status: &str) -> Result<(StatusCode, Option<ReasonPhr
     Ok((code, ReasonPhrase::for_status(code, &status[4..])))
 }
 
-/// Headers that describe one connection, which only the server may set (RFC 9110 §7.6.1).
+/// Headers that describe one connection, which only the server may set: the connection
+/// options of RFC 9110 §7.6.1 (`Connection`, and the fields it lists as connection-specific,
+/// `Proxy-Connection`, `Keep-Alive`, `TE`, `Transfer-Encoding`, `Upgrade`). An application
+/// cannot send `Connection`, so no other field can be named by it.
+///
+/// PEP 3333 forbids "hop-by-hop" headers by pointing at RFC 2616 §13.5.1, whose list also
+/// had `Proxy-Authenticate`, `Proxy-Authorization` and `Trailers`. RFC 7230 and 9110
+/// replaced it: those are end-to-end fields now. A `407` from an application that is itself
+/// a proxy, or an auth gateway, needs `Proxy-Authenticate` to mean anything (RFC 9110
+/// §11.7.1); refusing it answered such an application 500, and nothing in the servers
+/// depends on these fields. So the list here is 9110's.
 fn is_hop_by_hop(name: &HeaderName) -> bool {
     matches!(
         name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-            | "proxy-connection"
-            | "te"
-            | "trailer"
-            | "trailers"
-            | "transfer-encoding"
-            | "upgrade"
+        "connection" | "keep-alive" | "proxy-connection" | "te" | "transfer-encoding" | "upgrade"
     )
 }
 
@@ -254,6 +255,11 @@ mod tests {
         );
         assert!(parse_header("Connection", "close").is_err());
         assert!(parse_header("transfer-encoding", "chunked").is_err());
+        assert!(parse_header("Proxy-Connection", "keep-alive").is_err());
+        // End-to-end since RFC 7230, though RFC 2616 (and so PEP 3333) listed them.
+        assert!(parse_header("Proxy-Authenticate", "Basic realm=\"x\"").is_ok());
+        assert!(parse_header("Proxy-Authorization", "Basic eDp5").is_ok());
+        assert!(parse_header("Trailer", "X-A").is_ok());
         assert!(parse_header("X-Bad", "a\r\nSet-Cookie: x").is_err());
         assert!(parse_header("Bad Name", "x").is_err());
         assert!(parse_header("X-Snow", "\u{2603}").is_err());

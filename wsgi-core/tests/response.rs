@@ -122,10 +122,8 @@ const INVALID_CALLS: &[&str] = &[
     "value_not_latin1",
     "hop_connection",
     "hop_keep_alive",
-    "hop_proxy_authenticate",
-    "hop_proxy_authorization",
+    "hop_proxy_connection",
     "hop_te",
-    "hop_trailers",
     "hop_transfer_encoding",
     "hop_upgrade",
 ];
@@ -175,6 +173,17 @@ fn start_response_accepts_valid_edge_cases() {
     let response = server.get("/start_response?case=ok_reason_spaces");
     assert_eq!(response.text(), "accepted");
     assert_eq!(response.status, 299);
+
+    // Hop-by-hop in RFC 2616 (which PEP 3333 cites), end-to-end in RFC 9110.
+    let response = server.get("/start_response?case=ok_proxy_authenticate");
+    assert_eq!(response.text(), "accepted");
+    assert_eq!(response.status, 407);
+    assert_eq!(
+        response.header("proxy-authenticate"),
+        Some("Basic realm=\"gateway\"")
+    );
+    assert_eq!(response.header("proxy-authorization"), Some("Basic eDp5"));
+    assert_eq!(response.header("trailer"), Some("X-A"));
 }
 
 #[test]

@@ -4,7 +4,8 @@
 ``TimeoutError``). ``/slow?secs=S&record=TOKEN``: records ``running``, takes S seconds, then
 answers (an in-flight request during shutdown). ``/where``: answers
 ``SCRIPT_NAME|PATH_INFO|REMOTE_ADDR|wsgi.url_scheme``. ``/note?text=T``: writes T to
-``wsgi.errors`` (a WARN line in the log). Anything else answers at once.
+``wsgi.errors`` (a WARN line in the log). ``/env?name=N``: the process's environment
+variable N, or ``<unset>``. Anything else answers at once.
 """
 
 import os
@@ -31,6 +32,10 @@ def application(environ, start_response):
     elif path == "/where":
         keys = ("SCRIPT_NAME", "PATH_INFO", "REMOTE_ADDR", "wsgi.url_scheme")
         body = "|".join(environ[k] for k in keys).encode()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [body]
+    elif path == "/env":
+        body = os.environ.get(query.get("name", ""), "<unset>").encode()
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [body]
     elif path == "/note":

@@ -10,7 +10,8 @@ Routed on PATH_INFO:
     /unsized    a generator without Content-Length; HEAD gets an empty list, as Werkzeug
                 answers it (with ?head=gen, the generator as well)
     /status     ?line=...: that status line (URL-encoded), an empty body, no Content-Length;
-                with &length=N it declares Content-Length: N
+                with &length=N it declares Content-Length: N; each &header=NAME:VALUE is
+                sent as well
     /fail       ?after=raise|str|raise-sized: yields a first chunk, then raises, or yields a str;
                 raise-sized declares a Content-Length
     /headers    the HTTP_* and CONTENT_* variables as JSON
@@ -72,6 +73,9 @@ def status(environ, start_response):
     length = query(environ, "length")
     if length:
         headers.append(("Content-Length", length))
+    for header in parse_qs(environ.get("QUERY_STRING", "")).get("header", []):
+        name, _, value = header.partition(":")
+        headers.append((name, value.strip()))
     start_response(query(environ, "line", "200 OK"), headers)
     return []
 

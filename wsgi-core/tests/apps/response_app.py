@@ -131,10 +131,8 @@ def exc_info_after(environ, start_response):
 HOP_BY_HOP = {
     "hop_connection": ("Connection", "close"),
     "hop_keep_alive": ("Keep-Alive", "timeout=5"),
-    "hop_proxy_authenticate": ("Proxy-Authenticate", "Basic"),
-    "hop_proxy_authorization": ("Proxy-Authorization", "Basic eDp5"),
+    "hop_proxy_connection": ("Proxy-Connection", "keep-alive"),
     "hop_te": ("TE", "trailers"),
-    "hop_trailers": ("Trailers", "X-A"),
     "hop_transfer_encoding": ("Transfer-Encoding", "chunked"),
     "hop_upgrade": ("upgrade", "websocket"),
 }
@@ -170,6 +168,11 @@ GOOD_CALLS = {
     "ok_tab": ("200 OK", [CT, ("X-Tab", "a\tb")]),
     "ok_latin1": ("200 OK", [CT, ("X-Latin", "caf\xe9")]),
     "ok_reason_spaces": ("299 Custom Reason Here", [CT]),
+    # RFC 2616 called these hop-by-hop; RFC 9110 does not (see response.rs).
+    "ok_proxy_authenticate": ("407 Proxy Authentication Required", [
+        CT, ("Proxy-Authenticate", 'Basic realm="gateway"'),
+        ("Proxy-Authorization", "Basic eDp5"), ("Trailer", "X-A"),
+    ]),
 }
 
 
