@@ -511,7 +511,7 @@ impl EngineBuilder {
     }
 }
 
-/// How worker processes are replaced (see [`crate::runner::processes`]).
+/// How worker processes are replaced (see [`crate::process::host`]).
 #[derive(Debug, Clone)]
 pub(crate) struct Lifecycle {
     pub(crate) recycle: Recycle,

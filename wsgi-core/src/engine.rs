@@ -81,7 +81,7 @@ impl Engine {
         let runner: Arc<dyn Runner> = match builder.processes {
             0 => Arc::new(Threads::start(&app, builder.queue_depth, shared.clone())?),
             #[cfg(target_os = "linux")]
-            n => Arc::new(crate::runner::processes::Processes::start(
+            n => Arc::new(crate::process::host::Processes::start(
                 &app,
                 n,
                 builder.threads,

@@ -151,7 +151,9 @@ pub(crate) struct Slot(Mutex<Option<Running>>);
 #[derive(Debug)]
 pub(crate) struct Running {
     pub(crate) id: u64,
-    pub(crate) deadline: Instant,
+    /// When this process's watchdog answers 504; `None` in a worker process, where the
+    /// host keeps the deadline.
+    pub(crate) deadline: Option<Instant>,
     pub(crate) tx: Arc<PipeTx>,
     pub(crate) stage: Stage,
 }

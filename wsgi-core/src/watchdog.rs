@@ -51,7 +51,7 @@ fn watch(shared: Weak<Shared>, runner: Weak<dyn Runner>, timeout: Duration) {
                 continue;
             };
             match running.stage {
-                Stage::Running if now >= running.deadline => {
+                Stage::Running if running.deadline.is_some_and(|d| now >= d) => {
                     running.stage = Stage::TimedOut;
                     let (id, tx) = (running.id, running.tx.clone());
                     drop(guard);
@@ -67,7 +67,11 @@ fn watch(shared: Weak<Shared>, runner: Weak<dyn Runner>, timeout: Duration) {
                     );
                     runner.interrupt(index, id);
                 }
-                Stage::TimedOut if now >= running.deadline + stuck_after(timeout) => {
+                Stage::TimedOut
+                    if running
+                        .deadline
+                        .is_some_and(|d| now >= d + stuck_after(timeout)) =>
+                {
                     running.stage = Stage::Stuck;
                     drop(guard);
                     shared.metrics.stuck_threads.fetch_add(1, Ordering::Relaxed);

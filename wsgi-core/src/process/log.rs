@@ -23,8 +23,8 @@ use tracing::level_filters::LevelFilter;
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Level, Metadata, Subscriber};
 
-use super::messages::{ControlFromWorker, LogRecord};
-use super::wire::FrameWriter;
+use super::wire::frame::FrameWriter;
+use super::wire::messages::{ControlFromWorker, LogRecord};
 
 /// The target of re-emitted records whose own target is not one of the well-known ones.
 pub(crate) const WORKER_TARGET: &str = "wsgi_core::worker";
@@ -229,7 +229,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::process::wire::FrameReader;
+    use crate::process::wire::frame::FrameReader;
 
     #[test]
     fn events_become_records_with_their_fields() {

@@ -1,18 +1,22 @@
 //! Worker processes: Python runs in child processes that the host feeds over UNIX sockets,
 //! so a crash in a C extension costs one worker instead of the host.
 //!
-//! The pieces, bottom up: [`wire`] frames bytes on a socket; [`messages`] are what the two
-//! sides say; [`started`] is the memory they share to say which requests a worker began;
-//! [`spawn`] starts a worker (the host binary re-executed) and holds the hook a worker's
-//! `main` calls; [`log`] carries a worker's `tracing` events to the host's; `child` is the
-//! worker's serving loop.
+//! One home, split by the side of the socket the code runs on:
+//!
+//! - [`wire`]: what both sides share: frames, the messages, the started page, the
+//!   channels' ends.
+//! - `host`: the host's side: the runner the engine uses, the queue of slots, the relay
+//!   and its reactor, one supervisor per worker.
+//! - `worker`: the worker's side: its serving loop.
+//! - [`spawn`] starts a worker (the host binary re-executed) and holds the hook a worker's
+//!   `main` calls; [`log`] carries a worker's `tracing` events to the host's.
 
 #[cfg(target_os = "linux")]
-mod child;
+pub(crate) mod host;
 pub(crate) mod log;
-pub(crate) mod messages;
 pub(crate) mod spawn;
-pub(crate) mod started;
 pub(crate) mod wire;
+#[cfg(target_os = "linux")]
+mod worker;
 
 pub use spawn::run_if_worker;

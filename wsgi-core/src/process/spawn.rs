@@ -15,10 +15,8 @@
 #[cfg(target_os = "linux")]
 pub(crate) use linux::{describe_exit, spawn_worker, wait_ready};
 
-use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::started::StartedPage;
 use crate::error::Error;
 
 /// The environment variable that marks a worker process: `<descriptors>:<parent pid>`.
@@ -27,19 +25,6 @@ pub(crate) const MARKER: &str = "WSGI_CORE_WORKER";
 /// The descriptor of the control socket in a worker; the intake socket, the slots' sockets
 /// and the started page's memory file follow it.
 pub(crate) const FIRST_FD: i32 = 3;
-
-/// One side's ends of what joins the host and a worker process.
-#[derive(Debug)]
-pub(crate) struct Channels {
-    /// Configuration, logs, readiness, interrupts and cancellations.
-    pub(crate) control: UnixStream,
-    /// Requests, host to worker, for whichever of the worker's threads is free.
-    pub(crate) intake: UnixStream,
-    /// One socket per slot: a request's body (asked for and sent) and its response.
-    pub(crate) slots: Vec<UnixStream>,
-    /// Which request each slot's thread has handed to the application.
-    pub(crate) started: StartedPage,
-}
 
 /// Set once this process became a worker, for [`forbid_nested`].
 static IS_WORKER: AtomicBool = AtomicBool::new(false);
@@ -70,7 +55,7 @@ pub fn run_if_worker() {
         return;
     };
     #[cfg(target_os = "linux")]
-    linux::become_worker(marker, super::child::run);
+    linux::become_worker(marker, super::worker::run);
     #[cfg(not(target_os = "linux"))]
     {
         eprintln!(
@@ -106,12 +91,13 @@ mod linux {
     use std::process::{Child, Command, ExitStatus, Stdio};
     use std::sync::atomic::Ordering;
 
-    use super::{Channels, FIRST_FD, IS_WORKER, MARKER, forbid_nested};
+    use super::{FIRST_FD, IS_WORKER, MARKER, forbid_nested};
     use crate::error::Error;
     use crate::process::log;
-    use crate::process::messages::ControlFromWorker;
-    use crate::process::started::StartedPage;
-    use crate::process::wire::FrameReader;
+    use crate::process::wire::channels::Channels;
+    use crate::process::wire::frame::FrameReader;
+    use crate::process::wire::messages::ControlFromWorker;
+    use crate::process::wire::started::StartedPage;
 
     /// Starts a worker process with `threads` slots; returns the child and the host's ends of
     /// its channels.

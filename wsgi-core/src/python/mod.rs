@@ -31,15 +31,15 @@ mod input;
 mod loader;
 mod logging;
 mod start_response;
+mod thread;
 mod venv;
-mod worker;
 
 use pyo3::prelude::*;
 
 pub use info::{PythonInfo, python_info};
 pub(crate) use loader::load_app;
+pub(crate) use thread::spawn_threads;
 pub use venv::activate_venv;
-pub(crate) use worker::spawn_workers;
 
 /// Starts the interpreter as `venv`'s own `python` (unless it is running already) and
 /// activates `venv`; `origin` says where its path came from, for messages.

@@ -1,15 +1,9 @@
 //! Where requests run. The host-facing engine ([`crate::engine`]) keeps the queue's
 //! admission, the limits, the timeouts' answers, the access log and the metrics; a runner
 //! takes queued [`Job`]s and runs the application on them: on a pool of Python threads in
-//! this process ([`threads`]), or in worker processes with a pool each, fed over sockets by
-//! one host thread per worker thread ([`processes`], queueing in [`slots`]). The engine sees
-//! either only through [`Runner`].
+//! this process ([`threads`]), or in worker processes with a pool each, fed over sockets
+//! (`crate::process::host`). The engine sees either only through [`Runner`].
 
-#[cfg(target_os = "linux")]
-pub(crate) mod processes;
-#[cfg(unix)]
-mod reactor;
-pub(crate) mod slots;
 pub(crate) mod threads;
 
 use std::time::Duration;

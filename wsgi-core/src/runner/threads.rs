@@ -35,7 +35,7 @@ impl Threads {
         let threads = shared.slots.len();
         let queue = Arc::new(Dispatch::new(queue_depth, threads));
         let idents: Arc<[AtomicU64]> = (0..threads).map(|_| AtomicU64::new(0)).collect();
-        let handles = python::spawn_workers(
+        let handles = python::spawn_threads(
             callable,
             queue.clone(),
             threads,

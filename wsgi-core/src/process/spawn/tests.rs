@@ -14,10 +14,11 @@ use tracing::level_filters::LevelFilter;
 use super::linux::testing::{become_worker, spawn_worker_with};
 use super::*;
 use crate::error::MissingModule;
-use crate::process::messages::{
+use crate::process::wire::channels::Channels;
+use crate::process::wire::frame::{FrameReader, FrameWriter};
+use crate::process::wire::messages::{
     ControlFromWorker, ControlToWorker, FromWorker, ToWorker, WorkerConfig,
 };
-use crate::process::wire::{FrameReader, FrameWriter};
 
 /// Marks the middle process of the orphan test.
 const ROLE: &str = "WSGI_CORE_TEST_ROLE";
@@ -201,7 +202,7 @@ fn a_missing_dependency_reaches_the_host_as_itself() {
     }
 }
 
-/// Worker side of `a_worker_running_main_again_cannot_spawn_workers`: a `main` without the
+/// Worker side of `a_worker_running_main_again_cannot_spawn_threads`: a `main` without the
 /// hook runs the host's code again and reaches the spawning code.
 #[test]
 fn worker_without_the_hook_tries_to_spawn() {
@@ -224,7 +225,7 @@ fn worker_without_the_hook_tries_to_spawn() {
 }
 
 #[test]
-fn a_worker_running_main_again_cannot_spawn_workers() {
+fn a_worker_running_main_again_cannot_spawn_threads() {
     let (mut child, channels) = spawn_running(1, "worker_without_the_hook_tries_to_spawn");
     match wait_ready(&mut child, &mut FrameReader::new(&channels.control)) {
         Err(Error::WorkerStartup(message)) => assert!(

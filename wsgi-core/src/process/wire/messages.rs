@@ -35,7 +35,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use tracing::Level;
 use tracing::level_filters::LevelFilter;
 
-use super::wire::{Encoded, Fields, Frame, Message, invalid, put_bytes, put_opt_bytes};
+use super::frame::{Encoded, Fields, Frame, Message, invalid, put_bytes, put_opt_bytes};
 use crate::environ::{CgiVars, PathInfo, Value};
 use crate::error::{Error, MissingModule, PythonException};
 use crate::python;
@@ -112,7 +112,7 @@ pub(crate) enum RequestBody {
     /// No body at all.
     None,
     /// The whole body, already buffered by the host, in the request's own frame (which
-    /// bounds it to [`MAX_FRAME`](super::wire::MAX_FRAME) with the CGI variables).
+    /// bounds it to [`MAX_FRAME`](super::frame::MAX_FRAME) with the CGI variables).
     Inline(Bytes),
     /// Pieces follow on demand: [`FromWorker::Want`] then [`ToWorker::Body`] frames, ended
     /// by `BodyEnd`, `BodyFailed`, `BodyTooLarge` or `BodyTimedOut`.
@@ -1086,7 +1086,7 @@ pub(crate) fn join_body(chunks: VecDeque<Bytes>) -> Bytes {
 
 #[cfg(test)]
 mod tests {
-    use super::super::wire::{FrameReader, FrameWriter, HEADER_LEN};
+    use super::super::frame::{FrameReader, FrameWriter, HEADER_LEN};
     use super::*;
 
     fn round_trip<M: Message>(msg: &M) -> M {

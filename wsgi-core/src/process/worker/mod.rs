@@ -15,17 +15,7 @@ use std::collections::VecDeque;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
-use super::log::{
-    CONTROL_QUEUE, ControlSender, WorkerSubscriber, control_channel, spawn_control_writer,
-};
-use super::messages::{
-    ControlFromWorker, ControlToWorker, FromWorker, Request, RequestBody, ToWorker,
-};
-use super::spawn::Channels;
-use super::started::StartedPage;
-use super::wire::{FrameReader, FrameWriter};
 use crate::chunk::Chunk;
 use crate::config::AppConfig;
 use crate::dispatch::Dispatch;
@@ -34,12 +24,17 @@ use crate::input::{InputSource, Pull, Pulled};
 use crate::job::{Job, RemoteJob};
 use crate::lifecycle::rss::self_rss;
 use crate::pipe::{Gone, Msg, PipeTx, RemoteSink, TrySend};
+use crate::process::log::{
+    CONTROL_QUEUE, ControlSender, WorkerSubscriber, control_channel, spawn_control_writer,
+};
+use crate::process::wire::channels::Channels;
+use crate::process::wire::frame::{FrameReader, FrameWriter};
+use crate::process::wire::messages::{
+    ControlFromWorker, ControlToWorker, FromWorker, Request, RequestBody, ToWorker,
+};
+use crate::process::wire::started::StartedPage;
 use crate::python;
 use crate::state::{InFlight, Limits, Shared};
-
-/// A timeout long enough never to fire: the host keeps the real one. The worker still
-/// publishes each request in its slot, which is what makes an interrupt safe.
-const NO_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Serves as a worker process over `channels`; returns the process's exit code.
 pub(crate) fn run(channels: Channels) -> i32 {
@@ -88,7 +83,9 @@ pub(crate) fn run(channels: Channels) -> i32 {
     let shared = Arc::new(Shared::new(
         threads,
         Limits {
-            timeout: Some(NO_TIMEOUT),
+            // The host keeps the deadlines; the threads still publish each request in its
+            // slot, which is what makes an interrupt safe.
+            timeout: None,
             max_queue_wait: None,
             body_timeout: None,
             retry_after: 1,
@@ -126,7 +123,7 @@ pub(crate) fn run(channels: Channels) -> i32 {
     {
         return fail(Error::Thread(e));
     }
-    let threads = match python::spawn_workers(
+    let threads = match python::spawn_threads(
         callable,
         queue,
         threads,

@@ -1,4 +1,4 @@
-//! The Python worker threads and the life of one request on them.
+//! The Python threads and the life of one request on them.
 
 use std::fs::File;
 use std::panic::AssertUnwindSafe;
@@ -29,7 +29,7 @@ use crate::state::{InFlight, Running, Shared, Slot, Stage};
 
 /// Starts `threads` Python threads taking jobs from `queue`, each recording its Python
 /// thread id in `idents` under the slot of the request it runs, for interrupting it.
-pub(crate) fn spawn_workers(
+pub(crate) fn spawn_threads(
     app: Py<PyAny>,
     queue: Arc<Dispatch<Job>>,
     threads: usize,
@@ -40,7 +40,7 @@ pub(crate) fn spawn_workers(
     let app = Arc::new(app);
     (0..threads)
         .map(|index| {
-            let worker = Worker {
+            let thread = PythonThread {
                 app: app.clone(),
                 shared: shared.clone(),
                 idents: idents.clone(),
@@ -50,13 +50,13 @@ pub(crate) fn spawn_workers(
             let queue = queue.clone();
             std::thread::Builder::new()
                 .name(format!("wsgi-python-{index}"))
-                .spawn(move || worker.serve(&queue))
+                .spawn(move || thread.serve(&queue))
                 .map_err(Error::Thread)
         })
         .collect()
 }
 
-struct Worker {
+struct PythonThread {
     app: Arc<Py<PyAny>>,
     shared: Arc<Shared>,
     idents: Arc<[AtomicU64]>,
@@ -64,7 +64,7 @@ struct Worker {
     index: usize,
 }
 
-/// Publishes the running request in the worker's slot for the watchdog, and withdraws it
+/// Publishes the running request in its slot for the watchdog, and withdraws it
 /// when dropped; holding the GIL token is what makes that race-free (see `interrupt`).
 struct Published<'a, 'py> {
     slot: &'a Slot,
@@ -83,7 +83,7 @@ impl Drop for Published<'_, '_> {
     }
 }
 
-impl Worker {
+impl PythonThread {
     /// Attaches once for the thread's life; detaches while waiting for work.
     fn serve(self, queue: &Dispatch<Job>) {
         // See `batch_scheduling` for why; a thread that stays SCHED_OTHER still works.
@@ -97,7 +97,7 @@ impl Worker {
             let (template, thread) = match setup {
                 Ok(s) => s,
                 Err(e) => {
-                    tracing::error!(target: "wsgi_core", "cannot start a Python worker: {}", traceback_text(py, &e));
+                    tracing::error!(target: "wsgi_core", "cannot start a Python thread: {}", traceback_text(py, &e));
                     return;
                 }
             };
@@ -144,12 +144,12 @@ impl Worker {
     fn guarded(&self, py: Python<'_>, template: &Template, thread: u64, job: Job) {
         let metrics = &self.shared.metrics;
         metrics.busy_threads.fetch_add(1, Ordering::Relaxed);
-        // A bug in this crate must cost one response, not a worker thread.
+        // A bug in this crate must cost one response, not a Python thread.
         let ran =
             std::panic::catch_unwind(AssertUnwindSafe(|| self.run(py, template, thread, job)));
         metrics.busy_threads.fetch_sub(1, Ordering::Relaxed);
         if ran.is_err() {
-            tracing::error!(target: "wsgi_core", "internal panic while serving a request; the worker carries on");
+            tracing::error!(target: "wsgi_core", "internal panic while serving a request; the thread carries on");
         }
     }
 
@@ -160,10 +160,13 @@ impl Worker {
             return;
         };
         self.idents[index].store(thread, Ordering::Release);
-        let _published = self.shared.timeout.map(|timeout| {
+        // Published for this process's watchdog when it has a timeout, and always for a
+        // request from the host, which keeps the deadline and may interrupt it.
+        let publish = self.shared.timeout.is_some() || job.slot.is_some();
+        let _published = publish.then(|| {
             *slot.lock() = Some(Running {
                 id: job.id,
-                deadline: Instant::now() + timeout,
+                deadline: self.shared.timeout.map(|timeout| Instant::now() + timeout),
                 tx: job.tx.clone(),
                 stage: Stage::Running,
             });

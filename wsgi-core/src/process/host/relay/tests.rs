@@ -10,19 +10,20 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::StatusCode;
 
-use super::{Note, Pool, Processes};
+use super::Note;
 use crate::config::Lifecycle;
 use crate::environ::CgiVars;
 use crate::input::InputSource;
 use crate::job::Job;
 use crate::lifecycle::policy::Recycle;
 use crate::pipe::{Msg, PipeRx, pipe};
-use crate::process::messages::{FromWorker, ToWorker};
-use crate::process::started::StartedPage;
-use crate::process::wire::{FrameReader, FrameWriter};
+use crate::process::host::reactor::Reactor;
+use crate::process::host::{Pool, Processes};
+use crate::process::wire::frame::{FrameReader, FrameWriter};
+use crate::process::wire::messages::{FromWorker, ToWorker};
+use crate::process::wire::started::StartedPage;
 use crate::response::{Head, HeadBody};
 use crate::runner::Runner;
-use crate::runner::reactor::Reactor;
 use crate::state::{Limits, Shared};
 
 /// A runner of `workers` groups of `threads` slots, every group ready and attached, and a

@@ -15,7 +15,7 @@
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
 
-use super::Refused;
+use crate::runner::Refused;
 
 #[derive(Debug)]
 struct State<T> {

@@ -1,0 +1,545 @@
+//! The worker-process runner: Python runs in child processes (the host binary started
+//! again, see [`crate::process`]), each with its own pool of threads; this process never
+//! starts an interpreter.
+//!
+//! Requests wait in the host's queue ([`SlotQueue`]) until a slot of a worker is free: a
+//! worker has one slot per thread, so it never holds more requests than it has threads. A
+//! request given a slot is written on its worker's intake socket (by the thread that
+//! submits it, when a slot is idle), where whichever of its threads is free takes it; the
+//! rest of the request goes over the slot's own socket: body pieces as `wsgi.input` asks for
+//! them, and the response back into the request's pipe. One host thread, the relay, waits
+//! on every slot's socket at once ([`reactor`]) and does the relaying without
+//! blocking; it stops reading a socket while the response's pipe is full, so backpressure
+//! reaches the worker through the socket.
+//!
+//! One supervisor thread per worker starts it, waits until it reports ready, and replaces
+//! it, always in the same order so that no request is lost: the new process starts in a
+//! spare group of slots and gets requests only once it has loaded the application; then
+//! the old one stops taking requests, finishes what it runs (within the drain grace, then
+//! it is killed) and exits through its `atexit` handlers. There is one spare group, so at
+//! most one extra process exists at a time and replacements of several workers (a
+//! `tmp/restart.txt` touch, SIGHUP) roll through them one by one. What starts a
+//! replacement: the worker's budget ([`crate::lifecycle::policy`]: requests, age, memory),
+//! `tmp/restart.txt`, [`crate::Engine::restart`], or a request stuck past its timeout. A
+//! worker that dies instead answers what it was running (502 before a response head, an
+//! aborted body after), puts back what it never started, and is started again in its
+//! group, at once if it had lived a while, after a growing pause if it keeps dying young.
+
+use std::cell::RefCell;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::process::Child;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+mod reactor;
+mod relay;
+pub(crate) mod slots;
+mod supervisor;
+
+use self::reactor::Reactor;
+use self::relay::{Conn, Note};
+use self::slots::SlotQueue;
+use self::supervisor::Supervisor;
+use crate::config::{AppConfig, Lifecycle};
+use crate::error::Error;
+use crate::job::Job;
+use crate::lifecycle::reason::RestartReason;
+use crate::lifecycle::restart_file::RestartWatch;
+use crate::lifecycle::rss_loop::RssLoop;
+use crate::metrics::{WorkerSnapshot, WorkerState as Phase};
+use crate::process::wire::frame::FrameWriter;
+use crate::process::wire::messages::{ControlToWorker, WorkerConfig};
+use crate::process::wire::started::StartedPage;
+use crate::runner::{Refused, Runner};
+use crate::state::Shared;
+
+/// First wait before starting a worker that keeps dying young; doubles up to 30 s.
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A worker that lived this long is replaced at once when it dies; one that died younger
+/// (a crash loop: every request, or an import-time failure after a restart) waits first.
+const STABLE_AFTER: Duration = Duration::from_secs(2);
+/// How often a supervisor checks its worker's budget and memory.
+const TICK: Duration = Duration::from_millis(250);
+/// How often `tmp/restart.txt` and `tmp/always_restart.txt` are looked at (Passenger:
+/// "within about a second").
+const RESTART_FILE_POLL: Duration = Duration::from_secs(1);
+
+/// Worker processes and the host threads that feed them.
+#[derive(Debug)]
+pub(crate) struct Processes {
+    pool: Arc<Pool>,
+    /// Kept here so that the reactor lives as long as the runner; its thread ends once
+    /// the engine is closed and every socket is.
+    _reactor: Arc<Reactor<Note>>,
+}
+
+/// Everything the supervisors, slots and the engine share.
+#[derive(Debug)]
+struct Pool {
+    /// One group of slots per worker, and one spare for replacements.
+    queue: SlotQueue<Job>,
+    groups: Box<[Group]>,
+    workers: Box<[WorkerState]>,
+    /// The group no worker uses; `None` while a replacement has it.
+    spare: Mutex<Option<usize>>,
+    spare_back: Condvar,
+    threads: usize,
+    shared: Arc<Shared>,
+    lifecycle: Lifecycle,
+    /// `tmp/always_restart.txt` exists: every request gets a fresh worker (development).
+    always_restart: AtomicBool,
+    /// A shutdown's grace period is over: what still runs is abandoned, and the processes
+    /// running it are killed.
+    aborting: AtomicBool,
+    /// The host's end of every slot's socket, by slot (group × threads + thread).
+    conns: Box<[Mutex<Option<Conn>>]>,
+    /// The thread that waits on those sockets.
+    reactor: Weak<Reactor<Note>>,
+    /// The engine is closing (the queue's own flag, without its lock).
+    closing: AtomicBool,
+}
+
+/// One group of slots: the sockets of one worker process's threads.
+#[derive(Debug)]
+struct Group {
+    /// The process's control socket while one runs here.
+    control: Mutex<Option<FrameWriter<UnixStream>>>,
+    /// The worker (index) whose process runs here.
+    worker: AtomicUsize,
+    /// Slots of this group whose socket is still open.
+    open_slots: Mutex<usize>,
+    /// Notified when the last of them closes.
+    slots_closed: Condvar,
+    /// Slots of this group relaying a request now.
+    busy: AtomicUsize,
+    /// A process loading the application here, so that a shutdown can end its start-up at
+    /// once instead of waiting for the import.
+    starting: Mutex<Option<Starting>>,
+    /// Where requests go to the process running here: any of its threads takes them.
+    intake: Mutex<Option<Intake>>,
+    /// Which request each of its slots handed to the application, read when it dies.
+    started: Mutex<Option<Arc<StartedPage>>>,
+}
+
+/// The host's end of a worker process's intake socket.
+#[derive(Debug)]
+struct Intake {
+    socket: UnixStream,
+    writer: FrameWriter<UnixStream>,
+    /// The reactor watches the socket for room to write.
+    watching_writable: bool,
+}
+
+/// A worker process that has not reported ready yet.
+#[derive(Debug)]
+struct Starting {
+    /// A handle of its control socket, on which its supervisor waits.
+    control: UnixStream,
+    /// The process itself, to kill without the risk of hitting a reused pid (the
+    /// supervisor reaps it); `None` where the kernel has no pidfds (before Linux 5.3).
+    pidfd: Option<OwnedFd>,
+}
+
+impl Starting {
+    /// Kills the process and wakes its supervisor.
+    fn stop(self) {
+        if let Some(pidfd) = &self.pidfd {
+            // SAFETY: `pidfd` is an open pidfd owned by `self`; the call reads no memory of
+            // ours (no siginfo) and has no other side effect than sending the signal.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    pidfd.as_raw_fd(),
+                    libc::SIGKILL,
+                    std::ptr::null::<libc::siginfo_t>(),
+                    0,
+                );
+            }
+        }
+        let _ = self.control.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// A pidfd for `child`, which must not have been reaped yet.
+fn pidfd(child: &Child) -> Option<OwnedFd> {
+    let pid = libc::pid_t::try_from(child.id()).ok()?;
+    // SAFETY: `pidfd_open` takes a pid and flags and returns a new descriptor or -1; no
+    // memory is passed.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let fd = i32::try_from(fd).ok().filter(|&fd| fd >= 0)?;
+    // SAFETY: the kernel just returned this descriptor to us, and nothing else owns it.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// What the metrics and the triggers know of one worker index.
+#[derive(Debug, Default)]
+struct WorkerState {
+    events: Mutex<Option<mpsc::Sender<Event>>>,
+    /// The current process's id; 0 for none.
+    pid: AtomicU32,
+    /// Requests answered by every process of this index.
+    requests: AtomicU64,
+    /// Requests answered by the current process (its budget counts these).
+    served: AtomicU64,
+    /// The current process's drawn request budget; 0 for none.
+    max_requests: AtomicU64,
+    /// Processes of this index running (the current one, and those being retired).
+    live: AtomicUsize,
+    /// A replacement is under way.
+    replacing: AtomicBool,
+    /// Replacements by reason, in [`RestartReason::ALL`]'s order.
+    restarts: [AtomicU64; RestartReason::ALL.len()],
+    /// The current process's resident memory when last sampled; 0 for not yet.
+    rss: AtomicU64,
+    /// When the current process became ready.
+    ready_at: Mutex<Option<Instant>>,
+}
+
+impl WorkerState {
+    fn count_restart(&self, reason: RestartReason) {
+        if let Some(i) = RestartReason::ALL.iter().position(|&r| r == reason) {
+            self.restarts[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn send(&self, event: Event) {
+        if let Some(events) = lock(&self.events).as_ref() {
+            let _ = events.send(event);
+        }
+    }
+}
+
+/// What a supervisor is told.
+#[derive(Debug, Clone)]
+enum Event {
+    /// A process's control socket closed: it exited (or is about to).
+    Exited(u32),
+    /// Replace the worker.
+    Recycle(RestartReason),
+    /// The worker measured its memory past `max_rss` after a request.
+    Rss(u64),
+    /// The worker reached its request budget: check it now rather than at the next tick.
+    Check,
+    /// A shutdown's grace period is over: kill the process if it still runs a request.
+    Abort,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Processes {
+    /// Starts `processes` workers of `threads` threads and waits until every one has loaded
+    /// the application; the first failure is the error.
+    pub(crate) fn start(
+        app: &AppConfig,
+        processes: usize,
+        threads: usize,
+        queue_depth: usize,
+        shared: Arc<Shared>,
+        lifecycle: Lifecycle,
+    ) -> Result<Self, Error> {
+        crate::process::spawn::forbid_nested()?;
+        // Before the first worker starts, so that a touch during start-up is seen.
+        let watch = lifecycle.restart_dir.as_deref().map(RestartWatch::new);
+        let (reactor, pool) =
+            Pool::new(processes, threads, queue_depth, shared, lifecycle).map_err(Error::Thread)?;
+        let (started_tx, started_rx) = mpsc::channel();
+        for index in 0..processes {
+            let (events_tx, events) = mpsc::channel();
+            *lock(&pool.workers[index].events) = Some(events_tx.clone());
+            let supervisor = Supervisor {
+                index,
+                config: WorkerConfig {
+                    app: app.app.clone(),
+                    threads,
+                    venv: app.venv.clone(),
+                    venv_origin: app.venv_origin.clone(),
+                    base_dir: app.base_dir.clone(),
+                    strict_python_version: app.strict_python_version,
+                    multiprocess: app.multiprocess,
+                    index: u32::try_from(index).unwrap_or(u32::MAX),
+                    log_level: tracing::level_filters::LevelFilter::current(),
+                    max_rss: pool.lifecycle.recycle.max_rss,
+                },
+                pool: pool.clone(),
+                events_tx,
+                rss_loop: RefCell::new(RssLoop::new(pool.lifecycle.recycle.min_lifetime)),
+            };
+            let started = started_tx.clone();
+            std::thread::Builder::new()
+                .name(format!("wsgi-supervisor-{index}"))
+                .spawn(move || supervisor.run(events, started))
+                .map_err(Error::Thread)?;
+        }
+        drop(started_tx);
+        let runner = Processes {
+            pool,
+            _reactor: reactor,
+        };
+        for _ in 0..processes {
+            let failed = match started_rx.recv() {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e),
+                Err(_) => Some(Error::WorkerStartup(
+                    "a worker process's supervisor stopped while the workers started".into(),
+                )),
+            };
+            if let Some(e) = failed {
+                runner.close();
+                return Err(e);
+            }
+        }
+        if let Some(watch) = watch {
+            let pool = Arc::downgrade(&runner.pool);
+            std::thread::Builder::new()
+                .name("wsgi-restart-file".into())
+                .spawn(move || watch_restart_file(watch, pool))
+                .map_err(Error::Thread)?;
+        }
+        Ok(runner)
+    }
+}
+
+impl Pool {
+    /// A pool for `processes` workers of `threads` threads (and a spare group), with the
+    /// relay's thread waiting on its sockets; no worker is started.
+    fn new(
+        processes: usize,
+        threads: usize,
+        queue_depth: usize,
+        shared: Arc<Shared>,
+        lifecycle: Lifecycle,
+    ) -> io::Result<(Arc<Reactor<Note>>, Arc<Pool>)> {
+        Reactor::start("wsgi-relay".into(), |reactor| {
+            Arc::new(Pool {
+                queue: SlotQueue::new(queue_depth, processes + 1, threads),
+                groups: (0..=processes)
+                    .map(|group| Group {
+                        control: Mutex::new(None),
+                        worker: AtomicUsize::new(group),
+                        open_slots: Mutex::new(0),
+                        slots_closed: Condvar::new(),
+                        busy: AtomicUsize::new(0),
+                        starting: Mutex::new(None),
+                        intake: Mutex::new(None),
+                        started: Mutex::new(None),
+                    })
+                    .collect(),
+                workers: (0..processes).map(|_| WorkerState::default()).collect(),
+                spare: Mutex::new(Some(processes)),
+                spare_back: Condvar::new(),
+                threads,
+                shared,
+                lifecycle,
+                always_restart: AtomicBool::new(false),
+                aborting: AtomicBool::new(false),
+                conns: (0..(processes + 1) * threads)
+                    .map(|_| Mutex::new(None))
+                    .collect(),
+                reactor,
+                closing: AtomicBool::new(false),
+            })
+        })
+    }
+}
+
+/// Restarts every worker when `tmp/restart.txt` changes, until the engine closes.
+fn watch_restart_file(mut watch: RestartWatch, pool: Weak<Pool>) {
+    loop {
+        std::thread::sleep(RESTART_FILE_POLL);
+        let Some(pool) = pool.upgrade() else {
+            return;
+        };
+        if pool.queue.is_closed() {
+            return;
+        }
+        pool.always_restart
+            .store(watch.always_restart(), Ordering::Relaxed);
+        if watch.poll() {
+            tracing::info!(target: "wsgi_core", file = %watch.restart_file().display(), "restart file changed: restarting the workers one by one");
+            pool.recycle_all(RestartReason::RestartFile);
+        }
+    }
+}
+
+impl Pool {
+    fn recycle_all(&self, reason: RestartReason) {
+        for worker in self.workers.iter() {
+            worker.send(Event::Recycle(reason));
+        }
+    }
+
+    fn control(&self, group: usize, msg: &ControlToWorker) {
+        if let Some(control) = self.groups.get(group)
+            && let Some(writer) = lock(&control.control).as_mut()
+        {
+            let _ = writer.send(msg);
+        }
+    }
+
+    /// Waits for the spare group; `None` once the engine closes.
+    fn take_spare(&self) -> Option<usize> {
+        let mut spare = lock(&self.spare);
+        loop {
+            if self.queue.is_closed() {
+                return None;
+            }
+            if let Some(group) = spare.take() {
+                return Some(group);
+            }
+            spare = self
+                .spare_back
+                .wait_timeout(spare, TICK)
+                .map_or_else(|e| e.into_inner().0, |(guard, _)| guard);
+        }
+    }
+
+    fn give_back(&self, group: usize) {
+        *lock(&self.spare) = Some(group);
+        self.spare_back.notify_all();
+    }
+
+    /// Waits until every slot of `group` has closed, so that new ones can take its
+    /// slots.
+    fn wait_slots_ended(&self, group: usize) {
+        let g = &self.groups[group];
+        let mut open = lock(&g.open_slots);
+        while *open > 0 {
+            open = g.slots_closed.wait(open).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+impl Runner for Processes {
+    fn submit(&self, job: Job) -> Result<(), Refused> {
+        if let Some((slot, job)) = self.pool.queue.try_send(job)? {
+            self.pool.start(slot, job);
+        }
+        Ok(())
+    }
+
+    fn queued(&self) -> usize {
+        self.pool.queue.len()
+    }
+
+    fn close(&self) {
+        // What is queued is still served: a slot's thread ends once the queue is empty,
+        // and the worker then sees its sockets close; `Shutdown` makes it exit (through its
+        // `atexit` handlers) when all its threads have.
+        self.pool.queue.close();
+        self.pool.closing.store(true, Ordering::Release);
+        self.pool.close_idle(self.pool.queue.idle_to_close());
+        for (index, group) in self.pool.groups.iter().enumerate() {
+            // A process still importing the application would hold a supervisor (and the
+            // stop) until its import ends; it has nothing to finish, so it is stopped now.
+            if let Some(starting) = lock(&group.starting).take() {
+                starting.stop();
+            }
+            self.pool
+                .control(index, &ControlToWorker::Shutdown { grace_ms: 0 });
+        }
+    }
+
+    fn abort(&self) {
+        // A process with a request still running would exit only when it ends; its client
+        // is abandoned as in-process (the host cuts the connection when it exits), so the
+        // process is killed, as gunicorn does at its graceful timeout. Idle ones go on to
+        // exit through their `atexit` handlers.
+        self.pool.aborting.store(true, Ordering::Release);
+        for worker in self.pool.workers.iter() {
+            worker.send(Event::Abort);
+        }
+    }
+
+    fn stop(&self, wait: Duration) {
+        self.close();
+        let deadline = Instant::now() + wait;
+        while self
+            .pool
+            .workers
+            .iter()
+            .any(|w| w.live.load(Ordering::Acquire) > 0)
+        {
+            if Instant::now() >= deadline {
+                tracing::warn!(target: "wsgi_core", "worker processes still running after {:.0} s; leaving them to end with this process", wait.as_secs_f64());
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn interrupt(&self, slot: usize, id: u64) {
+        let threads = self.pool.threads;
+        let local = u32::try_from(slot % threads).unwrap_or(u32::MAX);
+        self.pool.control(
+            slot / threads,
+            &ControlToWorker::Interrupt { slot: local, id },
+        );
+    }
+
+    fn stuck(&self, slot: usize) {
+        // The thread is blocked where `TimeoutError` cannot reach it: only a new process
+        // gives its capacity back.
+        let group = slot / self.pool.threads;
+        let worker = self.pool.groups[group].worker.load(Ordering::Acquire);
+        if let Some(worker) = self.pool.workers.get(worker) {
+            worker.send(Event::Recycle(RestartReason::Timeout));
+        }
+    }
+
+    fn restart(&self, reason: RestartReason) -> bool {
+        self.pool.recycle_all(reason);
+        true
+    }
+
+    fn workers(&self) -> Vec<WorkerSnapshot> {
+        let ready = self.pool.queue.ready();
+        let mut groups_of = vec![None; self.pool.workers.len()];
+        for (group, g) in self.pool.groups.iter().enumerate() {
+            let worker = g.worker.load(Ordering::Acquire);
+            if worker < groups_of.len() && ready.get(group).copied().unwrap_or(false) {
+                groups_of[worker] = Some(group);
+            }
+        }
+        self.pool
+            .workers
+            .iter()
+            .enumerate()
+            .map(|(index, w)| {
+                let ready = groups_of[index].is_some();
+                let pid = Some(w.pid.load(Ordering::Relaxed)).filter(|&pid| pid != 0);
+                let state = if w.replacing.load(Ordering::Relaxed) {
+                    Phase::Replacing
+                } else if ready {
+                    Phase::Ready
+                } else {
+                    Phase::Starting
+                };
+                WorkerSnapshot {
+                    index,
+                    pid,
+                    ready,
+                    state,
+                    draining: w
+                        .live
+                        .load(Ordering::Relaxed)
+                        .saturating_sub(usize::from(pid.is_some())),
+                    requests: w.requests.load(Ordering::Relaxed),
+                    restarts: RestartReason::ALL
+                        .iter()
+                        .zip(&w.restarts)
+                        .map(|(reason, n)| (reason.as_str(), n.load(Ordering::Relaxed)))
+                        .collect(),
+                    rss_bytes: Some(w.rss.load(Ordering::Relaxed)).filter(|&n| n != 0),
+                    age: lock(&w.ready_at).map(|at| at.elapsed()),
+                }
+            })
+            .collect()
+    }
+}
