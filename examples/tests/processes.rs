@@ -107,6 +107,35 @@ fn requests_queued_behind_a_crash_are_served_by_the_replacement() {
     });
 }
 
+#[test]
+fn workers_of_one_thread_read_their_own_requests_and_lose_none_to_a_crash() {
+    each_server(|kind| {
+        // With one thread a worker takes its requests itself (no intake thread).
+        let server = start(serve_app(
+            kind,
+            &["--processes", "2", "--threads", "1"],
+            "worker_app.py",
+        ));
+        let addr = server.addr;
+        std::thread::scope(|s| {
+            let crash = s.spawn(move || request(addr, "GET", "/crash-later?secs=1", b""));
+            std::thread::sleep(Duration::from_millis(200));
+            // More requests than threads: they wait in the host, then go to the other
+            // worker or the replacement.
+            let others: Vec<_> = (0..8)
+                .map(|_| s.spawn(move || request(addr, "GET", "/pid", b"")))
+                .collect();
+            let (status, body) = crash.join().unwrap();
+            assert_eq!(status, 502, "{kind}: {}", String::from_utf8_lossy(&body));
+            for other in others {
+                let (status, body) = other.join().unwrap();
+                assert_eq!(status, 200, "{kind}: {}", String::from_utf8_lossy(&body));
+            }
+        });
+        assert_stops_within(server, Duration::from_secs(2), kind);
+    });
+}
+
 /// Sends `signal` (a name `kill` knows) to process `pid`.
 fn kill(signal: &str, pid: u32) {
     let status = Command::new("kill")

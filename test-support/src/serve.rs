@@ -171,10 +171,13 @@ fn collect_stderr(child: &mut Child) -> Arc<Mutex<String>> {
     collected
 }
 
-/// Starts `command` (from [`command`]) on a free port with two Python threads and waits
-/// until it listens.
+/// Starts `command` (from [`command`]) on a free port, with two Python threads unless it
+/// names `--threads`, and waits until it listens.
 pub fn start(mut command: Command) -> Server {
-    command.args(["--bind", "127.0.0.1:0", "--threads", "2"]);
+    command.args(["--bind", "127.0.0.1:0"]);
+    if !command.get_args().any(|a| a == "--threads") {
+        command.args(["--threads", "2"]);
+    }
     let mut child = command.spawn().expect("spawn serve");
     let stderr = collect_stderr(&mut child);
     let stdout = child.stdout.take().expect("piped stdout");

@@ -47,12 +47,29 @@ struct Bell {
     rung: AtomicBool,
 }
 
+/// Where a queue of one thread gets its jobs itself, blocking: `None` when there will be
+/// no more.
+pub(crate) type Source<T> = Box<dyn FnMut() -> Option<T> + Send>;
+
 /// The queue, shared by the host side (`try_send`) and the Python threads.
-#[derive(Debug)]
 pub(crate) struct Dispatch<T> {
     state: Mutex<State<T>>,
     bells: Box<[Bell]>,
     capacity: usize,
+    /// With one thread only: it reads its next job from here instead of sleeping until
+    /// another thread hands it over, which would cost a wake-up per job for nothing (no
+    /// other thread could run it meanwhile).
+    source: Option<Mutex<Source<T>>>,
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for Dispatch<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatch")
+            .field("state", &self.state)
+            .field("capacity", &self.capacity)
+            .field("source", &self.source.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl<T> Dispatch<T> {
@@ -67,6 +84,16 @@ impl<T> Dispatch<T> {
             }),
             bells: (0..threads).map(|_| Bell::default()).collect(),
             capacity,
+            source: None,
+        }
+    }
+
+    /// A queue for one thread, which takes its jobs from `source` itself (without the GIL,
+    /// in [`Dispatch::park`]); closed when `source` has no more.
+    pub(crate) fn from_source(source: Source<T>) -> Self {
+        Dispatch {
+            source: Some(Mutex::new(source)),
+            ..Self::new(1, 1)
         }
     }
 
@@ -156,7 +183,8 @@ impl<T> Dispatch<T> {
         Some(job)
     }
 
-    /// Sleeps until thread `index` is rung, unless jobs are waiting. Call without the GIL.
+    /// Sleeps until thread `index` is rung, unless jobs are waiting (or, with a source,
+    /// reads the next job from it). Call without the GIL.
     pub(crate) fn park(&self, index: usize) -> Park {
         let bell = &self.bells[index];
         {
@@ -167,8 +195,23 @@ impl<T> Dispatch<T> {
             if st.closed {
                 return Park::Closed;
             }
-            bell.rung.store(false, Ordering::Relaxed);
-            st.idle.push(index);
+            if self.source.is_none() {
+                bell.rung.store(false, Ordering::Relaxed);
+                st.idle.push(index);
+            }
+        }
+        if let Some(source) = &self.source {
+            let next = (source.lock().unwrap_or_else(|e| e.into_inner()))();
+            return match next {
+                Some(job) => {
+                    self.lock().queue.push_back(job);
+                    Park::Retry
+                }
+                None => {
+                    self.close();
+                    Park::Closed
+                }
+            };
         }
         while !bell.rung.swap(false, Ordering::Acquire) {
             std::thread::park();
@@ -253,6 +296,23 @@ pub(crate) mod tests {
         assert_eq!(d.take(true), Some(11));
         assert_eq!(d.take(false), None);
         assert_eq!(d.lock().standby, 0);
+    }
+
+    #[test]
+    fn a_thread_with_a_source_takes_its_jobs_from_it_until_it_ends() {
+        let mut jobs = vec![2, 1].into_iter().rev();
+        let d = Dispatch::from_source(Box::new(move || jobs.next()));
+        d.register(0);
+        let mut taken = Vec::new();
+        loop {
+            match d.park(0) {
+                Park::Retry => taken.extend(d.take(false)),
+                Park::Closed => break,
+                Park::Woken => panic!("nobody rings a thread with a source"),
+            }
+        }
+        assert_eq!(taken, [1, 2]);
+        assert!(matches!(d.try_send(3), Err(TrySendError::Closed)));
     }
 
     #[test]

@@ -109,20 +109,29 @@ pub(crate) fn run(channels: Channels) -> i32 {
         }
     };
     // The host sends at most one request per slot: the queue never holds more.
-    let queue = Arc::new(Dispatch::new(threads, threads));
     let intake = Intake {
-        queue: queue.clone(),
         slots: slots.clone(),
         shared: shared.clone(),
         started: Arc::new(started),
         rss,
     };
-    if let Err(e) = std::thread::Builder::new()
-        .name("wsgi-intake".into())
-        .spawn(move || intake.run(FrameReader::new(intake_socket)))
-    {
-        return fail(Error::Thread(e));
-    }
+    let mut requests = FrameReader::new(intake_socket);
+    let queue = if threads == 1 {
+        Arc::new(Dispatch::from_source(Box::new(move || {
+            intake.next(&mut requests)
+        })))
+    } else {
+        // The host sends at most one request per slot: the queue never holds more.
+        let queue = Arc::new(Dispatch::new(threads, threads));
+        let feeding = queue.clone();
+        if let Err(e) = std::thread::Builder::new()
+            .name("wsgi-intake".into())
+            .spawn(move || intake.feed(&mut requests, &feeding))
+        {
+            return fail(Error::Thread(e));
+        }
+        queue
+    };
     let threads = match python::spawn_threads(
         callable,
         queue,
@@ -266,9 +275,9 @@ impl SlotSocket {
     }
 }
 
-/// The `wsgi-intake` thread: turns the host's requests into jobs for the Python threads.
+/// Turns the host's requests into jobs for the Python threads: on the `wsgi-intake`
+/// thread, or on the only Python thread itself.
 struct Intake {
-    queue: Arc<Dispatch<Job>>,
     slots: Arc<[SlotSocket]>,
     shared: Arc<Shared>,
     started: Arc<StartedPage>,
@@ -276,32 +285,35 @@ struct Intake {
 }
 
 impl Intake {
-    /// Reads requests until the host closes the socket (or breaks the protocol), then
-    /// closes the queue: the threads end once they have run what it holds.
-    fn run(self, mut reader: FrameReader<UnixStream>) {
-        loop {
-            let request = match reader.recv::<ToWorker>() {
-                Ok(Some(ToWorker::Request(request))) => request,
-                Ok(Some(_)) => {
-                    tracing::error!(target: "wsgi_core", "the host sent a body frame on the intake socket; stopping");
-                    break;
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    tracing::error!(target: "wsgi_core", "cannot read the host's requests: {e}");
-                    break;
-                }
-            };
-            let Some(job) = self.job(*request) else {
-                break;
-            };
-            if self.queue.try_send(job).is_err() {
+    /// Reads requests into `queue` until the host closes the socket (or breaks the
+    /// protocol), then closes the queue: the threads end once they have run what it holds.
+    fn feed(self, reader: &mut FrameReader<UnixStream>, queue: &Dispatch<Job>) {
+        while let Some(job) = self.next(reader) {
+            if queue.try_send(job).is_err() {
                 // Only a host sending more than one request per slot gets here.
                 tracing::error!(target: "wsgi_core", "more requests than slots arrived; stopping");
                 break;
             }
         }
-        self.queue.close();
+        queue.close();
+    }
+
+    /// The next request as a job, waiting for it; `None` once the host has closed the
+    /// socket or broken the protocol.
+    fn next(&self, reader: &mut FrameReader<UnixStream>) -> Option<Job> {
+        let request = match reader.recv::<ToWorker>() {
+            Ok(Some(ToWorker::Request(request))) => request,
+            Ok(Some(_)) => {
+                tracing::error!(target: "wsgi_core", "the host sent a body frame on the intake socket; stopping");
+                return None;
+            }
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::error!(target: "wsgi_core", "cannot read the host's requests: {e}");
+                return None;
+            }
+        };
+        self.job(*request)
     }
 
     fn job(&self, request: Request) -> Option<Job> {
