@@ -16,7 +16,7 @@ use super::reactor::{Handler, Reactor, note_waker};
 use super::slots::Next;
 use super::{Event, Intake, Pool, WorkerState, lock};
 use crate::chunk::Chunk;
-use crate::input::InputSource;
+use crate::input::{InputSource, Pulled};
 use crate::job::Job;
 use crate::lifecycle::reason::RestartReason;
 use crate::pipe::{Msg, TrySend};
@@ -454,26 +454,7 @@ impl Pool {
                 self.want(slot, conn, want);
                 return None;
             }
-            FromWorker::Head(head) => {
-                current.head_sent = true;
-                if matches!(head.body, crate::response::HeadBody::Full(_)) {
-                    current.finished = Some(self.pause_if_due(slot));
-                }
-                Msg::Head(head)
-            }
-            FromWorker::Data(bytes) => Msg::Data(bytes),
-            FromWorker::End => {
-                current.finished = Some(self.pause_if_due(slot));
-                Msg::End
-            }
-            FromWorker::Short(why) => {
-                current.finished = Some(self.pause_if_due(slot));
-                Msg::Short(why)
-            }
-            FromWorker::Abort(why) => {
-                current.finished = Some(self.pause_if_due(slot));
-                Msg::Abort(why)
-            }
+            FromWorker::Response(msg) => msg,
             FromWorker::Done => {
                 // The worker's side of the request ended without its response's end.
                 let due = self.pause_if_due(slot);
@@ -483,6 +464,18 @@ impl Pool {
                 return Some(Relayed::Done(due));
             }
         };
+        match &msg {
+            Msg::Head(head) => {
+                current.head_sent = true;
+                if matches!(head.body, crate::response::HeadBody::Full(_)) {
+                    current.finished = Some(self.pause_if_due(slot));
+                }
+            }
+            Msg::Data(_) => {}
+            Msg::End | Msg::Short(_) | Msg::Abort(_) => {
+                current.finished = Some(self.pause_if_due(slot));
+            }
+        }
         self.deliver(slot, conn, msg);
         None
     }
@@ -536,8 +529,10 @@ impl Pool {
         // after the body's last answer), it gets one here.
         let answer = match &current.feeder {
             Some(feeder) if feeder.send(want).is_ok() => return,
-            Some(_) => ToWorker::BodyEnd,
-            None => ToWorker::BodyFailed("cannot start a thread for the request body".into()),
+            Some(_) => ToWorker::Body(Pulled::Chunk(Chunk::Eof)),
+            None => ToWorker::Body(Pulled::Chunk(Chunk::Failed(
+                "cannot start a thread for the request body".into(),
+            ))),
         };
         let _ = conn
             .writer
@@ -561,7 +556,7 @@ impl Pool {
             .spawn(move || {
                 while let Ok(want) = asked.recv() {
                     let answer = body_answer(&mut input, want, timeout);
-                    let last = !matches!(answer, ToWorker::Body(_));
+                    let last = !matches!(answer, ToWorker::Body(Pulled::Chunk(Chunk::Data(_))));
                     let Some(reactor) = reactor.upgrade() else {
                         return;
                     };
@@ -673,13 +668,10 @@ impl Pool {
 /// The answer to a request for `want` body bytes from `input`, waiting up to `timeout` for
 /// the client.
 fn body_answer(input: &mut InputSource, want: u64, timeout: Option<Duration>) -> ToWorker {
-    match input.next_chunk(want, timeout) {
-        Chunk::Data(bytes) => ToWorker::Body(bytes),
-        Chunk::Eof => ToWorker::BodyEnd,
-        Chunk::TooLarge(max) => ToWorker::BodyTooLarge(max),
-        Chunk::Failed(why) if input.timed_out() => ToWorker::BodyTimedOut(why),
-        Chunk::Failed(why) => ToWorker::BodyFailed(why),
-    }
+    ToWorker::Body(match input.next_chunk(want, timeout) {
+        Chunk::Failed(why) if input.timed_out() => Pulled::TimedOut(why),
+        chunk => Pulled::Chunk(chunk),
+    })
 }
 
 impl Handler<Note> for Pool {

@@ -13,7 +13,10 @@ use tracing::level_filters::LevelFilter;
 
 use super::linux::testing::{become_worker, spawn_worker_with};
 use super::*;
+use crate::chunk::Chunk;
 use crate::error::MissingModule;
+use crate::input::Pulled;
+use crate::pipe::Msg;
 use crate::process::wire::channels::Channels;
 use crate::process::wire::frame::{FrameReader, FrameWriter};
 use crate::process::wire::messages::{
@@ -90,12 +93,14 @@ fn worker_reports_its_descriptors() {
             .unwrap();
         // Echo one message per slot, tagged with the slot's index.
         for (i, slot) in slots.iter().enumerate() {
-            let Ok(Some(ToWorker::Body(body))) = FrameReader::new(slot).recv() else {
+            let Ok(Some(ToWorker::Body(Pulled::Chunk(Chunk::Data(body))))) =
+                FrameReader::new(slot).recv()
+            else {
                 return 3;
             };
             let reply = format!("{i}:{}", String::from_utf8_lossy(&body));
             FrameWriter::new(slot)
-                .send(&FromWorker::Data(Bytes::from(reply)))
+                .send(&FromWorker::Response(Msg::Data(Bytes::from(reply))))
                 .unwrap();
         }
         0
@@ -116,9 +121,12 @@ fn descriptors_arrive_at_3_and_the_marker_is_gone() {
         slot.set_read_timeout(Some(Duration::from_secs(60)))
             .unwrap();
         FrameWriter::new(slot)
-            .send(&ToWorker::Body(Bytes::from(format!("hello{i}"))))
+            .send(&ToWorker::Body(Pulled::Chunk(Chunk::Data(Bytes::from(
+                format!("hello{i}"),
+            )))))
             .unwrap();
-        let Some(FromWorker::Data(echo)) = FrameReader::new(slot).recv().unwrap() else {
+        let Some(FromWorker::Response(Msg::Data(echo))) = FrameReader::new(slot).recv().unwrap()
+        else {
             panic!("slot {i}: no echo");
         };
         assert_eq!(

@@ -7,8 +7,8 @@
 //!   thread); whichever of its threads is free takes it.
 //! - one **slot socket per slot** (as many as the worker has threads): the thread running
 //!   the slot's request asks for body pieces ([`FromWorker::Want`]; each is answered by one
-//!   body frame), and answers a [`FromWorker::Head`], body pieces, and [`FromWorker::End`] or
-//!   [`FromWorker::Abort`], then [`FromWorker::Done`] once its thread is free again (after the
+//!   body frame), and answers the response ([`FromWorker::Response`]: a head, body pieces,
+//!   then the end or an abort), then [`FromWorker::Done`] once its thread is free again (after the
 //!   iterable's `close()`, which may take its time after the response is complete): the slot
 //!   is idle from then on. Which requests a thread had handed to the application when its
 //!   worker died is in the [started page](super::started), not on a socket.
@@ -36,8 +36,11 @@ use tracing::Level;
 use tracing::level_filters::LevelFilter;
 
 use super::frame::{Encoded, Fields, Frame, Message, invalid, put_bytes, put_opt_bytes};
+use crate::chunk::Chunk;
 use crate::environ::{CgiVars, PathInfo, Value};
 use crate::error::{Error, MissingModule, PythonException};
+use crate::input::Pulled;
+use crate::pipe::Msg;
 use crate::python;
 use crate::response::{Head, HeadBody, ReasonPhrase};
 
@@ -114,8 +117,8 @@ pub(crate) enum RequestBody {
     /// The whole body, already buffered by the host, in the request's own frame (which
     /// bounds it to [`MAX_FRAME`](super::frame::MAX_FRAME) with the CGI variables).
     Inline(Bytes),
-    /// Pieces follow on demand: [`FromWorker::Want`] then [`ToWorker::Body`] frames, ended
-    /// by `BodyEnd`, `BodyFailed`, `BodyTooLarge` or `BodyTimedOut`.
+    /// Pieces follow on demand: each [`FromWorker::Want`] is answered by one
+    /// [`ToWorker::Body`], until one that is not data (the end, or why there is no more).
     Streamed,
 }
 
@@ -125,16 +128,9 @@ pub(crate) enum ToWorker {
     /// A new request, on the intake socket (boxed: the CGI variables dwarf the other
     /// variants).
     Request(Box<Request>),
-    /// A piece of the request body.
-    Body(Bytes),
-    /// The body is complete.
-    BodyEnd,
-    /// The body could not be read (client vanished, malformed chunking, ...).
-    BodyFailed(String),
-    /// The body grew past the configured maximum (the limit, in bytes).
-    BodyTooLarge(u64),
-    /// The client stopped sending the body for longer than the body timeout.
-    BodyTimedOut(String),
+    /// The answer to a [`FromWorker::Want`], on the slot's socket, as `wsgi.input` takes
+    /// it in-process: a piece of the body, its end, or why there is no more.
+    Body(Pulled),
 }
 
 /// Data socket, worker → host.
@@ -142,16 +138,9 @@ pub(crate) enum ToWorker {
 pub(crate) enum FromWorker {
     /// `wsgi.input` needs this many more body bytes; `u64::MAX` for the rest.
     Want(u64),
-    /// The response head, sent when PEP 3333 commits it.
-    Head(Head),
-    /// A piece of the response body.
-    Data(Bytes),
-    /// The response is complete.
-    End,
-    /// The response failed after its head was sent; the host aborts the body.
-    Abort(String),
-    /// The application ended its body short of its `Content-Length` (the host logs why).
-    Short(String),
+    /// A message of the response, as the request's pipe carries it in-process: the head
+    /// when PEP 3333 commits it, body pieces, then the end, an abort or a short body.
+    Response(Msg),
     /// The worker thread has finished the request, `close()` included, and reads the next.
     /// Comes after the response's last frame; alone, it means the response was left
     /// unfinished.
@@ -276,17 +265,17 @@ impl Message for ToWorker {
                     }
                 }
             }
-            ToWorker::Body(data) => Encoded::body(BODY, data.clone()),
-            ToWorker::BodyEnd => Encoded::fields(BODY_END),
-            ToWorker::BodyFailed(why) => {
+            ToWorker::Body(Pulled::Chunk(Chunk::Data(data))) => Encoded::body(BODY, data.clone()),
+            ToWorker::Body(Pulled::Chunk(Chunk::Eof)) => Encoded::fields(BODY_END),
+            ToWorker::Body(Pulled::Chunk(Chunk::Failed(why))) => {
                 put_bytes(out, why.as_bytes());
                 Encoded::fields(BODY_FAILED)
             }
-            ToWorker::BodyTooLarge(limit) => {
+            ToWorker::Body(Pulled::Chunk(Chunk::TooLarge(limit))) => {
                 out.put_u64_le(*limit);
                 Encoded::fields(BODY_TOO_LARGE)
             }
-            ToWorker::BodyTimedOut(why) => {
+            ToWorker::Body(Pulled::TimedOut(why)) => {
                 put_bytes(out, why.as_bytes());
                 Encoded::fields(BODY_TIMED_OUT)
             }
@@ -315,11 +304,11 @@ impl Message for ToWorker {
                     body,
                 }))
             }
-            BODY => ToWorker::Body(f.rest()),
-            BODY_END => ToWorker::BodyEnd,
-            BODY_FAILED => ToWorker::BodyFailed(f.string("body error")?),
-            BODY_TOO_LARGE => ToWorker::BodyTooLarge(f.u64("body limit")?),
-            BODY_TIMED_OUT => ToWorker::BodyTimedOut(f.string("body timeout")?),
+            BODY => ToWorker::Body(Pulled::Chunk(Chunk::Data(f.rest()))),
+            BODY_END => ToWorker::Body(Pulled::Chunk(Chunk::Eof)),
+            BODY_FAILED => ToWorker::Body(Pulled::Chunk(Chunk::Failed(f.string("body error")?))),
+            BODY_TOO_LARGE => ToWorker::Body(Pulled::Chunk(Chunk::TooLarge(f.u64("body limit")?))),
+            BODY_TIMED_OUT => ToWorker::Body(Pulled::TimedOut(f.string("body timeout")?)),
             k => return Err(unexpected(k, "a host-to-worker data")),
         };
         f.finish("a host-to-worker data frame")?;
@@ -334,7 +323,7 @@ impl Message for FromWorker {
                 out.put_u64_le(*n);
                 Encoded::fields(WANT)
             }
-            FromWorker::Head(head) => {
+            FromWorker::Response(Msg::Head(head)) => {
                 // Fields go before the body tail; a new field (a reason phrase) is one more
                 // line here and in `decode`.
                 out.put_u16_le(head.status.as_u16());
@@ -360,14 +349,14 @@ impl Message for FromWorker {
                     }
                 }
             }
-            FromWorker::Data(data) => Encoded::body(DATA, data.clone()),
-            FromWorker::End => Encoded::fields(END),
+            FromWorker::Response(Msg::Data(data)) => Encoded::body(DATA, data.clone()),
+            FromWorker::Response(Msg::End) => Encoded::fields(END),
             FromWorker::Done => Encoded::fields(DONE),
-            FromWorker::Abort(why) => {
+            FromWorker::Response(Msg::Abort(why)) => {
                 put_bytes(out, why.as_bytes());
                 Encoded::fields(ABORT)
             }
-            FromWorker::Short(why) => {
+            FromWorker::Response(Msg::Short(why)) => {
                 put_bytes(out, why.as_bytes());
                 Encoded::fields(SHORT)
             }
@@ -399,18 +388,18 @@ impl Message for FromWorker {
                     1 => HeadBody::Full(f.rest()),
                     k => return Err(invalid(format!("unknown head body kind {k}"))),
                 };
-                FromWorker::Head(Head {
+                FromWorker::Response(Msg::Head(Head {
                     status,
                     reason,
                     headers,
                     body,
-                })
+                }))
             }
-            DATA => FromWorker::Data(f.rest()),
-            END => FromWorker::End,
+            DATA => FromWorker::Response(Msg::Data(f.rest())),
+            END => FromWorker::Response(Msg::End),
             DONE => FromWorker::Done,
-            ABORT => FromWorker::Abort(f.string("abort reason")?),
-            SHORT => FromWorker::Short(f.string("short body reason")?),
+            ABORT => FromWorker::Response(Msg::Abort(f.string("abort reason")?)),
+            SHORT => FromWorker::Response(Msg::Short(f.string("short body reason")?)),
             k => return Err(unexpected(k, "a worker-to-host data")),
         };
         f.finish("a worker-to-host data frame")?;
@@ -1237,12 +1226,12 @@ mod tests {
     #[test]
     fn body_messages_round_trip() {
         let cases = [
-            ToWorker::Body(Bytes::from_static(b"chunk")),
-            ToWorker::Body(Bytes::new()),
-            ToWorker::BodyEnd,
-            ToWorker::BodyFailed("client went away".into()),
-            ToWorker::BodyTooLarge(1 << 40),
-            ToWorker::BodyTimedOut("no byte for 30 s".into()),
+            ToWorker::Body(Pulled::Chunk(Chunk::Data(Bytes::from_static(b"chunk")))),
+            ToWorker::Body(Pulled::Chunk(Chunk::Data(Bytes::new()))),
+            ToWorker::Body(Pulled::Chunk(Chunk::Eof)),
+            ToWorker::Body(Pulled::Chunk(Chunk::Failed("client went away".into()))),
+            ToWorker::Body(Pulled::Chunk(Chunk::TooLarge(1 << 40))),
+            ToWorker::Body(Pulled::TimedOut("no byte for 30 s".into())),
         ];
         for msg in cases {
             let back = round_trip(&msg);
@@ -1260,24 +1249,24 @@ mod tests {
         let cases = [
             FromWorker::Want(u64::MAX),
             FromWorker::Want(8192),
-            FromWorker::Head(Head {
+            FromWorker::Response(Msg::Head(Head {
                 status: StatusCode::from_u16(299).unwrap(),
                 reason: Some(ReasonPhrase::checked("Custom Thing")),
                 headers: headers.clone(),
                 body: HeadBody::Stream,
-            }),
-            FromWorker::Head(Head {
+            })),
+            FromWorker::Response(Msg::Head(Head {
                 status: StatusCode::NOT_FOUND,
                 reason: None,
                 headers,
                 body: HeadBody::Full(Bytes::from_static(b"<h1>gone</h1>")),
-            }),
-            FromWorker::Head(Head::plain(StatusCode::OK, "")),
-            FromWorker::Data(Bytes::from_static(b"piece")),
-            FromWorker::End,
+            })),
+            FromWorker::Response(Msg::Head(Head::plain(StatusCode::OK, ""))),
+            FromWorker::Response(Msg::Data(Bytes::from_static(b"piece"))),
+            FromWorker::Response(Msg::End),
             FromWorker::Done,
-            FromWorker::Abort("ValueError: boom".into()),
-            FromWorker::Short("sent 3 of 10 bytes".into()),
+            FromWorker::Response(Msg::Abort("ValueError: boom".into())),
+            FromWorker::Response(Msg::Short("sent 3 of 10 bytes".into())),
         ];
         for msg in cases {
             let back = round_trip(&msg);
@@ -1289,21 +1278,22 @@ mod tests {
     fn a_full_body_is_written_from_its_own_buffer() {
         let body = Bytes::from(vec![9u8; 1000]);
         let mut w = FrameWriter::new(Vec::new());
-        w.queue(&FromWorker::Head(Head {
+        w.queue(&FromWorker::Response(Msg::Head(Head {
             status: StatusCode::OK,
             reason: None,
             headers: HeaderMap::new(),
             body: HeadBody::Full(body.clone()),
-        }))
+        })))
         .unwrap();
-        w.queue(&FromWorker::Data(body.clone())).unwrap();
+        w.queue(&FromWorker::Response(Msg::Data(body.clone())))
+            .unwrap();
         w.flush().unwrap();
         let mut r = FrameReader::new(&w.get_ref()[..]);
-        let Some(FromWorker::Head(head)) = r.recv().unwrap() else {
+        let Some(FromWorker::Response(Msg::Head(head))) = r.recv().unwrap() else {
             panic!("no head")
         };
         assert!(matches!(head.body, HeadBody::Full(b) if b == body));
-        assert!(matches!(r.recv().unwrap(), Some(FromWorker::Data(b)) if b == body));
+        assert!(matches!(r.recv().unwrap(), Some(FromWorker::Response(Msg::Data(b))) if b == body));
     }
 
     #[test]
@@ -1611,7 +1601,7 @@ mod tests {
     #[test]
     fn a_frame_sent_the_wrong_way_is_an_error() {
         let mut w = FrameWriter::new(Vec::new());
-        w.send(&FromWorker::End).unwrap();
+        w.send(&FromWorker::Response(Msg::End)).unwrap();
         let bytes = w.get_ref().clone();
         let err = FrameReader::new(&bytes[..]).recv::<ToWorker>().unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
@@ -1634,12 +1624,12 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("x-a", HeaderValue::from_static("1"));
         let mut w2 = FrameWriter::new(Vec::new());
-        w2.send(&FromWorker::Head(Head {
+        w2.send(&FromWorker::Response(Msg::Head(Head {
             status: StatusCode::OK,
             reason: None,
             headers,
             body: HeadBody::Stream,
-        }))
+        })))
         .unwrap();
         let mut w3 = FrameWriter::new(Vec::new());
         w3.send(&ControlToWorker::Config(WorkerConfig {

@@ -462,11 +462,7 @@ impl Pull for SocketPull {
             return gone();
         }
         match lock(&self.reader).recv::<ToWorker>() {
-            Ok(Some(ToWorker::Body(bytes))) => Pulled::Chunk(Chunk::Data(bytes)),
-            Ok(Some(ToWorker::BodyEnd)) => Pulled::Chunk(Chunk::Eof),
-            Ok(Some(ToWorker::BodyFailed(why))) => Pulled::Chunk(Chunk::Failed(why)),
-            Ok(Some(ToWorker::BodyTooLarge(max))) => Pulled::Chunk(Chunk::TooLarge(max)),
-            Ok(Some(ToWorker::BodyTimedOut(why))) => Pulled::TimedOut(why),
+            Ok(Some(ToWorker::Body(pulled))) => pulled,
             Ok(Some(ToWorker::Request(_))) => Pulled::Chunk(Chunk::Failed(
                 "the host sent a request on a slot's socket".into(),
             )),
@@ -491,16 +487,6 @@ struct SocketSink {
 }
 
 impl SocketSink {
-    fn frame(msg: Msg) -> FromWorker {
-        match msg {
-            Msg::Head(head) => FromWorker::Head(head),
-            Msg::Data(bytes) => FromWorker::Data(bytes),
-            Msg::End => FromWorker::End,
-            Msg::Abort(why) => FromWorker::Abort(why),
-            Msg::Short(why) => FromWorker::Short(why),
-        }
-    }
-
     fn note_end(&self, msg: &Msg) {
         if matches!(msg, Msg::End | Msg::Abort(_) | Msg::Short(_))
             || matches!(msg, Msg::Head(head) if matches!(head.body, crate::response::HeadBody::Full(_)))
@@ -526,7 +512,7 @@ impl RemoteSink for SocketSink {
                 return TrySend::Full(msg);
             }
             return match writer
-                .queue(&Self::frame(msg))
+                .queue(&FromWorker::Response(msg))
                 .and_then(|()| writer.try_flush())
             {
                 Ok(()) => TrySend::Sent,
@@ -534,7 +520,7 @@ impl RemoteSink for SocketSink {
             };
         }
         self.note_end(&msg);
-        match writer.queue(&Self::frame(msg)) {
+        match writer.queue(&FromWorker::Response(msg)) {
             Ok(()) => TrySend::Sent,
             Err(_) => TrySend::Gone,
         }
@@ -550,7 +536,7 @@ impl RemoteSink for SocketSink {
         }
         // Queued only: the end follows at once and goes with it, in one write, by the
         // `try_flush` before `close()` or the thread's `finish`.
-        match writer.queue(&Self::frame(msg)) {
+        match writer.queue(&FromWorker::Response(msg)) {
             Ok(()) => TrySend::Sent,
             Err(_) => TrySend::Gone,
         }
@@ -561,7 +547,9 @@ impl RemoteSink for SocketSink {
             return Err(Gone);
         }
         self.note_end(&msg);
-        lock(&self.writer).send(&Self::frame(msg)).map_err(|_| Gone)
+        lock(&self.writer)
+            .send(&FromWorker::Response(msg))
+            .map_err(|_| Gone)
     }
 
     fn is_gone(&self) -> bool {
@@ -585,7 +573,7 @@ impl Drop for SocketSink {
             } else {
                 "the worker ended the request without finishing its response"
             };
-            let _ = writer.queue(&FromWorker::Abort(why.into()));
+            let _ = writer.queue(&FromWorker::Response(Msg::Abort(why.into())));
         }
         if self.done.finish(SINK_DONE) {
             // The thread finished first (a file streamed after it returned): nothing else

@@ -190,7 +190,7 @@ fn next(rx: &mut PipeRx) -> Option<Msg> {
 fn full(body: &'static [u8]) -> FromWorker {
     let mut head = Head::plain(StatusCode::OK, "");
     head.body = HeadBody::Full(Bytes::from_static(body));
-    FromWorker::Head(head)
+    FromWorker::Response(Msg::Head(head))
 }
 
 fn status(msg: Option<Msg>) -> StatusCode {
@@ -236,9 +236,14 @@ fn a_full_pipe_stalls_the_worker_and_resumes_as_the_client_reads() {
     head.body = HeadBody::Stream;
     let pieces: Vec<Bytes> = (0..64u8).map(|i| Bytes::from(vec![i; 1024])).collect();
     worker.send(
-        std::iter::once(FromWorker::Head(head))
-            .chain(pieces.iter().cloned().map(FromWorker::Data))
-            .chain([FromWorker::End, FromWorker::Done]),
+        std::iter::once(FromWorker::Response(Msg::Head(head)))
+            .chain(
+                pieces
+                    .iter()
+                    .cloned()
+                    .map(|piece| FromWorker::Response(Msg::Data(piece))),
+            )
+            .chain([FromWorker::Response(Msg::End), FromWorker::Done]),
     );
     assert_eq!(status(next(&mut rx)), StatusCode::OK);
     let mut received = Vec::new();
@@ -291,8 +296,8 @@ fn a_worker_that_dies_during_a_response_cuts_it() {
     let mut head = Head::plain(StatusCode::OK, "");
     head.body = HeadBody::Stream;
     fakes[0].send([
-        FromWorker::Head(head),
-        FromWorker::Data(Bytes::from_static(b"a")),
+        FromWorker::Response(Msg::Head(head)),
+        FromWorker::Response(Msg::Data(Bytes::from_static(b"a"))),
     ]);
     assert_eq!(status(next(&mut rx)), StatusCode::OK);
     assert!(matches!(next(&mut rx), Some(Msg::Data(_))));
