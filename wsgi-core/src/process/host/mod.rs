@@ -102,6 +102,55 @@ struct Pool {
     reactor: Weak<Reactor<Note>>,
     /// The engine is closing (the queue's own flag, without its lock).
     closing: AtomicBool,
+    /// Rung when the engine closes or aborts, a process ends, or the spare group comes
+    /// back: what `stop`, a supervisor's pause and `take_spare` wait for.
+    changed: Changes,
+    /// Readable once the grace period is over (an eventfd), so that a draining process's
+    /// thread, waiting on the process, learns it at once.
+    abort_event: Option<OwnedFd>,
+}
+
+/// A notification without a payload: waiters re-check their condition when it rings.
+#[derive(Debug, Default)]
+struct Changes {
+    count: Mutex<u64>,
+    rung: Condvar,
+}
+
+impl Changes {
+    fn ring(&self) {
+        *lock(&self.count) += 1;
+        self.rung.notify_all();
+    }
+
+    /// Waits until `done()` holds (true) or `until` passes (false).
+    fn wait_for(&self, until: Option<Instant>, done: impl Fn() -> bool) -> bool {
+        let mut count = lock(&self.count);
+        loop {
+            if done() {
+                return true;
+            }
+            let now = Instant::now();
+            count = match until {
+                Some(until) if now >= until => return false,
+                Some(until) => {
+                    self.rung
+                        .wait_timeout(count, until - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+                None => self.rung.wait(count).unwrap_or_else(|e| e.into_inner()),
+            };
+        }
+    }
+}
+
+/// An eventfd, for [`Pool::abort_event`]; `None` where the kernel has none.
+fn eventfd() -> Option<OwnedFd> {
+    // SAFETY: eventfd takes an initial count and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+    // SAFETY: the kernel just returned this descriptor to us, and nothing else owns it.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// One group of slots: the sockets of one worker process's threads.
@@ -344,6 +393,8 @@ impl Pool {
                     .collect(),
                 reactor,
                 closing: AtomicBool::new(false),
+                changed: Changes::default(),
+                abort_event: eventfd(),
             })
         })
     }
@@ -393,16 +444,18 @@ impl Pool {
             if let Some(group) = spare.take() {
                 return Some(group);
             }
+            // `close` notifies too.
             spare = self
                 .spare_back
-                .wait_timeout(spare, TICK)
-                .map_or_else(|e| e.into_inner().0, |(guard, _)| guard);
+                .wait(spare)
+                .unwrap_or_else(|e| e.into_inner());
         }
     }
 
     fn give_back(&self, group: usize) {
         *lock(&self.spare) = Some(group);
         self.spare_back.notify_all();
+        self.changed.ring();
     }
 
     /// Waits until every slot of `group` has closed, so that new ones can take its
@@ -434,6 +487,11 @@ impl Runner for Processes {
         // `atexit` handlers) when all its threads have.
         self.pool.queue.close();
         self.pool.closing.store(true, Ordering::Release);
+        self.pool.changed.ring();
+        {
+            let _spare = lock(&self.pool.spare);
+            self.pool.spare_back.notify_all();
+        }
         self.pool.close_idle(self.pool.queue.idle_to_close());
         for (index, group) in self.pool.groups.iter().enumerate() {
             // A process still importing the application would hold a supervisor (and the
@@ -452,6 +510,12 @@ impl Runner for Processes {
         // process is killed, as gunicorn does at its graceful timeout. Idle ones go on to
         // exit through their `atexit` handlers.
         self.pool.aborting.store(true, Ordering::Release);
+        if let Some(event) = &self.pool.abort_event {
+            let one = 1u64;
+            // SAFETY: writes 8 bytes from a local into an eventfd we own.
+            unsafe { libc::write(event.as_raw_fd(), (&raw const one).cast(), 8) };
+        }
+        self.pool.changed.ring();
         for worker in self.pool.workers.iter() {
             worker.send(Event::Abort);
         }
@@ -459,18 +523,14 @@ impl Runner for Processes {
 
     fn stop(&self, wait: Duration) {
         self.close();
-        let deadline = Instant::now() + wait;
-        while self
-            .pool
-            .workers
-            .iter()
-            .any(|w| w.live.load(Ordering::Acquire) > 0)
-        {
-            if Instant::now() >= deadline {
-                tracing::warn!(target: "wsgi_core", "worker processes still running after {:.0} s; leaving them to end with this process", wait.as_secs_f64());
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        let ended = self.pool.changed.wait_for(Some(Instant::now() + wait), || {
+            self.pool
+                .workers
+                .iter()
+                .all(|w| w.live.load(Ordering::Acquire) == 0)
+        });
+        if !ended {
+            tracing::warn!(target: "wsgi_core", "worker processes still running after {:.0} s; leaving them to end with this process", wait.as_secs_f64());
         }
     }
 

@@ -3,6 +3,7 @@
 //! it again after a crash; `drain` retires a replaced process.
 
 use std::cell::RefCell;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::process::Child;
 use std::sync::atomic::Ordering;
@@ -106,14 +107,11 @@ impl Supervisor {
             return !self.pool.queue.is_closed();
         }
         tracing::info!(target: "wsgi_core", worker = self.index, "starting a new worker process in {:.1} s", wait.as_secs_f64());
-        let until = Instant::now() + wait;
-        while Instant::now() < until {
-            if self.pool.queue.is_closed() {
-                return false;
-            }
-            std::thread::sleep(TICK.min(until.saturating_duration_since(Instant::now())));
-        }
-        !self.pool.queue.is_closed()
+        let closed = self
+            .pool
+            .changed
+            .wait_for(Some(Instant::now() + wait), || self.pool.queue.is_closed());
+        !closed
     }
 
     /// Answers the queue 503 when no worker is ready to take it, and refuses new requests
@@ -454,6 +452,7 @@ impl Supervisor {
         *lock(&state.ready_at) = None;
         let status = process.child.wait().map(describe_exit);
         state.live.fetch_sub(1, Ordering::AcqRel);
+        pool.changed.ring();
         let pid = process.pid;
         if pool.queue.is_closed() {
             match status {
@@ -498,6 +497,7 @@ fn forward_log(mut reader: FrameReader<UnixStream>, pid: u32, events: mpsc::Send
 /// after the drain grace, and gives its group back once its slots are closed.
 fn drain(pool: Arc<Pool>, mut old: Process, worker: usize) {
     let deadline = Instant::now() + pool.lifecycle.drain_grace;
+    let exits = pidfd(&old.child);
     let status = loop {
         match old.child.try_wait() {
             Ok(Some(status)) => break Ok(status),
@@ -513,12 +513,13 @@ fn drain(pool: Arc<Pool>, mut old: Process, worker: usize) {
                 let _ = old.child.kill();
                 break old.child.wait();
             }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Ok(None) => wait_exit_or_abort(&pool, exits.as_ref(), deadline),
             Err(e) => break Err(e),
         }
     };
     *lock(&pool.groups[old.group].control) = None;
     pool.workers[worker].live.fetch_sub(1, Ordering::AcqRel);
+    pool.changed.ring();
     match status {
         Ok(status) => {
             tracing::info!(target: "wsgi_core", worker, pid = old.pid, "replaced worker process ended: {}", describe_exit(status));
@@ -529,4 +530,33 @@ fn drain(pool: Arc<Pool>, mut old: Process, worker: usize) {
     }
     pool.wait_slots_ended(old.group);
     pool.give_back(old.group);
+}
+
+/// Waits until the process behind `exits` (a pidfd) ends, the grace period is over (the
+/// pool's abort event), or `deadline`. Without pidfds (before Linux 5.3) it waits a
+/// little, for the caller to look again.
+fn wait_exit_or_abort(pool: &Pool, exits: Option<&OwnedFd>, deadline: Instant) {
+    let left = deadline.saturating_duration_since(Instant::now());
+    let Some(exits) = exits else {
+        std::thread::sleep(left.min(Duration::from_millis(20)));
+        return;
+    };
+    let mut fds = vec![libc::pollfd {
+        fd: exits.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    }];
+    // Once aborting, the event stays readable: only the process's end is waited for.
+    if let Some(event) = &pool.abort_event
+        && !pool.aborting.load(Ordering::Acquire)
+    {
+        fds.push(libc::pollfd {
+            fd: event.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        });
+    }
+    let timeout = i32::try_from(left.as_millis().saturating_add(1)).unwrap_or(i32::MAX);
+    // SAFETY: `fds` is a live array of `fds.len()` pollfds that poll may write into.
+    unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
 }
