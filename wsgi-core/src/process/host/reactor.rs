@@ -30,6 +30,8 @@ pub(crate) trait Handler<N>: Send + Sync + 'static {
     fn writable(&self, slot: usize);
     /// A note another thread left with [`Reactor::notify`].
     fn notified(&self, note: N);
+    /// The events of one wake-up have all been handled.
+    fn batch_done(&self);
     /// Whether the reactor's work is over: its thread then ends.
     fn finished(&self) -> bool;
 }
@@ -89,6 +91,7 @@ impl<N: Send + 'static> Reactor<N> {
                     handler.writable(slot);
                 }
             }
+            handler.batch_done();
             if handler.finished() {
                 return;
             }

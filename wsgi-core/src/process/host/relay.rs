@@ -3,6 +3,7 @@
 //! into their pipes, backpressure by not reading, and what a dead worker leaves behind
 //! (retried if the application never saw it, 502 or a cut body if it did).
 
+use std::cell::RefCell;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
@@ -217,7 +218,13 @@ impl Pool {
             let queued = Self::queue_request(&mut intake.writer, local, &mut job);
             // What the socket does not take now goes when it is writable again.
             if queued
-                .and_then(|()| self.flush_intake(group, intake))
+                .and_then(|()| {
+                    if defer_flush(group) {
+                        Ok(())
+                    } else {
+                        self.flush_intake(group, intake)
+                    }
+                })
                 .is_err()
             {
                 return Some(job);
@@ -674,8 +681,47 @@ fn body_answer(input: &mut InputSource, want: u64, timeout: Option<Duration>) ->
     })
 }
 
+thread_local! {
+    /// On the relay's thread: the groups whose intake had requests queued in this round
+    /// of events, written at its end in one call each (`batch_done`), where several slots
+    /// that finished together would each have made one. Other threads write at once.
+    static DEFERRED: RefCell<Option<Vec<usize>>> = const { RefCell::new(None) };
+}
+
+/// Marks the calling thread as the relay's.
+fn on_relay_thread() {
+    DEFERRED.with(|d| {
+        d.borrow_mut().get_or_insert_with(Vec::new);
+    });
+}
+
+/// Whether `group`'s intake is written at the end of the relay's round (noted if so).
+fn defer_flush(group: usize) -> bool {
+    DEFERRED.with(|d| {
+        let mut d = d.borrow_mut();
+        let Some(groups) = d.as_mut() else {
+            return false;
+        };
+        if !groups.contains(&group) {
+            groups.push(group);
+        }
+        true
+    })
+}
+
 impl Handler<Note> for Pool {
+    fn batch_done(&self) {
+        let groups = DEFERRED.with(|d| d.borrow_mut().as_mut().map(std::mem::take));
+        for group in groups.into_iter().flatten() {
+            if let Some(intake) = lock(&self.groups[group].intake).as_mut() {
+                // A failure shows on the slots' sockets.
+                let _ = self.flush_intake(group, intake);
+            }
+        }
+    }
+
     fn readable(&self, token: usize) {
+        on_relay_thread();
         // An intake socket is readable only once its worker has gone, which its slots'
         // sockets tell.
         if token < self.conns.len() {
@@ -684,6 +730,7 @@ impl Handler<Note> for Pool {
     }
 
     fn writable(&self, token: usize) {
+        on_relay_thread();
         if let Some(slot) = (token < self.conns.len()).then_some(token) {
             if let Some(conn) = self.conn(slot).as_mut() {
                 // A failure shows on the read side.
@@ -701,6 +748,7 @@ impl Handler<Note> for Pool {
     }
 
     fn notified(&self, note: Note) {
+        on_relay_thread();
         match note {
             Note::Space(slot) => {
                 {
