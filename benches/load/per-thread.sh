@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Where `serve`'s CPU goes per request, by thread name, over every process of the server
+# (a worker process's threads included): runs it on an app, loads it with wrk, and reads
+# each thread's user+system time from /proc before and after. Unpinned, the way users run
+# servers; read the figures as ratios between lines of one run, since the machine is shared.
+#
+#   benches/load/per-thread.sh "--processes 1"
+#   SERVE_BIN=/tmp/serve.old APP=flask_app.py URL_PATH=/json benches/load/per-thread.sh "--processes 2"
+#
+# Settings (environment): SERVE_BIN (default target/release/serve), APP=hello.py (in
+# benches/load/apps), URL_PATH=/, CONNS=64, SECONDS_MEASURED=4, PORT=18998, and VENV for an
+# app that needs packages (run.sh makes benches/load/.venv).
+set -euo pipefail
+
+LOAD_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$(dirname "$LOAD_DIR")")
+SERVE_BIN=${SERVE_BIN:-$ROOT/target/release/serve}
+APP=${APP:-hello.py}
+URL_PATH=${URL_PATH:-/}
+CONNS=${CONNS:-64}
+SECONDS_MEASURED=${SECONDS_MEASURED:-4}
+PORT=${PORT:-18998}
+read -ra SERVE_EXTRA <<<"${1:-}"
+[[ -n ${VENV:-} ]] && SERVE_EXTRA+=(--venv "$VENV")
+URL=http://127.0.0.1:$PORT$URL_PATH
+
+command -v wrk >/dev/null || { echo "per-thread.sh: wrk is not installed" >&2; exit 1; }
+[[ -x $SERVE_BIN ]] || { echo "per-thread.sh: no $SERVE_BIN (cargo build --release -p examples --bin serve)" >&2; exit 1; }
+
+cd "$LOAD_DIR/apps"
+"$SERVE_BIN" --bind "127.0.0.1:$PORT" --log-level warn "${SERVE_EXTRA[@]}" "$APP" >/dev/null 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null; wait $server 2>/dev/null' EXIT
+for _ in $(seq 200); do curl -s -o /dev/null "$URL" && break; sleep 0.05; done
+
+# The server and its descendants (worker processes).
+tree() {
+    echo "$1"
+    local child
+    for child in $(ps -o pid= --ppid "$1"); do tree "$child"; done
+}
+# One line per thread: "pid/tid name ticks" (utime + stime, fields 14 and 15 of stat).
+snapshot() {
+    local pid task stat rest
+    for pid in $(tree "$server"); do
+        for task in /proc/"$pid"/task/*; do
+            stat=$(cat "$task/stat" 2>/dev/null) || continue
+            rest=${stat##*) }
+            # shellcheck disable=SC2086
+            set -- $rest
+            echo "$pid/${task##*/} $(tr ' ' '_' <"$task/comm") $((${12} + ${13}))"
+        done
+    done | sort
+}
+
+wrk -t2 -c"$CONNS" -d1 "$URL" >/dev/null 2>&1 # warm-up
+before=$(snapshot)
+out=$(wrk -t2 -c"$CONNS" -d"$SECONDS_MEASURED" "$URL" 2>&1)
+after=$(snapshot)
+requests=$(awk '/requests in/ {print $1}' <<<"$out")
+ticks_per_second=$(getconf CLK_TCK)
+echo "serve ${1:-} $APP c$CONNS: $(awk '/Requests\/sec/ {print $2}' <<<"$out") req/s"
+# Threads named wsgi-python-3 and wsgi-python-5 add up as wsgi-python.
+join <(echo "$before") <(echo "$after") | awk -v r="$requests" -v hz="$ticks_per_second" '
+    { name = $2; sub(/-[0-9]+$/, "", name); used[name] += $5 - $3 }
+    END {
+        for (n in used) { total += used[n]; if (used[n] > 0) printf "  %-20s %7.1f us/req\n", n, used[n] * 1e6 / hz / r }
+        printf "  %-20s %7.1f us/req\n", "(all)", total * 1e6 / hz / r
+    }' | sort -k2 -rn
