@@ -20,11 +20,11 @@ use crate::runner::Refused;
 #[derive(Debug)]
 struct State<T> {
     queue: VecDeque<T>,
-    /// Per worker: its idle slots, most recently idle last; empty while not ready.
+    /// Per group: its idle slots, most recently idle last; empty while not ready.
     idle: Vec<Vec<usize>>,
-    /// Per worker: whether its process is ready for requests.
+    /// Per group: whether its process is ready for requests.
     ready: Vec<bool>,
-    /// Per worker: ready, but taking no new job for now (its replacement is starting).
+    /// Per group: ready, but taking no new job for now (its replacement is starting).
     paused: Vec<bool>,
     /// False after a worker failed to start while none was ready: new jobs get 503 until
     /// one is ready again. Jobs are queued while a worker is only being replaced.
@@ -32,7 +32,7 @@ struct State<T> {
     closed: bool,
 }
 
-/// The queue and the idle slots of every worker.
+/// The queue and the idle slots of every group (the slots of one worker process).
 #[derive(Debug)]
 pub(crate) struct SlotQueue<T> {
     state: Mutex<State<T>>,
@@ -53,14 +53,14 @@ pub(crate) enum Next<T> {
 }
 
 impl<T> SlotQueue<T> {
-    /// A queue of at most `capacity` jobs for `workers` processes of `threads` each.
-    pub(crate) fn new(capacity: usize, workers: usize, threads: usize) -> Self {
+    /// A queue of at most `capacity` jobs for `groups` of `threads` slots each.
+    pub(crate) fn new(capacity: usize, groups: usize, threads: usize) -> Self {
         SlotQueue {
             state: Mutex::new(State {
                 queue: VecDeque::new(),
-                idle: vec![Vec::with_capacity(threads); workers],
-                ready: vec![false; workers],
-                paused: vec![false; workers],
+                idle: vec![Vec::with_capacity(threads); groups],
+                ready: vec![false; groups],
+                paused: vec![false; groups],
                 available: false,
                 closed: false,
             }),
@@ -73,8 +73,8 @@ impl<T> SlotQueue<T> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The worker a slot belongs to.
-    pub(crate) fn worker_of(&self, slot: usize) -> usize {
+    /// The group a slot belongs to.
+    pub(crate) fn group_of(&self, slot: usize) -> usize {
         slot / self.threads
     }
 
@@ -116,10 +116,10 @@ impl<T> SlotQueue<T> {
 
     /// An idle slot of the ready worker with the most idle slots, no longer idle.
     fn idle_slot(st: &mut State<T>) -> Option<usize> {
-        let worker = (0..st.idle.len())
+        let group = (0..st.idle.len())
             .filter(|&w| st.ready[w] && !st.paused[w] && !st.idle[w].is_empty())
             .max_by_key(|&w| (st.idle[w].len(), std::cmp::Reverse(w)))?;
-        st.idle[worker].pop()
+        st.idle[group].pop()
     }
 
     /// Jobs waiting for a slot.
@@ -129,12 +129,12 @@ impl<T> SlotQueue<T> {
 
     /// What `slot`, which has no job, does next: the next queued job, idle, or close.
     pub(crate) fn next_for(&self, slot: usize) -> Next<T> {
-        let worker = self.worker_of(slot);
+        let group = self.group_of(slot);
         let mut st = self.lock();
-        if !st.ready[worker] {
+        if !st.ready[group] {
             return Next::Retire;
         }
-        if !st.paused[worker]
+        if !st.paused[group]
             && let Some(job) = st.queue.pop_front()
         {
             return Next::Job(job);
@@ -142,31 +142,31 @@ impl<T> SlotQueue<T> {
         if st.closed {
             return Next::Retire;
         }
-        if !st.idle[worker].contains(&slot) {
-            st.idle[worker].push(slot);
+        if !st.idle[group].contains(&slot) {
+            st.idle[group].push(slot);
         }
         Next::Idle
     }
 
-    /// Marks `worker` ready or not. A worker no longer ready takes no job; its idle slots
+    /// Marks `group`'s process ready or not. A group no longer ready takes no job; its idle slots
     /// are returned, for the caller to close.
-    pub(crate) fn set_ready(&self, worker: usize, ready: bool) -> Vec<usize> {
+    pub(crate) fn set_ready(&self, group: usize, ready: bool) -> Vec<usize> {
         let mut st = self.lock();
-        st.ready[worker] = ready;
-        st.paused[worker] = false;
+        st.ready[group] = ready;
+        st.paused[group] = false;
         st.available |= ready;
         if ready {
             Vec::new()
         } else {
-            std::mem::take(&mut st.idle[worker])
+            std::mem::take(&mut st.idle[group])
         }
     }
 
-    /// Pauses or resumes `worker`. Resuming hands queued jobs to its idle slots: returned,
+    /// Pauses or resumes `group`. Resuming hands queued jobs to its idle slots: returned,
     /// with their slots, for the caller to send.
-    pub(crate) fn pause(&self, worker: usize, paused: bool) -> Vec<(usize, T)> {
+    pub(crate) fn pause(&self, group: usize, paused: bool) -> Vec<(usize, T)> {
         let mut st = self.lock();
-        st.paused[worker] = paused;
+        st.paused[group] = paused;
         let mut handed = Vec::new();
         if !paused {
             while !st.queue.is_empty() {
@@ -181,7 +181,7 @@ impl<T> SlotQueue<T> {
         handed
     }
 
-    /// Per worker: whether it is ready.
+    /// Per group: whether its process is ready.
     pub(crate) fn ready(&self) -> Vec<bool> {
         self.lock().ready.clone()
     }
@@ -222,8 +222,8 @@ impl<T> SlotQueue<T> {
 mod tests {
     use super::*;
 
-    fn idle(q: &SlotQueue<u32>, worker: usize) -> usize {
-        q.lock().idle[worker].len()
+    fn idle(q: &SlotQueue<u32>, group: usize) -> usize {
+        q.lock().idle[group].len()
     }
 
     #[test]
@@ -235,7 +235,7 @@ mod tests {
         assert_eq!(q.try_send(1).unwrap(), None);
         assert_eq!(q.next_for(0), Next::Job(1));
         q.try_send(2).unwrap();
-        assert_eq!(q.next_for(1), Next::Retire, "worker 1 is not ready");
+        assert_eq!(q.next_for(1), Next::Retire, "group 1 is not ready");
         assert_eq!(q.len(), 1);
     }
 
@@ -250,7 +250,7 @@ mod tests {
         let (a, _) = q.try_send(10).unwrap().unwrap();
         let (b, _) = q.try_send(11).unwrap().unwrap();
         assert_eq!((idle(&q, 0), idle(&q, 1)), (1, 1));
-        assert_ne!(a / 2, b / 2, "both jobs went to one worker");
+        assert_ne!(a / 2, b / 2, "both jobs went to one group");
     }
 
     #[test]
@@ -278,7 +278,7 @@ mod tests {
         q.set_ready(0, true);
         assert_eq!(q.next_for(0), Next::Idle);
         assert!(q.pause(0, true).is_empty());
-        assert_eq!(q.try_send(7).unwrap(), None, "a paused worker took a job");
+        assert_eq!(q.try_send(7).unwrap(), None, "a paused group took a job");
         assert_eq!(q.next_for(0), Next::Idle);
         assert_eq!(q.pause(0, false), vec![(0, 7)]);
     }
