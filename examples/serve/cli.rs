@@ -1,10 +1,12 @@
 //! The command line: what `serve` accepts. clap parses and checks every value (see
 //! [`crate::values`]), so a bad command line exits 2 before anything starts. The engine's
-//! options are [`EngineOptions`], next to the code that hands them to the engine.
+//! options are [`EngineOptions`], next to the code that hands them to the engine. Each
+//! option may also come from the environment or a file: [`crate::settings`].
 
 use std::ffi::OsString;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::num::NonZeroUsize;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +16,7 @@ use rustls::ServerConfig;
 
 use crate::config::EngineOptions;
 use crate::logging::DEFAULT_LOG_BUFFER;
+use crate::settings::{self, Origin, Resolved};
 use crate::tls::{self, CertChain, PrivateKey};
 use crate::unix_socket::FileOptions;
 use crate::values::{BindAddr, ListenAddr, LogFilter, Mode, Owner, Secs, at_least_one};
@@ -24,15 +27,34 @@ const DEFAULT_BIND: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::
 /// How long in-flight requests may run on after SIGTERM or Ctrl-C unless told otherwise.
 const DEFAULT_GRACE: Duration = Duration::from_secs(30);
 
+/// What `--help` says after the options: the other places settings come from.
+const AFTER_HELP: &str = "\
+Every option can also be set in the environment, as WSGI_SERVE_ and its name in capitals \
+(WSGI_SERVE_MAX_BODY=10M; WSGI_SERVE_APP for APP; repeated options separated by commas, \
+flags as true or false), or in the TOML file of --config (max-body = \"10M\"; lists for \
+repeated options). The command line wins over the environment, the environment over the \
+file, the file over the defaults; --print-config shows what was taken from where.";
+
 /// Serve a Python WSGI application.
 #[derive(Parser, Debug)]
 // `--version` is our own: it names the embedded Python, which clap's cannot.
-#[command(name = "serve", disable_version_flag = true)]
+#[command(name = "serve", disable_version_flag = true, after_help = AFTER_HELP)]
 pub(crate) struct Args {
     /// Print the versions of this command and of the embedded Python, its files and the
     /// virtualenv, then exit.
     #[arg(short = 'V', long)]
     pub(crate) version: bool,
+
+    /// Read settings from this TOML file (keys are the options' long names), below those of
+    /// the environment and the command line [env: WSGI_SERVE_CONFIG].
+    #[arg(long, value_name = "PATH")]
+    pub(crate) config: Option<PathBuf>,
+
+    /// Print the settings, what each is and where it came from (the command line, the
+    /// environment, the --config file or the default), as TOML, then exit; a bad one is
+    /// reported as when serving.
+    #[arg(long)]
+    pub(crate) print_config: bool,
 
     /// Address to listen on: `HOST:PORT`, or `unix:PATH` for a UNIX socket (a stale socket
     /// file is replaced; the file is removed at exit). Repeat to listen on several. Sockets
@@ -125,6 +147,10 @@ pub(crate) struct Args {
     /// The TLS configuration of `certfile` and `keyfile`, checked by [`parse`].
     #[arg(skip)]
     pub(crate) tls: Option<Arc<ServerConfig>>,
+
+    /// Every setting's value and where it came from, for `--print-config`; set by [`parse`].
+    #[arg(skip)]
+    pub(crate) settings: Vec<Resolved>,
 }
 
 impl Args {
@@ -138,40 +164,42 @@ impl Args {
 }
 
 /// Where the virtualenv setting came from, for the messages that name it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) enum VenvOrigin {
     /// No virtualenv.
     #[default]
     None,
-    /// `--venv`.
-    Option,
+    /// The setting, named as the user gave it: `--venv`, `WSGI_SERVE_VENV`, a file's path.
+    Setting(String),
     /// `$VIRTUAL_ENV`.
     Environment,
 }
 
 impl VenvOrigin {
     /// How messages name the origin: `" (from --venv)"`.
-    pub(crate) fn suffix(self) -> &'static str {
+    pub(crate) fn suffix(&self) -> String {
         match self {
-            VenvOrigin::None => "",
-            VenvOrigin::Option => " (from --venv)",
-            VenvOrigin::Environment => " (from $VIRTUAL_ENV)",
+            VenvOrigin::None => String::new(),
+            VenvOrigin::Setting(name) => format!(" (from {name})"),
+            VenvOrigin::Environment => " (from $VIRTUAL_ENV)".into(),
         }
     }
 }
 
-/// Parses the process's command line, or exits: 0 for `--help`, 2 for a bad command line.
+/// Parses the process's command line, environment and `--config` file, or exits: 0 for
+/// `--help`, 2 for a bad setting.
 pub(crate) fn parse() -> Args {
-    parse_from(std::env::args_os())
+    parse_from(std::env::args_os().collect(), std::env::vars_os())
 }
 
-/// Parses `args` (the program name first), or exits as [`parse`] does.
-pub(crate) fn parse_from<I, T>(args: I) -> Args
-where
-    I: IntoIterator<Item = T>,
-    T: Into<OsString> + Clone,
-{
-    let matches = Args::command().get_matches_from(args);
+/// Parses `argv` (the program name first) over the environment `vars`, or exits as
+/// [`parse`] does.
+pub(crate) fn parse_from(
+    argv: Vec<OsString>,
+    vars: impl IntoIterator<Item = (OsString, OsString)>,
+) -> Args {
+    let (matches, resolved) =
+        settings::resolve(Args::command(), argv, vars).unwrap_or_else(|e| e.exit());
     let mut args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     if args
         .engine
@@ -182,11 +210,18 @@ where
         args.engine.venv = None;
     }
     args.bind_given = matches.value_source("bind") == Some(ValueSource::CommandLine);
-    args.venv_origin = match matches.value_source("venv") {
+    let venv_origin = resolved
+        .iter()
+        .find(|r| r.setting.id == "venv")
+        .map(|r| &r.origin);
+    args.venv_origin = match venv_origin {
         _ if args.engine.venv.is_none() => VenvOrigin::None,
-        Some(ValueSource::EnvVariable) => VenvOrigin::Environment,
-        _ => VenvOrigin::Option,
+        Some(Origin::Environment(var)) if var == "VIRTUAL_ENV" => VenvOrigin::Environment,
+        Some(Origin::Environment(var)) => VenvOrigin::Setting(var.clone()),
+        Some(Origin::File(path)) => VenvOrigin::Setting(path.display().to_string()),
+        _ => VenvOrigin::Setting("--venv".into()),
     };
+    args.settings = resolved;
     // Each file parsed on its own; whether the key is the certificate's is known only
     // together, and is still a bad command line.
     if let (Some(chain), Some(key)) = (&args.certfile, &args.keyfile) {

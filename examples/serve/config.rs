@@ -22,7 +22,7 @@ use crate::values::{Bytes, Secs, at_least_one, ip_net, mebibytes, positive_secs}
 pub(crate) struct EngineOptions {
     /// The application: a directory with a `passenger_wsgi.py`, `path/file.py`,
     /// `path/file.py:callable`, `module:callable` or `module:create_app(ARGS)`.
-    #[arg(value_name = "APP", required_unless_present = "version")]
+    #[arg(value_name = "APP", required_unless_present_any = ["version", "print_config"])]
     app: Option<String>,
 
     /// Python worker threads (use 1 for applications that are not thread-safe).

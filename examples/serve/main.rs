@@ -20,7 +20,8 @@
 //! `EngineBuilder`), [`hints`] (the flags that fix an engine error), [`hosts`] (axum and
 //! actix-web), [`signals`], [`metrics`] (the Prometheus endpoint), [`logging`] (the log's
 //! format), [`log_writer`] (the log, written off the request threads), [`version`] (`--version`), [`listen`] (sockets), [`unix_socket`] (UNIX socket files), [`systemd`] (socket activation, `sd_notify`),
-//! [`health`] (`/livez`, `/readyz`, the drain's state),
+//! [`health`] (`/livez`, `/readyz`, the drain's state), [`settings`] (the environment,
+//! the `--config` file and `--print-config`),
 //! [`tls`] (certificates and the rustls configuration) and [`values`] (the types of option
 //! values).
 
@@ -33,6 +34,7 @@ mod listen;
 mod log_writer;
 mod logging;
 mod metrics;
+mod settings;
 mod signals;
 mod systemd;
 mod tls;
@@ -55,6 +57,16 @@ fn main() -> ExitCode {
     // and never returns.
     wsgi_core::run_if_worker();
     let args = cli::parse();
+    if args.print_config {
+        return match settings::report::write(&args.settings, &mut std::io::stdout().lock()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: cannot write to stdout: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if args.version {
         return match version::write(&args, &mut std::io::stdout().lock()) {
             Ok(()) => ExitCode::SUCCESS,
