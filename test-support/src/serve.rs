@@ -1,12 +1,12 @@
-//! Runs the `serve` program as a child process, for the tests of start-up, virtualenvs, TLS,
-//! worker processes and operations.
+//! Runs the `wsgi-serve` program as a child process, for the tests of start-up, virtualenvs,
+//! TLS, worker processes and operations.
 //!
-//! The binary's path comes from the test crate (`env!("CARGO_BIN_EXE_serve")`, which cargo
-//! sets only for the tests of the package that has the binary). The child's environment is
-//! cleaned of the variables that would let a test pass for the wrong reason (`PYTHONPATH`,
-//! `PYTHONHOME`, `VIRTUAL_ENV`, which `scripts/test` sets, and `serve`'s own `WSGI_SERVE_*`
-//! settings), and every child is killed when its
-//! guard drops, whatever the test's outcome.
+//! The binary's path comes from the test crate (`env!("CARGO_BIN_EXE_wsgi-serve")`, which
+//! cargo sets only for the tests of the package that has the binary). The child's
+//! environment is cleaned of the variables that would let a test pass for the wrong reason
+//! (`PYTHONPATH`, `PYTHONHOME`, `VIRTUAL_ENV`, which `scripts/test` sets, and `wsgi-serve`'s
+//! own `WSGI_SERVE_*` settings), and every child is killed when its guard drops, whatever
+//! the test's outcome.
 
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read};

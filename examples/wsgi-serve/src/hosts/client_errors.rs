@@ -8,7 +8,7 @@
 //! actix-web leaves levels to the subscriber's per-target directives, but a directive can
 //! only silence that line, not lower it, and the line has no peer. So two pieces:
 //!
-//! - [`ClientErrors`], a layer of serve's subscriber, takes exactly those events (that
+//! - [`ClientErrors`], a layer of wsgi-serve's subscriber, takes exactly those events (that
 //!   target, ERROR, `stream error: `) out of the log and keeps the message for the thread
 //!   that emitted it, each actix worker being one thread;
 //! - [`on_connect`] gives every connection a [`ConnectionEnd`] in its connection data, which
@@ -36,9 +36,9 @@ const DISPATCHER_TARGET: &str = "actix_http::h1::dispatcher";
 /// How the dispatcher starts that message.
 const STREAM_ERROR: &str = "stream error: ";
 
-/// The target of serve's own line about a client's broken request:
-/// `--log-level info,serve::client=debug` shows them.
-pub(crate) const CLIENT_TARGET: &str = "serve::client";
+/// The target of `wsgi-serve`'s own line about a client's broken request:
+/// `--log-level info,wsgi_serve::client=debug` shows them.
+pub(crate) const CLIENT_TARGET: &str = "wsgi_serve::client";
 
 thread_local! {
     /// The error the dispatcher last logged on this thread, until its connection ends.

@@ -87,7 +87,7 @@ impl Log {
         let lost = dropped.get();
         if lost > 0 {
             eprintln!(
-                "serve: {lost} log lines were dropped in all because stderr could not take \
+                "wsgi-serve: {lost} log lines were dropped in all because stderr could not take \
                  them as fast as they came (see --log-buffer)"
             );
         }

@@ -16,7 +16,7 @@ import sys
 from urllib.parse import parse_qs
 
 # The helpers the test apps of every crate share live in test-support/python.
-_SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../../test-support/python")
+_SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../../../test-support/python")
 sys.path.insert(0, os.path.normpath(_SHARED))
 from wsgi_test_support import record  # noqa: E402
 

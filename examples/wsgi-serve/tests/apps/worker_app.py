@@ -1,4 +1,4 @@
-"""An app for `serve --processes`: ways for a worker process to die, and ways to tell workers apart.
+"""An app for `wsgi-serve --processes`: ways for a worker process to die, and ways to tell workers apart.
 
 ``/pid``: answers ``PID MULTIPROCESS``. ``/segv``: reads address 0 through ctypes (SIGSEGV).
 ``/exit``: ``os._exit(3)``. ``/abort``: ``os.abort()`` (SIGABRT). ``/crash-later?secs=S``: sleeps
@@ -25,7 +25,7 @@ import time
 from urllib.parse import parse_qs
 
 # The helpers the test apps of every crate share live in test-support/python.
-_SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../../test-support/python")
+_SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../../../test-support/python")
 sys.path.insert(0, os.path.normpath(_SHARED))
 from wsgi_test_support import record, wait_for_gate  # noqa: E402
 

@@ -1,4 +1,4 @@
-//! `serve` end to end with virtualenvs: a fresh venv, made by the embedded Python, with a
+//! `wsgi-serve` end to end with virtualenvs: a fresh venv, made by the embedded Python, with a
 //! package installed from a wheel the test builds itself (no network), is used through
 //! `VIRTUAL_ENV` and through `--venv`, without `PYTHONPATH`; broken venvs are refused with a
 //! message that says how to fix them.
@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use common::serve::{python, serve_command};
+use common::{python, serve_command};
 use test_support::serve::{Server, assert_fails_with, start};
 use test_support::temp::temp_dir;
 

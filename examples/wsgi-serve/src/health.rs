@@ -3,7 +3,7 @@
 //! - `/livez`: 200 whenever the process and its event loop answer. A load balancer or
 //!   Kubernetes restarts what stops answering it; it says nothing of Python, so a slow
 //!   application is not restarted for being busy.
-//! - `/readyz`: 200 while `serve` accepts requests and can run them (in worker mode, at
+//! - `/readyz`: 200 while `wsgi-serve` accepts requests and can run them (in worker mode, at
 //!   least one worker process is ready); 503 from the moment a stop begins, so that load
 //!   balancers send new requests elsewhere during `--shutdown-delay` while this server
 //!   still answers the ones that come.

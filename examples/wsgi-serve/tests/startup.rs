@@ -1,10 +1,10 @@
-//! `serve` end to end: the ways of naming an application, and the start-up errors a user can
+//! `wsgi-serve` end to end: the ways of naming an application, and the start-up errors a user can
 //! act on, each with exit status 1 and a message saying what is wrong, the same whether
-//! Python runs in `serve`'s process or in a worker process.
+//! Python runs in `wsgi-serve`'s process or in a worker process.
 
 mod common;
 
-use common::serve::{MISSING_IMPORT_REPORT, fixtures, python, serve_command};
+use common::{MISSING_IMPORT_REPORT, fixtures, python, serve_command};
 use test_support::serve::{assert_fails_with, fail, start};
 use test_support::temp::{TempDir, temp_dir};
 
@@ -75,10 +75,10 @@ fn a_factory_is_called_with_literal_arguments() {
     );
 }
 
-/// Where Python runs, as `--processes` says: in `serve`'s own process, or in one worker.
+/// Where Python runs, as `--processes` says: in `wsgi-serve`'s own process, or in one worker.
 const MODES: [&str; 2] = ["0", "1"];
 
-/// Runs `serve` with `args` once in each of the [`MODES`], and checks that each run fails as
+/// Runs `wsgi-serve` with `args` once in each of the [`MODES`], and checks that each run fails as
 /// [`assert_fails_with`] requires, mentioning `words`, with the same report in both: the
 /// `error:` line and all after it, the `hint:` line included. Returns the in-process run's
 /// stderr.
@@ -170,7 +170,7 @@ fn a_syntax_error_names_the_file_and_line() {
 #[test]
 fn an_import_error_shows_the_traceback_and_sys_path() {
     let mut words = MISSING_IMPORT_REPORT.to_vec();
-    // `serve` knows the error, from a worker process too, and adds the flag that may fix it.
+    // `wsgi-serve` knows the error, from a worker process too, and adds the flag that may fix it.
     words.extend(["hint: ", "--venv"]);
     let stderr = assert_fails_alike(&["missing_import.py"], &words);
     // The application's own directory was searched first.
@@ -310,7 +310,7 @@ fn a_python_version_file_for_this_python_is_quiet() {
 #[test]
 fn version_names_the_embedded_python() {
     let facts = python();
-    assert!(facts.text.starts_with("serve "), "{}", facts.text);
+    assert!(facts.text.starts_with("wsgi-serve "), "{}", facts.text);
     assert!(facts.text.contains("library:"), "{}", facts.text);
     assert!(facts.text.contains("virtualenv: none"), "{}", facts.text);
     // The program reported is really the embedded Python.
@@ -348,8 +348,8 @@ fn a_bad_value_is_a_usage_error_before_the_port_is_bound() {
     }
 }
 
-/// Runs `serve` with `args` and a stdout whose reader has already gone, as in
-/// `serve --version | head -1` when `head` exits first.
+/// Runs `wsgi-serve` with `args` and a stdout whose reader has already gone, as in
+/// `wsgi-serve --version | head -1` when `head` exits first.
 #[cfg(unix)]
 fn run_with_closed_stdout(args: &[&str]) -> std::process::Output {
     let (reader, writer) = std::io::pipe().expect("a pipe");

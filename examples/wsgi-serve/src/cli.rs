@@ -1,4 +1,4 @@
-//! The command line: what `serve` accepts. clap parses and checks every value (see
+//! The command line: what `wsgi-serve` accepts. clap parses and checks every value (see
 //! [`crate::values`]), so a bad command line exits 2 before anything starts. The engine's
 //! options are [`EngineOptions`], next to the code that hands them to the engine. Each
 //! option may also come from the environment or a file: [`crate::settings`].
@@ -21,7 +21,7 @@ use crate::tls::{self, CertChain, PrivateKey};
 use crate::unix_socket::FileOptions;
 use crate::values::{BindAddr, ListenAddr, LogFilter, Mode, Owner, Secs, at_least_one};
 
-/// Where `serve` listens unless told otherwise.
+/// Where `wsgi-serve` listens unless told otherwise.
 const DEFAULT_BIND: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 8000);
 
 /// How long in-flight requests may run on after SIGTERM or Ctrl-C unless told otherwise.
@@ -38,7 +38,7 @@ file, the file over the defaults; --print-config shows what was taken from where
 /// Serve a Python WSGI application.
 #[derive(Parser, Debug)]
 // `--version` is our own: it names the embedded Python, which clap's cannot.
-#[command(name = "serve", disable_version_flag = true, after_help = AFTER_HELP)]
+#[command(name = "wsgi-serve", disable_version_flag = true, after_help = AFTER_HELP)]
 pub(crate) struct Args {
     /// Print the versions of this command and of the embedded Python, its files and the
     /// virtualenv, then exit.

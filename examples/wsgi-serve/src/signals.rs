@@ -1,4 +1,4 @@
-//! The signals that stop `serve`, SIGTERM and SIGINT (Ctrl-C), and SIGHUP, which restarts
+//! The signals that stop `wsgi-serve`, SIGTERM and SIGINT (Ctrl-C), and SIGHUP, which restarts
 //! the worker processes (gunicorn's, Granian's and uWSGI's convention).
 
 /// SIGTERM and SIGINT, as a stream of their names.

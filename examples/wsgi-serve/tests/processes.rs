@@ -1,4 +1,4 @@
-//! `serve --processes`: Python in worker processes, end to end over real sockets on both
+//! `wsgi-serve --processes`: Python in worker processes, end to end over real sockets on both
 //! servers. A crash in the application (a segfault in C code, `os._exit`, `abort`) costs the
 //! request that was running, which gets 502 as behind gunicorn or Passenger; the worker is
 //! replaced, requests waiting in the host's queue are served by the replacement, and the
@@ -12,14 +12,14 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::serve::{MISSING_IMPORT_REPORT, apps, each_server, serve_app, serve_command};
+use common::{MISSING_IMPORT_REPORT, apps, each_server, serve_app, serve_command};
 use test_support::DEADLINE;
 use test_support::gate::{Gate, Record};
 use test_support::serve::{Server, assert_fails_with, free_port, start};
 use test_support::temp::{TempDir, temp_dir};
 use test_support::wire::{Conn, Request, send};
 
-/// `serve --processes 2` (of two threads each) on `worker_app.py`.
+/// `wsgi-serve --processes 2` (of two threads each) on `worker_app.py`.
 fn workers(server: &str, extra: &[&str]) -> Server {
     let mut options = vec!["--processes", "2"];
     options.extend_from_slice(extra);
@@ -570,7 +570,8 @@ fn django_404_pages_do_not_hold_their_threads() {
     each_server(|kind| {
         let bind = format!("127.0.0.1:{}", free_port());
         let options = ["--processes", "2", "--metrics-bind", &bind, "--venv", venv];
-        let server = start(serve_app(kind, &options, "django_site.py"));
+        let site = common::examples_app("django_site.py");
+        let server = start(serve_app(kind, &options, site.to_str().unwrap()));
         for i in 0..50 {
             let (status, body) = server.get(&format!("/no-such-page-{i}/"));
             assert_eq!(status, 404, "{kind}: request {i}: {body}");

@@ -1,11 +1,11 @@
-//! systemd: the sockets it passes (socket activation) and what `serve` tells it
+//! systemd: the sockets it passes (socket activation) and what `wsgi-serve` tells it
 //! (`sd_notify`), through the `sd-notify` crate.
 //!
 //! - Socket activation (`systemd.socket(5)`): systemd, or `systemd-socket-activate`, binds
 //!   the sockets and passes them as descriptors 3, 4, ... with `LISTEN_FDS`, `LISTEN_PID`
 //!   and `LISTEN_FDNAMES`. They are taken only when `LISTEN_PID` is this process (the
 //!   variables may have been inherited from a parent they were meant for), then the
-//!   variables are unset so that the application's own subprocesses, and `serve`'s worker
+//!   variables are unset so that the application's own subprocesses, and `wsgi-serve`'s worker
 //!   processes, do not take them as theirs. TCP and UNIX stream sockets are served alike;
 //!   one named `metrics` (`FileDescriptorName=metrics`) serves `/metrics` instead of the
 //!   application.
@@ -86,7 +86,7 @@ impl Environment {
     }
 }
 
-/// Tells the service manager how `serve` is doing; does nothing outside a `Type=notify`
+/// Tells the service manager how `wsgi-serve` is doing; does nothing outside a `Type=notify`
 /// unit (no `NOTIFY_SOCKET`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Notifier {

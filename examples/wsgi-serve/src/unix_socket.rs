@@ -3,9 +3,9 @@
 //!
 //! A socket file outlives the process that bound it unless that process removes it, so a
 //! server killed with SIGKILL leaves one behind and the next start would fail with "address
-//! in use". As gunicorn does, `serve` replaces such a file, but only once it has tried to
+//! in use". As gunicorn does, `wsgi-serve` replaces such a file, but only once it has tried to
 //! connect to it and nothing answered: a socket someone still listens on is refused, so a
-//! second `serve` cannot steal the first one's clients. A path that is not a socket is never
+//! second `wsgi-serve` cannot steal the first one's clients. A path that is not a socket is never
 //! removed.
 
 use std::io;

@@ -1,4 +1,4 @@
-//! What `serve` adds to the engine's errors: the flag that fixes each one.
+//! What `wsgi-serve` adds to the engine's errors: the flag that fixes each one.
 //!
 //! `wsgi-core` reports facts in its own terms (a base directory, a virtualenv, an option of
 //! its builder); only this program knows which of its flags set them.

@@ -1,5 +1,5 @@
 //! The metrics endpoint: `GET /metrics` in the Prometheus text format (version 0.0.4),
-//! rendered by `prometheus-client` from the engine's [`MetricsSnapshot`] and serve's own
+//! rendered by `prometheus-client` from the engine's [`MetricsSnapshot`] and wsgi-serve's own
 //! count of dropped log lines, read afresh on each scrape; and, next to it, `/livez` and
 //! `/readyz` ([`crate::health`]).
 

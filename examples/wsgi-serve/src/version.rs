@@ -21,7 +21,7 @@ pub(crate) fn write(args: &Args, out: &mut impl Write) -> std::io::Result<()> {
     let show = |path: Option<&Path>| {
         path.map_or_else(|| "unknown".to_owned(), |p| p.display().to_string())
     };
-    writeln!(out, "serve {}", env!("CARGO_PKG_VERSION"))?;
+    writeln!(out, "wsgi-serve {}", env!("CARGO_PKG_VERSION"))?;
     writeln!(out, "Python {}", python.version)?;
     writeln!(
         out,

@@ -1,4 +1,4 @@
-//! `serve`'s operational options, end to end over real sockets: request timeout, body buffering, metrics
+//! `wsgi-serve`'s operational options, end to end over real sockets: request timeout, body buffering, metrics
 //! endpoint, JSON logs, and graceful shutdown under load — on both servers.
 
 mod common;
@@ -9,7 +9,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::serve::{each_server, serve_app};
+use common::{each_server, serve_app};
 use test_support::gate::Record;
 use test_support::h2::h2_request;
 use test_support::serve::{Server, free_port, start};
@@ -126,7 +126,7 @@ fn sigterm_lets_in_flight_requests_finish_then_exits_0() {
 }
 
 /// Starts `POST /slow?secs=0` declaring a 1000-byte body, sends 10 bytes of it and returns
-/// the status line `serve` answers with (version and code), and whether the app ran.
+/// the status line `wsgi-serve` answers with (version and code), and whether the app ran.
 fn stalled_upload(server: &Server) -> (String, bool) {
     let record = Record::new();
     let mut conn = Conn::connect(server.addr);
@@ -398,7 +398,7 @@ fn exchange(addr: SocketAddr, target: &str, headers: &[(&str, &str)]) -> (u16, S
 }
 
 /// The README promises HTTP/1.1 and HTTP/2 with prior knowledge on `--bind`, whichever
-/// server hosts the app (actix-web's `listen` speaks HTTP/1 only; `serve` uses
+/// server hosts the app (actix-web's `listen` speaks HTTP/1 only; `wsgi-serve` uses
 /// `listen_auto_h2c`, as axum's server detects the HTTP/2 preface itself).
 #[test]
 fn the_bind_address_speaks_http_1_1_and_h2c() {
@@ -488,7 +488,7 @@ fn the_access_line_has_the_documented_format_and_warn_turns_it_off() {
 }
 
 /// A second SIGTERM or Ctrl-C during the grace period cuts the wait short: the request still
-/// running is cut (its client does not get the whole response) and `serve` exits 0 long
+/// running is cut (its client does not get the whole response) and `wsgi-serve` exits 0 long
 /// before the request, or the grace period, would have ended.
 #[test]
 fn a_second_signal_cuts_the_wait_short() {
@@ -518,11 +518,11 @@ fn a_second_signal_cuts_the_wait_short() {
 
 /// A client's malformed request line, URI or header gets 400 from actix-web, which used to
 /// log `ERROR actix_http::h1::dispatcher: stream error: ...` without the peer: the client's
-/// mistake read as the server's. It is a DEBUG line under `serve::client` now, naming the
+/// mistake read as the server's. It is a DEBUG line under `wsgi_serve::client` now, naming the
 /// peer, and the server goes on serving.
 #[test]
 fn a_malformed_request_to_actix_is_logged_at_debug_with_its_peer_never_as_an_error() {
-    let server = ops("actix", &["--log-level", "info,serve::client=debug"]);
+    let server = ops("actix", &["--log-level", "info,wsgi_serve::client=debug"]);
     let malformed: [&[u8]; 3] = [
         b"GET /a b c HTTP/1.1\r\nHost: x\r\n\r\n",
         b"GET /\x01 HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -544,7 +544,7 @@ fn a_malformed_request_to_actix_is_logged_at_debug_with_its_peer_never_as_an_err
     for peer in &peers {
         let log = server.stderr_with(peer);
         assert!(
-            has_line(&log, &["DEBUG", "serve::client", "client error", peer]),
+            has_line(&log, &["DEBUG", "wsgi_serve::client", "client error", peer]),
             "no DEBUG line naming {peer}:\n{log}"
         );
     }

@@ -1,16 +1,16 @@
-//! `serve`: run a Python WSGI application over HTTP/1.1 and h2c, or HTTPS (`--certfile`,
+//! `wsgi-serve`: run a Python WSGI application over HTTP/1.1 and h2c, or HTTPS (`--certfile`,
 //! `--keyfile`) with HTTP/2 and HTTP/1.1 negotiated by ALPN.
 //!
 //! ```text
-//! cargo run --release --bin serve -- [OPTIONS] APP
-//! cargo install --path examples     # then: serve [OPTIONS] APP
+//! cargo run --release -p wsgi-serve -- [OPTIONS] APP
+//! cargo install --path examples/wsgi-serve     # then: wsgi-serve [OPTIONS] APP
 //! ```
 //!
 //! `APP` is a directory with a `passenger_wsgi.py`, `path/to/file.py` (its `application`
 //! callable), `path/to/file.py:callable`, `package.module:callable`, or a factory call with
 //! literal arguments, `package.module:create_app('prod')`. Once the socket is bound and the
 //! application loaded, the command prints one line, `listening on http://ADDR` (or
-//! `https://`), to stdout; logs go to stderr. `serve --version` names the embedded Python
+//! `https://`), to stdout; logs go to stderr. `wsgi-serve --version` names the embedded Python
 //! and the virtualenv. SIGTERM or Ctrl-C stops accepting, ends idle keep-alive connections,
 //! lets in-flight requests finish for up to `--grace`, then shuts the engine down and exits
 //! 0; a second signal skips the wait.
@@ -70,7 +70,7 @@ fn main() -> ExitCode {
     if args.version {
         return match version::write(&args, &mut std::io::stdout().lock()) {
             Ok(()) => ExitCode::SUCCESS,
-            // The reader has what it wanted (`serve --version | head -1`).
+            // The reader has what it wanted (`wsgi-serve --version | head -1`).
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: cannot write to stdout: {e}");
@@ -176,14 +176,14 @@ async fn run(
     if args.engine.processes == 0 {
         let python = builder.start_python().map_err(|e| hints::describe(&e))?;
         tracing::info!(
-            "serve {} embedding {python}{}",
+            "wsgi-serve {} embedding {python}{}",
             env!("CARGO_PKG_VERSION"),
             args.venv_origin.suffix()
         );
     } else {
         tracing::info!(
             processes = args.engine.processes,
-            "serve {} starting worker processes",
+            "wsgi-serve {} starting worker processes",
             env!("CARGO_PKG_VERSION")
         );
     }

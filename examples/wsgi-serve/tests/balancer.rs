@@ -1,4 +1,4 @@
-//! `serve` behind a real load balancer: two replicas behind haproxy, a client sending
+//! `wsgi-serve` behind a real load balancer: two replicas behind haproxy, a client sending
 //! requests all along, and a rolling deploy that stops and starts each replica in turn.
 //! haproxy retries nothing (`retries 0`), so every request a stop cost would reach the
 //! client: the readiness check and `--shutdown-delay` must take a replica out first.
@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::serve::serve_app;
+use common::serve_app;
 use test_support::DEADLINE;
 use test_support::serve::{Server, free_port, start};
 use test_support::temp::temp_dir;

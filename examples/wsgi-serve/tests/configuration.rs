@@ -1,4 +1,4 @@
-//! `serve`'s settings from the environment (`WSGI_SERVE_*`) and a TOML file (`--config`),
+//! `wsgi-serve`'s settings from the environment (`WSGI_SERVE_*`) and a TOML file (`--config`),
 //! under the command line's: servers started that way answer as their settings say, and
 //! `--print-config` and the errors name where each setting came from.
 
@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use common::serve::{apps, serve_app};
+use common::{apps, serve_app};
 use test_support::serve::{fail, start};
 use test_support::temp::temp_dir;
 
@@ -54,7 +54,7 @@ fn a_server_takes_the_environment_over_its_file_and_the_command_line_over_both()
 fn the_application_and_the_file_can_be_named_in_the_environment() {
     let dir = temp_dir("config-env");
     write(dir.path(), "serve.toml", "health-path = \"/\"\n");
-    let mut command = test_support::serve::command(env!("CARGO_BIN_EXE_serve"), &apps());
+    let mut command = test_support::serve::command(env!("CARGO_BIN_EXE_wsgi-serve"), &apps());
     command
         .env("WSGI_SERVE_APP", "ops_app.py")
         .env("WSGI_SERVE_CONFIG", dir.path().join("serve.toml"));
@@ -73,7 +73,7 @@ fn print_config_shows_each_setting_and_where_it_came_from() {
         "serve.toml",
         "threads = 4\ntimeout = \"5s\"\nbind = [\"127.0.0.1:9001\", \"unix:/tmp/app.sock\"]\n",
     );
-    let mut command = test_support::serve::command(env!("CARGO_BIN_EXE_serve"), dir.path());
+    let mut command = test_support::serve::command(env!("CARGO_BIN_EXE_wsgi-serve"), dir.path());
     command
         .args([
             "--config",
@@ -118,7 +118,7 @@ fn print_config_shows_each_setting_and_where_it_came_from() {
 fn a_bad_setting_exits_2_naming_the_variable_or_the_file_that_holds_it() {
     let dir = temp_dir("bad-config");
     write(dir.path(), "serve.toml", "timeout = \"soon\"\n");
-    let mut command = test_support::serve::command(env!("CARGO_BIN_EXE_serve"), dir.path());
+    let mut command = test_support::serve::command(env!("CARGO_BIN_EXE_wsgi-serve"), dir.path());
     command.args(["--config", "serve.toml", "app.py"]);
     let (status, stderr) = fail(command);
     assert_eq!(status.code(), Some(2), "{stderr}");
@@ -127,7 +127,7 @@ fn a_bad_setting_exits_2_naming_the_variable_or_the_file_that_holds_it() {
         "{stderr}"
     );
 
-    let mut command = test_support::serve::command(env!("CARGO_BIN_EXE_serve"), dir.path());
+    let mut command = test_support::serve::command(env!("CARGO_BIN_EXE_wsgi-serve"), dir.path());
     command.arg("app.py").env("WSGI_SERVE_THREADS", "many");
     let (status, stderr) = fail(command);
     assert_eq!(status.code(), Some(2), "{stderr}");

@@ -1,4 +1,4 @@
-//! Request bodies received whole before the app runs, end to end through `serve` on both
+//! Request bodies received whole before the app runs, end to end through `wsgi-serve` on both
 //! servers: large bodies through an unlinked temporary file, slow uploaders that hold no
 //! Python thread, streaming where it is kept (`--buffer-body 0`, `--stream-chunked`,
 //! `Expect: 100-continue`), and 413 and 408 answered by the host. The app is
@@ -20,7 +20,7 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::serve::{each_server, serve_app};
+use common::{each_server, serve_app};
 use sha2::{Digest, Sha256};
 use test_support::DEADLINE;
 use test_support::gate::Record;
@@ -28,7 +28,7 @@ use test_support::serve::{Server, start};
 use test_support::temp::{TempDir, temp_dir};
 use test_support::wire::{Conn, chunk, get};
 
-/// `serve` on `server` (axum or actix) running `upload_app.py` with two Python threads,
+/// `wsgi-serve` on `server` (axum or actix) running `upload_app.py` with two Python threads,
 /// spooling to `spool`.
 fn uploads(server: &str, spool: &TempDir, extra: &[&str]) -> Server {
     let spool = spool.path().to_str().expect("a UTF-8 path");
@@ -128,7 +128,7 @@ fn fds_into(pid: u32, dir: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Asserts that the spooled files are gone: none left in `dir`, none open in `serve`.
+/// Asserts that the spooled files are gone: none left in `dir`, none open in `wsgi-serve`.
 /// The descriptor may be closed just after the response went out, so this waits for it.
 fn assert_spool_is_clean(server: &Server, dir: &TempDir, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);

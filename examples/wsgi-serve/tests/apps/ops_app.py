@@ -1,4 +1,4 @@
-"""An app for the operational options of `serve`.
+"""An app for the operational options of `wsgi-serve`.
 
 ``/busy``: keeps working in Python until interrupted (the request timeout's
 ``TimeoutError``). ``/slow?secs=S&record=TOKEN``: records ``running``, takes S seconds, then
@@ -14,7 +14,7 @@ import time
 from urllib.parse import parse_qs
 
 # The helpers the test apps of every crate share live in test-support/python.
-_SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../../test-support/python")
+_SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../../../test-support/python")
 sys.path.insert(0, os.path.normpath(_SHARED))
 from wsgi_test_support import record  # noqa: E402
 

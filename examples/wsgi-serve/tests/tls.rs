@@ -1,4 +1,4 @@
-//! `serve --certfile/--keyfile` over real TLS connections, on both servers: the application
+//! `wsgi-serve --certfile/--keyfile` over real TLS connections, on both servers: the application
 //! answers over HTTPS and sees `wsgi.url_scheme` `https`, HTTP/2 and HTTP/1.1 are negotiated
 //! by ALPN, and certificate files that cannot serve are a bad command line (status 2).
 //!
@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use common::serve::{each_server, serve_command};
+use common::{each_server, serve_command};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -124,7 +124,7 @@ fn get(addr: SocketAddr, cert: &Certificate, alpn: &[&[u8]]) -> Answer {
     })
 }
 
-/// `serve --server SERVER --certfile --keyfile tls_probe.py`, started.
+/// `wsgi-serve --server SERVER --certfile --keyfile tls_probe.py`, started.
 fn serve_tls(server: &str, cert: &Certificate) -> Server {
     let mut command = serve_command();
     command

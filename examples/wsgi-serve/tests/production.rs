@@ -1,4 +1,4 @@
-//! `serve` behind a process manager and a load balancer, end to end on both servers: UNIX
+//! `wsgi-serve` behind a process manager and a load balancer, end to end on both servers: UNIX
 //! sockets, systemd socket activation and notifications.
 
 mod common;
@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::serve::{apps, each_server, serve_app};
+use common::{apps, each_server, serve_app};
 use test_support::DEADLINE;
 use test_support::serve::{assert_fails_with, free_port, start};
 use test_support::temp::temp_dir;
@@ -46,7 +46,7 @@ fn socket_in(dir: &Path) -> PathBuf {
 }
 
 /// `--bind unix:PATH`: HTTP on a UNIX socket, next to a TCP address, the socket file made
-/// with `--unix-mode` and removed when `serve` exits.
+/// with `--unix-mode` and removed when `wsgi-serve` exits.
 #[test]
 fn a_unix_socket_serves_http_with_the_mode_asked_for_and_is_removed_at_exit() {
     each_server(|kind| {
@@ -129,8 +129,8 @@ fn socket_activate_available() -> bool {
 }
 
 /// Socket activation: `systemd-socket-activate` binds a TCP address and a UNIX socket and
-/// starts `serve` with them (`LISTEN_FDS`, `LISTEN_PID`, `LISTEN_FDNAMES`) once a client
-/// connects. `serve` serves both, and the application does not inherit the variables, so
+/// starts `wsgi-serve` with them (`LISTEN_FDS`, `LISTEN_PID`, `LISTEN_FDNAMES`) once a client
+/// connects. `wsgi-serve` serves both, and the application does not inherit the variables, so
 /// a subprocess of it cannot take the sockets for its own.
 #[test]
 fn sockets_passed_by_systemd_are_served_and_their_variables_not_inherited() {
@@ -147,7 +147,7 @@ fn sockets_passed_by_systemd_are_served_and_their_variables_not_inherited() {
             .arg(&path)
             .args([
                 "--fdname=web:web",
-                env!("CARGO_BIN_EXE_serve"),
+                env!("CARGO_BIN_EXE_wsgi-serve"),
                 "--server",
                 kind,
             ])
@@ -251,7 +251,7 @@ impl Manager {
     }
 }
 
-/// `sd_notify`: `READY=1` and a `STATUS=` once the application is loaded and `serve`
+/// `sd_notify`: `READY=1` and a `STATUS=` once the application is loaded and `wsgi-serve`
 /// listens, `WATCHDOG=1` every half `WATCHDOG_USEC` (which the application does not
 /// inherit), `STOPPING=1` when SIGTERM arrives.
 #[test]
@@ -350,7 +350,7 @@ fn health_is_answered_by_the_host_while_every_python_thread_is_busy() {
 /// `--shutdown-delay`: after SIGTERM, `/readyz` answers 503 at once, yet for the delay new
 /// connections are still accepted and served, and an idle keep-alive connection still takes
 /// a request; every HTTP/1.1 response then says `Connection: close`. After the delay the
-/// listener closes and `serve` drains and exits 0.
+/// listener closes and `wsgi-serve` drains and exits 0.
 #[test]
 fn during_the_shutdown_delay_requests_are_served_with_connection_close_and_readyz_is_503() {
     each_server(|kind| {
