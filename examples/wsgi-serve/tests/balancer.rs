@@ -18,41 +18,45 @@ use test_support::serve::{Server, free_port, start};
 use test_support::temp::temp_dir;
 use test_support::wire::{Conn, Request};
 
-/// The drain delay under test: longer than haproxy takes to see `/readyz` fail
-/// (`fall` × `inter` below), with room for a busy machine.
+/// The drain delay under test, as docs/deploy.md gives it: longer than haproxy takes to see
+/// `/readyz` fail (`fall` × `inter`), with room for a busy machine.
 const SHUTDOWN_DELAY: &str = "1.5s";
 
-/// The haproxy configuration, with `{front}`, `{a}` and `{b}` to fill in: HTTP keep-alive
-/// on both sides, round robin, readiness checked every 250 ms on `/-/readyz` (a replica
-/// is out after two failures, in after two successes), and no retries or redispatch, so a
-/// request sent to a replica that fails it fails for the client.
-const HAPROXY_CFG: &str = "\
-global
-    log stderr format raw local0 info
+/// The deployment guide whose haproxy configuration this test runs, so that the one
+/// documented is the one tested.
+const DEPLOY_DOC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/deploy.md");
 
-defaults
-    mode http
-    log global
-    option httplog
-    timeout connect 1s
-    timeout client 10s
-    timeout server 10s
-    timeout check 1s
-    retries 0
-
-frontend web
-    bind {front}
-    default_backend replicas
-
-backend replicas
-    balance roundrobin
-    option httpchk
-    http-check send meth GET uri /-/readyz
-    http-check expect status 200
-    default-server inter 250ms fall 2 rise 2
-    server a {a} check
-    server b {b} check
-";
+/// The haproxy configuration of the deployment guide (HTTP keep-alive on both sides, round
+/// robin, readiness checked every 250 ms on `/-/readyz`, a replica out after two failures
+/// and in after two successes, no retries or redispatch, so that a request sent to a
+/// replica that fails it fails for the client), with this test's addresses, and its log on
+/// stderr instead of syslog.
+fn haproxy_config(front: SocketAddr, replicas: [SocketAddr; 2]) -> String {
+    let doc = std::fs::read_to_string(DEPLOY_DOC).expect("read docs/deploy.md");
+    let config = doc
+        .split_once("```haproxy\n")
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .map(|(config, _)| config)
+        .expect("an haproxy code block in docs/deploy.md");
+    [
+        (
+            "log /dev/log local0",
+            "log stderr format raw local0 info".to_owned(),
+        ),
+        ("bind :80", format!("bind {front}")),
+        ("10.0.0.11:8000", replicas[0].to_string()),
+        ("10.0.0.12:8000", replicas[1].to_string()),
+    ]
+    .into_iter()
+    .fold(config.to_owned(), |config, (from, to)| {
+        assert_eq!(
+            config.matches(from).count(),
+            1,
+            "docs/deploy.md's haproxy configuration no longer has one {from:?} to replace"
+        );
+        config.replace(from, &to)
+    })
+}
 
 /// Whether haproxy (Debian's `haproxy` package) is installed; says so when it is not, and
 /// scripts/test makes it a failure (`WSGI_REQUIRE_HAPROXY`).
@@ -235,11 +239,7 @@ fn a_rolling_deploy_behind_haproxy_without_retries_loses_no_request() {
         Some(replica(servers[0], addrs[0], "a1")),
         Some(replica(servers[1], addrs[1], "b1")),
     ];
-    let config = HAPROXY_CFG
-        .replace("{front}", &front.to_string())
-        .replace("{a}", &addrs[0].to_string())
-        .replace("{b}", &addrs[1].to_string());
-    let haproxy = Haproxy::start(&config, front);
+    let haproxy = Haproxy::start(&haproxy_config(front, addrs), front);
 
     let began = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
