@@ -1,4 +1,4 @@
-//! Links `serve`, the examples and the tests to the libpython found at build time, as
+//! Links the examples and the tests to the libpython found at build time, as
 //! `wsgi-core`'s build script does for its own tests: see
 //! `wsgi-core/build/libpython_rpath.rs`.
 

@@ -29,7 +29,7 @@
 #
 # Settings (environment): N=2000, WARMUP_REQUESTS=200, CONFIGS="log-on log-off floor",
 # SERVE_ARGS (more options for serve, both configurations), SERVE_BIN (default
-# target/release/serve, built if missing), VENV (default $VIRTUAL_ENV, else
+# target/release/wsgi-serve, built if missing), VENV (default $VIRTUAL_ENV, else
 # benches/load/.venv), PORT=18997, TOP=40, OUT_DIR (default: a new temporary directory).
 # Worker processes (--processes) are not followed: callgrind counts the serve process only.
 set -euo pipefail
@@ -45,7 +45,7 @@ CONFIGS=${CONFIGS:-log-on log-off floor}
 PORT=${PORT:-18997}
 TOP=${TOP:-40}
 VENV=${VENV:-${VIRTUAL_ENV:-$LOAD_DIR/.venv}}
-SERVE_BIN=${SERVE_BIN:-$ROOT/target/release/serve}
+SERVE_BIN=${SERVE_BIN:-$ROOT/target/release/wsgi-serve}
 OUT_DIR=${OUT_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/wsgi-instructions.XXXXXX")}
 read -ra SERVE_EXTRA <<<"${SERVE_ARGS:-}"
 APP_LIST=("$@")
@@ -64,7 +64,7 @@ done
 command -v valgrind >/dev/null || die "valgrind is missing (apt-get install -y valgrind)"
 [[ -x $VENV/bin/python ]] || die "no virtualenv at $VENV (set VENV, or run run.sh to make one)"
 if [[ ! -x $SERVE_BIN ]]; then
-    (cd "$ROOT" && cargo build --quiet --release -p examples --bin serve)
+    (cd "$ROOT" && cargo build --quiet --release -p wsgi-serve)
 fi
 PYTHON=$VENV/bin/python
 

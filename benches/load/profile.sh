@@ -5,9 +5,9 @@
 # loads it, and prints flat profiles by shared object and by symbol.
 #
 #   benches/load/profile.sh [SCENARIO]          # default hello-c64
-#   SERVE_BIN=target/release/serve SECONDS_PROFILED=5 benches/load/profile.sh echo-c64
+#   SERVE_BIN=target/release/wsgi-serve SECONDS_PROFILED=5 benches/load/profile.sh echo-c64
 #
-# Settings (environment): SERVE_BIN (default: target/release/serve, built if
+# Settings (environment): SERVE_BIN (default: target/release/wsgi-serve, built if
 # missing), SECONDS_PROFILED=5, FREQ=1999 (samples/s), CALL_GRAPH=0 (1: also record DWARF
 # call graphs and print the heaviest call chains; much larger data), OUR_THREADS=8,
 # SERVE_ARGS (more options for serve, which otherwise runs with its defaults, the access log
@@ -30,7 +30,7 @@ WRK_CPU=${WRK_CPU:-0}
 PORT=${PORT:-18999}
 VENV=${VENV:-$LOAD_DIR/.venv}
 OUT_DIR=${OUT_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/wsgi-profile.XXXXXX")}
-SERVE_BIN=${SERVE_BIN:-$ROOT/target/release/serve}
+SERVE_BIN=${SERVE_BIN:-$ROOT/target/release/wsgi-serve}
 read -ra SERVE_EXTRA <<<"${SERVE_ARGS:-}"
 mkdir -p "$OUT_DIR"
 
@@ -52,7 +52,7 @@ command -v perf >/dev/null || die "perf is missing (apt-get install -y linux-per
 command -v wrk >/dev/null || die "wrk is missing (run.sh installs it)"
 [[ -x $VENV/bin/python ]] || die "no venv at $VENV (run.sh makes it)"
 if [[ ! -x $SERVE_BIN ]]; then
-    (cd "$ROOT" && cargo build --quiet --release -p examples --bin serve)
+    (cd "$ROOT" && cargo build --quiet --release -p wsgi-serve)
 fi
 ! (exec 3<>"/dev/tcp/$HOST/$PORT") 2>/dev/null || die "port $PORT is in use"
 

@@ -341,12 +341,16 @@ setup_binaries() {
         sha=$(git -C "$ROOT" rev-parse --verify --quiet "$SERVE_REV^{commit}") ||
             die "SERVE_REV=$SERVE_REV is not a commit"
         dir=${BUILD_CACHE:-${TMPDIR:-/tmp}/wsgi-load-build}/$sha
-        if git -C "$ROOT" cat-file -e "$sha:examples/serve.rs" 2>/dev/null; then
+        if git -C "$ROOT" cat-file -e "$sha:examples/wsgi-serve/Cargo.toml" 2>/dev/null; then
+            build=(-p wsgi-serve)
+            SERVE_BIN=$dir/target/release/wsgi-serve
+        elif git -C "$ROOT" cat-file -e "$sha:examples/serve.rs" 2>/dev/null; then
             # Before `serve` became a binary of the examples package, it was an example.
-            build=(--example serve)
+            build=(-p examples --example serve)
             SERVE_BIN=$dir/target/release/examples/serve
         else
-            build=(--bin serve)
+            # Then a binary of the examples package, before it had a package of its own.
+            build=(-p examples --bin serve)
             SERVE_BIN=$dir/target/release/serve
         fi
         if [[ ! -x $SERVE_BIN ]]; then
@@ -355,13 +359,13 @@ setup_binaries() {
             mkdir -p "$dir/src"
             git -C "$ROOT" archive "$sha" | tar -x -C "$dir/src"
             (cd "$dir/src" && CARGO_TARGET_DIR=$dir/target cargo build --quiet --release \
-                -p examples "${build[@]}")
+                "${build[@]}")
         fi
         SERVE_DESC="commit ${sha:0:10} (SERVE_REV=$SERVE_REV)"
     else
-        log "cargo build --release --bin serve"
-        (cd "$ROOT" && cargo build --quiet --release -p examples --bin serve)
-        SERVE_BIN=$target/release/serve
+        log "cargo build --release -p wsgi-serve"
+        (cd "$ROOT" && cargo build --quiet --release -p wsgi-serve)
+        SERVE_BIN=$target/release/wsgi-serve
         sha=$(git -C "$ROOT" rev-parse --short=10 HEAD 2>/dev/null || echo unknown)
         if [[ -n $(git -C "$ROOT" status --porcelain --untracked-files=no -- \
             ':!benches' 2>/dev/null) ]]; then

@@ -2,7 +2,7 @@
 //! crate's tests check it: a raw HTTP/1 client that shows the bytes on the wire ([`wire`]),
 //! gates and record files for the Python test apps ([`gate`], with its Python twin
 //! `python/wsgi_test_support.py`), one [`DEADLINE`], temporary paths ([`temp`]), captured
-//! logs ([`logs`]), the `serve` program as a child process ([`serve`]) and, behind features,
+//! logs ([`logs`]), the `wsgi-serve` program as a child process ([`serve`]) and, behind features,
 //! the axum and actix-web test servers (`hosts`) and an HTTP/2 client (`h2`).
 //!
 //! It knows nothing of this workspace's own crates: `wsgi-core`'s tests use it too, and a
@@ -40,6 +40,12 @@ pub fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Whether a missing Python framework must fail the tests that serve it rather than skip
+/// them: set `WSGI_REQUIRE_FRAMEWORKS` (scripts/test does) unless it is empty or `0`.
+pub fn frameworks_required() -> bool {
+    std::env::var_os("WSGI_REQUIRE_FRAMEWORKS").is_some_and(|v| !v.is_empty() && v != "0")
 }
 
 /// The `KEY=value` lines of `text` (the environ reports of the small test apps).

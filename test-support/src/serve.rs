@@ -1,11 +1,12 @@
-//! Runs the `serve` program as a child process, for the tests of start-up, virtualenvs, TLS,
-//! worker processes and operations.
+//! Runs the `wsgi-serve` program as a child process, for the tests of start-up, virtualenvs,
+//! TLS, worker processes and operations.
 //!
-//! The binary's path comes from the test crate (`env!("CARGO_BIN_EXE_serve")`, which cargo
-//! sets only for the tests of the package that has the binary). The child's environment is
-//! cleaned of the variables that would let a test pass for the wrong reason (`PYTHONPATH`,
-//! `PYTHONHOME`, `VIRTUAL_ENV`, which `scripts/test` sets), and every child is killed when its
-//! guard drops, whatever the test's outcome.
+//! The binary's path comes from the test crate (`env!("CARGO_BIN_EXE_wsgi-serve")`, which
+//! cargo sets only for the tests of the package that has the binary). The child's
+//! environment is cleaned of the variables that would let a test pass for the wrong reason
+//! (`PYTHONPATH`, `PYTHONHOME`, `VIRTUAL_ENV`, which `scripts/test` sets, and `wsgi-serve`'s
+//! own `WSGI_SERVE_*` settings), and every child is killed when its guard drops, whatever
+//! the test's outcome.
 
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read};
@@ -19,9 +20,15 @@ use std::time::{Duration, Instant};
 use crate::DEADLINE;
 use crate::wire;
 
-/// A command for `binary` with a clean Python environment, run in `dir`, its output piped.
+/// A command for `binary` with a clean Python environment and none of `serve`'s settings
+/// from the environment (`WSGI_SERVE_*`), run in `dir`, its output piped.
 pub fn command(binary: impl AsRef<OsStr>, dir: &Path) -> Command {
     let mut command = Command::new(binary);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("WSGI_SERVE_") {
+            command.env_remove(name);
+        }
+    }
     command
         .env_remove("PYTHONPATH")
         .env_remove("PYTHONHOME")

@@ -4,12 +4,10 @@
 //! 127.0.0.1 (`test_support::hosts`), mounted at the root or under a prefix; the tests speak
 //! to it with `test_support`'s clients. The [`host_cases!`](crate::common::host_cases) macro
 //! turns one `fn(&Site)` into a test per host and mount, so a behaviour cannot drift between
-//! the adapters unnoticed. [`serve`] runs the `serve` program itself.
+//! the adapters unnoticed. The `wsgi-serve` program has tests of its own, in its package.
 
 // Every test binary compiles this module but uses a different part of it.
 #![allow(dead_code)]
-
-pub(crate) mod serve;
 
 use std::collections::BTreeMap;
 
@@ -32,35 +30,6 @@ pub(crate) fn load(file: &str, configure: impl FnOnce(EngineBuilder) -> EngineBu
         .unwrap_or_else(|e| panic!("loading {app}: {e}"))
 }
 
-/// Whether a missing framework must fail the tests rather than skip them: set
-/// `WSGI_REQUIRE_FRAMEWORKS` (scripts/test does) unless it is empty or `0`.
-fn frameworks_required() -> bool {
-    std::env::var_os("WSGI_REQUIRE_FRAMEWORKS").is_some_and(|v| !v.is_empty() && v != "0")
-}
-
-/// The virtualenv named by `VIRTUAL_ENV` if it has the Python package `package`, for a
-/// `serve --venv` that runs a framework's app. `None` (after saying why on stderr) when it
-/// has not and frameworks are not required; panics when they are.
-pub(crate) fn framework_venv(package: &str) -> Option<std::path::PathBuf> {
-    let venv = std::env::var_os("VIRTUAL_ENV").map(std::path::PathBuf::from);
-    let has = venv.as_ref().is_some_and(|venv| {
-        std::process::Command::new(venv.join("bin/python"))
-            .args(["-c", &format!("import {package}")])
-            .status()
-            .is_ok_and(|s| s.success())
-    });
-    if has {
-        return venv;
-    }
-    let why = format!(
-        "the Python package {package:?} is not in the virtualenv named by VIRTUAL_ENV \
-         ({venv:?}); install requirements-test.txt into it (scripts/test does)"
-    );
-    assert!(!frameworks_required(), "{why}");
-    eprintln!("SKIPPED: {why}, or set WSGI_REQUIRE_FRAMEWORKS=1 to make this a failure.");
-    None
-}
-
 /// Loads `app`, which needs the Python package `package`. `None` (after saying why on
 /// stderr) when that package cannot be imported and frameworks are not required; any
 /// other failure panics.
@@ -71,7 +40,7 @@ pub(crate) fn framework_engine(package: &str, app: &str, threads: usize) -> Opti
         Err(e) => {
             let message = e.to_string();
             let missing = message.contains(&format!("No module named '{package}'"));
-            if missing && !frameworks_required() {
+            if missing && !test_support::frameworks_required() {
                 eprintln!(
                     "SKIPPED: the Python package {package:?} is not importable, so the tests \
                      serving {app} do nothing. Install requirements-test.txt into the \
