@@ -7,14 +7,14 @@
 #   benches/load/per-thread.sh "--processes 1"
 #   SERVE_BIN=/tmp/serve.old APP=flask_app.py URL_PATH=/json benches/load/per-thread.sh "--processes 2"
 #
-# Settings (environment): SERVE_BIN (default target/release/serve), APP=hello.py (in
+# Settings (environment): SERVE_BIN (default target/release/wsgi-serve), APP=hello.py (in
 # benches/load/apps), URL_PATH=/, CONNS=64, SECONDS_MEASURED=4, PORT=18998, and VENV for an
 # app that needs packages (run.sh makes benches/load/.venv).
 set -euo pipefail
 
 LOAD_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$(dirname "$LOAD_DIR")")
-SERVE_BIN=${SERVE_BIN:-$ROOT/target/release/serve}
+SERVE_BIN=${SERVE_BIN:-$ROOT/target/release/wsgi-serve}
 APP=${APP:-hello.py}
 URL_PATH=${URL_PATH:-/}
 CONNS=${CONNS:-64}
@@ -25,7 +25,7 @@ read -ra SERVE_EXTRA <<<"${1:-}"
 URL=http://127.0.0.1:$PORT$URL_PATH
 
 command -v wrk >/dev/null || { echo "per-thread.sh: wrk is not installed" >&2; exit 1; }
-[[ -x $SERVE_BIN ]] || { echo "per-thread.sh: no $SERVE_BIN (cargo build --release -p examples --bin serve)" >&2; exit 1; }
+[[ -x $SERVE_BIN ]] || { echo "per-thread.sh: no $SERVE_BIN (cargo build --release -p wsgi-serve)" >&2; exit 1; }
 
 cd "$LOAD_DIR/apps"
 "$SERVE_BIN" --bind "127.0.0.1:$PORT" --log-level warn "${SERVE_EXTRA[@]}" "$APP" >/dev/null 2>&1 &
