@@ -612,6 +612,111 @@ fn django_404_pages_do_not_hold_their_threads() {
     });
 }
 
+/// The Flask site of `flask.rs` served from worker processes, on both servers: routing,
+/// forms, a session cookie signed in one worker and read in another, `send_file` through
+/// `wsgi.file_wrapper`, and the app's own error handlers. (`flask.rs` serves it in-process.)
+#[test]
+fn flask_serves_from_worker_processes() {
+    let Some(venv) = common::framework_venv("flask") else {
+        return;
+    };
+    let venv = venv.to_str().expect("a UTF-8 VIRTUAL_ENV");
+    each_server(|kind| {
+        let server = start(serve_app(
+            kind,
+            &["--processes", "2", "--venv", venv],
+            "flask_site.py",
+        ));
+        let (status, body) = server.get("/api/items/42?tag=a&tag=b%20c");
+        assert_eq!(status, 200, "{kind}: {body}");
+        let json: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        assert_eq!(json["name"], "item 42", "{kind}: {body}");
+        assert_eq!(
+            json["tags"],
+            serde_json::json!(["a", "b c"]),
+            "{kind}: {body}"
+        );
+
+        let form = Request::form("/form", &[("name", "Zoë & co"), ("colour", "red")]);
+        let response = send(server.addr, &form);
+        assert_eq!(response.status, 200, "{kind}: {response:?}");
+        assert_eq!(response.json()["name"], "Zoë & co", "{kind}: {response:?}");
+
+        let login = Request::form("/login", &[("user", "ann"), ("theme", "dark")]);
+        let response = send(server.addr, &login);
+        assert_eq!(response.status, 302, "{kind}: {response:?}");
+        let cookies: Vec<&str> = response
+            .header_all("set-cookie")
+            .into_iter()
+            .filter_map(|c| c.split(';').next())
+            .collect();
+        let cookie = cookies.join("; ");
+        // Several requests, so both workers see the cookie the first one signed.
+        for _ in 0..4 {
+            let whoami = send(
+                server.addr,
+                &Request::get("/whoami").header("Cookie", &cookie),
+            );
+            assert_eq!(whoami.status, 200, "{kind}: {whoami:?}");
+            let json = whoami.json();
+            assert_eq!(json["user"], "ann", "{kind}: {json}");
+            assert_eq!(json["theme"], "dark", "{kind}: {json}");
+        }
+
+        let download = send(server.addr, &Request::get("/download"));
+        assert_eq!(download.status, 200, "{kind}: {:?}", download.headers);
+        let expected: Vec<u8> = (0..1_500_000u32).map(|i| (i % 251) as u8).collect();
+        assert!(
+            download.body == expected,
+            "{kind}: /download's bytes differ"
+        );
+
+        let (status, body) = server.get("/boom");
+        assert_eq!(status, 500, "{kind}: {body}");
+        let (status, body) = server.get("/no-such-page");
+        assert_eq!(status, 404, "{kind}: {body}");
+    });
+}
+
+/// The djdemo Django project of `django.rs` served from worker processes, on both servers:
+/// its ORM on SQLite, templates (the admin's login page) and a `FileResponse` through
+/// `wsgi.file_wrapper`. (`django.rs` serves it in-process.)
+#[test]
+fn django_serves_from_worker_processes() {
+    let Some(venv) = common::framework_venv("django") else {
+        return;
+    };
+    let venv = venv.to_str().expect("a UTF-8 VIRTUAL_ENV");
+    each_server(|kind| {
+        let options = ["--processes", "2", "--venv", venv];
+        let server = start(serve_app(kind, &options, "django_site.py"));
+        let (status, body) = server.get("/api/status/?q=1");
+        assert_eq!(status, 200, "{kind}: {body}");
+        let json: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        assert_eq!(json["framework"], "django", "{kind}: {body}");
+        assert_eq!(
+            json["query"]["q"],
+            serde_json::json!(["1"]),
+            "{kind}: {body}"
+        );
+
+        let (status, body) = server.get("/admin/login/");
+        assert_eq!(status, 200, "{kind}: {body}");
+        assert!(
+            body.contains("<title>Log in | Django site admin</title>"),
+            "{kind}: {body}"
+        );
+
+        let download = send(server.addr, &Request::get("/download/"));
+        assert_eq!(download.status, 200, "{kind}: {:?}", download.headers);
+        assert!(
+            download.text().starts_with("0,0\n1,1\n2,4\n"),
+            "{kind}: {:?}",
+            download.text().get(..100)
+        );
+    });
+}
+
 /// A `start_response`, `write` or `wsgi.input` that the application keeps past its request
 /// raises when called: the response it belonged to is over, and in a worker process the
 /// socket it would use carries the next request.

@@ -262,7 +262,12 @@ fn set_program(program: &Path) {
     };
     // The deprecated setter is used instead of `PyConfig` on purpose: it keeps the
     // initialisation that pyo3's `Py_InitializeEx` performs (its locale and signal settings)
-    // and only fills in the program name.
+    // and only fills in the program name. It (and `Py_SetPythonHome`) is deprecated since
+    // 3.11 but still declared and working in 3.14 and 3.15 (tested in a Debian unstable
+    // root: scripts/test-debian-pythons). CPython's main branch (3.16) removes both from the
+    // headers and keeps them as ABI-only symbols, which is all pyo3-ffi links against; a
+    // release that drops the symbols means initialising from a `PyConfig` here instead of
+    // through pyo3.
     // SAFETY: called before initialisation, with a NUL-terminated wide string that is never
     // freed.
     #[allow(deprecated)]
