@@ -46,6 +46,7 @@ mod body;
 mod chan;
 mod chunk;
 mod environ;
+mod extras;
 mod host;
 mod input;
 mod job;
@@ -83,6 +84,7 @@ pub use config::{
 };
 pub use engine::{Engine, ResponseFuture, ShutdownFuture, ShutdownReport};
 pub use error::{Error, MissingModule, PythonException};
+pub use extras::{EnvironError, EnvironExtras, InvalidNativeString, NativeString};
 pub use host::{BoxError, ConnInfo, HostRequest, MapErrBody, Scheme};
 pub use metrics::{MetricsSnapshot, WorkerSnapshot, WorkerState};
 pub use process::run_if_worker;
