@@ -16,10 +16,10 @@ use bytes::Bytes;
 /// A native string as PEP 3333 defines it: text whose code points are all below 256 (so one
 /// byte each, latin-1), which the application sees as a Python `str`. It never contains NUL.
 ///
-/// Made from Rust text (`&str`, `String`, whose characters must each be at most U+00FF), or
-/// from bytes (`&[u8]`, `Vec<u8>`, [`Bytes`]), each byte one code point: that is how PEP 3333
-/// passes bytes that are not latin-1 text, such as a UTF-8 user name, which the application
-/// decodes with `value.encode("latin-1").decode("utf-8")`.
+/// Made from Rust text (`&str`, `String`, whose characters must each be at most U+00FF),
+/// or from bytes (`&[u8]`, `&[u8; N]`, `Vec<u8>`, [`Bytes`]), each byte one code point:
+/// that is how PEP 3333 passes bytes that are not latin-1 text, such as a UTF-8 user name,
+/// which the application decodes with `value.encode("latin-1").decode("utf-8")`.
 ///
 /// ```
 /// use wsgi_core::NativeString;
@@ -130,6 +130,13 @@ impl TryFrom<&String> for NativeString {
 impl TryFrom<&[u8]> for NativeString {
     type Error = InvalidNativeString;
     fn try_from(bytes: &[u8]) -> Result<Self, Self::Error> {
+        Self::from_latin1(Bytes::copy_from_slice(bytes))
+    }
+}
+
+impl<const N: usize> TryFrom<&[u8; N]> for NativeString {
+    type Error = InvalidNativeString;
+    fn try_from(bytes: &[u8; N]) -> Result<Self, Self::Error> {
         Self::from_latin1(Bytes::copy_from_slice(bytes))
     }
 }
@@ -269,7 +276,7 @@ impl EnvironExtras {
     /// Sets the environ key `key` to `value`: a key of the host's own (`myservice.tenant`,
     /// lowercase with a dot, as PEP 3333 suggests for extensions), or a CGI-style one the
     /// engine does not compute (`SSL_CLIENT_S_DN`, `REMOTE_USER`). `value` is anything that
-    /// makes a [`NativeString`]: `&str`, `String`, `&[u8]`, `Vec<u8>`, `Bytes`.
+    /// makes a [`NativeString`]: `&str`, `String`, `&[u8]`, `&[u8; N]`, `Vec<u8>`, `Bytes`.
     pub fn set<V>(&mut self, key: &str, value: V) -> Result<&mut Self, EnvironError>
     where
         V: TryInto<NativeString>,
@@ -464,12 +471,15 @@ mod tests {
             .unwrap()
             .set("e", vec![b'v'])
             .unwrap()
+            .set("g", b"\xe9")
+            .unwrap()
             .set("f", NativeString::try_from("n").unwrap())
             .unwrap();
         assert_eq!(extras.get("a").unwrap().as_bytes(), b"Jos\xe9");
         assert_eq!(extras.get("a").unwrap().to_string(), "José");
         assert_eq!(extras.get("c").unwrap().as_bytes(), "Łukasz".as_bytes());
         assert_eq!(extras.get("d").unwrap().to_string(), "ÿ");
+        assert_eq!(extras.get("g").unwrap().to_string(), "é");
     }
 
     #[test]
