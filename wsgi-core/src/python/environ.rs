@@ -289,7 +289,7 @@ pub(crate) fn build<'py>(
     for (name, value) in &vars.headers {
         env.set_item(template.key(py, name), latin1(py, value.as_bytes())?)?;
     }
-    // After the computed variables, which the host's keys were checked never to name.
+    // The host's keys were checked never to name a variable this function sets.
     for (key, value) in vars.extras.iter() {
         env.set_item(PyString::new(py, key), latin1(py, value.as_bytes())?)?;
     }
