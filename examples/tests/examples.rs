@@ -133,18 +133,22 @@ fn two_apps_serves_flask_and_django_side_by_side() {
 }
 
 /// The sections of README.md whose snippets must quote the examples.
-const README_SECTIONS: [&str; 4] = [
+const README_SECTIONS: [&str; 5] = [
     "## Mounting in axum",
     "## Mounting in actix-web",
+    "## Mounting in your service",
     "## Serving Flask",
     "## Serving Django",
 ];
 
 /// The files README snippets may quote, relative to this crate.
-const QUOTED_FILES: [&str; 7] = [
+const QUOTED_FILES: [&str; 10] = [
     "mount_axum.rs",
     "mount_actix.rs",
     "two_apps.rs",
+    "gateway.rs",
+    "apps/django_app/djdemo/settings_gateway.py",
+    "apps/django_app/djdemo/gateway.py",
     "apps/flask_app/app.py",
     "apps/django_app/passenger_wsgi.py",
     "apps/django_app/djdemo/wsgi.py",

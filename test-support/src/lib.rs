@@ -48,6 +48,29 @@ pub fn frameworks_required() -> bool {
     std::env::var_os("WSGI_REQUIRE_FRAMEWORKS").is_some_and(|v| !v.is_empty() && v != "0")
 }
 
+/// The virtualenv named by `VIRTUAL_ENV` if it has the Python package `package`, for a
+/// server that runs a framework's app. `None` (after saying why on stderr) when it has not
+/// and frameworks are not required; panics when they are.
+pub fn framework_venv(package: &str) -> Option<std::path::PathBuf> {
+    let venv = std::env::var_os("VIRTUAL_ENV").map(std::path::PathBuf::from);
+    let has = venv.as_ref().is_some_and(|venv| {
+        std::process::Command::new(venv.join("bin/python"))
+            .args(["-c", &format!("import {package}")])
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    if has {
+        return venv;
+    }
+    let why = format!(
+        "the Python package {package:?} is not in the virtualenv named by VIRTUAL_ENV \
+         ({venv:?}); install requirements-test.txt into it (scripts/test does)"
+    );
+    assert!(!frameworks_required(), "{why}");
+    eprintln!("SKIPPED: {why}, or set WSGI_REQUIRE_FRAMEWORKS=1 to make this a failure.");
+    None
+}
+
 /// The `KEY=value` lines of `text` (the environ reports of the small test apps).
 pub fn key_values(text: &str) -> std::collections::HashMap<String, String> {
     text.lines()

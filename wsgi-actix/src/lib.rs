@@ -28,6 +28,34 @@
 //! }
 //! ```
 //!
+//! # Telling the application who the user is
+//!
+//! A middleware that authenticates the request (a session cookie, a token, a client
+//! certificate) says so by inserting a [`wsgi_core::EnvironExtras`] into the request's
+//! extensions: the application sees its `REMOTE_USER`, `AUTH_TYPE` and keys of the host's
+//! own, whether it runs in this process or in worker processes. A client's `Remote-User:`
+//! header stays `HTTP_REMOTE_USER`; keys the engine computes cannot be set.
+//!
+//! ```
+//! use actix_web::dev::Service as _;
+//! use actix_web::{HttpMessage as _, web};
+//! use wsgi_actix::WsgiApp;
+//! use wsgi_core::{Engine, EnvironExtras};
+//!
+//! fn configure(config: &mut web::ServiceConfig, engine: Engine) {
+//!     let legacy = web::scope("")
+//!         .wrap_fn(|req, srv| {
+//!             // Whoever the service's own authentication found; a fixed name here.
+//!             let mut extras = EnvironExtras::new();
+//!             extras.set_remote_user("alice").expect("a native string");
+//!             req.extensions_mut().insert(extras);
+//!             srv.call(req)
+//!         })
+//!         .service(WsgiApp::new("/legacy", engine));
+//!     config.service(legacy);
+//! }
+//! ```
+//!
 //! # Requests refused before the application
 //!
 //! actix-http 3 accepts some requests whose body length a front end could read differently

@@ -1,11 +1,11 @@
 //! actix-web's request (http 0.2 types, a `!Send` payload) to the engine's `HostRequest`.
 
 use actix_web::dev::Payload;
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::{HttpMessage as _, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::channel::mpsc;
-use wsgi_core::{BoxError, ConnInfo, Scheme};
+use wsgi_core::{BoxError, ConnInfo, EnvironExtras, Scheme};
 
 /// The request handed to the engine.
 pub(crate) type EngineRequest = (
@@ -41,6 +41,11 @@ pub(crate) fn convert(
                 http::HeaderValue::from_bytes(value.as_bytes()).map_err(|_| bad("header value"))?;
             headers.append(name, value);
         }
+    }
+    // What a middleware set with `req.extensions_mut().insert(EnvironExtras)`; cloned, not
+    // taken, so middleware that looks at the request after the response still sees it.
+    if let Some(extras) = req.extensions().get::<EnvironExtras>() {
+        builder = builder.extension(extras.clone());
     }
     let request = builder
         .body(pump(payload.take()))

@@ -30,6 +30,33 @@
 //!     Ok(())
 //! }
 //! ```
+//!
+//! # Telling the application who the user is
+//!
+//! A layer in front of the service that authenticates the request (a session cookie, a
+//! token, a client certificate) says so by inserting a [`wsgi_core::EnvironExtras`] into
+//! the request's extensions: the application sees its `REMOTE_USER`, `AUTH_TYPE` and keys
+//! of the host's own, whether it runs in this process or in worker processes. A client's
+//! `Remote-User:` header stays `HTTP_REMOTE_USER`; keys the engine computes cannot be set.
+//!
+//! ```
+//! use axum::{Router, extract::Request, middleware::{self, Next}, response::Response};
+//! use wsgi_axum::{Engine, EnvironExtras, WsgiService};
+//!
+//! async fn bridge(mut req: Request, next: Next) -> Response {
+//!     // Whoever the service's own authentication found; a fixed name here.
+//!     let mut extras = EnvironExtras::new();
+//!     extras.set_remote_user("alice").expect("a native string").set_auth_type("Cookie").unwrap();
+//!     req.extensions_mut().insert(extras);
+//!     next.run(req).await
+//! }
+//!
+//! fn router(engine: Engine) -> Router {
+//!     Router::new()
+//!         .nest_service("/legacy", WsgiService::new(engine))
+//!         .layer(middleware::from_fn(bridge))
+//! }
+//! ```
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -44,7 +71,7 @@ use axum::http::{Request, Response};
 use wsgi_core::ConnInfo;
 
 pub use wsgi_core;
-pub use wsgi_core::{Engine, Scheme, run_if_worker};
+pub use wsgi_core::{Engine, EnvironExtras, Scheme, run_if_worker};
 
 /// A [`tower_service::Service`] that runs requests through a WSGI application.
 ///

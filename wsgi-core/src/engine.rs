@@ -16,6 +16,7 @@ use crate::body::WsgiBody;
 use crate::config::{EngineBuilder, Resolved};
 use crate::environ::{CgiVars, Reject};
 use crate::error::Error;
+use crate::extras::EnvironExtras;
 use crate::host::HostRequest;
 use crate::input::{self, BodyBuffer, InputPump, InputSource, Unread};
 use crate::job::Job;
@@ -336,12 +337,16 @@ impl Engine {
         }
         // The variables keep the URI (nothing below reads it): its text is theirs to share.
         let uri = std::mem::take(&mut parts.uri);
-        let vars = match CgiVars::new(uri, &parts, conn, &inner.proxies) {
+        let mut vars = match CgiVars::new(uri, &parts, conn, &inner.proxies) {
             Ok(vars) => vars,
             Err(Reject::NotMounted) => {
                 return ResponseFuture::ready(Head::plain(StatusCode::NOT_FOUND, "Not Found\n"));
             }
         };
+        // Taken, not cloned: nothing else reads the request's extensions.
+        if let Some(extras) = parts.extensions.remove::<EnvironExtras>() {
+            vars.extras = extras;
+        }
         let content_length = match parts.headers.get(header::CONTENT_LENGTH) {
             None => None,
             Some(v) => match v.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()) {

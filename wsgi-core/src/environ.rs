@@ -21,6 +21,7 @@ use http::uri::PathAndQuery;
 use http::{HeaderName, HeaderValue, Method, Uri, Version, header};
 use percent_encoding::percent_decode_str;
 
+use crate::extras::EnvironExtras;
 use crate::host::{ConnInfo, Scheme};
 use crate::proxy::TrustedProxies;
 
@@ -47,6 +48,9 @@ pub(crate) struct CgiVars {
     pub(crate) content_length: Option<Value>,
     /// `HTTP_*` variables, already joined per name.
     pub(crate) headers: Vec<(Cow<'static, str>, Value)>,
+    /// What the host added (`REMOTE_USER`, keys of its own), checked when it was set: none
+    /// of them is a variable above.
+    pub(crate) extras: EnvironExtras,
 }
 
 /// Empty variables, a placeholder while the real ones are lent out (a worker-process slot
@@ -67,6 +71,7 @@ impl Default for CgiVars {
             content_type: None,
             content_length: None,
             headers: Vec::new(),
+            extras: EnvironExtras::new(),
         }
     }
 }
@@ -166,6 +171,7 @@ impl fmt::Debug for CgiVars {
             .field("content_type", &self.content_type)
             .field("content_length", &self.content_length)
             .field("headers", &self.headers)
+            .field("extras", &self.extras)
             .finish()
     }
 }
@@ -330,6 +336,7 @@ impl CgiVars {
             content_type,
             content_length,
             headers,
+            extras: EnvironExtras::new(),
         })
     }
 

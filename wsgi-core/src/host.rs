@@ -92,6 +92,10 @@ impl ConnInfo {
 /// stripped by a router: the engine splits it into `SCRIPT_NAME` and `PATH_INFO` using
 /// [`ConnInfo::mount`].
 ///
+/// Environ entries the host adds (`REMOTE_USER`, keys of its own) travel in the head's
+/// extensions as an [`EnvironExtras`](crate::EnvironExtras), which the engine takes from
+/// there.
+///
 /// A ready-made implementation covers `(http::Request<B>, ConnInfo)` for any body `B` that
 /// is such a stream, which is all most hosts need:
 ///

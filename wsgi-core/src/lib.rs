@@ -21,6 +21,10 @@
 //! bounded queue with 503 answers, and graceful shutdown. The GIL is held only while Python
 //! runs.
 //!
+//! What the host knows and the request does not, such as the user its own authentication
+//! found, reaches the environ as an [`EnvironExtras`] in the request's extensions
+//! (`REMOTE_USER`, `AUTH_TYPE`, keys of the host's own), checked where it is set.
+//!
 //! # Example
 //!
 //! Serve one request to an app, with an in-memory request body:
@@ -46,6 +50,7 @@ mod body;
 mod chan;
 mod chunk;
 mod environ;
+mod extras;
 mod host;
 mod input;
 mod job;
@@ -83,6 +88,7 @@ pub use config::{
 };
 pub use engine::{Engine, ResponseFuture, ShutdownFuture, ShutdownReport};
 pub use error::{Error, MissingModule, PythonException};
+pub use extras::{EnvironError, EnvironExtras, InvalidNativeString, NativeString};
 pub use host::{BoxError, ConnInfo, HostRequest, MapErrBody, Scheme};
 pub use metrics::{MetricsSnapshot, WorkerSnapshot, WorkerState};
 pub use process::run_if_worker;

@@ -592,7 +592,7 @@ fn a_reference_cycle_holding_start_response_does_not_hold_its_thread() {
 /// The same with Django itself: its 404 page is an exception handled inside the request.
 #[test]
 fn django_404_pages_do_not_hold_their_threads() {
-    let Some(venv) = common::framework_venv("django") else {
+    let Some(venv) = test_support::framework_venv("django") else {
         return;
     };
     let venv = venv.to_str().expect("a UTF-8 VIRTUAL_ENV");
@@ -617,7 +617,7 @@ fn django_404_pages_do_not_hold_their_threads() {
 /// `wsgi.file_wrapper`, and the app's own error handlers. (`flask.rs` serves it in-process.)
 #[test]
 fn flask_serves_from_worker_processes() {
-    let Some(venv) = common::framework_venv("flask") else {
+    let Some(venv) = test_support::framework_venv("flask") else {
         return;
     };
     let venv = venv.to_str().expect("a UTF-8 VIRTUAL_ENV");
@@ -683,7 +683,7 @@ fn flask_serves_from_worker_processes() {
 /// `wsgi.file_wrapper`. (`django.rs` serves it in-process.)
 #[test]
 fn django_serves_from_worker_processes() {
-    let Some(venv) = common::framework_venv("django") else {
+    let Some(venv) = test_support::framework_venv("django") else {
         return;
     };
     let venv = venv.to_str().expect("a UTF-8 VIRTUAL_ENV");

@@ -289,6 +289,10 @@ pub(crate) fn build<'py>(
     for (name, value) in &vars.headers {
         env.set_item(template.key(py, name), latin1(py, value.as_bytes())?)?;
     }
+    // The host's keys were checked never to name a variable this function sets.
+    for (key, value) in vars.extras.iter() {
+        env.set_item(PyString::new(py, key), latin1(py, value.as_bytes())?)?;
+    }
     env.set_item(
         intern!(py, "wsgi.url_scheme"),
         constant(py, vars.url_scheme),

@@ -56,30 +56,6 @@ pub(crate) const MISSING_IMPORT_REPORT: [&str; 5] = [
     "sys.path searched",
 ];
 
-/// The virtualenv named by `VIRTUAL_ENV` if it has the Python package `package`, for a
-/// `wsgi-serve --venv` that runs a framework's app (the examples package's, under
-/// `examples/tests/apps`). `None` (after saying why on stderr) when it
-/// has not and frameworks are not required; panics when they are.
-pub(crate) fn framework_venv(package: &str) -> Option<std::path::PathBuf> {
-    let venv = std::env::var_os("VIRTUAL_ENV").map(std::path::PathBuf::from);
-    let has = venv.as_ref().is_some_and(|venv| {
-        std::process::Command::new(venv.join("bin/python"))
-            .args(["-c", &format!("import {package}")])
-            .status()
-            .is_ok_and(|s| s.success())
-    });
-    if has {
-        return venv;
-    }
-    let why = format!(
-        "the Python package {package:?} is not in the virtualenv named by VIRTUAL_ENV \
-         ({venv:?}); install requirements-test.txt into it (scripts/test does)"
-    );
-    assert!(!test_support::frameworks_required(), "{why}");
-    eprintln!("SKIPPED: {why}, or set WSGI_REQUIRE_FRAMEWORKS=1 to make this a failure.");
-    None
-}
-
 /// A test app of the examples package (`examples/tests/apps`): the Django site, which needs
 /// the examples' Django project beside it.
 pub(crate) fn examples_app(file: &str) -> PathBuf {

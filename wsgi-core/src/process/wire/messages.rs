@@ -39,6 +39,7 @@ use super::frame::{Encoded, Fields, Frame, Message, invalid, put_bytes, put_opt_
 use crate::chunk::Chunk;
 use crate::environ::{CgiVars, PathInfo, Value};
 use crate::error::{Error, MissingModule, PythonException};
+use crate::extras::EnvironExtras;
 use crate::input::Pulled;
 use crate::pipe::Msg;
 use crate::python;
@@ -937,6 +938,12 @@ fn put_cgi_vars(out: &mut BytesMut, v: &CgiVars) {
         put_bytes(out, name.as_bytes());
         put_bytes(out, value.as_bytes());
     }
+    let count = u32::try_from(v.extras.iter().len()).expect("extras count fits u32");
+    out.put_u32_le(count);
+    for (key, value) in v.extras.iter() {
+        put_bytes(out, key.as_bytes());
+        put_bytes(out, value.as_bytes());
+    }
 }
 
 /// The variables [`put_cgi_vars`] wrote; the byte strings are slices of the frame, not
@@ -989,6 +996,16 @@ fn get_cgi_vars(f: &mut Fields) -> io::Result<CgiVars> {
         let name = Cow::Owned(f.string("HTTP_ name")?);
         headers.push((name, f.bytes("HTTP_ value")?.into()));
     }
+    let count = f.count("host environ entries", 8)?;
+    let mut extras = EnvironExtras::new();
+    for _ in 0..count {
+        let key = f.string("host environ key")?;
+        // Checked again, as the host checked them: a frame is no reason to let a
+        // computed variable be replaced.
+        extras
+            .set(&key, f.bytes("host environ value")?)
+            .map_err(|e| invalid(e.to_string()))?;
+    }
     Ok(CgiVars {
         method,
         script_name,
@@ -1003,6 +1020,7 @@ fn get_cgi_vars(f: &mut Fields) -> io::Result<CgiVars> {
         content_type: content_type.map(Value::from),
         content_length: content_length.map(Value::from),
         headers,
+        extras,
     })
 }
 
@@ -1116,7 +1134,22 @@ mod tests {
                     Bytes::from_static(b"a=1; b=2").into(),
                 ),
             ],
+            extras: sample_extras(),
         }
+    }
+
+    /// What a host's middleware adds: the typed entries and keys of its own, one of them
+    /// bytes beyond ASCII.
+    fn sample_extras() -> EnvironExtras {
+        let mut extras = EnvironExtras::new();
+        extras
+            .set_remote_user("jos\u{e9}")
+            .unwrap()
+            .set_auth_type("Bearer")
+            .unwrap()
+            .set("myservice.tenant", &b"caf\xc3\xa9"[..])
+            .unwrap();
+        extras
     }
 
     /// Variables as the host computes them from a request: values shared with the head,
@@ -1221,6 +1254,31 @@ mod tests {
         out[at] = b'x';
         let err = get_cgi_vars(&mut Fields::new(out.freeze())).unwrap_err();
         assert!(err.to_string().contains("bad request target"), "{err}");
+    }
+
+    #[test]
+    fn host_environ_entries_cross_as_they_were_set() {
+        let mut out = BytesMut::new();
+        put_cgi_vars(&mut out, &sample_vars());
+        let back = get_cgi_vars(&mut Fields::new(out.freeze())).unwrap();
+        assert_eq!(back.extras, sample_extras());
+        let tenant = back.extras.get("myservice.tenant").unwrap();
+        assert_eq!(tenant.as_bytes(), b"caf\xc3\xa9");
+    }
+
+    #[test]
+    fn a_host_environ_entry_naming_a_computed_variable_is_refused_by_the_worker() {
+        let mut out = BytesMut::new();
+        put_cgi_vars(&mut out, &sample_vars());
+        // A frame no host writes: its own key turned into a computed one of the same length.
+        let at = out
+            .windows(16)
+            .position(|w| w == b"myservice.tenant")
+            .unwrap();
+        out[at..at + 16].copy_from_slice(b"HTTP_REMOTE_USER");
+        let err = get_cgi_vars(&mut Fields::new(out.freeze())).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains("HTTP_REMOTE_USER"), "{err}");
     }
 
     #[test]
