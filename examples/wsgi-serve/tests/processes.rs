@@ -621,11 +621,12 @@ fn flask_serves_from_worker_processes() {
         return;
     };
     let venv = venv.to_str().expect("a UTF-8 VIRTUAL_ENV");
+    let site = common::examples_app("flask_site.py");
     each_server(|kind| {
         let server = start(serve_app(
             kind,
             &["--processes", "2", "--venv", venv],
-            "flask_site.py",
+            site.to_str().unwrap(),
         ));
         let (status, body) = server.get("/api/items/42?tag=a&tag=b%20c");
         assert_eq!(status, 200, "{kind}: {body}");
@@ -689,7 +690,8 @@ fn django_serves_from_worker_processes() {
     let venv = venv.to_str().expect("a UTF-8 VIRTUAL_ENV");
     each_server(|kind| {
         let options = ["--processes", "2", "--venv", venv];
-        let server = start(serve_app(kind, &options, "django_site.py"));
+        let site = common::examples_app("django_site.py");
+        let server = start(serve_app(kind, &options, site.to_str().unwrap()));
         let (status, body) = server.get("/api/status/?q=1");
         assert_eq!(status, 200, "{kind}: {body}");
         let json: serde_json::Value = serde_json::from_str(&body).expect("JSON");

@@ -56,8 +56,8 @@ pub(crate) const MISSING_IMPORT_REPORT: [&str; 5] = [
     "sys.path searched",
 ];
 
-/// A test app of the examples package (`examples/tests/apps`): the Django site, which needs
-/// the examples' Django project beside it.
+/// A test app of the examples package (`examples/tests/apps`): the Flask and Django sites,
+/// which need the examples' projects beside them.
 pub(crate) fn examples_app(file: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../tests/apps")
