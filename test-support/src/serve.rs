@@ -158,7 +158,7 @@ impl Drop for Server {
 
 /// Collects a child's stderr on a thread, so a chatty child never blocks on a full pipe;
 /// nothing when the command sent stderr elsewhere.
-fn collect_stderr(child: &mut Child) -> Arc<Mutex<String>> {
+pub fn collect_stderr(child: &mut Child) -> Arc<Mutex<String>> {
     let collected = Arc::new(Mutex::new(String::new()));
     let Some(mut stderr) = child.stderr.take() else {
         return collected;

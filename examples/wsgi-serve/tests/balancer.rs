@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::io::Read;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::serve_app;
 use test_support::DEADLINE;
-use test_support::serve::{Server, free_port, start};
+use test_support::serve::{Server, collect_stderr, free_port, start};
 use test_support::temp::temp_dir;
 use test_support::wire::{Conn, Request};
 
@@ -99,20 +98,7 @@ impl Haproxy {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn haproxy");
-        let log = Arc::new(Mutex::new(String::new()));
-        let mut stderr = child.stderr.take().unwrap();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 8192];
-            while let Ok(n) = stderr.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
+        let log = collect_stderr(&mut child);
         let mut haproxy = Haproxy {
             child,
             log,
