@@ -84,7 +84,7 @@ pub(crate) fn is_worker() -> bool {
 #[cfg(target_os = "linux")]
 mod linux {
     use std::ffi::OsString;
-    use std::io::{self, Read};
+    use std::io;
     use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
     use std::os::unix::net::UnixStream;
     use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -95,7 +95,7 @@ mod linux {
     use crate::error::Error;
     use crate::process::log;
     use crate::process::wire::channels::Channels;
-    use crate::process::wire::frame::FrameReader;
+    use crate::process::wire::frame::{FrameReader, ReadInto};
     use crate::process::wire::messages::ControlFromWorker;
     use crate::process::wire::started::StartedPage;
 
@@ -324,7 +324,7 @@ mod linux {
     /// message names [`run_if_worker`](crate::run_if_worker): that is what happens when the
     /// binary's `main` lacks the hook. One that logged first, then died, is
     /// [`Error::WorkerCrashed`]. The child is reaped in both cases and left alone otherwise.
-    pub(crate) fn wait_ready<R: Read>(
+    pub(crate) fn wait_ready<R: ReadInto>(
         child: &mut Child,
         control: &mut FrameReader<R>,
     ) -> Result<(u32, String), Error> {
