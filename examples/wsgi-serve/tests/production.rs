@@ -18,11 +18,21 @@ use test_support::temp::temp_dir;
 /// `GET target` over the UNIX socket at `path` on a connection of its own: the status and
 /// the body.
 fn unix_get(path: &Path, target: &str) -> (u16, String) {
+    unix_get_with(path, target, &[])
+}
+
+/// `GET target` with `headers` over the UNIX socket at `path`, as a proxy in front would
+/// send it: the status and the body.
+fn unix_get_with(path: &Path, target: &str, headers: &[(&str, &str)]) -> (u16, String) {
     let mut stream = UnixStream::connect(path).expect("connect to the UNIX socket");
     stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    let lines: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     write!(
         stream,
-        "GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        "GET {target} HTTP/1.1\r\nHost: localhost\r\n{lines}Connection: close\r\n\r\n"
     )
     .unwrap();
     let mut raw = Vec::new();
@@ -96,6 +106,84 @@ fn a_stale_socket_file_is_replaced_and_a_live_one_refused() {
             200,
             "{kind}: the first server lost its socket"
         );
+    });
+}
+
+/// What nginx in front of a UNIX socket sends: the client's address and the scheme it used.
+const FORWARDED_BY_NGINX: [(&str, &str); 2] = [
+    ("X-Forwarded-For", "203.0.113.7"),
+    ("X-Forwarded-Proto", "https"),
+];
+
+/// `--trusted-proxy unix`: a proxy on the UNIX socket (nginx's `proxy_pass
+/// http://unix:...`) is believed, in-process and in worker processes, so `/where` shows the
+/// client's address and scheme (`SCRIPT_NAME|PATH_INFO|REMOTE_ADDR|wsgi.url_scheme`). The
+/// entry names UNIX sockets only: the same headers over TCP from 127.0.0.1 change nothing.
+#[test]
+fn a_proxy_on_a_unix_socket_is_believed_with_trusted_proxy_unix() {
+    each_server(|kind| {
+        for processes in ["0", "2"] {
+            let dir = temp_dir("unix-trusted");
+            let path = socket_in(dir.path());
+            let bind = format!("unix:{}", path.display());
+            let server = start(serve_app(
+                kind,
+                &[
+                    "--bind",
+                    &bind,
+                    "--trusted-proxy",
+                    "unix",
+                    "--processes",
+                    processes,
+                ],
+                "ops_app.py",
+            ));
+            assert_eq!(
+                unix_get_with(&path, "/where", &FORWARDED_BY_NGINX),
+                (200, "|/where|203.0.113.7|https".into()),
+                "{kind} --processes {processes}"
+            );
+            let over_tcp = test_support::wire::send(
+                server.addr,
+                &test_support::wire::Request::get("/where").headers(&FORWARDED_BY_NGINX),
+            );
+            assert_eq!(
+                String::from_utf8_lossy(&over_tcp.body),
+                "|/where|127.0.0.1|http",
+                "{kind} --processes {processes}: a TCP peer trusted by `unix`"
+            );
+        }
+    });
+}
+
+/// Without `unix` in `--trusted-proxy`, a UNIX socket's peer is not believed, not even by a
+/// list of every IP address: the headers reach the application as plain `HTTP_*` variables,
+/// and it sees no `REMOTE_ADDR` (shown as `-`) and the socket's own scheme.
+#[test]
+fn a_proxy_on_a_unix_socket_is_not_believed_without_trusted_proxy_unix() {
+    each_server(|kind| {
+        for processes in ["0", "2"] {
+            let dir = temp_dir("unix-untrusted");
+            let path = socket_in(dir.path());
+            let bind = format!("unix:{}", path.display());
+            let _server = start(serve_app(
+                kind,
+                &[
+                    "--bind",
+                    &bind,
+                    "--trusted-proxy",
+                    "0.0.0.0/0,::/0",
+                    "--processes",
+                    processes,
+                ],
+                "ops_app.py",
+            ));
+            assert_eq!(
+                unix_get_with(&path, "/where", &FORWARDED_BY_NGINX),
+                (200, "|/where|-|http".into()),
+                "{kind} --processes {processes}"
+            );
+        }
     });
 }
 

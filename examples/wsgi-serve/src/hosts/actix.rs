@@ -60,8 +60,11 @@ pub(crate) fn serve(
         }
     })
     // A client's malformed request is logged at DEBUG with its peer, not as actix-http's
-    // ERROR.
-    .on_connect(super::client_errors::on_connect)
+    // ERROR; connections on a UNIX socket are marked so, for `--trusted-proxy unix`.
+    .on_connect(|connection, data| {
+        super::client_errors::on_connect(connection, data);
+        wsgi_actix::on_connect(connection, data);
+    })
     // This command handles the signals, the same way for both servers.
     .disable_signals()
     // Whole seconds, rounded up: actix-web counts no finer.

@@ -63,7 +63,12 @@ pub(crate) fn serve(
             Listener::Unix(unix) => {
                 let unix = tokio::net::UnixListener::from_std(unix)
                     .map_err(|e| format!("cannot use the socket: {e}"))?;
-                spawn_unix(unix, App::new(service, front), stop_rx.clone())
+                // Its peers are trusted proxies only by `--trusted-proxy unix`.
+                spawn_unix(
+                    unix,
+                    App::new(service.unix_socket(), front),
+                    stop_rx.clone(),
+                )
             }
         };
         servers.push(server);
