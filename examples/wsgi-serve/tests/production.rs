@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::{apps, each_server, serve_app};
 use test_support::DEADLINE;
-use test_support::serve::{assert_fails_with, free_port, start};
+use test_support::serve::{Server, assert_fails_with, free_port, start};
 use test_support::temp::temp_dir;
 
 /// `GET target` over the UNIX socket at `path` on a connection of its own: the status and
@@ -115,44 +115,50 @@ const FORWARDED_BY_NGINX: [(&str, &str); 2] = [
     ("X-Forwarded-Proto", "https"),
 ];
 
+/// Runs `check` with `wsgi-serve` (on each server, in-process and with two worker processes)
+/// serving `ops_app.py` on a UNIX socket, besides TCP, with `--trusted-proxy trusted`:
+/// `check` gets the server, the socket's path and what the case is called.
+fn on_a_unix_socket_trusting(trusted: &str, check: impl Fn(&Server, &Path, &str)) {
+    each_server(|kind| {
+        for processes in ["0", "2"] {
+            let dir = temp_dir("unix-proxy");
+            let path = socket_in(dir.path());
+            let bind = format!("unix:{}", path.display());
+            let options = [
+                "--bind",
+                &bind,
+                "--trusted-proxy",
+                trusted,
+                "--processes",
+                processes,
+            ];
+            let server = start(serve_app(kind, &options, "ops_app.py"));
+            check(&server, &path, &format!("{kind} --processes {processes}"));
+        }
+    });
+}
+
 /// `--trusted-proxy unix`: a proxy on the UNIX socket (nginx's `proxy_pass
 /// http://unix:...`) is believed, in-process and in worker processes, so `/where` shows the
 /// client's address and scheme (`SCRIPT_NAME|PATH_INFO|REMOTE_ADDR|wsgi.url_scheme`). The
 /// entry names UNIX sockets only: the same headers over TCP from 127.0.0.1 change nothing.
 #[test]
 fn a_proxy_on_a_unix_socket_is_believed_with_trusted_proxy_unix() {
-    each_server(|kind| {
-        for processes in ["0", "2"] {
-            let dir = temp_dir("unix-trusted");
-            let path = socket_in(dir.path());
-            let bind = format!("unix:{}", path.display());
-            let server = start(serve_app(
-                kind,
-                &[
-                    "--bind",
-                    &bind,
-                    "--trusted-proxy",
-                    "unix",
-                    "--processes",
-                    processes,
-                ],
-                "ops_app.py",
-            ));
-            assert_eq!(
-                unix_get_with(&path, "/where", &FORWARDED_BY_NGINX),
-                (200, "|/where|203.0.113.7|https".into()),
-                "{kind} --processes {processes}"
-            );
-            let over_tcp = test_support::wire::send(
-                server.addr,
-                &test_support::wire::Request::get("/where").headers(&FORWARDED_BY_NGINX),
-            );
-            assert_eq!(
-                String::from_utf8_lossy(&over_tcp.body),
-                "|/where|127.0.0.1|http",
-                "{kind} --processes {processes}: a TCP peer trusted by `unix`"
-            );
-        }
+    on_a_unix_socket_trusting("unix", |server, path, case| {
+        assert_eq!(
+            unix_get_with(path, "/where", &FORWARDED_BY_NGINX),
+            (200, "|/where|203.0.113.7|https".into()),
+            "{case}"
+        );
+        let over_tcp = test_support::wire::send(
+            server.addr,
+            &test_support::wire::Request::get("/where").headers(&FORWARDED_BY_NGINX),
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&over_tcp.body),
+            "|/where|127.0.0.1|http",
+            "{case}: a TCP peer trusted by `unix`"
+        );
     });
 }
 
@@ -161,29 +167,12 @@ fn a_proxy_on_a_unix_socket_is_believed_with_trusted_proxy_unix() {
 /// and it sees no `REMOTE_ADDR` (shown as `-`) and the socket's own scheme.
 #[test]
 fn a_proxy_on_a_unix_socket_is_not_believed_without_trusted_proxy_unix() {
-    each_server(|kind| {
-        for processes in ["0", "2"] {
-            let dir = temp_dir("unix-untrusted");
-            let path = socket_in(dir.path());
-            let bind = format!("unix:{}", path.display());
-            let _server = start(serve_app(
-                kind,
-                &[
-                    "--bind",
-                    &bind,
-                    "--trusted-proxy",
-                    "0.0.0.0/0,::/0",
-                    "--processes",
-                    processes,
-                ],
-                "ops_app.py",
-            ));
-            assert_eq!(
-                unix_get_with(&path, "/where", &FORWARDED_BY_NGINX),
-                (200, "|/where|-|http".into()),
-                "{kind} --processes {processes}"
-            );
-        }
+    on_a_unix_socket_trusting("0.0.0.0/0,::/0", |_, path, case| {
+        assert_eq!(
+            unix_get_with(path, "/where", &FORWARDED_BY_NGINX),
+            (200, "|/where|-|http".into()),
+            "{case}"
+        );
     });
 }
 
