@@ -484,3 +484,78 @@ fn during_the_shutdown_delay_requests_are_served_with_connection_close_and_ready
         );
     });
 }
+
+/// `--shutdown-delay` on HTTP/2 (h2c), which has no `Connection: close`. With axum, an
+/// HTTP/2 connection open when SIGTERM comes is sent a graceful GOAWAY (`NO_ERROR`) at once,
+/// while the delay runs: the request in flight on it is still answered after the GOAWAY,
+/// and the server then closes it. A connection opened during the delay is served too, and
+/// sent away after its request, as HTTP/1 gets `Connection: close`.
+///
+/// actix-web cannot do this: actix-http 3's HTTP/2 dispatcher never sends GOAWAY (it has no
+/// graceful shutdown of a connection, nor a way for the application to ask for one), so its
+/// HTTP/2 clients keep their connection through the delay, and every request on it is
+/// answered; this test holds it to that, so that it fails the day actix-http learns to.
+#[test]
+fn during_the_shutdown_delay_http2_connections_get_goaway_and_their_requests_are_answered() {
+    use test_support::gate::Record;
+    use test_support::h2::H2Connection;
+
+    const DELAY: Duration = Duration::from_secs(4);
+    each_server(|kind| {
+        let mut server = start(serve_app(kind, &["--shutdown-delay", "4"], "ops_app.py"));
+        let addr = server.addr;
+        let open = H2Connection::connect(addr);
+        let first = open.get("/fast");
+        assert_eq!((first.status, first.version), (200, hyper::Version::HTTP_2));
+        let record = Record::new();
+        let in_flight = open.send(&format!("/slow?secs=1&{}", record.query()));
+        record.wait_for("running");
+
+        let signalled = Instant::now();
+        server.signal("TERM");
+        let (answer, answered_at) = in_flight.wait().expect("the request in flight");
+        assert_eq!(answer.status, 200, "{kind}: the request in flight");
+        let late = H2Connection::connect(addr);
+        assert_eq!(
+            late.get("/fast").status,
+            200,
+            "{kind}: a new connection during the delay"
+        );
+        if kind == "axum" {
+            let goaway = open.goaways().first().copied().unwrap_or_else(|| {
+                panic!("{kind}: no GOAWAY on the open connection during the delay")
+            });
+            assert_eq!(goaway.error_code, 0, "{kind}: a graceful GOAWAY");
+            assert!(
+                goaway.at < answered_at,
+                "{kind}: the GOAWAY came after the request in flight was answered"
+            );
+            test_support::eventually("the new connection's GOAWAY", || {
+                (!late.goaways().is_empty()).then_some(())
+            });
+            test_support::eventually("the server to close the connection", || {
+                open.has_ended().then_some(())
+            });
+        } else {
+            assert!(open.goaways().is_empty(), "{kind}: {:?}", open.goaways());
+            assert_eq!(
+                open.get("/fast").status,
+                200,
+                "{kind}: a new request on the open connection during the delay"
+            );
+        }
+        assert!(
+            signalled.elapsed() < DELAY,
+            "{kind}: the checks outlasted the delay"
+        );
+        drop((open, late));
+        let status = server
+            .wait_exit(DEADLINE)
+            .expect("serve exits after the delay");
+        assert!(status.success(), "{kind}: {status:?}");
+        assert!(
+            signalled.elapsed() >= DELAY,
+            "{kind}: exited before the delay was over"
+        );
+    });
+}

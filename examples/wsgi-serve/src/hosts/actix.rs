@@ -111,7 +111,9 @@ async fn answer((status, text): Answer) -> HttpResponse {
 
 /// Asks an HTTP/1 client to close its connection after the response once a stop has begun,
 /// so that during `--shutdown-delay` every client that still comes is answered and then
-/// goes elsewhere (HTTP/2 has no `Connection`: its clients get GOAWAY at the stop).
+/// goes elsewhere. HTTP/2 has no `Connection`, and actix-http 3's HTTP/2 dispatcher never
+/// sends GOAWAY (it has no graceful shutdown of a connection, nor a way to ask for one), so
+/// HTTP/2 clients are not sent away: they are answered on their connection until it closes.
 async fn close_when_draining(
     request: ServiceRequest,
     next: Next<impl MessageBody>,

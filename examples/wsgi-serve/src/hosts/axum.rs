@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use axum::http::{Request, Response};
+use axum::http::{Request, Response, Version};
 use axum::serve::ListenerExt;
 use futures::future::Either;
 use hyper::body::Incoming;
@@ -15,7 +15,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use rustls::ServerConfig;
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tower_service::Service;
 use wsgi_axum::WsgiService;
 use wsgi_core::{Engine, Scheme};
@@ -23,6 +23,7 @@ use wsgi_core::{Engine, Scheme};
 use super::axum_front;
 use super::tls_listener::TlsListener;
 use super::{Front, Running};
+use crate::health::Health;
 use crate::listen::Listener;
 
 /// Serves `engine` on `listeners` (under `mount`, if not empty) until stopped; with `tls`,
@@ -56,6 +57,7 @@ pub(crate) fn serve(
                     None => spawn(
                         tcp.tap_io(|tcp| nodelay(tcp)),
                         App::new(service, front),
+                        front.health.clone(),
                         stop_rx.clone(),
                     ),
                     Some(config) => {
@@ -67,7 +69,7 @@ pub(crate) fn serve(
                             .tap_io(|tls| nodelay(tls.get_ref().0));
                         let service = service.scheme(Scheme::Https);
                         let app = App::new(service, front);
-                        spawn(listener, app, stop_rx.clone())
+                        spawn(listener, app, front.health.clone(), stop_rx.clone())
                     }
                 }
             }
@@ -76,7 +78,7 @@ pub(crate) fn serve(
                     .map_err(|e| format!("cannot use the socket: {e}"))?;
                 // Its peers are trusted proxies only by `--trusted-proxy unix`.
                 let app = App::new(service.unix_socket(), front);
-                spawn(unix, app, stop_rx.clone())
+                spawn(unix, app, front.health.clone(), stop_rx.clone())
             }
         };
         servers.push(server);
@@ -169,12 +171,16 @@ impl PeerAddr for tokio::net::unix::SocketAddr {
 
 /// Serves `app` on `listener` until `stop` turns true, then lets its connections finish
 /// (idle ones close at once, busy ones after their response) and ends when they have.
+/// From the start of a drain (`health`), HTTP/2 connections are sent GOAWAY.
 ///
-/// hyper-util's connections as `axum::serve` makes them, but a loop of this host's own, so
-/// that the stop reaches each connection the way this host decides.
+/// hyper-util's connections as `axum::serve` makes them, but a loop of this host's own:
+/// `axum::serve` can only shut every connection down and stop accepting at once, while
+/// during `--shutdown-delay` this host must go on accepting and send away HTTP/2 clients
+/// only.
 fn spawn<L>(
     mut listener: L,
     app: App,
+    health: Health,
     mut stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()>
 where
@@ -189,7 +195,8 @@ where
                 accepted = listener.accept() => accepted,
                 _ = stop.wait_for(|stop| *stop) => break,
             };
-            let connection = serve_connection(io, addr.peer(), app.clone(), stop.clone());
+            let connection =
+                serve_connection(io, addr.peer(), app.clone(), health.clone(), stop.clone());
             let open = open_rx.clone();
             tokio::spawn(async move {
                 connection.await;
@@ -204,16 +211,23 @@ where
 }
 
 /// Serves one connection with `app` until it ends, shutting it down gracefully once `stop`
-/// turns true.
+/// turns true, or, for HTTP/2, once `health` says a drain has begun.
 async fn serve_connection<I>(
     io: I,
     peer: Option<SocketAddr>,
     app: App,
+    health: Health,
     mut stop: watch::Receiver<bool>,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    // hyper-util does not say which protocol a connection speaks; its requests do.
+    let http2 = Arc::new(Notify::new());
+    let speaks_http2 = http2.clone();
     let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+        if request.version() == Version::HTTP_2 {
+            speaks_http2.notify_one();
+        }
         if let Some(peer) = peer {
             request.extensions_mut().insert(ConnectInfo(peer));
         }
@@ -225,6 +239,16 @@ async fn serve_connection<I>(
     builder.http2().enable_connect_protocol();
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(connection);
+    // HTTP/2 has no `Connection: close`: during the drain its client is sent GOAWAY, at
+    // once if the connection has carried a request, else after its first, so that it opens
+    // its next connection elsewhere while the streams it has are answered. HTTP/1 is left
+    // open until the stop (its responses say `Connection: close`): closing an idle HTTP/1
+    // connection races a request the client may be sending on it, a GOAWAY does not.
+    let sent_away = async {
+        health.until_draining().await;
+        http2.notified().await;
+    };
+    tokio::pin!(sent_away);
     let mut closing = false;
     loop {
         tokio::select! {
@@ -233,6 +257,10 @@ async fn serve_connection<I>(
                     tracing::trace!("connection ended with an error: {e}");
                 }
                 return;
+            }
+            () = &mut sent_away, if !closing => {
+                connection.as_mut().graceful_shutdown();
+                closing = true;
             }
             _ = stop.wait_for(|stop| *stop), if !closing => {
                 connection.as_mut().graceful_shutdown();
