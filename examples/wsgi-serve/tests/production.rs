@@ -115,10 +115,11 @@ const FORWARDED_BY_NGINX: [(&str, &str); 2] = [
     ("X-Forwarded-Proto", "https"),
 ];
 
-/// Runs `check` with `wsgi-serve` (on each server, in-process and with two worker processes)
-/// serving `ops_app.py` on a UNIX socket, besides TCP, with `--trusted-proxy trusted`:
-/// `check` gets the server, the socket's path and what the case is called.
-fn on_a_unix_socket_trusting(trusted: &str, check: impl Fn(&Server, &Path, &str)) {
+/// Starts `wsgi-serve` (on each server, in-process and with two worker processes) serving
+/// `ops_app.py` on a UNIX socket, besides TCP, with `--trusted-proxy trusted`, and checks that
+/// `/where` over the socket, with the headers nginx sets, answers `expected`; then runs `also`
+/// with the server and what the case is called.
+fn where_over_a_unix_socket(trusted: &str, expected: &str, also: impl Fn(&Server, &str)) {
     each_server(|kind| {
         for processes in ["0", "2"] {
             let dir = temp_dir("unix-proxy");
@@ -133,7 +134,13 @@ fn on_a_unix_socket_trusting(trusted: &str, check: impl Fn(&Server, &Path, &str)
                 processes,
             ];
             let server = start(serve_app(kind, &options, "ops_app.py"));
-            check(&server, &path, &format!("{kind} --processes {processes}"));
+            let case = format!("{kind} --processes {processes}");
+            assert_eq!(
+                unix_get_with(&path, "/where", &FORWARDED_BY_NGINX),
+                (200, expected.to_owned()),
+                "{case}"
+            );
+            also(&server, &case);
         }
     });
 }
@@ -144,12 +151,7 @@ fn on_a_unix_socket_trusting(trusted: &str, check: impl Fn(&Server, &Path, &str)
 /// entry names UNIX sockets only: the same headers over TCP from 127.0.0.1 change nothing.
 #[test]
 fn a_proxy_on_a_unix_socket_is_believed_with_trusted_proxy_unix() {
-    on_a_unix_socket_trusting("unix", |server, path, case| {
-        assert_eq!(
-            unix_get_with(path, "/where", &FORWARDED_BY_NGINX),
-            (200, "|/where|203.0.113.7|https".into()),
-            "{case}"
-        );
+    where_over_a_unix_socket("unix", "|/where|203.0.113.7|https", |server, case| {
         let over_tcp = test_support::wire::send(
             server.addr,
             &test_support::wire::Request::get("/where").headers(&FORWARDED_BY_NGINX),
@@ -167,13 +169,7 @@ fn a_proxy_on_a_unix_socket_is_believed_with_trusted_proxy_unix() {
 /// and it sees no `REMOTE_ADDR` (shown as `-`) and the socket's own scheme.
 #[test]
 fn a_proxy_on_a_unix_socket_is_not_believed_without_trusted_proxy_unix() {
-    on_a_unix_socket_trusting("0.0.0.0/0,::/0", |_, path, case| {
-        assert_eq!(
-            unix_get_with(path, "/where", &FORWARDED_BY_NGINX),
-            (200, "|/where|-|http".into()),
-            "{case}"
-        );
-    });
+    where_over_a_unix_socket("0.0.0.0/0,::/0", "|/where|-|http", |_, _| {});
 }
 
 /// A path that is not a socket is never removed to make room for one.
