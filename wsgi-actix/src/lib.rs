@@ -71,6 +71,30 @@
 //! announces a trailer (a `Trailer` header). A trailer sent unannounced is read and dropped
 //! by the actix-http this workspace locks (3.19), as hyper does.
 //!
+//! # UNIX sockets and trusted proxies
+//!
+//! actix-web serves a UNIX socket (`HttpServer::listen_uds`) with no peer address, and the
+//! engine trusts such a peer's forwarding headers only when
+//! [`EngineBuilder::trusted_proxies`](wsgi_core::EngineBuilder::trusted_proxies) names
+//! `"unix"` and the connection is known to be on a UNIX socket. actix-web says that only to
+//! its `on_connect` callback, so pass [`on_connect`] (or call it from yours):
+//!
+//! ```no_run
+//! use actix_web::{App, HttpServer};
+//! use wsgi_actix::WsgiApp;
+//! use wsgi_core::Engine;
+//!
+//! #[actix_web::main]
+//! async fn main() -> std::io::Result<()> {
+//!     let engine = Engine::builder("app.py").trusted_proxies(["unix"]).build().expect("app loads");
+//!     HttpServer::new(move || App::new().default_service(WsgiApp::new("", engine.clone())))
+//!         .on_connect(wsgi_actix::on_connect)
+//!         .bind_uds("/run/app/http.sock")?
+//!         .run()
+//!         .await
+//! }
+//! ```
+//!
 //! [actix-web]: https://docs.rs/actix-web
 
 mod body;
@@ -87,6 +111,21 @@ use futures::future::LocalBoxFuture;
 use wsgi_core::Engine;
 
 pub use body::ActixBody;
+
+/// The mark [`on_connect`] leaves in the connection data of a connection on a UNIX socket.
+#[derive(Debug, Clone, Copy)]
+struct UnixSocket;
+
+/// An `on_connect` callback for [`HttpServer::on_connect`](actix_web::HttpServer::on_connect)
+/// that tells [`WsgiApp`] which connections came over a UNIX socket, so that
+/// [`ConnInfo::unix_socket`](wsgi_core::ConnInfo::unix_socket) is set for their requests. A
+/// server with a callback of its own calls this one from it. Without it, requests on a UNIX
+/// socket still run, with a peer the engine never trusts.
+pub fn on_connect(connection: &dyn std::any::Any, data: &mut actix_web::dev::Extensions) {
+    if connection.is::<actix_web::rt::net::UnixStream>() {
+        data.insert(UnixSocket);
+    }
+}
 
 /// A WSGI application mounted at a path of an actix-web app.
 ///

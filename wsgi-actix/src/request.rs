@@ -55,13 +55,18 @@ pub(crate) fn convert(
     let matched = req.match_info().as_str();
     let mount = &matched[..matched.len() - req.match_info().unprocessed().len()];
     let config = req.app_config();
-    let conn = ConnInfo::new(req.peer_addr(), Some(config.local_addr()))
-        .with_mount(mount)
-        .with_scheme(if config.secure() {
-            Scheme::Https
-        } else {
-            Scheme::Http
-        });
+    let mut conn = ConnInfo::new(req.peer_addr(), Some(config.local_addr()));
+    // Marked by `on_connect`, from the type of the socket, never from the missing address.
+    if req.conn_data::<crate::UnixSocket>().is_some() {
+        conn.unix_socket = true;
+        // actix-web gives a UNIX socket's connections a made-up 127.0.0.1:8080.
+        conn.local_addr = None;
+    }
+    let conn = conn.with_mount(mount).with_scheme(if config.secure() {
+        Scheme::Https
+    } else {
+        Scheme::Http
+    });
     Ok((request, conn))
 }
 

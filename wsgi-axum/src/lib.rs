@@ -82,6 +82,7 @@ pub struct WsgiService {
     mount: Option<Arc<str>>,
     local_addr: Option<SocketAddr>,
     scheme: Scheme,
+    unix_socket: bool,
 }
 
 impl WsgiService {
@@ -92,6 +93,7 @@ impl WsgiService {
             mount: None,
             local_addr: None,
             scheme: Scheme::Http,
+            unix_socket: false,
         }
     }
 
@@ -121,6 +123,31 @@ impl WsgiService {
     #[must_use]
     pub fn scheme(mut self, scheme: Scheme) -> Self {
         self.scheme = scheme;
+        self
+    }
+
+    /// Says that this service serves a UNIX socket: its requests have no peer address, and
+    /// their peer is a trusted proxy when
+    /// [`EngineBuilder::trusted_proxies`](wsgi_core::EngineBuilder::trusted_proxies) names
+    /// `"unix"` (see [`ConnInfo::unix_socket`]). Use one service per listener, this one
+    /// only for the UNIX socket's.
+    ///
+    /// ```no_run
+    /// use wsgi_axum::{Engine, WsgiService};
+    ///
+    /// #[tokio::main]
+    /// async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let engine = Engine::builder("app.py").trusted_proxies(["unix"]).build()?;
+    ///     let listener = tokio::net::UnixListener::bind("/run/app/http.sock")?;
+    ///     let service = WsgiService::new(engine).unix_socket();
+    ///     let make_service = axum::ServiceExt::<axum::extract::Request>::into_make_service(service);
+    ///     axum::serve(listener, make_service).await?;
+    ///     Ok(())
+    /// }
+    /// ```
+    #[must_use]
+    pub fn unix_socket(mut self) -> Self {
+        self.unix_socket = true;
         self
     }
 
@@ -175,6 +202,7 @@ impl tower_service::Service<Request<Body>> for WsgiService {
         let peer = extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
         let conn = ConnInfo {
             mount,
+            unix_socket: self.unix_socket,
             ..ConnInfo::new(peer, self.local_addr).with_scheme(self.scheme)
         };
         let req = req.map(Body::into_data_stream);

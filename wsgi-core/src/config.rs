@@ -309,16 +309,25 @@ impl EngineBuilder {
     }
 
     /// Reverse proxies whose forwarding headers are believed: IP addresses or CIDR ranges
-    /// (`"127.0.0.1"`, `"10.0.0.0/8"`, `"fd00::/8"`). For requests from them, `REMOTE_ADDR`
-    /// comes from `Forwarded`/`X-Forwarded-For` (the rightmost address that is not a
-    /// trusted proxy), `wsgi.url_scheme` from `X-Forwarded-Proto`, the host from
-    /// `X-Forwarded-Host`, and `X-Forwarded-Prefix` is put before `SCRIPT_NAME`. From any
-    /// other peer those headers change nothing. Default: none trusted.
+    /// (`"127.0.0.1"`, `"10.0.0.0/8"`, `"fd00::/8"`), and `"unix"` for every peer on a UNIX
+    /// socket (a connection whose [`ConnInfo::unix_socket`](crate::ConnInfo::unix_socket)
+    /// the host set). For requests from them, `REMOTE_ADDR` comes from
+    /// `Forwarded`/`X-Forwarded-For` (the rightmost address that is not a trusted proxy),
+    /// `wsgi.url_scheme` from `X-Forwarded-Proto`, the host from `X-Forwarded-Host`, and
+    /// `X-Forwarded-Prefix` is put before `SCRIPT_NAME`. From any other peer those headers
+    /// change nothing. Default: none trusted.
+    ///
+    /// A UNIX-socket peer has no address, so no IP range (not even `0.0.0.0/0`) names it:
+    /// only `"unix"` does. Unlike gunicorn, which believes every UNIX-socket peer whatever
+    /// `forwarded_allow_ips` says, nothing is trusted without being named, since whoever may
+    /// open the socket file (its mode and owner decide) would otherwise choose the
+    /// `REMOTE_ADDR` and scheme the application sees.
     ///
     /// ```
-    /// // Behind a load balancer on the local network and an nginx on the same host.
-    /// let builder =
-    ///     wsgi_core::Engine::builder("app.py").trusted_proxies(["10.0.0.0/8", "127.0.0.1"]);
+    /// // Behind a load balancer on the local network, and an nginx on the same host that
+    /// // connects over TCP or to a UNIX socket.
+    /// let builder = wsgi_core::Engine::builder("app.py")
+    ///     .trusted_proxies(["10.0.0.0/8", "127.0.0.1", "unix"]);
     /// ```
     pub fn trusted_proxies<I, S>(mut self, proxies: I) -> Self
     where

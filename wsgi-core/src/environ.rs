@@ -23,7 +23,7 @@ use percent_encoding::percent_decode_str;
 
 use crate::extras::EnvironExtras;
 use crate::host::{ConnInfo, Scheme};
-use crate::proxy::TrustedProxies;
+use crate::proxy::{Peer, TrustedProxies};
 
 /// The CGI variables of one request.
 pub(crate) struct CgiVars {
@@ -226,7 +226,7 @@ impl CgiVars {
         let mut forwarded = if proxies.is_empty() {
             None
         } else {
-            proxies.read(conn.peer_addr.map(|a| a.ip()), &head.headers)
+            proxies.read(Peer::of(conn), &head.headers)
         }
         .unwrap_or_default();
         let scheme = match forwarded.https {

@@ -194,9 +194,11 @@ pub enum Error {
         /// What it must be, e.g. `"at least 1"`.
         expected: &'static str,
     },
-    /// A [trusted proxy](crate::EngineBuilder::trusted_proxies) is neither an IP address nor
-    /// a CIDR range.
-    #[error("invalid trusted proxy {entry:?}: it is neither an IP address nor a CIDR range")]
+    /// A [trusted proxy](crate::EngineBuilder::trusted_proxies) is neither an IP address, a
+    /// CIDR range nor `unix`.
+    #[error(
+        "invalid trusted proxy {entry:?}: it is neither an IP address, a CIDR range nor `unix`"
+    )]
     TrustedProxy {
         /// The entry as given.
         entry: String,

@@ -48,6 +48,13 @@ pub struct ConnInfo {
     /// The prefix the application is mounted under (`SCRIPT_NAME`), without a trailing
     /// slash; empty when the application owns the whole URL space.
     pub mount: String,
+    /// Whether the connection came over a UNIX socket, whose peer has no address
+    /// ([`peer_addr`](Self::peer_addr) is then `None`). A host must know it from the socket
+    /// it accepted on, never guess it from a missing address: the peer of such a connection
+    /// is a [trusted proxy](crate::EngineBuilder::trusted_proxies) when the list holds
+    /// `"unix"`, and a TCP peer whose address could not be read must not pass for one.
+    /// Default `false`; [`ConnInfo::unix`] sets it.
+    pub unix_socket: bool,
 }
 
 impl ConnInfo {
@@ -58,6 +65,43 @@ impl ConnInfo {
             local_addr,
             scheme: Scheme::Http,
             mount: String::new(),
+            unix_socket: false,
+        }
+    }
+
+    /// Connection facts for a plain-HTTP connection on a UNIX socket (a proxy on the same
+    /// machine, such as nginx with `proxy_pass http://unix:/run/app.sock`): no peer or local
+    /// address, and a peer that the trusted-proxy entry `"unix"` trusts.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use futures::executor::block_on;
+    /// use http_body_util::BodyExt as _;
+    /// use wsgi_core::{ConnInfo, Engine};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // wsgiref's demo application answers with its environ.
+    /// let engine = Engine::builder("wsgiref.simple_server:demo_app")
+    ///     .threads(1)
+    ///     .trusted_proxies(["unix"])
+    ///     .build()?;
+    /// let body = futures::stream::empty::<Result<Bytes, std::io::Error>>();
+    /// let request = http::Request::get("/")
+    ///     .header("x-forwarded-for", "203.0.113.7")
+    ///     .header("x-forwarded-proto", "https")
+    ///     .body(body)?;
+    /// let response = block_on(engine.call((request, ConnInfo::unix())));
+    /// let text = block_on(response.into_body().collect())?.to_bytes();
+    /// let text = String::from_utf8_lossy(&text);
+    /// assert!(text.contains("REMOTE_ADDR = '203.0.113.7'"), "{text}");
+    /// assert!(text.contains("wsgi.url_scheme = 'https'"), "{text}");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn unix() -> Self {
+        ConnInfo {
+            unix_socket: true,
+            ..ConnInfo::new(None, None)
         }
     }
 

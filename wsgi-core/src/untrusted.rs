@@ -14,7 +14,7 @@ use percent_encoding::percent_decode_str;
 
 use crate::environ::{CgiVars, Reject, split_mount};
 use crate::host::ConnInfo;
-use crate::proxy::TrustedProxies;
+use crate::proxy::{Peer, TrustedProxies};
 use crate::response::{declared_length, parse_header, parse_status};
 
 /// The address of the proxy a trusted-proxy check trusts, and the client of an untrusted one.
@@ -186,7 +186,7 @@ pub fn check_proxy_headers(trusted: &[String], peer: IpAddr, headers: &[(Vec<u8>
         return;
     };
     let map = header_map(headers);
-    let Some(forwarded) = proxies.read(Some(peer), &map) else {
+    let Some(forwarded) = proxies.read(Peer::Ip(peer), &map) else {
         return;
     };
     if let Some(prefix) = &forwarded.prefix {
@@ -201,7 +201,7 @@ pub fn check_proxy_headers(trusted: &[String], peer: IpAddr, headers: &[(Vec<u8>
         assert!(!host.contains(['\r', '\n', '\0']), "host {host:?}");
     }
     if let Some(client) = forwarded.client
-        && proxies.read(Some(client), &map).is_some()
+        && proxies.read(Peer::Ip(client), &map).is_some()
     {
         // A trusted client means every address in the chain was trusted; the leftmost is
         // then taken, which can only be an address the headers gave.

@@ -297,7 +297,7 @@ mod tests {
             "--buffer-body",
             "1M",
             "--trusted-proxy",
-            "10.0.0.0/8,::1",
+            "10.0.0.0/8,::1,unix",
             "--mount",
             "py/",
             "--spool-dir",
@@ -308,7 +308,7 @@ mod tests {
         .unwrap();
         assert_eq!(args.grace.0, Duration::from_millis(1500));
         assert_eq!(args.engine.buffer_body.0, 1 << 20);
-        assert_eq!(args.engine.trusted_proxies.len(), 2);
+        assert_eq!(args.engine.trusted_proxies.len(), 3);
         assert_eq!(args.mount.as_deref(), Some("/py"));
         assert_eq!(args.engine.app(), "app.py");
         let builder = format!("{:?}", args.engine.builder(false));

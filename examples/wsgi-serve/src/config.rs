@@ -8,13 +8,12 @@ use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
 use clap::builder::TypedValueParser as _;
-use ipnet::IpNet;
 use wsgi_core::{
     DEFAULT_BUFFER_BODY, DEFAULT_MIN_LIFETIME, DEFAULT_QUEUE_DEPTH, DEFAULT_START_TIMEOUT,
     DEFAULT_THREADS, Engine, EngineBuilder,
 };
 
-use crate::values::{Bytes, Secs, at_least_one, ip_net, mebibytes, positive_secs};
+use crate::values::{Bytes, Secs, TrustedProxy, at_least_one, mebibytes, positive_secs};
 
 /// The application and how the engine runs it.
 #[derive(clap::Args, Debug)]
@@ -146,10 +145,15 @@ pub(crate) struct EngineOptions {
     #[arg(long, value_name = "DURATION", value_parser = positive_secs)]
     body_timeout: Option<Secs>,
 
-    /// A reverse proxy (IP or CIDR) whose X-Forwarded-*/Forwarded headers are believed;
-    /// repeat the option or separate with commas [default: none].
-    #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = ip_net, value_delimiter = ',')]
-    pub(crate) trusted_proxies: Vec<IpNet>,
+    /// A reverse proxy (IP or CIDR, or `unix` for the peers on a UNIX socket) whose
+    /// X-Forwarded-*/Forwarded headers are believed; repeat the option or separate with
+    /// commas [default: none].
+    #[arg(
+        long = "trusted-proxy",
+        value_name = "CIDR|unix",
+        value_delimiter = ','
+    )]
+    pub(crate) trusted_proxies: Vec<TrustedProxy>,
 }
 
 impl EngineOptions {
@@ -196,7 +200,7 @@ impl EngineOptions {
             .buffer_body(self.buffer_body.0)
             .stream_chunked(self.stream_chunked)
             .queue_depth(self.queue_depth.get())
-            .trusted_proxies(self.trusted_proxies.iter().map(IpNet::to_string));
+            .trusted_proxies(self.trusted_proxies.iter().map(TrustedProxy::to_string));
         // Entered already (`enter_directory`); as the base directory it also goes on
         // `sys.path`, as gunicorn's `--chdir` directory does.
         if let Some(dir) = &self.chdir {

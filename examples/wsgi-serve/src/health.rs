@@ -28,6 +28,9 @@ pub(crate) const READYZ: &str = "/readyz";
 pub(crate) struct Health {
     engine: Engine,
     draining: Arc<AtomicBool>,
+    /// Wakes those waiting for the drain (the axum host's HTTP/2 connections); the flag
+    /// above answers the checks on every request without a lock.
+    drain_started: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 /// An answer: the status code and the body.
@@ -39,13 +42,22 @@ impl Health {
         Health {
             engine,
             draining: Arc::new(AtomicBool::new(false)),
+            drain_started: Arc::new(tokio::sync::watch::Sender::new(false)),
         }
     }
 
-    /// Marks the start of a stop: readiness answers 503 from now on, and responses ask
-    /// HTTP/1.1 clients to close their connections.
+    /// Marks the start of a stop: readiness answers 503 from now on, responses ask HTTP/1.1
+    /// clients to close their connections, and HTTP/2 clients are sent GOAWAY.
     pub(crate) fn start_draining(&self) {
         self.draining.store(true, Ordering::Relaxed);
+        self.drain_started.send_replace(true);
+    }
+
+    /// Resolves once a stop has begun (at once if it has).
+    pub(crate) async fn until_draining(&self) {
+        let mut started = self.drain_started.subscribe();
+        // Fails only if the sender is gone, which this `Health` holds.
+        let _ = started.wait_for(|started| *started).await;
     }
 
     /// Whether a stop has begun.

@@ -54,7 +54,7 @@ fn hint(error: &Error) -> Option<String> {
         }
         Error::Config { option, .. } => format!("see --{}", option.replace('_', "-")),
         Error::TrustedProxy { .. } => {
-            "--trusted-proxy takes IP addresses and CIDR ranges, such as 10.0.0.0/8".into()
+            "--trusted-proxy takes IP addresses, CIDR ranges (10.0.0.0/8) and `unix`".into()
         }
         Error::ProcessesUnsupported => "leave out --processes to run Python in this process".into(),
         Error::RestartUnsupported => "run with --processes N to restart without stopping".into(),

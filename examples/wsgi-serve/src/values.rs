@@ -285,12 +285,42 @@ pub(crate) fn at_least_one(text: &str) -> Result<NonZeroUsize, String> {
     NonZeroUsize::new(n).ok_or_else(|| "must be at least 1".to_owned())
 }
 
-/// A trusted proxy: an IP address (`127.0.0.1`, `::1`) or a CIDR range (`10.0.0.0/8`).
-pub(crate) fn ip_net(text: &str) -> Result<IpNet, String> {
-    let text = text.trim();
-    text.parse::<IpNet>()
-        .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
-        .map_err(|_| "expected an IP address (10.0.0.1) or a CIDR range (10.0.0.0/8)".to_owned())
+/// A trusted proxy: an IP address (`127.0.0.1`, `::1`), a CIDR range (`10.0.0.0/8`), or
+/// `unix`, every peer on a UNIX socket (`--bind unix:PATH`), which has no address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TrustedProxy {
+    /// Peers in this range.
+    Net(IpNet),
+    /// Peers on a UNIX socket.
+    Unix,
+}
+
+impl FromStr for TrustedProxy {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if text.eq_ignore_ascii_case("unix") {
+            return Ok(TrustedProxy::Unix);
+        }
+        text.parse::<IpNet>()
+            .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+            .map(TrustedProxy::Net)
+            .map_err(|_| {
+                "expected an IP address (10.0.0.1), a CIDR range (10.0.0.0/8) or `unix` (the \
+                 peers on a UNIX socket)"
+                    .to_owned()
+            })
+    }
+}
+
+impl fmt::Display for TrustedProxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TrustedProxy::Net(net) => net.fmt(f),
+            TrustedProxy::Unix => f.write_str("unix"),
+        }
+    }
 }
 
 /// A mount prefix, normalised as the engine does (a leading slash, no trailing one);
@@ -381,8 +411,11 @@ mod tests {
     fn other_values_are_checked() {
         assert!(at_least_one("0").is_err());
         assert_eq!(at_least_one("4").map(NonZeroUsize::get), Ok(4));
-        assert_eq!(ip_net("10.0.0.1").unwrap().to_string(), "10.0.0.1/32");
-        assert!(ip_net("10.0.0.0/33").is_err());
+        let proxy = |text: &str| text.parse::<TrustedProxy>().map(|p| p.to_string());
+        assert_eq!(proxy("10.0.0.1").unwrap(), "10.0.0.1/32");
+        assert_eq!(proxy(" UNIX ").unwrap(), "unix");
+        assert!(proxy("10.0.0.0/33").is_err());
+        assert!(proxy("unix:/run/app.sock").is_err());
         assert!("127.0.0.1:8000".parse::<ListenAddr>().is_ok());
         assert!("127.0.0.1".parse::<ListenAddr>().is_err());
         assert!("info,wsgi_core=debug".parse::<LogFilter>().is_ok());

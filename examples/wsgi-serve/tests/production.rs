@@ -12,17 +12,27 @@ use std::time::{Duration, Instant};
 
 use common::{apps, each_server, serve_app};
 use test_support::DEADLINE;
-use test_support::serve::{assert_fails_with, free_port, start};
+use test_support::serve::{Server, assert_fails_with, free_port, start};
 use test_support::temp::temp_dir;
 
 /// `GET target` over the UNIX socket at `path` on a connection of its own: the status and
 /// the body.
 fn unix_get(path: &Path, target: &str) -> (u16, String) {
+    unix_get_with(path, target, &[])
+}
+
+/// `GET target` with `headers` over the UNIX socket at `path`, as a proxy in front would
+/// send it: the status and the body.
+fn unix_get_with(path: &Path, target: &str, headers: &[(&str, &str)]) -> (u16, String) {
     let mut stream = UnixStream::connect(path).expect("connect to the UNIX socket");
     stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    let lines: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     write!(
         stream,
-        "GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        "GET {target} HTTP/1.1\r\nHost: localhost\r\n{lines}Connection: close\r\n\r\n"
     )
     .unwrap();
     let mut raw = Vec::new();
@@ -97,6 +107,69 @@ fn a_stale_socket_file_is_replaced_and_a_live_one_refused() {
             "{kind}: the first server lost its socket"
         );
     });
+}
+
+/// What nginx in front of a UNIX socket sends: the client's address and the scheme it used.
+const FORWARDED_BY_NGINX: [(&str, &str); 2] = [
+    ("X-Forwarded-For", "203.0.113.7"),
+    ("X-Forwarded-Proto", "https"),
+];
+
+/// Starts `wsgi-serve` (on each server, in-process and with two worker processes) serving
+/// `ops_app.py` on a UNIX socket, besides TCP, with `--trusted-proxy trusted`, and checks that
+/// `/where` over the socket, with the headers nginx sets, answers `expected`; then runs `also`
+/// with the server and what the case is called.
+fn where_over_a_unix_socket(trusted: &str, expected: &str, also: impl Fn(&Server, &str)) {
+    each_server(|kind| {
+        for processes in ["0", "2"] {
+            let dir = temp_dir("unix-proxy");
+            let path = socket_in(dir.path());
+            let bind = format!("unix:{}", path.display());
+            let options = [
+                "--bind",
+                &bind,
+                "--trusted-proxy",
+                trusted,
+                "--processes",
+                processes,
+            ];
+            let server = start(serve_app(kind, &options, "ops_app.py"));
+            let case = format!("{kind} --processes {processes}");
+            assert_eq!(
+                unix_get_with(&path, "/where", &FORWARDED_BY_NGINX),
+                (200, expected.to_owned()),
+                "{case}"
+            );
+            also(&server, &case);
+        }
+    });
+}
+
+/// `--trusted-proxy unix`: a proxy on the UNIX socket (nginx's `proxy_pass
+/// http://unix:...`) is believed, in-process and in worker processes, so `/where` shows the
+/// client's address and scheme (`SCRIPT_NAME|PATH_INFO|REMOTE_ADDR|wsgi.url_scheme`). The
+/// entry names UNIX sockets only: the same headers over TCP from 127.0.0.1 change nothing.
+#[test]
+fn a_proxy_on_a_unix_socket_is_believed_with_trusted_proxy_unix() {
+    where_over_a_unix_socket("unix", "|/where|203.0.113.7|https", |server, case| {
+        let over_tcp = test_support::wire::send(
+            server.addr,
+            &test_support::wire::Request::get("/where").headers(&FORWARDED_BY_NGINX),
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&over_tcp.body),
+            "|/where|127.0.0.1|http",
+            "{case}: a TCP peer trusted by `unix`"
+        );
+    });
+}
+
+/// Without `unix` in `--trusted-proxy`, a UNIX socket's peer is not believed, not even by a
+/// list of every IP address: the headers reach the application as plain `HTTP_*` variables,
+/// and it sees no `REMOTE_ADDR` (shown as `-`) and the socket's own scheme.
+#[test]
+fn a_proxy_on_a_unix_socket_is_not_believed_without_trusted_proxy_unix() {
+    where_over_a_unix_socket("0.0.0.0/0,::/0", "|/where|-|http", |_, _| {});
 }
 
 /// A path that is not a socket is never removed to make room for one.
@@ -403,6 +476,81 @@ fn during_the_shutdown_delay_requests_are_served_with_connection_close_and_ready
         assert!(status.success(), "{kind}: {status:?}");
         assert!(
             signalled.elapsed() >= Duration::from_secs(2),
+            "{kind}: exited before the delay was over"
+        );
+    });
+}
+
+/// `--shutdown-delay` on HTTP/2 (h2c), which has no `Connection: close`. With axum, an
+/// HTTP/2 connection open when SIGTERM comes is sent a graceful GOAWAY (`NO_ERROR`) at once,
+/// while the delay runs: the request in flight on it is still answered after the GOAWAY,
+/// and the server then closes it. A connection opened during the delay is served too, and
+/// sent away after its request, as HTTP/1 gets `Connection: close`.
+///
+/// actix-web cannot do this: actix-http 3's HTTP/2 dispatcher never sends GOAWAY (it has no
+/// graceful shutdown of a connection, nor a way for the application to ask for one), so its
+/// HTTP/2 clients keep their connection through the delay, and every request on it is
+/// answered; this test holds it to that, so that it fails the day actix-http learns to.
+#[test]
+fn during_the_shutdown_delay_http2_connections_get_goaway_and_their_requests_are_answered() {
+    use test_support::gate::Record;
+    use test_support::h2::H2Connection;
+
+    const DELAY: Duration = Duration::from_secs(4);
+    each_server(|kind| {
+        let mut server = start(serve_app(kind, &["--shutdown-delay", "4"], "ops_app.py"));
+        let addr = server.addr;
+        let open = H2Connection::connect(addr);
+        let first = open.get("/fast");
+        assert_eq!((first.status, first.version), (200, hyper::Version::HTTP_2));
+        let record = Record::new();
+        let in_flight = open.send(&format!("/slow?secs=1&{}", record.query()));
+        record.wait_for("running");
+
+        let signalled = Instant::now();
+        server.signal("TERM");
+        let (answer, answered_at) = in_flight.wait().expect("the request in flight");
+        assert_eq!(answer.status, 200, "{kind}: the request in flight");
+        let late = H2Connection::connect(addr);
+        assert_eq!(
+            late.get("/fast").status,
+            200,
+            "{kind}: a new connection during the delay"
+        );
+        if kind == "axum" {
+            let goaway = open.goaways().first().copied().unwrap_or_else(|| {
+                panic!("{kind}: no GOAWAY on the open connection during the delay")
+            });
+            assert_eq!(goaway.error_code, 0, "{kind}: a graceful GOAWAY");
+            assert!(
+                goaway.at < answered_at,
+                "{kind}: the GOAWAY came after the request in flight was answered"
+            );
+            test_support::eventually("the new connection's GOAWAY", || {
+                (!late.goaways().is_empty()).then_some(())
+            });
+            test_support::eventually("the server to close the connection", || {
+                open.has_ended().then_some(())
+            });
+        } else {
+            assert!(open.goaways().is_empty(), "{kind}: {:?}", open.goaways());
+            assert_eq!(
+                open.get("/fast").status,
+                200,
+                "{kind}: a new request on the open connection during the delay"
+            );
+        }
+        assert!(
+            signalled.elapsed() < DELAY,
+            "{kind}: the checks outlasted the delay"
+        );
+        drop((open, late));
+        let status = server
+            .wait_exit(DEADLINE)
+            .expect("serve exits after the delay");
+        assert!(status.success(), "{kind}: {status:?}");
+        assert!(
+            signalled.elapsed() >= DELAY,
             "{kind}: exited before the delay was over"
         );
     });

@@ -60,8 +60,11 @@ pub(crate) fn serve(
         }
     })
     // A client's malformed request is logged at DEBUG with its peer, not as actix-http's
-    // ERROR.
-    .on_connect(super::client_errors::on_connect)
+    // ERROR; connections on a UNIX socket are marked so, for `--trusted-proxy unix`.
+    .on_connect(|connection, data| {
+        super::client_errors::on_connect(connection, data);
+        wsgi_actix::on_connect(connection, data);
+    })
     // This command handles the signals, the same way for both servers.
     .disable_signals()
     // Whole seconds, rounded up: actix-web counts no finer.
@@ -108,7 +111,9 @@ async fn answer((status, text): Answer) -> HttpResponse {
 
 /// Asks an HTTP/1 client to close its connection after the response once a stop has begun,
 /// so that during `--shutdown-delay` every client that still comes is answered and then
-/// goes elsewhere (HTTP/2 has no `Connection`: its clients get GOAWAY at the stop).
+/// goes elsewhere. HTTP/2 has no `Connection`, and actix-http 3's HTTP/2 dispatcher never
+/// sends GOAWAY (it has no graceful shutdown of a connection, nor a way to ask for one), so
+/// HTTP/2 clients are not sent away: they are answered on their connection until it closes.
 async fn close_when_draining(
     request: ServiceRequest,
     next: Next<impl MessageBody>,

@@ -1,18 +1,29 @@
-//! axum 0.8 on hyper as the host, over plain TCP or TLS.
+//! axum 0.8 on hyper as the host, over plain TCP, TLS or a UNIX socket.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use axum::extract::connect_info::Connected;
-use axum::serve::{IncomingStream, ListenerExt};
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Request, Response, Version};
+use axum::serve::ListenerExt;
+use futures::future::Either;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use rustls::ServerConfig;
 use tokio::net::TcpStream;
+use tokio::sync::{Notify, watch};
+use tower_service::Service;
 use wsgi_axum::WsgiService;
 use wsgi_core::{Engine, Scheme};
 
 use super::axum_front;
 use super::tls_listener::TlsListener;
 use super::{Front, Running};
+use crate::health::Health;
 use crate::listen::Listener;
 
 /// Serves `engine` on `listeners` (under `mount`, if not empty) until stopped; with `tls`,
@@ -25,7 +36,7 @@ pub(crate) fn serve(
     tls: Option<Arc<ServerConfig>>,
     front: &Front,
 ) -> Result<Running, String> {
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (stop_tx, stop_rx) = watch::channel(false);
     let mut servers = Vec::with_capacity(listeners.len());
     for listener in listeners {
         let mut service = WsgiService::new(engine.clone());
@@ -46,6 +57,7 @@ pub(crate) fn serve(
                     None => spawn(
                         tcp.tap_io(|tcp| nodelay(tcp)),
                         App::new(service, front),
+                        front.health.clone(),
                         stop_rx.clone(),
                     ),
                     Some(config) => {
@@ -56,14 +68,17 @@ pub(crate) fn serve(
                             .map_err(|e| format!("cannot use the socket: {e}"))?
                             .tap_io(|tls| nodelay(tls.get_ref().0));
                         let service = service.scheme(Scheme::Https);
-                        spawn(listener, App::new(service, front), stop_rx.clone())
+                        let app = App::new(service, front);
+                        spawn(listener, app, front.health.clone(), stop_rx.clone())
                     }
                 }
             }
             Listener::Unix(unix) => {
                 let unix = tokio::net::UnixListener::from_std(unix)
                     .map_err(|e| format!("cannot use the socket: {e}"))?;
-                spawn_unix(unix, App::new(service, front), stop_rx.clone())
+                // Its peers are trusted proxies only by `--trusted-proxy unix`.
+                let app = App::new(service.unix_socket(), front);
+                spawn(unix, app, front.health.clone(), stop_rx.clone())
             }
         };
         servers.push(server);
@@ -73,11 +88,7 @@ pub(crate) fn serve(
         done: Box::pin(async move {
             // Each server ends when stopped; one that ends early ends them all.
             let (ended, _, rest) = futures::future::select_all(servers).await;
-            let outcome = match ended {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
+            let outcome = ended.map_err(|e| e.to_string());
             for server in rest {
                 let _ = server.await;
             }
@@ -93,39 +104,8 @@ pub(crate) fn serve(
     })
 }
 
-/// Runs axum on the UNIX socket `listener`, with `service` as the whole application, until
-/// `stop` turns true. Its connections have no peer address: the application sees no
-/// `REMOTE_ADDR` but the one a trusted proxy forwards.
-fn spawn_unix(
-    listener: tokio::net::UnixListener,
-    app: App,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<std::io::Result<()>> {
-    use axum::ServiceExt;
-    let stopped = async move {
-        let _ = stop.wait_for(|stop| *stop).await;
-    };
-    match app {
-        App::Bare(service) => tokio::spawn(
-            axum::serve(
-                listener,
-                ServiceExt::<axum::extract::Request>::into_make_service(service),
-            )
-            .with_graceful_shutdown(stopped)
-            .into_future(),
-        ),
-        App::Front(service) => tokio::spawn(
-            axum::serve(
-                listener,
-                ServiceExt::<axum::extract::Request>::into_make_service(service),
-            )
-            .with_graceful_shutdown(stopped)
-            .into_future(),
-        ),
-    }
-}
-
 /// The service a listener serves: the application's alone, or behind [`axum_front::Front`].
+#[derive(Clone)]
 enum App {
     Bare(WsgiService),
     Front(axum_front::Front),
@@ -147,43 +127,146 @@ impl App {
     }
 }
 
-/// Runs axum on `listener` with `app` as the whole application, until `stop` turns true.
+impl Service<Request<Body>> for App {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    // Either future as it is: the bare application's is not boxed.
+    type Future = Either<
+        <WsgiService as Service<Request<Body>>>::Future,
+        <axum_front::Front as Service<Request<Body>>>::Future,
+    >;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        match self {
+            App::Bare(service) => service.poll_ready(cx),
+            App::Front(service) => service.poll_ready(cx),
+        }
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        match self {
+            App::Bare(service) => Either::Left(service.call(request)),
+            App::Front(service) => Either::Right(service.call(request)),
+        }
+    }
+}
+
+/// The peer of a connection as the application sees it: a TCP client's address, none on a
+/// UNIX socket.
+trait PeerAddr {
+    fn peer(&self) -> Option<SocketAddr>;
+}
+
+impl PeerAddr for SocketAddr {
+    fn peer(&self) -> Option<SocketAddr> {
+        Some(*self)
+    }
+}
+
+impl PeerAddr for tokio::net::unix::SocketAddr {
+    fn peer(&self) -> Option<SocketAddr> {
+        None
+    }
+}
+
+/// Serves `app` on `listener` until `stop` turns true, then lets its connections finish
+/// (idle ones close at once, busy ones after their response) and ends when they have.
+/// From the start of a drain (`health`), HTTP/2 connections are sent GOAWAY.
+///
+/// hyper-util's connections as `axum::serve` makes them, but a loop of this host's own:
+/// `axum::serve` can only shut every connection down and stop accepting at once, while
+/// during `--shutdown-delay` this host must go on accepting and send away HTTP/2 clients
+/// only.
 fn spawn<L>(
-    listener: L,
+    mut listener: L,
     app: App,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<std::io::Result<()>>
+    health: Health,
+    mut stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()>
 where
-    L: axum::serve::Listener<Addr = SocketAddr>,
-    for<'a> SocketAddr: Connected<IncomingStream<'a, L>>,
+    L: axum::serve::Listener,
+    L::Addr: PeerAddr,
 {
-    use axum::ServiceExt;
-    let stopped = async move {
-        let _ = stop.wait_for(|stop| *stop).await;
+    tokio::spawn(async move {
+        // Each connection holds a receiver; the sender's `closed` is the last one ending.
+        let (open_tx, open_rx) = watch::channel(());
+        loop {
+            let (io, addr) = tokio::select! {
+                accepted = listener.accept() => accepted,
+                _ = stop.wait_for(|stop| *stop) => break,
+            };
+            let connection =
+                serve_connection(io, addr.peer(), app.clone(), health.clone(), stop.clone());
+            let open = open_rx.clone();
+            tokio::spawn(async move {
+                connection.await;
+                drop(open);
+            });
+        }
+        // No more connections: the socket closes now, not when the last one ends.
+        drop(listener);
+        drop(open_rx);
+        open_tx.closed().await;
+    })
+}
+
+/// Serves one connection with `app` until it ends, shutting it down gracefully once `stop`
+/// turns true, or, for HTTP/2, once `health` says a drain has begun.
+async fn serve_connection<I>(
+    io: I,
+    peer: Option<SocketAddr>,
+    app: App,
+    health: Health,
+    mut stop: watch::Receiver<bool>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    // hyper-util does not say which protocol a connection speaks; its requests do.
+    let http2 = Arc::new(Notify::new());
+    let speaks_http2 = http2.clone();
+    let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+        if request.version() == Version::HTTP_2 {
+            speaks_http2.notify_one();
+        }
+        if let Some(peer) = peer {
+            request.extensions_mut().insert(ConnectInfo(peer));
+        }
+        // Always ready (the engine answers 503 itself when full), so no `poll_ready` wait.
+        app.clone().call(request.map(Body::new))
+    });
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // As `axum::serve` does: extended CONNECT over HTTP/2.
+    builder.http2().enable_connect_protocol();
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    tokio::pin!(connection);
+    // HTTP/2 has no `Connection: close`: during the drain its client is sent GOAWAY, at
+    // once if the connection has carried a request, else after its first, so that it opens
+    // its next connection elsewhere while the streams it has are answered. HTTP/1 is left
+    // open until the stop (its responses say `Connection: close`): closing an idle HTTP/1
+    // connection races a request the client may be sending on it, a GOAWAY does not.
+    let sent_away = async {
+        health.until_draining().await;
+        http2.notified().await;
     };
-    // The service is the whole application, so it is served without a Router: no route
-    // lookup and no boxing of its responses on every request.
-    match app {
-        App::Bare(service) => tokio::spawn(
-            axum::serve(
-                listener,
-                ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
-                    SocketAddr,
-                >(service),
-            )
-            .with_graceful_shutdown(stopped)
-            .into_future(),
-        ),
-        App::Front(service) => tokio::spawn(
-            axum::serve(
-                listener,
-                ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
-                    SocketAddr,
-                >(service),
-            )
-            .with_graceful_shutdown(stopped)
-            .into_future(),
-        ),
+    tokio::pin!(sent_away);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            ended = connection.as_mut() => {
+                if let Err(e) = ended {
+                    tracing::trace!("connection ended with an error: {e}");
+                }
+                return;
+            }
+            () = &mut sent_away, if !closing => {
+                connection.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            _ = stop.wait_for(|stop| *stop), if !closing => {
+                connection.as_mut().graceful_shutdown();
+                closing = true;
+            }
+        }
     }
 }
 

@@ -57,7 +57,7 @@ impl Service<Request<Body>> for Front {
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
-        // HTTP/2 has no `Connection` header: its clients are sent away by GOAWAY at the stop.
+        // HTTP/2 has no `Connection` header: the host sends its clients GOAWAY instead.
         let http1 = request.version() < Version::HTTP_2;
         let health = self.health.clone();
         if let Some((status, text)) = self.health_answer(request.uri().path()) {

@@ -3,7 +3,8 @@
 ``/busy``: keeps working in Python until interrupted (the request timeout's
 ``TimeoutError``). ``/slow?secs=S&record=TOKEN``: records ``running``, takes S seconds, then
 answers (an in-flight request during shutdown). ``/where``: answers
-``SCRIPT_NAME|PATH_INFO|REMOTE_ADDR|wsgi.url_scheme``. ``/note?text=T``: writes T to
+``SCRIPT_NAME|PATH_INFO|REMOTE_ADDR|wsgi.url_scheme``, with ``-`` for a missing
+``REMOTE_ADDR`` (a UNIX socket's peer has none). ``/note?text=T``: writes T to
 ``wsgi.errors`` (a WARN line in the log). ``/env?name=N``: the process's environment
 variable N, or ``<unset>``. Anything else answers at once.
 """
@@ -31,7 +32,7 @@ def application(environ, start_response):
         time.sleep(float(query.get("secs", "1")))
     elif path == "/where":
         keys = ("SCRIPT_NAME", "PATH_INFO", "REMOTE_ADDR", "wsgi.url_scheme")
-        body = "|".join(environ[k] for k in keys).encode()
+        body = "|".join(environ.get(k, "-") for k in keys).encode()
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [body]
     elif path == "/env":
