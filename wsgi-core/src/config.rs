@@ -48,6 +48,8 @@ pub struct EngineBuilder {
     pub(crate) app: String,
     pub(crate) threads: usize,
     pub(crate) processes: usize,
+    pub(crate) preload: bool,
+    pub(crate) post_fork: Option<String>,
     pub(crate) recycle: Recycle,
     pub(crate) restart_files: bool,
     pub(crate) drain_grace: Duration,
@@ -101,6 +103,70 @@ impl EngineBuilder {
     /// ```
     pub fn processes(mut self, n: usize) -> Self {
         self.processes = n;
+        self
+    }
+
+    /// Imports the application once, in a template process, and forks each worker process
+    /// from it (default `false`: each worker is this binary started again and imports the
+    /// application itself). Workers then start in milliseconds and share the memory of the
+    /// loaded application with the template, copy-on-write: the template calls
+    /// `gc.collect()` then `gc.freeze()` before it forks, so that the garbage collector of a
+    /// worker does not write to (and so copy) every object it inherited. Needs
+    /// [`processes`](Self::processes); at most 250 [`threads`](Self::threads) per worker.
+    ///
+    /// The template never serves. `fork` copies only the calling thread, so an application
+    /// that starts a thread while it is imported (a scheduler, a connection pool's
+    /// reaper, a native library's thread pool) cannot be preloaded: [`build`](Self::build)
+    /// fails with [`Error::PreloadThreads`]. Start such threads, and open connections and
+    /// seed random generators, in a [`post_fork`](Self::post_fork) hook instead.
+    ///
+    /// Crashes, the recycling options and the metrics work as without it. Restarts that
+    /// stand for new code (`tmp/restart.txt`, [`Engine::restart`](crate::Engine::restart),
+    /// SIGHUP to `wsgi-serve`) first start a new template, which imports the new code, then
+    /// replace the workers with ones forked from it, one by one as usual; should the new
+    /// template fail to import, the old workers keep serving and the error is logged. A
+    /// template that dies is started again; workers forked from it serve on.
+    ///
+    /// ```no_run
+    /// fn main() -> Result<(), wsgi_core::Error> {
+    ///     wsgi_core::run_if_worker();
+    ///     let engine = wsgi_core::Engine::builder("mysite.wsgi:application")
+    ///         .processes(4)
+    ///         .preload(true)
+    ///         .post_fork("mysite.hooks:after_fork")
+    ///         .build()?;
+    ///     # drop(engine);
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn preload(mut self, preload: bool) -> Self {
+        self.preload = preload;
+        self
+    }
+
+    /// A Python callable, `module:callable` (a dotted attribute path after the colon), that
+    /// each worker process calls without arguments once the application is loaded and before
+    /// it takes a request: with [`preload`](Self::preload) in the worker right after the
+    /// fork, where a worker opens its own database connections, reseeds random generators
+    /// and starts its threads (gunicorn's `post_fork`); without it, after the worker's own
+    /// import, so that the same hook serves both ways. The module is imported where the
+    /// application is (in the template with preload), with the application's directory on
+    /// `sys.path`. A hook that cannot be imported fails the start as an import error does;
+    /// one that raises makes the worker fail to start, with [`Error::PostFork`]. Needs
+    /// [`processes`](Self::processes).
+    ///
+    /// ```
+    /// // hooks.py next to the application:
+    /// //
+    /// //     def after_fork():
+    /// //         db.connect()
+    /// let builder = wsgi_core::Engine::builder("app.py")
+    ///     .processes(2)
+    ///     .preload(true)
+    ///     .post_fork("hooks:after_fork");
+    /// ```
+    pub fn post_fork(mut self, hook: impl Into<String>) -> Self {
+        self.post_fork = Some(hook.into());
         self
     }
 
@@ -477,6 +543,7 @@ impl EngineBuilder {
         if self.processes > 0 && !cfg!(target_os = "linux") {
             return Err(Error::ProcessesUnsupported);
         }
+        self.check_preload()?;
         let (venv, venv_origin) = self.resolved_venv();
         let spool_dir = (self.buffer_body > 0).then(|| {
             let dir = self.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
@@ -502,6 +569,8 @@ impl EngineBuilder {
             base_dir,
             strict_python_version: self.strict_python_version,
             multiprocess: self.processes > 1,
+            preload: self.preload,
+            post_fork: self.post_fork.clone(),
         };
         let limits = Limits {
             timeout: self.timeout,
@@ -533,7 +602,52 @@ pub(crate) struct Lifecycle {
     pub(crate) start_timeout: Duration,
 }
 
+/// Most threads a preloaded worker may have: its descriptors (one socket per thread, and
+/// three more) travel to the template in one message, and Linux passes at most 253
+/// descriptors at a time (`SCM_MAX_FD`).
+pub(crate) const MAX_PRELOAD_THREADS: usize = 250;
+
 impl EngineBuilder {
+    /// Checks the options of preloading: they need worker processes.
+    fn check_preload(&self) -> Result<(), Error> {
+        let needs_processes = "used with worker processes (`processes(n)`)";
+        if self.processes == 0 {
+            if self.preload {
+                return Err(Error::Config {
+                    option: "preload",
+                    value: "true".into(),
+                    expected: needs_processes,
+                });
+            }
+            if let Some(hook) = &self.post_fork {
+                return Err(Error::Config {
+                    option: "post_fork",
+                    value: format!("{hook:?}"),
+                    expected: needs_processes,
+                });
+            }
+        }
+        if let Some(hook) = &self.post_fork
+            && !hook
+                .split_once(':')
+                .is_some_and(|(module, callable)| !module.is_empty() && !callable.is_empty())
+        {
+            return Err(Error::Config {
+                option: "post_fork",
+                value: format!("{hook:?}"),
+                expected: "`module:callable`",
+            });
+        }
+        if self.preload && self.threads > MAX_PRELOAD_THREADS {
+            return Err(Error::Config {
+                option: "threads",
+                value: self.threads.to_string(),
+                expected: "at most 250 with preload",
+            });
+        }
+        Ok(())
+    }
+
     /// Checks the recycling options: they need worker processes, and must agree.
     fn lifecycle(&self, app_dir: PathBuf) -> Result<Lifecycle, Error> {
         let recycle = &self.recycle;
@@ -596,6 +710,10 @@ pub(crate) struct AppConfig {
     pub(crate) strict_python_version: bool,
     /// `wsgi.multiprocess`: whether other processes serve the same application.
     pub(crate) multiprocess: bool,
+    /// Worker processes are forked from a template that imported the application.
+    pub(crate) preload: bool,
+    /// The hook a worker process calls once it has the application, `module:callable`.
+    pub(crate) post_fork: Option<String>,
 }
 
 /// `dir` made absolute, once it is known to be a directory.
@@ -631,6 +749,8 @@ impl EngineBuilder {
             app,
             threads: DEFAULT_THREADS,
             processes: 0,
+            preload: false,
+            post_fork: None,
             recycle: Recycle::default(),
             restart_files: true,
             drain_grace: DEFAULT_DRAIN_GRACE,

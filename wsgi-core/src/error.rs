@@ -275,6 +275,65 @@ pub enum Error {
     /// The control channel to a worker process broke or carried something unreadable.
     #[error("lost the channel to a worker process: {0}")]
     WorkerChannel(#[source] std::io::Error),
+    /// With [`preload`](crate::EngineBuilder::preload), the process that imported the
+    /// application runs other threads: a worker forked from it would have none of them
+    /// (`fork` copies only the calling thread), and could deadlock on a lock one of them
+    /// held.
+    #[error(
+        "the application started {} other thread(s) while it was imported for preloading: {}; \
+         a worker forked from that process would have none of them. Start them after the \
+         fork, in a post-fork hook (EngineBuilder::post_fork), or leave preload off",
+        .threads.len(),
+        .threads.join(", ")
+    )]
+    PreloadThreads {
+        /// The threads found, each as its name and kind, e.g. `"poller (Python)"`.
+        threads: Vec<String>,
+    },
+    /// The [post-fork hook](crate::EngineBuilder::post_fork) could not be loaded, or
+    /// raised an exception in a worker process.
+    #[error("{}", post_fork_text(.hook, *.stage, .exception.as_deref()))]
+    PostFork {
+        /// The hook as given, `module:callable`.
+        hook: String,
+        /// Where it failed.
+        stage: HookStage,
+        /// The exception, with its traceback, when one was raised (boxed, to keep
+        /// `Result<_, Error>` small).
+        exception: Option<Box<PythonException>>,
+    },
+}
+
+/// Where a [post-fork hook](crate::EngineBuilder::post_fork) failed: [`Error::PostFork`]'s
+/// `stage`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HookStage {
+    /// It is not `module:callable`.
+    Spec,
+    /// Importing its module raised an exception.
+    Import,
+    /// Its module has no such attribute.
+    Missing,
+    /// The attribute cannot be called.
+    NotCallable,
+    /// Calling it raised an exception.
+    Call,
+}
+
+/// [`Error::PostFork`]'s message.
+fn post_fork_text(hook: &str, stage: HookStage, exception: Option<&PythonException>) -> String {
+    let what = match stage {
+        HookStage::Spec => "is not `module:callable`",
+        HookStage::Import => "could not be imported",
+        HookStage::Missing => "does not exist in its module",
+        HookStage::NotCallable => "is not callable",
+        HookStage::Call => "raised an exception",
+    };
+    match exception {
+        Some(exception) => format!("the post-fork hook {hook} {what}:\n{}", exception.traceback),
+        None => format!("the post-fork hook {hook} {what}"),
+    }
 }
 
 /// A Python exception, as plain Rust data: what an [`Error`] keeps of the exception that

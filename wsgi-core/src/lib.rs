@@ -97,7 +97,7 @@ pub use config::{
     DEFAULT_START_TIMEOUT, DEFAULT_THREADS, EngineBuilder,
 };
 pub use engine::{Engine, ResponseFuture, ShutdownFuture, ShutdownReport};
-pub use error::{Error, MissingModule, PythonException};
+pub use error::{Error, HookStage, MissingModule, PythonException};
 pub use extras::{EnvironError, EnvironExtras, InvalidNativeString, NativeString};
 pub use host::{BoxError, ConnInfo, HostRequest, MapErrBody, Scheme};
 pub use metrics::{MetricsSnapshot, WorkerSnapshot, WorkerState};

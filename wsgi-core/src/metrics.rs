@@ -168,6 +168,12 @@ pub struct WorkerSnapshot {
     pub rss_bytes: Option<u64>,
     /// How long the current process has been ready.
     pub age: Option<Duration>,
+    /// Whether the current process was forked from the template of
+    /// [`preload`](crate::EngineBuilder::preload), rather than started afresh.
+    pub forked: bool,
+    /// How long the current process took to start, from its spawn or fork until it was
+    /// ready to take requests.
+    pub start_duration: Option<Duration>,
 }
 
 #[cfg(test)]

@@ -13,9 +13,10 @@
 
 use std::fmt::{self, Write as _};
 use std::io::{self, Write};
-use std::sync::Arc;
+use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
 use tracing::field::{Field, Visit};
@@ -118,18 +119,50 @@ pub(crate) fn spawn_control_writer<W: Write + Send + 'static>(
         })
 }
 
+/// Where a worker's log records go.
+#[derive(Debug)]
+pub(crate) enum LogWay {
+    /// To the control writer's thread.
+    Queue(ControlSender),
+    /// Straight onto the socket, by the thread that logs: the template's way, as it must
+    /// start no thread (see `crate::process::template`); it shares the writer with the
+    /// template's answers, which it never interleaves with, having one thread.
+    Direct(Arc<Mutex<FrameWriter<UnixStream>>>),
+}
+
 /// The `tracing` subscriber of a worker process: every enabled event becomes a
 /// [`LogRecord`] for the host. Spans are not tracked (the engine emits events only).
 #[derive(Debug)]
 pub(crate) struct WorkerSubscriber {
-    sender: ControlSender,
+    way: Arc<RwLock<LogWay>>,
     max_level: LevelFilter,
+}
+
+/// Changes where a [`WorkerSubscriber`] sends its records: a worker forked from the template
+/// inherits the template's subscriber (`tracing` takes a global one once per process), and
+/// must stop writing on the template's socket before it logs anything.
+#[derive(Debug, Clone)]
+pub(crate) struct LogSwitch(Arc<RwLock<LogWay>>);
+
+impl LogSwitch {
+    /// Sends every record from now on `way`; the old way (and its socket) is dropped.
+    pub(crate) fn set(&self, way: LogWay) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = way;
+    }
 }
 
 impl WorkerSubscriber {
     /// A subscriber that sends events up to `max_level` (the host's, from `WorkerConfig`).
     pub(crate) fn new(sender: ControlSender, max_level: LevelFilter) -> Self {
-        WorkerSubscriber { sender, max_level }
+        Self::switchable(LogWay::Queue(sender), max_level).0
+    }
+
+    /// A subscriber that sends events up to `max_level` `way`, and the switch that changes
+    /// its way.
+    pub(crate) fn switchable(way: LogWay, max_level: LevelFilter) -> (Self, LogSwitch) {
+        let way = Arc::new(RwLock::new(way));
+        let switch = LogSwitch(way.clone());
+        (WorkerSubscriber { way, max_level }, switch)
     }
 }
 
@@ -154,11 +187,23 @@ impl Subscriber for WorkerSubscriber {
         let metadata = event.metadata();
         let mut fields = Fields::default();
         event.record(&mut fields);
-        self.sender.log(LogRecord {
+        let record = LogRecord {
             level: *metadata.level(),
             target: metadata.target().to_owned(),
             message: fields.message + &fields.rest,
-        });
+        };
+        match &*self.way.read().unwrap_or_else(|e| e.into_inner()) {
+            LogWay::Queue(sender) => {
+                sender.log(record);
+            }
+            LogWay::Direct(writer) => {
+                // A broken socket means the host has gone: nobody to tell.
+                let _ = writer
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .send(&ControlFromWorker::Log(record));
+            }
+        }
     }
 
     fn enter(&self, _span: &Id) {}

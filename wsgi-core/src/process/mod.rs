@@ -8,6 +8,8 @@
 //! - `host`: the host's side: the runner the engine uses, the queue of slots, the relay
 //!   and its reactor, one supervisor per worker.
 //! - `worker`: the worker's side: its serving loop.
+//! - `template`: the template of preloading, which imports the application once and forks
+//!   the workers from itself.
 //! - [`spawn`] starts a worker (the host binary re-executed) and holds the hook a worker's
 //!   `main` calls; [`log`] carries a worker's `tracing` events to the host's.
 
@@ -15,6 +17,8 @@
 pub(crate) mod host;
 pub(crate) mod log;
 pub(crate) mod spawn;
+#[cfg(target_os = "linux")]
+mod template;
 pub(crate) mod wire;
 #[cfg(target_os = "linux")]
 mod worker;

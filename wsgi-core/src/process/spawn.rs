@@ -7,20 +7,30 @@
 //! after a deploy replaced the file on disk), and the binary's `main` hands over to the
 //! worker code first thing through [`run_if_worker`].
 //!
+//! The template of preloading (`EngineBuilder::preload`) starts the same way, with the
+//! marker `WSGI_CORE_WORKER=template:<parent pid>` and one socket; the workers it forks
+//! never pass through here.
+//!
 //! The marker, `WSGI_CORE_WORKER=<descriptors>:<parent pid>`, also guards against a fork
 //! bomb: a binary whose `main` forgot the hook would run `main` again in every worker and
 //! start workers of its own; [`forbid_nested`] refuses that with an error naming the line
 //! to add.
 
 #[cfg(target_os = "linux")]
-pub(crate) use linux::{describe_exit, spawn_worker, wait_ready};
+pub(crate) use linux::{
+    Exits, describe_exit, make_channels, spawn_template, spawn_worker, wait_ready,
+};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::Error;
 
-/// The environment variable that marks a worker process: `<descriptors>:<parent pid>`.
+/// The environment variable that marks a worker process: `<descriptors>:<parent pid>`, or
+/// `template:<parent pid>` for the template of preloading.
 pub(crate) const MARKER: &str = "WSGI_CORE_WORKER";
+
+/// What the marker of a template starts with.
+const TEMPLATE_MARKER: &str = "template:";
 
 /// The descriptor of the control socket in a worker; the intake socket, the slots' sockets
 /// and the started page's memory file follow it.
@@ -55,7 +65,16 @@ pub fn run_if_worker() {
         return;
     };
     #[cfg(target_os = "linux")]
-    linux::become_worker(marker, super::worker::run);
+    {
+        if let Some(parent) = marker
+            .to_str()
+            .and_then(|m| m.strip_prefix(TEMPLATE_MARKER))
+        {
+            let parent = parent.parse().unwrap_or(0);
+            linux::become_template(parent, super::template::run);
+        }
+        linux::become_worker(marker, super::worker::run);
+    }
     #[cfg(not(target_os = "linux"))]
     {
         eprintln!(
@@ -91,7 +110,7 @@ mod linux {
     use std::process::{Child, Command, ExitStatus, Stdio};
     use std::sync::atomic::Ordering;
 
-    use super::{FIRST_FD, IS_WORKER, MARKER, forbid_nested};
+    use super::{FIRST_FD, IS_WORKER, MARKER, TEMPLATE_MARKER, forbid_nested};
     use crate::error::Error;
     use crate::process::log;
     use crate::process::wire::channels::Channels;
@@ -125,24 +144,19 @@ mod linux {
                 "a worker process needs at least one thread",
             ));
         }
-        // Control, intake, the slots; the started page's file goes after them.
-        let count = threads + 2;
-        let first_free = i32::try_from(count + 1)
+        let (channels, ends) = make_channels(threads)?;
+        // Control, intake, the slots, the started page's file.
+        let count = ends.len() - 1;
+        let first_free = i32::try_from(ends.len())
             .ok()
             .and_then(|n| n.checked_add(FIRST_FD))
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "too many threads"))?;
-
-        let mut host_ends = Vec::with_capacity(count);
-        let mut child_ends = Vec::with_capacity(count);
-        for _ in 0..count {
-            // Both ends are close-on-exec: no other child spawned meanwhile keeps them open.
-            let (ours, theirs) = UnixStream::pair()?;
-            host_ends.push(ours);
-            // Above the target range, so no `dup2` onto a target can close another source.
-            child_ends.push(dup_above(theirs.as_fd(), first_free)?);
-        }
-        let started = StartedPage::create(threads)?;
-        child_ends.push(dup_above(started.file(), first_free)?);
+        // Above the target range, so no `dup2` onto a target can close another source.
+        let child_ends = ends
+            .iter()
+            .map(|end| dup_above(end.as_fd(), first_free))
+            .collect::<io::Result<Vec<_>>>()?;
+        drop(ends);
         let sources: Vec<RawFd> = child_ends.iter().map(AsRawFd::as_raw_fd).collect();
         let parent = std::process::id();
 
@@ -165,19 +179,63 @@ mod linux {
         }
         let child = command.spawn()?;
         drop(child_ends);
+        Ok((child, channels))
+    }
+
+    /// A new worker's channels for `threads` slots: the host's ends, and the worker's, in
+    /// the order a worker finds them from [`FIRST_FD`] (control, intake, the slots, the
+    /// started page's file), all close-on-exec, so no other child started meanwhile keeps
+    /// one open.
+    pub(crate) fn make_channels(threads: usize) -> io::Result<(Channels, Vec<OwnedFd>)> {
+        let mut host_ends = Vec::with_capacity(threads + 2);
+        let mut worker_ends = Vec::with_capacity(threads + 3);
+        for _ in 0..threads + 2 {
+            let (ours, theirs) = UnixStream::pair()?;
+            host_ends.push(ours);
+            worker_ends.push(OwnedFd::from(theirs));
+        }
+        let started = StartedPage::create(threads)?;
+        worker_ends.push(started.file().try_clone_to_owned()?);
         let mut ends = host_ends.into_iter();
         let (Some(control), Some(intake)) = (ends.next(), ends.next()) else {
-            unreachable!("`count` is at least 3");
+            unreachable!("there are at least 2 sockets");
         };
-        Ok((
-            child,
-            Channels {
-                control,
-                intake,
-                slots: ends.collect(),
-                started,
-            },
-        ))
+        let channels = Channels {
+            control,
+            intake,
+            slots: ends.collect(),
+            started,
+        };
+        Ok((channels, worker_ends))
+    }
+
+    /// Starts the template of preloading; returns the child and the host's end of its
+    /// socket. As for [`spawn_worker`], the template is killed when the calling thread
+    /// ends: call this from a thread that lives as long as the template should.
+    pub(crate) fn spawn_template() -> io::Result<(Child, UnixStream)> {
+        forbid_nested().map_err(io::Error::other)?;
+        let (ours, theirs) = UnixStream::pair()?;
+        let source = dup_above(theirs.as_fd(), FIRST_FD + 1)?;
+        drop(theirs);
+        let sources = [source.as_raw_fd()];
+        let parent = std::process::id();
+        let mut command = Command::new("/proc/self/exe");
+        if let Some(arg0) = std::env::args_os().next() {
+            command.arg0(arg0);
+        }
+        command
+            .env(MARKER, format!("{TEMPLATE_MARKER}{parent}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::inherit());
+        // SAFETY: as in `spawn_worker_with`: only `dup2`, `prctl`, `getppid` and `_exit`,
+        // reading an array made before the fork.
+        unsafe {
+            command.pre_exec(move || map_descriptors(&sources, parent));
+        }
+        let child = command.spawn()?;
+        drop(source);
+        Ok((child, ours))
     }
 
     /// A close-on-exec duplicate of `fd` numbered `min` or higher.
@@ -233,6 +291,35 @@ mod linux {
         IS_WORKER.store(true, Ordering::Relaxed);
         let code = match adopt(&marker) {
             Ok(channels) => run(channels),
+            Err(message) => {
+                eprintln!("wsgi-core: {message}");
+                2
+            }
+        };
+        std::process::exit(code)
+    }
+
+    /// Runs this process as the template of preloading: the marker leaves the environment,
+    /// its socket is adopted, `run` serves, and the process exits with its code.
+    pub(in crate::process) fn become_template(
+        parent: u32,
+        run: impl FnOnce(UnixStream) -> i32,
+    ) -> ! {
+        // SAFETY: as in `become_worker`: the first line of `main`, no other thread yet.
+        unsafe { std::env::remove_var(MARKER) };
+        IS_WORKER.store(true, Ordering::Relaxed);
+        let adopted = arm_death_signal(parent)
+            .map_err(|_| "could not arm the parent-death signal".to_owned())
+            .and_then(|()| check_socket(FIRST_FD))
+            .and_then(|()| {
+                // SAFETY: the parent put this socket at FIRST_FD for us (checked just above:
+                // an open socket), and nothing else in this fresh process knows of it.
+                let socket = unsafe { UnixStream::from_raw_fd(FIRST_FD) };
+                set_cloexec(socket.as_fd()).map_err(|e| format!("fd {FIRST_FD}: {e}"))?;
+                Ok(socket)
+            });
+        let code = match adopted {
+            Ok(socket) => run(socket),
             Err(message) => {
                 eprintln!("wsgi-core: {message}");
                 2
@@ -325,10 +412,10 @@ mod linux {
     /// binary's `main` lacks the hook. One that logged first, then died, is
     /// [`Error::WorkerCrashed`]. The child is reaped in both cases and left alone otherwise.
     pub(crate) fn wait_ready<R: ReadInto>(
-        child: &mut Child,
+        child: &mut impl Exits,
         control: &mut FrameReader<R>,
     ) -> Result<(u32, String), Error> {
-        let pid = child.id();
+        let pid = child.pid();
         let mut said_anything = false;
         loop {
             match control.recv::<ControlFromWorker>() {
@@ -347,6 +434,24 @@ mod linux {
                 Err(e) => return Err(Error::WorkerChannel(e)),
             }
             said_anything = true;
+        }
+    }
+
+    /// A process whose end can be waited for: a child, or a worker the template forked.
+    pub(crate) trait Exits {
+        /// Its process id.
+        fn pid(&self) -> u32;
+        /// Waits for it to end (and be reaped).
+        fn wait(&mut self) -> io::Result<ExitStatus>;
+    }
+
+    impl Exits for Child {
+        fn pid(&self) -> u32 {
+            self.id()
+        }
+
+        fn wait(&mut self) -> io::Result<ExitStatus> {
+            Child::wait(self)
         }
     }
 

@@ -30,6 +30,7 @@ mod info;
 mod input;
 mod loader;
 mod logging;
+pub(crate) mod preload;
 mod start_response;
 mod thread;
 mod venv;
@@ -121,10 +122,18 @@ pub(crate) mod action {
     pub(crate) const BASE_DIR_ON_SYS_PATH: &str = "putting the base directory on sys.path";
     pub(crate) const APP_DIR_ON_SYS_PATH: &str = "putting the application's directory on sys.path";
     pub(crate) const VERSION_INFO: &str = "reading sys.version_info";
+    pub(crate) const FREEZE: &str = "freezing the loaded objects (gc.collect, gc.freeze)";
+    pub(crate) const LIST_THREADS: &str = "listing the Python threads (threading.enumerate)";
     /// Every action above: a worker process's error names its action as text, and the host
     /// finds it here to return the same `Error::Python` (one missing from the list keeps only
     /// its message).
-    pub(crate) const ALL: [&str; 3] = [BASE_DIR_ON_SYS_PATH, APP_DIR_ON_SYS_PATH, VERSION_INFO];
+    pub(crate) const ALL: [&str; 5] = [
+        BASE_DIR_ON_SYS_PATH,
+        APP_DIR_ON_SYS_PATH,
+        VERSION_INFO,
+        FREEZE,
+        LIST_THREADS,
+    ];
 }
 
 /// An interpreter failure while the engine was doing `action`, one of [`action`]'s.

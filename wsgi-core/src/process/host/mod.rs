@@ -24,26 +24,32 @@
 //! worker that dies instead answers what it was running (502 before a response head, an
 //! aborted body after), puts back what it never started, and is started again in its
 //! group, at once if it had lived a while, after a growing pause if it keeps dying young.
+//!
+//! With preloading, a worker is forked by the template process ([`template`]) instead of
+//! spawned, and a restart for new code starts a new template first; everything else is the
+//! same ([`child`] hides which kind a worker is).
 
 use std::cell::RefCell;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::process::Child;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
+mod child;
 mod reactor;
 mod relay;
 pub(crate) mod slots;
 mod supervisor;
+mod template;
 
 use self::reactor::Reactor;
 use self::relay::{Conn, Note};
 use self::slots::SlotQueue;
 use self::supervisor::Supervisor;
+use self::template::Template;
 use crate::config::{AppConfig, Lifecycle};
 use crate::error::Error;
 use crate::job::Job;
@@ -108,6 +114,8 @@ struct Pool {
     /// Readable once the grace period is over (an eventfd), so that a draining process's
     /// thread, waiting on the process, learns it at once.
     abort_event: Option<OwnedFd>,
+    /// The template workers are forked from, with preloading.
+    template: Option<Template>,
 }
 
 /// A notification without a payload: waiters re-check their condition when it rings.
@@ -198,31 +206,10 @@ impl Starting {
     /// Kills the process and wakes its supervisor.
     fn stop(self) {
         if let Some(pidfd) = &self.pidfd {
-            // SAFETY: `pidfd` is an open pidfd owned by `self`; the call reads no memory of
-            // ours (no siginfo) and has no other side effect than sending the signal.
-            unsafe {
-                libc::syscall(
-                    libc::SYS_pidfd_send_signal,
-                    pidfd.as_raw_fd(),
-                    libc::SIGKILL,
-                    std::ptr::null::<libc::siginfo_t>(),
-                    0,
-                );
-            }
+            let _ = child::kill_pidfd(pidfd);
         }
         let _ = self.control.shutdown(std::net::Shutdown::Both);
     }
-}
-
-/// A pidfd for `child`, which must not have been reaped yet.
-fn pidfd(child: &Child) -> Option<OwnedFd> {
-    let pid = libc::pid_t::try_from(child.id()).ok()?;
-    // SAFETY: `pidfd_open` takes a pid and flags and returns a new descriptor or -1; no
-    // memory is passed.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    let fd = i32::try_from(fd).ok().filter(|&fd| fd >= 0)?;
-    // SAFETY: the kernel just returned this descriptor to us, and nothing else owns it.
-    Some(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// What the metrics and the triggers know of one worker index.
@@ -247,6 +234,10 @@ struct WorkerState {
     rss: AtomicU64,
     /// When the current process became ready.
     ready_at: Mutex<Option<Instant>>,
+    /// The current process was forked from the template.
+    forked: AtomicBool,
+    /// How long the current process took to start, until ready, in microseconds.
+    start_micros: AtomicU64,
 }
 
 impl WorkerState {
@@ -296,26 +287,44 @@ impl Processes {
         crate::process::spawn::forbid_nested()?;
         // Before the first worker starts, so that a touch during start-up is seen.
         let watch = lifecycle.restart_dir.as_deref().map(RestartWatch::new);
-        let (reactor, pool) =
-            Pool::new(processes, threads, queue_depth, shared, lifecycle).map_err(Error::Thread)?;
+        let config = |index: usize| WorkerConfig {
+            app: app.app.clone(),
+            threads,
+            venv: app.venv.clone(),
+            venv_origin: app.venv_origin.clone(),
+            base_dir: app.base_dir.clone(),
+            strict_python_version: app.strict_python_version,
+            multiprocess: app.multiprocess,
+            index: u32::try_from(index).unwrap_or(u32::MAX),
+            log_level: tracing::level_filters::LevelFilter::current(),
+            max_rss: lifecycle.recycle.max_rss,
+            post_fork: app.post_fork.clone(),
+        };
+        // Before any worker: its import error is the engine's, as a worker's would be.
+        let template = if app.preload {
+            let started = Instant::now();
+            let template = Template::start(config(0), lifecycle.start_timeout)?;
+            tracing::info!(target: "wsgi_core", load_ms = started.elapsed().as_millis(), "template process loaded the application; forking the workers from it");
+            Some(template)
+        } else {
+            None
+        };
+        let (reactor, pool) = Pool::with_template(
+            processes,
+            threads,
+            queue_depth,
+            shared,
+            lifecycle.clone(),
+            template,
+        )
+        .map_err(Error::Thread)?;
         let (started_tx, started_rx) = mpsc::channel();
         for index in 0..processes {
             let (events_tx, events) = mpsc::channel();
             *lock(&pool.workers[index].events) = Some(events_tx.clone());
             let supervisor = Supervisor {
                 index,
-                config: WorkerConfig {
-                    app: app.app.clone(),
-                    threads,
-                    venv: app.venv.clone(),
-                    venv_origin: app.venv_origin.clone(),
-                    base_dir: app.base_dir.clone(),
-                    strict_python_version: app.strict_python_version,
-                    multiprocess: app.multiprocess,
-                    index: u32::try_from(index).unwrap_or(u32::MAX),
-                    log_level: tracing::level_filters::LevelFilter::current(),
-                    max_rss: pool.lifecycle.recycle.max_rss,
-                },
+                config: config(index),
                 pool: pool.clone(),
                 events_tx,
                 rss_loop: RefCell::new(RssLoop::new(pool.lifecycle.recycle.min_lifetime)),
@@ -358,12 +367,25 @@ impl Processes {
 impl Pool {
     /// A pool for `processes` workers of `threads` threads (and a spare group), with the
     /// relay's thread waiting on its sockets; no worker is started.
+    #[cfg(test)]
     fn new(
         processes: usize,
         threads: usize,
         queue_depth: usize,
         shared: Arc<Shared>,
         lifecycle: Lifecycle,
+    ) -> io::Result<(Arc<Reactor<Note>>, Arc<Pool>)> {
+        Self::with_template(processes, threads, queue_depth, shared, lifecycle, None)
+    }
+
+    /// [`Pool::new`], whose workers are forked from `template` if there is one.
+    fn with_template(
+        processes: usize,
+        threads: usize,
+        queue_depth: usize,
+        shared: Arc<Shared>,
+        lifecycle: Lifecycle,
+        template: Option<Template>,
     ) -> io::Result<(Arc<Reactor<Note>>, Arc<Pool>)> {
         Reactor::start("wsgi-relay".into(), |reactor| {
             Arc::new(Pool {
@@ -395,6 +417,7 @@ impl Pool {
                 closing: AtomicBool::new(false),
                 changed: Changes::default(),
                 abort_event: eventfd(),
+                template,
             })
         })
     }
@@ -414,8 +437,28 @@ fn watch_restart_file(mut watch: RestartWatch, pool: Weak<Pool>) {
             .store(watch.always_restart(), Ordering::Relaxed);
         if watch.poll() {
             tracing::info!(target: "wsgi_core", file = %watch.restart_file().display(), "restart file changed: restarting the workers one by one");
-            pool.recycle_all(RestartReason::RestartFile);
+            restart_all(&pool, RestartReason::RestartFile);
         }
+    }
+}
+
+/// Replaces every worker for `reason`; for one that stands for new code, with preloading,
+/// once a new template has loaded it (and not at all if it cannot).
+fn restart_all(pool: &Arc<Pool>, reason: RestartReason) {
+    let new_code = matches!(
+        reason,
+        RestartReason::RestartFile | RestartReason::Signal | RestartReason::Api
+    );
+    match &pool.template {
+        Some(template) if new_code => {
+            let pool = Arc::downgrade(pool);
+            template.reload(move || {
+                if let Some(pool) = pool.upgrade() {
+                    pool.recycle_all(reason);
+                }
+            });
+        }
+        _ => pool.recycle_all(reason),
     }
 }
 
@@ -502,6 +545,9 @@ impl Runner for Processes {
             self.pool
                 .control(index, &ControlToWorker::Shutdown { grace_ms: 0 });
         }
+        if let Some(template) = &self.pool.template {
+            template.close();
+        }
     }
 
     fn abort(&self) {
@@ -554,7 +600,7 @@ impl Runner for Processes {
     }
 
     fn restart(&self, reason: RestartReason) -> bool {
-        self.pool.recycle_all(reason);
+        restart_all(&self.pool, reason);
         true
     }
 
@@ -598,6 +644,9 @@ impl Runner for Processes {
                         .collect(),
                     rss_bytes: Some(w.rss.load(Ordering::Relaxed)).filter(|&n| n != 0),
                     age: lock(&w.ready_at).map(|at| at.elapsed()),
+                    forked: pid.is_some() && w.forked.load(Ordering::Relaxed),
+                    start_duration: pid
+                        .map(|_| Duration::from_micros(w.start_micros.load(Ordering::Relaxed))),
                 }
             })
             .collect()

@@ -5,14 +5,14 @@
 use std::cell::RefCell;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::process::Child;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
+use super::child::WorkerChild;
 use super::{
-    Event, FIRST_BACKOFF, MAX_BACKOFF, Pool, STABLE_AFTER, Starting, TICK, WorkerState, lock, pidfd,
+    Event, FIRST_BACKOFF, MAX_BACKOFF, Pool, STABLE_AFTER, Starting, TICK, WorkerState, lock,
 };
 use crate::error::Error;
 use crate::lifecycle::backoff::Backoff;
@@ -30,7 +30,7 @@ use crate::process::wire::messages::{ControlFromWorker, ControlToWorker, WorkerC
 
 /// A worker process that has reported ready.
 struct Process {
-    child: Child,
+    child: WorkerChild,
     pid: u32,
     group: usize,
     ready_at: Instant,
@@ -221,7 +221,14 @@ impl Supervisor {
     /// requests.
     fn launch(&self, group: usize, rng: &mut Rng) -> Result<Process, Error> {
         let threads = self.pool.threads;
-        let (mut child, channels) = spawn_worker(threads).map_err(Error::WorkerChannel)?;
+        let begun = Instant::now();
+        let (mut child, channels) = match &self.pool.template {
+            Some(template) => template.fork(self.index, threads)?,
+            None => {
+                let (child, channels) = spawn_worker(threads).map_err(Error::WorkerChannel)?;
+                (WorkerChild::Spawned(child), channels)
+            }
+        };
         let Channels {
             control,
             intake,
@@ -232,7 +239,7 @@ impl Supervisor {
         // The socket option is shared by every handle of the socket: this one sets it.
         let timer = control.try_clone().map_err(Error::WorkerChannel)?;
         let mut reader = FrameReader::new(control);
-        let fail = |child: &mut Child, e: Error| {
+        let fail = |child: &mut WorkerChild, e: Error| {
             let _ = child.kill();
             let _ = child.wait();
             e
@@ -253,7 +260,7 @@ impl Supervisor {
             }
             *starting = timer.try_clone().ok().map(|control| Starting {
                 control,
-                pidfd: pidfd(&child),
+                pidfd: child.pidfd(),
             });
         }
         // A worker hung in its import must not hold the start-up (or a replacement's spare)
@@ -303,6 +310,13 @@ impl Supervisor {
             return Err(fail(&mut child, Error::Thread(e)));
         }
         let state = self.state();
+        let start = begun.elapsed();
+        let forked = child.is_forked();
+        state.forked.store(forked, Ordering::Relaxed);
+        state.start_micros.store(
+            u64::try_from(start.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
         state.pid.store(pid, Ordering::Relaxed);
         state.served.store(0, Ordering::Relaxed);
         state.rss.store(0, Ordering::Relaxed);
@@ -318,7 +332,12 @@ impl Supervisor {
         // Ready before its slots take jobs: a slot of a group that is not ready closes.
         self.pool.set_ready(group, true);
         self.pool.attach(group, intake, slots, started);
-        tracing::info!(target: "wsgi_core", worker = self.index, pid, max_requests = budget.max_requests(), max_lifetime_s = budget.max_lifetime().map(|d| d.as_secs()), "worker process ready (Python {python})");
+        let how = if forked {
+            "forked from the template"
+        } else {
+            "started"
+        };
+        tracing::info!(target: "wsgi_core", worker = self.index, pid, forked, start_ms = start.as_millis(), max_requests = budget.max_requests(), max_lifetime_s = budget.max_lifetime().map(|d| d.as_secs()), "worker process ready (Python {python}), {how} in {} ms", start.as_millis());
         if let Some(max_rss) = self.pool.lifecycle.recycle.max_rss {
             let rss = rss_bytes(pid).ok();
             state.rss.store(rss.unwrap_or(0), Ordering::Relaxed);
@@ -497,7 +516,7 @@ fn forward_log(mut reader: FrameReader<UnixStream>, pid: u32, events: mpsc::Send
 /// after the drain grace, and gives its group back once its slots are closed.
 fn drain(pool: Arc<Pool>, mut old: Process, worker: usize) {
     let deadline = Instant::now() + pool.lifecycle.drain_grace;
-    let exits = pidfd(&old.child);
+    let exits = old.child.pidfd();
     let status = loop {
         match old.child.try_wait() {
             Ok(Some(status)) => break Ok(status),

@@ -163,6 +163,7 @@ fn start_worker_code(app: &str) -> Result<(u32, String), Error> {
             index: 0,
             log_level: LevelFilter::INFO,
             max_rss: None,
+            post_fork: None,
         }))
         .unwrap();
     let verdict = wait_ready(&mut child, &mut FrameReader::new(control));

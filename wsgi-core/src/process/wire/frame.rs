@@ -154,6 +154,17 @@ impl<R: ReadInto> FrameReader<R> {
 }
 
 impl<R> FrameReader<R> {
+    /// Whether bytes already read wait in the buffer: a reader that polls its stream first
+    /// must not wait while they hold a frame.
+    pub(crate) fn has_buffered(&self) -> bool {
+        !self.buf.is_empty()
+    }
+
+    /// The stream it reads.
+    pub(crate) fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
+
     /// The frame at the front of the buffer, if it is all there.
     fn split_frame(&mut self) -> io::Result<Option<Frame>> {
         if self.buf.len() < HEADER_LEN {
@@ -306,7 +317,6 @@ impl<W: Write> FrameWriter<W> {
     }
 
     /// The stream underneath.
-    #[cfg(test)]
     pub(crate) fn get_ref(&self) -> &W {
         &self.inner
     }

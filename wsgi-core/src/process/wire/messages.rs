@@ -38,7 +38,7 @@ use tracing::level_filters::LevelFilter;
 use super::frame::{Encoded, Fields, Frame, Message, invalid, put_bytes, put_opt_bytes};
 use crate::chunk::Chunk;
 use crate::environ::{CgiVars, PathInfo, Value};
-use crate::error::{Error, MissingModule, PythonException};
+use crate::error::{Error, HookStage, MissingModule, PythonException};
 use crate::extras::EnvironExtras;
 use crate::input::Pulled;
 use crate::pipe::Msg;
@@ -92,6 +92,8 @@ mod error_code {
     pub(super) const PYTHON: u8 = 14;
     pub(super) const THREAD: u8 = 15;
     pub(super) const NESTED_WORKER: u8 = 16;
+    pub(super) const PRELOAD_THREADS: u8 = 17;
+    pub(super) const POST_FORK: u8 = 18;
 }
 
 /// A request handed to a worker thread.
@@ -174,6 +176,9 @@ pub(crate) struct WorkerConfig {
     /// Resident memory past which the worker reports itself after a request, so the host
     /// replaces it (`EngineBuilder::max_rss`).
     pub(crate) max_rss: Option<u64>,
+    /// The hook each worker calls once the application is loaded (after the fork, with
+    /// preload), `module:callable` (`EngineBuilder::post_fork`).
+    pub(crate) post_fork: Option<String>,
 }
 
 /// Control socket, host → worker.
@@ -412,17 +417,7 @@ impl Message for ControlToWorker {
     fn encode(&self, out: &mut BytesMut) -> Encoded {
         match self {
             ControlToWorker::Config(c) => {
-                put_bytes(out, c.app.as_bytes());
-                out.put_u64_le(c.threads as u64);
-                put_opt_bytes(out, c.venv.as_deref().map(path_bytes).as_deref());
-                put_bytes(out, c.venv_origin.as_bytes());
-                put_opt_bytes(out, c.base_dir.as_deref().map(path_bytes).as_deref());
-                out.put_u8(c.strict_python_version.into());
-                out.put_u8(c.multiprocess.into());
-                out.put_u32_le(c.index);
-                out.put_u8(level_filter_code(c.log_level));
-                // 0 for none: a limit of 0 bytes is refused when the engine is built.
-                out.put_u64_le(c.max_rss.unwrap_or(0));
+                put_config(out, c);
                 Encoded::fields(CONFIG)
             }
             ControlToWorker::Interrupt { slot, id } => {
@@ -445,27 +440,7 @@ impl Message for ControlToWorker {
     fn decode(frame: Frame) -> io::Result<Self> {
         let mut f = Fields::new(frame.payload);
         let msg = match frame.kind {
-            CONFIG => {
-                let app = f.string("app")?;
-                let threads = usize::try_from(f.u64("threads")?)
-                    .map_err(|_| invalid("thread count out of range"))?;
-                let venv = f.option("venv", |f| f.vec("venv").map(path_from))?;
-                let venv_origin = f.string("venv origin")?;
-                let base_dir =
-                    f.option("base directory", |f| f.vec("base directory").map(path_from))?;
-                ControlToWorker::Config(WorkerConfig {
-                    app,
-                    threads,
-                    venv,
-                    venv_origin,
-                    base_dir,
-                    strict_python_version: f.bool("strict python version")?,
-                    multiprocess: f.bool("multiprocess")?,
-                    index: f.u32("worker index")?,
-                    log_level: level_filter_from(f.u8("log level")?)?,
-                    max_rss: Some(f.u64("max rss")?).filter(|&n| n != 0),
-                })
-            }
+            CONFIG => ControlToWorker::Config(get_config(&mut f)?),
             INTERRUPT => ControlToWorker::Interrupt {
                 slot: f.u32("slot")?,
                 id: f.u64("request id")?,
@@ -687,6 +662,29 @@ fn put_error(out: &mut BytesMut, error: &Error) {
             put_io_error(out, source);
         }
         Error::NestedWorker => out.put_u8(code::NESTED_WORKER),
+        Error::PreloadThreads { threads } => {
+            out.put_u8(code::PRELOAD_THREADS);
+            out.put_u32_le(u32::try_from(threads.len()).unwrap_or(u32::MAX));
+            for thread in threads {
+                put_str(out, thread);
+            }
+        }
+        Error::PostFork {
+            hook,
+            stage,
+            exception,
+        } => {
+            out.put_u8(code::POST_FORK);
+            put_str(out, hook);
+            out.put_u8(hook_stage_code(*stage));
+            match exception {
+                Some(exception) => {
+                    out.put_u8(1);
+                    put_exception(out, exception);
+                }
+                None => out.put_u8(0),
+            }
+        }
         Error::WorkerStartup(message) => {
             out.put_u8(code::MESSAGE);
             put_str(out, message);
@@ -800,6 +798,21 @@ fn get_error(f: &mut Fields) -> io::Result<Error> {
         }
         code::THREAD => Error::Thread(get_io_error(f)?),
         code::NESTED_WORKER => Error::NestedWorker,
+        code::PRELOAD_THREADS => {
+            let count = f.count("threads", 4)?;
+            let mut threads = Vec::with_capacity(count);
+            for _ in 0..count {
+                threads.push(f.string("thread")?);
+            }
+            Error::PreloadThreads { threads }
+        }
+        code::POST_FORK => Error::PostFork {
+            hook: f.string("post-fork hook")?,
+            stage: hook_stage_from(f.u8("post-fork hook stage")?)?,
+            exception: f
+                .option("post-fork exception", get_exception)?
+                .map(Box::new),
+        },
         k => return Err(invalid(format!("unknown start-up error variant {k}"))),
     })
 }
@@ -1091,6 +1104,205 @@ pub(crate) fn join_body(chunks: VecDeque<Bytes>) -> Bytes {
     joined.freeze()
 }
 
+/// Writes a [`WorkerConfig`]: a worker's or the template's.
+fn put_config(out: &mut BytesMut, c: &WorkerConfig) {
+    put_bytes(out, c.app.as_bytes());
+    out.put_u64_le(c.threads as u64);
+    put_opt_bytes(out, c.venv.as_deref().map(path_bytes).as_deref());
+    put_bytes(out, c.venv_origin.as_bytes());
+    put_opt_bytes(out, c.base_dir.as_deref().map(path_bytes).as_deref());
+    out.put_u8(c.strict_python_version.into());
+    out.put_u8(c.multiprocess.into());
+    out.put_u32_le(c.index);
+    out.put_u8(level_filter_code(c.log_level));
+    // 0 for none: a limit of 0 bytes is refused when the engine is built.
+    out.put_u64_le(c.max_rss.unwrap_or(0));
+    put_opt_bytes(out, c.post_fork.as_deref().map(str::as_bytes));
+}
+
+/// The [`WorkerConfig`] [`put_config`] wrote.
+fn get_config(f: &mut Fields) -> io::Result<WorkerConfig> {
+    let app = f.string("app")?;
+    let threads =
+        usize::try_from(f.u64("threads")?).map_err(|_| invalid("thread count out of range"))?;
+    let venv = f.option("venv", |f| f.vec("venv").map(path_from))?;
+    let venv_origin = f.string("venv origin")?;
+    let base_dir = f.option("base directory", |f| f.vec("base directory").map(path_from))?;
+    Ok(WorkerConfig {
+        app,
+        threads,
+        venv,
+        venv_origin,
+        base_dir,
+        strict_python_version: f.bool("strict python version")?,
+        multiprocess: f.bool("multiprocess")?,
+        index: f.u32("worker index")?,
+        log_level: level_filter_from(f.u8("log level")?)?,
+        max_rss: Some(f.u64("max rss")?).filter(|&n| n != 0),
+        post_fork: f.option("post-fork hook", |f| f.string("post-fork hook"))?,
+    })
+}
+
+/// Which [`HookStage`] a [`error_code::POST_FORK`] error names.
+fn hook_stage_code(stage: HookStage) -> u8 {
+    match stage {
+        HookStage::Spec => 0,
+        HookStage::Import => 1,
+        HookStage::Missing => 2,
+        HookStage::NotCallable => 3,
+        HookStage::Call => 4,
+    }
+}
+
+fn hook_stage_from(code: u8) -> io::Result<HookStage> {
+    Ok(match code {
+        0 => HookStage::Spec,
+        1 => HookStage::Import,
+        2 => HookStage::Missing,
+        3 => HookStage::NotCallable,
+        4 => HookStage::Call,
+        k => return Err(invalid(format!("unknown post-fork hook stage {k}"))),
+    })
+}
+
+// The template's socket, host → template.
+const TEMPLATE_CONFIG: u8 = 0x41;
+const FORK: u8 = 0x42;
+const RETIRE: u8 = 0x43;
+// The template's socket, template → host; its start-up and logs are a worker's
+// (`ControlFromWorker`).
+const FORKED: u8 = 0x51;
+const FORK_FAILED: u8 = 0x52;
+const REAPED: u8 = 0x53;
+
+/// The template's socket, host → template (see `process::template`).
+#[derive(Debug)]
+pub(crate) enum ToTemplate {
+    /// What to load; always the first message.
+    Config(WorkerConfig),
+    /// Fork a worker: the frame carries (`SCM_RIGHTS`) the worker's ends of its channels,
+    /// `descriptors` of them, in [`Channels`](super::channels::Channels)' order: control,
+    /// intake, the slots, the started page.
+    Fork {
+        /// The worker's index, echoed in the answer.
+        worker: u32,
+        /// How many descriptors the frame carries.
+        descriptors: u32,
+    },
+    /// Fork no more: exit once every worker forked so far has exited and been reported.
+    Retire,
+}
+
+/// The template's socket, template → host.
+#[derive(Debug)]
+pub(crate) enum FromTemplate {
+    /// Its start-up verdict and its logs, as a worker says them.
+    Control(ControlFromWorker),
+    /// A worker was forked.
+    Forked {
+        /// The worker's index, from the request.
+        worker: u32,
+        /// The new worker's process id.
+        pid: u32,
+    },
+    /// A worker could not be forked; the template still serves.
+    ForkFailed {
+        /// The worker's index, from the request.
+        worker: u32,
+        /// Why (boxed: it dwarfs the other variants).
+        error: Box<Error>,
+    },
+    /// A worker it forked has exited and was reaped.
+    Reaped {
+        /// The worker's process id.
+        pid: u32,
+        /// Its wait status, as `waitpid` gave it.
+        status: i32,
+    },
+}
+
+impl Message for ToTemplate {
+    fn encode(&self, out: &mut BytesMut) -> Encoded {
+        match self {
+            ToTemplate::Config(config) => {
+                put_config(out, config);
+                Encoded::fields(TEMPLATE_CONFIG)
+            }
+            ToTemplate::Fork {
+                worker,
+                descriptors,
+            } => {
+                out.put_u32_le(*worker);
+                out.put_u32_le(*descriptors);
+                Encoded::fields(FORK)
+            }
+            ToTemplate::Retire => Encoded::fields(RETIRE),
+        }
+    }
+
+    fn decode(frame: Frame) -> io::Result<Self> {
+        let mut f = Fields::new(frame.payload);
+        let msg = match frame.kind {
+            TEMPLATE_CONFIG => ToTemplate::Config(get_config(&mut f)?),
+            FORK => ToTemplate::Fork {
+                worker: f.u32("worker")?,
+                descriptors: f.u32("descriptors")?,
+            },
+            RETIRE => ToTemplate::Retire,
+            k => return Err(unexpected(k, "a host-to-template")),
+        };
+        f.finish("a host-to-template frame")?;
+        Ok(msg)
+    }
+}
+
+impl Message for FromTemplate {
+    fn encode(&self, out: &mut BytesMut) -> Encoded {
+        match self {
+            FromTemplate::Control(msg) => msg.encode(out),
+            FromTemplate::Forked { worker, pid } => {
+                out.put_u32_le(*worker);
+                out.put_u32_le(*pid);
+                Encoded::fields(FORKED)
+            }
+            FromTemplate::ForkFailed { worker, error } => {
+                out.put_u32_le(*worker);
+                put_error(out, error);
+                Encoded::fields(FORK_FAILED)
+            }
+            FromTemplate::Reaped { pid, status } => {
+                out.put_u32_le(*pid);
+                out.put_i32_le(*status);
+                Encoded::fields(REAPED)
+            }
+        }
+    }
+
+    fn decode(frame: Frame) -> io::Result<Self> {
+        let kind = frame.kind;
+        if !matches!(kind, FORKED | FORK_FAILED | REAPED) {
+            return ControlFromWorker::decode(frame).map(FromTemplate::Control);
+        }
+        let mut f = Fields::new(frame.payload);
+        let msg = match kind {
+            FORKED => FromTemplate::Forked {
+                worker: f.u32("worker")?,
+                pid: f.u32("pid")?,
+            },
+            FORK_FAILED => FromTemplate::ForkFailed {
+                worker: f.u32("worker")?,
+                error: Box::new(get_error(&mut f)?),
+            },
+            _ => FromTemplate::Reaped {
+                pid: f.u32("pid")?,
+                status: f.i32("wait status")?,
+            },
+        };
+        f.finish("a template-to-host frame")?;
+        Ok(msg)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::frame::{FrameReader, FrameWriter, HEADER_LEN};
@@ -1367,6 +1579,7 @@ mod tests {
             index: 3,
             log_level: LevelFilter::DEBUG,
             max_rss: Some(512 << 20),
+            post_fork: Some("hooks:reconnect".into()),
         };
         let ControlToWorker::Config(back) = round_trip(&ControlToWorker::Config(config.clone()))
         else {
@@ -1507,7 +1720,69 @@ mod tests {
             Error::Thread(io::Error::new(io::ErrorKind::OutOfMemory, "no stack")),
             Error::Thread(io::Error::other("odd")),
             Error::NestedWorker,
+            Error::PreloadThreads {
+                threads: vec!["poller (Python)".into(), "openblas (native)".into()],
+            },
+            Error::PostFork {
+                hook: "hooks:connect".into(),
+                stage: HookStage::Call,
+                exception: Some(Box::new(exception("ConnectionError", "no database"))),
+            },
+            Error::PostFork {
+                hook: "hooks:nothing".into(),
+                stage: HookStage::Missing,
+                exception: None,
+            },
         ]
+    }
+
+    #[test]
+    fn template_messages_round_trip() {
+        let config = WorkerConfig {
+            app: "app.py".into(),
+            threads: 2,
+            venv: None,
+            venv_origin: String::new(),
+            base_dir: Some(PathBuf::from("/srv")),
+            strict_python_version: false,
+            multiprocess: true,
+            index: 0,
+            log_level: LevelFilter::INFO,
+            max_rss: None,
+            post_fork: None,
+        };
+        let ToTemplate::Config(back) = round_trip(&ToTemplate::Config(config.clone())) else {
+            panic!("not a config")
+        };
+        assert_eq!(back, config);
+        for msg in [
+            ToTemplate::Fork {
+                worker: 3,
+                descriptors: 5,
+            },
+            ToTemplate::Retire,
+        ] {
+            assert_eq!(format!("{:?}", round_trip(&msg)), format!("{msg:?}"));
+        }
+        for msg in [
+            FromTemplate::Control(ControlFromWorker::Ready {
+                pid: 7,
+                python: "3.12.3".into(),
+            }),
+            FromTemplate::Forked { worker: 1, pid: 99 },
+            FromTemplate::ForkFailed {
+                worker: 1,
+                error: Box::new(Error::PreloadThreads {
+                    threads: vec!["t (Python)".into()],
+                }),
+            },
+            FromTemplate::Reaped {
+                pid: 99,
+                status: 139,
+            },
+        ] {
+            assert_eq!(format!("{:?}", round_trip(&msg)), format!("{msg:?}"));
+        }
     }
 
     fn startup_round_trip(error: Error) -> Error {
@@ -1701,6 +1976,7 @@ mod tests {
             index: 0,
             log_level: LevelFilter::INFO,
             max_rss: None,
+            post_fork: None,
         }))
         .unwrap();
 

@@ -4,5 +4,7 @@
 
 pub(crate) mod channels;
 pub(crate) mod frame;
+#[cfg(target_os = "linux")]
+pub(crate) mod handoff;
 pub(crate) mod messages;
 pub(crate) mod started;

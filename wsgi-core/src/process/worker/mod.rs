@@ -30,14 +30,47 @@ use crate::process::log::{
 use crate::process::wire::channels::Channels;
 use crate::process::wire::frame::{FrameReader, FrameWriter};
 use crate::process::wire::messages::{
-    ControlFromWorker, ControlToWorker, FromWorker, Request, RequestBody, ToWorker,
+    ControlFromWorker, ControlToWorker, FromWorker, Request, RequestBody, ToWorker, WorkerConfig,
 };
 use crate::process::wire::started::StartedPage;
 use crate::python;
 use crate::state::{InFlight, Limits, Shared};
 
+/// What a worker forked from the template of preloading inherits from it.
+pub(crate) struct Preloaded {
+    /// The application, loaded.
+    pub(crate) callable: pyo3::Py<pyo3::PyAny>,
+    /// The post-fork hook, looked up; the worker calls it first.
+    pub(crate) hook: Option<python::preload::Hook>,
+    /// Its own log channel, which the inherited subscriber already sends to.
+    pub(crate) log: (ControlSender, std::sync::mpsc::Receiver<ControlFromWorker>),
+}
+
 /// Serves as a worker process over `channels`; returns the process's exit code.
 pub(crate) fn run(channels: Channels) -> i32 {
+    serve(channels, None)
+}
+
+/// Serves as a worker forked from the template, with the application it loaded.
+pub(crate) fn run_forked(channels: Channels, preloaded: Preloaded) -> i32 {
+    serve(channels, Some(preloaded))
+}
+
+/// What it takes to load the application, from a worker's configuration.
+pub(crate) fn app_config(config: &WorkerConfig) -> AppConfig {
+    AppConfig {
+        app: config.app.clone(),
+        venv: config.venv.clone(),
+        venv_origin: config.venv_origin.clone(),
+        base_dir: config.base_dir.clone(),
+        strict_python_version: config.strict_python_version,
+        multiprocess: config.multiprocess,
+        preload: false,
+        post_fork: config.post_fork.clone(),
+    }
+}
+
+fn serve(channels: Channels, preloaded: Option<Preloaded>) -> i32 {
     ignore_stop_signals();
     let Channels {
         control,
@@ -53,21 +86,23 @@ pub(crate) fn run(channels: Channels) -> i32 {
         Ok(Some(ControlToWorker::Config(config))) => config,
         _ => return 1,
     };
-    let (sender, rx) = control_channel(CONTROL_QUEUE);
+    let (sender, rx, preloaded) = match preloaded {
+        Some(Preloaded {
+            callable,
+            hook,
+            log: (sender, rx),
+        }) => (sender, rx, Some((callable, hook))),
+        None => {
+            let (sender, rx) = control_channel(CONTROL_QUEUE);
+            let _ = tracing::subscriber::set_global_default(WorkerSubscriber::new(
+                sender.clone(),
+                config.log_level,
+            ));
+            (sender, rx, None)
+        }
+    };
     let Ok(writer) = spawn_control_writer(control, rx) else {
         return 1;
-    };
-    let _ = tracing::subscriber::set_global_default(WorkerSubscriber::new(
-        sender.clone(),
-        config.log_level,
-    ));
-    let app = AppConfig {
-        app: config.app.clone(),
-        venv: config.venv.clone(),
-        venv_origin: config.venv_origin.clone(),
-        base_dir: config.base_dir.clone(),
-        strict_python_version: config.strict_python_version,
-        multiprocess: config.multiprocess,
     };
     // The host reports the failure, as the error itself; the writer ends after sending it.
     let fail = |error: Error| {
@@ -75,7 +110,7 @@ pub(crate) fn run(channels: Channels) -> i32 {
         let _ = writer.join();
         1
     };
-    let callable = match python::load_app(&app) {
+    let callable = match load(&config, preloaded) {
         Ok(callable) => callable,
         Err(e) => return fail(e),
     };
@@ -200,12 +235,36 @@ pub(crate) fn run(channels: Channels) -> i32 {
     }
 }
 
+/// The application: imported here, or inherited from the template; then the post-fork
+/// hook, called either way so that a hook works with preloading on or off.
+fn load(
+    config: &WorkerConfig,
+    preloaded: Option<(pyo3::Py<pyo3::PyAny>, Option<python::preload::Hook>)>,
+) -> Result<pyo3::Py<pyo3::PyAny>, Error> {
+    let (callable, hook) = match preloaded {
+        Some(loaded) => loaded,
+        None => {
+            let callable = python::load_app(&app_config(config))?;
+            let hook = config
+                .post_fork
+                .as_deref()
+                .map(python::preload::load_hook)
+                .transpose()?;
+            (callable, hook)
+        }
+    };
+    if let Some(hook) = &hook {
+        python::preload::run_hook(hook)?;
+    }
+    Ok(callable)
+}
+
 /// The host decides when a worker stops. Ctrl-C in a terminal (SIGINT to the whole
 /// process group), `pkill serve` (workers share the host's command line) or systemd's
 /// SIGTERM to every process of the service must not end workers before the host has
 /// drained them; the host ends them with `Shutdown`, or SIGKILL after its grace period, and
 /// they die with it (`PR_SET_PDEATHSIG`).
-fn ignore_stop_signals() {
+pub(crate) fn ignore_stop_signals() {
     extern "C" fn ignore(_: libc::c_int) {}
     for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
         // SAFETY: installs a handler that does nothing, which is async-signal-safe. A
