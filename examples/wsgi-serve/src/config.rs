@@ -34,6 +34,24 @@ pub(crate) struct EngineOptions {
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub(crate) processes: usize,
 
+    /// Import the application once, in a template process, and fork the worker processes
+    /// from it: they start in milliseconds and share its memory. tmp/restart.txt and SIGHUP
+    /// still load new code (a new template); an application that starts threads while it
+    /// is imported is refused (start them in --post-fork).
+    #[arg(long, requires = "processes", help_heading = "Worker processes")]
+    preload: bool,
+
+    /// A Python callable, MODULE:CALLABLE, that each worker process calls once it has the
+    /// application (right after the fork with --preload): open database connections, seed
+    /// random generators, start threads there.
+    #[arg(
+        long,
+        value_name = "MODULE:CALLABLE",
+        requires = "processes",
+        help_heading = "Worker processes"
+    )]
+    post_fork: Option<String>,
+
     /// Replace each worker process after it has answered N requests, plus a random part of
     /// --max-requests-jitter, however young it is (a cure for leaks; gunicorn's option)
     /// [default: never].
@@ -192,6 +210,7 @@ impl EngineOptions {
         let mut builder = Engine::builder(self.app())
             .threads(self.threads.get())
             .processes(self.processes)
+            .preload(self.preload)
             .max_requests_jitter(self.max_requests_jitter)
             .min_lifetime(self.min_lifetime.0)
             .restart_files(!self.no_restart_file)
@@ -217,6 +236,9 @@ impl EngineOptions {
             && (!venv_from_env || env_is_relative)
         {
             builder = builder.venv(dir);
+        }
+        if let Some(hook) = &self.post_fork {
+            builder = builder.post_fork(hook);
         }
         if let Some(n) = self.max_requests {
             builder = builder.max_requests(n);

@@ -57,6 +57,11 @@ fn hint(error: &Error) -> Option<String> {
             "--trusted-proxy takes IP addresses, CIDR ranges (10.0.0.0/8) and `unix`".into()
         }
         Error::ProcessesUnsupported => "leave out --processes to run Python in this process".into(),
+        Error::PreloadThreads { .. } => {
+            "start the threads in a --post-fork MODULE:CALLABLE hook, or run without --preload"
+                .into()
+        }
+        Error::PostFork { .. } => "check the --post-fork hook".into(),
         Error::RestartUnsupported => "run with --processes N to restart without stopping".into(),
         Error::WorkerStartTimeout { .. } => {
             "raise --start-timeout if the application takes that long to import".into()

@@ -231,6 +231,22 @@ fn encode(s: &MetricsSnapshot, dropped_lines: u64, encoder: &mut DescriptorEncod
                 ))
             }),
         )?;
+        family(
+            encoder,
+            "wsgi_worker_start_seconds",
+            "How long each worker's current process took to start, until ready; `forked` says \
+             whether it was forked from the --preload template (1) or started afresh (0).",
+            MetricType::Gauge,
+            s.workers.iter().filter_map(|w| {
+                Some((
+                    [
+                        ("worker", w.index.to_string()),
+                        ("forked", usize::from(w.forked).to_string()),
+                    ],
+                    Value::Seconds(w.start_duration?.as_secs_f64()),
+                ))
+            }),
+        )?;
     }
     counter(
         encoder,

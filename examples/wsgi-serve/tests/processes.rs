@@ -12,7 +12,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{MISSING_IMPORT_REPORT, apps, each_server, serve_app, serve_command};
+use common::{MISSING_IMPORT_REPORT, alive, apps, children, each_server, serve_app, serve_command};
 use test_support::DEADLINE;
 use test_support::gate::{Gate, Record};
 use test_support::serve::{Server, assert_fails_with, free_port, start};
@@ -42,68 +42,87 @@ fn worker_pid(server: &Server) -> u32 {
         .unwrap_or_else(|| panic!("no pid in {body:?}"))
 }
 
+/// Without and with `--preload`: a worker forked from the template crashes and is replaced
+/// as one started afresh.
+const SPAWN_OR_FORK: [&[&str]; 2] = [&[], &["--preload"]];
+
 #[test]
 fn a_crash_costs_its_own_request_and_the_worker_is_replaced() {
-    each_server(|kind| {
-        let server = workers(kind, &[]);
-        let (_, body) = server.get("/pid");
-        assert!(
-            body.ends_with(" True"),
-            "wsgi.multiprocess with 2 workers: {body}"
-        );
-        for (path, death) in [
-            ("/segv", "killed by signal 11 (SIGSEGV)"),
-            ("/exit", "exit status 3"),
-            ("/abort", "killed by signal 6 (SIGABRT)"),
-        ] {
-            let (status, body) = server.get(path);
-            assert_eq!(status, 502, "{kind} {path}: {body}");
-            // The other worker, then the replacement, go on serving; nothing is refused.
-            for _ in 0..4 {
-                let pid = worker_pid(&server);
-                assert_ne!(pid, server.pid(), "Python ran in the host");
-            }
-            // Two lines from two tasks, in either order.
-            let request_line = format!("GET {path}: the worker process died while running it");
-            server.stderr_with(death);
-            let log = server.stderr_with(&request_line);
-            assert!(
-                log.contains(&format!("worker process died: {death}")),
-                "{kind}: the log names the death\n{log}"
-            );
-            assert!(
-                log.contains(&request_line),
-                "{kind}: the log names the request\n{log}"
-            );
+    for extra in SPAWN_OR_FORK {
+        each_server(|kind| crash_costs_its_own_request(kind, extra));
+    }
+}
+
+fn crash_costs_its_own_request(kind: &str, extra: &[&str]) {
+    let server = workers(kind, extra);
+    let (_, body) = server.get("/pid");
+    assert!(
+        body.ends_with(" True"),
+        "wsgi.multiprocess with 2 workers: {body}"
+    );
+    for (path, death) in [
+        ("/segv", "killed by signal 11 (SIGSEGV)"),
+        ("/exit", "exit status 3"),
+        ("/abort", "killed by signal 6 (SIGABRT)"),
+    ] {
+        let (status, body) = server.get(path);
+        assert_eq!(status, 502, "{kind} {path}: {body}");
+        // The other worker, then the replacement, go on serving; nothing is refused.
+        for _ in 0..4 {
+            let pid = worker_pid(&server);
+            assert_ne!(pid, server.pid(), "Python ran in the host");
         }
-        let log = server.stderr_with("worker process ready");
-        assert!(!log.contains("panicked"), "{log}");
-    });
+        // Two lines from two tasks, in either order.
+        let request_line = format!("GET {path}: the worker process died while running it");
+        server.stderr_with(death);
+        let log = server.stderr_with(&request_line);
+        assert!(
+            log.contains(&format!("worker process died: {death}")),
+            "{kind}: the log names the death\n{log}"
+        );
+        assert!(
+            log.contains(&request_line),
+            "{kind}: the log names the request\n{log}"
+        );
+    }
+    let log = server.stderr_with("worker process ready");
+    assert!(!log.contains("panicked"), "{log}");
+    let forked = !extra.is_empty();
+    assert!(
+        log.contains(&format!("forked={forked}")),
+        "{kind}: the start says how the worker began\n{log}"
+    );
 }
 
 #[test]
 fn requests_queued_behind_a_crash_are_served_by_the_replacement() {
-    each_server(|kind| {
-        let server = start(serve_app(kind, &["--processes", "1"], "worker_app.py"));
-        let before = worker_pid(&server);
-        let addr = server.addr;
-        std::thread::scope(|s| {
-            // Both threads of the only worker die with it; `/pid` waits in the host's queue.
-            let crashes: Vec<_> = (0..2)
-                .map(|_| s.spawn(move || request(addr, "GET", "/crash-later?secs=1.5", b"")))
-                .collect();
-            std::thread::sleep(Duration::from_millis(300));
-            let queued = s.spawn(move || request(addr, "GET", "/pid", b""));
-            for crash in crashes {
-                let (status, body) = crash.join().unwrap();
-                assert_eq!(status, 502, "{kind}: {}", String::from_utf8_lossy(&body));
-            }
-            let (status, body) = queued.join().unwrap();
-            let body = String::from_utf8_lossy(&body);
-            assert_eq!(status, 200, "{kind}: the queued request was lost: {body}");
-            let after: u32 = body.split(' ').next().unwrap().parse().unwrap();
-            assert_ne!(after, before, "{kind}: served by the worker that died?");
-        });
+    for extra in SPAWN_OR_FORK {
+        each_server(|kind| queued_behind_a_crash(kind, extra));
+    }
+}
+
+fn queued_behind_a_crash(kind: &str, extra: &[&str]) {
+    let mut options = vec!["--processes", "1"];
+    options.extend_from_slice(extra);
+    let server = start(serve_app(kind, &options, "worker_app.py"));
+    let before = worker_pid(&server);
+    let addr = server.addr;
+    std::thread::scope(|s| {
+        // Both threads of the only worker die with it; `/pid` waits in the host's queue.
+        let crashes: Vec<_> = (0..2)
+            .map(|_| s.spawn(move || request(addr, "GET", "/crash-later?secs=1.5", b"")))
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        let queued = s.spawn(move || request(addr, "GET", "/pid", b""));
+        for crash in crashes {
+            let (status, body) = crash.join().unwrap();
+            assert_eq!(status, 502, "{kind}: {}", String::from_utf8_lossy(&body));
+        }
+        let (status, body) = queued.join().unwrap();
+        let body = String::from_utf8_lossy(&body);
+        assert_eq!(status, 200, "{kind}: the queued request was lost: {body}");
+        let after: u32 = body.split(' ').next().unwrap().parse().unwrap();
+        assert_ne!(after, before, "{kind}: served by the worker that died?");
     });
 }
 
@@ -445,35 +464,6 @@ fn an_import_error_is_reported_by_the_host_as_without_workers() {
     let mut command = serve_command();
     command.args(["--processes", "2"]).arg("missing_import.py");
     assert_fails_with(command, &MISSING_IMPORT_REPORT);
-}
-
-/// Whether a process exists (and is not a zombie).
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|stat| {
-            let state = stat
-                .rsplit(") ")
-                .next()
-                .and_then(|rest| rest.chars().next());
-            state != Some('Z')
-        })
-        .unwrap_or(false)
-}
-
-/// The processes whose parent is `parent`.
-fn children(parent: u32) -> BTreeSet<u32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-                // `pid (comm) state ppid ...`; comm may hold spaces, so split after it.
-                stat.rsplit_once(") ")
-                    .and_then(|(_, rest)| rest.split(' ').nth(1)?.parse::<u32>().ok())
-                    == Some(parent)
-            })
-        })
-        .collect()
 }
 
 #[test]

@@ -240,3 +240,21 @@ fn print_config_needs_no_app_and_reads_back_as_a_config_file() {
         assert_eq!(setting(&again, key), setting(&resolved, key), "{key}");
     }
 }
+
+#[test]
+fn preload_and_its_hook_come_from_the_environment_and_the_file() {
+    let (_dir, path) = config("processes = 2\npost-fork = \"hooks:after_fork\"\n");
+    let resolved = resolve_with(
+        &["app.py"],
+        &[("WSGI_SERVE_CONFIG", &path), ("WSGI_SERVE_PRELOAD", "true")],
+    )
+    .unwrap();
+    assert_eq!(
+        setting(&resolved, "preload"),
+        (
+            "true".into(),
+            &Origin::Environment("WSGI_SERVE_PRELOAD".into())
+        )
+    );
+    assert_eq!(setting(&resolved, "post-fork").0, "hooks:after_fork");
+}
