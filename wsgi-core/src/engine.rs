@@ -446,7 +446,10 @@ impl Engine {
     /// Replaces every worker process, one at a time, without dropping a request: each new
     /// worker loads the application (the new code, after a deploy) and reports ready before
     /// it gets requests, then the old one finishes its own and exits. A new worker that
-    /// fails to load leaves the old one serving, and the error is logged. Returns at once;
+    /// fails to load leaves the old one serving, and the error is logged. With
+    /// [`preload`](EngineBuilder::preload), a new template loads the new code first, and the
+    /// new workers are forked from it (if it cannot load it, no worker is replaced). Returns
+    /// at once;
     /// the replacements happen in the background. Counted as `api` in
     /// [`WorkerSnapshot::restarts`](crate::WorkerSnapshot::restarts).
     ///

@@ -181,6 +181,24 @@ fn an_import_error_keeps_the_exception_and_the_missing_module() {
 }
 
 #[test]
+fn preload_and_its_hook_are_refused_without_worker_processes_or_a_callable() {
+    let config_error = |builder: wsgi_core::EngineBuilder| match builder.build() {
+        Err(Error::Config {
+            option, expected, ..
+        }) => (option, expected),
+        Err(other) => panic!("expected Error::Config, got {other:?}"),
+        Ok(_) => panic!("accepted"),
+    };
+    let app = || Engine::builder(app_path("slow_app.py"));
+    assert_eq!(config_error(app().preload(true)).0, "preload");
+    assert_eq!(config_error(app().post_fork("hooks:setup")).0, "post_fork");
+    let (option, expected) = config_error(app().processes(2).post_fork("hooks"));
+    assert_eq!((option, expected), ("post_fork", "`module:callable`"));
+    let (option, _) = config_error(app().processes(2).preload(true).threads(251));
+    assert_eq!(option, "threads");
+}
+
+#[test]
 fn a_zero_count_is_a_structured_config_error() {
     match Engine::builder(app_path("slow_app.py")).threads(0).build() {
         Err(Error::Config { option, value, .. }) => {

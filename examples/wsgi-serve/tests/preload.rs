@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{alive, apps, children, serve_app, serve_command};
-use test_support::serve::{Server, assert_fails_with, start};
+use test_support::serve::{Server, assert_fails_with, free_port, start};
 use test_support::temp::{TempDir, temp_dir};
 use test_support::wire::{Request, send};
 
@@ -120,7 +120,8 @@ fn eventually(done: impl Fn() -> bool) -> bool {
 #[test]
 fn workers_are_forked_from_the_template_that_imported_the_application_once() {
     let dir = preload_dir();
-    let server = preloaded(&dir, &[]);
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let server = preloaded(&dir, &["--metrics-bind", &metrics]);
     let answers = from_workers(&server, 2);
     let template = answers[0].parent;
     assert_ne!(
@@ -154,6 +155,12 @@ fn workers_are_forked_from_the_template_that_imported_the_application_once() {
     );
     let log = server.stderr_with("forked from the template");
     assert!(log.contains("forked=true"), "{log}");
+    let response = send(metrics.parse().unwrap(), &Request::new("GET", "/metrics"));
+    let text = String::from_utf8_lossy(&response.body);
+    for worker in 0..2 {
+        let line = format!("wsgi_worker_start_seconds{{worker=\"{worker}\",forked=\"1\"}} ");
+        assert!(text.contains(&line), "{line} in\n{text}");
+    }
 }
 
 #[test]
