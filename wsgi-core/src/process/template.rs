@@ -11,13 +11,18 @@
 //! (an application that starts one while it is imported is refused, with the fix named).
 //!
 //! To fork a worker, the host sends the new worker's ends of its channels with the request
-//! ([`handoff`]); the child takes them, leaves the template's socket, and enters the
+//! (`wire::handoff`); the child takes them, leaves the template's socket, and enters the
 //! worker's serving loop with the application already loaded ([`worker::run_forked`]).
 //! The descriptors stay where they arrived rather than being moved to the numbers an
 //! exec'd worker finds them at: in a forked process those numbers may hold files the
 //! application opened while it was imported. The template reaps its children and reports
 //! how each ended, since the host is not their parent; it answers a fork with the child's
 //! pid, which the host checks and watches with a pidfd.
+//!
+//! A forked worker has no parent-death signal (`fork` clears it, and set again it would
+//! fire when the template dies, which workers must survive); it leaves when the host does
+//! because its sockets to the host close, as every worker does. The template itself dies
+//! with the host's `wsgi-template` thread.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};

@@ -365,8 +365,7 @@ impl Processes {
 }
 
 impl Pool {
-    /// A pool for `processes` workers of `threads` threads (and a spare group), with the
-    /// relay's thread waiting on its sockets; no worker is started.
+    /// A pool whose workers are spawned (see [`Pool::with_template`]), for the relay's tests.
     #[cfg(test)]
     fn new(
         processes: usize,
@@ -378,7 +377,9 @@ impl Pool {
         Self::with_template(processes, threads, queue_depth, shared, lifecycle, None)
     }
 
-    /// [`Pool::new`], whose workers are forked from `template` if there is one.
+    /// A pool for `processes` workers of `threads` threads (and a spare group), with the
+    /// relay's thread waiting on its sockets, its workers forked from `template` if there is
+    /// one; no worker is started.
     fn with_template(
         processes: usize,
         threads: usize,
