@@ -403,3 +403,27 @@ fn nothing_outlives_a_killed_host() {
             .collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn sighup_loads_the_new_code_through_a_new_template() {
+    let dir = preload_dir();
+    let server = preloaded(&dir, &["--no-restart-file"]);
+    let old_template = answer(&server).parent;
+    let app = dir.path().join("preload_app.py");
+    let code = std::fs::read_to_string(&app).unwrap();
+    std::fs::write(
+        &app,
+        code.replace("VERSION = \"first\"", "VERSION = \"hup\""),
+    )
+    .unwrap();
+    server.signal("HUP");
+    server.stderr_with("reason=\"signal\"");
+    assert!(
+        eventually(|| {
+            let answer = answer(&server);
+            answer.version == "hup" && answer.parent != old_template
+        }),
+        "{}",
+        server.stderr()
+    );
+}
