@@ -66,6 +66,7 @@ mod spooled;
 pub mod untrusted;
 // State shared by the engine and its runner.
 mod access;
+mod busy;
 mod config;
 mod metrics;
 mod state;
