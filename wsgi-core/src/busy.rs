@@ -164,12 +164,9 @@ pub(crate) fn stuck(found: Option<(&Busy, Option<&str>)>) -> String {
 /// Logs (WARN) the `--timeout` line of what [`crate::python::interrupt`] found.
 pub(crate) fn log_timed_out(timeout: Duration, found: Option<&(Busy, Option<String>)>) {
     let found = found.map(|(busy, stack)| (busy, stack.as_deref()));
-    tracing::warn!(
-        target: "wsgi_core",
-        timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
-        "{}",
-        timed_out(timeout, found)
-    );
+    // The timeout is in the message, not a field: a worker's fields follow its message,
+    // and so would come after the stack.
+    tracing::warn!(target: "wsgi_core", "{}", timed_out(timeout, found));
 }
 
 /// Logs (ERROR) the line of a stuck request, with what [`crate::python::stack_of_request`]

@@ -547,7 +547,11 @@ impl Runner for Processes {
             timeout_ms,
         };
         if !self.pool.control(slot / threads, &msg) {
-            tracing::warn!(target: "wsgi_core", timeout_ms, "request timed out; answered 504, but its worker process is gone");
+            tracing::warn!(
+                target: "wsgi_core",
+                "request timed out after {} s; answered 504, but its worker process is gone",
+                timeout.as_secs_f64()
+            );
         }
     }
 
