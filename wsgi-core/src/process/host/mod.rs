@@ -564,7 +564,11 @@ impl Runner for Processes {
             .pool
             .control(slot / threads, &ControlToWorker::Stuck { slot: local, id })
         {
-            crate::busy::log_stuck(None);
+            tracing::error!(
+                target: "wsgi_core",
+                "a Python thread ignored the timeout's wsgi_core.RequestTimeout (blocked in C \
+                 code?), and its worker process is gone"
+            );
         }
         // The thread is blocked where `RequestTimeout` cannot reach it: only a new process
         // gives its capacity back.
