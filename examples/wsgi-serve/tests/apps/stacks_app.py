@@ -4,7 +4,8 @@ the Python stacks in the log (``--timeout``, SIGUSR1), in-process and in worker 
 ``/retrying?secs=S``: works in Python for S seconds in a loop that catches ``Exception`` and
 carries on (as a retry loop does), recording ``swallowed`` (``?record=TOKEN``) and writing it to
 ``wsgi.errors`` if it ever catches the timeout's ``wsgi_core.RequestTimeout``, which derives
-from ``BaseException`` so that it does not. ``/sleeping?secs=S``: records ``running``, then
+from ``BaseException`` so that it does not; catching it by name, it records ``cleaned up``
+and re-raises. ``/sleeping?secs=S``: records ``running``, then
 sleeps S seconds in ``sleeping_view`` (in C: a stack report finds it there) and answers
 ``slept``. ``/pid``: the process id. Anything else answers ``fast``.
 """
@@ -19,15 +20,22 @@ _SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../../../
 sys.path.insert(0, os.path.normpath(_SHARED))
 from wsgi_test_support import record  # noqa: E402
 
+# Registered by the server before the application is imported, in a worker process too.
+from wsgi_core import RequestTimeout  # noqa: E402
+
 
 def retrying_work(environ, secs):
     end = time.monotonic() + secs
-    while time.monotonic() < end:
-        try:
-            time.sleep(0.005)
-        except Exception:
-            record(environ, "swallowed")
-            environ["wsgi.errors"].write("swallowed the request timeout\n")
+    try:
+        while time.monotonic() < end:
+            try:
+                time.sleep(0.005)
+            except Exception:
+                record(environ, "swallowed")
+                environ["wsgi.errors"].write("swallowed the request timeout\n")
+    except RequestTimeout:
+        record(environ, "cleaned up")
+        raise
     return b"retried until the end"
 
 
