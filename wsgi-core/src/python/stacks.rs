@@ -51,9 +51,9 @@ pub(crate) fn of_request(running: impl FnOnce() -> Option<Busy>) -> Option<(Busy
 }
 
 /// Logs, at INFO, each busy slot of `table` (its request, how long it has run, its
-/// thread's Python stack), then how many were busy. Waits for the GIL: call it from a
-/// thread of its own, never from a host's I/O thread.
-pub(crate) fn log_busy_threads(table: &ThreadTable) {
+/// thread's Python stack), then how many of the process's `threads` were busy. Waits for
+/// the GIL: call it from a thread of its own, never from a host's I/O thread.
+pub(crate) fn log_busy_threads(table: &ThreadTable, threads: usize) {
     Python::attach(|py| {
         // Read with the GIL held, so that no thread finishes its request or starts another
         // while its stack is taken.
@@ -69,6 +69,6 @@ pub(crate) fn log_busy_threads(table: &ThreadTable) {
                 busy::describe(entry, stack.as_deref())
             );
         }
-        tracing::info!(target: "wsgi_core", "{}", busy::summary(busy.len(), table.len()));
+        tracing::info!(target: "wsgi_core", "{}", busy::summary(busy.len(), threads));
     });
 }

@@ -85,8 +85,8 @@ impl Runner for Threads {
     }
 
     fn log_busy_threads(&self) {
-        let table = self.table.clone();
-        busy::spawn_report(move || python::log_busy_threads(&table));
+        let (table, threads) = (self.table.clone(), self.shared.slots.len());
+        busy::spawn_report(move || python::log_busy_threads(&table, threads));
     }
 }
 

@@ -83,6 +83,8 @@ pub(crate) fn run(channels: Channels) -> i32 {
         Err(e) => return fail(e),
     };
     let threads = slots.len();
+    // For the busy threads' report: `threads` goes on to name the threads themselves.
+    let thread_count = threads;
     let shared = Arc::new(Shared::new(
         threads,
         Limits {
@@ -181,7 +183,7 @@ pub(crate) fn run(channels: Channels) -> i32 {
             }
             Ok(Some(ControlToWorker::LogBusyThreads)) => {
                 let table = table.clone();
-                busy::spawn_report(move || python::log_busy_threads(&table));
+                busy::spawn_report(move || python::log_busy_threads(&table, thread_count));
             }
             Ok(Some(ControlToWorker::Cancel { slot, id })) => {
                 if let Some(slot) = slots.get(slot as usize) {
