@@ -343,9 +343,14 @@ impl EngineBuilder {
 
     /// How long the application may take to produce a response (default: no limit).
     /// Past it the client gets 504 (or, if the body had started, an aborted body), and
-    /// `TimeoutError` is raised in the application's thread so the view stops; the
-    /// iterable's `close()` still runs. A thread blocked inside C code cannot be
-    /// interrupted: it is logged and counted in
+    /// `wsgi_core.RequestTimeout` is raised in the application's thread so the view stops;
+    /// the iterable's `close()` still runs. The exception derives from `BaseException`, not
+    /// `Exception` (as mod_wsgi's `mod_wsgi.RequestTimeout`), so that the application's
+    /// `except Exception:` does not swallow it; the engine registers the `wsgi_core` module
+    /// before the application is imported, so it can `from wsgi_core import RequestTimeout`
+    /// to clean up (then re-raise). The request is logged (WARN) with its thread's Python
+    /// stack at that moment. A thread blocked inside C code cannot be interrupted: it is
+    /// logged (ERROR, with its stack) and counted in
     /// [`MetricsSnapshot::stuck_threads`](crate::MetricsSnapshot::stuck_threads).
     ///
     /// ```

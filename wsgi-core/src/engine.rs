@@ -488,6 +488,33 @@ impl Engine {
         self.restart_for(RestartReason::Signal)
     }
 
+    /// Logs what every busy Python thread is doing, for a server that hangs or is slow:
+    /// one INFO line (target `wsgi_core`) per busy thread with its request line, how long it
+    /// has run and its Python stack, most recent call last; then `N of M Python threads
+    /// busy`. With worker processes each worker logs its own threads, and its lines carry its
+    /// `worker_pid` (a worker replaced but still finishing its requests too). `wsgi-serve`
+    /// calls it on SIGUSR1.
+    ///
+    /// Returns at once: the stacks are taken on a thread of their own once it has the GIL
+    /// (a worker's), so calling it from a host's I/O thread is fine. A thread blocked in C
+    /// code shows the Python line that called into it; one with no Python code running
+    /// (the engine sending its response, reading its body) is said to be so.
+    ///
+    /// ```no_run
+    /// # async fn on_sigusr1(engine: wsgi_core::Engine) -> std::io::Result<()> {
+    /// use tokio::signal::unix::{SignalKind, signal};
+    ///
+    /// let mut usr1 = signal(SignalKind::user_defined1())?;
+    /// while usr1.recv().await.is_some() {
+    ///     engine.log_busy_threads();
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn log_busy_threads(&self) {
+        self.inner.runner.log_busy_threads();
+    }
+
     fn restart_for(&self, reason: RestartReason) -> Result<(), Error> {
         if self.inner.runner.restart(reason) {
             Ok(())

@@ -76,6 +76,7 @@ mod spooled;
 pub mod untrusted;
 // State shared by the engine and its runner.
 mod access;
+mod busy;
 mod config;
 mod metrics;
 mod state;

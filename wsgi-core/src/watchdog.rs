@@ -2,11 +2,12 @@
 //!
 //! Whatever runs a request publishes it in a [`Slot`](crate::state::Slot). A watchdog thread answers a
 //! request that overran (504, or an aborted body if its head went out) and then asks the
-//! runner to stop it ([`Runner::interrupt`]: in-process, `TimeoutError` raised inside the
+//! runner to stop it ([`Runner::interrupt`]: `wsgi_core.RequestTimeout` raised inside the
 //! Python thread with `PyThreadState_SetAsyncExc`, as mod_wsgi's `request-timeout` does),
 //! so the view stops at its next Python instruction and its iterable's `close()` still
 //! runs. A thread blocked in C code cannot be interrupted that way; it is reported (log
-//! and metrics) and the rest of the pool keeps serving.
+//! and metrics) and the rest of the pool keeps serving. The runner writes both log lines,
+//! since only it can take the thread's Python stack (in a worker process, the worker).
 
 use std::sync::Weak;
 use std::sync::atomic::Ordering;
@@ -56,16 +57,11 @@ fn watch(shared: Weak<Shared>, runner: Weak<dyn Runner>, timeout: Duration) {
                     let (id, tx) = (running.id, running.tx.clone());
                     drop(guard);
                     shared.metrics.timeouts.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(
-                        target: "wsgi_core",
-                        timeout_ms = timeout.as_millis() as u64,
-                        "request timed out; answering 504 and interrupting its thread"
-                    );
                     tx.override_with(
                         || Head::plain(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout\n"),
                         "request timed out",
                     );
-                    runner.interrupt(index, id);
+                    runner.interrupt(index, id, timeout);
                 }
                 Stage::TimedOut
                     if running
@@ -73,14 +69,10 @@ fn watch(shared: Weak<Shared>, runner: Weak<dyn Runner>, timeout: Duration) {
                         .is_some_and(|d| now >= d + stuck_after(timeout)) =>
                 {
                     running.stage = Stage::Stuck;
+                    let id = running.id;
                     drop(guard);
                     shared.metrics.stuck_threads.fetch_add(1, Ordering::Relaxed);
-                    runner.stuck(index);
-                    tracing::error!(
-                        target: "wsgi_core",
-                        "a Python thread ignored the timeout's TimeoutError (blocked in C code?); \
-                         the other threads keep serving"
-                    );
+                    runner.stuck(index, id);
                 }
                 _ => {}
             }

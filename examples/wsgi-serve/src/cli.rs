@@ -27,13 +27,20 @@ const DEFAULT_BIND: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::
 /// How long in-flight requests may run on after SIGTERM or Ctrl-C unless told otherwise.
 const DEFAULT_GRACE: Duration = Duration::from_secs(30);
 
-/// What `--help` says after the options: the other places settings come from.
+/// What `--help` says after the options: the other places settings come from, and the
+/// signals.
 const AFTER_HELP: &str = "\
 Every option can also be set in the environment, as WSGI_SERVE_ and its name in capitals \
 (WSGI_SERVE_MAX_BODY=10M; WSGI_SERVE_APP for APP; repeated options separated by commas, \
 flags as true or false), or in the TOML file of --config (max-body = \"10M\"; lists for \
 repeated options). The command line wins over the environment, the environment over the \
-file, the file over the defaults; --print-config shows what was taken from where.";
+file, the file over the defaults; --print-config shows what was taken from where.
+
+Signals: SIGTERM or SIGINT (Ctrl-C) stops accepting, lets in-flight requests finish for up \
+to --grace and exits 0 (a second one cuts the wait short); SIGHUP replaces the worker \
+processes one by one (--processes); SIGUSR1 logs every busy Python thread's request line, \
+how long it has run and its Python stack (each worker logs its own). Workers ignore all \
+four: send them to wsgi-serve.";
 
 /// Serve a Python WSGI application.
 #[derive(Parser, Debug)]

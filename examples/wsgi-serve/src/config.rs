@@ -148,8 +148,9 @@ pub(crate) struct EngineOptions {
           default_value_t = NonZeroUsize::new(DEFAULT_QUEUE_DEPTH).expect("DEFAULT_QUEUE_DEPTH > 0"))]
     queue_depth: NonZeroUsize,
 
-    /// How long a request may run before it is answered 504 and `TimeoutError` is raised in
-    /// its Python thread, in seconds or with a unit (`500ms`, `2m`) [default: no limit].
+    /// How long a request may run before it is answered 504 and `wsgi_core.RequestTimeout`
+    /// (a `BaseException`, which `except Exception:` does not catch) is raised in its Python
+    /// thread, in seconds or with a unit (`500ms`, `2m`) [default: no limit].
     #[arg(long, value_name = "DURATION", value_parser = positive_secs)]
     timeout: Option<Secs>,
 

@@ -13,7 +13,8 @@
 //! `https://`), to stdout; logs go to stderr. `wsgi-serve --version` names the embedded Python
 //! and the virtualenv. SIGTERM or Ctrl-C stops accepting, ends idle keep-alive connections,
 //! lets in-flight requests finish for up to `--grace`, then shuts the engine down and exits
-//! 0; a second signal skips the wait.
+//! 0; a second signal skips the wait. SIGHUP restarts the worker processes; SIGUSR1 logs
+//! every busy Python thread's request and stack.
 //! Requests are logged by the engine (target `wsgi_core::access`), whichever server hosts it.
 //!
 //! One module per concern: [`cli`] (the options), [`config`] (options to an
@@ -190,6 +191,7 @@ async fn run(
     let engine = builder.build().map_err(|e| hints::describe(&e))?;
     tracing::info!(app = %args.engine.app(), processes = engine.processes(), threads = engine.threads(), server = ?args.server, "application loaded");
     signals.restart_on_hangup(engine.clone());
+    signals.log_busy_threads_on_usr1(engine.clone());
     let mount = args.mount.as_deref().unwrap_or_default();
 
     let health = Health::new(engine.clone());

@@ -1,5 +1,8 @@
-//! The signals that stop `wsgi-serve`, SIGTERM and SIGINT (Ctrl-C), and SIGHUP, which restarts
-//! the worker processes (gunicorn's, Granian's and uWSGI's convention).
+//! The signals that stop `wsgi-serve`, SIGTERM and SIGINT (Ctrl-C); SIGHUP, which restarts
+//! the worker processes (gunicorn's, Granian's and uWSGI's convention); and SIGUSR1, which
+//! logs what every busy Python thread is doing (uWSGI prints its statistics on SIGUSR1 and
+//! its workers' state on SIGUSR2; gunicorn reopens its log files on SIGUSR1, which
+//! `wsgi-serve`, logging to stderr only, has none of).
 
 /// SIGTERM and SIGINT, as a stream of their names.
 pub(crate) struct Signals {
@@ -9,6 +12,8 @@ pub(crate) struct Signals {
     int: tokio::signal::unix::Signal,
     #[cfg(unix)]
     hup: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    usr1: Option<tokio::signal::unix::Signal>,
 }
 
 impl Signals {
@@ -20,8 +25,10 @@ impl Signals {
             Ok(Signals {
                 term: signal(SignalKind::terminate())?,
                 int: signal(SignalKind::interrupt())?,
-                // Installed with the others, so a SIGHUP during start-up does not kill.
+                // Installed with the others, so a SIGHUP or SIGUSR1 during start-up does not
+                // kill.
                 hup: Some(signal(SignalKind::hangup())?),
+                usr1: Some(signal(SignalKind::user_defined1())?),
             })
         }
         #[cfg(not(unix))]
@@ -40,6 +47,22 @@ impl Signals {
                         ),
                         Err(e) => tracing::warn!("SIGHUP received, but nothing restarts: {e}"),
                     }
+                }
+            });
+        }
+        #[cfg(not(unix))]
+        let _ = engine;
+    }
+
+    /// Logs the busy Python threads of `engine` (their requests and Python stacks) on each
+    /// SIGUSR1, for as long as the runtime runs.
+    pub(crate) fn log_busy_threads_on_usr1(&mut self, engine: wsgi_core::Engine) {
+        #[cfg(unix)]
+        if let Some(mut usr1) = self.usr1.take() {
+            tokio::spawn(async move {
+                while usr1.recv().await.is_some() {
+                    tracing::info!("SIGUSR1 received: logging the busy Python threads' stacks");
+                    engine.log_busy_threads();
                 }
             });
         }

@@ -448,9 +448,9 @@ fn a_timeout_answers_504_and_interrupts_the_thread_in_its_worker() {
         let server = workers(kind, &["--timeout", "1"]);
         let (status, _) = server.get("/busy");
         assert_eq!(status, 504, "{kind}");
-        // The interrupted thread raised TimeoutError in its worker process.
-        let log = server.stderr_with("TimeoutError");
-        assert!(log.contains("TimeoutError"), "{kind}\n{log}");
+        // The interrupted thread raised the timeout's exception in its worker process.
+        let log = server.stderr_with("wsgi_core.RequestTimeout");
+        assert!(log.contains("wsgi_core.RequestTimeout"), "{kind}\n{log}");
         // No worker died for it.
         assert!(!log.contains("worker process died"), "{kind}\n{log}");
         for _ in 0..4 {
@@ -1226,7 +1226,7 @@ fn a_thread_stuck_past_its_timeout_gets_its_worker_replaced() {
     let server = workers("axum", &["--timeout", "1"]);
     let (status, _) = server.get("/block?secs=60");
     assert_eq!(status, 504);
-    // The thread sleeps in C and ignores TimeoutError; its capacity comes back with a new
+    // The thread sleeps in C and ignores RequestTimeout; its capacity comes back with a new
     // worker, while the old one is left to finish (and killed after the drain grace).
     assert!(
         wait_for_lines(&server, "reason=\"timeout\"", 1),
@@ -1234,6 +1234,25 @@ fn a_thread_stuck_past_its_timeout_gets_its_worker_replaced() {
         server.stderr()
     );
     assert!(wait_for_lines(&server, REPLACED, 1), "{}", server.stderr());
+    // The stuck line, written by the worker, says where the thread is blocked.
+    let head = "ignored the timeout's wsgi_core.RequestTimeout (blocked in C code?); the other \
+                threads keep serving: GET /block?secs=60, running for ";
+    let log = server.stderr_with(head);
+    let at = log
+        .find(head)
+        .unwrap_or_else(|| panic!("no stuck line:\n{log}"));
+    let stuck = &log[at..];
+    assert!(
+        stuck.contains(", in application\n    time.sleep(float(query.get(\"secs\", \"30\")))"),
+        "{stuck}"
+    );
+    assert!(
+        log[..at]
+            .lines()
+            .last()
+            .is_some_and(|l| l.contains("ERROR")),
+        "{log}"
+    );
     for _ in 0..4 {
         worker_pid(&server);
     }

@@ -31,15 +31,19 @@ mod input;
 mod loader;
 mod logging;
 pub(crate) mod preload;
+mod stacks;
 mod start_response;
 mod thread;
+mod timeout;
 mod venv;
 
 use pyo3::prelude::*;
 
 pub use info::{PythonInfo, python_info};
 pub(crate) use loader::load_app;
+pub(crate) use stacks::{log_busy_threads, of_request as stack_of_request};
 pub(crate) use thread::spawn_threads;
+pub(crate) use timeout::interrupt;
 pub use venv::activate_venv;
 
 /// Starts the interpreter as `venv`'s own `python` (unless it is running already) and
@@ -74,6 +78,10 @@ pub(crate) fn ensure_initialized_in(venv: Option<&std::path::Path>) {
         Python::attach(|py| {
             if let Err(e) = logging::install(py) {
                 tracing::warn!(target: "wsgi_core", "Python logging stays on stderr: {e}");
+            }
+            // Before any application is imported, so that it can import the module.
+            if let Err(e) = timeout::install(py) {
+                tracing::warn!(target: "wsgi_core", "cannot register the wsgi_core module: {e}");
             }
         });
     });
@@ -164,36 +172,6 @@ where
     let waited = u64::try_from(ready.elapsed().as_nanos()).unwrap_or(u64::MAX);
     crate::metrics::GIL_WAIT_NANOS.fetch_add(waited, std::sync::atomic::Ordering::Relaxed);
     value
-}
-
-/// Raises `TimeoutError` in the Python thread `thread` if `still_running()` says it is
-/// still on the request that timed out.
-pub(crate) fn interrupt(thread: u64, still_running: impl FnOnce() -> bool) {
-    Python::attach(|_py| {
-        // While this thread holds the GIL the worker cannot finish its request and start
-        // another (it withdraws the request from its slot with the GIL held), so the check
-        // and the injection cannot hit the wrong request.
-        if still_running() {
-            // SAFETY: the GIL is held (attached above); `PyExc_TimeoutError` is a static
-            // exception type initialised with the interpreter; an unknown thread id is
-            // ignored by CPython (it returns 0).
-            unsafe {
-                pyo3::ffi::PyThreadState_SetAsyncExc(
-                    thread as std::os::raw::c_long,
-                    pyo3::ffi::PyExc_TimeoutError,
-                );
-            }
-        }
-    });
-}
-
-/// Withdraws a pending `interrupt` from `thread`.
-pub(crate) fn clear_interrupt(_py: Python<'_>, thread: u64) {
-    // SAFETY: the `Python` token proves the GIL is held; a null exception clears any
-    // pending asynchronous exception of that thread.
-    unsafe {
-        pyo3::ffi::PyThreadState_SetAsyncExc(thread as std::os::raw::c_long, std::ptr::null_mut());
-    }
 }
 
 /// Runs the application's `atexit` handlers, the first thing interpreter finalisation does:

@@ -3,7 +3,7 @@
 use std::fs::File;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -19,6 +19,7 @@ use super::file_wrapper::FileWrapper;
 use super::input::WsgiInput;
 use super::start_response::{StartResponse, to_bytes};
 use super::traceback_text;
+use crate::busy::{RequestLine, ThreadTable};
 use crate::dispatch::{Dispatch, Park};
 use crate::environ::CgiVars;
 use crate::error::Error;
@@ -28,13 +29,14 @@ use crate::response::Head;
 use crate::state::{InFlight, Running, Shared, Slot, Stage};
 
 /// Starts `threads` Python threads taking jobs from `queue`, each recording its Python
-/// thread id in `idents` under the slot of the request it runs, for interrupting it.
+/// thread id and the request in `table` under the slot of the request it runs, for
+/// interrupting it and for reports.
 pub(crate) fn spawn_threads(
     app: Py<PyAny>,
     queue: Arc<Dispatch<Job>>,
     threads: usize,
     shared: Arc<Shared>,
-    idents: Arc<[AtomicU64]>,
+    table: Arc<ThreadTable>,
     multiprocess: bool,
 ) -> Result<Vec<JoinHandle<()>>, Error> {
     let app = Arc::new(app);
@@ -43,7 +45,7 @@ pub(crate) fn spawn_threads(
             let thread = PythonThread {
                 app: app.clone(),
                 shared: shared.clone(),
-                idents: idents.clone(),
+                table: table.clone(),
                 multiprocess,
                 index,
             };
@@ -59,7 +61,7 @@ pub(crate) fn spawn_threads(
 struct PythonThread {
     app: Arc<Py<PyAny>>,
     shared: Arc<Shared>,
-    idents: Arc<[AtomicU64]>,
+    table: Arc<ThreadTable>,
     multiprocess: bool,
     index: usize,
 }
@@ -76,10 +78,23 @@ impl Drop for Published<'_, '_> {
     fn drop(&mut self) {
         let finished = self.slot.lock().take();
         if finished.is_some_and(|r| r.stage != Stage::Running) {
-            // The TimeoutError may still be pending if the request ended before Python
+            // The RequestTimeout may still be pending if the request ended before Python
             // ran another instruction; it must not hit the thread's next request.
-            super::clear_interrupt(self.py, self.thread);
+            super::timeout::clear_interrupt(self.py, self.thread);
         }
+    }
+}
+
+/// Records the running request in the thread table for reports, and withdraws it when
+/// dropped, with the GIL held like [`Published`].
+struct Recorded<'a> {
+    table: &'a ThreadTable,
+    slot: usize,
+}
+
+impl Drop for Recorded<'_> {
+    fn drop(&mut self) {
+        self.table.finish(self.slot);
     }
 }
 
@@ -159,7 +174,12 @@ impl PythonThread {
             tracing::error!(target: "wsgi_core", slot = index, "a request for a slot that does not exist; dropped");
             return;
         };
-        self.idents[index].store(thread, Ordering::Release);
+        self.table
+            .start(index, thread, RequestLine::starting(&job.vars));
+        let _recorded = Recorded {
+            table: &self.table,
+            slot: index,
+        };
         // Published for this process's watchdog when it has a timeout, and always for a
         // request from the host, which keeps the deadline and may interrupt it.
         let publish = self.shared.timeout.is_some() || job.slot.is_some();

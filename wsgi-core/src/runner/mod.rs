@@ -46,13 +46,19 @@ pub(crate) trait Runner: Send + Sync + std::fmt::Debug {
     /// stopped by force. In-process, nothing: a Python thread cannot be stopped.
     fn abort(&self) {}
 
-    /// Stops the request `id` running in watchdog slot `slot`, which overran its timeout
-    /// and has been answered already. Must not hit another request of that slot.
-    fn interrupt(&self, slot: usize, id: u64);
+    /// Stops the request `id` running in watchdog slot `slot`, which overran `timeout` and
+    /// has been answered already, and logs it (WARN) with its thread's Python stack. Must
+    /// not hit another request of that slot.
+    fn interrupt(&self, slot: usize, id: u64, timeout: Duration);
 
-    /// The request in `slot` is still running well past its timeout: its thread is
-    /// blocked where the interrupt cannot reach it.
-    fn stuck(&self, _slot: usize) {}
+    /// The request `id` in `slot` is still running well past its timeout: its thread is
+    /// blocked where the interrupt cannot reach it. Logs it (ERROR) with the thread's
+    /// Python stack.
+    fn stuck(&self, slot: usize, id: u64);
+
+    /// Logs every busy Python thread's request and stack ([`crate::Engine::log_busy_threads`]),
+    /// without waiting for the GIL.
+    fn log_busy_threads(&self);
 
     /// Restarts the application for `reason`; `false` when this runner cannot (Python in
     /// this process cannot be restarted).

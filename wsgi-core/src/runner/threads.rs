@@ -2,10 +2,11 @@
 //! host process, fed from the GIL-aware queue in [`crate::dispatch`].
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use super::{Refused, Runner};
+use crate::busy::{self, ThreadTable};
 use crate::config::AppConfig;
 use crate::dispatch::{Dispatch, TrySendError};
 use crate::error::Error;
@@ -18,8 +19,8 @@ use crate::state::Shared;
 pub(crate) struct Threads {
     queue: Arc<Dispatch<Job>>,
     shared: Arc<Shared>,
-    /// Each slot's Python thread id, for interrupting it; set as the thread runs a request.
-    idents: Arc<[AtomicU64]>,
+    /// What each slot's Python thread runs, for interrupting it and for reports.
+    table: Arc<ThreadTable>,
     /// Detached rather than joined on drop, so dropping an engine never blocks the host.
     _handles: Vec<JoinHandle<()>>,
 }
@@ -34,19 +35,19 @@ impl Threads {
         let callable = python::load_app(app)?;
         let threads = shared.slots.len();
         let queue = Arc::new(Dispatch::new(queue_depth, threads));
-        let idents: Arc<[AtomicU64]> = (0..threads).map(|_| AtomicU64::new(0)).collect();
+        let table = Arc::new(ThreadTable::new(threads));
         let handles = python::spawn_threads(
             callable,
             queue.clone(),
             threads,
             shared.clone(),
-            idents.clone(),
+            table.clone(),
             app.multiprocess,
         )?;
         Ok(Threads {
             queue,
             shared,
-            idents,
+            table,
             _handles: handles,
         })
     }
@@ -68,12 +69,24 @@ impl Runner for Threads {
         self.queue.close();
     }
 
-    fn interrupt(&self, slot: usize, id: u64) {
-        let Some(thread) = self.idents.get(slot).map(|t| t.load(Ordering::Acquire)) else {
-            return;
-        };
-        let slot = &self.shared.slots[slot];
-        python::interrupt(thread, || slot.lock().as_ref().is_some_and(|r| r.id == id));
+    fn interrupt(&self, slot: usize, id: u64, timeout: Duration) {
+        let found = python::interrupt(|| busy::running(&self.shared, &self.table, slot, id));
+        busy::log_timed_out(timeout, found.as_ref());
+    }
+
+    fn stuck(&self, slot: usize, id: u64) {
+        // The stuck thread may hold the GIL (C code that never releases it): the watchdog
+        // must not wait for it.
+        let (shared, table) = (self.shared.clone(), self.table.clone());
+        busy::spawn_report(move || {
+            let found = python::stack_of_request(|| busy::running(&shared, &table, slot, id));
+            busy::log_stuck(found.as_ref());
+        });
+    }
+
+    fn log_busy_threads(&self) {
+        let (table, threads) = (self.table.clone(), self.shared.slots.len());
+        busy::spawn_report(move || python::log_busy_threads(&table, threads));
     }
 }
 

@@ -1,7 +1,7 @@
 """An app for the operational options of `wsgi-serve`.
 
 ``/busy``: keeps working in Python until interrupted (the request timeout's
-``TimeoutError``). ``/slow?secs=S&record=TOKEN``: records ``running``, takes S seconds, then
+``wsgi_core.RequestTimeout``). ``/slow?secs=S&record=TOKEN``: records ``running``, takes S seconds, then
 answers (an in-flight request during shutdown). ``/where``: answers
 ``SCRIPT_NAME|PATH_INFO|REMOTE_ADDR|wsgi.url_scheme``, with ``-`` for a missing
 ``REMOTE_ADDR`` (a UNIX socket's peer has none). ``/note?text=T``: writes T to

@@ -3,7 +3,7 @@
 ``/pid``: answers ``PID MULTIPROCESS``. ``/segv``: reads address 0 through ctypes (SIGSEGV).
 ``/exit``: ``os._exit(3)``. ``/abort``: ``os.abort()`` (SIGABRT). ``/crash-later?secs=S``: sleeps
 S seconds, then segfaults (a request in flight when its worker dies). ``/busy``: works in
-Python until interrupted (the request timeout's ``TimeoutError``). ``/block?secs=S``: sleeps
+Python until interrupted (the request timeout's ``wsgi_core.RequestTimeout``). ``/block?secs=S``: sleeps
 in C, where that exception cannot reach. ``/echo``: answers the request
 body. ``/stream``: five pieces, each after a short pause. ``/many?n=N&record=R``: N chunks
 of 64 KiB, recording ``yielded I`` every 16th and ``yielded all`` at the end. ``/note?text=T``: writes T to
@@ -113,7 +113,7 @@ def application(environ, start_response):
         time.sleep(float(query.get("secs", "0.5")))
         _segfault()
     elif path == "/block":
-        # Blocked in C: the timeout's TimeoutError cannot reach this thread.
+        # Blocked in C: the timeout's RequestTimeout cannot reach this thread.
         time.sleep(float(query.get("secs", "30")))
     elif path == "/busy":
         end = time.monotonic() + 60

@@ -470,12 +470,14 @@ impl Pool {
         }
     }
 
-    fn control(&self, group: usize, msg: &ControlToWorker) {
+    /// Sends `msg` to the process running in `group`; false if none could take it.
+    fn control(&self, group: usize, msg: &ControlToWorker) -> bool {
         if let Some(control) = self.groups.get(group)
             && let Some(writer) = lock(&control.control).as_mut()
         {
-            let _ = writer.send(msg);
+            return writer.send(msg).is_ok();
         }
+        false
     }
 
     /// Waits for the spare group; `None` once the engine closes.
@@ -581,17 +583,41 @@ impl Runner for Processes {
         }
     }
 
-    fn interrupt(&self, slot: usize, id: u64) {
+    fn interrupt(&self, slot: usize, id: u64, timeout: Duration) {
+        // The worker logs it: only it can take its thread's stack.
         let threads = self.pool.threads;
         let local = u32::try_from(slot % threads).unwrap_or(u32::MAX);
-        self.pool.control(
-            slot / threads,
-            &ControlToWorker::Interrupt { slot: local, id },
-        );
+        let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        let msg = ControlToWorker::Interrupt {
+            slot: local,
+            id,
+            timeout_ms,
+        };
+        if !self.pool.control(slot / threads, &msg) {
+            tracing::warn!(
+                target: "wsgi_core",
+                "request timed out after {} s; answered 504, but its worker process is gone",
+                timeout.as_secs_f64()
+            );
+        }
     }
 
-    fn stuck(&self, slot: usize) {
-        // The thread is blocked where `TimeoutError` cannot reach it: only a new process
+    fn stuck(&self, slot: usize, id: u64) {
+        // Asked before the replacement below, whose `Shutdown` then follows it on the
+        // control socket.
+        let threads = self.pool.threads;
+        let local = u32::try_from(slot % threads).unwrap_or(u32::MAX);
+        if !self
+            .pool
+            .control(slot / threads, &ControlToWorker::Stuck { slot: local, id })
+        {
+            tracing::error!(
+                target: "wsgi_core",
+                "a Python thread ignored the timeout's wsgi_core.RequestTimeout (blocked in C \
+                 code?), and its worker process is gone"
+            );
+        }
+        // The thread is blocked where `RequestTimeout` cannot reach it: only a new process
         // gives its capacity back.
         let group = slot / self.pool.threads;
         let worker = self.pool.groups[group].worker.load(Ordering::Acquire);
@@ -603,6 +629,14 @@ impl Runner for Processes {
     fn restart(&self, reason: RestartReason) -> bool {
         restart_all(&self.pool, reason);
         true
+    }
+
+    fn log_busy_threads(&self) {
+        // Every process, a replaced one still finishing its requests included; each logs
+        // its own threads.
+        for group in 0..self.pool.groups.len() {
+            self.pool.control(group, &ControlToWorker::LogBusyThreads);
+        }
     }
 
     fn workers(&self) -> Vec<WorkerSnapshot> {

@@ -65,6 +65,8 @@ const CONFIG: u8 = 0x21;
 const INTERRUPT: u8 = 0x22;
 const CANCEL: u8 = 0x23;
 const SHUTDOWN: u8 = 0x24;
+const STUCK: u8 = 0x25;
+const LOG_BUSY_THREADS: u8 = 0x26;
 // Control socket, worker → host.
 const READY: u8 = 0x31;
 const STARTUP_FAILED: u8 = 0x32;
@@ -186,12 +188,15 @@ pub(crate) struct WorkerConfig {
 pub(crate) enum ControlToWorker {
     /// The worker's configuration; always the first message.
     Config(WorkerConfig),
-    /// Raise `TimeoutError` in the thread of `slot` if it still runs request `id`.
+    /// Raise `wsgi_core.RequestTimeout` in the thread of `slot` if it still runs request
+    /// `id`, and log that (with the thread's Python stack).
     Interrupt {
         /// The worker thread's slot.
         slot: u32,
         /// The request that timed out.
         id: u64,
+        /// The timeout it overran, for the log line.
+        timeout_ms: u64,
     },
     /// The client of request `id` on `slot` is gone: stop sending, call `close()`.
     Cancel {
@@ -205,6 +210,16 @@ pub(crate) enum ControlToWorker {
         /// Milliseconds the worker may take.
         grace_ms: u64,
     },
+    /// The thread of `slot` did not come back from request `id` well after its interrupt:
+    /// log it with the thread's Python stack (the host replaces the worker).
+    Stuck {
+        /// The worker thread's slot.
+        slot: u32,
+        /// The request it is stuck in.
+        id: u64,
+    },
+    /// Log every busy thread's request and Python stack (`Engine::log_busy_threads`).
+    LogBusyThreads,
 }
 
 /// One log event of a worker, re-emitted by the host into its own `tracing`.
@@ -420,9 +435,14 @@ impl Message for ControlToWorker {
                 put_config(out, c);
                 Encoded::fields(CONFIG)
             }
-            ControlToWorker::Interrupt { slot, id } => {
+            ControlToWorker::Interrupt {
+                slot,
+                id,
+                timeout_ms,
+            } => {
                 out.put_u32_le(*slot);
                 out.put_u64_le(*id);
+                out.put_u64_le(*timeout_ms);
                 Encoded::fields(INTERRUPT)
             }
             ControlToWorker::Cancel { slot, id } => {
@@ -434,6 +454,12 @@ impl Message for ControlToWorker {
                 out.put_u64_le(*grace_ms);
                 Encoded::fields(SHUTDOWN)
             }
+            ControlToWorker::Stuck { slot, id } => {
+                out.put_u32_le(*slot);
+                out.put_u64_le(*id);
+                Encoded::fields(STUCK)
+            }
+            ControlToWorker::LogBusyThreads => Encoded::fields(LOG_BUSY_THREADS),
         }
     }
 
@@ -444,6 +470,7 @@ impl Message for ControlToWorker {
             INTERRUPT => ControlToWorker::Interrupt {
                 slot: f.u32("slot")?,
                 id: f.u64("request id")?,
+                timeout_ms: f.u64("timeout")?,
             },
             CANCEL => ControlToWorker::Cancel {
                 slot: f.u32("slot")?,
@@ -452,6 +479,11 @@ impl Message for ControlToWorker {
             SHUTDOWN => ControlToWorker::Shutdown {
                 grace_ms: f.u64("grace")?,
             },
+            STUCK => ControlToWorker::Stuck {
+                slot: f.u32("slot")?,
+                id: f.u64("request id")?,
+            },
+            LOG_BUSY_THREADS => ControlToWorker::LogBusyThreads,
             k => return Err(unexpected(k, "a host-to-worker control")),
         };
         f.finish("a host-to-worker control frame")?;
@@ -1587,9 +1619,15 @@ mod tests {
         };
         assert_eq!(back, config);
         for msg in [
-            ControlToWorker::Interrupt { slot: 2, id: 99 },
+            ControlToWorker::Interrupt {
+                slot: 2,
+                id: 99,
+                timeout_ms: 1500,
+            },
             ControlToWorker::Cancel { slot: 0, id: 1 },
             ControlToWorker::Shutdown { grace_ms: 30_000 },
+            ControlToWorker::Stuck { slot: 1, id: 7 },
+            ControlToWorker::LogBusyThreads,
         ] {
             assert_eq!(format!("{:?}", round_trip(&msg)), format!("{msg:?}"));
         }
@@ -1619,6 +1657,45 @@ mod tests {
         ] {
             assert_eq!(format!("{:?}", round_trip(&msg)), format!("{msg:?}"));
         }
+    }
+
+    /// The frames the reports add: an interrupt carries its timeout, a stuck thread its
+    /// slot and request, and a request for the busy threads nothing; a payload of another
+    /// length is refused rather than misread.
+    #[test]
+    fn report_frames_have_fixed_layouts() {
+        let payload = |msg: &ControlToWorker| {
+            let mut w = FrameWriter::new(Vec::new());
+            w.send(msg).unwrap();
+            let bytes = w.get_ref().clone();
+            (bytes[4], bytes[HEADER_LEN..].to_vec())
+        };
+        let decode = |kind, payload: &[u8]| {
+            ControlToWorker::decode(Frame {
+                kind,
+                payload: Bytes::copy_from_slice(payload),
+            })
+        };
+        let (kind, body) = payload(&ControlToWorker::LogBusyThreads);
+        assert_eq!((kind, body.len()), (LOG_BUSY_THREADS, 0));
+        let err = decode(kind, &[0]).unwrap_err();
+        assert!(err.to_string().contains("unexpected bytes"), "{err}");
+        let (kind, body) = payload(&ControlToWorker::Interrupt {
+            slot: 1,
+            id: 2,
+            timeout_ms: 3,
+        });
+        assert_eq!((kind, body.len()), (INTERRUPT, 4 + 8 + 8));
+        assert_eq!(&body[12..], 3u64.to_le_bytes());
+        // The layout before the timeout was carried: one end newer than the other.
+        let err = decode(kind, &body[..12]).unwrap_err();
+        assert!(err.to_string().contains("timeout"), "{err}");
+        let (kind, body) = payload(&ControlToWorker::Stuck { slot: 4, id: 5 });
+        assert_eq!((kind, body.len()), (STUCK, 4 + 8));
+        assert!(matches!(
+            decode(kind, &body).unwrap(),
+            ControlToWorker::Stuck { slot: 4, id: 5 }
+        ));
     }
 
     fn exception(type_name: &str, message: &str) -> PythonException {

@@ -8,14 +8,17 @@
 //! ([`crate::python`]): its body is pulled from the host on its slot's socket as
 //! `wsgi.input` reads, and the response goes back there as frames, the head and small
 //! final pieces gathered into one write. A control thread (this process's main thread)
-//! takes the host's interrupts (timeouts) and cancellations (clients gone); when the host
-//! goes away, the worker exits at once.
+//! takes the host's interrupts (timeouts), cancellations (clients gone) and requests for
+//! reports (a stuck thread's stack, the busy threads'); when the host goes away, the worker
+//! exits at once.
 
 use std::collections::VecDeque;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
+use crate::busy::{self, ThreadTable};
 use crate::chunk::Chunk;
 use crate::config::AppConfig;
 use crate::dispatch::Dispatch;
@@ -34,7 +37,7 @@ use crate::process::wire::messages::{
 };
 use crate::process::wire::started::StartedPage;
 use crate::python;
-use crate::state::{InFlight, Limits, Shared};
+use crate::state::{InFlight, Limits, Shared, Stage};
 
 /// What a worker forked from the template of preloading inherits from it.
 pub(crate) struct Preloaded {
@@ -115,6 +118,8 @@ fn serve(channels: Channels, preloaded: Option<Preloaded>) -> i32 {
         Err(e) => return fail(e),
     };
     let threads = slots.len();
+    // For the busy threads' report: `threads` goes on to name the threads themselves.
+    let thread_count = threads;
     let shared = Arc::new(Shared::new(
         threads,
         Limits {
@@ -126,7 +131,7 @@ fn serve(channels: Channels, preloaded: Option<Preloaded>) -> i32 {
             retry_after: 1,
         },
     ));
-    let idents: Arc<[AtomicU64]> = (0..threads).map(|_| AtomicU64::new(0)).collect();
+    let table = Arc::new(ThreadTable::new(threads));
     let rss = config.max_rss.map(|limit| {
         Arc::new(RssCheck {
             limit,
@@ -172,7 +177,7 @@ fn serve(channels: Channels, preloaded: Option<Preloaded>) -> i32 {
         queue,
         threads,
         shared.clone(),
-        idents.clone(),
+        table.clone(),
         config.multiprocess,
     ) {
         Ok(threads) => threads,
@@ -185,21 +190,35 @@ fn serve(channels: Channels, preloaded: Option<Preloaded>) -> i32 {
     });
     loop {
         match reader.recv::<ControlToWorker>() {
-            Ok(Some(ControlToWorker::Interrupt { slot, id })) => {
+            Ok(Some(ControlToWorker::Interrupt {
+                slot,
+                id,
+                timeout_ms,
+            })) => {
                 let slot = slot as usize;
-                if let (Some(thread), Some(published)) = (
-                    idents.get(slot).map(|t| t.load(Ordering::Acquire)),
-                    shared.slots.get(slot),
-                ) {
-                    if let Some(running) = published.lock().as_mut()
-                        && running.id == id
-                    {
-                        running.stage = crate::state::Stage::TimedOut;
-                    }
-                    python::interrupt(thread, || {
-                        published.lock().as_ref().is_some_and(|r| r.id == id)
-                    });
+                if let Some(published) = shared.slots.get(slot)
+                    && let Some(running) = published.lock().as_mut()
+                    && running.id == id
+                {
+                    // So that the thread withdraws an interrupt still pending when it ends.
+                    running.stage = Stage::TimedOut;
                 }
+                let found = python::interrupt(|| busy::running(&shared, &table, slot, id));
+                busy::log_timed_out(Duration::from_millis(timeout_ms), found.as_ref());
+            }
+            Ok(Some(ControlToWorker::Stuck { slot, id })) => {
+                // The stuck thread may hold the GIL: this thread must go on reading.
+                let (shared, table) = (shared.clone(), table.clone());
+                busy::spawn_report(move || {
+                    let found = python::stack_of_request(|| {
+                        busy::running(&shared, &table, slot as usize, id)
+                    });
+                    busy::log_stuck(found.as_ref());
+                });
+            }
+            Ok(Some(ControlToWorker::LogBusyThreads)) => {
+                let table = table.clone();
+                busy::spawn_report(move || python::log_busy_threads(&table, thread_count));
             }
             Ok(Some(ControlToWorker::Cancel { slot, id })) => {
                 if let Some(slot) = slots.get(slot as usize) {
@@ -263,10 +282,12 @@ fn load(
 /// process group), `pkill serve` (workers share the host's command line) or systemd's
 /// SIGTERM to every process of the service must not end workers before the host has
 /// drained them; the host ends them with `Shutdown`, or SIGKILL after its grace period, and
-/// they die with it (`PR_SET_PDEATHSIG`).
+/// they die with it (`PR_SET_PDEATHSIG`). SIGUSR1, which `wsgi-serve` takes to log the busy
+/// threads, would end a worker too (its default action), sent the same ways: the host asks
+/// its workers for their reports itself.
 pub(crate) fn ignore_stop_signals() {
     extern "C" fn ignore(_: libc::c_int) {}
-    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGUSR1] {
         // SAFETY: installs a handler that does nothing, which is async-signal-safe. A
         // handler rather than SIG_IGN, because handlers are reset on exec: the
         // application's subprocesses keep the default dispositions.
