@@ -8,18 +8,8 @@
 //! [`run_if_worker`] first in `main`. A host server
 //! hands it requests through the one trait it implements, [`HostRequest`], and gets back an
 //! [`http::Response`] whose body, [`WsgiBody`], streams what the application yields. This
-//! crate knows nothing of axum or actix-web, and needs no async runtime: the `wsgi-axum`
-//! and `wsgi-actix` crates are thin hosts built on it.
-//!
-//! # Features
-//!
-//! - `tokio` (off by default; `wsgi-axum` turns it on): with worker processes, an engine
-//!   built inside a multi-threaded tokio runtime reads the workers' responses on that
-//!   runtime's threads, woken by its own epoll, instead of on a thread of the engine's; a
-//!   response then reaches the task that sends it without a thread wake-up in between.
-//!   The runtime must have I/O enabled (as any server's has); otherwise, with a
-//!   single-threaded runtime (actix-web's), or once the runtime shuts down, the engine's
-//!   own thread does it.
+//! crate knows nothing of tokio, axum or actix-web: the `wsgi-axum` and `wsgi-actix` crates
+//! are thin hosts built on it.
 //!
 //! What the engine takes care of: the environ (latin-1 native strings, `SCRIPT_NAME` from
 //! the mount, percent-decoded `PATH_INFO`), request bodies received whole before the

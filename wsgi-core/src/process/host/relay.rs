@@ -373,13 +373,6 @@ impl Pool {
                 reactor.deregister(intake.socket.as_raw_fd());
             }
             g.slots_closed.notify_all();
-            // The last socket of a closing engine may close on another thread: the
-            // reactor's turner then learns that its work is over.
-            if self.closing.load(Ordering::Acquire)
-                && let Some(reactor) = self.reactor()
-            {
-                reactor.wake();
-            }
         }
     }
 
@@ -689,15 +682,13 @@ fn body_answer(input: &mut InputSource, want: u64, timeout: Option<Duration>) ->
 }
 
 thread_local! {
-    /// While a thread turns the reactor: the groups whose intake had requests queued in
-    /// this round of events, written at its end in one call each (`batch_done`), where
-    /// several slots that finished together would each have made one. Other threads, and
-    /// the same thread outside a turn (a runtime's thread also runs the submitting tasks),
-    /// write at once.
+    /// On the relay's thread: the groups whose intake had requests queued in this round
+    /// of events, written at its end in one call each (`batch_done`), where several slots
+    /// that finished together would each have made one. Other threads write at once.
     static DEFERRED: RefCell<Option<Vec<usize>>> = const { RefCell::new(None) };
 }
 
-/// Marks the calling thread as turning the reactor, until `batch_done`.
+/// Marks the calling thread as the relay's.
 fn on_relay_thread() {
     DEFERRED.with(|d| {
         d.borrow_mut().get_or_insert_with(Vec::new);
@@ -720,7 +711,7 @@ fn defer_flush(group: usize) -> bool {
 
 impl Handler<Note> for Pool {
     fn batch_done(&self) {
-        let groups = DEFERRED.with(|d| d.borrow_mut().take());
+        let groups = DEFERRED.with(|d| d.borrow_mut().as_mut().map(std::mem::take));
         for group in groups.into_iter().flatten() {
             if let Some(intake) = lock(&self.groups[group].intake).as_mut() {
                 // A failure shows on the slots' sockets.

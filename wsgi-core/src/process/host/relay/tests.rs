@@ -26,11 +26,6 @@ use crate::response::{Head, HeadBody};
 use crate::runner::Runner;
 use crate::state::{Limits, Shared};
 
-thread_local! {
-    /// The test runs inside a multi-threaded tokio runtime.
-    static ON_RUNTIME: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
 /// A runner of `workers` groups of `threads` slots, every group ready and attached, and a
 /// fake worker at the other end of each group's channels.
 fn relay(workers: usize, threads: usize) -> (Processes, Vec<FakeWorker>) {
@@ -64,11 +59,6 @@ fn relay(workers: usize, threads: usize) -> (Processes, Vec<FakeWorker>) {
         pool.attach(group, host_intake, hosts, page);
         fakes.push(FakeWorker::new(intake, ends, started));
     }
-    assert_eq!(
-        reactor.on_runtime(),
-        cfg!(feature = "tokio") && ON_RUNTIME.get(),
-        "the reactor is not turned where the test meant it to be"
-    );
     let runner = Processes {
         pool,
         _reactor: reactor,
@@ -210,6 +200,63 @@ fn status(msg: Option<Msg>) -> StatusCode {
     }
 }
 
+#[test]
+fn a_response_is_relayed_and_the_slot_takes_the_next_request_at_done() {
+    let (runner, mut fakes) = relay(1, 1);
+    let worker = &mut fakes[0];
+    let (first, mut first_rx) = job(&runner, 1);
+    let (second, mut second_rx) = job(&runner, 2);
+    runner.submit(first).unwrap();
+    assert_eq!(worker.request(), 1);
+    // The only slot is busy: the second request waits in the host.
+    runner.submit(second).unwrap();
+    assert_eq!(runner.queued(), 1);
+    worker.send([full(b"one")]);
+    assert_eq!(status(next(&mut first_rx)), StatusCode::OK);
+    assert!(
+        !worker.hears_within(Duration::from_millis(100)),
+        "a request was sent before Done"
+    );
+    worker.send([FromWorker::Done]);
+    assert_eq!(worker.request(), 2);
+    assert_eq!(runner.queued(), 0);
+    worker.send([full(b"two"), FromWorker::Done]);
+    assert_eq!(status(next(&mut second_rx)), StatusCode::OK);
+}
+
+#[test]
+fn a_full_pipe_stalls_the_worker_and_resumes_as_the_client_reads() {
+    let (runner, mut fakes) = relay(1, 1);
+    let worker = &mut fakes[0];
+    // Room for about one piece: the relay must wait for the client between pieces.
+    let (job, mut rx) = job_with_limit(&runner, 1, 1024);
+    runner.submit(job).unwrap();
+    worker.request();
+    let mut head = Head::plain(StatusCode::OK, "");
+    head.body = HeadBody::Stream;
+    let pieces: Vec<Bytes> = (0..64u8).map(|i| Bytes::from(vec![i; 1024])).collect();
+    worker.send(
+        std::iter::once(FromWorker::Response(Msg::Head(head)))
+            .chain(
+                pieces
+                    .iter()
+                    .cloned()
+                    .map(|piece| FromWorker::Response(Msg::Data(piece))),
+            )
+            .chain([FromWorker::Response(Msg::End), FromWorker::Done]),
+    );
+    assert_eq!(status(next(&mut rx)), StatusCode::OK);
+    let mut received = Vec::new();
+    loop {
+        match next(&mut rx) {
+            Some(Msg::Data(bytes)) => received.extend_from_slice(&bytes),
+            Some(Msg::End) => break,
+            other => panic!("expected data or the end, got {other:?}"),
+        }
+    }
+    assert_eq!(received, pieces.concat(), "pieces lost or out of order");
+}
+
 /// Two one-thread workers; request 7 goes to the first, 8 to the second, which dies before
 /// handing 8 to the application (`read`: after reading it from its intake): the first
 /// worker runs 8 after 7.
@@ -234,201 +281,86 @@ fn a_request_the_application_never_saw_goes_to_another_worker(read: bool) {
     assert_eq!(status(next(&mut eight_rx)), StatusCode::OK);
 }
 
-/// Each test runs twice: with the reactor turned by a thread of its own, and by the tasks
-/// of a multi-threaded tokio runtime (feature `tokio`), as under an axum host.
-macro_rules! on_both_turners {
-    ($(#[test] fn $name:ident() $body:block)*) => {$(
-        mod $name {
-            use super::*;
-
-            fn body() $body
-
-            #[test]
-            fn on_its_own_thread() {
-                body()
-            }
-
-            #[cfg(feature = "tokio")]
-            #[test]
-            fn on_a_tokio_runtime() {
-                let runtime = multi_thread_runtime();
-                let _entered = runtime.enter();
-                ON_RUNTIME.set(true);
-                body()
-            }
-        }
-    )*};
-}
-
-#[cfg(feature = "tokio")]
-fn multi_thread_runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_io()
-        .build()
-        .expect("a runtime")
-}
-
-on_both_turners! {
-    #[test]
-    fn a_response_is_relayed_and_the_slot_takes_the_next_request_at_done() {
-        let (runner, mut fakes) = relay(1, 1);
-        let worker = &mut fakes[0];
-        let (first, mut first_rx) = job(&runner, 1);
-        let (second, mut second_rx) = job(&runner, 2);
-        runner.submit(first).unwrap();
-        assert_eq!(worker.request(), 1);
-        // The only slot is busy: the second request waits in the host.
-        runner.submit(second).unwrap();
-        assert_eq!(runner.queued(), 1);
-        worker.send([full(b"one")]);
-        assert_eq!(status(next(&mut first_rx)), StatusCode::OK);
-        assert!(
-            !worker.hears_within(Duration::from_millis(100)),
-            "a request was sent before Done"
-        );
-        worker.send([FromWorker::Done]);
-        assert_eq!(worker.request(), 2);
-        assert_eq!(runner.queued(), 0);
-        worker.send([full(b"two"), FromWorker::Done]);
-        assert_eq!(status(next(&mut second_rx)), StatusCode::OK);
-    }
-
-    #[test]
-    fn a_full_pipe_stalls_the_worker_and_resumes_as_the_client_reads() {
-        let (runner, mut fakes) = relay(1, 1);
-        let worker = &mut fakes[0];
-        // Room for about one piece: the relay must wait for the client between pieces.
-        let (job, mut rx) = job_with_limit(&runner, 1, 1024);
-        runner.submit(job).unwrap();
-        worker.request();
-        let mut head = Head::plain(StatusCode::OK, "");
-        head.body = HeadBody::Stream;
-        let pieces: Vec<Bytes> = (0..64u8).map(|i| Bytes::from(vec![i; 1024])).collect();
-        worker.send(
-            std::iter::once(FromWorker::Response(Msg::Head(head)))
-                .chain(
-                    pieces
-                        .iter()
-                        .cloned()
-                        .map(|piece| FromWorker::Response(Msg::Data(piece))),
-                )
-                .chain([FromWorker::Response(Msg::End), FromWorker::Done]),
-        );
-        assert_eq!(status(next(&mut rx)), StatusCode::OK);
-        let mut received = Vec::new();
-        loop {
-            match next(&mut rx) {
-                Some(Msg::Data(bytes)) => received.extend_from_slice(&bytes),
-                Some(Msg::End) => break,
-                other => panic!("expected data or the end, got {other:?}"),
-            }
-        }
-        assert_eq!(received, pieces.concat(), "pieces lost or out of order");
-    }
-
-    #[test]
-    fn a_request_its_worker_never_read_goes_to_another_worker() {
-        a_request_the_application_never_saw_goes_to_another_worker(false);
-    }
-
-    #[test]
-    fn a_request_read_but_not_yet_started_goes_to_another_worker() {
-        a_request_the_application_never_saw_goes_to_another_worker(true);
-    }
-
-    #[test]
-    fn a_worker_that_dies_in_a_request_answers_502() {
-        let (runner, mut fakes) = relay(1, 1);
-        let (job, mut rx) = job(&runner, 1);
-        runner.submit(job).unwrap();
-        fakes[0].request();
-        fakes.clear();
-        assert_eq!(status(next(&mut rx)), StatusCode::BAD_GATEWAY);
-    }
-
-    #[test]
-    fn a_worker_that_dies_during_a_response_cuts_it() {
-        let (runner, mut fakes) = relay(1, 1);
-        let (job, mut rx) = job(&runner, 1);
-        runner.submit(job).unwrap();
-        fakes[0].request();
-        let mut head = Head::plain(StatusCode::OK, "");
-        head.body = HeadBody::Stream;
-        fakes[0].send([
-            FromWorker::Response(Msg::Head(head)),
-            FromWorker::Response(Msg::Data(Bytes::from_static(b"a"))),
-        ]);
-        assert_eq!(status(next(&mut rx)), StatusCode::OK);
-        assert!(matches!(next(&mut rx), Some(Msg::Data(_))));
-        fakes.clear();
-        assert!(matches!(next(&mut rx), Some(Msg::Abort(_))));
-    }
-
-    #[test]
-    fn closing_serves_what_is_queued_then_closes_every_socket() {
-        let (runner, mut fakes) = relay(1, 1);
-        let (first, mut first_rx) = job(&runner, 1);
-        let (second, mut second_rx) = job(&runner, 2);
-        runner.submit(first).unwrap();
-        runner.submit(second).unwrap();
-        runner.close();
-        let worker = &mut fakes[0];
-        assert_eq!(worker.request(), 1);
-        worker.send([full(b"one"), FromWorker::Done]);
-        assert_eq!(worker.request(), 2, "a queued request was dropped at close");
-        worker.send([full(b"two"), FromWorker::Done]);
-        assert_eq!(status(next(&mut first_rx)), StatusCode::OK);
-        assert_eq!(status(next(&mut second_rx)), StatusCode::OK);
-        // Then the host closes the slot and the intake: the worker's threads end.
-        assert!(matches!(worker.slots[0].reader.read_frame(), Ok(None)));
-        assert!(matches!(worker.intake.read_frame(), Ok(None)));
-    }
-
-    #[test]
-    fn the_response_comes_back_on_its_slot_whichever_thread_took_it() {
-        let (runner, mut fakes) = relay(1, 2);
-        let worker = &mut fakes[0];
-        let (a, mut a_rx) = job(&runner, 1);
-        let (b, mut b_rx) = job(&runner, 2);
-        runner.submit(a).unwrap();
-        runner.submit(b).unwrap();
-        let (first, first_slot) = worker.read();
-        let (second, second_slot) = worker.read();
-        assert_eq!((first, second), (1, 2));
-        assert_ne!(first_slot, second_slot, "two requests on one slot");
-        // Answered in the other order, each on its slot.
-        worker.send_on(second_slot, [full(b"two"), FromWorker::Done]);
-        worker.send_on(first_slot, [full(b"one"), FromWorker::Done]);
-        for (rx, expected) in [(&mut a_rx, "one"), (&mut b_rx, "two")] {
-            match next(rx) {
-                Some(Msg::Head(Head {
-                    body: HeadBody::Full(body),
-                    ..
-                })) => assert_eq!(body, expected),
-                other => panic!("expected a full head, got {other:?}"),
-            }
-        }
-    }
-}
-
-/// The runtime that turned the reactor shuts down under a live engine: a thread takes over,
-/// and requests are still relayed.
-#[cfg(feature = "tokio")]
 #[test]
-fn a_thread_takes_over_when_the_runtime_that_turned_the_reactor_stops() {
-    let runtime = multi_thread_runtime();
-    let (runner, mut fakes) = {
-        let _entered = runtime.enter();
-        ON_RUNTIME.set(true);
-        relay(1, 1)
-    };
-    drop(runtime);
-    assert!(!runner._reactor.on_runtime(), "no thread took over");
-    let worker = &mut fakes[0];
+fn a_request_its_worker_never_read_goes_to_another_worker() {
+    a_request_the_application_never_saw_goes_to_another_worker(false);
+}
+
+#[test]
+fn a_request_read_but_not_yet_started_goes_to_another_worker() {
+    a_request_the_application_never_saw_goes_to_another_worker(true);
+}
+
+#[test]
+fn a_worker_that_dies_in_a_request_answers_502() {
+    let (runner, mut fakes) = relay(1, 1);
     let (job, mut rx) = job(&runner, 1);
     runner.submit(job).unwrap();
+    fakes[0].request();
+    fakes.clear();
+    assert_eq!(status(next(&mut rx)), StatusCode::BAD_GATEWAY);
+}
+
+#[test]
+fn a_worker_that_dies_during_a_response_cuts_it() {
+    let (runner, mut fakes) = relay(1, 1);
+    let (job, mut rx) = job(&runner, 1);
+    runner.submit(job).unwrap();
+    fakes[0].request();
+    let mut head = Head::plain(StatusCode::OK, "");
+    head.body = HeadBody::Stream;
+    fakes[0].send([
+        FromWorker::Response(Msg::Head(head)),
+        FromWorker::Response(Msg::Data(Bytes::from_static(b"a"))),
+    ]);
+    assert_eq!(status(next(&mut rx)), StatusCode::OK);
+    assert!(matches!(next(&mut rx), Some(Msg::Data(_))));
+    fakes.clear();
+    assert!(matches!(next(&mut rx), Some(Msg::Abort(_))));
+}
+
+#[test]
+fn closing_serves_what_is_queued_then_closes_every_socket() {
+    let (runner, mut fakes) = relay(1, 1);
+    let (first, mut first_rx) = job(&runner, 1);
+    let (second, mut second_rx) = job(&runner, 2);
+    runner.submit(first).unwrap();
+    runner.submit(second).unwrap();
+    runner.close();
+    let worker = &mut fakes[0];
     assert_eq!(worker.request(), 1);
     worker.send([full(b"one"), FromWorker::Done]);
-    assert_eq!(status(next(&mut rx)), StatusCode::OK);
+    assert_eq!(worker.request(), 2, "a queued request was dropped at close");
+    worker.send([full(b"two"), FromWorker::Done]);
+    assert_eq!(status(next(&mut first_rx)), StatusCode::OK);
+    assert_eq!(status(next(&mut second_rx)), StatusCode::OK);
+    // Then the host closes the slot and the intake: the worker's threads end.
+    assert!(matches!(worker.slots[0].reader.read_frame(), Ok(None)));
+    assert!(matches!(worker.intake.read_frame(), Ok(None)));
+}
+
+#[test]
+fn the_response_comes_back_on_its_slot_whichever_thread_took_it() {
+    let (runner, mut fakes) = relay(1, 2);
+    let worker = &mut fakes[0];
+    let (a, mut a_rx) = job(&runner, 1);
+    let (b, mut b_rx) = job(&runner, 2);
+    runner.submit(a).unwrap();
+    runner.submit(b).unwrap();
+    let (first, first_slot) = worker.read();
+    let (second, second_slot) = worker.read();
+    assert_eq!((first, second), (1, 2));
+    assert_ne!(first_slot, second_slot, "two requests on one slot");
+    // Answered in the other order, each on its slot.
+    worker.send_on(second_slot, [full(b"two"), FromWorker::Done]);
+    worker.send_on(first_slot, [full(b"one"), FromWorker::Done]);
+    for (rx, expected) in [(&mut a_rx, "one"), (&mut b_rx, "two")] {
+        match next(rx) {
+            Some(Msg::Head(Head {
+                body: HeadBody::Full(body),
+                ..
+            })) => assert_eq!(body, expected),
+            other => panic!("expected a full head, got {other:?}"),
+        }
+    }
 }
