@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Where `serve`'s CPU goes per request, by thread name, over every process of the server
-# (a worker process's threads included): runs it on an app, loads it with wrk, and reads
-# each thread's user+system time from /proc before and after. Unpinned, the way users run
+# (a worker process's threads included), and how often each kind of thread sleeps or is
+# preempted per request (context switches): runs it on an app, loads it with wrk, and reads
+# each thread's user+system time and switch counts from /proc before and after. Unpinned, the way users run
 # servers; read the figures as ratios between lines of one run, since the machine is shared.
 #
 #   benches/load/per-thread.sh "--processes 1"
@@ -39,16 +40,19 @@ tree() {
     local child
     for child in $(ps -o pid= --ppid "$1"); do tree "$child"; done
 }
-# One line per thread: "pid/tid name ticks" (utime + stime, fields 14 and 15 of stat).
+# One line per thread: "pid/tid name ticks switches" (utime + stime, fields 14 and 15 of
+# stat; voluntary + involuntary context switches from status: each is a sleep or a
+# preemption, the wake-ups that dominate the worker-mode profile).
 snapshot() {
-    local pid task stat rest
+    local pid task stat rest switches
     for pid in $(tree "$server"); do
         for task in /proc/"$pid"/task/*; do
             stat=$(cat "$task/stat" 2>/dev/null) || continue
+            switches=$(awk '/ctxt_switches/ {n += $2} END {print n + 0}' "$task/status" 2>/dev/null) || continue
             rest=${stat##*) }
             # shellcheck disable=SC2086
             set -- $rest
-            echo "$pid/${task##*/} $(tr ' ' '_' <"$task/comm") $((${12} + ${13}))"
+            echo "$pid/${task##*/} $(tr ' ' '_' <"$task/comm") $((${12} + ${13})) $switches"
         done
     done | sort
 }
@@ -61,9 +65,13 @@ requests=$(awk '/requests in/ {print $1}' <<<"$out")
 ticks_per_second=$(getconf CLK_TCK)
 echo "serve ${1:-} $APP c$CONNS: $(awk '/Requests\/sec/ {print $2}' <<<"$out") req/s"
 # Threads named wsgi-python-3 and wsgi-python-5 add up as wsgi-python.
+# Fields after the join: pid/tid, then name ticks switches before, then after.
 join <(echo "$before") <(echo "$after") | awk -v r="$requests" -v hz="$ticks_per_second" '
-    { name = $2; sub(/-[0-9]+$/, "", name); used[name] += $5 - $3 }
+    { name = $2; sub(/-[0-9]+$/, "", name); used[name] += $6 - $3; sw[name] += $7 - $4 }
     END {
-        for (n in used) { total += used[n]; if (used[n] > 0) printf "  %-20s %7.1f us/req\n", n, used[n] * 1e6 / hz / r }
-        printf "  %-20s %7.1f us/req\n", "(all)", total * 1e6 / hz / r
+        for (n in used) {
+            total += used[n]; switches += sw[n]
+            if (used[n] > 0) printf "  %-20s %7.1f us/req %6.3f switches/req\n", n, used[n] * 1e6 / hz / r, sw[n] / r
+        }
+        printf "  %-20s %7.1f us/req %6.3f switches/req\n", "(all)", total * 1e6 / hz / r, switches / r
     }' | sort -k2 -rn
