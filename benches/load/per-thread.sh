@@ -2,8 +2,9 @@
 # Where `serve`'s CPU goes per request, by thread name, over every process of the server
 # (a worker process's threads included), and how often each kind of thread sleeps or is
 # preempted per request (context switches): runs it on an app, loads it with wrk, and reads
-# each thread's user+system time and switch counts from /proc before and after. Unpinned, the way users run
-# servers; read the figures as ratios between lines of one run, since the machine is shared.
+# each thread's user+system time and switch counts from /proc before and after. Unpinned,
+# the way users run servers; read the figures as ratios between lines of one run, since the
+# machine is shared.
 #
 #   benches/load/per-thread.sh "--processes 1"
 #   SERVE_BIN=/tmp/serve.old APP=flask_app.py URL_PATH=/json benches/load/per-thread.sh "--processes 2"
