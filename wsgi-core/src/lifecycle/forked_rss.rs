@@ -13,11 +13,11 @@
 //! compares for forked workers, as Passenger (whose smart spawning forks workers from a
 //! preloader) reports a process's "private dirty RSS" as its real memory use
 //! (`passenger-memory-stats`). The resident set of uWSGI's `reload-on-rss` and
-//! `evil-reload-on-rss` (both `/proc/self/statm`) and Granian's `--workers-max-rss` (sysinfo's
-//! RSS) stays the measure of workers that imported the application themselves: Granian does
-//! not fork workers from a loaded application, and uWSGI's preforking (the default, without
+//! `evil-reload-on-rss` (both from `statm`) and Granian's `--workers-max-rss` (sysinfo's RSS)
+//! stays the measure of workers that imported the application themselves: Granian does not
+//! fork workers from a loaded application, and uWSGI's preforking (the default, without
 //! `lazy-apps`) has exactly the early recycling this module avoids; gunicorn has no memory
-//! limit, and its advice for `--preload` is `--max-requests`.
+//! limit, only `--max-requests` as its remedy for leaks.
 //!
 //! Reading `smaps_rollup` walks the process's page tables: milliseconds for a worker of a
 //! few hundred MiB, where `statm` takes microseconds, too much after every request. Private
