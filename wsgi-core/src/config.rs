@@ -232,6 +232,16 @@ impl EngineBuilder {
     /// `--workers-max-rss`, uWSGI's `reload-on-rss`), checked by the worker after each request
     /// and sampled by the host four times a second. The worker then takes no new request and
     /// is drained, never killed mid-request.
+    ///
+    /// With [`preload`](Self::preload), a worker's private memory (`Private_Clean +
+    /// Private_Dirty` of `/proc/<pid>/smaps_rollup`) reaches `bytes` instead: its resident
+    /// set counts in full the pages it still shares with the template, which replacing it
+    /// would not free, so an application that takes more than the limit to import would
+    /// have every worker replaced for memory it shares. Private rather than proportional
+    /// (PSS): it is what a replacement gives back, and it depends on this worker alone, where
+    /// every worker's PSS rises when a sibling or the template exits. A worker whose
+    /// resident set is over the limit reads `smaps_rollup` (milliseconds, a page-table walk)
+    /// at most once a second, so pages it copies on write may be seen up to a second late.
     /// Default: no limit. Needs [`processes`](Self::processes).
     ///
     /// A worker is not replaced for memory before [`min_lifetime`](Self::min_lifetime). When

@@ -163,8 +163,9 @@ pub struct WorkerSnapshot {
     /// `lifetime`, `rss`, `crash`, `timeout`, `signal` (SIGHUP to `serve`), `api`
     /// ([`Engine::restart`](crate::Engine::restart)); every reason is listed, from 0.
     pub restarts: Vec<(&'static str, u64)>,
-    /// The current process's resident memory when last sampled (only with
-    /// [`max_rss`](crate::EngineBuilder::max_rss)).
+    /// The current process's memory as [`max_rss`](crate::EngineBuilder::max_rss) compares
+    /// it (resident, or private for a process forked from the preload template) when last
+    /// sampled (only with `max_rss`).
     pub rss_bytes: Option<u64>,
     /// How long the current process has been ready.
     pub age: Option<Duration>,

@@ -84,8 +84,9 @@ pub(crate) struct EngineOptions {
     )]
     max_lifetime_jitter: Option<Secs>,
 
-    /// Replace a worker process whose resident memory reaches this size, after draining it:
-    /// a bare number is MiB (512), or give a unit (512M, 2G) [default: no limit].
+    /// Replace a worker process whose resident memory (with --preload, its private memory)
+    /// reaches this size, after draining it: a bare number is MiB (512), or give a unit
+    /// (512M, 2G) [default: no limit].
     #[arg(long, value_name = "SIZE", value_parser = mebibytes, help_heading = "Worker processes")]
     max_rss: Option<Bytes>,
 

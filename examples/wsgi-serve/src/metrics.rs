@@ -212,7 +212,7 @@ fn encode(s: &MetricsSnapshot, dropped_lines: u64, encoder: &mut DescriptorEncod
         family(
             encoder,
             "wsgi_worker_rss_bytes",
-            "Resident memory of each worker process when last sampled (with --max-rss).",
+            "Memory of each worker process as --max-rss compares it (resident; private with --preload) when last sampled (with --max-rss).",
             MetricType::Gauge,
             s.workers.iter().filter_map(|w| {
                 let rss = usize::try_from(w.rss_bytes?).unwrap_or(usize::MAX);

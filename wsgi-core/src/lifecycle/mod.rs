@@ -10,7 +10,9 @@
 //!   not replaced in a loop (gunicorn's `max_requests`/`max_requests_jitter`, Granian's
 //!   `--workers-lifetime`/`--workers-max-rss`, uWSGI's `min-worker-lifetime`);
 //! - [`restart_file`]: Passenger's `tmp/restart.txt` and `tmp/always_restart.txt`;
-//! - [`rss`]: a process's resident memory, read from `/proc`;
+//! - [`rss`]: a worker's memory as `max_rss` compares it, read from `/proc`;
+//! - [`forked_rss`]: a worker forked from the preload template is its private memory, not
+//!   its resident set, which counts the template's pages it shares;
 //! - [`rss_loop`]: workers over the memory limit as soon as they start, an application that
 //!   cannot meet it: said once, and memory recycles spaced out by a growing hold;
 //! - [`backoff`]: how long to wait before replacing a worker that crashed, so a crash loop
@@ -23,6 +25,7 @@
 //! the supervisor's, so every trigger gets the same lossless sequence.
 
 pub(crate) mod backoff;
+pub(crate) mod forked_rss;
 pub(crate) mod policy;
 pub(crate) mod random;
 pub(crate) mod reason;

@@ -19,7 +19,7 @@ use crate::lifecycle::backoff::Backoff;
 use crate::lifecycle::policy::Budget;
 use crate::lifecycle::random::Rng;
 use crate::lifecycle::reason::RestartReason;
-use crate::lifecycle::rss::rss_bytes;
+use crate::lifecycle::rss::{Meter, Proc};
 use crate::lifecycle::rss_loop::{RssLoop, Startup};
 use crate::pipe::Msg;
 use crate::process::log;
@@ -35,6 +35,8 @@ struct Process {
     group: usize,
     ready_at: Instant,
     budget: Budget,
+    /// Its memory as `max_rss` compares it (private, if forked from the template).
+    meter: Meter,
 }
 
 /// Starts, watches and replaces one worker.
@@ -180,11 +182,11 @@ impl Supervisor {
                     self.check_budget(&mut process, Some(bytes), false, rng);
                 }
                 Some(Event::Check) => {
-                    let rss = self.sample_rss(&process);
+                    let rss = self.sample_rss(&mut process);
                     self.check_budget(&mut process, rss, true, rng);
                 }
                 None => {
-                    let rss = self.sample_rss(&process);
+                    let rss = self.sample_rss(&mut process);
                     self.check_budget(&mut process, rss, false, rng);
                 }
             }
@@ -192,10 +194,10 @@ impl Supervisor {
         }
     }
 
-    /// The process's resident memory, when a limit needs it.
-    fn sample_rss(&self, process: &Process) -> Option<u64> {
-        self.pool.lifecycle.recycle.max_rss?;
-        rss_bytes(process.pid).ok()
+    /// The process's memory, when a limit needs it.
+    fn sample_rss(&self, process: &mut Process) -> Option<u64> {
+        let limit = self.pool.lifecycle.recycle.max_rss?;
+        process.meter.read(Proc::Pid(process.pid), limit).ok()
     }
 
     /// Replaces `process` if its budget is spent (`rss`: its memory, when measured). A
@@ -338,8 +340,9 @@ impl Supervisor {
             "started"
         };
         tracing::info!(target: "wsgi_core", worker = self.index, pid, forked, start_ms = start.as_millis(), max_requests = budget.max_requests(), max_lifetime_s = budget.max_lifetime().map(|d| d.as_secs()), "worker process ready (Python {python}), {how} in {} ms", start.as_millis());
+        let mut meter = Meter::new(forked);
         if let Some(max_rss) = self.pool.lifecycle.recycle.max_rss {
-            let rss = rss_bytes(pid).ok();
+            let rss = meter.read(Proc::Pid(pid), max_rss).ok();
             state.rss.store(rss.unwrap_or(0), Ordering::Relaxed);
             self.startup_rss(rss, max_rss, &mut budget);
         }
@@ -349,6 +352,7 @@ impl Supervisor {
             group,
             ready_at,
             budget,
+            meter,
         })
     }
 

@@ -25,7 +25,7 @@ use crate::dispatch::Dispatch;
 use crate::error::Error;
 use crate::input::{InputSource, Pull, Pulled};
 use crate::job::{Job, RemoteJob};
-use crate::lifecycle::rss::self_rss;
+use crate::lifecycle::rss::{Meter, Proc};
 use crate::pipe::{Gone, Msg, PipeTx, RemoteSink, TrySend};
 use crate::process::log::{
     CONTROL_QUEUE, ControlSender, WorkerSubscriber, control_channel, spawn_control_writer,
@@ -113,6 +113,7 @@ fn serve(channels: Channels, preloaded: Option<Preloaded>) -> i32 {
         let _ = writer.join();
         1
     };
+    let forked = preloaded.is_some();
     let callable = match load(&config, preloaded) {
         Ok(callable) => callable,
         Err(e) => return fail(e),
@@ -135,6 +136,7 @@ fn serve(channels: Channels, preloaded: Option<Preloaded>) -> i32 {
     let rss = config.max_rss.map(|limit| {
         Arc::new(RssCheck {
             limit,
+            meter: Mutex::new(Meter::new(forked)),
             sender: sender.clone(),
             requests: AtomicU64::new(0),
             reported: AtomicBool::new(false),
@@ -499,12 +501,16 @@ impl JobDone {
     }
 }
 
-/// `max_rss`, checked by the worker after each request (one read of `/proc/self/statm`):
-/// the host samples only four times a second, and a leaking app can grow a lot in between.
-/// The worker reports once; the host decides and replaces it, readiness-gated as always.
+/// `max_rss`, checked by the worker after each request (one read of `/proc/self/statm`,
+/// and of `smaps_rollup` at most once a second for a forked worker over the limit by
+/// `statm`: see [`crate::lifecycle::forked_rss`]): the host samples only four times a
+/// second, and a leaking app can grow a lot in between. The worker reports once; the host
+/// decides and replaces it, readiness-gated as always.
 #[derive(Debug)]
 struct RssCheck {
     limit: u64,
+    /// Whoever finds it taken skips this check: another thread is making it now.
+    meter: Mutex<Meter>,
     sender: ControlSender,
     requests: AtomicU64,
     reported: AtomicBool,
@@ -516,7 +522,10 @@ impl RssCheck {
         if self.reported.load(Ordering::Relaxed) {
             return;
         }
-        if let Ok(rss_bytes) = self_rss()
+        let Ok(mut meter) = self.meter.try_lock() else {
+            return;
+        };
+        if let Ok(rss_bytes) = meter.read(Proc::This, self.limit)
             && rss_bytes >= self.limit
             && !self.reported.swap(true, Ordering::Relaxed)
         {
