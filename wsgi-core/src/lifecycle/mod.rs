@@ -18,13 +18,17 @@
 //! - [`backoff`]: how long to wait before replacing a worker that crashed, so a crash loop
 //!   costs little CPU and never stops the host;
 //! - [`reason`]: why a worker was replaced, as a stable metric label and log word;
-//! - [`random`]: the small generator the jitter draws from.
+//! - [`random`]: the small generator the jitter draws from;
+//! - [`elastic`]: when an elastic pool grows by a worker (a request waited in the queue)
+//!   and which worker it retires (the one idle the longest), Passenger's and uWSGI's
+//!   "cheaper" pool.
 //!
 //! None of these replace a worker: they only say that one is due. The replacement itself
 //! (start the new worker, wait until it is ready, route to it, then drain the old one) is
 //! the supervisor's, so every trigger gets the same lossless sequence.
 
 pub(crate) mod backoff;
+pub(crate) mod elastic;
 pub(crate) mod forked_rss;
 pub(crate) mod policy;
 pub(crate) mod random;
