@@ -36,7 +36,7 @@ pub(crate) const DEFAULT_SPAWN_INTERVAL: Duration = Duration::from_millis(100);
 /// The operator's pool bounds and pace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Elastic {
-    /// Workers always kept (at least 1).
+    /// Workers always kept (at least 1 with worker processes; checked by the builder).
     pub(crate) min: usize,
     /// Workers never exceeded.
     pub(crate) max: usize,
@@ -92,21 +92,46 @@ pub(crate) enum Grow {
 }
 
 impl Grow {
+    /// Every label, in the order of [`Grow::index`], so that each counter exists from 0
+    /// (a counter that appears at its first increment breaks `rate()` queries).
+    pub(crate) const LABELS: [&'static str; 2] = ["minimum", "queue_wait"];
+
     /// The label of the `reason` in metrics and logs.
     pub(crate) fn label(self) -> &'static str {
+        Self::LABELS[self.index()]
+    }
+
+    /// Its place in [`Grow::LABELS`].
+    pub(crate) fn index(self) -> usize {
         match self {
-            Grow::BelowMinimum => "minimum",
-            Grow::QueueWait(_) => "queue_wait",
+            Grow::BelowMinimum => 0,
+            Grow::QueueWait(_) => 1,
         }
     }
 }
 
+/// Why a worker retires, as labels: only idleness retires one for now.
+pub(crate) const RETIRE_LABELS: [&str; 1] = ["idle"];
+
+/// When the decision may next change without anything but time passing, and whether it
+/// also waits for the queue to stop being empty: what the pool's thread waits for between
+/// two decisions, so that it sleeps instead of polling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Look {
+    /// Decide again then, whatever else happens.
+    pub(crate) at: Option<Instant>,
+    /// Decide again as soon as a request is queued: the pool could grow, and the queue is
+    /// empty now, so nothing else marks the start of a wait.
+    pub(crate) on_queue: bool,
+}
+
 impl Elastic {
-    /// A pool of `min..=max` workers with the default pace.
+    /// A pool of `min..=max` workers with the default pace (`0..=0` when Python runs in
+    /// the host process, which has no pool).
     pub(crate) fn new(min: usize, max: usize) -> Self {
         Elastic {
-            min: min.max(1),
-            max: max.max(min.max(1)),
+            min,
+            max: max.max(min),
             grow_after: DEFAULT_GROW_AFTER,
             idle_after: DEFAULT_IDLE_AFTER,
             spawn_interval: DEFAULT_SPAWN_INTERVAL,
@@ -142,6 +167,48 @@ impl Elastic {
             .filter(|(since, _)| pool.now.saturating_duration_since(*since) >= self.idle_after)
             .min_by_key(|(since, _)| *since)
             .map_or(Decision::Hold, |(_, worker)| Decision::Retire(worker))
+    }
+
+    /// When to decide again after [`decide`](Self::decide) held on `pool`. Besides this,
+    /// whoever waits must be told when a worker becomes ready or ends (the counts change).
+    ///
+    /// Retirement needs no other signal: a worker idle now retires at its `idle_since +
+    /// idle_after`, and one that becomes idle later (or once the queue empties: while
+    /// requests wait, no worker that takes them is idle) not before `now + idle_after`.
+    pub(crate) fn next_look<W: Copy>(&self, pool: &PoolState<'_, W>) -> Look {
+        let alive = pool.serving.len() + pool.starting;
+        let mut look = Look {
+            at: None,
+            on_queue: false,
+        };
+        // A worker still starting is waited for by its ready signal, not by time.
+        if alive < self.max && pool.starting == 0 {
+            match pool.oldest_wait {
+                Some(waited) => {
+                    let waited_enough = pool.now + self.grow_after.saturating_sub(waited);
+                    let paced = pool
+                        .last_start
+                        .map_or(pool.now, |at| at + self.spawn_interval);
+                    look.at = Some(waited_enough.max(paced));
+                }
+                None => look.on_queue = true,
+            }
+        }
+        if alive > self.min {
+            let later = pool.now + self.idle_after;
+            let retire_at = match pool.oldest_wait {
+                Some(_) => later,
+                None => pool
+                    .serving
+                    .iter()
+                    .filter_map(|s| s.idle_since)
+                    .map(|since| since + self.idle_after)
+                    .min()
+                    .unwrap_or(later),
+            };
+            look.at = Some(look.at.map_or(retire_at, |at| at.min(retire_at)));
+        }
+        look
     }
 }
 
@@ -193,7 +260,11 @@ mod tests {
         let serving = [busy(0)];
         let mut s = state(now, &serving);
         s.oldest_wait = Some(10 * MS);
-        assert_eq!(pool.decide(&s), Decision::Hold, "10 ms is no reason to fork");
+        assert_eq!(
+            pool.decide(&s),
+            Decision::Hold,
+            "10 ms is no reason to fork"
+        );
         s.oldest_wait = Some(60 * MS);
         assert_eq!(pool.decide(&s), Decision::Grow(Grow::QueueWait(60 * MS)));
     }
@@ -253,10 +324,98 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_queue_is_watched_only_while_the_pool_can_grow() {
+        let pool = Elastic::new(1, 2);
+        let now = Instant::now();
+        let one = [idle(0, now)];
+        assert_eq!(
+            pool.next_look(&state(now, &one)),
+            Look {
+                at: None,
+                on_queue: true
+            },
+            "a fixed-size moment: nothing to wait for but a request"
+        );
+        let two = [busy(0), busy(1)];
+        let full = pool.next_look(&state(now, &two));
+        assert!(!full.on_queue, "at its maximum the pool cannot grow");
+        assert_eq!(full.at, Some(now + DEFAULT_IDLE_AFTER));
+        let two_to_four = Elastic::new(2, 4);
+        let mut starting = state(now, &one);
+        starting.starting = 1;
+        assert_eq!(
+            two_to_four.next_look(&starting),
+            Look {
+                at: None,
+                on_queue: false
+            },
+            "a starting worker's ready signal is what is waited for"
+        );
+    }
+
+    #[test]
+    fn the_next_look_is_when_the_oldest_request_will_have_waited_enough_and_the_pace_allows() {
+        let pool = Elastic::new(1, 4);
+        let now = Instant::now() + Duration::from_secs(1);
+        let serving = [busy(0)];
+        let mut s = state(now, &serving);
+        s.oldest_wait = Some(20 * MS);
+        assert_eq!(pool.next_look(&s).at, Some(now + 30 * MS));
+        s.last_start = Some(now - 10 * MS);
+        assert_eq!(
+            pool.next_look(&s).at,
+            Some(now + 90 * MS),
+            "the spawn interval"
+        );
+    }
+
+    #[test]
+    fn the_next_look_for_retirement_is_the_longest_idle_workers_time() {
+        let pool = Elastic::new(1, 4);
+        let start = Instant::now();
+        let now = start + Duration::from_secs(10);
+        let serving = [idle(0, start + Duration::from_secs(5)), idle(1, start)];
+        let look = pool.next_look(&state(now, &serving));
+        assert_eq!(look.at, Some(start + DEFAULT_IDLE_AFTER));
+        // Nothing idle: no worker can retire before a full idle time from now.
+        let busy = [busy(0), busy(1)];
+        let mut s = state(now, &busy);
+        s.oldest_wait = None;
+        assert_eq!(
+            pool.next_look(&s)
+                .at
+                .map(|at| at.min(now + DEFAULT_IDLE_AFTER)),
+            Some(now + DEFAULT_IDLE_AFTER)
+        );
+    }
+
+    #[test]
+    fn after_a_hold_the_next_look_is_never_already_past() {
+        // The thread waits until `at`: one in the past would spin.
+        let pool = Elastic::new(1, 3);
+        let start = Instant::now();
+        for step in 0..400u64 {
+            let now = start + Duration::from_millis(step * 7);
+            let serving = [idle(0, start), busy(1)];
+            for oldest_wait in [None, Some(Duration::from_millis(step % 90))] {
+                for last_start in [None, Some(start + Duration::from_millis(step * 5))] {
+                    let mut s = state(now, &serving);
+                    s.oldest_wait = oldest_wait;
+                    s.last_start = last_start.filter(|&at| at <= now);
+                    if pool.decide(&s) == Decision::Hold
+                        && let Some(at) = pool.next_look(&s).at
+                    {
+                        assert!(at > now, "{s:?}: look at {at:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn a_minimum_above_the_maximum_is_raised_to_it() {
         let pool = Elastic::new(3, 1);
         assert_eq!((pool.min, pool.max), (3, 3));
         assert!(pool.is_fixed());
-        assert_eq!(Elastic::new(0, 0).min, 1);
     }
 }
