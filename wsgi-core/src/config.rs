@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::Error;
+use crate::lifecycle::elastic::Elastic;
 use crate::lifecycle::policy::{Recycle, RecycleError};
 use crate::proxy::TrustedProxies;
 use crate::state::Limits;
@@ -41,6 +42,11 @@ pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(90);
 /// (see [`EngineBuilder::min_lifetime`]).
 pub const DEFAULT_MIN_LIFETIME: Duration = crate::lifecycle::policy::DEFAULT_MIN_LIFETIME;
 
+/// How long a worker process above the pool's minimum may go without a request before it
+/// retires (see [`EngineBuilder::max_processes`]; Passenger's `passenger_pool_idle_time`
+/// default).
+pub const DEFAULT_POOL_IDLE_TIME: Duration = crate::lifecycle::elastic::DEFAULT_IDLE_AFTER;
+
 /// Builds an [`Engine`](crate::Engine): see [`Engine::builder`](crate::Engine::builder).
 #[derive(Debug, Clone)]
 #[must_use]
@@ -48,6 +54,8 @@ pub struct EngineBuilder {
     pub(crate) app: String,
     pub(crate) threads: usize,
     pub(crate) processes: usize,
+    pub(crate) max_processes: Option<usize>,
+    pub(crate) pool_idle_time: Duration,
     pub(crate) preload: bool,
     pub(crate) post_fork: Option<String>,
     pub(crate) recycle: Recycle,
@@ -103,6 +111,62 @@ impl EngineBuilder {
     /// ```
     pub fn processes(mut self, n: usize) -> Self {
         self.processes = n;
+        self
+    }
+
+    /// Lets the pool of worker processes grow from [`processes`](Self::processes), its
+    /// minimum, up to `n` workers when requests wait, and shrink back when workers idle
+    /// (default: `processes`, a fixed pool). Passenger's `passenger_min_instances` and
+    /// `passenger_max_pool_size`; uWSGI's `cheaper` and `workers`.
+    ///
+    /// The pool grows by one worker when the oldest request waiting in the host's queue
+    /// has waited 50 ms for a free thread (a measured wait, not a guess at load), one start
+    /// at a time and at most one every 100 ms; with [`preload`](Self::preload) a new worker
+    /// is forked in milliseconds, without it it takes the application's import time. A
+    /// worker above the minimum that has had no request for
+    /// [`pool_idle_time`](Self::pool_idle_time) retires: it takes no new request, finishes
+    /// what it runs and exits, as a replaced worker does; the one idle the longest goes
+    /// first, never while requests wait, never below the minimum. Crashes, recycling and
+    /// restarts work on every running worker as in a fixed pool. Each start and retirement is
+    /// logged and counted by reason in
+    /// [`MetricsSnapshot::pool`](crate::MetricsSnapshot::pool).
+    ///
+    /// [`build`](Self::build) fails with [`Error::Config`] when `n` is below
+    /// `processes`, or when `processes` is 0 (an elastic pool needs at least one worker).
+    ///
+    /// ```no_run
+    /// fn main() -> Result<(), wsgi_core::Error> {
+    ///     wsgi_core::run_if_worker();
+    ///     // One worker while quiet, up to eight under load, forked from a template.
+    ///     let engine = wsgi_core::Engine::builder("app.py")
+    ///         .processes(1)
+    ///         .max_processes(8)
+    ///         .preload(true)
+    ///         .build()?;
+    ///     # drop(engine);
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn max_processes(mut self, n: usize) -> Self {
+        self.max_processes = Some(n);
+        self
+    }
+
+    /// How long a worker process above the pool's minimum may go without a request before
+    /// it retires (default [`DEFAULT_POOL_IDLE_TIME`], Passenger's
+    /// `passenger_pool_idle_time`; uWSGI's `cheaper-idle`). Matters only with
+    /// [`max_processes`](Self::max_processes); must be more than 0.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let builder = wsgi_core::Engine::builder("app.py")
+    ///     .processes(2)
+    ///     .max_processes(6)
+    ///     .pool_idle_time(Duration::from_secs(60));
+    /// ```
+    pub fn pool_idle_time(mut self, idle: Duration) -> Self {
+        self.pool_idle_time = idle;
         self
     }
 
@@ -559,6 +623,7 @@ impl EngineBuilder {
             return Err(Error::ProcessesUnsupported);
         }
         self.check_preload()?;
+        let pool = self.pool()?;
         let (venv, venv_origin) = self.resolved_venv();
         let spool_dir = (self.buffer_body > 0).then(|| {
             let dir = self.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
@@ -583,7 +648,7 @@ impl EngineBuilder {
             venv_origin: venv_origin.to_owned(),
             base_dir,
             strict_python_version: self.strict_python_version,
-            multiprocess: self.processes > 1,
+            multiprocess: pool.max > 1,
             preload: self.preload,
             post_fork: self.post_fork.clone(),
         };
@@ -598,6 +663,7 @@ impl EngineBuilder {
             proxies,
             limits,
             lifecycle,
+            pool,
             spool_dir,
             builder: self,
         })
@@ -661,6 +727,36 @@ impl EngineBuilder {
             });
         }
         Ok(())
+    }
+
+    /// The pool's bounds and pace, checked: `min..=max` workers (both `processes` for a
+    /// fixed pool, and 0 in-process).
+    fn pool(&self) -> Result<Elastic, Error> {
+        let (min, max) = (self.processes, self.max_processes.unwrap_or(self.processes));
+        if self.max_processes.is_some() && min == 0 {
+            return Err(Error::Config {
+                option: "max_processes",
+                value: max.to_string(),
+                expected: "used with `processes(n)`, the pool's minimum, of at least 1",
+            });
+        }
+        if max < min {
+            return Err(Error::Config {
+                option: "max_processes",
+                value: format!("{max} (processes is {min})"),
+                expected: "at least processes, the pool's minimum",
+            });
+        }
+        if self.pool_idle_time.is_zero() {
+            return Err(Error::Config {
+                option: "pool_idle_time",
+                value: format!("{:?}", self.pool_idle_time),
+                expected: "more than 0",
+            });
+        }
+        let mut pool = Elastic::new(min, max);
+        pool.idle_after = self.pool_idle_time;
+        Ok(pool)
     }
 
     /// Checks the recycling options: they need worker processes, and must agree.
@@ -753,6 +849,8 @@ pub(crate) struct Resolved {
     pub(crate) spool_dir: Option<PathBuf>,
     /// How worker processes are replaced.
     pub(crate) lifecycle: Lifecycle,
+    /// How many worker processes run, and when that changes.
+    pub(crate) pool: Elastic,
     /// The options as given, for what the engine reads per request.
     pub(crate) builder: EngineBuilder,
 }
@@ -764,6 +862,8 @@ impl EngineBuilder {
             app,
             threads: DEFAULT_THREADS,
             processes: 0,
+            max_processes: None,
+            pool_idle_time: DEFAULT_POOL_IDLE_TIME,
             preload: false,
             post_fork: None,
             recycle: Recycle::default(),
@@ -784,5 +884,73 @@ impl EngineBuilder {
             body_timeout: None,
             trusted_proxies: Vec::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(builder: EngineBuilder) -> Result<(usize, usize), (&'static str, String)> {
+        match builder.pool() {
+            Ok(pool) => Ok((pool.min, pool.max)),
+            Err(Error::Config { option, value, .. }) => Err((option, value)),
+            Err(other) => panic!("expected Error::Config, got {other:?}"),
+        }
+    }
+
+    fn app() -> EngineBuilder {
+        EngineBuilder::new("app.py".into())
+    }
+
+    #[test]
+    fn a_pool_is_fixed_unless_it_has_a_maximum() {
+        assert_eq!(pool(app()), Ok((0, 0)), "in-process");
+        assert_eq!(pool(app().processes(3)), Ok((3, 3)));
+        assert_eq!(pool(app().processes(1).max_processes(4)), Ok((1, 4)));
+        assert_eq!(pool(app().processes(2).max_processes(2)), Ok((2, 2)));
+    }
+
+    #[test]
+    fn a_maximum_below_the_minimum_or_without_one_is_refused() {
+        assert_eq!(
+            pool(app().processes(4).max_processes(2)),
+            Err(("max_processes", "2 (processes is 4)".into()))
+        );
+        assert_eq!(
+            pool(app().max_processes(4)),
+            Err(("max_processes", "4".into())),
+            "an elastic pool needs a minimum of at least one worker"
+        );
+        assert_eq!(
+            pool(
+                app()
+                    .processes(1)
+                    .max_processes(2)
+                    .pool_idle_time(Duration::ZERO)
+            )
+            .map_err(|e| e.0),
+            Err("pool_idle_time")
+        );
+    }
+
+    #[test]
+    fn the_idle_time_is_the_pools() {
+        let pool = app()
+            .processes(1)
+            .max_processes(3)
+            .pool_idle_time(Duration::from_secs(7))
+            .pool()
+            .unwrap();
+        assert_eq!(pool.idle_after, Duration::from_secs(7));
+        assert_eq!(
+            app()
+                .processes(1)
+                .max_processes(3)
+                .pool()
+                .unwrap()
+                .idle_after,
+            DEFAULT_POOL_IDLE_TIME
+        );
     }
 }

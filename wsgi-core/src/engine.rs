@@ -67,6 +67,7 @@ impl Engine {
             limits,
             spool_dir,
             lifecycle,
+            pool,
             builder,
         } = resolved;
         let spooler = spool_dir
@@ -74,17 +75,18 @@ impl Engine {
                 Spooler::start(dir.clone()).map_err(|source| Error::SpoolDir { path: dir, source })
             })
             .transpose()?;
-        // A worker-process engine has one spare group of slots, for replacements.
+        // A worker-process engine has a group of slots for each worker the pool may run, and
+        // one spare, for replacements.
         let shared = Arc::new(Shared::new(
-            builder.threads * (builder.processes + usize::from(builder.processes > 0)).max(1),
+            builder.threads * (pool.max + usize::from(pool.max > 0)).max(1),
             limits,
         ));
         let runner: Arc<dyn Runner> = match builder.processes {
             0 => Arc::new(Threads::start(&app, builder.queue_depth, shared.clone())?),
             #[cfg(target_os = "linux")]
-            n => Arc::new(crate::process::host::Processes::start(
+            _ => Arc::new(crate::process::host::Processes::start(
                 &app,
-                n,
+                pool,
                 builder.threads,
                 builder.queue_depth,
                 shared.clone(),
@@ -92,7 +94,7 @@ impl Engine {
             )?),
             #[cfg(not(target_os = "linux"))]
             _ => {
-                let _ = lifecycle;
+                let _ = (lifecycle, pool);
                 return Err(Error::ProcessesUnsupported);
             }
         };
@@ -272,7 +274,9 @@ impl Engine {
         self.inner.config.threads
     }
 
-    /// The number of worker processes running the application; `0` when it runs in this
+    /// The number of worker processes running the application, the minimum of an elastic
+    /// pool (see [`EngineBuilder::max_processes`]; how many run now is
+    /// [`PoolSnapshot::workers`](crate::PoolSnapshot::workers)); `0` when it runs in this
     /// process (see [`EngineBuilder::processes`]).
     ///
     /// ```
@@ -435,11 +439,15 @@ impl Engine {
     pub fn metrics(&self) -> MetricsSnapshot {
         let shared = &self.inner.shared;
         let in_flight = shared.in_flight();
+        let pool = self.inner.runner.pool();
+        // The threads of the workers that run now, which an elastic pool changes.
+        let processes = pool.as_ref().map_or(1, |p| p.workers.max(1));
         shared.metrics.snapshot(
-            self.inner.config.threads * self.inner.config.processes.max(1),
+            self.inner.config.threads * processes,
             in_flight,
             self.inner.runner.queued(),
             self.inner.runner.workers(),
+            pool,
         )
     }
 

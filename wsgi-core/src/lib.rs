@@ -84,14 +84,14 @@ mod error;
 pub use access::ACCESS_TARGET;
 pub use body::{BodyError, WsgiBody};
 pub use config::{
-    DEFAULT_BUFFER_BODY, DEFAULT_DRAIN_GRACE, DEFAULT_MIN_LIFETIME, DEFAULT_QUEUE_DEPTH,
-    DEFAULT_START_TIMEOUT, DEFAULT_THREADS, EngineBuilder,
+    DEFAULT_BUFFER_BODY, DEFAULT_DRAIN_GRACE, DEFAULT_MIN_LIFETIME, DEFAULT_POOL_IDLE_TIME,
+    DEFAULT_QUEUE_DEPTH, DEFAULT_START_TIMEOUT, DEFAULT_THREADS, EngineBuilder,
 };
 pub use engine::{Engine, ResponseFuture, ShutdownFuture, ShutdownReport};
 pub use error::{Error, HookStage, MissingModule, PythonException};
 pub use extras::{EnvironError, EnvironExtras, InvalidNativeString, NativeString};
 pub use host::{BoxError, ConnInfo, HostRequest, MapErrBody, Scheme};
-pub use metrics::{MetricsSnapshot, WorkerSnapshot, WorkerState};
+pub use metrics::{MetricsSnapshot, PoolSnapshot, WorkerSnapshot, WorkerState};
 pub use process::run_if_worker;
 pub use python::{PythonInfo, activate_venv, python_info};
 pub use response::ReasonPhrase;

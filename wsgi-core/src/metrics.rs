@@ -48,6 +48,7 @@ impl Metrics {
         in_flight: usize,
         queued: usize,
         workers: Vec<WorkerSnapshot>,
+        pool: Option<PoolSnapshot>,
     ) -> MetricsSnapshot {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let busy = usize::try_from(load(&self.busy_threads))
@@ -76,6 +77,7 @@ impl Metrics {
             duration_count: load(&self.duration_count),
             duration_sum: Duration::from_nanos(load(&self.duration_nanos)),
             workers,
+            pool,
         }
     }
 }
@@ -114,8 +116,43 @@ pub struct MetricsSnapshot {
     /// Sum of their durations.
     pub duration_sum: Duration,
     /// The worker processes, by index; empty when Python runs in this process. The counts
-    /// above are the totals over every worker.
+    /// above are the totals over every worker. In an elastic pool, only the workers the
+    /// pool runs now (a retired index is left out until the pool grows into it again).
     pub workers: Vec<WorkerSnapshot>,
+    /// The pool of worker processes: its size, and why it grew and shrank; `None` when
+    /// Python runs in this process.
+    pub pool: Option<PoolSnapshot>,
+}
+
+/// The pool of worker processes, in [`MetricsSnapshot::pool`]: how many run, between which
+/// bounds (see [`EngineBuilder::max_processes`](crate::EngineBuilder::max_processes)), and
+/// its starts and retirements by reason. A fixed pool has `min == max` and counts its
+/// `minimum` starts only.
+///
+/// ```
+/// # let snapshot = wsgi_core::Engine::builder("wsgiref.simple_server:demo_app").build()?.metrics();
+/// if let Some(pool) = &snapshot.pool {
+///     println!("{} workers of {}..={}", pool.workers, pool.min, pool.max);
+/// }
+/// # Ok::<(), wsgi_core::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolSnapshot {
+    /// Workers kept however idle.
+    pub min: usize,
+    /// Workers never exceeded.
+    pub max: usize,
+    /// Workers the pool runs now: ready, or starting (a new one, or one started again
+    /// after a crash).
+    pub workers: usize,
+    /// Workers the pool started, by reason: `minimum` (to reach the minimum: at start-up),
+    /// `queue_wait` (a request waited too long in the queue); every reason listed, from 0.
+    /// Replacements of a running worker (crashes, recycling) are not starts: they are
+    /// [`WorkerSnapshot::restarts`].
+    pub starts: Vec<(&'static str, u64)>,
+    /// Workers retired, by reason: `idle` (no request for the pool's idle time).
+    pub retirements: Vec<(&'static str, u64)>,
 }
 
 /// Where a worker is in its life, in [`WorkerSnapshot::state`].
@@ -187,7 +224,7 @@ mod tests {
         m.observe(200, Duration::from_millis(3));
         m.observe(503, Duration::from_millis(300));
         m.observe(200, Duration::from_secs(60));
-        let s = m.snapshot(4, 1, 0, Vec::new());
+        let s = m.snapshot(4, 1, 0, Vec::new(), None);
         assert_eq!(s.responses_by_class, [0, 2, 0, 0, 1]);
         assert_eq!(s.duration_buckets[2], (0.005, 1));
         assert_eq!(s.duration_buckets.last(), Some(&(10.0, 2)));

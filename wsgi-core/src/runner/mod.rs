@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::job::Job;
 use crate::lifecycle::reason::RestartReason;
-use crate::metrics::WorkerSnapshot;
+use crate::metrics::{PoolSnapshot, WorkerSnapshot};
 
 /// Why a runner did not take a job.
 #[derive(Debug)]
@@ -69,5 +69,10 @@ pub(crate) trait Runner: Send + Sync + std::fmt::Debug {
     /// The worker processes' state, for metrics; none when Python runs in this process.
     fn workers(&self) -> Vec<WorkerSnapshot> {
         Vec::new()
+    }
+
+    /// The pool of worker processes, for metrics; none when Python runs in this process.
+    fn pool(&self) -> Option<PoolSnapshot> {
+        None
     }
 }

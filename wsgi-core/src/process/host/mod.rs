@@ -28,6 +28,10 @@
 //! With preloading, a worker is forked by the template process ([`template`]) instead of
 //! spawned, and a restart for new code starts a new template first; everything else is the
 //! same ([`child`] hides which kind a worker is).
+//!
+//! An elastic pool ([`crate::lifecycle::elastic`]) has groups, worker states and supervisors
+//! for its maximum; those above the minimum wait, without a process, until the pool's
+//! thread ([`sizer`]) tells one to start, and go back to waiting when it retires.
 
 use std::cell::RefCell;
 use std::io;
@@ -41,22 +45,24 @@ use std::time::{Duration, Instant};
 mod child;
 mod reactor;
 mod relay;
+mod sizer;
 pub(crate) mod slots;
 mod supervisor;
 mod template;
 
 use self::reactor::Reactor;
 use self::relay::{Conn, Note};
-use self::slots::SlotQueue;
+use self::slots::{Sent, SlotQueue};
 use self::supervisor::Supervisor;
 use self::template::Template;
 use crate::config::{AppConfig, Lifecycle};
 use crate::error::Error;
 use crate::job::Job;
+use crate::lifecycle::elastic::{Elastic, Grow, RETIRE_LABELS};
 use crate::lifecycle::reason::RestartReason;
 use crate::lifecycle::restart_file::RestartWatch;
 use crate::lifecycle::rss_loop::RssLoop;
-use crate::metrics::{WorkerSnapshot, WorkerState as Phase};
+use crate::metrics::{PoolSnapshot, WorkerSnapshot, WorkerState as Phase};
 use crate::process::wire::frame::FrameWriter;
 use crate::process::wire::messages::{ControlToWorker, WorkerConfig};
 use crate::process::wire::started::StartedPage;
@@ -87,10 +93,16 @@ pub(crate) struct Processes {
 /// Everything the supervisors, slots and the engine share.
 #[derive(Debug)]
 struct Pool {
-    /// One group of slots per worker, and one spare for replacements.
+    /// One group of slots per worker the pool may run, and one spare for replacements.
     queue: SlotQueue<Job>,
     groups: Box<[Group]>,
     workers: Box<[WorkerState]>,
+    /// The pool's bounds and pace; a fixed pool's minimum is its maximum.
+    elastic: Elastic,
+    /// Workers started by the pool, by [`Grow::index`].
+    starts: [AtomicU64; Grow::LABELS.len()],
+    /// Workers retired, by [`RETIRE_LABELS`]' order.
+    retirements: [AtomicU64; RETIRE_LABELS.len()],
     /// The group no worker uses; `None` while a replacement has it.
     spare: Mutex<Option<usize>>,
     spare_back: Condvar,
@@ -108,8 +120,9 @@ struct Pool {
     reactor: Weak<Reactor<Note>>,
     /// The engine is closing (the queue's own flag, without its lock).
     closing: AtomicBool,
-    /// Rung when the engine closes or aborts, a process ends, or the spare group comes
-    /// back: what `stop`, a supervisor's pause and `take_spare` wait for.
+    /// Rung when the engine closes or aborts, a process ends or becomes ready, the spare
+    /// group comes back, or a request is queued while the pool's thread watches the queue:
+    /// what `stop`, a supervisor's pause and the pool's thread wait for.
     changed: Changes,
     /// Readable once the grace period is over (an eventfd), so that a draining process's
     /// thread, waiting on the process, learns it at once.
@@ -129,6 +142,28 @@ impl Changes {
     fn ring(&self) {
         *lock(&self.count) += 1;
         self.rung.notify_all();
+    }
+
+    /// How many times it has rung: for [`Changes::wait_past`].
+    fn seen(&self) -> u64 {
+        *lock(&self.count)
+    }
+
+    /// Waits until it rings after `seen` (a ring between the caller's `seen` and this call
+    /// counts), or until `until` passes.
+    fn wait_past(&self, seen: u64, until: Option<Instant>) {
+        let count = lock(&self.count);
+        match until {
+            Some(until) => {
+                let left = until.saturating_duration_since(Instant::now());
+                let waited = self.rung.wait_timeout_while(count, left, |n| *n == seen);
+                drop(waited.unwrap_or_else(|e| e.into_inner()));
+            }
+            None => {
+                let waited = self.rung.wait_while(count, |n| *n == seen);
+                drop(waited.unwrap_or_else(|e| e.into_inner()));
+            }
+        }
     }
 
     /// Waits until `done()` holds (true) or `until` passes (false).
@@ -216,6 +251,9 @@ impl Starting {
 #[derive(Debug, Default)]
 struct WorkerState {
     events: Mutex<Option<mpsc::Sender<Event>>>,
+    /// The pool runs this worker (always, below the minimum): its supervisor keeps a
+    /// process in it. Changed by the pool's thread only, before it tells the supervisor.
+    active: AtomicBool,
     /// The current process's id; 0 for none.
     pid: AtomicU32,
     /// Requests answered by every process of this index.
@@ -267,6 +305,14 @@ enum Event {
     Check,
     /// A shutdown's grace period is over: kill the process if it still runs a request.
     Abort,
+    /// The pool grew into this worker: start a process (an inactive supervisor waits for
+    /// this).
+    Start,
+    /// The pool shrinks: the worker's process finishes what it runs and exits, and the
+    /// supervisor waits for the next `Start`.
+    Retire,
+    /// The engine is closing: an inactive supervisor ends.
+    Close,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -274,11 +320,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Processes {
-    /// Starts `processes` workers of `threads` threads and waits until every one has loaded
-    /// the application; the first failure is the error.
+    /// Starts the pool's minimum of workers of `threads` threads and waits until every one
+    /// has loaded the application (the first failure is the error); an elastic pool's other
+    /// workers wait to be started by its thread.
     pub(crate) fn start(
         app: &AppConfig,
-        processes: usize,
+        elastic: Elastic,
         threads: usize,
         queue_depth: usize,
         shared: Arc<Shared>,
@@ -309,8 +356,9 @@ impl Processes {
         } else {
             None
         };
+        let (min, max) = (elastic.min, elastic.max);
         let (reactor, pool) = Pool::with_template(
-            processes,
+            elastic,
             threads,
             queue_depth,
             shared,
@@ -319,9 +367,11 @@ impl Processes {
         )
         .map_err(Error::Thread)?;
         let (started_tx, started_rx) = mpsc::channel();
-        for index in 0..processes {
+        for index in 0..max {
             let (events_tx, events) = mpsc::channel();
             *lock(&pool.workers[index].events) = Some(events_tx.clone());
+            let active = index < min;
+            pool.workers[index].active.store(active, Ordering::Release);
             let supervisor = Supervisor {
                 index,
                 config: config(index),
@@ -329,7 +379,7 @@ impl Processes {
                 events_tx,
                 rss_loop: RefCell::new(RssLoop::new(pool.lifecycle.recycle.min_lifetime)),
             };
-            let started = started_tx.clone();
+            let started = active.then(|| started_tx.clone());
             std::thread::Builder::new()
                 .name(format!("wsgi-supervisor-{index}"))
                 .spawn(move || supervisor.run(events, started))
@@ -340,7 +390,8 @@ impl Processes {
             pool,
             _reactor: reactor,
         };
-        for _ in 0..processes {
+        runner.pool.count_start(Grow::BelowMinimum, min);
+        for _ in 0..min {
             let failed = match started_rx.recv() {
                 Ok(Ok(())) => None,
                 Ok(Err(e)) => Some(e),
@@ -360,6 +411,14 @@ impl Processes {
                 .spawn(move || watch_restart_file(watch, pool))
                 .map_err(Error::Thread)?;
         }
+        // A fixed pool has nothing to decide, and no thread deciding it.
+        if !runner.pool.elastic.is_fixed() {
+            let pool = runner.pool.clone();
+            std::thread::Builder::new()
+                .name("wsgi-pool".into())
+                .spawn(move || sizer::run(&pool))
+                .map_err(Error::Thread)?;
+        }
         Ok(runner)
     }
 }
@@ -374,23 +433,27 @@ impl Pool {
         shared: Arc<Shared>,
         lifecycle: Lifecycle,
     ) -> io::Result<(Arc<Reactor<Note>>, Arc<Pool>)> {
-        Self::with_template(processes, threads, queue_depth, shared, lifecycle, None)
+        let elastic = Elastic::new(processes, processes);
+        Self::with_template(elastic, threads, queue_depth, shared, lifecycle, None)
     }
 
-    /// A pool for `processes` workers of `threads` threads (and a spare group), with the
-    /// relay's thread waiting on its sockets, its workers forked from `template` if there is
-    /// one; no worker is started.
+    /// A pool for up to `elastic.max` workers of `threads` threads (and a spare group),
+    /// with the relay's thread waiting on its sockets, its workers forked from `template` if
+    /// there is one; no worker is started.
     fn with_template(
-        processes: usize,
+        elastic: Elastic,
         threads: usize,
         queue_depth: usize,
         shared: Arc<Shared>,
         lifecycle: Lifecycle,
         template: Option<Template>,
     ) -> io::Result<(Arc<Reactor<Note>>, Arc<Pool>)> {
+        let processes = elastic.max;
+        // Idleness is kept only for the decisions of an elastic pool.
+        let keep_idle = !elastic.is_fixed();
         Reactor::start("wsgi-relay".into(), |reactor| {
             Arc::new(Pool {
-                queue: SlotQueue::new(queue_depth, processes + 1, threads),
+                queue: SlotQueue::new(queue_depth, processes + 1, threads, keep_idle),
                 groups: (0..=processes)
                     .map(|group| Group {
                         control: Mutex::new(None),
@@ -404,6 +467,9 @@ impl Pool {
                     })
                     .collect(),
                 workers: (0..processes).map(|_| WorkerState::default()).collect(),
+                elastic,
+                starts: Default::default(),
+                retirements: Default::default(),
                 spare: Mutex::new(Some(processes)),
                 spare_back: Condvar::new(),
                 threads,
@@ -464,10 +530,19 @@ fn restart_all(pool: &Arc<Pool>, reason: RestartReason) {
 }
 
 impl Pool {
+    /// Replaces the workers the pool runs (an inactive one has nothing to replace, and
+    /// starts from the current code or template when it is started).
     fn recycle_all(&self, reason: RestartReason) {
         for worker in self.workers.iter() {
-            worker.send(Event::Recycle(reason));
+            if worker.active.load(Ordering::Acquire) {
+                worker.send(Event::Recycle(reason));
+            }
         }
+    }
+
+    /// Counts `n` workers started for `why`.
+    fn count_start(&self, why: Grow, n: usize) {
+        self.starts[why.index()].fetch_add(n as u64, Ordering::Relaxed);
     }
 
     /// Sends `msg` to the process running in `group`; false if none could take it.
@@ -517,8 +592,11 @@ impl Pool {
 
 impl Runner for Processes {
     fn submit(&self, job: Job) -> Result<(), Refused> {
-        if let Some((slot, job)) = self.pool.queue.try_send(job)? {
-            self.pool.start(slot, job);
+        match self.pool.queue.try_send(job)? {
+            Sent::To(slot, job) => self.pool.start(slot, job),
+            // The pool's thread waits for the start of a wait to time it.
+            Sent::Queued { wake: true } => self.pool.changed.ring(),
+            Sent::Queued { wake: false } => {}
         }
         Ok(())
     }
@@ -550,6 +628,10 @@ impl Runner for Processes {
         }
         if let Some(template) = &self.pool.template {
             template.close();
+        }
+        // Supervisors of workers the pool does not run wait for an event, not a process.
+        for worker in self.pool.workers.iter() {
+            worker.send(Event::Close);
         }
     }
 
@@ -652,6 +734,7 @@ impl Runner for Processes {
             .workers
             .iter()
             .enumerate()
+            .filter(|(_, w)| w.active.load(Ordering::Acquire))
             .map(|(index, w)| {
                 let ready = groups_of[index].is_some();
                 let pid = Some(w.pid.load(Ordering::Relaxed)).filter(|&pid| pid != 0);
@@ -685,5 +768,27 @@ impl Runner for Processes {
                 }
             })
             .collect()
+    }
+
+    fn pool(&self) -> Option<PoolSnapshot> {
+        let pool = &self.pool;
+        let counts = |labels: &[&'static str], counters: &[AtomicU64]| {
+            labels
+                .iter()
+                .zip(counters)
+                .map(|(label, n)| (*label, n.load(Ordering::Relaxed)))
+                .collect()
+        };
+        Some(PoolSnapshot {
+            min: pool.elastic.min,
+            max: pool.elastic.max,
+            workers: pool
+                .workers
+                .iter()
+                .filter(|w| w.active.load(Ordering::Acquire))
+                .count(),
+            starts: counts(&Grow::LABELS, &pool.starts),
+            retirements: counts(&RETIRE_LABELS, &pool.retirements),
+        })
     }
 }

@@ -11,9 +11,14 @@
 //! Nothing here waits: a job handed to an idle slot comes back to the caller with the
 //! slot's index, to be sent on that slot's socket; a slot that finished its job asks for
 //! the next one ([`SlotQueue::next_for`]).
+//!
+//! For an elastic pool the queue also keeps the facts its size is decided on
+//! ([`SlotQueue::sample`]): how long the oldest job has waited, and since when each worker
+//! has had no job at all. A fixed pool asks for neither and pays for neither.
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
 
 use crate::runner::Refused;
 
@@ -30,6 +35,30 @@ struct State<T> {
     /// one is ready again. Jobs are queued while a worker is only being replaced.
     available: bool,
     closed: bool,
+    /// Per group, when kept: since when every one of its slots has been idle.
+    idle_since: Option<Vec<Option<Instant>>>,
+    /// Someone waits for the queue to stop being empty ([`SlotQueue::watch`]).
+    watched: bool,
+}
+
+/// What [`SlotQueue::try_send`] did with a job it took.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Sent<T> {
+    /// An idle slot took it: the slot and the job, for the caller to send.
+    To(usize, T),
+    /// It waits in the queue. `wake`: it is the first job since [`SlotQueue::watch`] was
+    /// called, and the watcher is to be told.
+    Queued { wake: bool },
+}
+
+/// The facts an elastic pool is sized on, read together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Sample {
+    /// When the job at the head of the queue was queued; `None` with an empty queue.
+    pub(crate) oldest: Option<Instant>,
+    /// Per group: whether its process is ready and not paused, and since when it has had
+    /// no job (`None` while it has one, or when idleness is not kept).
+    pub(crate) groups: Vec<(bool, Option<Instant>)>,
 }
 
 /// The queue and the idle slots of every group (the slots of one worker process).
@@ -54,7 +83,8 @@ pub(crate) enum Next<T> {
 
 impl<T> SlotQueue<T> {
     /// A queue of at most `capacity` jobs for `groups` of `threads` slots each.
-    pub(crate) fn new(capacity: usize, groups: usize, threads: usize) -> Self {
+    /// `keep_idle`: note since when each group has been idle, for [`SlotQueue::sample`].
+    pub(crate) fn new(capacity: usize, groups: usize, threads: usize, keep_idle: bool) -> Self {
         SlotQueue {
             state: Mutex::new(State {
                 queue: VecDeque::new(),
@@ -63,6 +93,8 @@ impl<T> SlotQueue<T> {
                 paused: vec![false; groups],
                 available: false,
                 closed: false,
+                idle_since: keep_idle.then(|| vec![None; groups]),
+                watched: false,
             }),
             threads,
             capacity,
@@ -78,10 +110,8 @@ impl<T> SlotQueue<T> {
         slot / self.threads
     }
 
-    /// Takes an idle slot of the least busy ready worker for `job`, or queues it. `Some`:
-    /// the slot and the job, for the caller to send.
-    #[allow(clippy::type_complexity)]
-    pub(crate) fn try_send(&self, job: T) -> Result<Option<(usize, T)>, Refused> {
+    /// Takes an idle slot of the least busy ready worker for `job`, or queues it.
+    pub(crate) fn try_send(&self, job: T) -> Result<Sent<T>, Refused> {
         let mut st = self.lock();
         if st.closed {
             return Err(Refused::Closed);
@@ -93,11 +123,36 @@ impl<T> SlotQueue<T> {
             return Err(Refused::Full);
         }
         match Self::idle_slot(&mut st) {
-            Some(slot) => Ok(Some((slot, job))),
+            Some(slot) => Ok(Sent::To(slot, job)),
             None => {
                 st.queue.push_back(job);
-                Ok(None)
+                let wake = std::mem::take(&mut st.watched);
+                Ok(Sent::Queued { wake })
             }
+        }
+    }
+
+    /// Asks [`try_send`](Self::try_send) to say when it queues a job: `false` if one is
+    /// queued already (nothing will be said; look at the queue instead). Checked and set
+    /// under one lock, so no job slips in between unseen.
+    pub(crate) fn watch(&self) -> bool {
+        let mut st = self.lock();
+        st.watched = st.queue.is_empty();
+        st.watched
+    }
+
+    /// The oldest job's queueing time (`queued_at` reads it from a job) and each group's
+    /// readiness and idleness, read under one lock.
+    pub(crate) fn sample(&self, queued_at: impl FnOnce(&T) -> Instant) -> Sample {
+        let st = self.lock();
+        Sample {
+            oldest: st.queue.front().map(queued_at),
+            groups: (0..st.ready.len())
+                .map(|g| {
+                    let since = st.idle_since.as_ref().and_then(|s| s[g]);
+                    (st.ready[g] && !st.paused[g], since)
+                })
+                .collect(),
         }
     }
 
@@ -119,6 +174,9 @@ impl<T> SlotQueue<T> {
         let group = (0..st.idle.len())
             .filter(|&w| st.ready[w] && !st.paused[w] && !st.idle[w].is_empty())
             .max_by_key(|&w| (st.idle[w].len(), std::cmp::Reverse(w)))?;
+        if let Some(since) = st.idle_since.as_mut() {
+            since[group] = None;
+        }
         st.idle[group].pop()
     }
 
@@ -144,6 +202,11 @@ impl<T> SlotQueue<T> {
         }
         if !st.idle[group].contains(&slot) {
             st.idle[group].push(slot);
+            if st.idle[group].len() == self.threads
+                && let Some(since) = st.idle_since.as_mut()
+            {
+                since[group] = Some(Instant::now());
+            }
         }
         Next::Idle
     }
@@ -155,6 +218,9 @@ impl<T> SlotQueue<T> {
         st.ready[group] = ready;
         st.paused[group] = false;
         st.available |= ready;
+        if let Some(since) = st.idle_since.as_mut() {
+            since[group] = None;
+        }
         if ready {
             Vec::new()
         } else {
@@ -228,11 +294,11 @@ mod tests {
 
     #[test]
     fn nothing_is_taken_while_no_worker_is_ready() {
-        let q = SlotQueue::<u32>::new(4, 2, 1);
+        let q = SlotQueue::<u32>::new(4, 2, 1, false);
         assert!(matches!(q.try_send(1), Err(Refused::NotReady)));
         q.set_ready(0, true);
         // No slot has said it is idle yet: queued.
-        assert_eq!(q.try_send(1).unwrap(), None);
+        assert_eq!(q.try_send(1).unwrap(), Sent::Queued { wake: false });
         assert_eq!(q.next_for(0), Next::Job(1));
         q.try_send(2).unwrap();
         assert_eq!(q.next_for(1), Next::Retire, "group 1 is not ready");
@@ -241,21 +307,25 @@ mod tests {
 
     #[test]
     fn jobs_go_to_the_worker_with_the_most_idle_slots() {
-        let q = SlotQueue::<u32>::new(8, 2, 2);
+        let q = SlotQueue::<u32>::new(8, 2, 2, false);
         q.set_ready(0, true);
         q.set_ready(1, true);
         for slot in 0..4 {
             assert_eq!(q.next_for(slot), Next::Idle);
         }
-        let (a, _) = q.try_send(10).unwrap().unwrap();
-        let (b, _) = q.try_send(11).unwrap().unwrap();
+        let Ok(Sent::To(a, _)) = q.try_send(10) else {
+            panic!("no idle slot took the job")
+        };
+        let Ok(Sent::To(b, _)) = q.try_send(11) else {
+            panic!("no idle slot took the job")
+        };
         assert_eq!((idle(&q, 0), idle(&q, 1)), (1, 1));
         assert_ne!(a / 2, b / 2, "both jobs went to one group");
     }
 
     #[test]
     fn a_full_queue_refuses_and_a_retry_goes_first() {
-        let q = SlotQueue::<u32>::new(2, 1, 1);
+        let q = SlotQueue::<u32>::new(2, 1, 1, false);
         q.set_ready(0, true);
         q.try_send(1).unwrap();
         q.try_send(2).unwrap();
@@ -274,18 +344,22 @@ mod tests {
 
     #[test]
     fn a_paused_worker_takes_nothing_until_resumed() {
-        let q = SlotQueue::<u32>::new(4, 1, 1);
+        let q = SlotQueue::<u32>::new(4, 1, 1, false);
         q.set_ready(0, true);
         assert_eq!(q.next_for(0), Next::Idle);
         assert!(q.pause(0, true).is_empty());
-        assert_eq!(q.try_send(7).unwrap(), None, "a paused group took a job");
+        assert_eq!(
+            q.try_send(7).unwrap(),
+            Sent::Queued { wake: false },
+            "a paused group took a job"
+        );
         assert_eq!(q.next_for(0), Next::Idle);
         assert_eq!(q.pause(0, false), vec![(0, 7)]);
     }
 
     #[test]
     fn a_worker_no_longer_ready_gives_back_its_idle_slots() {
-        let q = SlotQueue::<u32>::new(4, 1, 2);
+        let q = SlotQueue::<u32>::new(4, 1, 2, false);
         q.set_ready(0, true);
         assert_eq!(q.next_for(0), Next::Idle);
         assert_eq!(q.next_for(1), Next::Idle);
@@ -295,10 +369,10 @@ mod tests {
 
     #[test]
     fn closing_serves_what_is_queued_then_retires_every_slot() {
-        let q = SlotQueue::<u32>::new(4, 1, 2);
+        let q = SlotQueue::<u32>::new(4, 1, 2, false);
         q.set_ready(0, true);
         assert_eq!(q.next_for(0), Next::Idle);
-        assert_eq!(q.try_send(1).unwrap(), Some((0, 1)));
+        assert_eq!(q.try_send(1).unwrap(), Sent::To(0, 1));
         q.try_send(2).unwrap();
         q.close();
         assert!(matches!(q.try_send(3), Err(Refused::Closed)));
@@ -311,7 +385,7 @@ mod tests {
 
     #[test]
     fn idle_slots_are_closed_once_the_closed_queue_is_empty() {
-        let q = SlotQueue::<u32>::new(4, 1, 2);
+        let q = SlotQueue::<u32>::new(4, 1, 2, false);
         q.set_ready(0, true);
         assert_eq!(q.next_for(0), Next::Idle);
         assert_eq!(q.next_for(1), Next::Idle);
@@ -326,7 +400,7 @@ mod tests {
 
     #[test]
     fn jobs_wait_while_a_worker_is_replaced_and_are_refused_once_none_can_start() {
-        let q = SlotQueue::<u32>::new(4, 1, 1);
+        let q = SlotQueue::<u32>::new(4, 1, 1, false);
         q.set_ready(0, true);
         q.set_ready(0, false);
         // Replacing: queued, not refused.
@@ -339,5 +413,76 @@ mod tests {
         q.try_send(3).unwrap();
         assert_eq!(q.unavailable(), Vec::<u32>::new());
         assert_eq!(q.next_for(0), Next::Job(3));
+    }
+
+    /// A job and when it was queued, as the pool's jobs carry it.
+    fn at(q: &SlotQueue<(Instant, u32)>) -> Option<Instant> {
+        q.sample(|job| job.0).oldest
+    }
+
+    #[test]
+    fn the_oldest_queued_job_is_the_one_at_the_head() {
+        let q = SlotQueue::<(Instant, u32)>::new(8, 1, 1, false);
+        q.set_ready(0, true);
+        let t0 = Instant::now();
+        let t1 = t0 + std::time::Duration::from_millis(5);
+        assert_eq!(at(&q), None, "an empty queue has no wait");
+        q.try_send((t0, 1)).unwrap();
+        q.try_send((t1, 2)).unwrap();
+        assert_eq!(at(&q), Some(t0));
+        assert!(matches!(q.next_for(0), Next::Job((_, 1))));
+        assert_eq!(
+            at(&q),
+            Some(t1),
+            "the next one's wait, once the first is taken"
+        );
+        // A retried job goes first, with the time it was first queued.
+        q.retry((t0, 0));
+        assert_eq!(at(&q), Some(t0));
+    }
+
+    #[test]
+    fn a_watcher_is_told_of_the_first_job_queued_and_only_that_one() {
+        let q = SlotQueue::<u32>::new(8, 1, 1, false);
+        q.set_ready(0, true);
+        assert!(q.watch(), "the queue is empty: a job will be told");
+        assert_eq!(q.try_send(1).unwrap(), Sent::Queued { wake: true });
+        assert_eq!(q.try_send(2).unwrap(), Sent::Queued { wake: false });
+        assert!(!q.watch(), "jobs wait already: nothing to be told");
+        assert_eq!(q.try_send(3).unwrap(), Sent::Queued { wake: false });
+    }
+
+    #[test]
+    fn a_group_is_idle_from_when_its_last_busy_slot_frees_until_it_takes_a_job() {
+        let q = SlotQueue::<u32>::new(8, 2, 2, true);
+        q.set_ready(0, true);
+        let idle_since = |q: &SlotQueue<u32>, g: usize| q.sample(|_| Instant::now()).groups[g];
+        assert_eq!(idle_since(&q, 0), (true, None));
+        assert_eq!(idle_since(&q, 1), (false, None), "not ready");
+        let before = Instant::now();
+        assert_eq!(q.next_for(0), Next::Idle);
+        assert_eq!(idle_since(&q, 0).1, None, "one slot of two is not idle");
+        assert_eq!(q.next_for(1), Next::Idle);
+        let since = idle_since(&q, 0).1.expect("both slots idle");
+        assert!(since >= before);
+        assert!(matches!(q.try_send(5), Ok(Sent::To(_, 5))));
+        assert_eq!(idle_since(&q, 0).1, None, "a job ends the idle time");
+        assert_eq!(q.next_for(1), Next::Idle);
+        let again = idle_since(&q, 0).1.expect("idle again");
+        assert!(again >= since, "a new idle time begins");
+        q.set_ready(0, false);
+        assert_eq!(
+            idle_since(&q, 0),
+            (false, None),
+            "a group not ready is not idle"
+        );
+    }
+
+    #[test]
+    fn idleness_is_not_kept_unless_asked() {
+        let q = SlotQueue::<u32>::new(8, 1, 1, false);
+        q.set_ready(0, true);
+        assert_eq!(q.next_for(0), Next::Idle);
+        assert_eq!(q.sample(|_| Instant::now()).groups, vec![(true, None)]);
     }
 }

@@ -1,6 +1,8 @@
 //! One supervisor thread per worker: starts its process, waits until it is ready, watches
 //! its budget and memory, and replaces it (readiness-gated, in the spare group) or starts
-//! it again after a crash; `drain` retires a replaced process.
+//! it again after a crash; `drain` retires a replaced process. In an elastic pool, a worker
+//! the pool does not run has a supervisor without a process, waiting for the pool's
+//! `Start`; on `Retire` it drains its process as a replaced one is drained, and waits again.
 
 use std::cell::RefCell;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -39,6 +41,16 @@ struct Process {
     meter: Meter,
 }
 
+/// How watching a worker's process ended.
+enum Ended {
+    /// It died on its own, after this long.
+    Died(Duration),
+    /// The pool retired it; it has ended and its slots are closed.
+    Retired,
+    /// The engine is closing.
+    Closed,
+}
+
 /// Starts, watches and replaces one worker.
 pub(super) struct Supervisor {
     pub(super) index: usize,
@@ -54,15 +66,21 @@ impl Supervisor {
         &self.pool.workers[self.index]
     }
 
+    /// Runs the worker until the engine closes. `started`: the start-up waits for this
+    /// worker's first process, and hears how its start went; without it (a worker above an
+    /// elastic pool's minimum), the supervisor waits for the pool's `Start` first.
     pub(super) fn run(
         self,
         events: mpsc::Receiver<Event>,
-        started: mpsc::Sender<Result<(), Error>>,
+        started: Option<mpsc::Sender<Result<(), Error>>>,
     ) {
-        let mut first = Some(started);
+        let mut first = started;
         let mut rng = Rng::from_entropy();
         let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF, STABLE_AFTER);
         let mut group = self.index;
+        if first.is_none() && !self.wait_start(&events) {
+            return;
+        }
         loop {
             let process = match self.launch(group, &mut rng) {
                 Ok(process) => process,
@@ -85,9 +103,18 @@ impl Supervisor {
             if let Some(started) = first.take() {
                 let _ = started.send(Ok(()));
             }
-            let Some(uptime) = self.supervise(process, &events, &mut rng, &mut backoff, &mut group)
-            else {
-                return;
+            let uptime = match self.supervise(process, &events, &mut rng, &mut backoff, &mut group)
+            {
+                Ended::Died(uptime) => uptime,
+                Ended::Closed => return,
+                Ended::Retired => {
+                    // A worker started again later starts afresh, crashes forgiven.
+                    backoff.reset();
+                    if !self.wait_start(&events) {
+                        return;
+                    }
+                    continue;
+                }
             };
             // It died: its group is started again once its slots are closed.
             self.pool.wait_slots_ended(group);
@@ -99,6 +126,21 @@ impl Supervisor {
             };
             if !self.pause(wait) {
                 return;
+            }
+        }
+    }
+
+    /// Waits, without a process, until the pool starts this worker (true) or the engine
+    /// closes (false). What else comes meanwhile concerns a process it does not have.
+    fn wait_start(&self, events: &mpsc::Receiver<Event>) -> bool {
+        loop {
+            if self.pool.queue.is_closed() {
+                return false;
+            }
+            match events.recv() {
+                Ok(Event::Start) => return !self.pool.queue.is_closed(),
+                Ok(Event::Close) | Err(_) => return false,
+                Ok(_) => {}
             }
         }
     }
@@ -128,8 +170,8 @@ impl Supervisor {
         }
     }
 
-    /// Runs `process` until it dies (its uptime) or the engine closes (`None`), replacing
-    /// it when asked; `group` follows the process that currently serves.
+    /// Runs `process` until it dies, the pool retires it or the engine closes, replacing it
+    /// when asked; `group` follows the process that currently serves.
     fn supervise(
         &self,
         mut process: Process,
@@ -137,19 +179,25 @@ impl Supervisor {
         rng: &mut Rng,
         backoff: &mut Backoff,
         group: &mut usize,
-    ) -> Option<Duration> {
+    ) -> Ended {
         // An event taken while coalescing repeated recycles, handled next.
         let mut next = None;
         loop {
             let event = match next.take().map_or_else(|| events.recv_timeout(TICK), Ok) {
                 Ok(event) => Some(event),
                 Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => return None,
+                Err(RecvTimeoutError::Disconnected) => return Ended::Closed,
             };
             match event {
                 Some(Event::Exited(pid)) if pid == process.pid => {
-                    return self.reap(process);
+                    return self.reap(process).map_or(Ended::Closed, Ended::Died);
                 }
+                Some(Event::Retire) => {
+                    self.retire(process);
+                    return Ended::Retired;
+                }
+                // A process runs already; a closing engine ends it, and then this.
+                Some(Event::Start | Event::Close) => {}
                 // A replaced process ending: its reaper sees to it.
                 Some(Event::Exited(_)) => {}
                 Some(Event::Recycle(reason)) => {
@@ -334,6 +382,8 @@ impl Supervisor {
         // Ready before its slots take jobs: a slot of a group that is not ready closes.
         self.pool.set_ready(group, true);
         self.pool.attach(group, intake, slots, started);
+        // The pool's thread counts it as starting until now.
+        self.pool.changed.ring();
         let how = if forked {
             "forked from the template"
         } else {
@@ -384,6 +434,27 @@ impl Supervisor {
             }
             Startup::Fits { recovered: false } => {}
         }
+    }
+
+    /// Retires `process` for the pool, which runs one worker fewer: it takes no new
+    /// request, finishes what it runs and exits, as a replaced process does; returns once
+    /// it has and its slots are closed, so that a new process may use its group.
+    fn retire(&self, process: Process) {
+        let group = process.group;
+        self.pool.set_ready(group, false);
+        self.pool.control(
+            group,
+            &ControlToWorker::Shutdown {
+                grace_ms: u64::try_from(self.pool.lifecycle.drain_grace.as_millis())
+                    .unwrap_or(u64::MAX),
+            },
+        );
+        let state = self.state();
+        state.pid.store(0, Ordering::Relaxed);
+        state.rss.store(0, Ordering::Relaxed);
+        *lock(&state.ready_at) = None;
+        finish(&self.pool, process, self.index, "retired");
+        self.pool.wait_slots_ended(group);
     }
 
     /// Replaces `process` with a new one started in the spare group; the old one drains
@@ -518,7 +589,17 @@ fn forward_log(mut reader: FrameReader<UnixStream>, pid: u32, events: mpsc::Send
 
 /// Retires a replaced process: waits for it to finish its requests and exit, kills it
 /// after the drain grace, and gives its group back once its slots are closed.
-fn drain(pool: Arc<Pool>, mut old: Process, worker: usize) {
+fn drain(pool: Arc<Pool>, old: Process, worker: usize) {
+    let group = old.group;
+    finish(&pool, old, worker, "replaced");
+    pool.wait_slots_ended(group);
+    pool.give_back(group);
+}
+
+/// Waits for a process told to shut down (`what`: replaced or retired) to finish its
+/// requests and exit, and kills it after the drain grace (at once once a shutdown's grace
+/// is over, if it still runs a request).
+fn finish(pool: &Pool, mut old: Process, worker: usize, what: &str) {
     let deadline = Instant::now() + pool.lifecycle.drain_grace;
     let exits = old.child.pidfd();
     let status = loop {
@@ -532,11 +613,11 @@ fn drain(pool: Arc<Pool>, mut old: Process, worker: usize) {
                 break old.child.wait();
             }
             Ok(None) if Instant::now() >= deadline => {
-                tracing::warn!(target: "wsgi_core", worker, pid = old.pid, grace_s = pool.lifecycle.drain_grace.as_secs(), "a replaced worker process did not finish within the grace period; killing it");
+                tracing::warn!(target: "wsgi_core", worker, pid = old.pid, grace_s = pool.lifecycle.drain_grace.as_secs(), "a {what} worker process did not finish within the grace period; killing it");
                 let _ = old.child.kill();
                 break old.child.wait();
             }
-            Ok(None) => wait_exit_or_abort(&pool, exits.as_ref(), deadline),
+            Ok(None) => wait_exit_or_abort(pool, exits.as_ref(), deadline),
             Err(e) => break Err(e),
         }
     };
@@ -545,14 +626,12 @@ fn drain(pool: Arc<Pool>, mut old: Process, worker: usize) {
     pool.changed.ring();
     match status {
         Ok(status) => {
-            tracing::info!(target: "wsgi_core", worker, pid = old.pid, "replaced worker process ended: {}", describe_exit(status));
+            tracing::info!(target: "wsgi_core", worker, pid = old.pid, "{what} worker process ended: {}", describe_exit(status));
         }
         Err(e) => {
-            tracing::warn!(target: "wsgi_core", worker, pid = old.pid, "replaced worker process lost: {e}");
+            tracing::warn!(target: "wsgi_core", worker, pid = old.pid, "{what} worker process lost: {e}");
         }
     }
-    pool.wait_slots_ended(old.group);
-    pool.give_back(old.group);
 }
 
 /// Waits until the process behind `exits` (a pidfd) ends, the grace period is over (the
