@@ -327,6 +327,26 @@ mod tests {
     }
 
     #[test]
+    fn a_range_of_processes_makes_an_elastic_pool() {
+        let args = Args::try_parse_from([
+            "serve",
+            "--processes",
+            "1..4",
+            "--pool-idle-time",
+            "2s",
+            "app.py",
+        ])
+        .unwrap();
+        let builder = format!("{:?}", args.engine.builder(false));
+        assert!(builder.contains("processes: 1,"), "{builder}");
+        assert!(builder.contains("max_processes: Some(4)"), "{builder}");
+        assert!(builder.contains("pool_idle_time: 2s"), "{builder}");
+        let fixed = Args::try_parse_from(["serve", "--processes", "3", "app.py"]).unwrap();
+        let builder = format!("{:?}", fixed.engine.builder(false));
+        assert!(builder.contains("max_processes: None"), "{builder}");
+    }
+
+    #[test]
     fn bad_values_are_usage_errors() {
         for bad in [
             &["--threads", "0"][..],
@@ -349,6 +369,10 @@ mod tests {
                 "/nonexistent/key.pem",
             ],
             &["--certfile", "/nonexistent/cert.pem"],
+            &["--processes", "0..4"],
+            &["--processes", "4..2"],
+            &["--processes", "1..4", "--pool-idle-time", "0"],
+            &["--pool-idle-time", "5m"],
         ] {
             let err = Args::try_parse_from(["serve"].iter().chain(bad).chain(&["app.py"]))
                 .expect_err(&format!("{bad:?} should be refused"));

@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 
 use clap::builder::TypedValueParser as _;
 use wsgi_core::{
-    DEFAULT_BUFFER_BODY, DEFAULT_MIN_LIFETIME, DEFAULT_QUEUE_DEPTH, DEFAULT_START_TIMEOUT,
-    DEFAULT_THREADS, Engine, EngineBuilder,
+    DEFAULT_BUFFER_BODY, DEFAULT_MIN_LIFETIME, DEFAULT_POOL_IDLE_TIME, DEFAULT_QUEUE_DEPTH,
+    DEFAULT_START_TIMEOUT, DEFAULT_THREADS, Engine, EngineBuilder,
 };
 
-use crate::values::{Bytes, Secs, TrustedProxy, at_least_one, mebibytes, positive_secs};
+use crate::values::{Bytes, Processes, Secs, TrustedProxy, at_least_one, mebibytes, positive_secs};
 
 /// The application and how the engine runs it.
 #[derive(clap::Args, Debug)]
@@ -30,9 +30,21 @@ pub(crate) struct EngineOptions {
     pub(crate) threads: NonZeroUsize,
 
     /// Run the application in N worker processes of --threads threads each, replaced when
-    /// they die (0: in this process). Like gunicorn's and Granian's --workers.
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub(crate) processes: usize,
+    /// they die (0: in this process); like gunicorn's and Granian's --workers. MIN..MAX
+    /// (1..8): an elastic pool of at least MIN and at most MAX workers, one more started
+    /// when a request has waited 50 ms for a thread, one above MIN retired after
+    /// --pool-idle-time without a request (Passenger's min instances and max pool size,
+    /// uWSGI's --cheaper and --workers).
+    #[arg(long, value_name = "N|MIN..MAX", default_value_t = Processes { min: 0, max: 0 })]
+    pub(crate) processes: Processes,
+
+    /// How long a worker of an elastic pool (--processes MIN..MAX) above MIN may go without
+    /// a request before it retires (Passenger's passenger_pool_idle_time, uWSGI's
+    /// --cheaper-idle).
+    #[arg(long, value_name = "DURATION", value_parser = positive_secs,
+          default_value_t = Secs(DEFAULT_POOL_IDLE_TIME), requires = "processes",
+          help_heading = "Worker processes")]
+    pool_idle_time: Secs,
 
     /// Import the application once, in a template process, and fork the worker processes
     /// from it: they start in milliseconds and share its memory. tmp/restart.txt and SIGHUP
@@ -211,7 +223,8 @@ impl EngineOptions {
     pub(crate) fn builder(&self, venv_from_env: bool) -> EngineBuilder {
         let mut builder = Engine::builder(self.app())
             .threads(self.threads.get())
-            .processes(self.processes)
+            .processes(self.processes.min)
+            .pool_idle_time(self.pool_idle_time.0)
             .preload(self.preload)
             .max_requests_jitter(self.max_requests_jitter)
             .min_lifetime(self.min_lifetime.0)
@@ -238,6 +251,9 @@ impl EngineOptions {
             && (!venv_from_env || env_is_relative)
         {
             builder = builder.venv(dir);
+        }
+        if self.processes.max > self.processes.min {
+            builder = builder.max_processes(self.processes.max);
         }
         if let Some(hook) = &self.post_fork {
             builder = builder.post_fork(hook);

@@ -52,6 +52,11 @@ fn hint(error: &Error) -> Option<String> {
         Error::PythonVersionFile { .. } => {
             "leave out --strict-python-version to run on the embedded Python anyway".into()
         }
+        // The builder's two bounds are one flag here.
+        Error::Config {
+            option: "max_processes",
+            ..
+        } => "give --processes MIN..MAX with MIN at least 1 and MAX at least MIN".into(),
         Error::Config { option, .. } => format!("see --{}", option.replace('_', "-")),
         Error::TrustedProxy { .. } => {
             "--trusted-proxy takes IP addresses, CIDR ranges (10.0.0.0/8) and `unix`".into()

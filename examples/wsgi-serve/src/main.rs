@@ -174,7 +174,7 @@ async fn run(
         .drain_grace(args.grace.0);
     // Before the import, so that whatever goes wrong is logged next to the Python it ran on.
     // With worker processes, Python starts in them only; each reports its version.
-    if args.engine.processes == 0 {
+    if args.engine.processes.max == 0 {
         let python = builder.start_python().map_err(|e| hints::describe(&e))?;
         tracing::info!(
             "wsgi-serve {} embedding {python}{}",
@@ -183,13 +183,13 @@ async fn run(
         );
     } else {
         tracing::info!(
-            processes = args.engine.processes,
+            processes = %args.engine.processes,
             "wsgi-serve {} starting worker processes",
             env!("CARGO_PKG_VERSION")
         );
     }
     let engine = builder.build().map_err(|e| hints::describe(&e))?;
-    tracing::info!(app = %args.engine.app(), processes = engine.processes(), threads = engine.threads(), server = ?args.server, "application loaded");
+    tracing::info!(app = %args.engine.app(), processes = %args.engine.processes, threads = engine.threads(), server = ?args.server, "application loaded");
     signals.restart_on_hangup(engine.clone());
     signals.log_busy_threads_on_usr1(engine.clone());
     let mount = args.mount.as_deref().unwrap_or_default();

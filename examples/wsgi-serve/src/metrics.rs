@@ -248,6 +248,43 @@ fn encode(s: &MetricsSnapshot, dropped_lines: u64, encoder: &mut DescriptorEncod
             }),
         )?;
     }
+    if let Some(pool) = &s.pool {
+        gauge(
+            encoder,
+            "wsgi_pool_workers",
+            "Worker processes the pool runs now (ready or starting).",
+            pool.workers,
+        )?;
+        family(
+            encoder,
+            "wsgi_pool_workers_bound",
+            "The pool's bounds: min (always running) and max (--processes MIN..MAX).",
+            MetricType::Gauge,
+            [
+                ([("bound", "min")], Value::Gauge(pool.min)),
+                ([("bound", "max")], Value::Gauge(pool.max)),
+            ],
+        )?;
+        family(
+            encoder,
+            "wsgi_pool_starts",
+            "Worker processes the pool started, by reason: minimum (at start-up), queue_wait \
+             (a request waited for a thread).",
+            MetricType::Counter,
+            pool.starts
+                .iter()
+                .map(|&(reason, n)| ([("reason", reason)], Value::Count(n))),
+        )?;
+        family(
+            encoder,
+            "wsgi_pool_retirements",
+            "Worker processes the pool retired, by reason: idle (no request for --pool-idle-time).",
+            MetricType::Counter,
+            pool.retirements
+                .iter()
+                .map(|&(reason, n)| ([("reason", reason)], Value::Count(n))),
+        )?;
+    }
     counter(
         encoder,
         "wsgi_gil_wait_seconds",

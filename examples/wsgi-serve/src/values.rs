@@ -285,6 +285,53 @@ pub(crate) fn at_least_one(text: &str) -> Result<NonZeroUsize, String> {
     NonZeroUsize::new(n).ok_or_else(|| "must be at least 1".to_owned())
 }
 
+/// How many worker processes: `N` (a fixed pool; 0 runs Python in this process) or
+/// `MIN..MAX`, an elastic pool that grows when requests wait and shrinks when workers idle
+/// (Passenger's min instances and max pool size, uWSGI's cheaper and workers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Processes {
+    /// Workers always running.
+    pub(crate) min: usize,
+    /// Workers at most.
+    pub(crate) max: usize,
+}
+
+impl FromStr for Processes {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let count = |part: &str| {
+            part.trim().parse::<usize>().map_err(|_| {
+                "expected a number of workers (4) or a range MIN..MAX (1..8)".to_owned()
+            })
+        };
+        let Some((min, max)) = text.split_once("..") else {
+            let n = count(text)?;
+            return Ok(Processes { min: n, max: n });
+        };
+        let (min, max) = (count(min)?, count(max)?);
+        if min == 0 {
+            return Err(format!(
+                "{min}..{max}: the minimum must be at least 1 (an elastic pool keeps one worker)"
+            ));
+        }
+        if max < min {
+            return Err(format!("{min}..{max}: the maximum is below the minimum"));
+        }
+        Ok(Processes { min, max })
+    }
+}
+
+impl fmt::Display for Processes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.min == self.max {
+            write!(f, "{}", self.min)
+        } else {
+            write!(f, "{}..{}", self.min, self.max)
+        }
+    }
+}
+
 /// A trusted proxy: an IP address (`127.0.0.1`, `::1`), a CIDR range (`10.0.0.0/8`), or
 /// `unix`, every peer on a UNIX socket (`--bind unix:PATH`), which has no address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -405,6 +452,23 @@ mod tests {
         assert_eq!(mount("/a/b//").unwrap(), "/a/b");
         assert_eq!(mount("/").unwrap(), "");
         assert!(mount("/py?x").is_err());
+    }
+
+    #[test]
+    fn processes_are_a_count_or_a_range_and_print_back() {
+        let read = |s: &str| s.parse::<Processes>().map(|p| (p.min, p.max));
+        assert_eq!(read("0"), Ok((0, 0)));
+        assert_eq!(read("4"), Ok((4, 4)));
+        assert_eq!(read("1..4"), Ok((1, 4)));
+        assert_eq!(read(" 2 .. 8 "), Ok((2, 8)));
+        assert_eq!(read("3..3"), Ok((3, 3)));
+        for bad in ["0..4", "4..2", "1..", "..4", "1-4", "many", "-1"] {
+            assert!(read(bad).is_err(), "{bad} accepted");
+        }
+        for text in ["0", "4", "1..4"] {
+            assert_eq!(text.parse::<Processes>().unwrap().to_string(), text);
+        }
+        assert_eq!("2..2".parse::<Processes>().unwrap().to_string(), "2");
     }
 
     #[test]

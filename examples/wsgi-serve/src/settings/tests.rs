@@ -258,3 +258,35 @@ fn preload_and_its_hook_come_from_the_environment_and_the_file() {
     );
     assert_eq!(setting(&resolved, "post-fork").0, "hooks:after_fork");
 }
+
+#[test]
+fn an_elastic_pool_and_its_idle_time_come_from_the_environment_and_the_file() {
+    let (_dir, path) = config("processes = \"1..8\"\npool-idle-time = \"2m\"\n");
+    let resolved = resolve_with(&["--config", &path, "app.py"], &[]).unwrap();
+    assert_eq!(
+        setting(&resolved, "processes"),
+        ("1..8".into(), &Origin::File(path.clone().into()))
+    );
+    assert_eq!(setting(&resolved, "pool-idle-time").0, "2m");
+    let resolved = resolve_with(
+        &["--config", &path, "app.py"],
+        &[
+            ("WSGI_SERVE_PROCESSES", "2..4"),
+            ("WSGI_SERVE_POOL_IDLE_TIME", "30s"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        setting(&resolved, "processes"),
+        (
+            "2..4".into(),
+            &Origin::Environment("WSGI_SERVE_PROCESSES".into())
+        )
+    );
+    assert_eq!(setting(&resolved, "pool-idle-time").0, "30s");
+    // A range the pool cannot have is refused with the variable that holds it.
+    let (code, text) = resolve_with(&["app.py"], &[("WSGI_SERVE_PROCESSES", "4..2")]).unwrap_err();
+    assert_eq!(code, 2);
+    assert!(text.contains("WSGI_SERVE_PROCESSES=4..2"), "{text}");
+    assert!(text.contains("below the minimum"), "{text}");
+}
