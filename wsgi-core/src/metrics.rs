@@ -184,7 +184,7 @@ impl WorkerState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct WorkerSnapshot {
-    /// The worker's index, `0..processes`.
+    /// The worker's index, `0..processes` (`0..max_processes` in an elastic pool).
     pub index: usize,
     /// The current process's id; `None` while none is running.
     pub pid: Option<u32>,

@@ -792,3 +792,38 @@ impl Runner for Processes {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ring_after_the_count_was_read_is_not_missed() {
+        let changes = Changes::default();
+        let seen = changes.seen();
+        // Rung before the wait begins: the wait returns at once.
+        changes.ring();
+        let start = Instant::now();
+        changes.wait_past(seen, Some(start + Duration::from_secs(30)));
+        assert!(start.elapsed() < Duration::from_secs(5));
+        // Not rung since: the wait lasts until its deadline.
+        let seen = changes.seen();
+        let start = Instant::now();
+        changes.wait_past(seen, Some(start + Duration::from_millis(50)));
+        assert!(start.elapsed() >= Duration::from_millis(50));
+    }
+
+    #[test]
+    fn a_ring_from_another_thread_ends_a_wait_without_a_deadline() {
+        let changes = Arc::new(Changes::default());
+        let seen = changes.seen();
+        let ringer = changes.clone();
+        let rung = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            ringer.ring();
+        });
+        changes.wait_past(seen, None);
+        rung.join().unwrap();
+        assert_eq!(changes.seen(), seen + 1);
+    }
+}

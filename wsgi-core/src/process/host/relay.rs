@@ -663,6 +663,11 @@ impl Pool {
         for (slot, job) in self.queue.pause(group, paused) {
             self.start(slot, job);
         }
+        // An elastic pool's thread counts a paused worker as starting, and waits for a
+        // ring to count it again.
+        if !paused {
+            self.changed.ring();
+        }
     }
 
     /// Marks `group` ready or not; a group no longer ready closes its idle slots.

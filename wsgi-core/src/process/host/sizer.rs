@@ -64,8 +64,8 @@ pub(super) fn run(pool: &Pool) {
 
 /// The workers the pool runs, as the decision sees them: those with a process that takes
 /// requests, with their idleness (none while replaced: the new process is not the one that
-/// was idle), and how many others are starting (or starting again after a crash); and when
-/// the oldest queued request was queued.
+/// was idle), and how many others are starting (new, started again after a crash, or paused
+/// while their replacement starts); and when the oldest queued request was queued.
 fn facts(pool: &Pool) -> (Vec<Serving<usize>>, usize, Option<Instant>) {
     let sample = pool.queue.sample(|job| job.enqueued);
     let mut serving = Vec::with_capacity(pool.workers.len());
