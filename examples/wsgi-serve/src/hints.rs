@@ -125,6 +125,16 @@ mod tests {
     }
 
     #[test]
+    fn the_pools_maximum_names_the_range_it_is_given_in() {
+        let error = Error::Config {
+            option: "max_processes",
+            value: "2 (processes is 4)".into(),
+            expected: "at least processes, the pool's minimum",
+        };
+        assert!(describe(&error).contains("--processes MIN..MAX"));
+    }
+
+    #[test]
     fn an_error_without_a_flag_to_fix_it_is_left_as_it_is() {
         let error = Error::WorkerStartup("the worker said no".into());
         assert_eq!(describe(&error), "the worker said no");

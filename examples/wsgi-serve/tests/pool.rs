@@ -268,6 +268,38 @@ fn a_crash_in_an_elastic_pool_is_replaced_and_the_pool_keeps_its_size() {
 }
 
 #[test]
+fn sighup_replaces_only_the_workers_the_pool_runs() {
+    let (server, metrics) = sleepy(&["--preload", "--processes", "1..3"]);
+    let (_, before) = server.get("/pid");
+    server.signal("HUP");
+    server.stderr_with("worker process replaced; the old one finishes its requests and exits");
+    eventually("the new worker to serve", || {
+        let (_, now) = server.get("/pid");
+        now != before
+    });
+    let text = scrape(metrics);
+    assert_eq!(
+        sample(
+            &text,
+            "wsgi_worker_restarts_total{worker=\"0\",reason=\"signal\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(sample(&text, "wsgi_pool_workers"), Some(1.0), "{text}");
+    assert!(
+        !text.contains("worker=\"1\""),
+        "a worker the pool does not run was started: {text}"
+    );
+    let log = server.stderr();
+    assert_eq!(
+        log.matches("replacing the worker process").count(),
+        1,
+        "{log}"
+    );
+}
+
+#[test]
 fn only_an_elastic_pool_has_a_thread_deciding_its_size() {
     let (fixed, metrics) = sleepy(&["--processes", "2"]);
     let (elastic, _) = sleepy(&["--processes", "1..2"]);
