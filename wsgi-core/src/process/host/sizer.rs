@@ -90,7 +90,8 @@ fn facts(pool: &Pool) -> (Vec<Serving<usize>>, usize, Option<Instant>) {
     (serving, starting, sample.oldest)
 }
 
-/// Starts a worker the pool does not run, preferably one whose last process has ended;
+/// Starts a worker the pool does not run, preferably one whose last process has ended (the
+/// supervisor of one still draining a retired process starts only once it has exited);
 /// whether there was one. `alive`: the workers the pool ran before.
 fn grow(pool: &Pool, why: Grow, alive: usize) -> bool {
     let inactive = |w: &&super::WorkerState| !w.active.load(Ordering::Acquire);
@@ -124,6 +125,7 @@ fn retire(pool: &Pool, worker: usize, idle: Duration, alive: usize) {
     let state = &pool.workers[worker];
     state.active.store(false, Ordering::Release);
     state.send(Event::Retire);
+    // Idleness is the one reason a worker retires.
     pool.retirements[0].fetch_add(1, Ordering::Relaxed);
     let workers = alive.saturating_sub(1);
     tracing::info!(target: "wsgi_core", worker, workers, reason = crate::lifecycle::elastic::RETIRE_LABELS[0], idle_s = idle.as_secs(), "worker {worker} retired after {} s idle; pool at {workers}", idle.as_secs());
