@@ -29,6 +29,10 @@ struct State<T> {
     idle: Vec<Vec<usize>>,
     /// Per group: whether its process is ready for requests.
     ready: Vec<bool>,
+    /// Per group: when it last became ready, in the order groups did.
+    ready_order: Vec<u64>,
+    /// How many times a group became ready.
+    readied: u64,
     /// Per group: ready, but taking no new job for now (its replacement is starting).
     paused: Vec<bool>,
     /// False after a worker failed to start while none was ready: new jobs get 503 until
@@ -91,6 +95,8 @@ impl<T> SlotQueue<T> {
                 idle: vec![Vec::with_capacity(threads); groups],
                 ready: vec![false; groups],
                 paused: vec![false; groups],
+                ready_order: vec![0; groups],
+                readied: 0,
                 available: false,
                 closed: false,
                 idle_since: keep_idle.then(|| vec![None; groups]),
@@ -169,11 +175,14 @@ impl<T> SlotQueue<T> {
         }
     }
 
-    /// An idle slot of the ready worker with the most idle slots, no longer idle.
+    /// An idle slot of the ready worker with the most idle slots, no longer idle; of
+    /// workers with as many, the one ready last: during a roll, that is a new worker, so
+    /// new code answers as soon as one runs it, even a client that sends one request at a
+    /// time (which would otherwise go to an old worker until the last was replaced).
     fn idle_slot(st: &mut State<T>) -> Option<usize> {
         let group = (0..st.idle.len())
             .filter(|&w| st.ready[w] && !st.paused[w] && !st.idle[w].is_empty())
-            .max_by_key(|&w| (st.idle[w].len(), std::cmp::Reverse(w)))?;
+            .max_by_key(|&w| (st.idle[w].len(), st.ready_order[w]))?;
         if let Some(since) = st.idle_since.as_mut() {
             since[group] = None;
         }
@@ -216,6 +225,10 @@ impl<T> SlotQueue<T> {
     pub(crate) fn set_ready(&self, group: usize, ready: bool) -> Vec<usize> {
         let mut st = self.lock();
         st.ready[group] = ready;
+        if ready {
+            st.readied += 1;
+            st.ready_order[group] = st.readied;
+        }
         st.paused[group] = false;
         st.available |= ready;
         if let Some(since) = st.idle_since.as_mut() {
@@ -321,6 +334,21 @@ mod tests {
         };
         assert_eq!((idle(&q, 0), idle(&q, 1)), (1, 1));
         assert_ne!(a / 2, b / 2, "both jobs went to one group");
+    }
+
+    #[test]
+    fn of_equally_idle_workers_the_one_ready_last_takes_the_job() {
+        // Group 1 becomes ready first; group 0 is its replacement, ready later (a roll).
+        let q = SlotQueue::<u32>::new(8, 2, 1, false);
+        q.set_ready(1, true);
+        q.set_ready(0, true);
+        assert_eq!(q.next_for(1), Next::Idle);
+        assert_eq!(q.next_for(0), Next::Idle);
+        assert_eq!(q.try_send(7).unwrap(), Sent::To(0, 7));
+        // Ready again later (replaced in turn): it is preferred from then on.
+        assert_eq!(q.next_for(0), Next::Idle);
+        q.set_ready(1, true);
+        assert_eq!(q.try_send(8).unwrap(), Sent::To(1, 8));
     }
 
     #[test]

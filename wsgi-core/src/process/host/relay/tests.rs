@@ -257,15 +257,15 @@ fn a_full_pipe_stalls_the_worker_and_resumes_as_the_client_reads() {
     assert_eq!(received, pieces.concat(), "pieces lost or out of order");
 }
 
-/// Two one-thread workers; request 7 goes to the first, 8 to the second, which dies before
+/// Two one-thread workers; request 7 goes to one, 8 to the other, which dies before
 /// handing 8 to the application (`read`: after reading it from its intake): the first
 /// worker runs 8 after 7.
 fn a_request_the_application_never_saw_goes_to_another_worker(read: bool) {
     let (runner, fakes) = relay(2, 1);
-    let [mut first, mut second]: [FakeWorker; 2] = fakes.try_into().ok().unwrap();
+    // Ties go to the worker ready last (the second one attached): 7 to it, 8 to the other.
+    let [mut second, mut first]: [FakeWorker; 2] = fakes.try_into().ok().unwrap();
     let (seven, mut seven_rx) = job(&runner, 7);
     let (eight, mut eight_rx) = job(&runner, 8);
-    // Ties go to the lower worker: 7 to the first, 8 to the second.
     runner.submit(seven).unwrap();
     runner.submit(eight).unwrap();
     assert_eq!(first.request(), 7);
