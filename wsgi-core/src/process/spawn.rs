@@ -158,15 +158,23 @@ mod linux {
             .collect::<io::Result<Vec<_>>>()?;
         drop(ends);
         let sources: Vec<RawFd> = child_ends.iter().map(AsRawFd::as_raw_fd).collect();
-        let parent = std::process::id();
+        let child = reexec(args, &format!("{count}:"), sources)?;
+        drop(child_ends);
+        Ok((child, channels))
+    }
 
+    /// Starts this binary again, marked `<marker><our pid>`, its descriptors `sources`
+    /// moved to [`FIRST_FD`] onwards, tied to the calling thread's life (see
+    /// [`spawn_worker`]).
+    fn reexec(args: &[&str], marker: &str, sources: Vec<RawFd>) -> io::Result<Child> {
+        let parent = std::process::id();
         let mut command = Command::new("/proc/self/exe");
         if let Some(arg0) = std::env::args_os().next() {
             command.arg0(arg0);
         }
         command
             .args(args)
-            .env(MARKER, format!("{count}:{parent}"))
+            .env(MARKER, format!("{marker}{parent}"))
             .stdin(Stdio::null())
             .stdout(Stdio::inherit())
             .stderr(Stdio::inherit());
@@ -177,9 +185,7 @@ mod linux {
         unsafe {
             command.pre_exec(move || map_descriptors(&sources, parent));
         }
-        let child = command.spawn()?;
-        drop(child_ends);
-        Ok((child, channels))
+        command.spawn()
     }
 
     /// A new worker's channels for `threads` slots: the host's ends, and the worker's, in
@@ -217,23 +223,7 @@ mod linux {
         let (ours, theirs) = UnixStream::pair()?;
         let source = dup_above(theirs.as_fd(), FIRST_FD + 1)?;
         drop(theirs);
-        let sources = [source.as_raw_fd()];
-        let parent = std::process::id();
-        let mut command = Command::new("/proc/self/exe");
-        if let Some(arg0) = std::env::args_os().next() {
-            command.arg0(arg0);
-        }
-        command
-            .env(MARKER, format!("{TEMPLATE_MARKER}{parent}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::inherit())
-            .stderr(Stdio::inherit());
-        // SAFETY: as in `spawn_worker_with`: only `dup2`, `prctl`, `getppid` and `_exit`,
-        // reading an array made before the fork.
-        unsafe {
-            command.pre_exec(move || map_descriptors(&sources, parent));
-        }
-        let child = command.spawn()?;
+        let child = reexec(&[], TEMPLATE_MARKER, vec![source.as_raw_fd()])?;
         drop(source);
         Ok((child, ours))
     }
