@@ -1,19 +1,17 @@
 //! What each Python thread is running, for the reports an operator reads when requests hang:
 //! the line of a request that timed out or got stuck, and every busy thread's on demand
-//! ([`crate::Engine::log_busy_threads`]), each with the thread's Python stack. The table is
-//! plain data; the stacks are taken in [`crate::python`], and the text is put together
-//! here so that both runners (and a worker process's log, which reaches the host's) read
-//! the same.
+//! ([`crate::Engine::log_busy_threads`]), each with the thread's Python stack. What a thread
+//! runs is published in its watchdog slot ([`crate::state::Running`]); the stacks are taken
+//! in [`crate::python`], and the text is put together here so that both runners (and a
+//! worker process's log, which reaches the host's) read the same.
 
 use std::fmt;
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use http::Method;
 use http::uri::PathAndQuery;
 
 use crate::environ::CgiVars;
-use crate::state::Shared;
 
 /// A running request as a log line names it: `GET /path?query`, and since when it runs.
 #[derive(Debug, Clone)]
@@ -54,67 +52,6 @@ pub(crate) struct Busy {
     /// `threading.get_ident()` of the thread running it.
     pub(crate) thread: u64,
     pub(crate) request: RequestLine,
-}
-
-/// One entry per watchdog slot (a Python thread in-process; a slot of the host's in a
-/// worker process, whichever of its threads runs it, so there may be more entries than
-/// threads), written by the thread that runs the slot's request as it starts and ends it.
-///
-/// The thread writes with the GIL held, and the reports read with it held too, so that
-/// what they find is what the thread is doing while they look: it cannot finish its
-/// request and start another meanwhile.
-#[derive(Debug)]
-pub(crate) struct ThreadTable(Box<[Mutex<Option<Busy>>]>);
-
-impl ThreadTable {
-    pub(crate) fn new(slots: usize) -> Self {
-        ThreadTable((0..slots).map(|_| Mutex::new(None)).collect())
-    }
-
-    fn lock(&self, slot: usize) -> Option<MutexGuard<'_, Option<Busy>>> {
-        self.0
-            .get(slot)
-            .map(|entry| entry.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-
-    /// Thread `thread` starts `request` in `slot`.
-    pub(crate) fn start(&self, slot: usize, thread: u64, request: RequestLine) {
-        if let Some(mut entry) = self.lock(slot) {
-            *entry = Some(Busy { thread, request });
-        }
-    }
-
-    /// The request of `slot` is over.
-    pub(crate) fn finish(&self, slot: usize) {
-        if let Some(mut entry) = self.lock(slot) {
-            *entry = None;
-        }
-    }
-
-    /// What `slot` runs now.
-    pub(crate) fn get(&self, slot: usize) -> Option<Busy> {
-        self.lock(slot).and_then(|entry| entry.clone())
-    }
-
-    /// Every busy slot's request, in slot order.
-    pub(crate) fn busy(&self) -> Vec<Busy> {
-        (0..self.0.len())
-            .filter_map(|slot| self.get(slot))
-            .collect()
-    }
-}
-
-/// What the thread of watchdog slot `slot` runs, if that is still request `id` (its slot in
-/// `shared` says so). Call it with the GIL held, so that the answer stays true while the
-/// caller acts on it.
-pub(crate) fn running(shared: &Shared, table: &ThreadTable, slot: usize, id: u64) -> Option<Busy> {
-    let still = shared
-        .slots
-        .get(slot)?
-        .lock()
-        .as_ref()
-        .is_some_and(|r| r.id == id);
-    still.then(|| table.get(slot)).flatten()
 }
 
 /// How a report says where a thread is: its request, how long it has run, and its Python
@@ -209,29 +146,6 @@ mod tests {
         assert_eq!(line(Method::GET, "/a/b?x=1").to_string(), "GET /a/b?x=1");
         assert_eq!(line(Method::POST, "?q").to_string(), "POST /?q");
         assert!(line(Method::GET, "/").running_for() >= Duration::from_millis(1500));
-    }
-
-    #[test]
-    fn the_table_holds_what_each_slot_runs() {
-        let table = ThreadTable::new(3);
-        assert!(table.busy().is_empty());
-        table.start(2, 77, line(Method::GET, "/two"));
-        table.start(0, 55, line(Method::GET, "/zero"));
-        // A slot that does not exist is no one's.
-        table.start(3, 99, line(Method::GET, "/nowhere"));
-        let busy: Vec<_> = table
-            .busy()
-            .iter()
-            .map(|b| (b.thread, b.request.to_string()))
-            .collect();
-        assert_eq!(
-            busy,
-            [(55, "GET /zero".to_owned()), (77, "GET /two".to_owned())]
-        );
-        table.finish(0);
-        assert!(table.get(0).is_none());
-        assert_eq!(table.get(2).map(|b| b.thread), Some(77));
-        assert!(table.get(3).is_none());
     }
 
     #[test]

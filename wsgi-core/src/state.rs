@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use http::{HeaderValue, StatusCode, header};
 
+use crate::busy::Busy;
 use crate::metrics::Metrics;
 use crate::pipe::PipeTx;
 use crate::response::Head;
@@ -22,7 +23,8 @@ pub(crate) struct Shared {
     idle: Condvar,
     completed: AtomicUsize,
     pub(crate) metrics: Arc<Metrics>,
-    /// One per place a request can run (a Python thread): what it runs, for the watchdog.
+    /// One per place a request can run (a Python thread; in the host of worker processes,
+    /// a request a worker holds): what it runs, for the watchdog and the reports.
     pub(crate) slots: Box<[Slot]>,
     next_id: AtomicU64,
     pub(crate) timeout: Option<Duration>,
@@ -82,6 +84,25 @@ impl Shared {
         head.headers
             .insert(header::RETRY_AFTER, HeaderValue::from(self.retry_after));
         head
+    }
+
+    /// What the thread of slot `slot` runs, if that is still request `id`. Call it with the
+    /// GIL held, so that the answer stays true while the caller acts on it: a thread
+    /// withdraws its request with the GIL held.
+    pub(crate) fn running(&self, slot: usize, id: u64) -> Option<Busy> {
+        let running = self.slots.get(slot)?.lock();
+        running
+            .as_ref()
+            .filter(|r| r.id == id)
+            .and_then(|r| r.busy.clone())
+    }
+
+    /// Every busy slot's request, in slot order; with the GIL held, as [`Shared::running`].
+    pub(crate) fn busy(&self) -> Vec<Busy> {
+        self.slots
+            .iter()
+            .filter_map(|slot| slot.lock().as_ref().and_then(|r| r.busy.clone()))
+            .collect()
     }
 
     fn lock_in_flight(&self) -> MutexGuard<'_, Counted> {
@@ -144,18 +165,23 @@ impl Drop for InFlight {
     }
 }
 
-/// What one worker thread is running, for the watchdog ([`crate::watchdog`]).
+/// What one Python thread is running (in the host of worker processes, one request a
+/// worker holds), for the watchdog ([`crate::watchdog`]) and the reports of
+/// [`crate::busy`].
 #[derive(Debug, Default)]
 pub(crate) struct Slot(Mutex<Option<Running>>);
 
 #[derive(Debug)]
 pub(crate) struct Running {
     pub(crate) id: u64,
-    /// When this process's watchdog answers 504; `None` in a worker process, where the
-    /// host keeps the deadline.
+    /// When this process's watchdog answers 504; `None` without a timeout, and in a
+    /// worker process, where the host keeps the deadline.
     pub(crate) deadline: Option<Instant>,
     pub(crate) tx: Arc<PipeTx>,
     pub(crate) stage: Stage,
+    /// The Python thread running it, and its request line; `None` in the host of worker
+    /// processes, which runs no Python.
+    pub(crate) busy: Option<Busy>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

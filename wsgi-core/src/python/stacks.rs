@@ -5,7 +5,8 @@
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
-use crate::busy::{self, Busy, ThreadTable};
+use crate::busy::{self, Busy};
+use crate::state::Shared;
 
 /// Every thread's current frame, by thread id; `None` if the interpreter cannot say.
 fn current_frames(py: Python<'_>) -> Option<Bound<'_, PyDict>> {
@@ -50,14 +51,14 @@ pub(crate) fn of_request(running: impl FnOnce() -> Option<Busy>) -> Option<(Busy
     })
 }
 
-/// Logs, at INFO, each busy slot of `table` (its request, how long it has run, its
+/// Logs, at INFO, each busy slot of `shared` (its request, how long it has run, its
 /// thread's Python stack), then how many of the process's `threads` were busy. Waits for
 /// the GIL: call it from a thread of its own, never from a host's I/O thread.
-pub(crate) fn log_busy_threads(table: &ThreadTable, threads: usize) {
+pub(crate) fn log_busy_threads(shared: &Shared, threads: usize) {
     Python::attach(|py| {
         // Read with the GIL held, so that no thread finishes its request or starts another
         // while its stack is taken.
-        let busy = table.busy();
+        let busy = shared.busy();
         let frames = current_frames(py);
         for entry in &busy {
             let stack = frames

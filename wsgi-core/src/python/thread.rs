@@ -19,7 +19,7 @@ use super::file_wrapper::FileWrapper;
 use super::input::WsgiInput;
 use super::start_response::{StartResponse, to_bytes};
 use super::traceback_text;
-use crate::busy::{RequestLine, ThreadTable};
+use crate::busy::{Busy, RequestLine};
 use crate::dispatch::{Dispatch, Park};
 use crate::environ::CgiVars;
 use crate::error::Error;
@@ -28,15 +28,14 @@ use crate::pipe::{Msg, PipeTx};
 use crate::response::Head;
 use crate::state::{InFlight, Running, Shared, Slot, Stage};
 
-/// Starts `threads` Python threads taking jobs from `queue`, each recording its Python
-/// thread id and the request in `table` under the slot of the request it runs, for
-/// interrupting it and for reports.
+/// Starts `threads` Python threads taking jobs from `queue`, each publishing its Python
+/// thread id and the request in the slot of the request it runs (`shared.slots`), for
+/// timeouts, interrupts and reports.
 pub(crate) fn spawn_threads(
     app: Py<PyAny>,
     queue: Arc<Dispatch<Job>>,
     threads: usize,
     shared: Arc<Shared>,
-    table: Arc<ThreadTable>,
     multiprocess: bool,
 ) -> Result<Vec<JoinHandle<()>>, Error> {
     let app = Arc::new(app);
@@ -45,7 +44,6 @@ pub(crate) fn spawn_threads(
             let thread = PythonThread {
                 app: app.clone(),
                 shared: shared.clone(),
-                table: table.clone(),
                 multiprocess,
                 index,
             };
@@ -61,13 +59,13 @@ pub(crate) fn spawn_threads(
 struct PythonThread {
     app: Arc<Py<PyAny>>,
     shared: Arc<Shared>,
-    table: Arc<ThreadTable>,
     multiprocess: bool,
     index: usize,
 }
 
-/// Publishes the running request in its slot for the watchdog, and withdraws it
-/// when dropped; holding the GIL token is what makes that race-free (see `interrupt`).
+/// Publishes the running request in its slot for the watchdog and the reports, and
+/// withdraws it when dropped; holding the GIL token is what makes that race-free (see
+/// `interrupt`).
 struct Published<'a, 'py> {
     slot: &'a Slot,
     thread: u64,
@@ -82,19 +80,6 @@ impl Drop for Published<'_, '_> {
             // ran another instruction; it must not hit the thread's next request.
             super::timeout::clear_interrupt(self.py, self.thread);
         }
-    }
-}
-
-/// Records the running request in the thread table for reports, and withdraws it when
-/// dropped, with the GIL held like [`Published`].
-struct Recorded<'a> {
-    table: &'a ThreadTable,
-    slot: usize,
-}
-
-impl Drop for Recorded<'_> {
-    fn drop(&mut self) {
-        self.table.finish(self.slot);
     }
 }
 
@@ -174,24 +159,17 @@ impl PythonThread {
             tracing::error!(target: "wsgi_core", slot = index, "a request for a slot that does not exist; dropped");
             return;
         };
-        self.table
-            .start(index, thread, RequestLine::starting(&job.vars));
-        let _recorded = Recorded {
-            table: &self.table,
-            slot: index,
-        };
-        // Published for this process's watchdog when it has a timeout, and always for a
-        // request from the host, which keeps the deadline and may interrupt it.
-        let publish = self.shared.timeout.is_some() || job.slot.is_some();
-        let _published = publish.then(|| {
-            *slot.lock() = Some(Running {
-                id: job.id,
-                deadline: self.shared.timeout.map(|timeout| Instant::now() + timeout),
-                tx: job.tx.clone(),
-                stage: Stage::Running,
-            });
-            Published { slot, thread, py }
+        *slot.lock() = Some(Running {
+            id: job.id,
+            deadline: self.shared.timeout.map(|timeout| Instant::now() + timeout),
+            tx: job.tx.clone(),
+            stage: Stage::Running,
+            busy: Some(Busy {
+                thread,
+                request: RequestLine::starting(&job.vars),
+            }),
         });
+        let _published = Published { slot, thread, py };
         run(py, &self.app, template, job, self.shared.body_timeout);
     }
 }

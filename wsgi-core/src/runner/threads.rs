@@ -6,7 +6,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::{Refused, Runner};
-use crate::busy::{self, ThreadTable};
+use crate::busy;
 use crate::config::AppConfig;
 use crate::dispatch::{Dispatch, TrySendError};
 use crate::error::Error;
@@ -19,8 +19,6 @@ use crate::state::Shared;
 pub(crate) struct Threads {
     queue: Arc<Dispatch<Job>>,
     shared: Arc<Shared>,
-    /// What each slot's Python thread runs, for interrupting it and for reports.
-    table: Arc<ThreadTable>,
     /// Detached rather than joined on drop, so dropping an engine never blocks the host.
     _handles: Vec<JoinHandle<()>>,
 }
@@ -35,19 +33,16 @@ impl Threads {
         let callable = python::load_app(app)?;
         let threads = shared.slots.len();
         let queue = Arc::new(Dispatch::new(queue_depth, threads));
-        let table = Arc::new(ThreadTable::new(threads));
         let handles = python::spawn_threads(
             callable,
             queue.clone(),
             threads,
             shared.clone(),
-            table.clone(),
             app.multiprocess,
         )?;
         Ok(Threads {
             queue,
             shared,
-            table,
             _handles: handles,
         })
     }
@@ -70,23 +65,23 @@ impl Runner for Threads {
     }
 
     fn interrupt(&self, slot: usize, id: u64, timeout: Duration) {
-        let found = python::interrupt(|| busy::running(&self.shared, &self.table, slot, id));
+        let found = python::interrupt(|| self.shared.running(slot, id));
         busy::log_timed_out(timeout, found.as_ref());
     }
 
     fn stuck(&self, slot: usize, id: u64) {
         // The stuck thread may hold the GIL (C code that never releases it): the watchdog
         // must not wait for it.
-        let (shared, table) = (self.shared.clone(), self.table.clone());
+        let shared = self.shared.clone();
         busy::spawn_report(move || {
-            let found = python::stack_of_request(|| busy::running(&shared, &table, slot, id));
+            let found = python::stack_of_request(|| shared.running(slot, id));
             busy::log_stuck(found.as_ref());
         });
     }
 
     fn log_busy_threads(&self) {
-        let (table, threads) = (self.table.clone(), self.shared.slots.len());
-        busy::spawn_report(move || python::log_busy_threads(&table, threads));
+        let (shared, threads) = (self.shared.clone(), self.shared.slots.len());
+        busy::spawn_report(move || python::log_busy_threads(&shared, threads));
     }
 }
 

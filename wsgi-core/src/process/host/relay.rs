@@ -241,6 +241,7 @@ impl Pool {
                 deadline: Some(Instant::now() + timeout),
                 tx: job.tx.clone(),
                 stage: Stage::Running,
+                busy: None,
             });
         }
         conn.current = Some(Current {

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::busy::{self, ThreadTable};
+use crate::busy;
 use crate::chunk::Chunk;
 use crate::config::AppConfig;
 use crate::dispatch::Dispatch;
@@ -132,7 +132,6 @@ fn serve(channels: Channels, preloaded: Option<Preloaded>) -> i32 {
             retry_after: 1,
         },
     ));
-    let table = Arc::new(ThreadTable::new(threads));
     let rss = config.max_rss.map(|limit| {
         Arc::new(RssCheck {
             limit,
@@ -179,7 +178,6 @@ fn serve(channels: Channels, preloaded: Option<Preloaded>) -> i32 {
         queue,
         threads,
         shared.clone(),
-        table.clone(),
         config.multiprocess,
     ) {
         Ok(threads) => threads,
@@ -205,22 +203,20 @@ fn serve(channels: Channels, preloaded: Option<Preloaded>) -> i32 {
                     // So that the thread withdraws an interrupt still pending when it ends.
                     running.stage = Stage::TimedOut;
                 }
-                let found = python::interrupt(|| busy::running(&shared, &table, slot, id));
+                let found = python::interrupt(|| shared.running(slot, id));
                 busy::log_timed_out(Duration::from_millis(timeout_ms), found.as_ref());
             }
             Ok(Some(ControlToWorker::Stuck { slot, id })) => {
                 // The stuck thread may hold the GIL: this thread must go on reading.
-                let (shared, table) = (shared.clone(), table.clone());
+                let shared = shared.clone();
                 busy::spawn_report(move || {
-                    let found = python::stack_of_request(|| {
-                        busy::running(&shared, &table, slot as usize, id)
-                    });
+                    let found = python::stack_of_request(|| shared.running(slot as usize, id));
                     busy::log_stuck(found.as_ref());
                 });
             }
             Ok(Some(ControlToWorker::LogBusyThreads)) => {
-                let table = table.clone();
-                busy::spawn_report(move || python::log_busy_threads(&table, thread_count));
+                let shared = shared.clone();
+                busy::spawn_report(move || python::log_busy_threads(&shared, thread_count));
             }
             Ok(Some(ControlToWorker::Cancel { slot, id })) => {
                 if let Some(slot) = slots.get(slot as usize) {
