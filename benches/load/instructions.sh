@@ -10,7 +10,8 @@
 # APP is hello (GET / of hello.py), flask (GET /json), django (GET /plain) or echo (POST
 # /echo of echo.py with a 65,536-byte body and Content-Length, the load benchmark's echo
 # request). For each APP and configuration:
-#   log-on   serve with its defaults (the access log on; stderr goes to a file)
+#   log-on   serve in-process (--processes 0), otherwise with its defaults (the access log
+#            on; stderr goes to a file)
 #   log-off  the same with --log-level warn
 #   floor    no server: floor.py --count builds the environ and calls the app N times in
 #            plain Python, what a pure-Python server cannot avoid (echo: its wsgi.input
@@ -31,7 +32,8 @@
 # SERVE_ARGS (more options for serve, both configurations), SERVE_BIN (default
 # target/release/wsgi-serve, built if missing), VENV (default $VIRTUAL_ENV, else
 # benches/load/.venv), PORT=18997, TOP=40, OUT_DIR (default: a new temporary directory).
-# Worker processes (--processes) are not followed: callgrind counts the serve process only.
+# Worker processes are not followed: callgrind counts the serve process only, which is why
+# serve runs in-process here (a SERVE_ARGS --processes N counts the host's side alone).
 set -euo pipefail
 
 LOAD_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -95,7 +97,7 @@ summary() { # callgrind file -> its instruction count
 # serve under callgrind: sets IR to the instructions of N requests.
 measure_serve() {
     local app=$1 config=$2 file=$3 path=$4 body=${5:-} out log i
-    local -a args=(--bind "$HOST:$PORT" --venv "$VENV")
+    local -a args=(--bind "$HOST:$PORT" --venv "$VENV" --processes 0)
     [[ $config == log-off ]] && args+=(--log-level warn)
     args+=(${SERVE_EXTRA[@]+"${SERVE_EXTRA[@]}"} "$APPS/$file")
     out=$OUT_DIR/$app.$config.cg

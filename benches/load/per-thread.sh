@@ -6,7 +6,8 @@
 # the way users run servers; read the figures as ratios between lines of one run, since the
 # machine is shared.
 #
-#   benches/load/per-thread.sh "--processes 1"
+#   benches/load/per-thread.sh "--processes 0"    # in-process; "" is serve's default, one worker
+#   benches/load/per-thread.sh "--processes 1 --threads 32"
 #   SERVE_BIN=/tmp/serve.old APP=flask_app.py URL_PATH=/json benches/load/per-thread.sh "--processes 2"
 #
 # Settings (environment): SERVE_BIN (default target/release/wsgi-serve), APP=hello.py (in

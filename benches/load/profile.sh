@@ -10,8 +10,9 @@
 # Settings (environment): SERVE_BIN (default: target/release/wsgi-serve, built if
 # missing), SECONDS_PROFILED=5, FREQ=1999 (samples/s), CALL_GRAPH=0 (1: also record DWARF
 # call graphs and print the heaviest call chains; much larger data), OUR_THREADS=8,
-# SERVE_ARGS (more options for serve, which otherwise runs with its defaults, the access log
-# on, as run.sh's serve-axum row does; SERVE_ARGS="--log-level warn" turns the log off),
+# SERVE_ARGS (more options for serve, which otherwise runs in-process with its other defaults,
+# the access log on, as run.sh's serve-axum row does; SERVE_ARGS="--log-level warn" turns the
+# log off, SERVE_ARGS="--processes 1" profiles the host and its worker),
 # SERVER_CPU=1, WRK_CPU=0, PORT=18999, VENV (default benches/load/.venv, made by run.sh),
 # OUT_DIR (default: a new temporary directory; perf.data and the reports stay there).
 set -euo pipefail
@@ -31,7 +32,7 @@ PORT=${PORT:-18999}
 VENV=${VENV:-$LOAD_DIR/.venv}
 OUT_DIR=${OUT_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/wsgi-profile.XXXXXX")}
 SERVE_BIN=${SERVE_BIN:-$ROOT/target/release/wsgi-serve}
-read -ra SERVE_EXTRA <<<"${SERVE_ARGS:-}"
+read -ra SERVE_EXTRA <<<"--processes 0 ${SERVE_ARGS:-}"
 mkdir -p "$OUT_DIR"
 
 die() {

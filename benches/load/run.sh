@@ -31,7 +31,9 @@
 #                               uwsgi bjoern waitress (default: these), or serve-procs, or
 #                               serve-pN granian-wN gunicorn-wN for any N. serve-* run serve
 #                               with its defaults, the access log on, except serve-axum-warn
-#                               (--log-level warn: no access log). Worker mode: serve-pN is
+#                               (--log-level warn: no access log); serve-axum, serve-axum-warn
+#                               and serve-actix run in-process (--processes 0; serve's default
+#                               is one worker process, serve-p1). Worker mode: serve-pN is
 #                               --server axum --processes N, OUR_THREADS shared out (p1: 1 x 8,
 #                               p2: 2 x 4); serve-procs is --processes OUR_PROCESSES --threads
 #                               PROC_THREADS. granian-wN: --workers N, 4 blocking threads each
@@ -402,10 +404,11 @@ scenario() {
 
 label() {
     case $1 in
-    serve-axum) echo "serve --server axum (wsgi-rs), defaults: access log on" ;;
-    serve-axum-warn) echo "serve --server axum --log-level warn (no access log)" ;;
-    serve-actix) echo "serve --server actix (wsgi-rs), access log on" ;;
+    serve-axum) echo "serve --server axum --processes 0 (wsgi-rs, in-process), access log on" ;;
+    serve-axum-warn) echo "serve --server axum --processes 0 --log-level warn (no access log)" ;;
+    serve-actix) echo "serve --server actix --processes 0 (wsgi-rs, in-process), access log on" ;;
     serve-procs) echo "serve --server axum --processes $OUR_PROCESSES (worker mode), access log on" ;;
+    serve-p1) echo "serve --server axum --processes 1 (worker mode, the default), access log on" ;;
     serve-p[0-9]*) echo "serve --server axum --processes ${1#serve-p} (worker mode), access log on" ;;
     axum-ceiling) echo "axum hello, no Python (ceiling)" ;;
     granian) echo "granian wsgi, 1 worker" ;;
@@ -442,9 +445,9 @@ server_cmd() {
         THREADS_USED=$OUR_THREADS
         ((sleepy)) && THREADS_USED=$SLEEPY_THREADS
         case $1 in
-        serve-axum) opts=(--server axum) ;;
-        serve-axum-warn) opts=(--server axum --log-level warn) ;;
-        serve-actix) opts=(--server actix) ;;
+        serve-axum) opts=(--server axum --processes 0) ;;
+        serve-axum-warn) opts=(--server axum --processes 0 --log-level warn) ;;
+        serve-actix) opts=(--server actix --processes 0) ;;
         serve-procs)
             THREADS_USED=$PROC_THREADS
             ((sleepy)) && THREADS_USED=$(shared_out "$SLEEPY_THREADS" "$OUR_PROCESSES")
@@ -811,7 +814,7 @@ worker_report() {
                     print ""
                     print "### Worker mode against in-process serve, same run"
                     print ""
-                    print "In-process = `serve-axum` (`serve --server axum`, no --processes). CPU/req counts every"
+                    print "In-process = `serve-axum` (`serve --server axum --processes 0`). CPU/req counts every"
                     print "process of each server."
                     print ""
                     print "| scenario | server | req/s | x in-process | CPU µs/req | CPU/req x in-process | x Granian, as many workers |"

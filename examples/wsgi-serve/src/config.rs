@@ -30,27 +30,27 @@ pub(crate) struct EngineOptions {
     pub(crate) threads: NonZeroUsize,
 
     /// Run the application in N worker processes of --threads threads each, replaced when
-    /// they die (0: in this process); like gunicorn's and Granian's --workers. MIN..MAX
-    /// (1..8): an elastic pool of at least MIN and at most MAX workers, one more started
-    /// when a request has waited 50 ms for a thread, one above MIN retired after
-    /// --pool-idle-time without a request (Passenger's min instances and max pool size,
-    /// uWSGI's --cheaper and --workers).
-    #[arg(long, value_name = "N|MIN..MAX", default_value_t = Processes { min: 0, max: 0 })]
+    /// they die, so that a crash costs a request and not the server; like gunicorn's and
+    /// Granian's --workers. 0: in this process (the cheapest per request, but a crash ends
+    /// the server). MIN..MAX (1..8): an elastic pool of at least MIN and at most MAX
+    /// workers, one more started when a request has waited 50 ms for a thread, one above
+    /// MIN retired after --pool-idle-time without a request (Passenger's min instances and
+    /// max pool size, uWSGI's --cheaper and --workers).
+    #[arg(long, value_name = "N|MIN..MAX", default_value_t = Processes { min: 1, max: 1 })]
     pub(crate) processes: Processes,
 
     /// How long a worker of an elastic pool (--processes MIN..MAX) above MIN may go without
     /// a request before it retires (Passenger's passenger_pool_idle_time, uWSGI's
-    /// --cheaper-idle).
+    /// --cheaper-idle); a fixed pool retires none.
     #[arg(long, value_name = "DURATION", value_parser = positive_secs,
-          default_value_t = Secs(DEFAULT_POOL_IDLE_TIME), requires = "processes",
-          help_heading = "Worker processes")]
+          default_value_t = Secs(DEFAULT_POOL_IDLE_TIME), help_heading = "Worker processes")]
     pool_idle_time: Secs,
 
     /// Import the application once, in a template process, and fork the worker processes
     /// from it: they start in milliseconds and share its memory. tmp/restart.txt and SIGHUP
     /// still load new code (a new template); an application that starts threads while it
     /// is imported is refused (start them in --post-fork).
-    #[arg(long, requires = "processes", help_heading = "Worker processes")]
+    #[arg(long, help_heading = "Worker processes")]
     preload: bool,
 
     /// A Python callable, MODULE:CALLABLE, that each worker process calls once it has the
@@ -59,7 +59,6 @@ pub(crate) struct EngineOptions {
     #[arg(
         long,
         value_name = "MODULE:CALLABLE",
-        requires = "processes",
         help_heading = "Worker processes"
     )]
     post_fork: Option<String>,
@@ -115,7 +114,7 @@ pub(crate) struct EngineOptions {
     start_timeout: Secs,
 
     /// Do not restart the workers when tmp/restart.txt in the application's directory
-    /// changes (Passenger's convention, on by default with --processes).
+    /// changes (Passenger's convention; with --processes 0 there is no worker to restart).
     #[arg(long, help_heading = "Worker processes")]
     no_restart_file: bool,
 

@@ -57,17 +57,30 @@ fn hint(error: &Error) -> Option<String> {
             option: "max_processes",
             ..
         } => "give --processes MIN..MAX with MIN at least 1 and MAX at least MIN".into(),
+        // Worker processes are the default here: only `--processes 0` turns them off.
+        Error::Config {
+            option: option @ ("preload" | "post_fork"),
+            expected,
+            ..
+        } if expected.contains("worker processes") => format!(
+            "--{} needs worker processes: leave out --processes 0",
+            option.replace('_', "-")
+        ),
         Error::Config { option, .. } => format!("see --{}", option.replace('_', "-")),
         Error::TrustedProxy { .. } => {
             "--trusted-proxy takes IP addresses, CIDR ranges (10.0.0.0/8) and `unix`".into()
         }
-        Error::ProcessesUnsupported => "leave out --processes to run Python in this process".into(),
+        Error::ProcessesUnsupported => {
+            "run with --processes 0 to run Python in this process".into()
+        }
         Error::PreloadThreads { .. } => {
             "start the threads in a --post-fork MODULE:CALLABLE hook, or run without --preload"
                 .into()
         }
         Error::PostFork { .. } => "check the --post-fork hook".into(),
-        Error::RestartUnsupported => "run with --processes N to restart without stopping".into(),
+        Error::RestartUnsupported => {
+            "leave out --processes 0 to run worker processes, which restart without stopping".into()
+        }
         Error::WorkerStartTimeout { .. } => {
             "raise --start-timeout if the application takes that long to import".into()
         }

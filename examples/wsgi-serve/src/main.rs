@@ -13,8 +13,9 @@
 //! `https://`), to stdout; logs go to stderr. `wsgi-serve --version` names the embedded Python
 //! and the virtualenv. SIGTERM or Ctrl-C stops accepting, ends idle keep-alive connections,
 //! lets in-flight requests finish for up to `--grace`, then shuts the engine down and exits
-//! 0; a second signal skips the wait. SIGHUP restarts the worker processes; SIGUSR1 logs
-//! every busy Python thread's request and stack.
+//! 0; a second signal skips the wait. The application runs in one worker process unless
+//! `--processes` says otherwise (`0`: in this process). SIGHUP restarts the worker processes;
+//! SIGUSR1 logs every busy Python thread's request and stack.
 //! Requests are logged by the engine (target `wsgi_core::access`), whichever server hosts it.
 //!
 //! One module per concern: [`cli`] (the options), [`config`] (options to an
@@ -182,9 +183,23 @@ async fn run(
             args.venv_origin.suffix()
         );
     } else {
+        // Each worker logs the virtualenv it activated; only this process knows where the
+        // choice came from.
+        let venv = args
+            .engine
+            .venv
+            .as_ref()
+            .map(|dir| {
+                format!(
+                    ", virtualenv {}{}",
+                    dir.display(),
+                    args.venv_origin.suffix()
+                )
+            })
+            .unwrap_or_default();
         tracing::info!(
             processes = %args.engine.processes,
-            "wsgi-serve {} starting worker processes",
+            "wsgi-serve {} starting worker processes{venv}",
             env!("CARGO_PKG_VERSION")
         );
     }

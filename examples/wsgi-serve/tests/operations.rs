@@ -160,11 +160,20 @@ fn buffer_body_decides_whether_the_app_waits_for_a_small_body() {
     });
 }
 
-/// The scheduling policy of each thread of `pid`, by thread name (Linux `/proc`).
+/// The scheduling policy of each thread of `pid` and of its child processes (the worker
+/// processes), by thread name (Linux `/proc`).
 #[cfg(target_os = "linux")]
 fn thread_policies(pid: u32) -> Vec<(String, u32)> {
     let mut out = Vec::new();
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let children = task
+            .as_ref()
+            .ok()
+            .and_then(|task| std::fs::read_to_string(task.path().join("children")).ok())
+            .unwrap_or_default();
+        for child in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+            out.extend(thread_policies(child));
+        }
         let dir = task.unwrap().path();
         let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
         let stat = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
@@ -185,8 +194,13 @@ fn thread_policies(pid: u32) -> Vec<(String, u32)> {
 fn sched_sets_the_policy_of_every_thread_and_python_threads_are_always_batch() {
     const SCHED_OTHER: u32 = 0;
     const SCHED_BATCH: u32 = 3;
-    for (option, io_policy) in [("batch", SCHED_BATCH), ("normal", SCHED_OTHER)] {
-        let server = ops("axum", &["--sched", option]);
+    for (option, io_policy, processes) in [
+        ("batch", SCHED_BATCH, "0"),
+        ("normal", SCHED_OTHER, "0"),
+        ("batch", SCHED_BATCH, "1"),
+        ("normal", SCHED_OTHER, "1"),
+    ] {
+        let server = ops("axum", &["--sched", option, "--processes", processes]);
         assert_eq!(server.get("/fast").0, 200);
         let threads = thread_policies(server.pid());
         let python: Vec<_> = threads
@@ -196,7 +210,7 @@ fn sched_sets_the_policy_of_every_thread_and_python_threads_are_always_batch() {
         assert!(!python.is_empty(), "{threads:?}");
         assert!(
             python.iter().all(|(_, p)| *p == SCHED_BATCH),
-            "{option}: {threads:?}"
+            "{option}, --processes {processes}: {threads:?}"
         );
         let others: Vec<_> = threads
             .iter()
@@ -205,7 +219,7 @@ fn sched_sets_the_policy_of_every_thread_and_python_threads_are_always_batch() {
         assert!(!others.is_empty(), "{threads:?}");
         assert!(
             others.iter().all(|(_, p)| *p == io_policy),
-            "{option}: {threads:?}"
+            "{option}, --processes {processes}: {threads:?}"
         );
     }
 }

@@ -250,6 +250,21 @@ fn a_missing_chdir_directory_is_named() {
     );
 }
 
+/// Worker processes are `wsgi-serve`'s default, so the options that need them are refused only
+/// with `--processes 0`, and the hint names that flag rather than the option itself.
+#[test]
+fn options_for_worker_processes_are_refused_in_process_naming_the_flag() {
+    for option in [&["--preload"][..], &["--post-fork", "hooks:after_fork"]] {
+        let mut command = serve_command();
+        command
+            .args(["--processes", "0"])
+            .args(option)
+            .arg("hello.py");
+        let stderr = assert_fails_with(command, &[option[0], "leave out --processes 0"]);
+        assert!(stderr.contains("\nhint: "), "{stderr}");
+    }
+}
+
 /// A copy of `hello.py` in a temporary directory with a `.python-version` naming `version`.
 fn app_with_python_version(version: &str) -> TempDir {
     let dir = temp_dir("python-version");
