@@ -63,6 +63,7 @@ use crate::lifecycle::reason::RestartReason;
 use crate::lifecycle::restart_file::RestartWatch;
 use crate::lifecycle::rss_loop::RssLoop;
 use crate::metrics::{PoolSnapshot, WorkerSnapshot, WorkerState as Phase};
+use crate::process::ids::{SharedWorkerId, WorkerId};
 use crate::process::wire::frame::FrameWriter;
 use crate::process::wire::messages::{ControlToWorker, WorkerConfig};
 use crate::process::wire::started::StartedPage;
@@ -201,8 +202,8 @@ fn eventfd() -> Option<OwnedFd> {
 struct Group {
     /// The process's control socket while one runs here.
     control: Mutex<Option<FrameWriter<UnixStream>>>,
-    /// The worker (index) whose process runs here.
-    worker: AtomicUsize,
+    /// The worker whose process runs here; none before the first.
+    worker: SharedWorkerId,
     /// Slots of this group whose socket is still open.
     open_slots: Mutex<usize>,
     /// Notified when the last of them closes.
@@ -247,7 +248,7 @@ impl Starting {
     }
 }
 
-/// What the metrics and the triggers know of one worker index.
+/// What the metrics and the triggers know of one worker.
 #[derive(Debug, Default)]
 struct WorkerState {
     events: Mutex<Option<mpsc::Sender<Event>>>,
@@ -256,13 +257,13 @@ struct WorkerState {
     active: AtomicBool,
     /// The current process's id; 0 for none.
     pid: AtomicU32,
-    /// Requests answered by every process of this index.
+    /// Requests answered by every process of this worker.
     requests: AtomicU64,
     /// Requests answered by the current process (its budget counts these).
     served: AtomicU64,
     /// The current process's drawn request budget; 0 for none.
     max_requests: AtomicU64,
-    /// Processes of this index running (the current one, and those being retired).
+    /// Processes of this worker running (the current one, and those being retired).
     live: AtomicUsize,
     /// A replacement is under way.
     replacing: AtomicBool,
@@ -334,7 +335,7 @@ impl Processes {
         crate::process::spawn::forbid_nested()?;
         // Before the first worker starts, so that a touch during start-up is seen.
         let watch = lifecycle.restart_dir.as_deref().map(RestartWatch::new);
-        let config = |index: usize| WorkerConfig {
+        let config = |worker: WorkerId| WorkerConfig {
             app: app.app.clone(),
             threads,
             venv: app.venv.clone(),
@@ -342,7 +343,7 @@ impl Processes {
             base_dir: app.base_dir.clone(),
             strict_python_version: app.strict_python_version,
             multiprocess: app.multiprocess,
-            index: u32::try_from(index).unwrap_or(u32::MAX),
+            index: worker,
             log_level: tracing::level_filters::LevelFilter::current(),
             max_rss: lifecycle.recycle.max_rss,
             post_fork: app.post_fork.clone(),
@@ -350,13 +351,13 @@ impl Processes {
         // Before any worker: its import error is the engine's, as a worker's would be.
         let template = if app.preload {
             let started = Instant::now();
-            let template = Template::start(config(0), lifecycle.start_timeout)?;
+            let template = Template::start(config(WorkerId::new(0)), lifecycle.start_timeout)?;
             tracing::info!(target: "wsgi_core", load_ms = started.elapsed().as_millis(), "template process loaded the application; forking the workers from it");
             Some(template)
         } else {
             None
         };
-        let (min, max) = (elastic.min, elastic.max);
+        let min = elastic.min;
         let (reactor, pool) = Pool::with_template(
             elastic,
             threads,
@@ -367,21 +368,21 @@ impl Processes {
         )
         .map_err(Error::Thread)?;
         let (started_tx, started_rx) = mpsc::channel();
-        for index in 0..max {
+        for (worker, state) in pool.each_worker() {
             let (events_tx, events) = mpsc::channel();
-            *lock(&pool.workers[index].events) = Some(events_tx.clone());
-            let active = index < min;
-            pool.workers[index].active.store(active, Ordering::Release);
+            *lock(&state.events) = Some(events_tx.clone());
+            let active = worker.index() < min;
+            state.active.store(active, Ordering::Release);
             let supervisor = Supervisor {
-                index,
-                config: config(index),
+                worker,
+                config: config(worker),
                 pool: pool.clone(),
                 events_tx,
                 rss_loop: RefCell::new(RssLoop::new(pool.lifecycle.recycle.min_lifetime)),
             };
             let started = active.then(|| started_tx.clone());
             std::thread::Builder::new()
-                .name(format!("wsgi-supervisor-{index}"))
+                .name(format!("wsgi-supervisor-{worker}"))
                 .spawn(move || supervisor.run(events, started))
                 .map_err(Error::Thread)?;
         }
@@ -455,9 +456,9 @@ impl Pool {
             Arc::new(Pool {
                 queue: SlotQueue::new(queue_depth, processes + 1, threads, keep_idle),
                 groups: (0..=processes)
-                    .map(|group| Group {
+                    .map(|_| Group {
                         control: Mutex::new(None),
-                        worker: AtomicUsize::new(group),
+                        worker: SharedWorkerId::none(),
                         open_slots: Mutex::new(0),
                         slots_closed: Condvar::new(),
                         busy: AtomicUsize::new(0),
@@ -538,6 +539,19 @@ impl Pool {
                 worker.send(Event::Recycle(reason));
             }
         }
+    }
+
+    /// The state of `worker`.
+    fn worker(&self, worker: WorkerId) -> &WorkerState {
+        &self.workers[worker.index()]
+    }
+
+    /// Every worker, with its state.
+    fn each_worker(&self) -> impl Iterator<Item = (WorkerId, &WorkerState)> {
+        self.workers
+            .iter()
+            .enumerate()
+            .map(|(index, state)| (WorkerId::new(index), state))
     }
 
     /// Counts `n` workers started for `why`.
@@ -702,9 +716,10 @@ impl Runner for Processes {
         // The thread is blocked where `RequestTimeout` cannot reach it: only a new process
         // gives its capacity back.
         let group = slot / self.pool.threads;
-        let worker = self.pool.groups[group].worker.load(Ordering::Acquire);
-        if let Some(worker) = self.pool.workers.get(worker) {
-            worker.send(Event::Recycle(RestartReason::Timeout));
+        if let Some(worker) = self.pool.groups[group].worker.load() {
+            self.pool
+                .worker(worker)
+                .send(Event::Recycle(RestartReason::Timeout));
         }
     }
 
@@ -725,18 +740,17 @@ impl Runner for Processes {
         let ready = self.pool.queue.ready();
         let mut groups_of = vec![None; self.pool.workers.len()];
         for (group, g) in self.pool.groups.iter().enumerate() {
-            let worker = g.worker.load(Ordering::Acquire);
-            if worker < groups_of.len() && ready.get(group).copied().unwrap_or(false) {
-                groups_of[worker] = Some(group);
+            if let Some(worker) = g.worker.load()
+                && ready.get(group).copied().unwrap_or(false)
+            {
+                groups_of[worker.index()] = Some(group);
             }
         }
         self.pool
-            .workers
-            .iter()
-            .enumerate()
+            .each_worker()
             .filter(|(_, w)| w.active.load(Ordering::Acquire))
-            .map(|(index, w)| {
-                let ready = groups_of[index].is_some();
+            .map(|(worker, w)| {
+                let ready = groups_of[worker.index()].is_some();
                 let pid = Some(w.pid.load(Ordering::Relaxed)).filter(|&pid| pid != 0);
                 let state = if w.replacing.load(Ordering::Relaxed) {
                     Phase::Replacing
@@ -746,7 +760,7 @@ impl Runner for Processes {
                     Phase::Starting
                 };
                 WorkerSnapshot {
-                    index,
+                    index: worker.index(),
                     pid,
                     ready,
                     state,

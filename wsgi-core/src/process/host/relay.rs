@@ -21,6 +21,7 @@ use crate::input::{InputSource, Pulled};
 use crate::job::Job;
 use crate::lifecycle::reason::RestartReason;
 use crate::pipe::{Msg, TrySend};
+use crate::process::ids::WorkerId;
 use crate::process::wire::frame::{FrameReader, FrameWriter};
 use crate::process::wire::messages::{ControlToWorker, FromWorker, Request, RequestBody, ToWorker};
 use crate::process::wire::started::StartedPage;
@@ -589,7 +590,8 @@ impl Pool {
         shared.metrics.busy_threads.fetch_sub(1, Ordering::Relaxed);
         let group = &self.groups[slot / self.threads];
         group.busy.fetch_sub(1, Ordering::AcqRel);
-        let worker = group.worker.load(Ordering::Acquire);
+        // A group relays requests only once a process started in it named its worker.
+        let worker = group.worker.load().map(WorkerId::index);
         let job = current.job;
         match relayed {
             Relayed::Done(due) | Relayed::DoneThenLost(due) => self.count_served(slot, due),
@@ -643,8 +645,8 @@ impl Pool {
     }
 
     fn worker_of_group(&self, group: usize) -> Option<&WorkerState> {
-        let worker = self.groups[group].worker.load(Ordering::Acquire);
-        self.workers.get(worker)
+        let worker = self.groups[group].worker.load()?;
+        Some(self.worker(worker))
     }
 
     /// Counts a request the worker answered, and tells its supervisor `due`.

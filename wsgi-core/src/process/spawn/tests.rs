@@ -17,6 +17,7 @@ use crate::chunk::Chunk;
 use crate::error::MissingModule;
 use crate::input::Pulled;
 use crate::pipe::Msg;
+use crate::process::ids::WorkerId;
 use crate::process::wire::channels::Channels;
 use crate::process::wire::frame::{FrameReader, FrameWriter};
 use crate::process::wire::messages::{
@@ -160,7 +161,7 @@ fn start_worker_code(app: &str) -> Result<(u32, String), Error> {
             base_dir: None,
             strict_python_version: false,
             multiprocess: false,
-            index: 0,
+            index: WorkerId::new(0),
             log_level: LevelFilter::INFO,
             max_rss: None,
             post_fork: None,

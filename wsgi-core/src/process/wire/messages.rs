@@ -42,6 +42,7 @@ use crate::error::{Error, HookStage, MissingModule, PythonException};
 use crate::extras::EnvironExtras;
 use crate::input::Pulled;
 use crate::pipe::Msg;
+use crate::process::ids::WorkerId;
 use crate::python;
 use crate::response::{Head, HeadBody, ReasonPhrase};
 
@@ -170,8 +171,8 @@ pub(crate) struct WorkerConfig {
     pub(crate) strict_python_version: bool,
     /// `wsgi.multiprocess`.
     pub(crate) multiprocess: bool,
-    /// This worker's index among the host's workers, for logs.
-    pub(crate) index: u32,
+    /// Which of the host's workers this process runs, for logs.
+    pub(crate) index: WorkerId,
     /// The most verbose level the host logs (its `LevelFilter::current()`), so a worker
     /// does not ship records the host would drop.
     pub(crate) log_level: LevelFilter,
@@ -1145,7 +1146,7 @@ fn put_config(out: &mut BytesMut, c: &WorkerConfig) {
     put_opt_bytes(out, c.base_dir.as_deref().map(path_bytes).as_deref());
     out.put_u8(c.strict_python_version.into());
     out.put_u8(c.multiprocess.into());
-    out.put_u32_le(c.index);
+    out.put_u32_le(c.index.to_wire());
     out.put_u8(level_filter_code(c.log_level));
     // 0 for none: a limit of 0 bytes is refused when the engine is built.
     out.put_u64_le(c.max_rss.unwrap_or(0));
@@ -1168,7 +1169,7 @@ fn get_config(f: &mut Fields) -> io::Result<WorkerConfig> {
         base_dir,
         strict_python_version: f.bool("strict python version")?,
         multiprocess: f.bool("multiprocess")?,
-        index: f.u32("worker index")?,
+        index: WorkerId::from_wire(f.u32("worker index")?),
         log_level: level_filter_from(f.u8("log level")?)?,
         max_rss: Some(f.u64("max rss")?).filter(|&n| n != 0),
         post_fork: f.option("post-fork hook", |f| f.string("post-fork hook"))?,
@@ -1216,8 +1217,8 @@ pub(crate) enum ToTemplate {
     /// `descriptors` of them, in [`Channels`](super::channels::Channels)' order: control,
     /// intake, the slots, the started page.
     Fork {
-        /// The worker's index, echoed in the answer.
-        worker: u32,
+        /// The worker, echoed in the answer.
+        worker: WorkerId,
         /// How many descriptors the frame carries.
         descriptors: u32,
     },
@@ -1232,15 +1233,15 @@ pub(crate) enum FromTemplate {
     Control(ControlFromWorker),
     /// A worker was forked.
     Forked {
-        /// The worker's index, from the request.
-        worker: u32,
+        /// The worker, from the request.
+        worker: WorkerId,
         /// The new worker's process id.
         pid: u32,
     },
     /// A worker could not be forked; the template still serves.
     ForkFailed {
-        /// The worker's index, from the request.
-        worker: u32,
+        /// The worker, from the request.
+        worker: WorkerId,
         /// Why (boxed: it dwarfs the other variants).
         error: Box<Error>,
     },
@@ -1264,7 +1265,7 @@ impl Message for ToTemplate {
                 worker,
                 descriptors,
             } => {
-                out.put_u32_le(*worker);
+                out.put_u32_le(worker.to_wire());
                 out.put_u32_le(*descriptors);
                 Encoded::fields(FORK)
             }
@@ -1277,7 +1278,7 @@ impl Message for ToTemplate {
         let msg = match frame.kind {
             TEMPLATE_CONFIG => ToTemplate::Config(get_config(&mut f)?),
             FORK => ToTemplate::Fork {
-                worker: f.u32("worker")?,
+                worker: WorkerId::from_wire(f.u32("worker")?),
                 descriptors: f.u32("descriptors")?,
             },
             RETIRE => ToTemplate::Retire,
@@ -1293,12 +1294,12 @@ impl Message for FromTemplate {
         match self {
             FromTemplate::Control(msg) => msg.encode(out),
             FromTemplate::Forked { worker, pid } => {
-                out.put_u32_le(*worker);
+                out.put_u32_le(worker.to_wire());
                 out.put_u32_le(*pid);
                 Encoded::fields(FORKED)
             }
             FromTemplate::ForkFailed { worker, error } => {
-                out.put_u32_le(*worker);
+                out.put_u32_le(worker.to_wire());
                 put_error(out, error);
                 Encoded::fields(FORK_FAILED)
             }
@@ -1318,11 +1319,11 @@ impl Message for FromTemplate {
         let mut f = Fields::new(frame.payload);
         let msg = match kind {
             FORKED => FromTemplate::Forked {
-                worker: f.u32("worker")?,
+                worker: WorkerId::from_wire(f.u32("worker")?),
                 pid: f.u32("pid")?,
             },
             FORK_FAILED => FromTemplate::ForkFailed {
-                worker: f.u32("worker")?,
+                worker: WorkerId::from_wire(f.u32("worker")?),
                 error: Box::new(get_error(&mut f)?),
             },
             _ => FromTemplate::Reaped {
@@ -1608,7 +1609,7 @@ mod tests {
             base_dir: None,
             strict_python_version: true,
             multiprocess: false,
-            index: 3,
+            index: WorkerId::new(3),
             log_level: LevelFilter::DEBUG,
             max_rss: Some(512 << 20),
             post_fork: Some("hooks:reconnect".into()),
@@ -1823,7 +1824,7 @@ mod tests {
             base_dir: Some(PathBuf::from("/srv")),
             strict_python_version: false,
             multiprocess: true,
-            index: 0,
+            index: WorkerId::new(0),
             log_level: LevelFilter::INFO,
             max_rss: None,
             post_fork: None,
@@ -1834,7 +1835,7 @@ mod tests {
         assert_eq!(back, config);
         for msg in [
             ToTemplate::Fork {
-                worker: 3,
+                worker: WorkerId::new(3),
                 descriptors: 5,
             },
             ToTemplate::Retire,
@@ -1846,9 +1847,12 @@ mod tests {
                 pid: 7,
                 python: "3.12.3".into(),
             }),
-            FromTemplate::Forked { worker: 1, pid: 99 },
+            FromTemplate::Forked {
+                worker: WorkerId::new(1),
+                pid: 99,
+            },
             FromTemplate::ForkFailed {
-                worker: 1,
+                worker: WorkerId::new(1),
                 error: Box::new(Error::PreloadThreads {
                     threads: vec!["t (Python)".into()],
                 }),
@@ -2050,7 +2054,7 @@ mod tests {
             base_dir: Some("/x".into()),
             strict_python_version: false,
             multiprocess: true,
-            index: 0,
+            index: WorkerId::new(0),
             log_level: LevelFilter::INFO,
             max_rss: None,
             post_fork: None,
