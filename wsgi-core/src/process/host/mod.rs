@@ -63,7 +63,7 @@ use crate::lifecycle::reason::RestartReason;
 use crate::lifecycle::restart_file::RestartWatch;
 use crate::lifecycle::rss_loop::RssLoop;
 use crate::metrics::{PoolSnapshot, WorkerSnapshot, WorkerState as Phase};
-use crate::process::ids::{SharedWorkerId, WorkerId};
+use crate::process::ids::{GroupId, SharedWorkerId, SlotId, SlotLayout, WorkerId};
 use crate::process::wire::frame::FrameWriter;
 use crate::process::wire::messages::{ControlToWorker, WorkerConfig};
 use crate::process::wire::started::StartedPage;
@@ -105,9 +105,10 @@ struct Pool {
     /// Workers retired, by [`RETIRE_LABELS`]' order.
     retirements: [AtomicU64; RETIRE_LABELS.len()],
     /// The group no worker uses; `None` while a replacement has it.
-    spare: Mutex<Option<usize>>,
+    spare: Mutex<Option<GroupId>>,
     spare_back: Condvar,
-    threads: usize,
+    /// How the slots make up the groups.
+    layout: SlotLayout,
     shared: Arc<Shared>,
     lifecycle: Lifecycle,
     /// `tmp/always_restart.txt` exists: every request gets a fresh worker (development).
@@ -115,7 +116,7 @@ struct Pool {
     /// A shutdown's grace period is over: what still runs is abandoned, and the processes
     /// running it are killed.
     aborting: AtomicBool,
-    /// The host's end of every slot's socket, by slot (group × threads + thread).
+    /// The host's end of every slot's socket, by [`SlotId::index`].
     conns: Box<[Mutex<Option<Conn>>]>,
     /// The thread that waits on those sockets.
     reactor: Weak<Reactor<Note>>,
@@ -198,7 +199,7 @@ fn eventfd() -> Option<OwnedFd> {
 }
 
 /// One group of slots: the sockets of one worker process's threads.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Group {
     /// The process's control socket while one runs here.
     control: Mutex<Option<FrameWriter<UnixStream>>>,
@@ -449,38 +450,25 @@ impl Pool {
         lifecycle: Lifecycle,
         template: Option<Template>,
     ) -> io::Result<(Arc<Reactor<Note>>, Arc<Pool>)> {
-        let processes = elastic.max;
+        let layout = SlotLayout::new(elastic.max, threads);
         // Idleness is kept only for the decisions of an elastic pool.
         let keep_idle = !elastic.is_fixed();
         Reactor::start("wsgi-relay".into(), |reactor| {
             Arc::new(Pool {
-                queue: SlotQueue::new(queue_depth, processes + 1, threads, keep_idle),
-                groups: (0..=processes)
-                    .map(|_| Group {
-                        control: Mutex::new(None),
-                        worker: SharedWorkerId::none(),
-                        open_slots: Mutex::new(0),
-                        slots_closed: Condvar::new(),
-                        busy: AtomicUsize::new(0),
-                        starting: Mutex::new(None),
-                        intake: Mutex::new(None),
-                        started: Mutex::new(None),
-                    })
-                    .collect(),
-                workers: (0..processes).map(|_| WorkerState::default()).collect(),
+                queue: SlotQueue::new(queue_depth, layout, keep_idle),
+                groups: layout.groups().map(|_| Group::default()).collect(),
+                workers: (0..elastic.max).map(|_| WorkerState::default()).collect(),
                 elastic,
                 starts: Default::default(),
                 retirements: Default::default(),
-                spare: Mutex::new(Some(processes)),
+                spare: Mutex::new(Some(layout.spare())),
                 spare_back: Condvar::new(),
-                threads,
+                layout,
                 shared,
                 lifecycle,
                 always_restart: AtomicBool::new(false),
                 aborting: AtomicBool::new(false),
-                conns: (0..(processes + 1) * threads)
-                    .map(|_| Mutex::new(None))
-                    .collect(),
+                conns: (0..layout.slot_count()).map(|_| Mutex::new(None)).collect(),
                 reactor,
                 closing: AtomicBool::new(false),
                 changed: Changes::default(),
@@ -546,6 +534,16 @@ impl Pool {
         &self.workers[worker.index()]
     }
 
+    /// The group `group`.
+    fn group(&self, group: GroupId) -> &Group {
+        &self.groups[group.index()]
+    }
+
+    /// Every group, with its state.
+    fn each_group(&self) -> impl Iterator<Item = (GroupId, &Group)> {
+        self.layout.groups().zip(self.groups.iter())
+    }
+
     /// Every worker, with its state.
     fn each_worker(&self) -> impl Iterator<Item = (WorkerId, &WorkerState)> {
         self.workers
@@ -560,17 +558,15 @@ impl Pool {
     }
 
     /// Sends `msg` to the process running in `group`; false if none could take it.
-    fn control(&self, group: usize, msg: &ControlToWorker) -> bool {
-        if let Some(control) = self.groups.get(group)
-            && let Some(writer) = lock(&control.control).as_mut()
-        {
-            return writer.send(msg).is_ok();
+    fn control(&self, group: GroupId, msg: &ControlToWorker) -> bool {
+        match lock(&self.group(group).control).as_mut() {
+            Some(writer) => writer.send(msg).is_ok(),
+            None => false,
         }
-        false
     }
 
     /// Waits for the spare group; `None` once the engine closes.
-    fn take_spare(&self) -> Option<usize> {
+    fn take_spare(&self) -> Option<GroupId> {
         let mut spare = lock(&self.spare);
         loop {
             if self.queue.is_closed() {
@@ -587,7 +583,7 @@ impl Pool {
         }
     }
 
-    fn give_back(&self, group: usize) {
+    fn give_back(&self, group: GroupId) {
         *lock(&self.spare) = Some(group);
         self.spare_back.notify_all();
         self.changed.ring();
@@ -595,8 +591,8 @@ impl Pool {
 
     /// Waits until every slot of `group` has closed, so that new ones can take its
     /// slots.
-    fn wait_slots_ended(&self, group: usize) {
-        let g = &self.groups[group];
+    fn wait_slots_ended(&self, group: GroupId) {
+        let g = self.group(group);
         let mut open = lock(&g.open_slots);
         while *open > 0 {
             open = g.slots_closed.wait(open).unwrap_or_else(|e| e.into_inner());
@@ -631,7 +627,7 @@ impl Runner for Processes {
             self.pool.spare_back.notify_all();
         }
         self.pool.close_idle(self.pool.queue.idle_to_close());
-        for (index, group) in self.pool.groups.iter().enumerate() {
+        for (index, group) in self.pool.each_group() {
             // A process still importing the application would hold a supervisor (and the
             // stop) until its import ends; it has nothing to finish, so it is stopped now.
             if let Some(starting) = lock(&group.starting).take() {
@@ -681,15 +677,14 @@ impl Runner for Processes {
 
     fn interrupt(&self, slot: usize, id: u64, timeout: Duration) {
         // The worker logs it: only it can take its thread's stack.
-        let threads = self.pool.threads;
-        let local = u32::try_from(slot % threads).unwrap_or(u32::MAX);
+        let (slot, layout) = (SlotId::from_shared_index(slot), self.pool.layout);
         let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
         let msg = ControlToWorker::Interrupt {
-            slot: local,
+            slot: layout.local_of(slot).get(),
             id,
             timeout_ms,
         };
-        if !self.pool.control(slot / threads, &msg) {
+        if !self.pool.control(layout.group_of(slot), &msg) {
             tracing::warn!(
                 target: "wsgi_core",
                 "request timed out after {} s; answered 504, but its worker process is gone",
@@ -701,11 +696,12 @@ impl Runner for Processes {
     fn stuck(&self, slot: usize, id: u64) {
         // Asked before the replacement below, whose `Shutdown` then follows it on the
         // control socket.
-        let threads = self.pool.threads;
-        let local = u32::try_from(slot % threads).unwrap_or(u32::MAX);
+        let (slot, layout) = (SlotId::from_shared_index(slot), self.pool.layout);
+        let group = layout.group_of(slot);
+        let local = layout.local_of(slot).get();
         if !self
             .pool
-            .control(slot / threads, &ControlToWorker::Stuck { slot: local, id })
+            .control(group, &ControlToWorker::Stuck { slot: local, id })
         {
             tracing::error!(
                 target: "wsgi_core",
@@ -715,8 +711,7 @@ impl Runner for Processes {
         }
         // The thread is blocked where `RequestTimeout` cannot reach it: only a new process
         // gives its capacity back.
-        let group = slot / self.pool.threads;
-        if let Some(worker) = self.pool.groups[group].worker.load() {
+        if let Some(worker) = self.pool.group(group).worker.load() {
             self.pool
                 .worker(worker)
                 .send(Event::Recycle(RestartReason::Timeout));
@@ -731,7 +726,7 @@ impl Runner for Processes {
     fn log_busy_threads(&self) {
         // Every process, a replaced one still finishing its requests included; each logs
         // its own threads.
-        for group in 0..self.pool.groups.len() {
+        for group in self.pool.layout.groups() {
             self.pool.control(group, &ControlToWorker::LogBusyThreads);
         }
     }
@@ -739,9 +734,9 @@ impl Runner for Processes {
     fn workers(&self) -> Vec<WorkerSnapshot> {
         let ready = self.pool.queue.ready();
         let mut groups_of = vec![None; self.pool.workers.len()];
-        for (group, g) in self.pool.groups.iter().enumerate() {
+        for (group, g) in self.pool.each_group() {
             if let Some(worker) = g.worker.load()
-                && ready.get(group).copied().unwrap_or(false)
+                && ready.get(group.index()).copied().unwrap_or(false)
             {
                 groups_of[worker.index()] = Some(group);
             }

@@ -24,7 +24,7 @@ use crate::lifecycle::reason::RestartReason;
 use crate::lifecycle::rss::{Meter, Proc};
 use crate::lifecycle::rss_loop::{RssLoop, Startup};
 use crate::pipe::Msg;
-use crate::process::ids::WorkerId;
+use crate::process::ids::{GroupId, WorkerId};
 use crate::process::log;
 use crate::process::spawn::{describe_exit, spawn_worker, wait_ready};
 use crate::process::wire::channels::Channels;
@@ -35,7 +35,7 @@ use crate::process::wire::messages::{ControlFromWorker, ControlToWorker, WorkerC
 struct Process {
     child: WorkerChild,
     pid: u32,
-    group: usize,
+    group: GroupId,
     ready_at: Instant,
     budget: Budget,
     /// Its memory as `max_rss` compares it (private, if forked from the template).
@@ -78,7 +78,7 @@ impl Supervisor {
         let mut first = started;
         let mut rng = Rng::from_entropy();
         let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF, STABLE_AFTER);
-        let mut group = self.worker.index();
+        let mut group = self.pool.layout.home(self.worker);
         if first.is_none() && !self.wait_start(&events) {
             return;
         }
@@ -179,7 +179,7 @@ impl Supervisor {
         events: &mpsc::Receiver<Event>,
         rng: &mut Rng,
         backoff: &mut Backoff,
-        group: &mut usize,
+        group: &mut GroupId,
     ) -> Ended {
         // An event taken while coalescing repeated recycles, handled next.
         let mut next = None;
@@ -223,7 +223,7 @@ impl Supervisor {
                     }
                 }
                 Some(Event::Abort) => {
-                    if self.pool.groups[process.group].busy.load(Ordering::Acquire) > 0 {
+                    if self.pool.group(process.group).busy.load(Ordering::Acquire) > 0 {
                         let _ = process.child.kill();
                     }
                 }
@@ -270,8 +270,8 @@ impl Supervisor {
 
     /// Starts a process in `group` and waits until it is ready; its slots then take
     /// requests.
-    fn launch(&self, group: usize, rng: &mut Rng) -> Result<Process, Error> {
-        let threads = self.pool.threads;
+    fn launch(&self, group: GroupId, rng: &mut Rng) -> Result<Process, Error> {
+        let threads = self.pool.layout.threads();
         let begun = Instant::now();
         let (mut child, channels) = match &self.pool.template {
             Some(template) => template.fork(self.worker, threads)?,
@@ -301,7 +301,7 @@ impl Supervisor {
         {
             // Under the lock `close` takes, so that either it sees this socket or this sees
             // the engine closed.
-            let mut starting = lock(&self.pool.groups[group].starting);
+            let mut starting = lock(&self.pool.group(group).starting);
             if self.pool.queue.is_closed() {
                 drop(starting);
                 return Err(fail(
@@ -319,7 +319,7 @@ impl Supervisor {
         let limit = self.pool.lifecycle.start_timeout;
         let _ = timer.set_read_timeout(Some(limit));
         let ready = wait_ready(&mut child, &mut reader);
-        lock(&self.pool.groups[group].starting).take();
+        lock(&self.pool.group(group).starting).take();
         let (pid, python) = match ready {
             Ok(ready) => ready,
             Err(Error::WorkerChannel(e))
@@ -343,7 +343,7 @@ impl Supervisor {
         {
             // Under the lock `close` takes, so a worker that became ready while the engine
             // closed is not left running unseen.
-            let mut control = lock(&self.pool.groups[group].control);
+            let mut control = lock(&self.pool.group(group).control);
             if self.pool.queue.is_closed() {
                 drop(control);
                 return Err(fail(
@@ -378,7 +378,7 @@ impl Supervisor {
             .max_requests
             .store(budget.max_requests().unwrap_or(0), Ordering::Relaxed);
         state.live.fetch_add(1, Ordering::AcqRel);
-        let g = &self.pool.groups[group];
+        let g = self.pool.group(group);
         g.worker.store(self.worker);
         // Ready before its slots take jobs: a slot of a group that is not ready closes.
         self.pool.set_ready(group, true);
@@ -541,7 +541,7 @@ impl Supervisor {
     fn reap(&self, mut process: Process) -> Option<Duration> {
         let pool = &self.pool;
         pool.set_ready(process.group, false);
-        *lock(&pool.groups[process.group].control) = None;
+        *lock(&pool.group(process.group).control) = None;
         let state = self.state();
         state.pid.store(0, Ordering::Relaxed);
         *lock(&state.ready_at) = None;
@@ -608,7 +608,7 @@ fn finish(pool: &Pool, mut old: Process, worker: WorkerId, what: &str) {
             Ok(Some(status)) => break Ok(status),
             Ok(None)
                 if pool.aborting.load(Ordering::Acquire)
-                    && pool.groups[old.group].busy.load(Ordering::Acquire) > 0 =>
+                    && pool.group(old.group).busy.load(Ordering::Acquire) > 0 =>
             {
                 let _ = old.child.kill();
                 break old.child.wait();
@@ -622,7 +622,7 @@ fn finish(pool: &Pool, mut old: Process, worker: WorkerId, what: &str) {
             Err(e) => break Err(e),
         }
     };
-    *lock(&pool.groups[old.group].control) = None;
+    *lock(&pool.group(old.group).control) = None;
     pool.worker(worker).live.fetch_sub(1, Ordering::AcqRel);
     pool.changed.ring();
     match status {

@@ -47,7 +47,7 @@ fn relay(workers: usize, threads: usize) -> (Processes, Vec<FakeWorker>) {
     let (reactor, pool): (Arc<Reactor<Note>>, Arc<Pool>) =
         Pool::new(workers, threads, 16, shared, lifecycle).expect("a reactor");
     let mut fakes = Vec::new();
-    for group in 0..workers {
+    for group in pool.layout.groups().take(workers) {
         let (host_intake, intake) = UnixStream::pair().expect("a socketpair");
         let (hosts, ends): (Vec<_>, Vec<_>) = (0..threads)
             .map(|_| UnixStream::pair().expect("a socketpair"))
