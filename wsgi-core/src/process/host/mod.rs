@@ -680,7 +680,7 @@ impl Runner for Processes {
         let (slot, layout) = (SlotId::from_shared_index(slot), self.pool.layout);
         let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
         let msg = ControlToWorker::Interrupt {
-            slot: layout.local_of(slot).get(),
+            slot: layout.local_of(slot),
             id,
             timeout_ms,
         };
@@ -698,7 +698,7 @@ impl Runner for Processes {
         // control socket.
         let (slot, layout) = (SlotId::from_shared_index(slot), self.pool.layout);
         let group = layout.group_of(slot);
-        let local = layout.local_of(slot).get();
+        let local = layout.local_of(slot);
         if !self
             .pool
             .control(group, &ControlToWorker::Stuck { slot: local, id })

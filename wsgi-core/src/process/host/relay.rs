@@ -269,7 +269,7 @@ impl Pool {
         };
         let request = ToWorker::Request(Box::new(Request {
             id: job.id,
-            slot: slot.get(),
+            slot,
             vars: std::mem::take(&mut job.vars),
             content_length: job.content_length,
             body,
@@ -402,8 +402,7 @@ impl Pool {
                             && !lock(&self.group(self.layout.group_of(slot)).started)
                                 .as_ref()
                                 .is_some_and(|page| {
-                                    let local = self.layout.local_of(slot);
-                                    page.started(local.index(), current.job.id)
+                                    page.started(self.layout.local_of(slot), current.job.id)
                                 }) =>
                         {
                             Relayed::Lost {
@@ -503,7 +502,7 @@ impl Pool {
                 self.control(
                     self.layout.group_of(slot),
                     &ControlToWorker::Cancel {
-                        slot: self.layout.local_of(slot).get(),
+                        slot: self.layout.local_of(slot),
                         id: current.job.id,
                     },
                 );

@@ -17,7 +17,7 @@ use crate::chunk::Chunk;
 use crate::error::MissingModule;
 use crate::input::Pulled;
 use crate::pipe::Msg;
-use crate::process::ids::WorkerId;
+use crate::process::ids::{LocalSlot, WorkerId};
 use crate::process::wire::channels::Channels;
 use crate::process::wire::frame::{FrameReader, FrameWriter};
 use crate::process::wire::messages::{
@@ -77,7 +77,7 @@ fn worker_reports_its_descriptors() {
             .chain(&fds)
             .all(|&fd| cloexec(fd));
         // The host sees this through its own mapping.
-        started.mark(1, 42);
+        started.mark(LocalSlot::new(1), 42);
         let report = format!(
             "control={} intake={} slots={fds:?} marker={} worker={} nested_refused={} cloexec={all_cloexec}",
             control.as_raw_fd(),
@@ -117,7 +117,7 @@ fn descriptors_arrive_at_3_and_the_marker_is_gone() {
         report,
         "control=3 intake=4 slots=[5, 6, 7] marker=false worker=true nested_refused=true cloexec=true"
     );
-    assert!(channels.started.started(1, 42));
+    assert!(channels.started.started(LocalSlot::new(1), 42));
     for (i, slot) in channels.slots.iter().enumerate() {
         slot.set_read_timeout(Some(Duration::from_secs(60)))
             .unwrap();

@@ -42,7 +42,7 @@ use crate::error::{Error, HookStage, MissingModule, PythonException};
 use crate::extras::EnvironExtras;
 use crate::input::Pulled;
 use crate::pipe::Msg;
-use crate::process::ids::WorkerId;
+use crate::process::ids::{LocalSlot, WorkerId};
 use crate::python;
 use crate::response::{Head, HeadBody, ReasonPhrase};
 
@@ -106,7 +106,7 @@ pub(crate) struct Request {
     /// [`ControlToWorker::Cancel`].
     pub(crate) id: u64,
     /// The slot whose socket carries the request's body and response.
-    pub(crate) slot: u32,
+    pub(crate) slot: LocalSlot,
     /// The CGI variables, computed by the host.
     pub(crate) vars: CgiVars,
     /// The declared body length, when the request has one.
@@ -193,7 +193,7 @@ pub(crate) enum ControlToWorker {
     /// `id`, and log that (with the thread's Python stack).
     Interrupt {
         /// The worker thread's slot.
-        slot: u32,
+        slot: LocalSlot,
         /// The request that timed out.
         id: u64,
         /// The timeout it overran, for the log line.
@@ -202,7 +202,7 @@ pub(crate) enum ControlToWorker {
     /// The client of request `id` on `slot` is gone: stop sending, call `close()`.
     Cancel {
         /// The worker thread's slot.
-        slot: u32,
+        slot: LocalSlot,
         /// The abandoned request.
         id: u64,
     },
@@ -215,7 +215,7 @@ pub(crate) enum ControlToWorker {
     /// log it with the thread's Python stack (the host replaces the worker).
     Stuck {
         /// The worker thread's slot.
-        slot: u32,
+        slot: LocalSlot,
         /// The request it is stuck in.
         id: u64,
     },
@@ -263,7 +263,7 @@ impl Message for ToWorker {
         match self {
             ToWorker::Request(req) => {
                 out.put_u64_le(req.id);
-                out.put_u32_le(req.slot);
+                out.put_u32_le(req.slot.get());
                 match req.content_length {
                     Some(n) => {
                         out.put_u8(1);
@@ -309,7 +309,7 @@ impl Message for ToWorker {
         let msg = match frame.kind {
             REQUEST => {
                 let id = f.u64("request id")?;
-                let slot = f.u32("slot")?;
+                let slot = LocalSlot::new(f.u32("slot")?);
                 let content_length = f.option("content length", |f| f.u64("content length"))?;
                 let vars = get_cgi_vars(&mut f)?;
                 let body = match f.u8("body kind")? {
@@ -441,13 +441,13 @@ impl Message for ControlToWorker {
                 id,
                 timeout_ms,
             } => {
-                out.put_u32_le(*slot);
+                out.put_u32_le(slot.get());
                 out.put_u64_le(*id);
                 out.put_u64_le(*timeout_ms);
                 Encoded::fields(INTERRUPT)
             }
             ControlToWorker::Cancel { slot, id } => {
-                out.put_u32_le(*slot);
+                out.put_u32_le(slot.get());
                 out.put_u64_le(*id);
                 Encoded::fields(CANCEL)
             }
@@ -456,7 +456,7 @@ impl Message for ControlToWorker {
                 Encoded::fields(SHUTDOWN)
             }
             ControlToWorker::Stuck { slot, id } => {
-                out.put_u32_le(*slot);
+                out.put_u32_le(slot.get());
                 out.put_u64_le(*id);
                 Encoded::fields(STUCK)
             }
@@ -469,19 +469,19 @@ impl Message for ControlToWorker {
         let msg = match frame.kind {
             CONFIG => ControlToWorker::Config(get_config(&mut f)?),
             INTERRUPT => ControlToWorker::Interrupt {
-                slot: f.u32("slot")?,
+                slot: LocalSlot::new(f.u32("slot")?),
                 id: f.u64("request id")?,
                 timeout_ms: f.u64("timeout")?,
             },
             CANCEL => ControlToWorker::Cancel {
-                slot: f.u32("slot")?,
+                slot: LocalSlot::new(f.u32("slot")?),
                 id: f.u64("request id")?,
             },
             SHUTDOWN => ControlToWorker::Shutdown {
                 grace_ms: f.u64("grace")?,
             },
             STUCK => ControlToWorker::Stuck {
-                slot: f.u32("slot")?,
+                slot: LocalSlot::new(f.u32("slot")?),
                 id: f.u64("request id")?,
             },
             LOG_BUSY_THREADS => ControlToWorker::LogBusyThreads,
@@ -1433,7 +1433,7 @@ mod tests {
         ] {
             let sent = ToWorker::Request(Box::new(Request {
                 id: u64::MAX - 3,
-                slot: 7,
+                slot: LocalSlot::new(7),
                 vars: sample_vars(),
                 content_length: Some(7),
                 body: body.clone(),
@@ -1442,7 +1442,7 @@ mod tests {
                 panic!("not a request")
             };
             assert_eq!(back.id, u64::MAX - 3);
-            assert_eq!(back.slot, 7);
+            assert_eq!(back.slot, LocalSlot::new(7));
             assert_eq!(back.content_length, Some(7));
             assert_eq!(back.body, body);
             assert_same_vars(&back.vars, &sample_vars());
@@ -1456,7 +1456,7 @@ mod tests {
         assert!(matches!(vars.path, PathInfo::InTarget(_)));
         let sent = ToWorker::Request(Box::new(Request {
             id: 1,
-            slot: 0,
+            slot: LocalSlot::new(0),
             vars: computed_vars(),
             content_length: Some(3),
             body: RequestBody::Inline(Bytes::from_static(b"abc")),
@@ -1621,13 +1621,19 @@ mod tests {
         assert_eq!(back, config);
         for msg in [
             ControlToWorker::Interrupt {
-                slot: 2,
+                slot: LocalSlot::new(2),
                 id: 99,
                 timeout_ms: 1500,
             },
-            ControlToWorker::Cancel { slot: 0, id: 1 },
+            ControlToWorker::Cancel {
+                slot: LocalSlot::new(0),
+                id: 1,
+            },
             ControlToWorker::Shutdown { grace_ms: 30_000 },
-            ControlToWorker::Stuck { slot: 1, id: 7 },
+            ControlToWorker::Stuck {
+                slot: LocalSlot::new(1),
+                id: 7,
+            },
             ControlToWorker::LogBusyThreads,
         ] {
             assert_eq!(format!("{:?}", round_trip(&msg)), format!("{msg:?}"));
@@ -1682,7 +1688,7 @@ mod tests {
         let err = decode(kind, &[0]).unwrap_err();
         assert!(err.to_string().contains("unexpected bytes"), "{err}");
         let (kind, body) = payload(&ControlToWorker::Interrupt {
-            slot: 1,
+            slot: LocalSlot::new(1),
             id: 2,
             timeout_ms: 3,
         });
@@ -1691,12 +1697,43 @@ mod tests {
         // The layout before the timeout was carried: one end newer than the other.
         let err = decode(kind, &body[..12]).unwrap_err();
         assert!(err.to_string().contains("timeout"), "{err}");
-        let (kind, body) = payload(&ControlToWorker::Stuck { slot: 4, id: 5 });
+        let (kind, body) = payload(&ControlToWorker::Stuck {
+            slot: LocalSlot::new(4),
+            id: 5,
+        });
         assert_eq!((kind, body.len()), (STUCK, 4 + 8));
         assert!(matches!(
             decode(kind, &body).unwrap(),
-            ControlToWorker::Stuck { slot: 4, id: 5 }
+            ControlToWorker::Stuck { slot, id: 5 } if slot == LocalSlot::new(4)
         ));
+    }
+
+    /// A local slot and a worker are typed on each side, but cross as the little-endian
+    /// u32s they always were: a host and a worker of different builds still agree.
+    #[test]
+    fn slots_and_workers_cross_as_little_endian_u32s() {
+        fn payload(msg: &impl Message) -> Vec<u8> {
+            let mut w = FrameWriter::new(Vec::new());
+            w.send(msg).unwrap();
+            w.get_ref()[HEADER_LEN..].to_vec()
+        }
+        let slot = LocalSlot::new(0x0102_0304);
+        let wire = 0x0102_0304u32.to_le_bytes();
+        let cancel = payload(&ControlToWorker::Cancel { slot, id: 9 });
+        assert_eq!(cancel[..4], wire);
+        let request = payload(&ToWorker::Request(Box::new(Request {
+            id: 1,
+            slot,
+            vars: sample_vars(),
+            content_length: None,
+            body: RequestBody::None,
+        })));
+        assert_eq!(request[8..12], wire, "the slot follows the request's id");
+        let fork = payload(&ToTemplate::Fork {
+            worker: WorkerId::new(5),
+            descriptors: 6,
+        });
+        assert_eq!(fork, [5, 0, 0, 0, 6, 0, 0, 0]);
     }
 
     fn exception(type_name: &str, message: &str) -> PythonException {
@@ -2029,7 +2066,7 @@ mod tests {
         let mut w = FrameWriter::new(Vec::new());
         w.send(&ToWorker::Request(Box::new(Request {
             id: 1,
-            slot: 0,
+            slot: LocalSlot::new(0),
             vars: sample_vars(),
             content_length: None,
             body: RequestBody::Inline(Bytes::from_static(b"body")),

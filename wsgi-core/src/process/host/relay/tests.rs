@@ -19,6 +19,7 @@ use crate::lifecycle::policy::Recycle;
 use crate::pipe::{Msg, PipeRx, pipe};
 use crate::process::host::reactor::Reactor;
 use crate::process::host::{Pool, Processes};
+use crate::process::ids::LocalSlot;
 use crate::process::wire::frame::{FrameReader, FrameWriter};
 use crate::process::wire::messages::{FromWorker, ToWorker};
 use crate::process::wire::started::StartedPage;
@@ -109,9 +110,9 @@ impl FakeWorker {
 
     /// Reads the next request from the intake: its id and slot, not handed to the
     /// application yet.
-    fn read(&mut self) -> (u64, usize) {
+    fn read(&mut self) -> (u64, LocalSlot) {
         match self.intake.recv::<ToWorker>() {
-            Ok(Some(ToWorker::Request(request))) => (request.id, request.slot as usize),
+            Ok(Some(ToWorker::Request(request))) => (request.id, request.slot),
             other => panic!("expected a request, got {other:?}"),
         }
     }
@@ -137,11 +138,11 @@ impl FakeWorker {
 
     /// Sends `frames` on slot 0's socket.
     fn send(&mut self, frames: impl IntoIterator<Item = FromWorker>) {
-        self.send_on(0, frames);
+        self.send_on(LocalSlot::new(0), frames);
     }
 
-    fn send_on(&mut self, slot: usize, frames: impl IntoIterator<Item = FromWorker>) {
-        let writer = &mut self.slots[slot].writer;
+    fn send_on(&mut self, slot: LocalSlot, frames: impl IntoIterator<Item = FromWorker>) {
+        let writer = &mut self.slots[slot.index()].writer;
         for frame in frames {
             writer.queue(&frame).expect("a frame");
         }
