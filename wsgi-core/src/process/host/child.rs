@@ -1,7 +1,8 @@
 //! A worker process as its supervisor holds it: a child this process spawned, or a worker
 //! the template of preloading forked, which is the template's child, not ours. For those,
 //! a pidfd stands for the process (signals reach it and no other, even once its pid is
-//! reused), and the template reports how it ended, having reaped it.
+//! reused), and the template reports how it ended, having reaped it. The pool's
+//! [`Launcher`] says which kind a supervisor gets.
 
 use std::collections::HashMap;
 use std::io;
@@ -13,7 +14,46 @@ use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use super::lock;
-use crate::process::spawn::Exits;
+use super::template::Template;
+use crate::error::Error;
+use crate::process::ids::WorkerId;
+use crate::process::spawn::{Exits, spawn_worker};
+use crate::process::wire::channels::Channels;
+
+/// Where a pool's worker processes come from.
+#[derive(Debug)]
+pub(super) enum Launcher {
+    /// Spawned: the host binary started again.
+    Spawn,
+    /// Forked by the template of preloading, which imported the application once.
+    Fork(Template),
+}
+
+impl Launcher {
+    /// A new process for `worker`, with `threads` slots, and the host's ends of its
+    /// channels; it has been sent nothing yet.
+    pub(super) fn launch(
+        &self,
+        worker: WorkerId,
+        threads: usize,
+    ) -> Result<(WorkerChild, Channels), Error> {
+        match self {
+            Launcher::Spawn => {
+                let (child, channels) = spawn_worker(threads).map_err(Error::WorkerChannel)?;
+                Ok((WorkerChild::Spawned(child), channels))
+            }
+            Launcher::Fork(template) => template.fork(worker, threads),
+        }
+    }
+
+    /// The template workers are forked from, with preloading.
+    pub(super) fn template(&self) -> Option<&Template> {
+        match self {
+            Launcher::Fork(template) => Some(template),
+            Launcher::Spawn => None,
+        }
+    }
+}
 
 /// A worker process.
 #[derive(Debug)]

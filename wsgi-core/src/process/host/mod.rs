@@ -49,7 +49,10 @@ mod sizer;
 pub(crate) mod slots;
 mod supervisor;
 mod template;
+#[cfg(test)]
+mod testing;
 
+use self::child::Launcher;
 use self::reactor::Reactor;
 use self::relay::{Conn, Note};
 use self::slots::{Sent, SlotQueue};
@@ -129,8 +132,8 @@ struct Pool {
     /// Readable once the grace period is over (an eventfd), so that a draining process's
     /// thread, waiting on the process, learns it at once.
     abort_event: Option<OwnedFd>,
-    /// The template workers are forked from, with preloading.
-    template: Option<Template>,
+    /// Where worker processes come from: spawned, or forked from the template.
+    launcher: Launcher,
 }
 
 /// A notification without a payload: waiters re-check their condition when it rings.
@@ -350,24 +353,51 @@ impl Processes {
             post_fork: app.post_fork.clone(),
         };
         // Before any worker: its import error is the engine's, as a worker's would be.
-        let template = if app.preload {
+        let launcher = if app.preload {
             let started = Instant::now();
             let template = Template::start(config(WorkerId::new(0)), lifecycle.start_timeout)?;
             tracing::info!(target: "wsgi_core", load_ms = started.elapsed().as_millis(), "template process loaded the application; forking the workers from it");
-            Some(template)
+            Launcher::Fork(template)
         } else {
-            None
+            Launcher::Spawn
         };
-        let min = elastic.min;
-        let (reactor, pool) = Pool::with_template(
+        let (reactor, pool) = Pool::with_launcher(
             elastic,
             threads,
             queue_depth,
             shared,
             lifecycle.clone(),
-            template,
+            launcher,
         )
         .map_err(Error::Thread)?;
+        let runner = Self::supervise(reactor, pool, config)?;
+        if let Some(watch) = watch {
+            let pool = Arc::downgrade(&runner.pool);
+            std::thread::Builder::new()
+                .name("wsgi-restart-file".into())
+                .spawn(move || watch_restart_file(watch, pool))
+                .map_err(Error::Thread)?;
+        }
+        // A fixed pool has nothing to decide, and no thread deciding it.
+        if !runner.pool.elastic.is_fixed() {
+            let pool = runner.pool.clone();
+            std::thread::Builder::new()
+                .name("wsgi-pool".into())
+                .spawn(move || sizer::run(&pool))
+                .map_err(Error::Thread)?;
+        }
+        Ok(runner)
+    }
+
+    /// Starts a supervisor for each of `pool`'s workers, with its `config`, and waits until
+    /// the pool's minimum have loaded the application (the first failure is the error,
+    /// and closes the pool); the others wait to be started.
+    fn supervise(
+        reactor: Arc<Reactor<Note>>,
+        pool: Arc<Pool>,
+        config: impl Fn(WorkerId) -> WorkerConfig,
+    ) -> Result<Self, Error> {
+        let min = pool.elastic.min;
         let (started_tx, started_rx) = mpsc::channel();
         for (worker, state) in pool.each_worker() {
             let (events_tx, events) = mpsc::channel();
@@ -406,49 +436,21 @@ impl Processes {
                 return Err(e);
             }
         }
-        if let Some(watch) = watch {
-            let pool = Arc::downgrade(&runner.pool);
-            std::thread::Builder::new()
-                .name("wsgi-restart-file".into())
-                .spawn(move || watch_restart_file(watch, pool))
-                .map_err(Error::Thread)?;
-        }
-        // A fixed pool has nothing to decide, and no thread deciding it.
-        if !runner.pool.elastic.is_fixed() {
-            let pool = runner.pool.clone();
-            std::thread::Builder::new()
-                .name("wsgi-pool".into())
-                .spawn(move || sizer::run(&pool))
-                .map_err(Error::Thread)?;
-        }
         Ok(runner)
     }
 }
 
 impl Pool {
-    /// A pool whose workers are spawned (see [`Pool::with_template`]), for the relay's tests.
-    #[cfg(test)]
-    fn new(
-        processes: usize,
-        threads: usize,
-        queue_depth: usize,
-        shared: Arc<Shared>,
-        lifecycle: Lifecycle,
-    ) -> io::Result<(Arc<Reactor<Note>>, Arc<Pool>)> {
-        let elastic = Elastic::new(processes, processes);
-        Self::with_template(elastic, threads, queue_depth, shared, lifecycle, None)
-    }
-
     /// A pool for up to `elastic.max` workers of `threads` threads (and a spare group),
-    /// with the relay's thread waiting on its sockets, its workers forked from `template` if
-    /// there is one; no worker is started.
-    fn with_template(
+    /// with the relay's thread waiting on its sockets, its processes made by `launcher`; no
+    /// worker is started.
+    fn with_launcher(
         elastic: Elastic,
         threads: usize,
         queue_depth: usize,
         shared: Arc<Shared>,
         lifecycle: Lifecycle,
-        template: Option<Template>,
+        launcher: Launcher,
     ) -> io::Result<(Arc<Reactor<Note>>, Arc<Pool>)> {
         let layout = SlotLayout::new(elastic.max, threads);
         // Idleness is kept only for the decisions of an elastic pool.
@@ -473,7 +475,7 @@ impl Pool {
                 closing: AtomicBool::new(false),
                 changed: Changes::default(),
                 abort_event: eventfd(),
-                template,
+                launcher,
             })
         })
     }
@@ -505,7 +507,7 @@ fn restart_all(pool: &Arc<Pool>, reason: RestartReason) {
         reason,
         RestartReason::RestartFile | RestartReason::Signal | RestartReason::Api
     );
-    match &pool.template {
+    match pool.launcher.template() {
         Some(template) if new_code => {
             let pool = Arc::downgrade(pool);
             template.reload(move || {
@@ -636,7 +638,7 @@ impl Runner for Processes {
             self.pool
                 .control(index, &ControlToWorker::Shutdown { grace_ms: 0 });
         }
-        if let Some(template) = &self.pool.template {
+        if let Some(template) = self.pool.launcher.template() {
             template.close();
         }
         // Supervisors of workers the pool does not run wait for an event, not a process.

@@ -26,7 +26,7 @@ use crate::lifecycle::rss_loop::{RssLoop, Startup};
 use crate::pipe::Msg;
 use crate::process::ids::{GroupId, WorkerId};
 use crate::process::log;
-use crate::process::spawn::{describe_exit, spawn_worker, wait_ready};
+use crate::process::spawn::{describe_exit, wait_ready};
 use crate::process::wire::channels::Channels;
 use crate::process::wire::frame::{FrameReader, FrameWriter};
 use crate::process::wire::messages::{ControlFromWorker, ControlToWorker, WorkerConfig};
@@ -273,13 +273,7 @@ impl Supervisor {
     fn launch(&self, group: GroupId, rng: &mut Rng) -> Result<Process, Error> {
         let threads = self.pool.layout.threads();
         let begun = Instant::now();
-        let (mut child, channels) = match &self.pool.template {
-            Some(template) => template.fork(self.worker, threads)?,
-            None => {
-                let (child, channels) = spawn_worker(threads).map_err(Error::WorkerChannel)?;
-                (WorkerChild::Spawned(child), channels)
-            }
-        };
+        let (mut child, channels) = self.pool.launcher.launch(self.worker, threads)?;
         let Channels {
             control,
             intake,
