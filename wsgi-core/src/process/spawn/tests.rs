@@ -9,7 +9,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tracing::level_filters::LevelFilter;
 
 use super::linux::testing::{become_worker, spawn_worker_with};
 use super::*;
@@ -17,7 +16,7 @@ use crate::chunk::Chunk;
 use crate::error::MissingModule;
 use crate::input::Pulled;
 use crate::pipe::Msg;
-use crate::process::ids::{LocalSlot, WorkerId};
+use crate::process::ids::LocalSlot;
 use crate::process::wire::channels::Channels;
 use crate::process::wire::frame::{FrameReader, FrameWriter};
 use crate::process::wire::messages::{
@@ -153,19 +152,7 @@ fn start_worker_code(app: &str) -> Result<(u32, String), Error> {
     let (mut child, channels) = spawn_running(2, "worker_calls_the_hook");
     let control = &channels.control;
     FrameWriter::new(control)
-        .send(&ControlToWorker::Config(WorkerConfig {
-            app: app.into(),
-            threads: 2,
-            venv: None,
-            venv_origin: String::new(),
-            base_dir: None,
-            strict_python_version: false,
-            multiprocess: false,
-            index: WorkerId::new(0),
-            log_level: LevelFilter::INFO,
-            max_rss: None,
-            post_fork: None,
-        }))
+        .send(&ControlToWorker::Config(WorkerConfig::for_tests(app, 2)))
         .unwrap();
     let verdict = wait_ready(&mut child, &mut FrameReader::new(control));
     if verdict.is_err() {

@@ -184,6 +184,27 @@ pub(crate) struct WorkerConfig {
     pub(crate) post_fork: Option<String>,
 }
 
+#[cfg(test)]
+impl WorkerConfig {
+    /// The configuration of worker 0 of `threads` threads running `app`, every other
+    /// option at its default.
+    pub(crate) fn for_tests(app: &str, threads: usize) -> Self {
+        WorkerConfig {
+            app: app.into(),
+            threads,
+            venv: None,
+            venv_origin: String::new(),
+            base_dir: None,
+            strict_python_version: false,
+            multiprocess: false,
+            index: WorkerId::new(0),
+            log_level: LevelFilter::INFO,
+            max_rss: None,
+            post_fork: None,
+        }
+    }
+}
+
 /// Control socket, host → worker.
 #[derive(Debug)]
 pub(crate) enum ControlToWorker {
@@ -1854,17 +1875,9 @@ mod tests {
     #[test]
     fn template_messages_round_trip() {
         let config = WorkerConfig {
-            app: "app.py".into(),
-            threads: 2,
-            venv: None,
-            venv_origin: String::new(),
             base_dir: Some(PathBuf::from("/srv")),
-            strict_python_version: false,
             multiprocess: true,
-            index: WorkerId::new(0),
-            log_level: LevelFilter::INFO,
-            max_rss: None,
-            post_fork: None,
+            ..WorkerConfig::for_tests("app.py", 2)
         };
         let ToTemplate::Config(back) = round_trip(&ToTemplate::Config(config.clone())) else {
             panic!("not a config")
@@ -2084,17 +2097,9 @@ mod tests {
         .unwrap();
         let mut w3 = FrameWriter::new(Vec::new());
         w3.send(&ControlToWorker::Config(WorkerConfig {
-            app: "app.py".into(),
-            threads: 1,
-            venv: None,
-            venv_origin: String::new(),
             base_dir: Some("/x".into()),
-            strict_python_version: false,
             multiprocess: true,
-            index: WorkerId::new(0),
-            log_level: LevelFilter::INFO,
-            max_rss: None,
-            post_fork: None,
+            ..WorkerConfig::for_tests("app.py", 1)
         }))
         .unwrap();
 
