@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use super::lock;
 use super::template::Template;
+#[cfg(test)]
+use super::testing::{FakeChild, FakeLauncher};
 use crate::error::Error;
 use crate::process::ids::WorkerId;
 use crate::process::spawn::{Exits, spawn_worker};
@@ -27,6 +29,9 @@ pub(super) enum Launcher {
     Spawn,
     /// Forked by the template of preloading, which imported the application once.
     Fork(Template),
+    /// A test's fake processes, whose worker side the test plays.
+    #[cfg(test)]
+    Fake(Arc<FakeLauncher>),
 }
 
 impl Launcher {
@@ -43,6 +48,8 @@ impl Launcher {
                 Ok((WorkerChild::Spawned(child), channels))
             }
             Launcher::Fork(template) => template.fork(worker, threads),
+            #[cfg(test)]
+            Launcher::Fake(fake) => fake.launch(worker, threads),
         }
     }
 
@@ -50,7 +57,7 @@ impl Launcher {
     pub(super) fn template(&self) -> Option<&Template> {
         match self {
             Launcher::Fork(template) => Some(template),
-            Launcher::Spawn => None,
+            _ => None,
         }
     }
 }
@@ -62,6 +69,9 @@ pub(super) enum WorkerChild {
     Spawned(Child),
     /// Forked by the template.
     Forked(ForkedChild),
+    /// A test's stand-in.
+    #[cfg(test)]
+    Fake(FakeChild),
 }
 
 /// A worker the template forked.
@@ -157,6 +167,8 @@ impl WorkerChild {
         match self {
             WorkerChild::Spawned(child) => child.id(),
             WorkerChild::Forked(forked) => forked.pid,
+            #[cfg(test)]
+            WorkerChild::Fake(fake) => fake.id(),
         }
     }
 
@@ -186,6 +198,11 @@ impl WorkerChild {
                 }
                 None => Ok(()),
             },
+            #[cfg(test)]
+            WorkerChild::Fake(fake) => {
+                fake.kill();
+                Ok(())
+            }
         }
     }
 
@@ -194,6 +211,8 @@ impl WorkerChild {
         let forked = match self {
             WorkerChild::Spawned(child) => return child.wait(),
             WorkerChild::Forked(forked) => forked,
+            #[cfg(test)]
+            WorkerChild::Fake(fake) => return Ok(fake.wait()),
         };
         if let Some(status) = forked.status {
             return Ok(status);
@@ -223,6 +242,8 @@ impl WorkerChild {
         let forked = match self {
             WorkerChild::Spawned(child) => return child.try_wait(),
             WorkerChild::Forked(forked) => forked,
+            #[cfg(test)]
+            WorkerChild::Fake(fake) => return Ok(fake.try_wait()),
         };
         if forked.status.is_some() {
             return forked.status.map(Some).ok_or_else(ForkedChild::lost);
@@ -249,6 +270,8 @@ impl WorkerChild {
         match self {
             WorkerChild::Spawned(child) => pidfd_open(child.id()),
             WorkerChild::Forked(forked) => forked.pidfd.as_ref().and_then(|fd| fd.try_clone().ok()),
+            #[cfg(test)]
+            WorkerChild::Fake(fake) => fake.pidfd(),
         }
     }
 }

@@ -96,7 +96,7 @@ fn facts(pool: &Pool) -> (Vec<Serving<WorkerId>>, usize, Option<Instant>) {
 /// Starts a worker the pool does not run, preferably one whose last process has ended (the
 /// supervisor of one still draining a retired process starts only once it has exited);
 /// whether there was one. `alive`: the workers the pool ran before.
-fn grow(pool: &Pool, why: Grow, alive: usize) -> bool {
+pub(super) fn grow(pool: &Pool, why: Grow, alive: usize) -> bool {
     let inactive = |w: &super::WorkerState| !w.active.load(Ordering::Acquire);
     let ended = pool
         .each_worker()
@@ -121,7 +121,7 @@ fn grow(pool: &Pool, why: Grow, alive: usize) -> bool {
 }
 
 /// Retires `worker`, idle for `idle`; `alive`: the workers the pool ran before.
-fn retire(pool: &Pool, worker: WorkerId, idle: Duration, alive: usize) {
+pub(super) fn retire(pool: &Pool, worker: WorkerId, idle: Duration, alive: usize) {
     let state = pool.worker(worker);
     state.active.store(false, Ordering::Release);
     state.send(Event::Retire);

@@ -657,3 +657,6 @@ fn wait_exit_or_abort(pool: &Pool, exits: Option<&OwnedFd>, deadline: Instant) {
     // SAFETY: `fds` is a live array of `fds.len()` pollfds that poll may write into.
     unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,29 +1,38 @@
-//! What the host's unit tests share: a pool that starts no process, and the worker's side
-//! of a process's channels, which a test plays frame by frame.
+//! What the host's unit tests share: a pool whose processes are fakes, and the worker's
+//! side of their channels, which a test plays frame by frame. Nothing is spawned: a fake
+//! process is a [`FakeChild`] and real socketpairs and started page, whose other ends the
+//! test holds as a [`FakeProcess`].
 
+use std::collections::VecDeque;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::StatusCode;
 
-use super::child::Launcher;
+use super::child::{Launcher, WorkerChild};
 use super::reactor::Reactor;
 use super::relay::Note;
-use super::{Pool, Processes};
+use super::{Pool, Processes, eventfd, lock};
 use crate::config::Lifecycle;
 use crate::environ::CgiVars;
+use crate::error::Error;
 use crate::input::InputSource;
 use crate::job::Job;
 use crate::lifecycle::elastic::Elastic;
 use crate::lifecycle::policy::Recycle;
 use crate::pipe::{Msg, PipeRx, pipe};
-use crate::process::ids::LocalSlot;
+use crate::process::ids::{LocalSlot, WorkerId};
+use crate::process::spawn::make_channels;
+use crate::process::wire::channels::Channels;
 use crate::process::wire::frame::{FrameReader, FrameWriter};
-use crate::process::wire::messages::{FromWorker, ToWorker};
+use crate::process::wire::messages::{ControlFromWorker, ControlToWorker, FromWorker, ToWorker};
 use crate::process::wire::started::StartedPage;
 use crate::response::{Head, HeadBody};
 use crate::state::{Limits, Shared};
@@ -117,11 +126,16 @@ impl FakeWorker {
     }
 
     /// Reads the next request and hands it to the application, as a worker thread does;
-    /// its id (the slot is the first, in tests of one-thread workers).
-    pub(super) fn request(&mut self) -> u64 {
+    /// its id and slot.
+    pub(super) fn start(&mut self) -> (u64, LocalSlot) {
         let (id, slot) = self.read();
         self.started.mark(slot, id);
-        id
+        (id, slot)
+    }
+
+    /// [`start`](Self::start)'s id alone, for one-thread workers, whose slot is the first.
+    pub(super) fn request(&mut self) -> u64 {
+        self.start().0
     }
 
     /// Whether a request arrives within `wait`.
@@ -209,4 +223,231 @@ pub(super) fn status(msg: Option<Msg>) -> StatusCode {
         Some(Msg::Head(head)) => head.status,
         other => panic!("expected a head, got {other:?}"),
     }
+}
+
+/// How a fake process ends, as the kernel would tell it: its status, a descriptor that
+/// becomes readable then (as a pidfd does), and its sockets closing.
+#[derive(Debug)]
+pub(super) struct FakeExit {
+    status: Mutex<Option<ExitStatus>>,
+    ended: Condvar,
+    /// An eventfd, written once the process has ended.
+    readable: OwnedFd,
+    /// Handles of the process's ends of its sockets, shut down when it ends.
+    sockets: Vec<UnixStream>,
+}
+
+impl FakeExit {
+    fn new(sockets: Vec<UnixStream>) -> Self {
+        FakeExit {
+            status: Mutex::new(None),
+            ended: Condvar::new(),
+            readable: eventfd().expect("an eventfd"),
+            sockets,
+        }
+    }
+
+    /// Ends the process with `status`, unless it has ended already: the status is known
+    /// before its sockets close, as a dead process's are.
+    pub(super) fn end(&self, status: ExitStatus) {
+        {
+            let mut current = lock(&self.status);
+            if current.is_some() {
+                return;
+            }
+            *current = Some(status);
+        }
+        let one = 1u64;
+        // SAFETY: writes 8 bytes from a local into an eventfd we own.
+        unsafe { libc::write(self.readable.as_raw_fd(), (&raw const one).cast(), 8) };
+        self.ended.notify_all();
+        for socket in &self.sockets {
+            let _ = socket.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn status(&self) -> Option<ExitStatus> {
+        *lock(&self.status)
+    }
+}
+
+/// What a supervisor holds of a fake process.
+#[derive(Debug)]
+pub(super) struct FakeChild {
+    pid: u32,
+    exit: Arc<FakeExit>,
+}
+
+impl FakeChild {
+    /// Its made-up process id, which its worker side reports as its own.
+    pub(super) fn id(&self) -> u32 {
+        self.pid
+    }
+
+    /// Kills it: it ends as if by SIGKILL.
+    pub(super) fn kill(&self) {
+        self.exit.end(ExitStatus::from_raw(libc::SIGKILL));
+    }
+
+    /// Waits for it to end.
+    pub(super) fn wait(&self) -> ExitStatus {
+        let mut status = lock(&self.exit.status);
+        loop {
+            if let Some(status) = *status {
+                return status;
+            }
+            status = self
+                .exit
+                .ended
+                .wait(status)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// How it ended, if it has.
+    pub(super) fn try_wait(&self) -> Option<ExitStatus> {
+        self.exit.status()
+    }
+
+    /// What stands for its pidfd: readable once it has ended, so that waits go through
+    /// the same poll(2) as a real process's. A signal sent through it reaches nothing;
+    /// [`kill`](Self::kill) is what ends a fake.
+    pub(super) fn pidfd(&self) -> Option<OwnedFd> {
+        self.exit.readable.try_clone().ok()
+    }
+}
+
+/// Makes fake processes for a pool: real channels and a [`FakeChild`] for the supervisor,
+/// the worker's side for the test.
+#[derive(Debug)]
+pub(super) struct FakeLauncher {
+    launched: Mutex<mpsc::Sender<FakeProcess>>,
+    /// Errors the next launches fail with, in order; none left, they succeed.
+    failures: Mutex<VecDeque<Error>>,
+    /// When each launch was asked for.
+    attempts: Mutex<Vec<Instant>>,
+    next_pid: AtomicU32,
+}
+
+impl FakeLauncher {
+    /// A launcher, and where its processes arrive.
+    pub(super) fn new() -> (Arc<Self>, mpsc::Receiver<FakeProcess>) {
+        let (launched, processes) = mpsc::channel();
+        let launcher = Arc::new(FakeLauncher {
+            launched: Mutex::new(launched),
+            failures: Mutex::default(),
+            attempts: Mutex::default(),
+            next_pid: AtomicU32::new(1_000_000),
+        });
+        (launcher, processes)
+    }
+
+    /// Makes the next launch fail with `error`.
+    pub(super) fn fail_next(&self, error: Error) {
+        lock(&self.failures).push_back(error);
+    }
+
+    /// When each launch so far was asked for.
+    pub(super) fn attempts(&self) -> Vec<Instant> {
+        lock(&self.attempts).clone()
+    }
+
+    /// A fake process for `worker`, or the next planned failure.
+    pub(super) fn launch(
+        &self,
+        worker: WorkerId,
+        threads: usize,
+    ) -> Result<(WorkerChild, Channels), Error> {
+        lock(&self.attempts).push(Instant::now());
+        if let Some(error) = lock(&self.failures).pop_front() {
+            return Err(error);
+        }
+        let (channels, ends) = make_channels(threads).map_err(Error::WorkerSpawn)?;
+        let mut ends = ends.into_iter();
+        let mut socket = || UnixStream::from(ends.next().expect("a socket"));
+        let (control, intake) = (socket(), socket());
+        let slots: Vec<UnixStream> = (0..threads).map(|_| socket()).collect();
+        let page = ends.next().expect("the started page");
+        let started = StartedPage::open(page, threads).map_err(Error::WorkerSpawn)?;
+        let handles = [&control, &intake]
+            .into_iter()
+            .chain(&slots)
+            .map(|s| s.try_clone().expect("a clone"))
+            .collect();
+        let exit = Arc::new(FakeExit::new(handles));
+        let pid = self.next_pid.fetch_add(1, Ordering::Relaxed);
+        let process = FakeProcess {
+            worker,
+            pid,
+            control: FrameReader::new(timed(control.try_clone().expect("a clone"))),
+            replies: FrameWriter::new(control),
+            exit: exit.clone(),
+            io: FakeWorker::new(intake, slots, started),
+        };
+        let _ = lock(&self.launched).send(process);
+        Ok((WorkerChild::Fake(FakeChild { pid, exit }), channels))
+    }
+}
+
+/// The worker's side of a fake process, which the test plays.
+pub(super) struct FakeProcess {
+    /// The worker it was launched for.
+    pub(super) worker: WorkerId,
+    pub(super) pid: u32,
+    control: FrameReader<UnixStream>,
+    replies: FrameWriter<UnixStream>,
+    exit: Arc<FakeExit>,
+    /// Its intake, slots and started page.
+    pub(super) io: FakeWorker,
+}
+
+impl FakeProcess {
+    /// Reads its configuration and says it is ready, as a worker that loaded the
+    /// application does.
+    pub(super) fn ready(&mut self) {
+        assert!(
+            matches!(self.control(), ControlToWorker::Config(_)),
+            "the configuration comes first"
+        );
+        self.replies
+            .send(&ControlFromWorker::Ready {
+                pid: self.pid,
+                python: "3 (fake)".into(),
+            })
+            .expect("sent");
+    }
+
+    /// The next message on its control socket.
+    pub(super) fn control(&mut self) -> ControlToWorker {
+        match self.control.recv::<ControlToWorker>() {
+            Ok(Some(msg)) => msg,
+            other => panic!("expected a control message, got {other:?}"),
+        }
+    }
+
+    /// Ends with `status`: its supervisor sees it through its control socket closing, and
+    /// then its exit status.
+    pub(super) fn end(self, status: ExitStatus) {
+        self.exit.end(status);
+    }
+
+    /// Dies as a crash in C code would: killed by SIGSEGV.
+    pub(super) fn crash(self) {
+        self.end(ExitStatus::from_raw(libc::SIGSEGV));
+    }
+}
+
+/// A fake process the test lets go of ends, killed, as a worker would when its host stops
+/// playing it: a supervisor waiting on it is not left waiting.
+impl Drop for FakeProcess {
+    fn drop(&mut self) {
+        self.exit.end(ExitStatus::from_raw(libc::SIGKILL));
+    }
+}
+
+/// The next process `launched` hands over.
+pub(super) fn launched(launched: &mpsc::Receiver<FakeProcess>) -> FakeProcess {
+    launched
+        .recv_timeout(PATIENCE)
+        .expect("a process was launched")
 }
