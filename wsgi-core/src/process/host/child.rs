@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ExitStatus};
 use std::sync::Arc;
@@ -98,7 +98,7 @@ impl ForkedChild {
     /// Whether the process has ended (reaped or not).
     fn ended(&self) -> bool {
         match &self.pidfd {
-            Some(pidfd) => readable(pidfd, 0),
+            Some(pidfd) => wait_readable(&[pidfd.as_fd()], Some(Duration::ZERO)),
             // SAFETY: signal 0 only checks that the process exists; no signal is sent.
             None => (unsafe { libc::kill(self.pid as libc::pid_t, 0) }) == -1,
         }
@@ -109,8 +109,10 @@ impl ForkedChild {
         while !self.ended() {
             match &self.pidfd {
                 Some(pidfd) => {
-                    readable(pidfd, -1);
+                    wait_readable(&[pidfd.as_fd()], None);
                 }
+                // Without a pidfd (before Linux 5.3) the end of a process that is not our
+                // child shows only by looking again: nothing can be waited on.
                 None => std::thread::sleep(Duration::from_millis(50)),
             }
         }
@@ -121,15 +123,25 @@ impl ForkedChild {
     }
 }
 
-/// Whether `fd` becomes readable within `timeout_ms` (-1: however long it takes).
-fn readable(fd: &OwnedFd, timeout_ms: i32) -> bool {
-    let mut pollfd = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one live pollfd that poll may write into.
-    unsafe { libc::poll(&raw mut pollfd, 1, timeout_ms) > 0 }
+/// Waits until one of `fds` is readable (a pidfd is once its process has ended) or
+/// `timeout` passes (`None`: however long it takes); whether one is.
+pub(super) fn wait_readable(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> bool {
+    let mut pollfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|fd| libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    // Rounded up, so that a wait never ends before its deadline.
+    let timeout_ms = timeout.map_or(-1, |t| {
+        let ms = t.as_millis() + u128::from(t.subsec_nanos() % 1_000_000 != 0);
+        i32::try_from(ms).unwrap_or(i32::MAX)
+    });
+    let count = pollfds.len() as libc::nfds_t;
+    // SAFETY: `pollfds` is a live array of `count` pollfds that poll may write into.
+    unsafe { libc::poll(pollfds.as_mut_ptr(), count, timeout_ms) > 0 }
 }
 
 /// A pidfd for process `pid`; `None` where the kernel has none, or the process is gone.

@@ -5,14 +5,14 @@
 //! `Start`; on `Retire` it drains its process as a replaced one is drained, and waits again.
 
 use std::cell::RefCell;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use super::child::WorkerChild;
+use super::child::{WorkerChild, wait_readable};
 use super::{
     Event, FIRST_BACKOFF, MAX_BACKOFF, Pool, STABLE_AFTER, Starting, TICK, WorkerState, lock,
 };
@@ -635,27 +635,20 @@ fn finish(pool: &Pool, mut old: Process, worker: WorkerId, what: &str) {
 fn wait_exit_or_abort(pool: &Pool, exits: Option<&OwnedFd>, deadline: Instant) {
     let left = deadline.saturating_duration_since(Instant::now());
     let Some(exits) = exits else {
+        // Nothing else can be waited on for the process: a blocking waitpid could not
+        // wake for the abort event or the deadline too, and a forked worker is not even
+        // our child. So the caller's `try_wait` looks again after a short sleep.
         std::thread::sleep(left.min(Duration::from_millis(20)));
         return;
     };
-    let mut fds = vec![libc::pollfd {
-        fd: exits.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    }];
+    let mut fds = vec![exits.as_fd()];
     // Once aborting, the event stays readable: only the process's end is waited for.
     if let Some(event) = &pool.abort_event
         && !pool.aborting.load(Ordering::Acquire)
     {
-        fds.push(libc::pollfd {
-            fd: event.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        });
+        fds.push(event.as_fd());
     }
-    let timeout = i32::try_from(left.as_millis().saturating_add(1)).unwrap_or(i32::MAX);
-    // SAFETY: `fds` is a live array of `fds.len()` pollfds that poll may write into.
-    unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+    wait_readable(&fds, Some(left));
 }
 
 #[cfg(test)]
