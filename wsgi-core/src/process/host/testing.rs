@@ -28,7 +28,7 @@ use crate::job::Job;
 use crate::lifecycle::elastic::Elastic;
 use crate::lifecycle::policy::Recycle;
 use crate::pipe::{Msg, PipeRx, pipe};
-use crate::process::ids::{LocalSlot, WorkerId};
+use crate::process::ids::{LocalSlot, SlotLayout, WorkerId};
 use crate::process::spawn::make_channels;
 use crate::process::wire::channels::Channels;
 use crate::process::wire::frame::{FrameReader, FrameWriter};
@@ -49,7 +49,7 @@ pub(super) fn pool(
     launcher: Launcher,
 ) -> (Arc<Reactor<Note>>, Arc<Pool>) {
     let shared = Arc::new(Shared::new(
-        (elastic.max + 1) * threads,
+        SlotLayout::new(elastic.max, threads).slot_count(),
         Limits {
             timeout: None,
             max_queue_wait: None,
