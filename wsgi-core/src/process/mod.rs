@@ -4,7 +4,7 @@
 //! One home, split by the side of the socket the code runs on:
 //!
 //! - [`wire`]: what both sides share: frames, the messages, the started page, the
-//!   channels' ends.
+//!   channels' ends; [`ids`]: the numbers that name workers and their parts.
 //! - `host`: the host's side: the runner the engine uses, the queue of slots, the relay
 //!   and its reactor, one supervisor per worker.
 //! - `worker`: the worker's side: its serving loop.
@@ -15,6 +15,7 @@
 
 #[cfg(target_os = "linux")]
 pub(crate) mod host;
+pub(crate) mod ids;
 pub(crate) mod log;
 pub(crate) mod spawn;
 #[cfg(target_os = "linux")]

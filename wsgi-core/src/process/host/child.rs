@@ -1,11 +1,12 @@
 //! A worker process as its supervisor holds it: a child this process spawned, or a worker
 //! the template of preloading forked, which is the template's child, not ours. For those,
 //! a pidfd stands for the process (signals reach it and no other, even once its pid is
-//! reused), and the template reports how it ended, having reaped it.
+//! reused), and the template reports how it ended, having reaped it. The pool's
+//! [`Launcher`] says which kind a supervisor gets.
 
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ExitStatus};
 use std::sync::Arc;
@@ -13,7 +14,53 @@ use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use super::lock;
-use crate::process::spawn::Exits;
+use super::template::Template;
+#[cfg(test)]
+use super::testing::{FakeChild, FakeLauncher};
+use crate::error::Error;
+use crate::process::ids::WorkerId;
+use crate::process::spawn::{Exits, spawn_worker};
+use crate::process::wire::channels::Channels;
+
+/// Where a pool's worker processes come from.
+#[derive(Debug)]
+pub(super) enum Launcher {
+    /// Spawned: the host binary started again.
+    Spawn,
+    /// Forked by the template of preloading, which imported the application once.
+    Fork(Template),
+    /// A test's fake processes, whose worker side the test plays.
+    #[cfg(test)]
+    Fake(Arc<FakeLauncher>),
+}
+
+impl Launcher {
+    /// A new process for `worker`, with `threads` slots, and the host's ends of its
+    /// channels; it has been sent nothing yet.
+    pub(super) fn launch(
+        &self,
+        worker: WorkerId,
+        threads: usize,
+    ) -> Result<(WorkerChild, Channels), Error> {
+        match self {
+            Launcher::Spawn => {
+                let (child, channels) = spawn_worker(threads).map_err(Error::WorkerChannel)?;
+                Ok((WorkerChild::Spawned(child), channels))
+            }
+            Launcher::Fork(template) => template.fork(worker, threads),
+            #[cfg(test)]
+            Launcher::Fake(fake) => fake.launch(worker, threads),
+        }
+    }
+
+    /// The template workers are forked from, with preloading.
+    pub(super) fn template(&self) -> Option<&Template> {
+        match self {
+            Launcher::Fork(template) => Some(template),
+            _ => None,
+        }
+    }
+}
 
 /// A worker process.
 #[derive(Debug)]
@@ -22,6 +69,9 @@ pub(super) enum WorkerChild {
     Spawned(Child),
     /// Forked by the template.
     Forked(ForkedChild),
+    /// A test's stand-in.
+    #[cfg(test)]
+    Fake(FakeChild),
 }
 
 /// A worker the template forked.
@@ -48,7 +98,7 @@ impl ForkedChild {
     /// Whether the process has ended (reaped or not).
     fn ended(&self) -> bool {
         match &self.pidfd {
-            Some(pidfd) => readable(pidfd, 0),
+            Some(pidfd) => wait_readable(&[pidfd.as_fd()], Some(Duration::ZERO)),
             // SAFETY: signal 0 only checks that the process exists; no signal is sent.
             None => (unsafe { libc::kill(self.pid as libc::pid_t, 0) }) == -1,
         }
@@ -59,8 +109,10 @@ impl ForkedChild {
         while !self.ended() {
             match &self.pidfd {
                 Some(pidfd) => {
-                    readable(pidfd, -1);
+                    wait_readable(&[pidfd.as_fd()], None);
                 }
+                // Without a pidfd (before Linux 5.3) the end of a process that is not our
+                // child shows only by looking again: nothing can be waited on.
                 None => std::thread::sleep(Duration::from_millis(50)),
             }
         }
@@ -71,15 +123,25 @@ impl ForkedChild {
     }
 }
 
-/// Whether `fd` becomes readable within `timeout_ms` (-1: however long it takes).
-fn readable(fd: &OwnedFd, timeout_ms: i32) -> bool {
-    let mut pollfd = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one live pollfd that poll may write into.
-    unsafe { libc::poll(&raw mut pollfd, 1, timeout_ms) > 0 }
+/// Waits until one of `fds` is readable (a pidfd is once its process has ended) or
+/// `timeout` passes (`None`: however long it takes); whether one is.
+pub(super) fn wait_readable(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> bool {
+    let mut pollfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|fd| libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    // Rounded up, so that a wait never ends before its deadline.
+    let timeout_ms = timeout.map_or(-1, |t| {
+        let ms = t.as_millis() + u128::from(t.subsec_nanos() % 1_000_000 != 0);
+        i32::try_from(ms).unwrap_or(i32::MAX)
+    });
+    let count = pollfds.len() as libc::nfds_t;
+    // SAFETY: `pollfds` is a live array of `count` pollfds that poll may write into.
+    unsafe { libc::poll(pollfds.as_mut_ptr(), count, timeout_ms) > 0 }
 }
 
 /// A pidfd for process `pid`; `None` where the kernel has none, or the process is gone.
@@ -117,6 +179,8 @@ impl WorkerChild {
         match self {
             WorkerChild::Spawned(child) => child.id(),
             WorkerChild::Forked(forked) => forked.pid,
+            #[cfg(test)]
+            WorkerChild::Fake(fake) => fake.id(),
         }
     }
 
@@ -146,6 +210,11 @@ impl WorkerChild {
                 }
                 None => Ok(()),
             },
+            #[cfg(test)]
+            WorkerChild::Fake(fake) => {
+                fake.kill();
+                Ok(())
+            }
         }
     }
 
@@ -154,6 +223,8 @@ impl WorkerChild {
         let forked = match self {
             WorkerChild::Spawned(child) => return child.wait(),
             WorkerChild::Forked(forked) => forked,
+            #[cfg(test)]
+            WorkerChild::Fake(fake) => return Ok(fake.wait()),
         };
         if let Some(status) = forked.status {
             return Ok(status);
@@ -183,6 +254,8 @@ impl WorkerChild {
         let forked = match self {
             WorkerChild::Spawned(child) => return child.try_wait(),
             WorkerChild::Forked(forked) => forked,
+            #[cfg(test)]
+            WorkerChild::Fake(fake) => return Ok(fake.try_wait()),
         };
         if forked.status.is_some() {
             return forked.status.map(Some).ok_or_else(ForkedChild::lost);
@@ -209,6 +282,8 @@ impl WorkerChild {
         match self {
             WorkerChild::Spawned(child) => pidfd_open(child.id()),
             WorkerChild::Forked(forked) => forked.pidfd.as_ref().and_then(|fd| fd.try_clone().ok()),
+            #[cfg(test)]
+            WorkerChild::Fake(fake) => fake.pidfd(),
         }
     }
 }

@@ -49,7 +49,10 @@ mod sizer;
 pub(crate) mod slots;
 mod supervisor;
 mod template;
+#[cfg(test)]
+mod testing;
 
+use self::child::Launcher;
 use self::reactor::Reactor;
 use self::relay::{Conn, Note};
 use self::slots::{Sent, SlotQueue};
@@ -63,6 +66,7 @@ use crate::lifecycle::reason::RestartReason;
 use crate::lifecycle::restart_file::RestartWatch;
 use crate::lifecycle::rss_loop::RssLoop;
 use crate::metrics::{PoolSnapshot, WorkerSnapshot, WorkerState as Phase};
+use crate::process::ids::{GroupId, SharedWorkerId, SlotId, SlotLayout, WorkerId};
 use crate::process::wire::frame::FrameWriter;
 use crate::process::wire::messages::{ControlToWorker, WorkerConfig};
 use crate::process::wire::started::StartedPage;
@@ -104,9 +108,10 @@ struct Pool {
     /// Workers retired, by [`RETIRE_LABELS`]' order.
     retirements: [AtomicU64; RETIRE_LABELS.len()],
     /// The group no worker uses; `None` while a replacement has it.
-    spare: Mutex<Option<usize>>,
+    spare: Mutex<Option<GroupId>>,
     spare_back: Condvar,
-    threads: usize,
+    /// How the slots make up the groups.
+    layout: SlotLayout,
     shared: Arc<Shared>,
     lifecycle: Lifecycle,
     /// `tmp/always_restart.txt` exists: every request gets a fresh worker (development).
@@ -114,7 +119,7 @@ struct Pool {
     /// A shutdown's grace period is over: what still runs is abandoned, and the processes
     /// running it are killed.
     aborting: AtomicBool,
-    /// The host's end of every slot's socket, by slot (group × threads + thread).
+    /// The host's end of every slot's socket, by [`SlotId::index`].
     conns: Box<[Mutex<Option<Conn>>]>,
     /// The thread that waits on those sockets.
     reactor: Weak<Reactor<Note>>,
@@ -127,8 +132,8 @@ struct Pool {
     /// Readable once the grace period is over (an eventfd), so that a draining process's
     /// thread, waiting on the process, learns it at once.
     abort_event: Option<OwnedFd>,
-    /// The template workers are forked from, with preloading.
-    template: Option<Template>,
+    /// Where worker processes come from: spawned, or forked from the template.
+    launcher: Launcher,
 }
 
 /// A notification without a payload: waiters re-check their condition when it rings.
@@ -197,12 +202,12 @@ fn eventfd() -> Option<OwnedFd> {
 }
 
 /// One group of slots: the sockets of one worker process's threads.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Group {
     /// The process's control socket while one runs here.
     control: Mutex<Option<FrameWriter<UnixStream>>>,
-    /// The worker (index) whose process runs here.
-    worker: AtomicUsize,
+    /// The worker whose process runs here; none before the first.
+    worker: SharedWorkerId,
     /// Slots of this group whose socket is still open.
     open_slots: Mutex<usize>,
     /// Notified when the last of them closes.
@@ -247,7 +252,7 @@ impl Starting {
     }
 }
 
-/// What the metrics and the triggers know of one worker index.
+/// What the metrics and the triggers know of one worker.
 #[derive(Debug, Default)]
 struct WorkerState {
     events: Mutex<Option<mpsc::Sender<Event>>>,
@@ -256,13 +261,13 @@ struct WorkerState {
     active: AtomicBool,
     /// The current process's id; 0 for none.
     pid: AtomicU32,
-    /// Requests answered by every process of this index.
+    /// Requests answered by every process of this worker.
     requests: AtomicU64,
     /// Requests answered by the current process (its budget counts these).
     served: AtomicU64,
     /// The current process's drawn request budget; 0 for none.
     max_requests: AtomicU64,
-    /// Processes of this index running (the current one, and those being retired).
+    /// Processes of this worker running (the current one, and those being retired).
     live: AtomicUsize,
     /// A replacement is under way.
     replacing: AtomicBool,
@@ -334,7 +339,7 @@ impl Processes {
         crate::process::spawn::forbid_nested()?;
         // Before the first worker starts, so that a touch during start-up is seen.
         let watch = lifecycle.restart_dir.as_deref().map(RestartWatch::new);
-        let config = |index: usize| WorkerConfig {
+        let config = |worker: WorkerId| WorkerConfig {
             app: app.app.clone(),
             threads,
             venv: app.venv.clone(),
@@ -342,46 +347,73 @@ impl Processes {
             base_dir: app.base_dir.clone(),
             strict_python_version: app.strict_python_version,
             multiprocess: app.multiprocess,
-            index: u32::try_from(index).unwrap_or(u32::MAX),
+            index: worker,
             log_level: tracing::level_filters::LevelFilter::current(),
             max_rss: lifecycle.recycle.max_rss,
             post_fork: app.post_fork.clone(),
         };
         // Before any worker: its import error is the engine's, as a worker's would be.
-        let template = if app.preload {
+        let launcher = if app.preload {
             let started = Instant::now();
-            let template = Template::start(config(0), lifecycle.start_timeout)?;
+            let template = Template::start(config(WorkerId::new(0)), lifecycle.start_timeout)?;
             tracing::info!(target: "wsgi_core", load_ms = started.elapsed().as_millis(), "template process loaded the application; forking the workers from it");
-            Some(template)
+            Launcher::Fork(template)
         } else {
-            None
+            Launcher::Spawn
         };
-        let (min, max) = (elastic.min, elastic.max);
-        let (reactor, pool) = Pool::with_template(
+        let (reactor, pool) = Pool::with_launcher(
             elastic,
             threads,
             queue_depth,
             shared,
             lifecycle.clone(),
-            template,
+            launcher,
         )
         .map_err(Error::Thread)?;
+        let runner = Self::supervise(reactor, pool, config)?;
+        if let Some(watch) = watch {
+            let pool = Arc::downgrade(&runner.pool);
+            std::thread::Builder::new()
+                .name("wsgi-restart-file".into())
+                .spawn(move || watch_restart_file(watch, pool))
+                .map_err(Error::Thread)?;
+        }
+        // A fixed pool has nothing to decide, and no thread deciding it.
+        if !runner.pool.elastic.is_fixed() {
+            let pool = runner.pool.clone();
+            std::thread::Builder::new()
+                .name("wsgi-pool".into())
+                .spawn(move || sizer::run(&pool))
+                .map_err(Error::Thread)?;
+        }
+        Ok(runner)
+    }
+
+    /// Starts a supervisor for each of `pool`'s workers, with its `config`, and waits until
+    /// the pool's minimum have loaded the application (the first failure is the error,
+    /// and closes the pool); the others wait to be started.
+    fn supervise(
+        reactor: Arc<Reactor<Note>>,
+        pool: Arc<Pool>,
+        config: impl Fn(WorkerId) -> WorkerConfig,
+    ) -> Result<Self, Error> {
+        let min = pool.elastic.min;
         let (started_tx, started_rx) = mpsc::channel();
-        for index in 0..max {
+        for (worker, state) in pool.each_worker() {
             let (events_tx, events) = mpsc::channel();
-            *lock(&pool.workers[index].events) = Some(events_tx.clone());
-            let active = index < min;
-            pool.workers[index].active.store(active, Ordering::Release);
+            *lock(&state.events) = Some(events_tx.clone());
+            let active = worker.index() < min;
+            state.active.store(active, Ordering::Release);
             let supervisor = Supervisor {
-                index,
-                config: config(index),
+                worker,
+                config: config(worker),
                 pool: pool.clone(),
                 events_tx,
                 rss_loop: RefCell::new(RssLoop::new(pool.lifecycle.recycle.min_lifetime)),
             };
             let started = active.then(|| started_tx.clone());
             std::thread::Builder::new()
-                .name(format!("wsgi-supervisor-{index}"))
+                .name(format!("wsgi-supervisor-{worker}"))
                 .spawn(move || supervisor.run(events, started))
                 .map_err(Error::Thread)?;
         }
@@ -404,87 +436,46 @@ impl Processes {
                 return Err(e);
             }
         }
-        if let Some(watch) = watch {
-            let pool = Arc::downgrade(&runner.pool);
-            std::thread::Builder::new()
-                .name("wsgi-restart-file".into())
-                .spawn(move || watch_restart_file(watch, pool))
-                .map_err(Error::Thread)?;
-        }
-        // A fixed pool has nothing to decide, and no thread deciding it.
-        if !runner.pool.elastic.is_fixed() {
-            let pool = runner.pool.clone();
-            std::thread::Builder::new()
-                .name("wsgi-pool".into())
-                .spawn(move || sizer::run(&pool))
-                .map_err(Error::Thread)?;
-        }
         Ok(runner)
     }
 }
 
 impl Pool {
-    /// A pool whose workers are spawned (see [`Pool::with_template`]), for the relay's tests.
-    #[cfg(test)]
-    fn new(
-        processes: usize,
-        threads: usize,
-        queue_depth: usize,
-        shared: Arc<Shared>,
-        lifecycle: Lifecycle,
-    ) -> io::Result<(Arc<Reactor<Note>>, Arc<Pool>)> {
-        let elastic = Elastic::new(processes, processes);
-        Self::with_template(elastic, threads, queue_depth, shared, lifecycle, None)
-    }
-
     /// A pool for up to `elastic.max` workers of `threads` threads (and a spare group),
-    /// with the relay's thread waiting on its sockets, its workers forked from `template` if
-    /// there is one; no worker is started.
-    fn with_template(
+    /// with the relay's thread waiting on its sockets, its processes made by `launcher`; no
+    /// worker is started.
+    fn with_launcher(
         elastic: Elastic,
         threads: usize,
         queue_depth: usize,
         shared: Arc<Shared>,
         lifecycle: Lifecycle,
-        template: Option<Template>,
+        launcher: Launcher,
     ) -> io::Result<(Arc<Reactor<Note>>, Arc<Pool>)> {
-        let processes = elastic.max;
+        let layout = SlotLayout::new(elastic.max, threads);
         // Idleness is kept only for the decisions of an elastic pool.
         let keep_idle = !elastic.is_fixed();
         Reactor::start("wsgi-relay".into(), |reactor| {
             Arc::new(Pool {
-                queue: SlotQueue::new(queue_depth, processes + 1, threads, keep_idle),
-                groups: (0..=processes)
-                    .map(|group| Group {
-                        control: Mutex::new(None),
-                        worker: AtomicUsize::new(group),
-                        open_slots: Mutex::new(0),
-                        slots_closed: Condvar::new(),
-                        busy: AtomicUsize::new(0),
-                        starting: Mutex::new(None),
-                        intake: Mutex::new(None),
-                        started: Mutex::new(None),
-                    })
-                    .collect(),
-                workers: (0..processes).map(|_| WorkerState::default()).collect(),
+                queue: SlotQueue::new(queue_depth, layout, keep_idle),
+                groups: layout.groups().map(|_| Group::default()).collect(),
+                workers: (0..elastic.max).map(|_| WorkerState::default()).collect(),
                 elastic,
                 starts: Default::default(),
                 retirements: Default::default(),
-                spare: Mutex::new(Some(processes)),
+                spare: Mutex::new(Some(layout.spare())),
                 spare_back: Condvar::new(),
-                threads,
+                layout,
                 shared,
                 lifecycle,
                 always_restart: AtomicBool::new(false),
                 aborting: AtomicBool::new(false),
-                conns: (0..(processes + 1) * threads)
-                    .map(|_| Mutex::new(None))
-                    .collect(),
+                conns: (0..layout.slot_count()).map(|_| Mutex::new(None)).collect(),
                 reactor,
                 closing: AtomicBool::new(false),
                 changed: Changes::default(),
                 abort_event: eventfd(),
-                template,
+                launcher,
             })
         })
     }
@@ -516,7 +507,7 @@ fn restart_all(pool: &Arc<Pool>, reason: RestartReason) {
         reason,
         RestartReason::RestartFile | RestartReason::Signal | RestartReason::Api
     );
-    match &pool.template {
+    match pool.launcher.template() {
         Some(template) if new_code => {
             let pool = Arc::downgrade(pool);
             template.reload(move || {
@@ -540,23 +531,44 @@ impl Pool {
         }
     }
 
+    /// The state of `worker`.
+    fn worker(&self, worker: WorkerId) -> &WorkerState {
+        &self.workers[worker.index()]
+    }
+
+    /// The group `group`.
+    fn group(&self, group: GroupId) -> &Group {
+        &self.groups[group.index()]
+    }
+
+    /// Every group, with its state.
+    fn each_group(&self) -> impl Iterator<Item = (GroupId, &Group)> {
+        self.layout.groups().zip(self.groups.iter())
+    }
+
+    /// Every worker, with its state.
+    fn each_worker(&self) -> impl Iterator<Item = (WorkerId, &WorkerState)> {
+        self.workers
+            .iter()
+            .enumerate()
+            .map(|(index, state)| (WorkerId::new(index), state))
+    }
+
     /// Counts `n` workers started for `why`.
     fn count_start(&self, why: Grow, n: usize) {
         self.starts[why.index()].fetch_add(n as u64, Ordering::Relaxed);
     }
 
     /// Sends `msg` to the process running in `group`; false if none could take it.
-    fn control(&self, group: usize, msg: &ControlToWorker) -> bool {
-        if let Some(control) = self.groups.get(group)
-            && let Some(writer) = lock(&control.control).as_mut()
-        {
-            return writer.send(msg).is_ok();
+    fn control(&self, group: GroupId, msg: &ControlToWorker) -> bool {
+        match lock(&self.group(group).control).as_mut() {
+            Some(writer) => writer.send(msg).is_ok(),
+            None => false,
         }
-        false
     }
 
     /// Waits for the spare group; `None` once the engine closes.
-    fn take_spare(&self) -> Option<usize> {
+    fn take_spare(&self) -> Option<GroupId> {
         let mut spare = lock(&self.spare);
         loop {
             if self.queue.is_closed() {
@@ -573,7 +585,7 @@ impl Pool {
         }
     }
 
-    fn give_back(&self, group: usize) {
+    fn give_back(&self, group: GroupId) {
         *lock(&self.spare) = Some(group);
         self.spare_back.notify_all();
         self.changed.ring();
@@ -581,8 +593,8 @@ impl Pool {
 
     /// Waits until every slot of `group` has closed, so that new ones can take its
     /// slots.
-    fn wait_slots_ended(&self, group: usize) {
-        let g = &self.groups[group];
+    fn wait_slots_ended(&self, group: GroupId) {
+        let g = self.group(group);
         let mut open = lock(&g.open_slots);
         while *open > 0 {
             open = g.slots_closed.wait(open).unwrap_or_else(|e| e.into_inner());
@@ -617,7 +629,7 @@ impl Runner for Processes {
             self.pool.spare_back.notify_all();
         }
         self.pool.close_idle(self.pool.queue.idle_to_close());
-        for (index, group) in self.pool.groups.iter().enumerate() {
+        for (index, group) in self.pool.each_group() {
             // A process still importing the application would hold a supervisor (and the
             // stop) until its import ends; it has nothing to finish, so it is stopped now.
             if let Some(starting) = lock(&group.starting).take() {
@@ -626,7 +638,7 @@ impl Runner for Processes {
             self.pool
                 .control(index, &ControlToWorker::Shutdown { grace_ms: 0 });
         }
-        if let Some(template) = &self.pool.template {
+        if let Some(template) = self.pool.launcher.template() {
             template.close();
         }
         // Supervisors of workers the pool does not run wait for an event, not a process.
@@ -667,15 +679,14 @@ impl Runner for Processes {
 
     fn interrupt(&self, slot: usize, id: u64, timeout: Duration) {
         // The worker logs it: only it can take its thread's stack.
-        let threads = self.pool.threads;
-        let local = u32::try_from(slot % threads).unwrap_or(u32::MAX);
+        let (slot, layout) = (SlotId::from_shared_index(slot), self.pool.layout);
         let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
         let msg = ControlToWorker::Interrupt {
-            slot: local,
+            slot: layout.local_of(slot),
             id,
             timeout_ms,
         };
-        if !self.pool.control(slot / threads, &msg) {
+        if !self.pool.control(layout.group_of(slot), &msg) {
             tracing::warn!(
                 target: "wsgi_core",
                 "request timed out after {} s; answered 504, but its worker process is gone",
@@ -687,11 +698,12 @@ impl Runner for Processes {
     fn stuck(&self, slot: usize, id: u64) {
         // Asked before the replacement below, whose `Shutdown` then follows it on the
         // control socket.
-        let threads = self.pool.threads;
-        let local = u32::try_from(slot % threads).unwrap_or(u32::MAX);
+        let (slot, layout) = (SlotId::from_shared_index(slot), self.pool.layout);
+        let group = layout.group_of(slot);
+        let local = layout.local_of(slot);
         if !self
             .pool
-            .control(slot / threads, &ControlToWorker::Stuck { slot: local, id })
+            .control(group, &ControlToWorker::Stuck { slot: local, id })
         {
             tracing::error!(
                 target: "wsgi_core",
@@ -701,10 +713,10 @@ impl Runner for Processes {
         }
         // The thread is blocked where `RequestTimeout` cannot reach it: only a new process
         // gives its capacity back.
-        let group = slot / self.pool.threads;
-        let worker = self.pool.groups[group].worker.load(Ordering::Acquire);
-        if let Some(worker) = self.pool.workers.get(worker) {
-            worker.send(Event::Recycle(RestartReason::Timeout));
+        if let Some(worker) = self.pool.group(group).worker.load() {
+            self.pool
+                .worker(worker)
+                .send(Event::Recycle(RestartReason::Timeout));
         }
     }
 
@@ -716,7 +728,7 @@ impl Runner for Processes {
     fn log_busy_threads(&self) {
         // Every process, a replaced one still finishing its requests included; each logs
         // its own threads.
-        for group in 0..self.pool.groups.len() {
+        for group in self.pool.layout.groups() {
             self.pool.control(group, &ControlToWorker::LogBusyThreads);
         }
     }
@@ -724,19 +736,18 @@ impl Runner for Processes {
     fn workers(&self) -> Vec<WorkerSnapshot> {
         let ready = self.pool.queue.ready();
         let mut groups_of = vec![None; self.pool.workers.len()];
-        for (group, g) in self.pool.groups.iter().enumerate() {
-            let worker = g.worker.load(Ordering::Acquire);
-            if worker < groups_of.len() && ready.get(group).copied().unwrap_or(false) {
-                groups_of[worker] = Some(group);
+        for (group, g) in self.pool.each_group() {
+            if let Some(worker) = g.worker.load()
+                && ready.get(group.index()).copied().unwrap_or(false)
+            {
+                groups_of[worker.index()] = Some(group);
             }
         }
         self.pool
-            .workers
-            .iter()
-            .enumerate()
+            .each_worker()
             .filter(|(_, w)| w.active.load(Ordering::Acquire))
-            .map(|(index, w)| {
-                let ready = groups_of[index].is_some();
+            .map(|(worker, w)| {
+                let ready = groups_of[worker.index()].is_some();
                 let pid = Some(w.pid.load(Ordering::Relaxed)).filter(|&pid| pid != 0);
                 let state = if w.replacing.load(Ordering::Relaxed) {
                     Phase::Replacing
@@ -746,7 +757,7 @@ impl Runner for Processes {
                     Phase::Starting
                 };
                 WorkerSnapshot {
-                    index,
+                    index: worker.index(),
                     pid,
                     ready,
                     state,

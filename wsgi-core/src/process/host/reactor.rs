@@ -16,7 +16,7 @@ use std::time::Duration;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token};
 
-/// The token of the reactor's own waker; slots use their index.
+/// The token of the reactor's own waker; the sockets' tokens are their handler's.
 const WAKER: Token = Token(usize::MAX);
 
 /// How often the thread asks its handler whether its work is over, when nothing happens.
@@ -24,10 +24,10 @@ const IDLE_CHECK: Duration = Duration::from_millis(250);
 
 /// What the reactor's thread calls.
 pub(crate) trait Handler<N>: Send + Sync + 'static {
-    /// `slot`'s socket has bytes to read, or was closed by its peer.
-    fn readable(&self, slot: usize);
-    /// `slot`'s socket takes bytes again.
-    fn writable(&self, slot: usize);
+    /// The socket registered as `token` has bytes to read, or was closed by its peer.
+    fn readable(&self, token: usize);
+    /// The socket registered as `token` takes bytes again.
+    fn writable(&self, token: usize);
     /// A note another thread left with [`Reactor::notify`].
     fn notified(&self, note: N);
     /// The events of one wake-up have all been handled.
@@ -83,12 +83,12 @@ impl<N: Send + 'static> Reactor<N> {
                     }
                     continue;
                 }
-                let slot = event.token().0;
+                let token = event.token().0;
                 if event.is_readable() || event.is_read_closed() || event.is_error() {
-                    handler.readable(slot);
+                    handler.readable(token);
                 }
                 if event.is_writable() {
-                    handler.writable(slot);
+                    handler.writable(token);
                 }
             }
             handler.batch_done();
@@ -98,23 +98,23 @@ impl<N: Send + 'static> Reactor<N> {
         }
     }
 
-    /// Watches `fd` for `slot` to become readable (edge-triggered: the handler reads until
+    /// Watches `fd`, as `token`, to become readable (edge-triggered: the handler reads until
     /// it would block).
-    pub(crate) fn register(&self, slot: usize, fd: RawFd) -> io::Result<()> {
+    pub(crate) fn register(&self, token: usize, fd: RawFd) -> io::Result<()> {
         self.registry
-            .register(&mut SourceFd(&fd), Token(slot), Interest::READABLE)
+            .register(&mut SourceFd(&fd), Token(token), Interest::READABLE)
     }
 
-    /// Watches `fd` of `slot` for room to write too, or no longer: only while bytes wait,
-    /// since a socket becomes writable each time its peer reads.
-    pub(crate) fn watch_writable(&self, slot: usize, fd: RawFd, writable: bool) -> io::Result<()> {
+    /// Watches `fd` (registered as `token`) for room to write too, or no longer: only while
+    /// bytes wait, since a socket becomes writable each time its peer reads.
+    pub(crate) fn watch_writable(&self, token: usize, fd: RawFd, writable: bool) -> io::Result<()> {
         let interest = if writable {
             Interest::READABLE | Interest::WRITABLE
         } else {
             Interest::READABLE
         };
         self.registry
-            .reregister(&mut SourceFd(&fd), Token(slot), interest)
+            .reregister(&mut SourceFd(&fd), Token(token), interest)
     }
 
     /// Stops watching `fd`.

@@ -21,6 +21,7 @@ use crate::input::{InputSource, Pulled};
 use crate::job::Job;
 use crate::lifecycle::reason::RestartReason;
 use crate::pipe::{Msg, TrySend};
+use crate::process::ids::{GroupId, LocalSlot, SlotId, Watched, WorkerId};
 use crate::process::wire::frame::{FrameReader, FrameWriter};
 use crate::process::wire::messages::{ControlToWorker, FromWorker, Request, RequestBody, ToWorker};
 use crate::process::wire::started::StartedPage;
@@ -31,10 +32,10 @@ use crate::state::{Running, Stage};
 #[derive(Debug)]
 pub(super) enum Note {
     /// The response pipe of `slot`'s request has room again (or its client has gone).
-    Space(usize),
+    Space(SlotId),
     /// The answer to a request for body bytes, from the thread that waited for them.
     Body {
-        slot: usize,
+        slot: SlotId,
         id: u64,
         answer: ToWorker,
     },
@@ -102,15 +103,15 @@ impl Pool {
         self.reactor.upgrade()
     }
 
-    pub(super) fn conn(&self, slot: usize) -> MutexGuard<'_, Option<Conn>> {
-        lock(&self.conns[slot])
+    pub(super) fn conn(&self, slot: SlotId) -> MutexGuard<'_, Option<Conn>> {
+        lock(&self.conns[slot.index()])
     }
 
     /// Adopts the channels of a process that has just become ready in `group`, and gives
     /// each slot a queued job or marks it idle.
     pub(super) fn attach(
         &self,
-        group: usize,
+        group: GroupId,
         intake: UnixStream,
         sockets: Vec<UnixStream>,
         started: StartedPage,
@@ -118,9 +119,9 @@ impl Pool {
         let Some(reactor) = self.reactor() else {
             return;
         };
-        let g = &self.groups[group];
+        let g = self.group(group);
         *lock(&g.started) = Some(Arc::new(started));
-        let token = self.intake_token(group);
+        let token = self.layout.intake_token(group);
         match intake.try_clone() {
             // Watched for room to write only; a dead worker shows on its slots' sockets.
             Ok(write_half) => match reactor.register(token, intake.as_raw_fd()) {
@@ -140,8 +141,7 @@ impl Pool {
         // Every slot is open before any takes a job: a slot that closes at once (the engine
         // is closing) must not close the intake under the others.
         let mut attached = Vec::with_capacity(sockets.len());
-        for (local, socket) in sockets.into_iter().enumerate() {
-            let slot = group * self.threads + local;
+        for (slot, socket) in self.layout.slots_of(group).zip(sockets) {
             let (read_half, write_half) = match (socket.try_clone(), socket.try_clone()) {
                 (Ok(read_half), Ok(write_half)) => (read_half, write_half),
                 // Dropped: a request for this slot would have no way back.
@@ -164,7 +164,7 @@ impl Pool {
             attached.push((slot, fd));
         }
         for (slot, fd) in attached {
-            if let Err(e) = reactor.register(slot, fd) {
+            if let Err(e) = reactor.register(self.layout.slot_token(slot), fd) {
                 tracing::error!(target: "wsgi_core", "cannot watch a worker's socket: {e}");
                 self.close_slot(slot);
                 continue;
@@ -179,7 +179,7 @@ impl Pool {
 
     /// Sends `job` on `slot`, which the queue gave it; if the slot has closed meanwhile
     /// (its worker died), the job goes back to the queue.
-    pub(super) fn start(&self, mut slot: usize, mut job: Job) {
+    pub(super) fn start(&self, mut slot: SlotId, mut job: Job) {
         loop {
             let mut conn = self.conn(slot);
             let unsent = match conn.as_mut() {
@@ -207,14 +207,14 @@ impl Pool {
 
     /// Writes `job`'s request on its worker's intake and makes it `slot`'s current request;
     /// gives the job back, unsent, if the socket is broken (the worker died).
-    fn send_request(&self, slot: usize, conn: &mut Conn, mut job: Job) -> Option<Job> {
-        let group = slot / self.threads;
+    fn send_request(&self, slot: SlotId, conn: &mut Conn, mut job: Job) -> Option<Job> {
+        let group = self.layout.group_of(slot);
         {
-            let mut intake = lock(&self.groups[group].intake);
+            let mut intake = lock(&self.group(group).intake);
             let Some(intake) = intake.as_mut() else {
                 return Some(job);
             };
-            let local = u32::try_from(slot % self.threads).expect("threads fit u32");
+            let local = self.layout.local_of(slot);
             let queued = Self::queue_request(&mut intake.writer, local, &mut job);
             // What the socket does not take now goes when it is writable again.
             if queued
@@ -232,11 +232,9 @@ impl Pool {
         }
         let shared = &self.shared;
         shared.metrics.busy_threads.fetch_add(1, Ordering::Relaxed);
-        self.groups[slot / self.threads]
-            .busy
-            .fetch_add(1, Ordering::AcqRel);
+        self.group(group).busy.fetch_add(1, Ordering::AcqRel);
         if let Some(timeout) = shared.timeout {
-            *shared.slots[slot].lock() = Some(Running {
+            *shared.slots[slot.index()].lock() = Some(Running {
                 id: job.id,
                 deadline: Some(Instant::now() + timeout),
                 tx: job.tx.clone(),
@@ -260,7 +258,7 @@ impl Pool {
     /// case another worker has to run it.
     fn queue_request(
         writer: &mut FrameWriter<UnixStream>,
-        slot: u32,
+        slot: LocalSlot,
         job: &mut Job,
     ) -> io::Result<()> {
         let body = match &mut job.input {
@@ -290,31 +288,31 @@ impl Pool {
 
     /// Writes what `conn` has queued, as far as its socket takes it now; what is left goes
     /// when the reactor sees room.
-    fn flush(&self, slot: usize, conn: &mut Conn) -> io::Result<()> {
+    fn flush(&self, slot: SlotId, conn: &mut Conn) -> io::Result<()> {
         conn.writer.try_flush()?;
         let pending = conn.writer.has_pending();
         if pending != conn.watching_writable
             && let Some(reactor) = self.reactor()
         {
-            reactor.watch_writable(slot, conn.socket.as_raw_fd(), pending)?;
+            reactor.watch_writable(
+                self.layout.slot_token(slot),
+                conn.socket.as_raw_fd(),
+                pending,
+            )?;
             conn.watching_writable = pending;
         }
         Ok(())
     }
 
-    /// The reactor's token for `group`'s intake socket (after every slot's).
-    fn intake_token(&self, group: usize) -> usize {
-        self.conns.len() + group
-    }
-
     /// Writes what `group`'s intake has queued, as far as its socket takes it now.
-    fn flush_intake(&self, group: usize, intake: &mut Intake) -> io::Result<()> {
+    fn flush_intake(&self, group: GroupId, intake: &mut Intake) -> io::Result<()> {
         intake.writer.try_flush()?;
         let pending = intake.writer.has_pending();
         if pending != intake.watching_writable
             && let Some(reactor) = self.reactor()
         {
-            reactor.watch_writable(self.intake_token(group), intake.socket.as_raw_fd(), pending)?;
+            let token = self.layout.intake_token(group);
+            reactor.watch_writable(token, intake.socket.as_raw_fd(), pending)?;
             intake.watching_writable = pending;
         }
         Ok(())
@@ -322,7 +320,7 @@ impl Pool {
 
     /// Gives `slot`, which has no request, the next queued one, or marks it idle, or
     /// closes it.
-    fn next(&self, slot: usize) {
+    fn next(&self, slot: SlotId) {
         loop {
             match self.queue.next_for(slot) {
                 // Answered (503) or dropped (its client left) by `admit`: the next one.
@@ -339,7 +337,7 @@ impl Pool {
     }
 
     /// Closes `slots` that have no request (a busy one closes after its request).
-    pub(super) fn close_idle(&self, slots: Vec<usize>) {
+    pub(super) fn close_idle(&self, slots: Vec<SlotId>) {
         for slot in slots {
             let idle = self
                 .conn(slot)
@@ -353,7 +351,7 @@ impl Pool {
 
     /// Stops watching `slot`'s socket and closes it: the worker thread on the other end
     /// then ends.
-    fn close_slot(&self, slot: usize) {
+    fn close_slot(&self, slot: SlotId) {
         let Some(conn) = self.conn(slot).take() else {
             return;
         };
@@ -361,8 +359,7 @@ impl Pool {
             reactor.deregister(conn.socket.as_raw_fd());
         }
         drop(conn);
-        let group = slot / self.threads;
-        let g = &self.groups[group];
+        let g = self.group(self.layout.group_of(slot));
         let mut open = lock(&g.open_slots);
         *open = open.saturating_sub(1);
         if *open == 0 {
@@ -378,7 +375,7 @@ impl Pool {
     }
 
     /// Reads what `slot`'s worker sent, until it would block.
-    fn read_slot(&self, slot: usize) {
+    fn read_slot(&self, slot: SlotId) {
         let mut guard = self.conn(slot);
         let Some(conn) = guard.as_mut() else {
             return;
@@ -403,10 +400,10 @@ impl Pool {
                         // application: it may have waited in the worker's queue, or not
                         // even been read. Either way the application never saw it.
                         _ if !current.started
-                            && !lock(&self.groups[slot / self.threads].started)
+                            && !lock(&self.group(self.layout.group_of(slot)).started)
                                 .as_ref()
                                 .is_some_and(|page| {
-                                    page.started(slot % self.threads, current.job.id)
+                                    page.started(self.layout.local_of(slot), current.job.id)
                                 }) =>
                         {
                             Relayed::Lost {
@@ -449,7 +446,7 @@ impl Pool {
     }
 
     /// Handles one frame of `conn`'s current request; `Some` when the request is over.
-    fn on_frame(&self, slot: usize, conn: &mut Conn, frame: FromWorker) -> Option<Relayed> {
+    fn on_frame(&self, slot: SlotId, conn: &mut Conn, frame: FromWorker) -> Option<Relayed> {
         let current = conn.current.as_mut().expect("checked by the caller");
         current.started = true;
         if current.finished.is_some() {
@@ -489,7 +486,7 @@ impl Pool {
     }
 
     /// Hands `msg` to the client's pipe; with no room, keeps it and stops reading.
-    fn deliver(&self, slot: usize, conn: &mut Conn, msg: Msg) {
+    fn deliver(&self, slot: SlotId, conn: &mut Conn, msg: Msg) {
         let current = conn.current.as_mut().expect("a request is relayed");
         if current.cancelled {
             // What the application still sends after the client went is dropped.
@@ -504,9 +501,9 @@ impl Pool {
                 // stop; what it still sends is read and dropped until its end.
                 current.cancelled = true;
                 self.control(
-                    slot / self.threads,
+                    self.layout.group_of(slot),
                     &ControlToWorker::Cancel {
-                        slot: u32::try_from(slot % self.threads).unwrap_or(u32::MAX),
+                        slot: self.layout.local_of(slot),
                         id: current.job.id,
                     },
                 );
@@ -516,7 +513,7 @@ impl Pool {
 
     /// Answers a worker's request for `want` more body bytes: at once from a body that is
     /// all here, else through a thread that waits for the client.
-    fn want(&self, slot: usize, conn: &mut Conn, want: u64) {
+    fn want(&self, slot: SlotId, conn: &mut Conn, want: u64) {
         let current = conn.current.as_mut().expect("a request is relayed");
         // Once a feeder has the body, the job's own source is an empty stand-in.
         if current.feeder.is_none()
@@ -552,7 +549,7 @@ impl Pool {
     /// size it is given, and leaves each answer with the reactor.
     fn spawn_feeder(
         &self,
-        slot: usize,
+        slot: SlotId,
         id: u64,
         mut input: InputSource,
     ) -> Option<mpsc::Sender<u64>> {
@@ -584,13 +581,14 @@ impl Pool {
     }
 
     /// Settles a request whose relaying is over.
-    fn end_request(&self, slot: usize, current: Current, relayed: Relayed) {
+    fn end_request(&self, slot: SlotId, current: Current, relayed: Relayed) {
         let shared = &self.shared;
-        shared.slots[slot].lock().take();
+        shared.slots[slot.index()].lock().take();
         shared.metrics.busy_threads.fetch_sub(1, Ordering::Relaxed);
-        let group = &self.groups[slot / self.threads];
+        let group = self.group(self.layout.group_of(slot));
         group.busy.fetch_sub(1, Ordering::AcqRel);
-        let worker = group.worker.load(Ordering::Acquire);
+        // A group relays requests only once a process started in it named its worker.
+        let worker = group.worker.load().map(WorkerId::index);
         let job = current.job;
         match relayed {
             Relayed::Done(due) | Relayed::DoneThenLost(due) => self.count_served(slot, due),
@@ -627,8 +625,8 @@ impl Pool {
     /// spends the worker's request budget (or every request gets a fresh worker), the
     /// worker takes no next request, even one the client sends the moment it has this
     /// response; its supervisor then replaces it.
-    fn pause_if_due(&self, slot: usize) -> Option<Event> {
-        let group = slot / self.threads;
+    fn pause_if_due(&self, slot: SlotId) -> Option<Event> {
+        let group = self.layout.group_of(slot);
         let state = self.worker_of_group(group)?;
         let event = if self.always_restart.load(Ordering::Relaxed) {
             Event::Recycle(RestartReason::AlwaysRestart)
@@ -643,14 +641,14 @@ impl Pool {
         Some(event)
     }
 
-    fn worker_of_group(&self, group: usize) -> Option<&WorkerState> {
-        let worker = self.groups[group].worker.load(Ordering::Acquire);
-        self.workers.get(worker)
+    fn worker_of_group(&self, group: GroupId) -> Option<&WorkerState> {
+        let worker = self.group(group).worker.load()?;
+        Some(self.worker(worker))
     }
 
     /// Counts a request the worker answered, and tells its supervisor `due`.
-    fn count_served(&self, slot: usize, due: Option<Event>) {
-        if let Some(state) = self.worker_of_group(slot / self.threads) {
+    fn count_served(&self, slot: SlotId, due: Option<Event>) {
+        if let Some(state) = self.worker_of_group(self.layout.group_of(slot)) {
             state.requests.fetch_add(1, Ordering::Relaxed);
             state.served.fetch_add(1, Ordering::Relaxed);
             if let Some(event) = due {
@@ -660,7 +658,7 @@ impl Pool {
     }
 
     /// Resumes or pauses `group`; jobs the resumed group takes at once are sent.
-    pub(super) fn pause_group(&self, group: usize, paused: bool) {
+    pub(super) fn pause_group(&self, group: GroupId, paused: bool) {
         for (slot, job) in self.queue.pause(group, paused) {
             self.start(slot, job);
         }
@@ -672,7 +670,7 @@ impl Pool {
     }
 
     /// Marks `group` ready or not; a group no longer ready closes its idle slots.
-    pub(super) fn set_ready(&self, group: usize, ready: bool) {
+    pub(super) fn set_ready(&self, group: GroupId, ready: bool) {
         let idle = self.queue.set_ready(group, ready);
         self.close_idle(idle);
     }
@@ -691,7 +689,7 @@ thread_local! {
     /// On the relay's thread: the groups whose intake had requests queued in this round
     /// of events, written at its end in one call each (`batch_done`), where several slots
     /// that finished together would each have made one. Other threads write at once.
-    static DEFERRED: RefCell<Option<Vec<usize>>> = const { RefCell::new(None) };
+    static DEFERRED: RefCell<Option<Vec<GroupId>>> = const { RefCell::new(None) };
 }
 
 /// Marks the calling thread as the relay's.
@@ -702,7 +700,7 @@ fn on_relay_thread() {
 }
 
 /// Whether `group`'s intake is written at the end of the relay's round (noted if so).
-fn defer_flush(group: usize) -> bool {
+fn defer_flush(group: GroupId) -> bool {
     DEFERRED.with(|d| {
         let mut d = d.borrow_mut();
         let Some(groups) = d.as_mut() else {
@@ -719,7 +717,7 @@ impl Handler<Note> for Pool {
     fn batch_done(&self) {
         let groups = DEFERRED.with(|d| d.borrow_mut().as_mut().map(std::mem::take));
         for group in groups.into_iter().flatten() {
-            if let Some(intake) = lock(&self.groups[group].intake).as_mut() {
+            if let Some(intake) = lock(&self.group(group).intake).as_mut() {
                 // A failure shows on the slots' sockets.
                 let _ = self.flush_intake(group, intake);
             }
@@ -730,26 +728,27 @@ impl Handler<Note> for Pool {
         on_relay_thread();
         // An intake socket is readable only once its worker has gone, which its slots'
         // sockets tell.
-        if token < self.conns.len() {
-            self.read_slot(token);
+        if let Some(Watched::Slot(slot)) = self.layout.watched(token) {
+            self.read_slot(slot);
         }
     }
 
     fn writable(&self, token: usize) {
         on_relay_thread();
-        if let Some(slot) = (token < self.conns.len()).then_some(token) {
-            if let Some(conn) = self.conn(slot).as_mut() {
-                // A failure shows on the read side.
-                let _ = self.flush(slot, conn);
+        match self.layout.watched(token) {
+            Some(Watched::Slot(slot)) => {
+                if let Some(conn) = self.conn(slot).as_mut() {
+                    // A failure shows on the read side.
+                    let _ = self.flush(slot, conn);
+                }
             }
-            return;
-        }
-        let group = token - self.conns.len();
-        if let Some(g) = self.groups.get(group)
-            && let Some(intake) = lock(&g.intake).as_mut()
-        {
-            // A failure shows on the slots' sockets.
-            let _ = self.flush_intake(group, intake);
+            Some(Watched::Intake(group)) => {
+                if let Some(intake) = lock(&self.group(group).intake).as_mut() {
+                    // A failure shows on the slots' sockets.
+                    let _ = self.flush_intake(group, intake);
+                }
+            }
+            None => {}
         }
     }
 

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::{Event, Pool};
 use crate::lifecycle::elastic::{Decision, Grow, PoolState, Serving};
+use crate::process::ids::WorkerId;
 
 /// Sizes `pool` until the engine closes.
 pub(super) fn run(pool: &Pool) {
@@ -66,20 +67,22 @@ pub(super) fn run(pool: &Pool) {
 /// requests, with their idleness (none while replaced: the new process is not the one that
 /// was idle), and how many others are starting (new, started again after a crash, or paused
 /// while their replacement starts); and when the oldest queued request was queued.
-fn facts(pool: &Pool) -> (Vec<Serving<usize>>, usize, Option<Instant>) {
+fn facts(pool: &Pool) -> (Vec<Serving<WorkerId>>, usize, Option<Instant>) {
     let sample = pool.queue.sample(|job| job.enqueued);
     let mut serving = Vec::with_capacity(pool.workers.len());
     let mut starting = 0;
-    for (index, state) in pool.workers.iter().enumerate() {
+    for (worker, state) in pool.each_worker() {
         if !state.active.load(Ordering::Acquire) {
             continue;
         }
-        let group = pool.groups.iter().enumerate().find(|(g, group)| {
-            group.worker.load(Ordering::Acquire) == index && sample.groups[*g].0
-        });
+        let group = pool
+            .groups
+            .iter()
+            .enumerate()
+            .find(|(g, group)| group.worker.load() == Some(worker) && sample.groups[*g].0);
         match group {
             Some((g, _)) => serving.push(Serving {
-                worker: index,
+                worker,
                 idle_since: sample.groups[g]
                     .1
                     .filter(|_| !state.replacing.load(Ordering::Relaxed)),
@@ -93,40 +96,37 @@ fn facts(pool: &Pool) -> (Vec<Serving<usize>>, usize, Option<Instant>) {
 /// Starts a worker the pool does not run, preferably one whose last process has ended (the
 /// supervisor of one still draining a retired process starts only once it has exited);
 /// whether there was one. `alive`: the workers the pool ran before.
-fn grow(pool: &Pool, why: Grow, alive: usize) -> bool {
-    let inactive = |w: &&super::WorkerState| !w.active.load(Ordering::Acquire);
+pub(super) fn grow(pool: &Pool, why: Grow, alive: usize) -> bool {
+    let inactive = |w: &super::WorkerState| !w.active.load(Ordering::Acquire);
     let ended = pool
-        .workers
-        .iter()
-        .enumerate()
+        .each_worker()
         .find(|(_, w)| inactive(w) && w.live.load(Ordering::Acquire) == 0);
-    let Some((index, worker)) =
-        ended.or_else(|| pool.workers.iter().enumerate().find(|(_, w)| inactive(w)))
+    let Some((worker, state)) = ended.or_else(|| pool.each_worker().find(|(_, w)| inactive(w)))
     else {
         return false;
     };
-    worker.active.store(true, Ordering::Release);
-    worker.send(Event::Start);
+    state.active.store(true, Ordering::Release);
+    state.send(Event::Start);
     pool.count_start(why, 1);
     let workers = alive + 1;
     match why {
         Grow::QueueWait(waited) => {
-            tracing::info!(target: "wsgi_core", worker = index, workers, reason = why.label(), waited_ms = waited.as_millis() as u64, "pool grows to {workers} workers: oldest request waited {} ms", waited.as_millis());
+            tracing::info!(target: "wsgi_core", worker = worker.index(), workers, reason = why.label(), waited_ms = waited.as_millis() as u64, "pool grows to {workers} workers: oldest request waited {} ms", waited.as_millis());
         }
         Grow::BelowMinimum => {
-            tracing::info!(target: "wsgi_core", worker = index, workers, reason = why.label(), "pool grows to {workers} workers: below its minimum of {}", pool.elastic.min);
+            tracing::info!(target: "wsgi_core", worker = worker.index(), workers, reason = why.label(), "pool grows to {workers} workers: below its minimum of {}", pool.elastic.min);
         }
     }
     true
 }
 
 /// Retires `worker`, idle for `idle`; `alive`: the workers the pool ran before.
-fn retire(pool: &Pool, worker: usize, idle: Duration, alive: usize) {
-    let state = &pool.workers[worker];
+pub(super) fn retire(pool: &Pool, worker: WorkerId, idle: Duration, alive: usize) {
+    let state = pool.worker(worker);
     state.active.store(false, Ordering::Release);
     state.send(Event::Retire);
     // Idleness is the one reason a worker retires.
     pool.retirements[0].fetch_add(1, Ordering::Relaxed);
     let workers = alive.saturating_sub(1);
-    tracing::info!(target: "wsgi_core", worker, workers, reason = crate::lifecycle::elastic::RETIRE_LABELS[0], idle_s = idle.as_secs(), "worker {worker} retired after {} s idle; pool at {workers}", idle.as_secs());
+    tracing::info!(target: "wsgi_core", worker = worker.index(), workers, reason = crate::lifecycle::elastic::RETIRE_LABELS[0], idle_s = idle.as_secs(), "worker {worker} retired after {} s idle; pool at {workers}", idle.as_secs());
 }

@@ -9,7 +9,7 @@
 //! GILs) before it doubles up inside one.
 //!
 //! Nothing here waits: a job handed to an idle slot comes back to the caller with the
-//! slot's index, to be sent on that slot's socket; a slot that finished its job asks for
+//! slot, to be sent on that slot's socket; a slot that finished its job asks for
 //! the next one ([`SlotQueue::next_for`]).
 //!
 //! For an elastic pool the queue also keeps the facts its size is decided on
@@ -20,13 +20,14 @@ use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
+use crate::process::ids::{GroupId, SlotId, SlotLayout};
 use crate::runner::Refused;
 
 #[derive(Debug)]
 struct State<T> {
     queue: VecDeque<T>,
     /// Per group: its idle slots, most recently idle last; empty while not ready.
-    idle: Vec<Vec<usize>>,
+    idle: Vec<Vec<SlotId>>,
     /// Per group: whether its process is ready for requests.
     ready: Vec<bool>,
     /// Per group: when it last became ready, in the order groups did.
@@ -49,7 +50,7 @@ struct State<T> {
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Sent<T> {
     /// An idle slot took it: the slot and the job, for the caller to send.
-    To(usize, T),
+    To(SlotId, T),
     /// It waits in the queue. `wake`: it is the first job since [`SlotQueue::watch`] was
     /// called, and the watcher is to be told.
     Queued { wake: bool },
@@ -60,8 +61,8 @@ pub(crate) enum Sent<T> {
 pub(crate) struct Sample {
     /// When the job at the head of the queue was queued; `None` with an empty queue.
     pub(crate) oldest: Option<Instant>,
-    /// Per group: whether its process is ready and not paused, and since when it has had
-    /// no job (`None` while it has one, or when idleness is not kept).
+    /// Per group, by [`GroupId::index`]: whether its process is ready and not paused, and
+    /// since when it has had no job (`None` while it has one, or when idleness is not kept).
     pub(crate) groups: Vec<(bool, Option<Instant>)>,
 }
 
@@ -69,7 +70,7 @@ pub(crate) struct Sample {
 #[derive(Debug)]
 pub(crate) struct SlotQueue<T> {
     state: Mutex<State<T>>,
-    threads: usize,
+    layout: SlotLayout,
     capacity: usize,
 }
 
@@ -86,9 +87,10 @@ pub(crate) enum Next<T> {
 }
 
 impl<T> SlotQueue<T> {
-    /// A queue of at most `capacity` jobs for `groups` of `threads` slots each.
-    /// `keep_idle`: note since when each group has been idle, for [`SlotQueue::sample`].
-    pub(crate) fn new(capacity: usize, groups: usize, threads: usize, keep_idle: bool) -> Self {
+    /// A queue of at most `capacity` jobs for the slots of `layout`. `keep_idle`: note
+    /// since when each group has been idle, for [`SlotQueue::sample`].
+    pub(crate) fn new(capacity: usize, layout: SlotLayout, keep_idle: bool) -> Self {
+        let (groups, threads) = (layout.group_count(), layout.threads());
         SlotQueue {
             state: Mutex::new(State {
                 queue: VecDeque::new(),
@@ -102,18 +104,13 @@ impl<T> SlotQueue<T> {
                 idle_since: keep_idle.then(|| vec![None; groups]),
                 watched: false,
             }),
-            threads,
+            layout,
             capacity,
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, State<T>> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The group a slot belongs to.
-    pub(crate) fn group_of(&self, slot: usize) -> usize {
-        slot / self.threads
     }
 
     /// Takes an idle slot of the least busy ready worker for `job`, or queues it.
@@ -128,7 +125,7 @@ impl<T> SlotQueue<T> {
         if st.queue.len() >= self.capacity {
             return Err(Refused::Full);
         }
-        match Self::idle_slot(&mut st) {
+        match self.idle_slot(&mut st) {
             Some(slot) => Ok(Sent::To(slot, job)),
             None => {
                 st.queue.push_back(job);
@@ -164,9 +161,9 @@ impl<T> SlotQueue<T> {
 
     /// Puts `job` back at the head of the queue: its worker died before the application
     /// received it, so it goes to another worker first. `Some`: an idle slot took it.
-    pub(crate) fn retry(&self, job: T) -> Option<(usize, T)> {
+    pub(crate) fn retry(&self, job: T) -> Option<(SlotId, T)> {
         let mut st = self.lock();
-        match Self::idle_slot(&mut st) {
+        match self.idle_slot(&mut st) {
             Some(slot) => Some((slot, job)),
             None => {
                 st.queue.push_front(job);
@@ -179,10 +176,13 @@ impl<T> SlotQueue<T> {
     /// workers with as many, the one ready last: during a roll, that is a new worker, so
     /// new code answers as soon as one runs it, even a client that sends one request at a
     /// time (which would otherwise go to an old worker until the last was replaced).
-    fn idle_slot(st: &mut State<T>) -> Option<usize> {
-        let group = (0..st.idle.len())
-            .filter(|&w| st.ready[w] && !st.paused[w] && !st.idle[w].is_empty())
-            .max_by_key(|&w| (st.idle[w].len(), st.ready_order[w]))?;
+    fn idle_slot(&self, st: &mut State<T>) -> Option<SlotId> {
+        let group = self
+            .layout
+            .groups()
+            .map(GroupId::index)
+            .filter(|&g| st.ready[g] && !st.paused[g] && !st.idle[g].is_empty())
+            .max_by_key(|&g| (st.idle[g].len(), st.ready_order[g]))?;
         if let Some(since) = st.idle_since.as_mut() {
             since[group] = None;
         }
@@ -195,8 +195,8 @@ impl<T> SlotQueue<T> {
     }
 
     /// What `slot`, which has no job, does next: the next queued job, idle, or close.
-    pub(crate) fn next_for(&self, slot: usize) -> Next<T> {
-        let group = self.group_of(slot);
+    pub(crate) fn next_for(&self, slot: SlotId) -> Next<T> {
+        let group = self.layout.group_of(slot).index();
         let mut st = self.lock();
         if !st.ready[group] {
             return Next::Retire;
@@ -211,7 +211,7 @@ impl<T> SlotQueue<T> {
         }
         if !st.idle[group].contains(&slot) {
             st.idle[group].push(slot);
-            if st.idle[group].len() == self.threads
+            if st.idle[group].len() == self.layout.threads()
                 && let Some(since) = st.idle_since.as_mut()
             {
                 since[group] = Some(Instant::now());
@@ -222,7 +222,8 @@ impl<T> SlotQueue<T> {
 
     /// Marks `group`'s process ready or not. A group no longer ready takes no job; its idle slots
     /// are returned, for the caller to close.
-    pub(crate) fn set_ready(&self, group: usize, ready: bool) -> Vec<usize> {
+    pub(crate) fn set_ready(&self, group: GroupId, ready: bool) -> Vec<SlotId> {
+        let group = group.index();
         let mut st = self.lock();
         st.ready[group] = ready;
         if ready {
@@ -243,13 +244,13 @@ impl<T> SlotQueue<T> {
 
     /// Pauses or resumes `group`. Resuming hands queued jobs to its idle slots: returned,
     /// with their slots, for the caller to send.
-    pub(crate) fn pause(&self, group: usize, paused: bool) -> Vec<(usize, T)> {
+    pub(crate) fn pause(&self, group: GroupId, paused: bool) -> Vec<(SlotId, T)> {
         let mut st = self.lock();
-        st.paused[group] = paused;
+        st.paused[group.index()] = paused;
         let mut handed = Vec::new();
         if !paused {
             while !st.queue.is_empty() {
-                let Some(slot) = Self::idle_slot(&mut st) else {
+                let Some(slot) = self.idle_slot(&mut st) else {
                     break;
                 };
                 if let Some(job) = st.queue.pop_front() {
@@ -260,7 +261,7 @@ impl<T> SlotQueue<T> {
         handed
     }
 
-    /// Per group: whether its process is ready.
+    /// Per group, by [`GroupId::index`]: whether its process is ready.
     pub(crate) fn ready(&self) -> Vec<bool> {
         self.lock().ready.clone()
     }
@@ -287,7 +288,7 @@ impl<T> SlotQueue<T> {
 
     /// Once the queue is closed and empty, the idle slots, no longer needed: for the caller
     /// to close (their workers then exit).
-    pub(crate) fn idle_to_close(&self) -> Vec<usize> {
+    pub(crate) fn idle_to_close(&self) -> Vec<SlotId> {
         let mut st = self.lock();
         if st.closed && st.queue.is_empty() {
             st.idle.iter_mut().flat_map(std::mem::take).collect()
@@ -301,30 +302,54 @@ impl<T> SlotQueue<T> {
 mod tests {
     use super::*;
 
+    /// A queue of `capacity` jobs for `groups` groups of `threads` slots, the last spare.
+    fn queue<T>(capacity: usize, groups: usize, threads: usize, keep_idle: bool) -> SlotQueue<T> {
+        SlotQueue::new(capacity, SlotLayout::new(groups - 1, threads), keep_idle)
+    }
+
+    /// Group `n` of `q`.
+    fn group<T>(q: &SlotQueue<T>, n: usize) -> GroupId {
+        q.layout.groups().nth(n).expect("a group")
+    }
+
+    /// Slot `n` of `q`, counting through its groups in order.
+    fn slot<T>(q: &SlotQueue<T>, n: usize) -> SlotId {
+        let layout = q.layout;
+        layout
+            .groups()
+            .flat_map(|g| layout.slots_of(g))
+            .nth(n)
+            .expect("a slot")
+    }
+
     fn idle(q: &SlotQueue<u32>, group: usize) -> usize {
         q.lock().idle[group].len()
     }
 
     #[test]
     fn nothing_is_taken_while_no_worker_is_ready() {
-        let q = SlotQueue::<u32>::new(4, 2, 1, false);
+        let q = queue::<u32>(4, 2, 1, false);
         assert!(matches!(q.try_send(1), Err(Refused::NotReady)));
-        q.set_ready(0, true);
+        q.set_ready(group(&q, 0), true);
         // No slot has said it is idle yet: queued.
         assert_eq!(q.try_send(1).unwrap(), Sent::Queued { wake: false });
-        assert_eq!(q.next_for(0), Next::Job(1));
+        assert_eq!(q.next_for(slot(&q, 0)), Next::Job(1));
         q.try_send(2).unwrap();
-        assert_eq!(q.next_for(1), Next::Retire, "group 1 is not ready");
+        assert_eq!(
+            q.next_for(slot(&q, 1)),
+            Next::Retire,
+            "group 1 is not ready"
+        );
         assert_eq!(q.len(), 1);
     }
 
     #[test]
     fn jobs_go_to_the_worker_with_the_most_idle_slots() {
-        let q = SlotQueue::<u32>::new(8, 2, 2, false);
-        q.set_ready(0, true);
-        q.set_ready(1, true);
-        for slot in 0..4 {
-            assert_eq!(q.next_for(slot), Next::Idle);
+        let q = queue::<u32>(8, 2, 2, false);
+        q.set_ready(group(&q, 0), true);
+        q.set_ready(group(&q, 1), true);
+        for n in 0..4 {
+            assert_eq!(q.next_for(slot(&q, n)), Next::Idle);
         }
         let Ok(Sent::To(a, _)) = q.try_send(10) else {
             panic!("no idle slot took the job")
@@ -333,114 +358,121 @@ mod tests {
             panic!("no idle slot took the job")
         };
         assert_eq!((idle(&q, 0), idle(&q, 1)), (1, 1));
-        assert_ne!(a / 2, b / 2, "both jobs went to one group");
+        assert_ne!(
+            q.layout.group_of(a),
+            q.layout.group_of(b),
+            "both jobs went to one group"
+        );
     }
 
     #[test]
     fn of_equally_idle_workers_the_one_ready_last_takes_the_job() {
         // Group 1 becomes ready first; group 0 is its replacement, ready later (a roll).
-        let q = SlotQueue::<u32>::new(8, 2, 1, false);
-        q.set_ready(1, true);
-        q.set_ready(0, true);
-        assert_eq!(q.next_for(1), Next::Idle);
-        assert_eq!(q.next_for(0), Next::Idle);
-        assert_eq!(q.try_send(7).unwrap(), Sent::To(0, 7));
+        let q = queue::<u32>(8, 2, 1, false);
+        q.set_ready(group(&q, 1), true);
+        q.set_ready(group(&q, 0), true);
+        assert_eq!(q.next_for(slot(&q, 1)), Next::Idle);
+        assert_eq!(q.next_for(slot(&q, 0)), Next::Idle);
+        assert_eq!(q.try_send(7).unwrap(), Sent::To(slot(&q, 0), 7));
         // Ready again later (replaced in turn): it is preferred from then on.
-        assert_eq!(q.next_for(0), Next::Idle);
-        q.set_ready(1, true);
-        assert_eq!(q.try_send(8).unwrap(), Sent::To(1, 8));
+        assert_eq!(q.next_for(slot(&q, 0)), Next::Idle);
+        q.set_ready(group(&q, 1), true);
+        assert_eq!(q.try_send(8).unwrap(), Sent::To(slot(&q, 1), 8));
     }
 
     #[test]
     fn a_full_queue_refuses_and_a_retry_goes_first() {
-        let q = SlotQueue::<u32>::new(2, 1, 1, false);
-        q.set_ready(0, true);
+        let q = queue::<u32>(2, 1, 1, false);
+        q.set_ready(group(&q, 0), true);
         q.try_send(1).unwrap();
         q.try_send(2).unwrap();
         assert!(matches!(q.try_send(3), Err(Refused::Full)));
         assert_eq!(q.retry(0), None);
-        assert_eq!(q.next_for(0), Next::Job(0));
-        assert_eq!(q.next_for(0), Next::Job(1));
-        assert_eq!(q.next_for(0), Next::Job(2));
-        assert_eq!(q.next_for(0), Next::Idle);
+        assert_eq!(q.next_for(slot(&q, 0)), Next::Job(0));
+        assert_eq!(q.next_for(slot(&q, 0)), Next::Job(1));
+        assert_eq!(q.next_for(slot(&q, 0)), Next::Job(2));
+        assert_eq!(q.next_for(slot(&q, 0)), Next::Idle);
         assert_eq!(
             q.retry(5),
-            Some((0, 5)),
+            Some((slot(&q, 0), 5)),
             "an idle slot takes a retry at once"
         );
     }
 
     #[test]
     fn a_paused_worker_takes_nothing_until_resumed() {
-        let q = SlotQueue::<u32>::new(4, 1, 1, false);
-        q.set_ready(0, true);
-        assert_eq!(q.next_for(0), Next::Idle);
-        assert!(q.pause(0, true).is_empty());
+        let q = queue::<u32>(4, 1, 1, false);
+        q.set_ready(group(&q, 0), true);
+        assert_eq!(q.next_for(slot(&q, 0)), Next::Idle);
+        assert!(q.pause(group(&q, 0), true).is_empty());
         assert_eq!(
             q.try_send(7).unwrap(),
             Sent::Queued { wake: false },
             "a paused group took a job"
         );
-        assert_eq!(q.next_for(0), Next::Idle);
-        assert_eq!(q.pause(0, false), vec![(0, 7)]);
+        assert_eq!(q.next_for(slot(&q, 0)), Next::Idle);
+        assert_eq!(q.pause(group(&q, 0), false), vec![(slot(&q, 0), 7)]);
     }
 
     #[test]
     fn a_worker_no_longer_ready_gives_back_its_idle_slots() {
-        let q = SlotQueue::<u32>::new(4, 1, 2, false);
-        q.set_ready(0, true);
-        assert_eq!(q.next_for(0), Next::Idle);
-        assert_eq!(q.next_for(1), Next::Idle);
-        assert_eq!(q.set_ready(0, false), vec![0, 1]);
-        assert_eq!(q.next_for(0), Next::Retire);
+        let q = queue::<u32>(4, 1, 2, false);
+        q.set_ready(group(&q, 0), true);
+        assert_eq!(q.next_for(slot(&q, 0)), Next::Idle);
+        assert_eq!(q.next_for(slot(&q, 1)), Next::Idle);
+        assert_eq!(
+            q.set_ready(group(&q, 0), false),
+            vec![slot(&q, 0), slot(&q, 1)]
+        );
+        assert_eq!(q.next_for(slot(&q, 0)), Next::Retire);
     }
 
     #[test]
     fn closing_serves_what_is_queued_then_retires_every_slot() {
-        let q = SlotQueue::<u32>::new(4, 1, 2, false);
-        q.set_ready(0, true);
-        assert_eq!(q.next_for(0), Next::Idle);
-        assert_eq!(q.try_send(1).unwrap(), Sent::To(0, 1));
+        let q = queue::<u32>(4, 1, 2, false);
+        q.set_ready(group(&q, 0), true);
+        assert_eq!(q.next_for(slot(&q, 0)), Next::Idle);
+        assert_eq!(q.try_send(1).unwrap(), Sent::To(slot(&q, 0), 1));
         q.try_send(2).unwrap();
         q.close();
         assert!(matches!(q.try_send(3), Err(Refused::Closed)));
         assert!(q.idle_to_close().is_empty());
         // Slot 1 becomes free and takes what waits; then nothing is left for anyone.
-        assert_eq!(q.next_for(1), Next::Job(2));
-        assert_eq!(q.next_for(0), Next::Retire);
-        assert_eq!(q.next_for(1), Next::Retire);
+        assert_eq!(q.next_for(slot(&q, 1)), Next::Job(2));
+        assert_eq!(q.next_for(slot(&q, 0)), Next::Retire);
+        assert_eq!(q.next_for(slot(&q, 1)), Next::Retire);
     }
 
     #[test]
     fn idle_slots_are_closed_once_the_closed_queue_is_empty() {
-        let q = SlotQueue::<u32>::new(4, 1, 2, false);
-        q.set_ready(0, true);
-        assert_eq!(q.next_for(0), Next::Idle);
-        assert_eq!(q.next_for(1), Next::Idle);
-        q.pause(0, true);
+        let q = queue::<u32>(4, 1, 2, false);
+        q.set_ready(group(&q, 0), true);
+        assert_eq!(q.next_for(slot(&q, 0)), Next::Idle);
+        assert_eq!(q.next_for(slot(&q, 1)), Next::Idle);
+        q.pause(group(&q, 0), true);
         q.try_send(1).unwrap();
         q.close();
         assert!(q.idle_to_close().is_empty(), "a job still waits");
-        assert_eq!(q.pause(0, false), vec![(1, 1)]);
-        assert_eq!(q.idle_to_close(), vec![0]);
-        assert_eq!(q.next_for(1), Next::Retire);
+        assert_eq!(q.pause(group(&q, 0), false), vec![(slot(&q, 1), 1)]);
+        assert_eq!(q.idle_to_close(), vec![slot(&q, 0)]);
+        assert_eq!(q.next_for(slot(&q, 1)), Next::Retire);
     }
 
     #[test]
     fn jobs_wait_while_a_worker_is_replaced_and_are_refused_once_none_can_start() {
-        let q = SlotQueue::<u32>::new(4, 1, 1, false);
-        q.set_ready(0, true);
-        q.set_ready(0, false);
+        let q = queue::<u32>(4, 1, 1, false);
+        q.set_ready(group(&q, 0), true);
+        q.set_ready(group(&q, 0), false);
         // Replacing: queued, not refused.
         q.try_send(1).unwrap();
         // The replacement failed and no worker is ready: what waited is handed back for an
         // answer, and new jobs are refused until a worker is ready again.
         assert_eq!(q.unavailable(), vec![1]);
         assert!(matches!(q.try_send(2), Err(Refused::NotReady)));
-        q.set_ready(0, true);
+        q.set_ready(group(&q, 0), true);
         q.try_send(3).unwrap();
         assert_eq!(q.unavailable(), Vec::<u32>::new());
-        assert_eq!(q.next_for(0), Next::Job(3));
+        assert_eq!(q.next_for(slot(&q, 0)), Next::Job(3));
     }
 
     /// A job and when it was queued, as the pool's jobs carry it.
@@ -450,15 +482,15 @@ mod tests {
 
     #[test]
     fn the_oldest_queued_job_is_the_one_at_the_head() {
-        let q = SlotQueue::<(Instant, u32)>::new(8, 1, 1, false);
-        q.set_ready(0, true);
+        let q = queue::<(Instant, u32)>(8, 1, 1, false);
+        q.set_ready(group(&q, 0), true);
         let t0 = Instant::now();
         let t1 = t0 + std::time::Duration::from_millis(5);
         assert_eq!(at(&q), None, "an empty queue has no wait");
         q.try_send((t0, 1)).unwrap();
         q.try_send((t1, 2)).unwrap();
         assert_eq!(at(&q), Some(t0));
-        assert!(matches!(q.next_for(0), Next::Job((_, 1))));
+        assert!(matches!(q.next_for(slot(&q, 0)), Next::Job((_, 1))));
         assert_eq!(
             at(&q),
             Some(t1),
@@ -471,8 +503,8 @@ mod tests {
 
     #[test]
     fn a_watcher_is_told_of_the_first_job_queued_and_only_that_one() {
-        let q = SlotQueue::<u32>::new(8, 1, 1, false);
-        q.set_ready(0, true);
+        let q = queue::<u32>(8, 1, 1, false);
+        q.set_ready(group(&q, 0), true);
         assert!(q.watch(), "the queue is empty: a job will be told");
         assert_eq!(q.try_send(1).unwrap(), Sent::Queued { wake: true });
         assert_eq!(q.try_send(2).unwrap(), Sent::Queued { wake: false });
@@ -482,23 +514,23 @@ mod tests {
 
     #[test]
     fn a_group_is_idle_from_when_its_last_busy_slot_frees_until_it_takes_a_job() {
-        let q = SlotQueue::<u32>::new(8, 2, 2, true);
-        q.set_ready(0, true);
+        let q = queue::<u32>(8, 2, 2, true);
+        q.set_ready(group(&q, 0), true);
         let idle_since = |q: &SlotQueue<u32>, g: usize| q.sample(|_| Instant::now()).groups[g];
         assert_eq!(idle_since(&q, 0), (true, None));
         assert_eq!(idle_since(&q, 1), (false, None), "not ready");
         let before = Instant::now();
-        assert_eq!(q.next_for(0), Next::Idle);
+        assert_eq!(q.next_for(slot(&q, 0)), Next::Idle);
         assert_eq!(idle_since(&q, 0).1, None, "one slot of two is not idle");
-        assert_eq!(q.next_for(1), Next::Idle);
+        assert_eq!(q.next_for(slot(&q, 1)), Next::Idle);
         let since = idle_since(&q, 0).1.expect("both slots idle");
         assert!(since >= before);
         assert!(matches!(q.try_send(5), Ok(Sent::To(_, 5))));
         assert_eq!(idle_since(&q, 0).1, None, "a job ends the idle time");
-        assert_eq!(q.next_for(1), Next::Idle);
+        assert_eq!(q.next_for(slot(&q, 1)), Next::Idle);
         let again = idle_since(&q, 0).1.expect("idle again");
         assert!(again >= since, "a new idle time begins");
-        q.set_ready(0, false);
+        q.set_ready(group(&q, 0), false);
         assert_eq!(
             idle_since(&q, 0),
             (false, None),
@@ -508,9 +540,9 @@ mod tests {
 
     #[test]
     fn idleness_is_not_kept_unless_asked() {
-        let q = SlotQueue::<u32>::new(8, 1, 1, false);
-        q.set_ready(0, true);
-        assert_eq!(q.next_for(0), Next::Idle);
+        let q = queue::<u32>(8, 1, 1, false);
+        q.set_ready(group(&q, 0), true);
+        assert_eq!(q.next_for(slot(&q, 0)), Next::Idle);
         assert_eq!(q.sample(|_| Instant::now()).groups, vec![(true, None)]);
     }
 }

@@ -5,14 +5,14 @@
 //! `Start`; on `Retire` it drains its process as a replaced one is drained, and waits again.
 
 use std::cell::RefCell;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use super::child::WorkerChild;
+use super::child::{WorkerChild, wait_readable};
 use super::{
     Event, FIRST_BACKOFF, MAX_BACKOFF, Pool, STABLE_AFTER, Starting, TICK, WorkerState, lock,
 };
@@ -24,8 +24,9 @@ use crate::lifecycle::reason::RestartReason;
 use crate::lifecycle::rss::{Meter, Proc};
 use crate::lifecycle::rss_loop::{RssLoop, Startup};
 use crate::pipe::Msg;
+use crate::process::ids::{GroupId, WorkerId};
 use crate::process::log;
-use crate::process::spawn::{describe_exit, spawn_worker, wait_ready};
+use crate::process::spawn::{describe_exit, wait_ready};
 use crate::process::wire::channels::Channels;
 use crate::process::wire::frame::{FrameReader, FrameWriter};
 use crate::process::wire::messages::{ControlFromWorker, ControlToWorker, WorkerConfig};
@@ -34,7 +35,7 @@ use crate::process::wire::messages::{ControlFromWorker, ControlToWorker, WorkerC
 struct Process {
     child: WorkerChild,
     pid: u32,
-    group: usize,
+    group: GroupId,
     ready_at: Instant,
     budget: Budget,
     /// Its memory as `max_rss` compares it (private, if forked from the template).
@@ -53,7 +54,7 @@ enum Ended {
 
 /// Starts, watches and replaces one worker.
 pub(super) struct Supervisor {
-    pub(super) index: usize,
+    pub(super) worker: WorkerId,
     pub(super) config: WorkerConfig,
     pub(super) pool: Arc<Pool>,
     pub(super) events_tx: mpsc::Sender<Event>,
@@ -63,7 +64,7 @@ pub(super) struct Supervisor {
 
 impl Supervisor {
     fn state(&self) -> &WorkerState {
-        &self.pool.workers[self.index]
+        self.pool.worker(self.worker)
     }
 
     /// Runs the worker until the engine closes. `started`: the start-up waits for this
@@ -77,7 +78,7 @@ impl Supervisor {
         let mut first = started;
         let mut rng = Rng::from_entropy();
         let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF, STABLE_AFTER);
-        let mut group = self.index;
+        let mut group = self.pool.layout.home(self.worker);
         if first.is_none() && !self.wait_start(&events) {
             return;
         }
@@ -92,7 +93,7 @@ impl Supervisor {
                     if self.pool.queue.is_closed() {
                         return;
                     }
-                    tracing::error!(target: "wsgi_core", worker = self.index, "a new worker process failed to start: {e}");
+                    tracing::error!(target: "wsgi_core", worker = self.worker.index(), "a new worker process failed to start: {e}");
                     self.refuse_queue_if_none_ready();
                     if !self.pause(backoff.on_crash(Duration::ZERO)) {
                         return;
@@ -150,7 +151,7 @@ impl Supervisor {
         if wait.is_zero() {
             return !self.pool.queue.is_closed();
         }
-        tracing::info!(target: "wsgi_core", worker = self.index, "starting a new worker process in {:.1} s", wait.as_secs_f64());
+        tracing::info!(target: "wsgi_core", worker = self.worker.index(), "starting a new worker process in {:.1} s", wait.as_secs_f64());
         let closed = self
             .pool
             .changed
@@ -178,7 +179,7 @@ impl Supervisor {
         events: &mpsc::Receiver<Event>,
         rng: &mut Rng,
         backoff: &mut Backoff,
-        group: &mut usize,
+        group: &mut GroupId,
     ) -> Ended {
         // An event taken while coalescing repeated recycles, handled next.
         let mut next = None;
@@ -222,7 +223,7 @@ impl Supervisor {
                     }
                 }
                 Some(Event::Abort) => {
-                    if self.pool.groups[process.group].busy.load(Ordering::Acquire) > 0 {
+                    if self.pool.group(process.group).busy.load(Ordering::Acquire) > 0 {
                         let _ = process.child.kill();
                     }
                 }
@@ -269,16 +270,10 @@ impl Supervisor {
 
     /// Starts a process in `group` and waits until it is ready; its slots then take
     /// requests.
-    fn launch(&self, group: usize, rng: &mut Rng) -> Result<Process, Error> {
-        let threads = self.pool.threads;
+    fn launch(&self, group: GroupId, rng: &mut Rng) -> Result<Process, Error> {
+        let threads = self.pool.layout.threads();
         let begun = Instant::now();
-        let (mut child, channels) = match &self.pool.template {
-            Some(template) => template.fork(self.index, threads)?,
-            None => {
-                let (child, channels) = spawn_worker(threads).map_err(Error::WorkerChannel)?;
-                (WorkerChild::Spawned(child), channels)
-            }
-        };
+        let (mut child, channels) = self.pool.launcher.launch(self.worker, threads)?;
         let Channels {
             control,
             intake,
@@ -300,7 +295,7 @@ impl Supervisor {
         {
             // Under the lock `close` takes, so that either it sees this socket or this sees
             // the engine closed.
-            let mut starting = lock(&self.pool.groups[group].starting);
+            let mut starting = lock(&self.pool.group(group).starting);
             if self.pool.queue.is_closed() {
                 drop(starting);
                 return Err(fail(
@@ -318,7 +313,7 @@ impl Supervisor {
         let limit = self.pool.lifecycle.start_timeout;
         let _ = timer.set_read_timeout(Some(limit));
         let ready = wait_ready(&mut child, &mut reader);
-        lock(&self.pool.groups[group].starting).take();
+        lock(&self.pool.group(group).starting).take();
         let (pid, python) = match ready {
             Ok(ready) => ready,
             Err(Error::WorkerChannel(e))
@@ -342,7 +337,7 @@ impl Supervisor {
         {
             // Under the lock `close` takes, so a worker that became ready while the engine
             // closed is not left running unseen.
-            let mut control = lock(&self.pool.groups[group].control);
+            let mut control = lock(&self.pool.group(group).control);
             if self.pool.queue.is_closed() {
                 drop(control);
                 return Err(fail(
@@ -354,7 +349,7 @@ impl Supervisor {
         }
         let events = self.events_tx.clone();
         let forwarded = std::thread::Builder::new()
-            .name(format!("wsgi-worker-log-{}", self.index))
+            .name(format!("wsgi-worker-log-{}", self.worker))
             .spawn(move || forward_log(reader, pid, events));
         if let Err(e) = forwarded {
             return Err(fail(&mut child, Error::Thread(e)));
@@ -377,8 +372,8 @@ impl Supervisor {
             .max_requests
             .store(budget.max_requests().unwrap_or(0), Ordering::Relaxed);
         state.live.fetch_add(1, Ordering::AcqRel);
-        let g = &self.pool.groups[group];
-        g.worker.store(self.index, Ordering::Release);
+        let g = self.pool.group(group);
+        g.worker.store(self.worker);
         // Ready before its slots take jobs: a slot of a group that is not ready closes.
         self.pool.set_ready(group, true);
         self.pool.attach(group, intake, slots, started);
@@ -389,7 +384,7 @@ impl Supervisor {
         } else {
             "started"
         };
-        tracing::info!(target: "wsgi_core", worker = self.index, pid, forked, start_ms = start.as_millis(), max_requests = budget.max_requests(), max_lifetime_s = budget.max_lifetime().map(|d| d.as_secs()), "worker process ready (Python {python}), {how} in {} ms", start.as_millis());
+        tracing::info!(target: "wsgi_core", worker = self.worker.index(), pid, forked, start_ms = start.as_millis(), max_requests = budget.max_requests(), max_lifetime_s = budget.max_lifetime().map(|d| d.as_secs()), "worker process ready (Python {python}), {how} in {} ms", start.as_millis());
         let mut meter = Meter::new(forked);
         if let Some(max_rss) = self.pool.lifecycle.recycle.max_rss {
             let rss = meter.read(Proc::Pid(pid), max_rss).ok();
@@ -417,7 +412,7 @@ impl Supervisor {
                 if report {
                     tracing::error!(
                         target: "wsgi_core",
-                        worker = self.index,
+                        worker = self.worker.index(),
                         rss_bytes,
                         max_rss,
                         hold_s = hold.as_secs(),
@@ -430,7 +425,7 @@ impl Supervisor {
                 }
             }
             Startup::Fits { recovered: true } => {
-                tracing::info!(target: "wsgi_core", worker = self.index, rss_bytes, max_rss, "worker process uses {} MiB right after start-up, under max_rss {} MiB again: memory replaces workers after the minimum lifetime again", mib(rss_bytes), mib(max_rss));
+                tracing::info!(target: "wsgi_core", worker = self.worker.index(), rss_bytes, max_rss, "worker process uses {} MiB right after start-up, under max_rss {} MiB again: memory replaces workers after the minimum lifetime again", mib(rss_bytes), mib(max_rss));
             }
             Startup::Fits { recovered: false } => {}
         }
@@ -453,7 +448,7 @@ impl Supervisor {
         state.pid.store(0, Ordering::Relaxed);
         state.rss.store(0, Ordering::Relaxed);
         *lock(&state.ready_at) = None;
-        finish(&self.pool, process, self.index, "retired");
+        finish(&self.pool, process, self.worker, "retired");
         self.pool.wait_slots_ended(group);
     }
 
@@ -487,7 +482,7 @@ impl Supervisor {
         let Some(spare) = self.pool.take_spare() else {
             return;
         };
-        tracing::info!(target: "wsgi_core", worker = self.index, pid = process.pid, reason = reason.as_str(), "replacing the worker process");
+        tracing::info!(target: "wsgi_core", worker = self.worker.index(), pid = process.pid, reason = reason.as_str(), "replacing the worker process");
         let new = match self.launch(spare, rng) {
             Ok(new) => new,
             Err(e) => {
@@ -497,9 +492,9 @@ impl Supervisor {
                 self.pool.give_back(spare);
                 if self.pool.queue.is_closed() {
                     // Stopped by the shutdown, not failed: the old one finishes and exits.
-                    tracing::info!(target: "wsgi_core", worker = self.index, reason = reason.as_str(), "the engine is stopping: the replacement worker process was stopped before it was ready");
+                    tracing::info!(target: "wsgi_core", worker = self.worker.index(), reason = reason.as_str(), "the engine is stopping: the replacement worker process was stopped before it was ready");
                 } else {
-                    tracing::error!(target: "wsgi_core", worker = self.index, reason = reason.as_str(), "the replacement worker process failed to start; the old one keeps serving: {e}");
+                    tracing::error!(target: "wsgi_core", worker = self.worker.index(), reason = reason.as_str(), "the replacement worker process failed to start; the old one keeps serving: {e}");
                 }
                 return;
             }
@@ -518,7 +513,7 @@ impl Supervisor {
         self.state().count_restart(reason);
         tracing::info!(
             target: "wsgi_core",
-            worker = self.index,
+            worker = self.worker.index(),
             reason = reason.as_str(),
             old_pid = old.pid,
             new_pid = process.pid,
@@ -526,12 +521,12 @@ impl Supervisor {
             "worker process replaced; the old one finishes its requests and exits"
         );
         let pool = self.pool.clone();
-        let index = self.index;
+        let worker = self.worker;
         let drained = std::thread::Builder::new()
-            .name(format!("wsgi-drain-{index}"))
-            .spawn(move || drain(pool, old, index));
+            .name(format!("wsgi-drain-{worker}"))
+            .spawn(move || drain(pool, old, worker));
         if let Err(e) = drained {
-            tracing::error!(target: "wsgi_core", worker = self.index, "cannot start the thread that retires a worker process: {e}");
+            tracing::error!(target: "wsgi_core", worker = self.worker.index(), "cannot start the thread that retires a worker process: {e}");
         }
     }
 
@@ -540,7 +535,7 @@ impl Supervisor {
     fn reap(&self, mut process: Process) -> Option<Duration> {
         let pool = &self.pool;
         pool.set_ready(process.group, false);
-        *lock(&pool.groups[process.group].control) = None;
+        *lock(&pool.group(process.group).control) = None;
         let state = self.state();
         state.pid.store(0, Ordering::Relaxed);
         *lock(&state.ready_at) = None;
@@ -551,10 +546,10 @@ impl Supervisor {
         if pool.queue.is_closed() {
             match status {
                 Ok(status) => {
-                    tracing::info!(target: "wsgi_core", worker = self.index, pid, "worker process ended: {status}");
+                    tracing::info!(target: "wsgi_core", worker = self.worker.index(), pid, "worker process ended: {status}");
                 }
                 Err(e) => {
-                    tracing::warn!(target: "wsgi_core", worker = self.index, pid, "worker process lost: {e}");
+                    tracing::warn!(target: "wsgi_core", worker = self.worker.index(), pid, "worker process lost: {e}");
                 }
             }
             return None;
@@ -562,10 +557,10 @@ impl Supervisor {
         state.count_restart(RestartReason::Crash);
         match status {
             Ok(status) => {
-                tracing::error!(target: "wsgi_core", worker = self.index, pid, "worker process died: {status}");
+                tracing::error!(target: "wsgi_core", worker = self.worker.index(), pid, "worker process died: {status}");
             }
             Err(e) => {
-                tracing::error!(target: "wsgi_core", worker = self.index, pid, "worker process lost: {e}");
+                tracing::error!(target: "wsgi_core", worker = self.worker.index(), pid, "worker process lost: {e}");
             }
         }
         Some(process.ready_at.elapsed())
@@ -589,7 +584,7 @@ fn forward_log(mut reader: FrameReader<UnixStream>, pid: u32, events: mpsc::Send
 
 /// Retires a replaced process: waits for it to finish its requests and exit, kills it
 /// after the drain grace, and gives its group back once its slots are closed.
-fn drain(pool: Arc<Pool>, old: Process, worker: usize) {
+fn drain(pool: Arc<Pool>, old: Process, worker: WorkerId) {
     let group = old.group;
     finish(&pool, old, worker, "replaced");
     pool.wait_slots_ended(group);
@@ -599,7 +594,7 @@ fn drain(pool: Arc<Pool>, old: Process, worker: usize) {
 /// Waits for a process told to shut down (`what`: replaced or retired) to finish its
 /// requests and exit, and kills it after the drain grace (at once once a shutdown's grace
 /// is over, if it still runs a request).
-fn finish(pool: &Pool, mut old: Process, worker: usize, what: &str) {
+fn finish(pool: &Pool, mut old: Process, worker: WorkerId, what: &str) {
     let deadline = Instant::now() + pool.lifecycle.drain_grace;
     let exits = old.child.pidfd();
     let status = loop {
@@ -607,13 +602,13 @@ fn finish(pool: &Pool, mut old: Process, worker: usize, what: &str) {
             Ok(Some(status)) => break Ok(status),
             Ok(None)
                 if pool.aborting.load(Ordering::Acquire)
-                    && pool.groups[old.group].busy.load(Ordering::Acquire) > 0 =>
+                    && pool.group(old.group).busy.load(Ordering::Acquire) > 0 =>
             {
                 let _ = old.child.kill();
                 break old.child.wait();
             }
             Ok(None) if Instant::now() >= deadline => {
-                tracing::warn!(target: "wsgi_core", worker, pid = old.pid, grace_s = pool.lifecycle.drain_grace.as_secs(), "a {what} worker process did not finish within the grace period; killing it");
+                tracing::warn!(target: "wsgi_core", worker = worker.index(), pid = old.pid, grace_s = pool.lifecycle.drain_grace.as_secs(), "a {what} worker process did not finish within the grace period; killing it");
                 let _ = old.child.kill();
                 break old.child.wait();
             }
@@ -621,15 +616,15 @@ fn finish(pool: &Pool, mut old: Process, worker: usize, what: &str) {
             Err(e) => break Err(e),
         }
     };
-    *lock(&pool.groups[old.group].control) = None;
-    pool.workers[worker].live.fetch_sub(1, Ordering::AcqRel);
+    *lock(&pool.group(old.group).control) = None;
+    pool.worker(worker).live.fetch_sub(1, Ordering::AcqRel);
     pool.changed.ring();
     match status {
         Ok(status) => {
-            tracing::info!(target: "wsgi_core", worker, pid = old.pid, "{what} worker process ended: {}", describe_exit(status));
+            tracing::info!(target: "wsgi_core", worker = worker.index(), pid = old.pid, "{what} worker process ended: {}", describe_exit(status));
         }
         Err(e) => {
-            tracing::warn!(target: "wsgi_core", worker, pid = old.pid, "{what} worker process lost: {e}");
+            tracing::warn!(target: "wsgi_core", worker = worker.index(), pid = old.pid, "{what} worker process lost: {e}");
         }
     }
 }
@@ -640,25 +635,21 @@ fn finish(pool: &Pool, mut old: Process, worker: usize, what: &str) {
 fn wait_exit_or_abort(pool: &Pool, exits: Option<&OwnedFd>, deadline: Instant) {
     let left = deadline.saturating_duration_since(Instant::now());
     let Some(exits) = exits else {
+        // Nothing else can be waited on for the process: a blocking waitpid could not
+        // wake for the abort event or the deadline too, and a forked worker is not even
+        // our child. So the caller's `try_wait` looks again after a short sleep.
         std::thread::sleep(left.min(Duration::from_millis(20)));
         return;
     };
-    let mut fds = vec![libc::pollfd {
-        fd: exits.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    }];
+    let mut fds = vec![exits.as_fd()];
     // Once aborting, the event stays readable: only the process's end is waited for.
     if let Some(event) = &pool.abort_event
         && !pool.aborting.load(Ordering::Acquire)
     {
-        fds.push(libc::pollfd {
-            fd: event.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        });
+        fds.push(event.as_fd());
     }
-    let timeout = i32::try_from(left.as_millis().saturating_add(1)).unwrap_or(i32::MAX);
-    // SAFETY: `fds` is a live array of `fds.len()` pollfds that poll may write into.
-    unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+    wait_readable(&fds, Some(left));
 }
+
+#[cfg(test)]
+mod tests;

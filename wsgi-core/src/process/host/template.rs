@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use super::child::{ForkedChild, Reaped, WorkerChild, pidfd_open};
 use super::lock;
 use crate::error::Error;
+use crate::process::ids::WorkerId;
 use crate::process::log;
 use crate::process::spawn::{describe_exit, make_channels, spawn_template};
 use crate::process::wire::channels::Channels;
@@ -46,7 +47,7 @@ type Forked = Result<(WorkerChild, Channels), Error>;
 
 enum Command {
     Fork {
-        worker: usize,
+        worker: WorkerId,
         threads: usize,
         reply: mpsc::Sender<Forked>,
     },
@@ -109,9 +110,9 @@ impl Template {
         }
     }
 
-    /// Forks worker `worker` of `threads` slots from the template: the process and the
-    /// host's ends of its channels. Waits while a template is being started.
-    pub(super) fn fork(&self, worker: usize, threads: usize) -> Forked {
+    /// Forks a process for `worker`, of `threads` slots, from the template: the process
+    /// and the host's ends of its channels. Waits while a template is being started.
+    pub(super) fn fork(&self, worker: WorkerId, threads: usize) -> Forked {
         let (reply, answer) = mpsc::channel();
         self.send(Command::Fork {
             worker,
@@ -163,8 +164,8 @@ enum Answer {
     Ready,
     Failed(Error),
     Logged,
-    Forked { worker: u32, pid: u32 },
-    ForkFailed { worker: u32, error: Error },
+    Forked { worker: WorkerId, pid: u32 },
+    ForkFailed { worker: WorkerId, error: Error },
 }
 
 /// The `wsgi-template` thread's state.
@@ -381,14 +382,14 @@ impl Keeper {
         }
     }
 
-    /// Asks the current template (started first if there is none) to fork a worker.
-    fn fork(&mut self, worker: usize, threads: usize) -> Forked {
+    /// Asks the current template (started first if there is none) to fork a process for
+    /// `worker`.
+    fn fork(&mut self, worker: WorkerId, threads: usize) -> Forked {
         if self.current.is_none() {
             self.restart()?;
         }
         let running = self.current.as_ref().expect("started above");
         let (channels, ends) = make_channels(threads).map_err(Error::WorkerSpawn)?;
-        let worker = u32::try_from(worker).unwrap_or(u32::MAX);
         send_fork(&running.socket, worker, &ends).map_err(Error::WorkerChannel)?;
         drop(ends);
         let deadline = Instant::now() + FORK_TIMEOUT;
@@ -420,8 +421,8 @@ impl Keeper {
     }
 }
 
-/// Sends the request to fork worker `worker`, with its ends of the channels.
-fn send_fork(socket: &UnixStream, worker: u32, ends: &[OwnedFd]) -> io::Result<()> {
+/// Sends the request to fork a process for `worker`, with its ends of the channels.
+fn send_fork(socket: &UnixStream, worker: WorkerId, ends: &[OwnedFd]) -> io::Result<()> {
     let mut frame = FrameWriter::new(Vec::new());
     frame.send(&ToTemplate::Fork {
         worker,

@@ -9,7 +9,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tracing::level_filters::LevelFilter;
 
 use super::linux::testing::{become_worker, spawn_worker_with};
 use super::*;
@@ -17,6 +16,7 @@ use crate::chunk::Chunk;
 use crate::error::MissingModule;
 use crate::input::Pulled;
 use crate::pipe::Msg;
+use crate::process::ids::LocalSlot;
 use crate::process::wire::channels::Channels;
 use crate::process::wire::frame::{FrameReader, FrameWriter};
 use crate::process::wire::messages::{
@@ -76,7 +76,7 @@ fn worker_reports_its_descriptors() {
             .chain(&fds)
             .all(|&fd| cloexec(fd));
         // The host sees this through its own mapping.
-        started.mark(1, 42);
+        started.mark(LocalSlot::new(1), 42);
         let report = format!(
             "control={} intake={} slots={fds:?} marker={} worker={} nested_refused={} cloexec={all_cloexec}",
             control.as_raw_fd(),
@@ -116,7 +116,7 @@ fn descriptors_arrive_at_3_and_the_marker_is_gone() {
         report,
         "control=3 intake=4 slots=[5, 6, 7] marker=false worker=true nested_refused=true cloexec=true"
     );
-    assert!(channels.started.started(1, 42));
+    assert!(channels.started.started(LocalSlot::new(1), 42));
     for (i, slot) in channels.slots.iter().enumerate() {
         slot.set_read_timeout(Some(Duration::from_secs(60)))
             .unwrap();
@@ -152,19 +152,7 @@ fn start_worker_code(app: &str) -> Result<(u32, String), Error> {
     let (mut child, channels) = spawn_running(2, "worker_calls_the_hook");
     let control = &channels.control;
     FrameWriter::new(control)
-        .send(&ControlToWorker::Config(WorkerConfig {
-            app: app.into(),
-            threads: 2,
-            venv: None,
-            venv_origin: String::new(),
-            base_dir: None,
-            strict_python_version: false,
-            multiprocess: false,
-            index: 0,
-            log_level: LevelFilter::INFO,
-            max_rss: None,
-            post_fork: None,
-        }))
+        .send(&ControlToWorker::Config(WorkerConfig::for_tests(app, 2)))
         .unwrap();
     let verdict = wait_ready(&mut child, &mut FrameReader::new(control));
     if verdict.is_err() {

@@ -42,6 +42,7 @@ use crate::error::{Error, HookStage, MissingModule, PythonException};
 use crate::extras::EnvironExtras;
 use crate::input::Pulled;
 use crate::pipe::Msg;
+use crate::process::ids::{LocalSlot, WorkerId};
 use crate::python;
 use crate::response::{Head, HeadBody, ReasonPhrase};
 
@@ -105,7 +106,7 @@ pub(crate) struct Request {
     /// [`ControlToWorker::Cancel`].
     pub(crate) id: u64,
     /// The slot whose socket carries the request's body and response.
-    pub(crate) slot: u32,
+    pub(crate) slot: LocalSlot,
     /// The CGI variables, computed by the host.
     pub(crate) vars: CgiVars,
     /// The declared body length, when the request has one.
@@ -170,8 +171,8 @@ pub(crate) struct WorkerConfig {
     pub(crate) strict_python_version: bool,
     /// `wsgi.multiprocess`.
     pub(crate) multiprocess: bool,
-    /// This worker's index among the host's workers, for logs.
-    pub(crate) index: u32,
+    /// Which of the host's workers this process runs, for logs.
+    pub(crate) index: WorkerId,
     /// The most verbose level the host logs (its `LevelFilter::current()`), so a worker
     /// does not ship records the host would drop.
     pub(crate) log_level: LevelFilter,
@@ -183,6 +184,27 @@ pub(crate) struct WorkerConfig {
     pub(crate) post_fork: Option<String>,
 }
 
+#[cfg(test)]
+impl WorkerConfig {
+    /// The configuration of worker 0 of `threads` threads running `app`, every other
+    /// option at its default.
+    pub(crate) fn for_tests(app: &str, threads: usize) -> Self {
+        WorkerConfig {
+            app: app.into(),
+            threads,
+            venv: None,
+            venv_origin: String::new(),
+            base_dir: None,
+            strict_python_version: false,
+            multiprocess: false,
+            index: WorkerId::new(0),
+            log_level: LevelFilter::INFO,
+            max_rss: None,
+            post_fork: None,
+        }
+    }
+}
+
 /// Control socket, host → worker.
 #[derive(Debug)]
 pub(crate) enum ControlToWorker {
@@ -192,7 +214,7 @@ pub(crate) enum ControlToWorker {
     /// `id`, and log that (with the thread's Python stack).
     Interrupt {
         /// The worker thread's slot.
-        slot: u32,
+        slot: LocalSlot,
         /// The request that timed out.
         id: u64,
         /// The timeout it overran, for the log line.
@@ -201,7 +223,7 @@ pub(crate) enum ControlToWorker {
     /// The client of request `id` on `slot` is gone: stop sending, call `close()`.
     Cancel {
         /// The worker thread's slot.
-        slot: u32,
+        slot: LocalSlot,
         /// The abandoned request.
         id: u64,
     },
@@ -214,7 +236,7 @@ pub(crate) enum ControlToWorker {
     /// log it with the thread's Python stack (the host replaces the worker).
     Stuck {
         /// The worker thread's slot.
-        slot: u32,
+        slot: LocalSlot,
         /// The request it is stuck in.
         id: u64,
     },
@@ -262,7 +284,7 @@ impl Message for ToWorker {
         match self {
             ToWorker::Request(req) => {
                 out.put_u64_le(req.id);
-                out.put_u32_le(req.slot);
+                out.put_u32_le(req.slot.get());
                 match req.content_length {
                     Some(n) => {
                         out.put_u8(1);
@@ -308,7 +330,7 @@ impl Message for ToWorker {
         let msg = match frame.kind {
             REQUEST => {
                 let id = f.u64("request id")?;
-                let slot = f.u32("slot")?;
+                let slot = LocalSlot::new(f.u32("slot")?);
                 let content_length = f.option("content length", |f| f.u64("content length"))?;
                 let vars = get_cgi_vars(&mut f)?;
                 let body = match f.u8("body kind")? {
@@ -440,13 +462,13 @@ impl Message for ControlToWorker {
                 id,
                 timeout_ms,
             } => {
-                out.put_u32_le(*slot);
+                out.put_u32_le(slot.get());
                 out.put_u64_le(*id);
                 out.put_u64_le(*timeout_ms);
                 Encoded::fields(INTERRUPT)
             }
             ControlToWorker::Cancel { slot, id } => {
-                out.put_u32_le(*slot);
+                out.put_u32_le(slot.get());
                 out.put_u64_le(*id);
                 Encoded::fields(CANCEL)
             }
@@ -455,7 +477,7 @@ impl Message for ControlToWorker {
                 Encoded::fields(SHUTDOWN)
             }
             ControlToWorker::Stuck { slot, id } => {
-                out.put_u32_le(*slot);
+                out.put_u32_le(slot.get());
                 out.put_u64_le(*id);
                 Encoded::fields(STUCK)
             }
@@ -468,19 +490,19 @@ impl Message for ControlToWorker {
         let msg = match frame.kind {
             CONFIG => ControlToWorker::Config(get_config(&mut f)?),
             INTERRUPT => ControlToWorker::Interrupt {
-                slot: f.u32("slot")?,
+                slot: LocalSlot::new(f.u32("slot")?),
                 id: f.u64("request id")?,
                 timeout_ms: f.u64("timeout")?,
             },
             CANCEL => ControlToWorker::Cancel {
-                slot: f.u32("slot")?,
+                slot: LocalSlot::new(f.u32("slot")?),
                 id: f.u64("request id")?,
             },
             SHUTDOWN => ControlToWorker::Shutdown {
                 grace_ms: f.u64("grace")?,
             },
             STUCK => ControlToWorker::Stuck {
-                slot: f.u32("slot")?,
+                slot: LocalSlot::new(f.u32("slot")?),
                 id: f.u64("request id")?,
             },
             LOG_BUSY_THREADS => ControlToWorker::LogBusyThreads,
@@ -1145,7 +1167,7 @@ fn put_config(out: &mut BytesMut, c: &WorkerConfig) {
     put_opt_bytes(out, c.base_dir.as_deref().map(path_bytes).as_deref());
     out.put_u8(c.strict_python_version.into());
     out.put_u8(c.multiprocess.into());
-    out.put_u32_le(c.index);
+    out.put_u32_le(c.index.to_wire());
     out.put_u8(level_filter_code(c.log_level));
     // 0 for none: a limit of 0 bytes is refused when the engine is built.
     out.put_u64_le(c.max_rss.unwrap_or(0));
@@ -1168,7 +1190,7 @@ fn get_config(f: &mut Fields) -> io::Result<WorkerConfig> {
         base_dir,
         strict_python_version: f.bool("strict python version")?,
         multiprocess: f.bool("multiprocess")?,
-        index: f.u32("worker index")?,
+        index: WorkerId::from_wire(f.u32("worker index")?),
         log_level: level_filter_from(f.u8("log level")?)?,
         max_rss: Some(f.u64("max rss")?).filter(|&n| n != 0),
         post_fork: f.option("post-fork hook", |f| f.string("post-fork hook"))?,
@@ -1216,8 +1238,8 @@ pub(crate) enum ToTemplate {
     /// `descriptors` of them, in [`Channels`](super::channels::Channels)' order: control,
     /// intake, the slots, the started page.
     Fork {
-        /// The worker's index, echoed in the answer.
-        worker: u32,
+        /// The worker, echoed in the answer.
+        worker: WorkerId,
         /// How many descriptors the frame carries.
         descriptors: u32,
     },
@@ -1232,15 +1254,15 @@ pub(crate) enum FromTemplate {
     Control(ControlFromWorker),
     /// A worker was forked.
     Forked {
-        /// The worker's index, from the request.
-        worker: u32,
+        /// The worker, from the request.
+        worker: WorkerId,
         /// The new worker's process id.
         pid: u32,
     },
     /// A worker could not be forked; the template still serves.
     ForkFailed {
-        /// The worker's index, from the request.
-        worker: u32,
+        /// The worker, from the request.
+        worker: WorkerId,
         /// Why (boxed: it dwarfs the other variants).
         error: Box<Error>,
     },
@@ -1264,7 +1286,7 @@ impl Message for ToTemplate {
                 worker,
                 descriptors,
             } => {
-                out.put_u32_le(*worker);
+                out.put_u32_le(worker.to_wire());
                 out.put_u32_le(*descriptors);
                 Encoded::fields(FORK)
             }
@@ -1277,7 +1299,7 @@ impl Message for ToTemplate {
         let msg = match frame.kind {
             TEMPLATE_CONFIG => ToTemplate::Config(get_config(&mut f)?),
             FORK => ToTemplate::Fork {
-                worker: f.u32("worker")?,
+                worker: WorkerId::from_wire(f.u32("worker")?),
                 descriptors: f.u32("descriptors")?,
             },
             RETIRE => ToTemplate::Retire,
@@ -1293,12 +1315,12 @@ impl Message for FromTemplate {
         match self {
             FromTemplate::Control(msg) => msg.encode(out),
             FromTemplate::Forked { worker, pid } => {
-                out.put_u32_le(*worker);
+                out.put_u32_le(worker.to_wire());
                 out.put_u32_le(*pid);
                 Encoded::fields(FORKED)
             }
             FromTemplate::ForkFailed { worker, error } => {
-                out.put_u32_le(*worker);
+                out.put_u32_le(worker.to_wire());
                 put_error(out, error);
                 Encoded::fields(FORK_FAILED)
             }
@@ -1318,11 +1340,11 @@ impl Message for FromTemplate {
         let mut f = Fields::new(frame.payload);
         let msg = match kind {
             FORKED => FromTemplate::Forked {
-                worker: f.u32("worker")?,
+                worker: WorkerId::from_wire(f.u32("worker")?),
                 pid: f.u32("pid")?,
             },
             FORK_FAILED => FromTemplate::ForkFailed {
-                worker: f.u32("worker")?,
+                worker: WorkerId::from_wire(f.u32("worker")?),
                 error: Box::new(get_error(&mut f)?),
             },
             _ => FromTemplate::Reaped {
@@ -1432,7 +1454,7 @@ mod tests {
         ] {
             let sent = ToWorker::Request(Box::new(Request {
                 id: u64::MAX - 3,
-                slot: 7,
+                slot: LocalSlot::new(7),
                 vars: sample_vars(),
                 content_length: Some(7),
                 body: body.clone(),
@@ -1441,7 +1463,7 @@ mod tests {
                 panic!("not a request")
             };
             assert_eq!(back.id, u64::MAX - 3);
-            assert_eq!(back.slot, 7);
+            assert_eq!(back.slot, LocalSlot::new(7));
             assert_eq!(back.content_length, Some(7));
             assert_eq!(back.body, body);
             assert_same_vars(&back.vars, &sample_vars());
@@ -1455,7 +1477,7 @@ mod tests {
         assert!(matches!(vars.path, PathInfo::InTarget(_)));
         let sent = ToWorker::Request(Box::new(Request {
             id: 1,
-            slot: 0,
+            slot: LocalSlot::new(0),
             vars: computed_vars(),
             content_length: Some(3),
             body: RequestBody::Inline(Bytes::from_static(b"abc")),
@@ -1608,7 +1630,7 @@ mod tests {
             base_dir: None,
             strict_python_version: true,
             multiprocess: false,
-            index: 3,
+            index: WorkerId::new(3),
             log_level: LevelFilter::DEBUG,
             max_rss: Some(512 << 20),
             post_fork: Some("hooks:reconnect".into()),
@@ -1620,13 +1642,19 @@ mod tests {
         assert_eq!(back, config);
         for msg in [
             ControlToWorker::Interrupt {
-                slot: 2,
+                slot: LocalSlot::new(2),
                 id: 99,
                 timeout_ms: 1500,
             },
-            ControlToWorker::Cancel { slot: 0, id: 1 },
+            ControlToWorker::Cancel {
+                slot: LocalSlot::new(0),
+                id: 1,
+            },
             ControlToWorker::Shutdown { grace_ms: 30_000 },
-            ControlToWorker::Stuck { slot: 1, id: 7 },
+            ControlToWorker::Stuck {
+                slot: LocalSlot::new(1),
+                id: 7,
+            },
             ControlToWorker::LogBusyThreads,
         ] {
             assert_eq!(format!("{:?}", round_trip(&msg)), format!("{msg:?}"));
@@ -1681,7 +1709,7 @@ mod tests {
         let err = decode(kind, &[0]).unwrap_err();
         assert!(err.to_string().contains("unexpected bytes"), "{err}");
         let (kind, body) = payload(&ControlToWorker::Interrupt {
-            slot: 1,
+            slot: LocalSlot::new(1),
             id: 2,
             timeout_ms: 3,
         });
@@ -1690,12 +1718,43 @@ mod tests {
         // The layout before the timeout was carried: one end newer than the other.
         let err = decode(kind, &body[..12]).unwrap_err();
         assert!(err.to_string().contains("timeout"), "{err}");
-        let (kind, body) = payload(&ControlToWorker::Stuck { slot: 4, id: 5 });
+        let (kind, body) = payload(&ControlToWorker::Stuck {
+            slot: LocalSlot::new(4),
+            id: 5,
+        });
         assert_eq!((kind, body.len()), (STUCK, 4 + 8));
         assert!(matches!(
             decode(kind, &body).unwrap(),
-            ControlToWorker::Stuck { slot: 4, id: 5 }
+            ControlToWorker::Stuck { slot, id: 5 } if slot == LocalSlot::new(4)
         ));
+    }
+
+    /// A local slot and a worker are typed on each side, but cross as the little-endian
+    /// u32s they always were: a host and a worker of different builds still agree.
+    #[test]
+    fn slots_and_workers_cross_as_little_endian_u32s() {
+        fn payload(msg: &impl Message) -> Vec<u8> {
+            let mut w = FrameWriter::new(Vec::new());
+            w.send(msg).unwrap();
+            w.get_ref()[HEADER_LEN..].to_vec()
+        }
+        let slot = LocalSlot::new(0x0102_0304);
+        let wire = 0x0102_0304u32.to_le_bytes();
+        let cancel = payload(&ControlToWorker::Cancel { slot, id: 9 });
+        assert_eq!(cancel[..4], wire);
+        let request = payload(&ToWorker::Request(Box::new(Request {
+            id: 1,
+            slot,
+            vars: sample_vars(),
+            content_length: None,
+            body: RequestBody::None,
+        })));
+        assert_eq!(request[8..12], wire, "the slot follows the request's id");
+        let fork = payload(&ToTemplate::Fork {
+            worker: WorkerId::new(5),
+            descriptors: 6,
+        });
+        assert_eq!(fork, [5, 0, 0, 0, 6, 0, 0, 0]);
     }
 
     fn exception(type_name: &str, message: &str) -> PythonException {
@@ -1816,17 +1875,9 @@ mod tests {
     #[test]
     fn template_messages_round_trip() {
         let config = WorkerConfig {
-            app: "app.py".into(),
-            threads: 2,
-            venv: None,
-            venv_origin: String::new(),
             base_dir: Some(PathBuf::from("/srv")),
-            strict_python_version: false,
             multiprocess: true,
-            index: 0,
-            log_level: LevelFilter::INFO,
-            max_rss: None,
-            post_fork: None,
+            ..WorkerConfig::for_tests("app.py", 2)
         };
         let ToTemplate::Config(back) = round_trip(&ToTemplate::Config(config.clone())) else {
             panic!("not a config")
@@ -1834,7 +1885,7 @@ mod tests {
         assert_eq!(back, config);
         for msg in [
             ToTemplate::Fork {
-                worker: 3,
+                worker: WorkerId::new(3),
                 descriptors: 5,
             },
             ToTemplate::Retire,
@@ -1846,9 +1897,12 @@ mod tests {
                 pid: 7,
                 python: "3.12.3".into(),
             }),
-            FromTemplate::Forked { worker: 1, pid: 99 },
+            FromTemplate::Forked {
+                worker: WorkerId::new(1),
+                pid: 99,
+            },
             FromTemplate::ForkFailed {
-                worker: 1,
+                worker: WorkerId::new(1),
                 error: Box::new(Error::PreloadThreads {
                     threads: vec!["t (Python)".into()],
                 }),
@@ -2025,7 +2079,7 @@ mod tests {
         let mut w = FrameWriter::new(Vec::new());
         w.send(&ToWorker::Request(Box::new(Request {
             id: 1,
-            slot: 0,
+            slot: LocalSlot::new(0),
             vars: sample_vars(),
             content_length: None,
             body: RequestBody::Inline(Bytes::from_static(b"body")),
@@ -2043,17 +2097,9 @@ mod tests {
         .unwrap();
         let mut w3 = FrameWriter::new(Vec::new());
         w3.send(&ControlToWorker::Config(WorkerConfig {
-            app: "app.py".into(),
-            threads: 1,
-            venv: None,
-            venv_origin: String::new(),
             base_dir: Some("/x".into()),
-            strict_python_version: false,
             multiprocess: true,
-            index: 0,
-            log_level: LevelFilter::INFO,
-            max_rss: None,
-            post_fork: None,
+            ..WorkerConfig::for_tests("app.py", 1)
         }))
         .unwrap();
 

@@ -15,6 +15,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::process::ids::LocalSlot;
+
 /// A mapping of `slots` words of a memory file; the file is shared with the worker.
 #[derive(Debug)]
 pub(crate) struct StartedPage {
@@ -102,21 +104,22 @@ impl StartedPage {
         Ok(StartedPage { words, slots, file })
     }
 
-    fn word(&self, slot: usize) -> Option<&AtomicU64> {
+    fn word(&self, slot: LocalSlot) -> Option<&AtomicU64> {
+        let slot = slot.index();
         // SAFETY: `slot < slots` words are mapped, page-aligned hence aligned for
         // `AtomicU64`, and live as long as `self`; both processes only use atomics on them.
         (slot < self.slots).then(|| unsafe { &*self.words.as_ptr().add(slot) })
     }
 
     /// Records that `slot`'s request `id` is about to reach the application (worker side).
-    pub(crate) fn mark(&self, slot: usize, id: u64) {
+    pub(crate) fn mark(&self, slot: LocalSlot, id: u64) {
         if let Some(word) = self.word(slot) {
             word.store(stored(id), Ordering::Release);
         }
     }
 
     /// Whether `slot`'s request `id` may have reached the application (host side).
-    pub(crate) fn started(&self, slot: usize, id: u64) -> bool {
+    pub(crate) fn started(&self, slot: LocalSlot, id: u64) -> bool {
         self.word(slot)
             .is_some_and(|w| w.load(Ordering::Acquire) == stored(id))
     }
@@ -146,17 +149,21 @@ mod tests {
     fn a_mark_made_through_one_mapping_is_seen_through_another() {
         let host = StartedPage::create(4).unwrap();
         let worker = StartedPage::open(host.file().try_clone_to_owned().unwrap(), 4).unwrap();
-        assert!(!host.started(2, 7));
-        assert!(!host.started(2, 0), "a fresh page says request 0 started");
-        worker.mark(2, 7);
-        assert!(host.started(2, 7));
-        assert!(!host.started(2, 8));
-        assert!(!host.started(1, 7));
+        let slot = LocalSlot::new;
+        assert!(!host.started(slot(2), 7));
+        assert!(
+            !host.started(slot(2), 0),
+            "a fresh page says request 0 started"
+        );
+        worker.mark(slot(2), 7);
+        assert!(host.started(slot(2), 7));
+        assert!(!host.started(slot(2), 8));
+        assert!(!host.started(slot(1), 7));
         // Out of range: ignored, never started.
-        worker.mark(9, 7);
-        assert!(!host.started(9, 7));
-        worker.mark(0, 0);
-        assert!(host.started(0, 0));
+        worker.mark(slot(9), 7);
+        assert!(!host.started(slot(9), 7));
+        worker.mark(slot(0), 0);
+        assert!(host.started(slot(0), 0));
     }
 
     #[test]

@@ -27,6 +27,7 @@ use crate::input::{InputSource, Pull, Pulled};
 use crate::job::{Job, RemoteJob};
 use crate::lifecycle::rss::{Meter, Proc};
 use crate::pipe::{Gone, Msg, PipeTx, RemoteSink, TrySend};
+use crate::process::ids::LocalSlot;
 use crate::process::log::{
     CONTROL_QUEUE, ControlSender, WorkerSubscriber, control_channel, spawn_control_writer,
 };
@@ -195,7 +196,7 @@ fn serve(channels: Channels, preloaded: Option<Preloaded>) -> i32 {
                 id,
                 timeout_ms,
             })) => {
-                let slot = slot as usize;
+                let slot = slot.index();
                 if let Some(published) = shared.slots.get(slot)
                     && let Some(running) = published.lock().as_mut()
                     && running.id == id
@@ -210,7 +211,7 @@ fn serve(channels: Channels, preloaded: Option<Preloaded>) -> i32 {
                 // The stuck thread may hold the GIL: this thread must go on reading.
                 let shared = shared.clone();
                 busy::spawn_report(move || {
-                    let found = python::stack_of_request(|| shared.running(slot as usize, id));
+                    let found = python::stack_of_request(|| shared.running(slot.index(), id));
                     busy::log_stuck(found.as_ref());
                 });
             }
@@ -219,7 +220,7 @@ fn serve(channels: Channels, preloaded: Option<Preloaded>) -> i32 {
                 busy::spawn_report(move || python::log_busy_threads(&shared, thread_count));
             }
             Ok(Some(ControlToWorker::Cancel { slot, id })) => {
-                if let Some(slot) = slots.get(slot as usize) {
+                if let Some(slot) = slots.get(slot.index()) {
                     slot.current.cancel(id);
                 }
             }
@@ -395,7 +396,7 @@ impl Intake {
     }
 
     fn job(&self, request: Request) -> Option<Job> {
-        let index = request.slot as usize;
+        let index = request.slot.index();
         let Some(slot) = self.slots.get(index) else {
             tracing::error!(target: "wsgi_core", slot = index, "the host sent a request for a slot this worker does not have");
             return None;
@@ -430,7 +431,7 @@ impl Intake {
             in_flight: InFlight::new(&self.shared),
             slot: Some(index),
             remote: Some(Box::new(SlotJob {
-                slot: index,
+                slot: request.slot,
                 id: request.id,
                 writer: slot.writer.clone(),
                 done,
@@ -445,7 +446,7 @@ impl Intake {
 /// [`RemoteJob`]).
 #[derive(Debug)]
 struct SlotJob {
-    slot: usize,
+    slot: LocalSlot,
     id: u64,
     writer: Writer,
     done: Arc<JobDone>,

@@ -2,52 +2,31 @@
 //! is started, and the test plays the worker's side of the protocol frame by frame.
 
 use std::os::unix::net::UnixStream;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
-use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::StatusCode;
 
-use super::Note;
-use crate::config::Lifecycle;
-use crate::environ::CgiVars;
-use crate::input::InputSource;
-use crate::job::Job;
+use crate::lifecycle::elastic::Elastic;
 use crate::lifecycle::policy::Recycle;
-use crate::pipe::{Msg, PipeRx, pipe};
-use crate::process::host::reactor::Reactor;
-use crate::process::host::{Pool, Processes};
-use crate::process::wire::frame::{FrameReader, FrameWriter};
-use crate::process::wire::messages::{FromWorker, ToWorker};
+use crate::pipe::Msg;
+use crate::process::host::Processes;
+use crate::process::host::child::Launcher;
+use crate::process::host::testing::{
+    FakeWorker, full, job, job_with_limit, next, pool, runner, status,
+};
+use crate::process::wire::messages::FromWorker;
 use crate::process::wire::started::StartedPage;
 use crate::response::{Head, HeadBody};
 use crate::runner::Runner;
-use crate::state::{Limits, Shared};
 
 /// A runner of `workers` groups of `threads` slots, every group ready and attached, and a
 /// fake worker at the other end of each group's channels.
 fn relay(workers: usize, threads: usize) -> (Processes, Vec<FakeWorker>) {
-    let shared = Arc::new(Shared::new(
-        (workers + 1) * threads,
-        Limits {
-            timeout: None,
-            max_queue_wait: None,
-            body_timeout: None,
-            retry_after: 1,
-        },
-    ));
-    let lifecycle = Lifecycle {
-        recycle: Recycle::default(),
-        restart_dir: None,
-        drain_grace: Duration::from_secs(1),
-        start_timeout: Duration::from_secs(1),
-    };
-    let (reactor, pool): (Arc<Reactor<Note>>, Arc<Pool>) =
-        Pool::new(workers, threads, 16, shared, lifecycle).expect("a reactor");
+    let elastic = Elastic::new(workers, workers);
+    let (reactor, pool) = pool(elastic, threads, Recycle::default(), Launcher::Spawn);
     let mut fakes = Vec::new();
-    for group in 0..workers {
+    for group in pool.layout.groups().take(workers) {
         let (host_intake, intake) = UnixStream::pair().expect("a socketpair");
         let (hosts, ends): (Vec<_>, Vec<_>) = (0..threads)
             .map(|_| UnixStream::pair().expect("a socketpair"))
@@ -59,145 +38,7 @@ fn relay(workers: usize, threads: usize) -> (Processes, Vec<FakeWorker>) {
         pool.attach(group, host_intake, hosts, page);
         fakes.push(FakeWorker::new(intake, ends, started));
     }
-    let runner = Processes {
-        pool,
-        _reactor: reactor,
-    };
-    (runner, fakes)
-}
-
-/// The worker's ends of one group: its intake, its slots' sockets, its started page.
-struct FakeWorker {
-    intake: FrameReader<UnixStream>,
-    /// The intake again, for its read timeout.
-    intake_socket: UnixStream,
-    slots: Vec<FakeSlot>,
-    started: StartedPage,
-}
-
-struct FakeSlot {
-    reader: FrameReader<UnixStream>,
-    writer: FrameWriter<UnixStream>,
-}
-
-fn timed(socket: UnixStream) -> UnixStream {
-    socket
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("a timeout");
-    socket
-}
-
-impl FakeWorker {
-    fn new(intake: UnixStream, slots: Vec<UnixStream>, started: StartedPage) -> Self {
-        let intake = timed(intake);
-        FakeWorker {
-            intake_socket: intake.try_clone().expect("a clone"),
-            intake: FrameReader::new(intake),
-            slots: slots
-                .into_iter()
-                .map(|socket| {
-                    let socket = timed(socket);
-                    FakeSlot {
-                        reader: FrameReader::new(socket.try_clone().expect("a clone")),
-                        writer: FrameWriter::new(socket),
-                    }
-                })
-                .collect(),
-            started,
-        }
-    }
-
-    /// Reads the next request from the intake: its id and slot, not handed to the
-    /// application yet.
-    fn read(&mut self) -> (u64, usize) {
-        match self.intake.recv::<ToWorker>() {
-            Ok(Some(ToWorker::Request(request))) => (request.id, request.slot as usize),
-            other => panic!("expected a request, got {other:?}"),
-        }
-    }
-
-    /// Reads the next request and hands it to the application, as a worker thread does;
-    /// its id (the slot is the first, in tests of one-thread workers).
-    fn request(&mut self) -> u64 {
-        let (id, slot) = self.read();
-        self.started.mark(slot, id);
-        id
-    }
-
-    /// Whether a request arrives within `wait`.
-    fn hears_within(&mut self, wait: Duration) -> bool {
-        let socket = &self.intake_socket;
-        socket.set_read_timeout(Some(wait)).expect("a timeout");
-        let heard = self.intake.read_frame().is_ok();
-        socket
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("a timeout");
-        heard
-    }
-
-    /// Sends `frames` on slot 0's socket.
-    fn send(&mut self, frames: impl IntoIterator<Item = FromWorker>) {
-        self.send_on(0, frames);
-    }
-
-    fn send_on(&mut self, slot: usize, frames: impl IntoIterator<Item = FromWorker>) {
-        let writer = &mut self.slots[slot].writer;
-        for frame in frames {
-            writer.queue(&frame).expect("a frame");
-        }
-        writer.flush().expect("sent");
-    }
-}
-
-/// A job with no body, and the host's end of its response.
-fn job(runner: &Processes, id: u64) -> (Job, PipeRx) {
-    job_with_limit(runner, id, 1 << 20)
-}
-
-fn job_with_limit(runner: &Processes, id: u64, limit: usize) -> (Job, PipeRx) {
-    let (tx, rx) = pipe(limit, Arc::new(AtomicBool::new(false)));
-    let job = Job {
-        id,
-        enqueued: Instant::now(),
-        vars: CgiVars {
-            protocol: "HTTP/1.1",
-            url_scheme: "http",
-            ..CgiVars::default()
-        },
-        input: InputSource::empty(),
-        content_length: None,
-        tx: Arc::new(tx),
-        in_flight: crate::state::InFlight::new(&runner.pool.shared),
-        slot: None,
-        remote: None,
-    };
-    (job, rx)
-}
-
-/// The next message of `rx`, waiting up to 10 s.
-fn next(rx: &mut PipeRx) -> Option<Msg> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(msg) = rx.poll_recv(&mut cx) {
-            return msg;
-        }
-        assert!(Instant::now() < deadline, "no message from the relay");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
-fn full(body: &'static [u8]) -> FromWorker {
-    let mut head = Head::plain(StatusCode::OK, "");
-    head.body = HeadBody::Full(Bytes::from_static(body));
-    FromWorker::Response(Msg::Head(head))
-}
-
-fn status(msg: Option<Msg>) -> StatusCode {
-    match msg {
-        Some(Msg::Head(head)) => head.status,
-        other => panic!("expected a head, got {other:?}"),
-    }
+    (runner(reactor, pool), fakes)
 }
 
 #[test]
@@ -336,7 +177,7 @@ fn closing_serves_what_is_queued_then_closes_every_socket() {
     assert_eq!(status(next(&mut second_rx)), StatusCode::OK);
     // Then the host closes the slot and the intake: the worker's threads end.
     assert!(matches!(worker.slots[0].reader.read_frame(), Ok(None)));
-    assert!(matches!(worker.intake.read_frame(), Ok(None)));
+    assert!(worker.intake_closed());
 }
 
 #[test]
