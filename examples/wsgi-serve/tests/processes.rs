@@ -94,6 +94,31 @@ fn crash_costs_its_own_request(kind: &str, extra: &[&str]) {
     );
 }
 
+/// `wsgi-serve` with no `--processes` runs one worker process: a segfault costs the request
+/// that caused it, and the replacement serves the next one from another pid, never the host's.
+#[test]
+fn by_default_a_segfault_costs_one_request_and_not_the_server() {
+    each_server(|kind| {
+        let server = start(serve_app(kind, &[], "worker_app.py"));
+        let (_, body) = server.get("/pid");
+        assert!(
+            body.ends_with(" False"),
+            "wsgi.multiprocess with one worker: {body}"
+        );
+        let first = worker_pid(&server);
+        assert_ne!(first, server.pid(), "{kind}: Python ran in the host");
+        let (status, body) = server.get("/segv");
+        assert_eq!(status, 502, "{kind}: {body}");
+        let replacement = worker_pid(&server);
+        assert_ne!(replacement, first, "{kind}: the worker was not replaced");
+        assert_ne!(replacement, server.pid(), "{kind}: Python ran in the host");
+        assert!(
+            alive(server.pid()),
+            "{kind}: the server died with its worker"
+        );
+    });
+}
+
 #[test]
 fn requests_queued_behind_a_crash_are_served_by_the_replacement() {
     for extra in SPAWN_OR_FORK {
