@@ -31,11 +31,11 @@ pub(crate) struct EngineOptions {
 
     /// Run the application in N worker processes of --threads threads each, replaced when
     /// they die, so that a crash costs a request and not the server; like gunicorn's and
-    /// Granian's --workers. 0: in this process (the cheapest per request, but a crash ends
-    /// the server). MIN..MAX (1..8): an elastic pool of at least MIN and at most MAX
-    /// workers, one more started when a request has waited 50 ms for a thread, one above
-    /// MIN retired after --pool-idle-time without a request (Passenger's min instances and
-    /// max pool size, uWSGI's --cheaper and --workers).
+    /// Granian's --workers. 0: in this process (the least overhead on very small
+    /// requests, but a crash ends the server). MIN..MAX (1..8): an elastic pool of at least
+    /// MIN and at most MAX workers, one more started when a request has waited 50 ms for a
+    /// thread, one above MIN retired after --pool-idle-time without a request (Passenger's
+    /// min instances and max pool size, uWSGI's --cheaper and --workers).
     #[arg(long, value_name = "N|MIN..MAX", default_value_t = Processes { min: 1, max: 1 })]
     pub(crate) processes: Processes,
 
