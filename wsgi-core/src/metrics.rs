@@ -116,8 +116,8 @@ pub struct MetricsSnapshot {
     /// Sum of their durations.
     pub duration_sum: Duration,
     /// The worker processes, by index; empty when Python runs in this process. The counts
-    /// above are the totals over every worker. In an elastic pool, only the workers the
-    /// pool runs now (a retired index is left out until the pool grows into it again).
+    /// above are the totals over every worker. An elastic pool lists every worker up to its
+    /// maximum, those it does not run now [`WorkerState::Stopped`].
     pub workers: Vec<WorkerSnapshot>,
     /// The pool of worker processes: its size, and why it grew and shrank; `None` when
     /// Python runs in this process.
@@ -166,15 +166,20 @@ pub enum WorkerState {
     /// A new process is starting to replace the current one, which serves meanwhile (or,
     /// past its request or memory budget, waits).
     Replacing,
+    /// It runs no process: a worker of an elastic pool above its minimum, not grown into
+    /// yet or retired. Its counters keep their values, so that a sum over the workers never
+    /// goes down.
+    Stopped,
 }
 
 impl WorkerState {
-    /// `starting`, `ready` or `replacing`: a metric label.
+    /// `starting`, `ready`, `replacing` or `stopped`: a metric label.
     pub fn as_str(self) -> &'static str {
         match self {
             WorkerState::Starting => "starting",
             WorkerState::Ready => "ready",
             WorkerState::Replacing => "replacing",
+            WorkerState::Stopped => "stopped",
         }
     }
 }

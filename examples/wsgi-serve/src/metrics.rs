@@ -158,17 +158,17 @@ fn encode(s: &MetricsSnapshot, dropped_lines: u64, encoder: &mut DescriptorEncod
         family(
             encoder,
             "wsgi_worker_ready",
-            "Whether each worker process takes requests (1) or is being started (0).",
+            "Whether each worker process takes requests (1) or not (0: starting, or stopped in an elastic pool).",
             MetricType::Gauge,
             by_worker(|w| Value::Gauge(usize::from(w.ready))),
         )?;
         family(
             encoder,
             "wsgi_worker_state",
-            "1 for each worker's state: starting, ready or replacing.",
+            "1 for each worker's state: starting, ready, replacing or stopped (an elastic pool's worker it does not run now).",
             MetricType::Gauge,
             s.workers.iter().flat_map(|w| {
-                ["starting", "ready", "replacing"]
+                ["starting", "ready", "replacing", "stopped"]
                     .into_iter()
                     .map(move |state| {
                         (

@@ -20,7 +20,7 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::time::Duration;
 
 use sd_notify::NotifyState;
-use wsgi_core::Engine;
+use wsgi_core::{Engine, WorkerState};
 
 use crate::listen::Listener;
 
@@ -147,10 +147,12 @@ fn status(engine: &Engine) -> String {
         return format!("serving; {busy}");
     }
     let ready = metrics.workers.iter().filter(|w| w.ready).count();
-    format!(
-        "serving; {ready} of {} worker processes ready, {busy}",
-        metrics.workers.len()
-    )
+    let running = metrics
+        .workers
+        .iter()
+        .filter(|w| w.state != WorkerState::Stopped)
+        .count();
+    format!("serving; {ready} of {running} worker processes ready, {busy}")
 }
 
 /// Sends `states`; a failure is logged at DEBUG, since the service manager may simply not

@@ -743,13 +743,16 @@ impl Runner for Processes {
                 groups_of[worker.index()] = Some(group);
             }
         }
+        // Every worker, the stopped ones of an elastic pool included, so that the series of
+        // a retired worker stay and a sum of its counters over the workers never drops.
         self.pool
             .each_worker()
-            .filter(|(_, w)| w.active.load(Ordering::Acquire))
             .map(|(worker, w)| {
                 let ready = groups_of[worker.index()].is_some();
                 let pid = Some(w.pid.load(Ordering::Relaxed)).filter(|&pid| pid != 0);
-                let state = if w.replacing.load(Ordering::Relaxed) {
+                let state = if !w.active.load(Ordering::Acquire) {
+                    Phase::Stopped
+                } else if w.replacing.load(Ordering::Relaxed) {
                     Phase::Replacing
                 } else if ready {
                     Phase::Ready
@@ -771,7 +774,10 @@ impl Runner for Processes {
                         .zip(&w.restarts)
                         .map(|(reason, n)| (reason.as_str(), n.load(Ordering::Relaxed)))
                         .collect(),
-                    rss_bytes: Some(w.rss.load(Ordering::Relaxed)).filter(|&n| n != 0),
+                    // A stopped worker's last sample is no process's memory.
+                    rss_bytes: pid
+                        .map(|_| w.rss.load(Ordering::Relaxed))
+                        .filter(|&n| n != 0),
                     age: lock(&w.ready_at).map(|at| at.elapsed()),
                     forked: pid.is_some() && w.forked.load(Ordering::Relaxed),
                     start_duration: pid
