@@ -358,6 +358,18 @@ fn workers_serve_on_when_the_template_dies_and_a_new_one_replaces_it() {
     );
 }
 
+/// Asserts that every one of `processes` has exited, naming those left behind.
+fn assert_all_exit(processes: &BTreeSet<u32>) {
+    assert!(
+        eventually(|| processes.iter().all(|&pid| !alive(pid))),
+        "left behind: {:?}",
+        processes
+            .iter()
+            .filter(|&&pid| alive(pid))
+            .collect::<Vec<_>>()
+    );
+}
+
 #[test]
 fn sigterm_stops_the_template_and_its_workers() {
     let dir = preload_dir();
@@ -373,14 +385,7 @@ fn sigterm_stops_the_template_and_its_workers() {
         "{status:?}\n{}",
         server.stderr()
     );
-    assert!(
-        eventually(|| processes.iter().all(|&pid| !alive(pid))),
-        "left behind: {:?}",
-        processes
-            .iter()
-            .filter(|&&pid| alive(pid))
-            .collect::<Vec<_>>()
-    );
+    assert_all_exit(&processes);
     let log = server.stderr();
     assert!(!log.contains("ERROR"), "{log}");
 }
@@ -394,14 +399,7 @@ fn nothing_outlives_a_killed_host() {
     processes.insert(template);
     server.signal("KILL");
     server.wait_exit(Duration::from_secs(5));
-    assert!(
-        eventually(|| processes.iter().all(|&pid| !alive(pid))),
-        "left behind: {:?}",
-        processes
-            .iter()
-            .filter(|&&pid| alive(pid))
-            .collect::<Vec<_>>()
-    );
+    assert_all_exit(&processes);
 }
 
 #[test]
