@@ -25,7 +25,7 @@ use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Level, Metadata, Subscriber};
 
 use super::wire::frame::FrameWriter;
-use super::wire::messages::{ControlFromWorker, LogRecord};
+use super::wire::messages::{ControlFromWorker, FromTemplate, LogRecord};
 
 /// The target of re-emitted records whose own target is not one of the well-known ones.
 pub(crate) const WORKER_TARGET: &str = "wsgi_core::worker";
@@ -127,7 +127,7 @@ pub(crate) enum LogWay {
     /// Straight onto the socket, by the thread that logs: the template's way, as it must
     /// start no thread (see `crate::process::template`); it shares the writer with the
     /// template's answers, which it never interleaves with, having one thread.
-    Direct(Arc<Mutex<FrameWriter<UnixStream>>>),
+    Direct(Arc<Mutex<FrameWriter<UnixStream, FromTemplate>>>),
 }
 
 /// The `tracing` subscriber of a worker process: every enabled event becomes a
@@ -201,7 +201,7 @@ impl Subscriber for WorkerSubscriber {
                 let _ = writer
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .send(&ControlFromWorker::Log(record));
+                    .send(&FromTemplate::Control(ControlFromWorker::Log(record)));
             }
         }
     }
@@ -366,7 +366,7 @@ mod tests {
         writer.join().unwrap().unwrap();
         let bytes = out.0.lock().unwrap().clone();
         let mut reader = FrameReader::new(&bytes[..]);
-        let mut next = || reader.recv::<ControlFromWorker>().unwrap();
+        let mut next = || reader.recv().unwrap();
         assert!(matches!(next(), Some(ControlFromWorker::Log(r)) if r == record("one")));
         assert!(matches!(
             next(),

@@ -403,12 +403,12 @@ mod linux {
     /// [`Error::WorkerCrashed`]. The child is reaped in both cases and left alone otherwise.
     pub(crate) fn wait_ready<R: ReadInto>(
         child: &mut impl Exits,
-        control: &mut FrameReader<R>,
+        control: &mut FrameReader<R, ControlFromWorker>,
     ) -> Result<(u32, String), Error> {
         let pid = child.pid();
         let mut said_anything = false;
         loop {
-            match control.recv::<ControlFromWorker>() {
+            match control.recv() {
                 Ok(Some(ControlFromWorker::Ready { pid, python })) => return Ok((pid, python)),
                 Ok(Some(ControlFromWorker::StartupFailed(error))) => return Err(*error),
                 Ok(Some(ControlFromWorker::Log(record))) => log::emit(&record, pid),

@@ -40,7 +40,7 @@ use crate::process::worker::{self, Preloaded};
 use crate::python;
 use crate::python::preload::{Forked, Hook};
 
-type Writer = Arc<Mutex<FrameWriter<UnixStream>>>;
+type Writer = Arc<Mutex<FrameWriter<UnixStream, FromTemplate>>>;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -54,7 +54,7 @@ pub(crate) fn run(socket: UnixStream) -> i32 {
         return 1;
     };
     let mut reader = FrameReader::new(FdReader::new(read_half));
-    let config = match reader.recv::<ToTemplate>() {
+    let config = match reader.recv() {
         Ok(Some(ToTemplate::Config(config))) => config,
         _ => return 1,
     };
@@ -174,7 +174,7 @@ struct Child {
 
 /// Takes the host's requests and reaps the workers until the host leaves (`None`), or, in
 /// a child just forked, returns its channels.
-fn serve(reader: &mut FrameReader<FdReader>, writer: &Writer) -> Option<Channels> {
+fn serve(reader: &mut FrameReader<FdReader, ToTemplate>, writer: &Writer) -> Option<Channels> {
     let mut children: Vec<Child> = Vec::new();
     let mut retiring = false;
     loop {
@@ -190,7 +190,7 @@ fn serve(reader: &mut FrameReader<FdReader>, writer: &Writer) -> Option<Channels
                 continue;
             }
         }
-        match reader.recv::<ToTemplate>() {
+        match reader.recv() {
             Ok(Some(ToTemplate::Fork {
                 worker,
                 descriptors,

@@ -68,7 +68,7 @@ use crate::lifecycle::rss_loop::RssLoop;
 use crate::metrics::{PoolSnapshot, WorkerSnapshot, WorkerState as Phase};
 use crate::process::ids::{GroupId, SharedWorkerId, SlotId, SlotLayout, WorkerId};
 use crate::process::wire::frame::FrameWriter;
-use crate::process::wire::messages::{ControlToWorker, WorkerConfig};
+use crate::process::wire::messages::{ControlToWorker, ToWorker, WorkerConfig};
 use crate::process::wire::started::StartedPage;
 use crate::runner::{Refused, Runner};
 use crate::state::Shared;
@@ -205,7 +205,7 @@ fn eventfd() -> Option<OwnedFd> {
 #[derive(Debug, Default)]
 struct Group {
     /// The process's control socket while one runs here.
-    control: Mutex<Option<FrameWriter<UnixStream>>>,
+    control: Mutex<Option<FrameWriter<UnixStream, ControlToWorker>>>,
     /// The worker whose process runs here; none before the first.
     worker: SharedWorkerId,
     /// Slots of this group whose socket is still open.
@@ -227,7 +227,7 @@ struct Group {
 #[derive(Debug)]
 struct Intake {
     socket: UnixStream,
-    writer: FrameWriter<UnixStream>,
+    writer: FrameWriter<UnixStream, ToWorker>,
     /// The reactor watches the socket for room to write.
     watching_writable: bool,
 }

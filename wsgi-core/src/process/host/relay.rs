@@ -45,8 +45,8 @@ pub(super) enum Note {
 #[derive(Debug)]
 pub(super) struct Conn {
     socket: UnixStream,
-    reader: FrameReader<UnixStream>,
-    writer: FrameWriter<UnixStream>,
+    reader: FrameReader<UnixStream, FromWorker>,
+    writer: FrameWriter<UnixStream, ToWorker>,
     /// The request being relayed.
     current: Option<Current>,
     /// Woken when the pipe of a request that had no room has some again.
@@ -257,7 +257,7 @@ impl Pool {
     /// Queues `job`'s request for `slot` on `writer`, keeping in `job` what was sent, in
     /// case another worker has to run it.
     fn queue_request(
-        writer: &mut FrameWriter<UnixStream>,
+        writer: &mut FrameWriter<UnixStream, ToWorker>,
         slot: LocalSlot,
         job: &mut Job,
     ) -> io::Result<()> {
@@ -384,7 +384,7 @@ impl Pool {
             if conn.current.as_ref().is_some_and(|c| c.stalled.is_some()) {
                 return;
             }
-            let frame = match conn.reader.try_recv::<FromWorker>() {
+            let frame = match conn.reader.try_recv() {
                 Ok(Some(frame)) => frame,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 result => {

@@ -568,9 +568,13 @@ impl Supervisor {
 }
 
 /// Forwards a worker's log records until its control socket closes, then says so.
-fn forward_log(mut reader: FrameReader<UnixStream>, pid: u32, events: mpsc::Sender<Event>) {
+fn forward_log(
+    mut reader: FrameReader<UnixStream, ControlFromWorker>,
+    pid: u32,
+    events: mpsc::Sender<Event>,
+) {
     loop {
-        match reader.recv::<ControlFromWorker>() {
+        match reader.recv() {
             Ok(Some(ControlFromWorker::Log(record))) => log::emit(&record, pid),
             Ok(Some(ControlFromWorker::Stats { rss_bytes, .. })) => {
                 let _ = events.send(Event::Rss(rss_bytes));

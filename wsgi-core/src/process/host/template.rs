@@ -465,7 +465,7 @@ fn read_template(
     let mut reader = FrameReader::new(socket);
     let mut logged = false;
     loop {
-        let answer = match reader.recv::<FromTemplate>() {
+        let answer = match reader.recv() {
             Ok(Some(FromTemplate::Control(ControlFromWorker::Log(record)))) => {
                 log::emit(&record, pid);
                 if logged {

@@ -77,7 +77,7 @@ pub(super) fn runner(reactor: Arc<Reactor<Note>>, pool: Arc<Pool>) -> Processes 
 
 /// The worker's ends of one process's intake and slots, and its started page.
 pub(super) struct FakeWorker {
-    intake: FrameReader<UnixStream>,
+    intake: FrameReader<UnixStream, ToWorker>,
     /// The intake again, for its read timeout.
     intake_socket: UnixStream,
     pub(super) slots: Vec<FakeSlot>,
@@ -86,8 +86,8 @@ pub(super) struct FakeWorker {
 
 /// The worker's end of one slot's socket.
 pub(super) struct FakeSlot {
-    pub(super) reader: FrameReader<UnixStream>,
-    writer: FrameWriter<UnixStream>,
+    pub(super) reader: FrameReader<UnixStream, ToWorker>,
+    writer: FrameWriter<UnixStream, FromWorker>,
 }
 
 fn timed(socket: UnixStream) -> UnixStream {
@@ -119,7 +119,7 @@ impl FakeWorker {
     /// Reads the next request from the intake: its id and slot, not handed to the
     /// application yet.
     pub(super) fn read(&mut self) -> (u64, LocalSlot) {
-        match self.intake.recv::<ToWorker>() {
+        match self.intake.recv() {
             Ok(Some(ToWorker::Request(request))) => (request.id, request.slot),
             other => panic!("expected a request, got {other:?}"),
         }
@@ -394,8 +394,8 @@ pub(super) struct FakeProcess {
     /// The worker it was launched for.
     pub(super) worker: WorkerId,
     pub(super) pid: u32,
-    control: FrameReader<UnixStream>,
-    replies: FrameWriter<UnixStream>,
+    control: FrameReader<UnixStream, ControlToWorker>,
+    replies: FrameWriter<UnixStream, ControlFromWorker>,
     exit: Arc<FakeExit>,
     /// Its intake, slots and started page.
     pub(super) io: FakeWorker,
@@ -419,7 +419,7 @@ impl FakeProcess {
 
     /// The next message on its control socket.
     pub(super) fn control(&mut self) -> ControlToWorker {
-        match self.control.recv::<ControlToWorker>() {
+        match self.control.recv() {
             Ok(Some(msg)) => msg,
             other => panic!("expected a control message, got {other:?}"),
         }

@@ -16,6 +16,7 @@
 //! one thread can read a socket while another writes it; each direction needs one owner.
 
 use std::io::{self, IoSlice, Write};
+use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -39,6 +40,19 @@ pub(crate) struct Frame {
     pub(crate) kind: u8,
     /// The payload, a slice of the reader's buffer.
     pub(crate) payload: Bytes,
+}
+
+/// A raw frame is a message too: what a reader that does not decode (a test, a probe of
+/// whether the peer is still there) reads.
+impl Message for Frame {
+    fn encode(&self, out: &mut BytesMut) -> Encoded {
+        out.put_slice(&self.payload);
+        Encoded::fields(self.kind)
+    }
+
+    fn decode(frame: Frame) -> io::Result<Self> {
+        Ok(frame)
+    }
 }
 
 /// A message that travels as one frame (or, for bodies, several).
@@ -91,19 +105,23 @@ impl Encoded {
     }
 }
 
-/// Reads frames from a byte stream, reusing one buffer.
+/// Reads frames from a byte stream, reusing one buffer: the messages of type `M`, which
+/// name the direction they travel in (`FromWorker`, `ControlToWorker`, ...), or raw
+/// [`Frame`]s.
 #[derive(Debug)]
-pub(crate) struct FrameReader<R> {
+pub(crate) struct FrameReader<R, M> {
     inner: R,
     buf: BytesMut,
+    message: PhantomData<fn() -> M>,
 }
 
-impl<R: ReadInto> FrameReader<R> {
+impl<R: ReadInto, M: Message> FrameReader<R, M> {
     /// A reader over `inner` (a `UnixStream` or `&UnixStream`).
     pub(crate) fn new(inner: R) -> Self {
         FrameReader {
             inner,
             buf: BytesMut::with_capacity(READ_AHEAD),
+            message: PhantomData,
         }
     }
 
@@ -120,8 +138,8 @@ impl<R: ReadInto> FrameReader<R> {
         }
     }
 
-    /// The next frame as a message of type `M`.
-    pub(crate) fn recv<M: Message>(&mut self) -> io::Result<Option<M>> {
+    /// The next frame as a message.
+    pub(crate) fn recv(&mut self) -> io::Result<Option<M>> {
         self.read_frame()?.map(M::decode).transpose()
     }
 
@@ -147,13 +165,13 @@ impl<R: ReadInto> FrameReader<R> {
         }
     }
 
-    /// The next frame as a message of type `M`, without waiting.
-    pub(crate) fn try_recv<M: Message>(&mut self) -> io::Result<Option<M>> {
+    /// The next frame as a message, without waiting.
+    pub(crate) fn try_recv(&mut self) -> io::Result<Option<M>> {
         self.try_read_frame()?.map(M::decode).transpose()
     }
 }
 
-impl<R> FrameReader<R> {
+impl<R, M> FrameReader<R, M> {
     /// Whether bytes already read wait in the buffer: a reader that polls its stream first
     /// must not wait while they hold a frame.
     pub(crate) fn has_buffered(&self) -> bool {
@@ -293,9 +311,10 @@ unsafe impl ReadInto for &[u8] {
     }
 }
 
-/// Writes frames to a byte stream: queued frames go out in one `writev` on [`flush`](Self::flush).
+/// Writes frames of messages of type `M` (which name their direction) to a byte stream:
+/// queued frames go out in one `writev` on [`flush`](Self::flush).
 #[derive(Debug)]
-pub(crate) struct FrameWriter<W> {
+pub(crate) struct FrameWriter<W, M> {
     inner: W,
     /// Headers and fields of queued frames not yet split into `pending`.
     scratch: BytesMut,
@@ -303,9 +322,10 @@ pub(crate) struct FrameWriter<W> {
     pending: Vec<Bytes>,
     /// The last `try_flush` left bytes the stream did not take.
     stalled: bool,
+    message: PhantomData<fn(M)>,
 }
 
-impl<W: Write> FrameWriter<W> {
+impl<W: Write, M: Message> FrameWriter<W, M> {
     /// A writer over `inner` (a `UnixStream` or `&UnixStream`).
     pub(crate) fn new(inner: W) -> Self {
         FrameWriter {
@@ -313,6 +333,7 @@ impl<W: Write> FrameWriter<W> {
             scratch: BytesMut::with_capacity(4096),
             pending: Vec::new(),
             stalled: false,
+            message: PhantomData,
         }
     }
 
@@ -322,7 +343,7 @@ impl<W: Write> FrameWriter<W> {
     }
 
     /// Queues `msg` and writes everything queued.
-    pub(crate) fn send<M: Message>(&mut self, msg: &M) -> io::Result<()> {
+    pub(crate) fn send(&mut self, msg: &M) -> io::Result<()> {
         self.queue(msg)?;
         self.flush()
     }
@@ -330,7 +351,7 @@ impl<W: Write> FrameWriter<W> {
     /// Adds `msg` to what the next [`flush`](Self::flush) writes. A message too large for one
     /// frame (and not a body piece) is an [`io::ErrorKind::InvalidInput`] error and is not
     /// queued.
-    pub(crate) fn queue<M: Message>(&mut self, msg: &M) -> io::Result<()> {
+    pub(crate) fn queue(&mut self, msg: &M) -> io::Result<()> {
         let start = self.scratch.len();
         self.scratch.put_bytes(0, HEADER_LEN);
         let encoded = msg.encode(&mut self.scratch);
@@ -393,7 +414,7 @@ impl<W: Write> FrameWriter<W> {
     }
 }
 
-impl<W: TryWrite> FrameWriter<W> {
+impl<W: TryWrite, M> FrameWriter<W, M> {
     /// Writes as much of what is queued as the stream takes without waiting, and keeps the
     /// rest queued, in order, for the next [`flush`](Self::flush) or `try_flush`: a frame
     /// cut by a partial write goes on where it stopped, so frames stay whole on the stream.
@@ -778,8 +799,8 @@ mod tests {
         assert_eq!(rec.calls, vec![2], "header+fields and the tail, one call");
         assert_eq!(&rec.out[..8], &[13, 0, 0, 0, 0x7e, 0, 0, 0]);
         let mut r = FrameReader::new(&rec.out[..]);
-        assert_eq!(r.recv::<Probe>().unwrap(), Some(msg));
-        assert!(r.recv::<Probe>().unwrap().is_none(), "clean end");
+        assert_eq!(r.recv().unwrap(), Some(msg));
+        assert!(r.recv().unwrap().is_none(), "clean end");
     }
 
     #[test]
@@ -797,9 +818,9 @@ mod tests {
         for step in [1, 7, 8, 9, 4096] {
             let mut r = FrameReader::new(Trickle { data: out, step });
             for m in &msgs {
-                assert_eq!(r.recv::<Probe>().unwrap().as_ref(), Some(m), "step {step}");
+                assert_eq!(r.recv().unwrap().as_ref(), Some(m), "step {step}");
             }
-            assert!(r.recv::<Probe>().unwrap().is_none());
+            assert!(r.recv().unwrap().is_none());
         }
     }
 
@@ -881,9 +902,9 @@ mod tests {
         for step in [1, 7, 4096] {
             let mut r = FrameReader::new(Trickle { data: out, step });
             for m in first.iter().chain(&second) {
-                assert_eq!(r.recv::<Probe>().unwrap().as_ref(), Some(m), "step {step}");
+                assert_eq!(r.recv().unwrap().as_ref(), Some(m), "step {step}");
             }
-            assert!(r.recv::<Probe>().unwrap().is_none());
+            assert!(r.recv().unwrap().is_none());
         }
     }
 
@@ -940,10 +961,10 @@ mod tests {
             "8 MiB fitted in the socket's buffer?"
         );
         let reader = std::thread::spawn(move || {
-            let mut r = FrameReader::new(host);
+            let mut r = FrameReader::<_, Probe>::new(host);
             let mut body = Vec::new();
             loop {
-                let probe = r.recv::<Probe>().unwrap().expect("a frame");
+                let probe = r.recv().unwrap().expect("a frame");
                 if !probe.splittable {
                     return (body, probe);
                 }
@@ -971,8 +992,8 @@ mod tests {
         assert_eq!(w.pending.len(), 6);
         assert_eq!(w.pending[1].as_ptr(), big.as_ptr());
         w.flush().unwrap();
-        let mut r = FrameReader::new(&w.get_ref().out[..]);
-        let sizes: Vec<usize> = std::iter::from_fn(|| r.recv::<Probe>().unwrap())
+        let mut r = FrameReader::<_, Probe>::new(&w.get_ref().out[..]);
+        let sizes: Vec<usize> = std::iter::from_fn(|| r.recv().unwrap())
             .map(|p| p.tail.len())
             .collect();
         assert_eq!(sizes, vec![MAX_FRAME, MAX_FRAME, 10]);
@@ -996,20 +1017,26 @@ mod tests {
     #[test]
     fn corrupt_lengths_and_truncation_are_errors() {
         let huge = [0xff, 0xff, 0xff, 0x7f, 0x7e, 0, 0, 0];
-        let err = FrameReader::new(&huge[..]).read_frame().unwrap_err();
+        let err = FrameReader::<_, Frame>::new(&huge[..])
+            .read_frame()
+            .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
 
         let cut = [20, 0, 0, 0, 0x7e, 0, 0, 0, 1, 2, 3];
-        let err = FrameReader::new(&cut[..]).read_frame().unwrap_err();
+        let err = FrameReader::<_, Frame>::new(&cut[..])
+            .read_frame()
+            .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
 
         let half_header = [20, 0, 0];
-        let err = FrameReader::new(&half_header[..]).read_frame().unwrap_err();
+        let err = FrameReader::<_, Frame>::new(&half_header[..])
+            .read_frame()
+            .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
 
         // A well-framed payload too short for its fields.
         let short = [2, 0, 0, 0, 0x7e, 0, 0, 0, 1, 2];
-        let err = FrameReader::new(&short[..]).recv::<Probe>().unwrap_err();
+        let err = FrameReader::<_, Probe>::new(&short[..]).recv().unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
     }
 
@@ -1036,16 +1063,20 @@ mod tests {
         let (host, worker) = UnixStream::pair().unwrap();
         FrameWriter::new(&host).send(&probe()).unwrap();
         drop(worker);
-        let err = FrameReader::new(&host).read_frame().unwrap_err();
+        let err = FrameReader::<_, Frame>::new(&host)
+            .read_frame()
+            .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
 
         let (host, worker) = UnixStream::pair().unwrap();
         FrameWriter::new(&host).send(&probe()).unwrap();
-        assert_eq!(
-            FrameReader::new(&worker).recv::<Probe>().unwrap(),
-            Some(probe())
-        );
+        assert_eq!(FrameReader::new(&worker).recv().unwrap(), Some(probe()));
         drop(worker);
-        assert!(FrameReader::new(&host).read_frame().unwrap().is_none());
+        assert!(
+            FrameReader::<_, Frame>::new(&host)
+                .read_frame()
+                .unwrap()
+                .is_none()
+        );
     }
 }

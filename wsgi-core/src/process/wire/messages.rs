@@ -1367,8 +1367,8 @@ mod tests {
         w.send(msg).unwrap();
         let bytes = w.get_ref().clone();
         let mut r = FrameReader::new(&bytes[..]);
-        let back = r.recv::<M>().unwrap().expect("one frame");
-        assert!(r.recv::<M>().unwrap().is_none(), "exactly one frame");
+        let back = r.recv().unwrap().expect("one frame");
+        assert!(r.recv().unwrap().is_none(), "exactly one frame");
         back
     }
 
@@ -2067,7 +2067,9 @@ mod tests {
         let mut w = FrameWriter::new(Vec::new());
         w.send(&FromWorker::Response(Msg::End)).unwrap();
         let bytes = w.get_ref().clone();
-        let err = FrameReader::new(&bytes[..]).recv::<ToWorker>().unwrap_err();
+        let err = FrameReader::<_, ToWorker>::new(&bytes[..])
+            .recv()
+            .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
         assert!(err.to_string().contains("0x15"), "{err}");
     }

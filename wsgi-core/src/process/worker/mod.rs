@@ -86,7 +86,7 @@ fn serve(channels: Channels, preloaded: Option<Preloaded>) -> i32 {
         return 1;
     };
     let mut reader = FrameReader::new(read_half);
-    let config = match reader.recv::<ControlToWorker>() {
+    let config = match reader.recv() {
         Ok(Some(ControlToWorker::Config(config))) => config,
         _ => return 1,
     };
@@ -190,7 +190,7 @@ fn serve(channels: Channels, preloaded: Option<Preloaded>) -> i32 {
         python: python::python_info().version.clone(),
     });
     loop {
-        match reader.recv::<ControlToWorker>() {
+        match reader.recv() {
             Ok(Some(ControlToWorker::Interrupt {
                 slot,
                 id,
@@ -328,8 +328,8 @@ impl Current {
     }
 }
 
-type Writer = Arc<Mutex<FrameWriter<UnixStream>>>;
-type Reader = Arc<Mutex<FrameReader<UnixStream>>>;
+type Writer = Arc<Mutex<FrameWriter<UnixStream, FromWorker>>>;
+type Reader = Arc<Mutex<FrameReader<UnixStream, ToWorker>>>;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -366,7 +366,7 @@ struct Intake {
 impl Intake {
     /// Reads requests into `queue` until the host closes the socket (or breaks the
     /// protocol), then closes the queue: the threads end once they have run what it holds.
-    fn feed(self, reader: &mut FrameReader<UnixStream>, queue: &Dispatch<Job>) {
+    fn feed(self, reader: &mut FrameReader<UnixStream, ToWorker>, queue: &Dispatch<Job>) {
         while let Some(job) = self.next(reader) {
             if queue.try_send(job).is_err() {
                 // Only a host sending more than one request per slot gets here.
@@ -379,8 +379,8 @@ impl Intake {
 
     /// The next request as a job, waiting for it; `None` once the host has closed the
     /// socket or broken the protocol.
-    fn next(&self, reader: &mut FrameReader<UnixStream>) -> Option<Job> {
-        let request = match reader.recv::<ToWorker>() {
+    fn next(&self, reader: &mut FrameReader<UnixStream, ToWorker>) -> Option<Job> {
+        let request = match reader.recv() {
             Ok(Some(ToWorker::Request(request))) => request,
             Ok(Some(_)) => {
                 tracing::error!(target: "wsgi_core", "the host sent a body frame on the intake socket; stopping");
@@ -547,7 +547,7 @@ impl Pull for SocketPull {
         if lock(&self.writer).send(&FromWorker::Want(want)).is_err() {
             return gone();
         }
-        match lock(&self.reader).recv::<ToWorker>() {
+        match lock(&self.reader).recv() {
             Ok(Some(ToWorker::Body(pulled))) => pulled,
             Ok(Some(ToWorker::Request(_))) => Pulled::Chunk(Chunk::Failed(
                 "the host sent a request on a slot's socket".into(),
