@@ -52,9 +52,10 @@ pub(crate) fn of_request(running: impl FnOnce() -> Option<Busy>) -> Option<(Busy
 }
 
 /// Logs, at INFO, each busy slot of `shared` (its request, how long it has run, its
-/// thread's Python stack), then how many of the process's `threads` were busy. Waits for
-/// the GIL: call it from a thread of its own, never from a host's I/O thread.
-pub(crate) fn log_busy_threads(shared: &Shared, threads: usize) {
+/// thread's Python stack), then how many of the process's threads (one per slot) were
+/// busy. Waits for the GIL: call it from a thread of its own, never from a host's I/O
+/// thread.
+pub(crate) fn log_busy_threads(shared: &Shared) {
     Python::attach(|py| {
         // Read with the GIL held, so that no thread finishes its request or starts another
         // while its stack is taken.
@@ -70,6 +71,6 @@ pub(crate) fn log_busy_threads(shared: &Shared, threads: usize) {
                 busy::describe(entry, stack.as_deref())
             );
         }
-        tracing::info!(target: "wsgi_core", "{}", busy::summary(busy.len(), threads));
+        tracing::info!(target: "wsgi_core", "{}", busy::summary(busy.len(), shared.slots.len()));
     });
 }

@@ -80,8 +80,8 @@ impl Runner for Threads {
     }
 
     fn log_busy_threads(&self) {
-        let (shared, threads) = (self.shared.clone(), self.shared.slots.len());
-        busy::spawn_report(move || python::log_busy_threads(&shared, threads));
+        let shared = self.shared.clone();
+        busy::spawn_report(move || python::log_busy_threads(&shared));
     }
 }
 

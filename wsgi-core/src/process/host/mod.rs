@@ -735,12 +735,12 @@ impl Runner for Processes {
 
     fn workers(&self) -> Vec<WorkerSnapshot> {
         let ready = self.pool.queue.ready();
-        let mut groups_of = vec![None; self.pool.workers.len()];
+        let mut ready_workers = vec![false; self.pool.workers.len()];
         for (group, g) in self.pool.each_group() {
             if let Some(worker) = g.worker.load()
                 && ready.get(group.index()).copied().unwrap_or(false)
             {
-                groups_of[worker.index()] = Some(group);
+                ready_workers[worker.index()] = true;
             }
         }
         // Every worker, the stopped ones of an elastic pool included, so that the series of
@@ -748,7 +748,7 @@ impl Runner for Processes {
         self.pool
             .each_worker()
             .map(|(worker, w)| {
-                let ready = groups_of[worker.index()].is_some();
+                let ready = ready_workers[worker.index()];
                 let pid = Some(w.pid.load(Ordering::Relaxed)).filter(|&pid| pid != 0);
                 let state = if !w.active.load(Ordering::Acquire) {
                     Phase::Stopped

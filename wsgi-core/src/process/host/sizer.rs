@@ -76,14 +76,12 @@ fn facts(pool: &Pool) -> (Vec<Serving<WorkerId>>, usize, Option<Instant>) {
             continue;
         }
         let group = pool
-            .groups
-            .iter()
-            .enumerate()
-            .find(|(g, group)| group.worker.load() == Some(worker) && sample.groups[*g].0);
+            .each_group()
+            .find(|(g, group)| group.worker.load() == Some(worker) && sample.groups[g.index()].0);
         match group {
             Some((g, _)) => serving.push(Serving {
                 worker,
-                idle_since: sample.groups[g]
+                idle_since: sample.groups[g.index()]
                     .1
                     .filter(|_| !state.replacing.load(Ordering::Relaxed)),
             }),

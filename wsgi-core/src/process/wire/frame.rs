@@ -42,19 +42,6 @@ pub(crate) struct Frame {
     pub(crate) payload: Bytes,
 }
 
-/// A raw frame is a message too: what a reader that does not decode (a test, a probe of
-/// whether the peer is still there) reads.
-impl Message for Frame {
-    fn encode(&self, out: &mut BytesMut) -> Encoded {
-        out.put_slice(&self.payload);
-        Encoded::fields(self.kind)
-    }
-
-    fn decode(frame: Frame) -> io::Result<Self> {
-        Ok(frame)
-    }
-}
-
 /// A message that travels as one frame (or, for bodies, several).
 pub(crate) trait Message: Sized {
     /// Appends the payload's leading fields to `out` and says how the frame ends.
@@ -106,8 +93,7 @@ impl Encoded {
 }
 
 /// Reads frames from a byte stream, reusing one buffer: the messages of type `M`, which
-/// name the direction they travel in (`FromWorker`, `ControlToWorker`, ...), or raw
-/// [`Frame`]s.
+/// name the direction they travel in (`FromWorker`, `ControlToWorker`, ...).
 #[derive(Debug)]
 pub(crate) struct FrameReader<R, M> {
     inner: R,
@@ -1017,19 +1003,19 @@ mod tests {
     #[test]
     fn corrupt_lengths_and_truncation_are_errors() {
         let huge = [0xff, 0xff, 0xff, 0x7f, 0x7e, 0, 0, 0];
-        let err = FrameReader::<_, Frame>::new(&huge[..])
+        let err = FrameReader::<_, Probe>::new(&huge[..])
             .read_frame()
             .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
 
         let cut = [20, 0, 0, 0, 0x7e, 0, 0, 0, 1, 2, 3];
-        let err = FrameReader::<_, Frame>::new(&cut[..])
+        let err = FrameReader::<_, Probe>::new(&cut[..])
             .read_frame()
             .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
 
         let half_header = [20, 0, 0];
-        let err = FrameReader::<_, Frame>::new(&half_header[..])
+        let err = FrameReader::<_, Probe>::new(&half_header[..])
             .read_frame()
             .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
@@ -1063,7 +1049,7 @@ mod tests {
         let (host, worker) = UnixStream::pair().unwrap();
         FrameWriter::new(&host).send(&probe()).unwrap();
         drop(worker);
-        let err = FrameReader::<_, Frame>::new(&host)
+        let err = FrameReader::<_, Probe>::new(&host)
             .read_frame()
             .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
@@ -1073,7 +1059,7 @@ mod tests {
         assert_eq!(FrameReader::new(&worker).recv().unwrap(), Some(probe()));
         drop(worker);
         assert!(
-            FrameReader::<_, Frame>::new(&host)
+            FrameReader::<_, Probe>::new(&host)
                 .read_frame()
                 .unwrap()
                 .is_none()

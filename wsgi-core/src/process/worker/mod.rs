@@ -120,8 +120,6 @@ fn serve(channels: Channels, preloaded: Option<Preloaded>) -> i32 {
         Err(e) => return fail(e),
     };
     let threads = slots.len();
-    // For the busy threads' report: `threads` goes on to name the threads themselves.
-    let thread_count = threads;
     let shared = Arc::new(Shared::new(
         threads,
         Limits {
@@ -217,7 +215,7 @@ fn serve(channels: Channels, preloaded: Option<Preloaded>) -> i32 {
             }
             Ok(Some(ControlToWorker::LogBusyThreads)) => {
                 let shared = shared.clone();
-                busy::spawn_report(move || python::log_busy_threads(&shared, thread_count));
+                busy::spawn_report(move || python::log_busy_threads(&shared));
             }
             Ok(Some(ControlToWorker::Cancel { slot, id })) => {
                 if let Some(slot) = slots.get(slot.index()) {
